@@ -1,0 +1,1 @@
+"""Volumes and the versioned supervoxel graph: everything that runs without HTTP."""

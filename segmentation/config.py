@@ -1,0 +1,35 @@
+"""Where axonlink keeps its data and which database it talks to.
+
+Settings come from flags first, then the environment (``AXONLINK_HOME``,
+``AXONLINK_DATABASE_URL``), then defaults that need nothing installed: a data
+directory ``./axonlink-data`` and a SQLite file inside it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = "axonlink-data"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+
+    @classmethod
+    def load(cls, home: str | os.PathLike | None = None, database_url: str | None = None) -> "Settings":
+        home_path = Path(home or os.environ.get("AXONLINK_HOME") or DEFAULT_HOME).expanduser().resolve()
+        url = database_url or os.environ.get("AXONLINK_DATABASE_URL") or sqlite_url(home_path / "axonlink.sqlite")
+        return cls(home=home_path, database_url=url)
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.home / "demo"
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"

@@ -1,0 +1,199 @@
+"""The dataset registry: which volumes axonlink serves, with their metadata.
+
+``Datasets`` is the facade the CLI, the server and the tests use; it hides the
+SQL tables and the reading of each layer's precomputed ``info``.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, selectinload
+
+from .db import engine_for
+from .models import DatasetRow, LayerRow
+from .storage import LayerStore, normalize_layer_url, open_layer_store
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+LAYER_KINDS = ("image", "segmentation")
+
+
+class DatasetError(ValueError):
+    """A dataset request that cannot be satisfied (bad name, unreadable layer...)."""
+
+
+class DatasetNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    kind: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    description: str
+    license: str
+    citation: str
+    voxel_resolution: list[float]
+    volume_size: list[int]
+    voxel_offset: list[int]
+    created_at: str
+    layers: tuple[Layer, ...] = field(default_factory=tuple)
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise DatasetNotFound(f"dataset {self.name!r} has no layer {name!r}")
+
+    def first_layer(self, kind: str) -> Layer | None:
+        return next((layer for layer in self.layers if layer.kind == kind), None)
+
+    @property
+    def center_voxel(self) -> list[float]:
+        return [o + s / 2 for o, s in zip(self.voxel_offset, self.volume_size)]
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "license": self.license,
+            "citation": self.citation,
+            "voxel_resolution": self.voxel_resolution,
+            "volume_size": self.volume_size,
+            "voxel_offset": self.voxel_offset,
+            "created": self.created_at,
+            "layers": [{"name": l.name, "type": l.kind, "source": l.url} for l in self.layers],
+        }
+
+
+def read_info(url: str) -> dict:
+    """Read and sanity-check a layer's precomputed ``info``."""
+    try:
+        obj = open_layer_store(url).get("info")
+    except Exception as error:  # any storage backend failure
+        raise DatasetError(f"cannot read {url}/info: {error}") from error
+    if obj is None:
+        raise DatasetError(f"no precomputed volume at {url} (missing info file)")
+    try:
+        info = json.loads(obj.decoded())
+        scale = info["scales"][0]
+        _ = scale["resolution"], scale["size"], info["data_type"]
+    except (ValueError, KeyError, IndexError, TypeError) as error:
+        raise DatasetError(f"{url}/info is not a precomputed volume info: {error}") from error
+    return info
+
+
+class Datasets:
+    """Register, list and look up datasets; caches open layer stores for serving."""
+
+    _STORE_TTL_SECONDS = 10.0
+
+    def __init__(self, database_url: str):
+        self.engine = engine_for(database_url)
+        self._stores: dict[tuple[str, str], tuple[float, Layer, LayerStore]] = {}
+        self._lock = threading.Lock()
+
+    def add(
+        self,
+        name: str,
+        *,
+        image: str,
+        segmentation: str,
+        description: str = "",
+        license: str = "",
+        citation: str = "",
+        extra_layers: dict[str, str] | None = None,
+    ) -> Dataset:
+        if not NAME_PATTERN.match(name or ""):
+            raise DatasetError(
+                "dataset names are 1-64 letters, digits, '_' or '-', starting with a letter or digit"
+            )
+        layers = {"image": ("image", image), "segmentation": ("segmentation", segmentation)}
+        for layer_name, url in (extra_layers or {}).items():
+            if not NAME_PATTERN.match(layer_name):
+                raise DatasetError(f"bad layer name {layer_name!r}")
+            layers[layer_name] = (None, url)
+        rows, seg_info = [], None
+        for layer_name, (kind, url) in layers.items():
+            url = normalize_layer_url(url)
+            info = read_info(url)
+            if kind is None:
+                kind = "segmentation" if info.get("type") == "segmentation" else "image"
+            if layer_name == "segmentation":
+                seg_info = info
+            rows.append(LayerRow(name=layer_name, kind=kind, url=url))
+        scale = seg_info["scales"][0]
+        row = DatasetRow(
+            name=name,
+            description=description,
+            license=license,
+            citation=citation,
+            voxel_resolution=[float(r) for r in scale["resolution"]],
+            volume_size=[int(s) for s in scale["size"]],
+            voxel_offset=[int(o) for o in scale.get("voxel_offset", [0, 0, 0])],
+            layers=rows,
+        )
+        with Session(self.engine) as session:
+            if session.scalar(sa.select(DatasetRow.id).where(DatasetRow.name == name)) is not None:
+                raise DatasetError(f"dataset {name!r} already exists")
+            session.add(row)
+            session.commit()
+            return _to_dataset(row)
+
+    def list(self) -> list[Dataset]:
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                sa.select(DatasetRow).options(selectinload(DatasetRow.layers)).order_by(DatasetRow.id)
+            )
+            return [_to_dataset(row) for row in rows]
+
+    def get(self, name: str) -> Dataset:
+        with Session(self.engine) as session:
+            row = session.scalar(
+                sa.select(DatasetRow).options(selectinload(DatasetRow.layers)).where(DatasetRow.name == name)
+            )
+            if row is None:
+                raise DatasetNotFound(f"no dataset named {name!r}")
+            return _to_dataset(row)
+
+    def exists(self, name: str) -> bool:
+        with Session(self.engine) as session:
+            return session.scalar(sa.select(DatasetRow.id).where(DatasetRow.name == name)) is not None
+
+    def layer_store(self, dataset: str, layer: str) -> tuple[Layer, LayerStore]:
+        """The store serving ``dataset/layer``; cached briefly so chunk requests skip SQL."""
+        key = (dataset, layer)
+        now = time.monotonic()
+        cached = self._stores.get(key)
+        if cached is not None and now - cached[0] < self._STORE_TTL_SECONDS:
+            return cached[1], cached[2]
+        found = self.get(dataset).layer(layer)
+        store = open_layer_store(found.url)
+        with self._lock:
+            self._stores[key] = (now, found, store)
+        return found, store
+
+
+def _to_dataset(row: DatasetRow) -> Dataset:
+    created = row.created_at
+    return Dataset(
+        name=row.name,
+        description=row.description,
+        license=row.license,
+        citation=row.citation,
+        voxel_resolution=list(row.voxel_resolution),
+        volume_size=list(row.volume_size),
+        voxel_offset=list(row.voxel_offset),
+        created_at=created.isoformat() if created else "",
+        layers=tuple(Layer(l.name, l.kind, l.url) for l in row.layers),
+    )

@@ -1,0 +1,50 @@
+"""The application factory: settings → database → blueprints."""
+from __future__ import annotations
+
+from flask import Flask
+
+from segmentation import db
+from segmentation.config import Settings
+from segmentation.datasets import Datasets
+
+from . import errors
+from .blueprints import data, datasets, meta, viewer
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "content-range, content-encoding, content-length, etag",
+}
+PREFLIGHT_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "range, content-type, authorization, if-none-match",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> Flask:
+    settings = settings or Settings.load()
+    if upgrade_db:
+        db.upgrade(settings.database_url)
+    app = Flask(__name__)
+    app.config["AXONLINK_SETTINGS"] = settings
+    app.extensions["axonlink.datasets"] = Datasets(settings.database_url)
+    errors.install(app)
+    for module in (data, datasets, meta, viewer):
+        app.register_blueprint(module.blueprint)
+
+    @app.after_request
+    def add_cors(response):
+        response.headers.update(CORS_HEADERS)
+        return response
+
+    @app.before_request
+    def answer_preflight():
+        from flask import request
+
+        if request.method == "OPTIONS":
+            response = app.make_default_options_response()
+            response.headers.update(PREFLIGHT_HEADERS)
+            return response
+        return None
+
+    return app

@@ -1,0 +1,123 @@
+"""Precomputed volumes over HTTP, as Neuroglancer, CloudVolume and tensorstore read them.
+
+One data path per request: validate the key → read stored bytes (or a byte
+range) from the layer's store → pick encoding and headers → respond.
+"""
+from __future__ import annotations
+
+import gzip
+import re
+
+from flask import Blueprint, Response, request
+from werkzeug.http import parse_range_header
+
+from segmentation.datasets import DatasetNotFound
+from segmentation.storage import InvalidKey, validate_key
+from segmentation.timestamps import InvalidTimestamp, parse_timestamp
+
+from .. import endpoints
+from ..errors import json_error
+from . import datasets_registry
+
+blueprint = Blueprint("data", __name__)
+
+_MESH_MANIFEST = re.compile(r"^\d+:\d+$")
+_GZIP_ON_THE_FLY_MIN_BYTES = 512
+
+
+def parse_dataset_ref(ref: str):
+    """``NAME`` (now) or ``NAME@TIMESTAMP`` (a moment) → (name, datetime | None)."""
+    name, at, moment = ref.partition("@")
+    return name, (parse_timestamp(moment) if at else None)
+
+
+def content_type_for(key: str) -> str:
+    last = key.rsplit("/", 1)[-1]
+    if last in ("info", "provenance") or _MESH_MANIFEST.match(last):
+        return "application/json"
+    return "application/octet-stream"
+
+
+def cache_control_for(key: str) -> str:
+    if content_type_for(key) == "application/json":
+        return "no-cache"  # revalidated with the ETag every time
+    return "public, max-age=3600"
+
+
+def layer_file(dataset_ref: str, layer: str, key: str):
+    try:
+        name, _moment = parse_dataset_ref(dataset_ref)
+        validate_key(key)
+    except (InvalidTimestamp, InvalidKey) as error:
+        return json_error(400, str(error))
+    try:
+        _, store = datasets_registry().layer_store(name, layer)
+    except DatasetNotFound as error:
+        return json_error(404, str(error))
+    headers = {
+        "Content-Type": content_type_for(key),
+        "Cache-Control": cache_control_for(key),
+        "Accept-Ranges": "bytes",
+        "Vary": "Accept-Encoding",
+    }
+    try:
+        if "Range" in request.headers:
+            return _ranged(store, key, headers)
+        if request.method == "HEAD":
+            size = store.size(key)
+            if size is None:
+                return _missing(key)
+            return Response(status=200, headers={**headers, "Content-Length": str(size)})
+        return _whole(store, key, headers)
+    except InvalidKey as error:
+        return json_error(400, str(error))
+
+
+def _missing(key: str):
+    return json_error(404, f"no such file in this layer: {key}")
+
+
+def _ranged(store, key, headers):
+    size = store.size(key)
+    if size is None:
+        return _missing(key)
+    parsed = parse_range_header(request.headers["Range"])
+    if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+        return _whole(store, key, headers)  # RFC 9110: an unusable Range is ignored
+    bounds = parsed.range_for_length(size)
+    if bounds is None:
+        return json_error(416, f"range not satisfiable for {size} bytes", **{"Content-Range": f"bytes */{size}"})
+    start, stop = bounds
+    body = store.get_range(key, start, stop)
+    if body is None:
+        return _missing(key)
+    headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    return Response(body, status=206, headers=headers)
+
+
+def _whole(store, key, headers):
+    obj = store.get(key)
+    if obj is None:
+        return _missing(key)
+    headers["ETag"] = obj.etag
+    if obj.etag in request.if_none_match:
+        return Response(status=304, headers=headers)
+    accepts_gzip = "gzip" in request.accept_encodings
+    if obj.encoding == "gzip" and accepts_gzip:
+        body = obj.content
+        headers["Content-Encoding"] = "gzip"
+    else:
+        body = obj.decoded()
+        if (
+            accepts_gzip
+            and headers["Content-Type"] == "application/json"
+            and len(body) >= _GZIP_ON_THE_FLY_MIN_BYTES
+        ):
+            body = gzip.compress(body, compresslevel=5)
+            headers["Content-Encoding"] = "gzip"
+    if request.method == "HEAD":
+        return Response(status=200, headers={**headers, "Content-Length": str(len(body))})
+    return Response(body, status=200, headers=headers)
+
+
+endpoints.register(blueprint, endpoints.DATA, {"layer_file": layer_file})

@@ -1,0 +1,131 @@
+"""The Neuroglancer viewer, served offline from the ``neuroglancer`` wheel.
+
+The wheel's client is Neuroglancer's Python-integration build: it must run
+under ``/v/<token>/`` and keeps a server-sent-events stream open at
+``/events/<token>``. We serve its page at ``/`` (and ``/v/<token>/``) with one
+script in front that moves the URL to ``/v/axonlink/`` (keeping any ``#!``
+state, or filling in the default state of the first dataset), and answer the
+small protocol ourselves: an event stream that never pushes a state (so the
+URL's state wins), and state/action posts that are accepted and dropped.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, request, send_from_directory
+
+from frontend_config import default_state
+
+from .. import endpoints
+from ..errors import json_error
+from . import datasets_registry
+
+blueprint = Blueprint("viewer", __name__)
+
+VIEWER_TOKEN = "axonlink"
+CLIENT_URL_PREFIX = "/static/neuroglancer/"
+KEEPALIVE_SECONDS = 20
+STREAM_LIFETIME_SECONDS = 12 * 3600
+
+
+@lru_cache(maxsize=1)
+def client_dir() -> Path:
+    return Path(str(resources.files("neuroglancer") / "static" / "client"))
+
+
+@lru_cache(maxsize=1)
+def viewer_html() -> str:
+    """The wheel's index.html with asset paths made absolute and our config script first."""
+    html = (client_dir() / "index.html").read_text()
+    html = re.sub(r'(src|href)="(?!/|https?:)([^"]+)"', rf'\1="{CLIENT_URL_PREFIX}\2"', html)
+    return html.replace("<head>", '<head><script src="/viewer-config.js"></script>', 1)
+
+
+def viewer_root():
+    return _page()
+
+
+def viewer_page(token: str):
+    return _page()
+
+
+def _page():
+    return Response(viewer_html(), mimetype="text/html", headers={"Cache-Control": "no-cache"})
+
+
+def viewer_config():
+    datasets = datasets_registry().list()
+    state = default_state(datasets[0], request.host_url.rstrip("/")) if datasets else None
+    script = _CONFIG_SCRIPT % {"token": json.dumps(VIEWER_TOKEN), "state": json.dumps(state)}
+    return Response(script, mimetype="text/javascript", headers={"Cache-Control": "no-cache"})
+
+
+_CONFIG_SCRIPT = """// axonlink: runs before the Neuroglancer client loads.
+(function () {
+  var token = %(token)s;
+  var defaultState = %(state)s;
+  var hash = location.hash;
+  if ((hash === "" || hash === "#" || hash === "#!") && defaultState) {
+    hash = "#!" + encodeURIComponent(JSON.stringify(defaultState));
+  }
+  var path = /\\/v\\/[^/]+/.test(location.pathname) ? location.pathname : "/v/" + token + "/";
+  if (path !== location.pathname || hash !== location.hash) {
+    history.replaceState(null, "", path + location.search + hash);
+  }
+})();
+"""
+
+
+def client_file(filename: str):
+    return send_from_directory(client_dir(), filename, max_age=365 * 24 * 3600)
+
+
+def viewer_events(token: str):
+    def stream():
+        yield ": axonlink viewer stream\n\n"
+        deadline = time.monotonic() + STREAM_LIFETIME_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(KEEPALIVE_SECONDS)
+            yield ": keepalive\n\n"
+
+    return Response(
+        stream(),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def viewer_state(token: str):
+    message = request.get_json(force=True, silent=True)
+    if not isinstance(message, dict) or "g" not in message or "c" not in message:
+        return json_error(400, "expected {c, g, pg, s} from the Neuroglancer client")
+    return {"g": f"{message['c']}/{message['g']}"}
+
+
+def viewer_action(token: str):
+    return Response(status=204)
+
+
+def viewer_credentials(token: str):
+    return json_error(403, "axonlink's data sources need no credentials from the viewer")
+
+
+endpoints.register(
+    blueprint,
+    endpoints.VIEWER,
+    {
+        "viewer_root": viewer_root,
+        "viewer_page": viewer_page,
+        "viewer_config": viewer_config,
+        "client_file": client_file,
+        "viewer_events": viewer_events,
+        "viewer_state": viewer_state,
+        "viewer_action": viewer_action,
+        "viewer_credentials": viewer_credentials,
+    },
+)

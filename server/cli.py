@@ -1,0 +1,184 @@
+"""The ``axonlink`` command: demo, serve, add-dataset, datasets, db upgrade."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from segmentation.config import DEFAULT_HOST, DEFAULT_PORT, Settings
+
+DEMO_NAME = "demo"
+DEMO_METADATA = {
+    "description": (
+        "Synthetic EM-like volume (512x512x128 voxels at 8x8x40 nm) with ~40 branching neurites, "
+        "each over-segmented into several supervoxels along its length. Built by `axonlink demo`."
+    ),
+    "license": "CC0-1.0",
+    "citation": "axonlink demo dataset (synthetic; generated deterministically, seed 0)",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    settings = Settings.load(home=args.home, database_url=args.database_url)
+    try:
+        return args.handler(args, settings) or 0
+    except UserError as error:
+        print(f"axonlink: error: {error}", file=sys.stderr)
+        return 1
+
+
+class UserError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", help="data directory (env AXONLINK_HOME, default ./axonlink-data)")
+    common.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL (env AXONLINK_DATABASE_URL, default sqlite:///<home>/axonlink.sqlite)",
+    )
+    network = argparse.ArgumentParser(add_help=False)
+    network.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    network.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+
+    parser = argparse.ArgumentParser(
+        prog="axonlink", description="Connectomics on one machine: serve volumes to Neuroglancer."
+    )
+    sub = parser.add_subparsers(title="commands")
+
+    demo = sub.add_parser(
+        "demo", parents=[common, network], help="build the demo dataset if missing, then serve it",
+        description="Build the synthetic demo dataset (once) under <home>/demo, register it, serve the viewer.",
+    )
+    demo.add_argument("--no-serve", action="store_true", help="build and register only")
+    demo.set_defaults(handler=cmd_demo)
+
+    serve = sub.add_parser("serve", parents=[common, network], help="serve the viewer, volumes and API",
+                           description="Upgrade the database schema, then serve HTTP until interrupted.")
+    serve.set_defaults(handler=cmd_serve)
+
+    add = sub.add_parser(
+        "add-dataset", parents=[common], help="register a dataset (image + segmentation layers)",
+        description="Register precomputed layers at any CloudVolume path (file://, gs://, s3://, http(s)://).",
+    )
+    add.add_argument("name")
+    add.add_argument("--image", required=True, help="image layer path, e.g. gs://bucket/em")
+    add.add_argument("--segmentation", required=True, help="supervoxel segmentation layer path")
+    add.add_argument("--layer", action="append", default=[], metavar="NAME=URL", help="an extra layer")
+    add.add_argument("--description", default="")
+    add.add_argument("--license", default="")
+    add.add_argument("--citation", default="", help="citation or DOI to show with the data")
+    add.set_defaults(handler=cmd_add_dataset)
+
+    listing = sub.add_parser("datasets", parents=[common], help="list registered datasets as JSON")
+    listing.set_defaults(handler=cmd_datasets)
+
+    database = sub.add_parser("db", help="database schema commands")
+    db_sub = database.add_subparsers(title="db commands")
+    upgrade = db_sub.add_parser("upgrade", parents=[common], help="apply schema migrations (Alembic)")
+    upgrade.set_defaults(handler=cmd_db_upgrade)
+    current = db_sub.add_parser("current", parents=[common], help="print the schema revision")
+    current.set_defaults(handler=cmd_db_current)
+    return parser
+
+
+def cmd_db_upgrade(args, settings):
+    from segmentation import db
+
+    db.upgrade(settings.database_url)
+    print(f"database at revision {db.current_revision(settings.database_url)}")
+
+
+def cmd_db_current(args, settings):
+    from segmentation import db
+
+    print(db.current_revision(settings.database_url) or "empty (run `axonlink db upgrade`)")
+
+
+def _datasets(settings):
+    from segmentation import db
+    from segmentation.datasets import Datasets
+
+    db.upgrade(settings.database_url)
+    return Datasets(settings.database_url)
+
+
+def cmd_add_dataset(args, settings):
+    from segmentation.datasets import DatasetError
+
+    extra = {}
+    for item in args.layer:
+        name, eq, url = item.partition("=")
+        if not eq:
+            raise UserError(f"--layer wants NAME=URL, got {item!r}")
+        extra[name] = url
+    try:
+        dataset = _datasets(settings).add(
+            args.name, image=args.image, segmentation=args.segmentation, extra_layers=extra,
+            description=args.description, license=args.license, citation=args.citation,
+        )
+    except DatasetError as error:
+        raise UserError(str(error)) from None
+    print(json.dumps(dataset.to_json(), indent=2))
+
+
+def cmd_datasets(args, settings):
+    print(json.dumps([d.to_json() for d in _datasets(settings).list()], indent=2))
+
+
+def ensure_demo(settings, progress: bool = True):
+    """Build the demo volumes if missing and register them as dataset ``demo``."""
+    from segmentation.demo import build_demo, demo_is_built
+
+    registry = _datasets(settings)
+    path = settings.demo_dir
+    if not demo_is_built(path):
+        print(f"building the demo dataset in {path} ...", flush=True)
+        build_demo(path, progress=progress)
+    if not registry.exists(DEMO_NAME):
+        registry.add(
+            DEMO_NAME,
+            image=str(path / "image"),
+            segmentation=str(path / "segmentation"),
+            extra_layers={"segmentation_sharded": str(path / "segmentation_sharded")},
+            **DEMO_METADATA,
+        )
+    return registry.get(DEMO_NAME)
+
+
+def cmd_demo(args, settings):
+    ensure_demo(settings)
+    if not args.no_serve:
+        _serve(args, settings)
+
+
+def cmd_serve(args, settings):
+    _serve(args, settings)
+
+
+def _serve(args, settings):
+    from server import create_app
+    from server.runner import serve_forever
+
+    app = create_app(settings)
+
+    def ready(url):
+        print(f"axonlink serving {settings.home} on {url}", flush=True)
+        print(f"  viewer:   {url}/", flush=True)
+        print(f"  datasets: {url}/api/v1/datasets", flush=True)
+        print("press Ctrl-C to stop", flush=True)
+
+    try:
+        serve_forever(app, args.host, args.port, on_ready=ready)
+    except OSError as error:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {error}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

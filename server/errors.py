@@ -1,0 +1,32 @@
+"""Every error leaves as JSON ``{"error": ..., "message": ...}`` with a 4xx/5xx status."""
+from __future__ import annotations
+
+from flask import jsonify
+from werkzeug.exceptions import HTTPException
+
+
+def json_error(status: int, message: str, **headers):
+    response = jsonify({"error": _reason(status), "message": message})
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def install(app) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        return json_error(error.code or 500, error.description or error.name)
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception):
+        app.logger.exception("unhandled error")
+        return json_error(500, "internal server error")

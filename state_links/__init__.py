@@ -1,0 +1,1 @@
+"""Share links: stored Neuroglancer states behind short URLs (see issue 4)."""
