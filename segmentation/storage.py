@@ -47,7 +47,7 @@ class StoredObject:
 
     content: bytes
     encoding: str | None  # "gzip" when ``content`` is gzip-compressed, else None
-    etag: str
+    etag: str  # unquoted entity tag
 
     def decoded(self) -> bytes:
         return gzip.decompress(self.content) if self.encoding == "gzip" else self.content
@@ -105,7 +105,7 @@ class FileLayerStore(LayerStore):
         if located is None:
             return None
         path, encoding, stat = located
-        return StoredObject(path.read_bytes(), encoding, f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"')
+        return StoredObject(path.read_bytes(), encoding, f"{stat.st_size:x}-{stat.st_mtime_ns:x}")
 
     def get_range(self, key, start, end):
         located = self._locate(key)
@@ -148,7 +148,7 @@ class CloudLayerStore(LayerStore):
             from cloudfiles import compression
 
             content, encoding = compression.decompress(content, encoding), None
-        return StoredObject(content, encoding, '"%s"' % hashlib.md5(content).hexdigest())
+        return StoredObject(content, encoding, hashlib.md5(content).hexdigest())
 
     def get_range(self, key, start, end):
         result = self._files.get(

@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
     settings = settings or Settings.load()
     if upgrade_db:
         db.upgrade(settings.database_url)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     app.config["AXONLINK_SETTINGS"] = settings
     app.extensions["axonlink.datasets"] = Datasets(settings.database_url)
     errors.install(app)

@@ -99,8 +99,8 @@ def _whole(store, key, headers):
     obj = store.get(key)
     if obj is None:
         return _missing(key)
-    headers["ETag"] = obj.etag
-    if obj.etag in request.if_none_match:
+    headers["ETag"] = f'"{obj.etag}"'
+    if request.if_none_match.contains_weak(obj.etag):
         return Response(status=304, headers=headers)
     accepts_gzip = "gzip" in request.accept_encodings
     if obj.encoding == "gzip" and accepts_gzip:

@@ -1,0 +1,144 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when it answers), volumes, live servers."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from segmentation.config import Settings, sqlite_url
+
+POSTGRES_URL = os.environ.get("AXONLINK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def postgres_available() -> str | None:
+    """None when PostgreSQL answers, else why not (used as the skip reason)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return "psycopg is not installed"
+    try:
+        engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 2})
+        with engine.connect() as connection:
+            connection.execute(sa.text("select 1"))
+        engine.dispose()
+    except Exception as error:  # noqa: BLE001 - any failure means "not here"
+        return f"PostgreSQL at {POSTGRES_URL} does not answer: {error.__class__.__name__}"
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A fresh, empty database: a SQLite file, or a private schema in PostgreSQL's `test` database."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path / "axonlink.sqlite")
+        return
+    reason = postgres_available()
+    if reason:
+        pytest.skip(reason)
+    schema = f"axl_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        from segmentation.db import engine_for
+
+        engine_for(f"{POSTGRES_URL}?options=-csearch_path%3D{schema}").dispose()
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path, database_url):
+    return Settings.load(home=tmp_path / "home", database_url=database_url)
+
+
+def write_volume(path, array, *, layer_type, encoding, resolution=(8, 8, 40), chunk=(16, 16, 8),
+                 mips=2, compress=True):
+    """Write ``array`` as a precomputed layer with CloudVolume, downsampled (2,2,1) per mip."""
+    from cloudvolume import CloudVolume
+    import tinybrain
+
+    info = CloudVolume.create_new_info(
+        num_channels=1, layer_type=layer_type, data_type=str(array.dtype), encoding=encoding,
+        resolution=list(resolution), voxel_offset=[0, 0, 0], volume_size=list(array.shape),
+        chunk_size=list(chunk),
+    )
+    vol = CloudVolume(f"file://{path}", info=info, compress=compress, progress=False)
+    for mip in range(1, mips):
+        vol.add_scale((2 ** mip, 2 ** mip, 1), chunk_size=list(chunk), encoding=encoding)
+    vol.commit_info()
+    vol[:, :, :] = array
+    levels = (
+        tinybrain.downsample_segmentation(array, (2, 2, 1), num_mips=mips - 1)
+        if layer_type == "segmentation"
+        else tinybrain.downsample_with_averaging(array, (2, 2, 1), num_mips=mips - 1)
+    )
+    for mip, level in enumerate(levels, start=1):
+        CloudVolume(f"file://{path}", mip=mip, compress=compress, progress=False)[:, :, :] = level
+    return f"file://{path}"
+
+
+@pytest.fixture(scope="session")
+def small_volumes(tmp_path_factory):
+    """A tiny image + segmentation pair (64x48x20 voxels, two mips), gzip-compressed as CloudVolume writes."""
+    root = tmp_path_factory.mktemp("small")
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 255, size=(64, 48, 20), dtype=np.uint8)
+    labels = np.zeros((64, 48, 20), dtype=np.uint64)
+    labels[:32] = 11
+    labels[32:, :24] = 2 ** 56 + 5
+    labels[32:, 24:] = 42
+    return {
+        "image": write_volume(root / "image", image, layer_type="image", encoding="raw"),
+        "segmentation": write_volume(
+            root / "segmentation", labels, layer_type="segmentation", encoding="compressed_segmentation"
+        ),
+        "image_array": image,
+        "labels_array": labels,
+        "root": root,
+    }
+
+
+@pytest.fixture
+def app(settings, small_volumes):
+    from segmentation.datasets import Datasets
+    from server import create_app
+
+    application = create_app(settings)
+    Datasets(settings.database_url).add(
+        "small", image=small_volumes["image"], segmentation=small_volumes["segmentation"],
+        description="tiny test volume", license="CC0-1.0", citation="doi:10.0000/test",
+    )
+    return application
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory):
+    """The real demo dataset, built once per test session and registered in a SQLite database."""
+    from server.cli import ensure_demo
+
+    home = tmp_path_factory.mktemp("demo-home")
+    settings = Settings.load(home=home, database_url=sqlite_url(home / "axonlink.sqlite"))
+    ensure_demo(settings, progress=False)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def demo_server(demo_home):
+    """A live axonlink server on 127.0.0.1 (a free port) serving the demo dataset."""
+    from server import create_app
+    from server.runner import BackgroundServer
+
+    with BackgroundServer(create_app(demo_home)) as server:
+        yield server

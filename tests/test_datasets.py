@@ -1,0 +1,135 @@
+"""The dataset registry, its HTTP API and the CLI, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from segmentation.datasets import DatasetError, DatasetNotFound, Datasets
+from segmentation import db
+
+
+def test_api_lists_and_describes_datasets(client, small_volumes):
+    listing = client.get("/api/v1/datasets")
+    assert listing.status_code == 200
+    [dataset] = listing.get_json()["datasets"]
+    assert dataset["name"] == "small"
+    assert dataset["citation"] == "doi:10.0000/test"
+    assert dataset["license"] == "CC0-1.0"
+    assert dataset["voxel_resolution"] == [8.0, 8.0, 40.0]
+    assert dataset["volume_size"] == [64, 48, 20]
+    assert {l["name"]: l["type"] for l in dataset["layers"]} == {"image": "image", "segmentation": "segmentation"}
+    one = client.get("/api/v1/datasets/small")
+    assert one.get_json() == dataset
+    missing = client.get("/api/v1/datasets/absent")
+    assert missing.status_code == 404
+    assert "absent" in missing.get_json()["message"]
+
+
+def test_default_state_points_at_served_layers(client):
+    state = client.get("/api/v1/datasets/small/state").get_json()
+    assert state["position"] == [32.0, 24.0, 10.0]
+    assert state["dimensions"]["z"] == [40e-9, "m"]
+    sources = {layer["name"]: layer["source"] for layer in state["layers"]}
+    assert sources == {
+        "image": "precomputed://http://localhost/data/small/image",
+        "segmentation": "precomputed://http://localhost/data/small/segmentation",
+    }
+    assert "emitGrayscale" in state["layers"][0]["shader"]
+
+
+def test_registry_refuses_bad_input_without_storing_anything(settings, small_volumes):
+    db.upgrade(settings.database_url)
+    registry = Datasets(settings.database_url)
+    with pytest.raises(DatasetError, match="names"):
+        registry.add("../evil", image=small_volumes["image"], segmentation=small_volumes["segmentation"])
+    with pytest.raises(DatasetError, match="missing info"):
+        registry.add("x", image=small_volumes["image"], segmentation="file:///nonexistent/layer")
+    assert registry.list() == []
+    registry.add("x", image=small_volumes["image"], segmentation=small_volumes["segmentation"])
+    with pytest.raises(DatasetError, match="already exists"):
+        registry.add("x", image=small_volumes["image"], segmentation=small_volumes["segmentation"])
+    assert [d.name for d in registry.list()] == ["x"]
+    with pytest.raises(DatasetNotFound):
+        registry.get("y")
+
+
+def test_layer_urls_are_normalized(settings, small_volumes):
+    db.upgrade(settings.database_url)
+    bare_path = small_volumes["image"][len("file://"):]
+    dataset = Datasets(settings.database_url).add(
+        "paths", image=bare_path, segmentation="precomputed://" + small_volumes["segmentation"]
+    )
+    assert dataset.layer("image").url == small_volumes["image"]
+    assert dataset.layer("segmentation").url == small_volumes["segmentation"]
+
+
+def test_migrations_match_the_models(settings):
+    """Alembic's autogenerate finds nothing to change: the migrations build exactly the models' schema."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from segmentation.models import Base
+
+    db.upgrade(settings.database_url)
+    db.upgrade(settings.database_url)  # idempotent
+    with db.engine_for(settings.database_url).connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+    assert db.current_revision(settings.database_url) == "0001"
+
+
+def run_cli(*args, env_home):
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args, "--home", str(env_home)],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_cli_add_dataset_then_list(tmp_path, small_volumes):
+    home = tmp_path / "cli-home"
+    added = run_cli(
+        "add-dataset", "mine", "--image", small_volumes["image"], "--segmentation",
+        small_volumes["segmentation"], "--citation", "doi:10.1/abc", "--license", "CC-BY-4.0",
+        env_home=home,
+    )
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["citation"] == "doi:10.1/abc"
+    listed = run_cli("datasets", env_home=home)
+    assert [d["name"] for d in json.loads(listed.stdout)] == ["mine"]
+    assert (home / "axonlink.sqlite").exists()
+    again = run_cli(
+        "add-dataset", "mine", "--image", small_volumes["image"], "--segmentation",
+        small_volumes["segmentation"], env_home=home,
+    )
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["serve"], ["add-dataset"], ["db", "upgrade"], ["datasets"]])
+def test_cli_help(command):
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", *command, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert "usage: axonlink" in result.stdout
+
+
+def test_openapi_describes_every_route(app):
+    document = app.test_client().get("/api/v1/openapi.json").get_json()
+    described = {
+        (path, method.upper()) for path, item in document["paths"].items() for method in item
+    }
+    import re
+
+    served = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+        for method in rule.methods - {"OPTIONS"}:
+            if method == "HEAD" and (path, "GET") in described and (path, "HEAD") not in described:
+                continue  # Flask answers HEAD for every GET route
+            served.add((path, method))
+    assert served == described
