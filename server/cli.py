@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     network = argparse.ArgumentParser(add_help=False)
     network.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     network.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    network.add_argument("--access-log", action="store_true", help="print one line per request")
 
     parser = argparse.ArgumentParser(
         prog="axonlink", description="Connectomics on one machine: serve volumes to Neuroglancer."
@@ -175,7 +176,7 @@ def _serve(args, settings):
         print("press Ctrl-C to stop", flush=True)
 
     try:
-        serve_forever(app, args.host, args.port, on_ready=ready)
+        serve_forever(app, args.host, args.port, on_ready=ready, access_log=args.access_log)
     except OSError as error:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {error}") from None
 

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from segmentation.config import Settings, sqlite_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for bench.static_server
 
 POSTGRES_URL = os.environ.get("AXONLINK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

@@ -177,53 +177,18 @@ def test_symlink_out_of_the_layer_is_not_followed(client, small_volumes, tmp_pat
 
 
 def test_remote_layer_is_proxied_through_cloudfiles(small_volumes, settings):
-    """A layer at an http:// URL (a plain static server here standing in for a bucket) is proxied."""
-    import functools
-    import http.server
-    import threading
-
+    """A layer at an http:// URL (a local static server standing in for a bucket) is proxied."""
+    from bench.static_server import StaticServer
     from segmentation.datasets import Datasets
     from server import create_app
 
-    handler = functools.partial(_GzipStaticHandler, directory=str(small_volumes["root"]))
-    static = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=static.serve_forever, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{static.server_address[1]}"
+    with StaticServer(small_volumes["root"]) as static:
         app = create_app(settings)
         Datasets(settings.database_url).add(
-            "remote", image=f"{base}/image", segmentation=f"{base}/segmentation"
+            "remote", image=f"{static.url}/image", segmentation=f"{static.url}/segmentation"
         )
         with BackgroundServer(app) as server:
             served = CloudVolume(f"{server.url}/data/remote/segmentation", progress=False)[:, :, :]
-        assert np.array_equal(served[..., 0], small_volumes["labels_array"])
-    finally:
-        static.shutdown()
-        static.server_close()
-
-
-class _GzipStaticHandler:
-    """Serves ``key`` from ``key.gz`` with Content-Encoding: gzip, as a bucket with gzip objects does."""
-
-    def __new__(cls, *args, **kwargs):
-        import http.server
-        import os
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def send_head(self):
-                path = self.translate_path(self.path)
-                if not os.path.exists(path) and os.path.exists(path + ".gz"):
-                    data = open(path + ".gz", "rb").read()
-                    self.send_response(200)
-                    self.send_header("Content-Encoding", "gzip")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    import io
-
-                    return io.BytesIO(data)
-                return super().send_head()
-
-        return Handler(*args, **kwargs)
+            head = fetch(f"{server.url}/data/remote/segmentation/info", method="HEAD")
+    assert np.array_equal(served[..., 0], small_volumes["labels_array"])
+    assert head[0] == 200 and int(head[1]["Content-Length"]) > 0
