@@ -172,7 +172,7 @@ def _serve(args, settings):
     def ready(url):
         print(f"axonlink serving {settings.home} on {url}", flush=True)
         print(f"  viewer:   {url}/", flush=True)
-        print(f"  datasets: {url}/api/v1/datasets", flush=True)
+        print(f"  datasets: {url}/datasets  (JSON: {url}/api/v1/datasets)", flush=True)
         print("press Ctrl-C to stop", flush=True)
 
     try:

@@ -29,6 +29,7 @@ DATA = {
 }
 
 DATASETS = {
+    "datasets_page": route("GET", "/datasets", "A page listing datasets with citation, licence and viewer links."),
     "list_datasets": route("GET", "/api/v1/datasets", "All datasets with their layers and metadata."),
     "get_dataset": route("GET", "/api/v1/datasets/<name>", "One dataset: layers, resolution, licence, citation."),
     "dataset_state": route(

@@ -133,3 +133,15 @@ def test_openapi_describes_every_route(app):
                 continue  # Flask answers HEAD for every GET route
             served.add((path, method))
     assert served == described
+
+
+def test_datasets_page_shows_citation_and_opens_the_viewer(client):
+    from urllib.parse import unquote
+
+    page = client.get("/datasets")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert "doi:10.0000/test" in html and "CC0-1.0" in html and "64 × 48 × 20" in html
+    link = html.split('href="/#!', 1)[1].split('"', 1)[0]
+    state = json.loads(unquote(link.replace("&#34;", '"')))
+    assert [layer["name"] for layer in state["layers"]] == ["image", "segmentation"]

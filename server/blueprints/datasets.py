@@ -1,7 +1,10 @@
 """Dataset listing and description as JSON (``/api/v1/datasets``)."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+import json
+from urllib.parse import quote
+
+from flask import Blueprint, jsonify, render_template, request
 
 from frontend_config import default_state
 from segmentation.datasets import DatasetNotFound
@@ -33,8 +36,21 @@ def dataset_state(name: str):
     return jsonify(default_state(dataset, request.host_url.rstrip("/")))
 
 
+def viewer_link(dataset, base_url: str) -> str:
+    """A viewer URL that opens ``dataset`` (its default state in the fragment)."""
+    state = json.dumps(default_state(dataset, base_url), separators=(",", ":"))
+    return "/#!" + quote(state, safe="")
+
+
+def datasets_page():
+    datasets = datasets_registry().list()
+    base = request.host_url.rstrip("/")
+    links = {d.name: viewer_link(d, base) for d in datasets}
+    return render_template("datasets.html", datasets=datasets, viewer_links=links)
+
+
 endpoints.register(
     blueprint,
     endpoints.DATASETS,
-    {"list_datasets": list_datasets, "get_dataset": get_dataset, "dataset_state": dataset_state},
+    {"datasets_page": datasets_page, "list_datasets": list_datasets, "get_dataset": get_dataset, "dataset_state": dataset_state},
 )
