@@ -58,3 +58,9 @@ def current_revision(url: str) -> str | None:
 
     with engine_for(url).connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

@@ -44,3 +44,51 @@ class LayerRow(Base):
     url: Mapped[str] = mapped_column(sa.Text)
 
     dataset: Mapped[DatasetRow] = relationship(back_populates="layers")
+
+
+class GraphStateRow(Base):
+    """One row per dataset with a graph; its row lock serializes edits across processes."""
+
+    __tablename__ = "graph_state"
+
+    dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(sa.Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class GraphSupervoxelRow(Base):
+    __tablename__ = "graph_supervoxels"
+
+    dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    sv_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+
+
+class GraphEdgeRow(Base):
+    """Adjacency from ingest (contact area) plus edges that merges added (area 0)."""
+
+    __tablename__ = "graph_edges"
+
+    dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    sv_a: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    sv_b: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    area: Mapped[float] = mapped_column(sa.Float)
+    initially_active: Mapped[bool] = mapped_column(sa.Boolean)
+
+
+class GraphOperationRow(Base):
+    """The operation log: every edit, enough to replay it (edge changes + new root ids)."""
+
+    __tablename__ = "graph_operations"
+    __table_args__ = (sa.UniqueConstraint("dataset_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(sa.Integer)
+    kind: Mapped[str] = mapped_column(sa.String(16))  # merge | split | undo | redo
+    user_id: Mapped[str] = mapped_column(sa.String(128))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    params: Mapped[dict] = mapped_column(sa.JSON)
+    edge_changes: Mapped[list] = mapped_column(sa.JSON)
+    old_root_ids: Mapped[list] = mapped_column(sa.JSON)
+    new_root_ids: Mapped[list] = mapped_column(sa.JSON)
+    target_operation_id: Mapped[int | None] = mapped_column(sa.ForeignKey("graph_operations.id"), nullable=True)

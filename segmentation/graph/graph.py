@@ -1,0 +1,276 @@
+"""``Graph``: the versioned proofreading graph of one dataset.
+
+SQL is the source of truth (supervoxels, edges, the operation log); each
+process keeps a :class:`~segmentation.graph.index.GraphIndex` in memory and
+replays new operations from the log before answering, so several processes
+agree at once. An edit runs in one transaction that first takes the dataset's
+``graph_state`` row lock (PostgreSQL row lock, SQLite's single writer), catches
+up with the log, plans the edit on the index, writes the operation, commits,
+and only then applies it in memory.
+"""
+from __future__ import annotations
+
+import bisect
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import sqlalchemy as sa
+
+from ..db import engine_for
+from ..models import (
+    DatasetRow,
+    GraphEdgeRow,
+    GraphOperationRow,
+    GraphStateRow,
+    GraphSupervoxelRow,
+)
+from .index import Edit, GraphError, GraphIndex
+
+_BATCH = 50_000
+
+
+class GraphNotIngested(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class OperationResult:
+    operation_id: int
+    new_root_ids: list[int]
+    old_root_ids: list[int]
+    timestamp: datetime
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _dataset_id(connection, name: str) -> int:
+    dataset_id = connection.scalar(sa.select(DatasetRow.id).where(DatasetRow.name == name))
+    if dataset_id is None:
+        raise LookupError(f"no dataset named {name!r}")
+    return dataset_id
+
+
+def ingest(database_url: str, dataset: str, supervoxels, edge_a, edge_b, area, active) -> None:
+    """Store a dataset's supervoxels and adjacency (with the initially active edges)."""
+    engine = engine_for(database_url)
+    supervoxels = np.unique(np.asarray(supervoxels, dtype=np.uint64))
+    GraphIndex(supervoxels, edge_a, edge_b, area, active)  # validates ids before anything is written
+    with engine.begin() as connection:
+        dataset_id = _dataset_id(connection, dataset)
+        if connection.scalar(sa.select(GraphStateRow.dataset_id).where(GraphStateRow.dataset_id == dataset_id)):
+            raise GraphError(f"dataset {dataset!r} already has a graph")
+        connection.execute(sa.insert(GraphStateRow).values(dataset_id=dataset_id, last_seq=0))
+        sv_rows = [{"dataset_id": dataset_id, "sv_id": int(s)} for s in supervoxels]
+        for start in range(0, len(sv_rows), _BATCH):
+            connection.execute(sa.insert(GraphSupervoxelRow), sv_rows[start:start + _BATCH])
+        a, b = np.asarray(edge_a, dtype=np.uint64), np.asarray(edge_b, dtype=np.uint64)
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        edge_rows = [
+            {"dataset_id": dataset_id, "sv_a": int(x), "sv_b": int(y), "area": float(w), "initially_active": bool(on)}
+            for x, y, w, on in zip(lo, hi, np.asarray(area), np.asarray(active))
+        ]
+        for start in range(0, len(edge_rows), _BATCH):
+            connection.execute(sa.insert(GraphEdgeRow), edge_rows[start:start + _BATCH])
+
+
+class Graph:
+    """Reads (optionally as of a moment) and edits of one dataset's supervoxel graph."""
+
+    _open: dict[tuple[str, str], "Graph"] = {}
+    _open_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, database_url: str, dataset: str) -> "Graph":
+        """The process-wide graph of ``dataset`` (loaded once, then kept in step with the log)."""
+        key = (database_url, dataset)
+        with cls._open_lock:
+            graph = cls._open.get(key)
+            if graph is None:
+                graph = cls._open[key] = cls(database_url, dataset)
+        return graph
+
+    def __init__(self, database_url: str, dataset: str):
+        self.engine = engine_for(database_url)
+        self.dataset = dataset
+        self._lock = threading.RLock()
+        with self.engine.connect() as connection:
+            self.dataset_id = _dataset_id(connection, dataset)
+            if connection.scalar(
+                sa.select(GraphStateRow.dataset_id).where(GraphStateRow.dataset_id == self.dataset_id)
+            ) is None:
+                raise GraphNotIngested(f"dataset {dataset!r} has no graph yet (run ingest-graph)")
+            supervoxels = connection.scalars(
+                sa.select(GraphSupervoxelRow.sv_id).where(GraphSupervoxelRow.dataset_id == self.dataset_id)
+            ).all()
+            edges = connection.execute(
+                sa.select(GraphEdgeRow.sv_a, GraphEdgeRow.sv_b, GraphEdgeRow.area, GraphEdgeRow.initially_active)
+                .where(GraphEdgeRow.dataset_id == self.dataset_id)
+            ).all()
+        cols = list(zip(*edges)) if edges else [[], [], [], []]
+        self.index = GraphIndex(supervoxels, cols[0], cols[1], cols[2], cols[3])
+        self._op_times: list[datetime] = []  # created_at of operation seq i+1
+        self._op_ids: dict[int, int] = {}  # operation id -> seq
+        self._ops: dict[int, GraphOperationRow] = {}
+        with self.engine.connect() as connection:
+            self._catch_up(connection)
+
+    # ---- keeping in step with the log ---------------------------------------
+    def _catch_up(self, connection) -> None:
+        rows = connection.execute(
+            sa.select(GraphOperationRow.__table__)
+            .where(GraphOperationRow.dataset_id == self.dataset_id, GraphOperationRow.seq > self.index.seq)
+            .order_by(GraphOperationRow.seq)
+        ).mappings().all()
+        for row in rows:
+            self._apply_row(dict(row))
+
+    def _apply_row(self, row: dict) -> None:
+        edit = Edit(
+            tuple((int(a), int(b), bool(on)) for a, b, on in row["edge_changes"]),
+            tuple(int(r) for r in row["new_root_ids"]),
+        )
+        self.index.apply(edit, row["seq"])
+        row["created_at"] = _utc(row["created_at"])
+        self._op_times.append(row["created_at"])
+        self._op_ids[row["id"]] = row["seq"]
+        self._ops[row["id"]] = row
+
+    def sync(self) -> None:
+        """Replay operations other processes committed (one cheap query when there are none)."""
+        with self.engine.connect() as connection:
+            last = connection.scalar(
+                sa.select(GraphStateRow.last_seq).where(GraphStateRow.dataset_id == self.dataset_id)
+            )
+            if last != self.index.seq:
+                with self._lock:
+                    self._catch_up(connection)
+
+    # ---- time ---------------------------------------------------------------
+    def seq_at(self, at: datetime | None) -> int | None:
+        """The last operation applied at moment ``at`` (None = now)."""
+        if at is None:
+            return None
+        return bisect.bisect_right(self._op_times, _utc(at))
+
+    def operation_time(self, seq: int) -> datetime | None:
+        return self._op_times[seq - 1] if seq > 0 else None
+
+    # ---- reads --------------------------------------------------------------
+    def roots(self, supervoxels, at: datetime | None = None) -> np.ndarray:
+        self.sync()
+        return self.index.roots(supervoxels, self.seq_at(at))
+
+    def root(self, supervoxel: int, at: datetime | None = None) -> int:
+        return int(self.roots([supervoxel], at)[0])
+
+    def leaves(self, root: int) -> np.ndarray:
+        self.sync()
+        return self.index.leaves(root)
+
+    def is_latest(self, roots, at: datetime | None = None) -> list[bool]:
+        self.sync()
+        seq = self.index.seq if at is None else self.seq_at(at)
+        return [self.index.is_root(int(r)) and self.index.exists_at(int(r), seq) for r in roots]
+
+    def operation(self, operation_id: int) -> dict:
+        self.sync()
+        if operation_id not in self._ops:
+            raise GraphError(f"no operation {operation_id} in dataset {self.dataset!r}")
+        return dict(self._ops[operation_id])
+
+    # ---- edits --------------------------------------------------------------
+    def merge(self, sv_a: int, sv_b: int, user: str) -> OperationResult:
+        def plan(index: GraphIndex):
+            changes, _ = index.plan_merge(sv_a, sv_b)
+            return changes, {"supervoxels": [int(sv_a), int(sv_b)]}, None
+
+        return self._edit("merge", user, plan)
+
+    def split(self, sources, sinks, user: str) -> OperationResult:
+        def plan(index: GraphIndex):
+            changes, _, _ = index.plan_split(sources, sinks)
+            return changes, {"sources": [int(s) for s in sources], "sinks": [int(s) for s in sinks]}, None
+
+        return self._edit("split", user, plan)
+
+    def preview_split(self, sources, sinks) -> list[list[int]]:
+        """The supervoxel groups a split would make (sources' side first), without committing."""
+        self.sync()
+        with self._lock:
+            return self.index.plan_split(sources, sinks)[2]
+
+    def undo(self, operation_id: int, user: str) -> OperationResult:
+        return self._replay_edges("undo", operation_id, user, inverse=True)
+
+    def redo(self, operation_id: int, user: str) -> OperationResult:
+        return self._replay_edges("redo", operation_id, user, inverse=False)
+
+    def _replay_edges(self, kind: str, operation_id: int, user: str, inverse: bool) -> OperationResult:
+        def plan(index: GraphIndex):
+            target = self._ops.get(operation_id)
+            if target is None:
+                raise GraphError(f"no operation {operation_id} in dataset {self.dataset!r}")
+            wanted = [(int(a), int(b), bool(on) != inverse) for a, b, on in target["edge_changes"]]
+            current = [index.edge_state(a, b) for a, b, _ in wanted]
+            if all(bool(state) == on for state, (_, _, on) in zip(current, wanted)):
+                raise GraphError(
+                    f"operation {operation_id} is already {'undone' if inverse else 'in effect'}"
+                )
+            if any(state is None or bool(state) == on for state, (_, _, on) in zip(current, wanted)):
+                raise GraphError(f"operation {operation_id} was partly changed by later edits; undo those first")
+            return tuple(wanted), {"operation_id": operation_id}, operation_id
+
+        return self._edit(kind, user, plan)
+
+    def _edit(self, kind: str, user: str, plan) -> OperationResult:
+        with self._lock, self.engine.begin() as connection:
+            state = GraphStateRow.__table__
+            # Take the dataset's write lock first: PostgreSQL locks the row, SQLite the database.
+            connection.execute(
+                sa.update(state).where(state.c.dataset_id == self.dataset_id).values(last_seq=state.c.last_seq)
+            )
+            self._catch_up(connection)
+            changes, params, target = plan(self.index)
+            old_roots = self.index.plan_toggle(changes)
+            new_roots = self.index.allocate_root_ids(self.index.count_components_after(changes))
+            seq = self.index.seq + 1
+            now = datetime.now(timezone.utc)
+            if self._op_times and now <= self._op_times[-1]:
+                now = self._op_times[-1] + timedelta(microseconds=1)
+            row = {
+                "dataset_id": self.dataset_id,
+                "seq": seq,
+                "kind": kind,
+                "user_id": str(user),
+                "created_at": now,
+                "params": params,
+                "edge_changes": [[a, b, on] for a, b, on in changes],
+                "old_root_ids": old_roots,
+                "new_root_ids": list(new_roots),
+                "target_operation_id": target,
+            }
+            self._add_new_edges(connection, changes)
+            operation_id = connection.execute(
+                sa.insert(GraphOperationRow.__table__).values(**row).returning(GraphOperationRow.__table__.c.id)
+            ).scalar_one()
+            connection.execute(sa.update(state).where(state.c.dataset_id == self.dataset_id).values(last_seq=seq))
+            row["id"] = operation_id
+        with self._lock:
+            if self.index.seq == seq - 1:
+                self._apply_row(row)
+        return OperationResult(operation_id, list(new_roots), old_roots, now)
+
+    def _add_new_edges(self, connection, changes) -> None:
+        """Merges of supervoxels that never touched add an edge (area 0) to the adjacency."""
+        for a, b, on in changes:
+            if on and self.index.edge_state(a, b) is None:
+                lo, hi = min(a, b), max(a, b)
+                connection.execute(
+                    sa.insert(GraphEdgeRow).values(
+                        dataset_id=self.dataset_id, sv_a=lo, sv_b=hi, area=0.0, initially_active=False
+                    )
+                )

@@ -1,0 +1,351 @@
+"""The in-memory supervoxel graph of one dataset, with its full edit history.
+
+This is what makes reads fast: numpy arrays for the adjacency (CSR), which
+edges are active, every supervoxel's current root, and an append-only history
+of root assignments for time travel. It knows nothing of SQL: an edit is
+computed as an :class:`Edit` (edge changes + the new root ids), committed to
+the database by :mod:`segmentation.graph.graph`, then applied here with
+:meth:`GraphIndex.apply` — the same call that replays the operation log, so
+every process ends in the same state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from .ids import root_id
+
+_SEQ_BITS = 32
+
+
+class GraphError(ValueError):
+    """An edit or query that cannot be done (unknown id, illegal split...)."""
+
+
+@dataclass(frozen=True)
+class Edit:
+    """What an operation changes, enough to replay it on any process.
+
+    ``edge_changes`` are ``(sv_a, sv_b, active)``; the components that result
+    among the touched roots get ``new_root_ids`` in order of their smallest
+    supervoxel id.
+    """
+
+    edge_changes: tuple[tuple[int, int, bool], ...]
+    new_root_ids: tuple[int, ...]
+
+
+@dataclass
+class RootRecord:
+    created_seq: int
+    parents: tuple[int, ...] = ()
+    children: list[int] = field(default_factory=list)
+    retired_seq: int | None = None
+
+
+class GraphIndex:
+    """Supervoxels, adjacency, active edges and root history of one dataset."""
+
+    def __init__(self, supervoxels, edge_a, edge_b, area, active):
+        sv = np.asarray(supervoxels, dtype=np.uint64)
+        order = np.argsort(sv, kind="stable")
+        self.sv_ids = sv[order]
+        if len(self.sv_ids) and np.any(np.diff(self.sv_ids) == 0):
+            raise GraphError("duplicate supervoxel ids")
+        n = len(self.sv_ids)
+        a = self.index_of(np.asarray(edge_a, dtype=np.uint64))
+        b = self.index_of(np.asarray(edge_b, dtype=np.uint64))
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        keys = lo.astype(np.int64) * n + hi
+        order = np.argsort(keys, kind="stable")
+        self._edge_keys = keys[order]
+        self.edge_lo, self.edge_hi = lo[order], hi[order]
+        self.area = np.asarray(area, dtype=np.float32)[order]
+        self.active = np.asarray(active, dtype=bool)[order].copy()
+        self._build_csr()
+        self._extra_edges: dict[tuple[int, int], int] = {}
+        self._extra_neighbors: dict[int, list[tuple[int, int]]] = {}
+
+        labels = self._components(np.arange(n), self.edge_lo[self.active], self.edge_hi[self.active])
+        ranks = _rank_by_smallest_member(labels)
+        self.root_of = np.array([root_id(r + 1) for r in range(ranks.max() + 1)], dtype=np.uint64)[ranks] \
+            if n else np.zeros(0, dtype=np.uint64)
+        self.initial_root_count = int(ranks.max() + 1) if n else 0
+        self.next_root_counter = self.initial_root_count + 1
+        self._initial_order = np.argsort(self.root_of, kind="stable")
+        self._initial_sorted = self.root_of[self._initial_order]
+        self._members: dict[int, np.ndarray] = {}
+        self.records: dict[int, RootRecord] = {}
+        self.seq = 0
+        self._history = [(np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.int64), self.root_of.copy())]
+        self._history_keys = None
+
+    # ---- ids ---------------------------------------------------------------
+    def index_of(self, ids) -> np.ndarray:
+        """Dense indices of supervoxel ids; unknown ids raise GraphError."""
+        ids = np.asarray(ids, dtype=np.uint64).ravel()
+        pos = np.searchsorted(self.sv_ids, ids)
+        pos = np.minimum(pos, max(len(self.sv_ids) - 1, 0))
+        if len(ids) and (len(self.sv_ids) == 0 or np.any(self.sv_ids[pos] != ids)):
+            bad = ids[self.sv_ids[pos] != ids] if len(self.sv_ids) else ids
+            raise GraphError(f"unknown supervoxel id(s): {[int(x) for x in bad[:5]]}")
+        return pos.astype(np.int64)
+
+    def is_root(self, node: int) -> bool:
+        return node in self.records or self._is_initial(node)
+
+    def _is_initial(self, node: int) -> bool:
+        from .ids import ROOT_LAYER, LAYER_SHIFT
+
+        counter = int(node) & ((1 << LAYER_SHIFT) - 1)
+        return int(node) >> LAYER_SHIFT == ROOT_LAYER and 1 <= counter <= self.initial_root_count
+
+    def record(self, root: int) -> RootRecord:
+        root = int(root)
+        if root not in self.records:
+            if not self._is_initial(root):
+                raise GraphError(f"unknown root id {root}")
+            self.records[root] = RootRecord(created_seq=0)
+        return self.records[root]
+
+    # ---- reads -------------------------------------------------------------
+    def roots(self, svs, seq: int | None = None) -> np.ndarray:
+        """Root of each supervoxel now, or after operation ``seq``."""
+        idx = self.index_of(svs)
+        if seq is None or seq >= self.seq:
+            return self.root_of[idx]
+        h_idx, h_seq, h_root, keys = self._history_arrays()
+        query = (idx << _SEQ_BITS) | max(seq, 0)
+        return h_root[np.searchsorted(keys, query, side="right") - 1]
+
+    def members(self, root: int) -> np.ndarray:
+        """Dense indices of a root's supervoxels (roots never change, so any time)."""
+        root = int(root)
+        if root in self._members:
+            return self._members[root]
+        if not self._is_initial(root):
+            raise GraphError(f"unknown root id {root}")
+        lo = np.searchsorted(self._initial_sorted, np.uint64(root), side="left")
+        hi = np.searchsorted(self._initial_sorted, np.uint64(root), side="right")
+        return self._initial_order[lo:hi]
+
+    def leaves(self, root: int) -> np.ndarray:
+        return self.sv_ids[np.sort(self.members(root))]
+
+    def exists_at(self, root: int, seq: int) -> bool:
+        rec = self.record(root)
+        return rec.created_seq <= seq and (rec.retired_seq is None or rec.retired_seq > seq)
+
+    # ---- edits -------------------------------------------------------------
+    def plan_merge(self, sv_a: int, sv_b: int) -> tuple[tuple[tuple[int, int, bool], ...], list[int]]:
+        """Edge changes of a merge and the roots it retires."""
+        ra, rb = (int(r) for r in self.roots([sv_a, sv_b]))
+        if ra == rb:
+            raise GraphError(f"supervoxels {sv_a} and {sv_b} already belong to root {ra}")
+        return ((int(sv_a), int(sv_b), True),), [ra, rb]
+
+    def plan_split(self, sources, sinks):
+        """Minimum cut (weighted by contact area) between sources and sinks of one root.
+
+        Returns the edge changes, the retired root and the resulting components
+        (lists of supervoxel ids, the ones holding sources first).
+        """
+        sources = [int(s) for s in sources]
+        sinks = [int(s) for s in sinks]
+        if not sources or not sinks:
+            raise GraphError("a split needs at least one source and one sink")
+        both = set(sources) & set(sinks)
+        if both:
+            raise GraphError(f"supervoxel(s) {sorted(both)} are both source and sink")
+        roots = {int(r) for r in self.roots(sources + sinks)}
+        if len(roots) != 1:
+            raise GraphError("sources and sinks must belong to the same root")
+        (root,) = roots
+        members = self.members(root)
+        lo, hi, edge_ids = self._active_edges_within(members)
+        graph = nx.DiGraph()
+        graph.add_nodes_from(members.tolist())
+        capacity = np.maximum(self.area[edge_ids], 1.0)
+        for u, v, c in zip(lo.tolist(), hi.tolist(), capacity.tolist()):
+            graph.add_edge(u, v, capacity=c)
+            graph.add_edge(v, u, capacity=c)
+        src_idx, snk_idx = self.index_of(sources).tolist(), self.index_of(sinks).tolist()
+        for s in src_idx:
+            graph.add_edge("source", s)  # no capacity attribute = infinite
+        for t in snk_idx:
+            graph.add_edge(t, "sink")
+        _, (side_s, _side_t) = nx.minimum_cut(graph, "source", "sink")
+        in_source = np.zeros(len(self.sv_ids), dtype=bool)
+        in_source[[n for n in side_s if n != "source"]] = True
+        cut = in_source[lo] != in_source[hi]
+        changes = tuple(
+            (int(self.sv_ids[u]), int(self.sv_ids[v]), False) for u, v in zip(lo[cut], hi[cut])
+        )
+        keep = ~cut
+        labels = self._components(members, lo[keep], hi[keep])
+        components = self._group(members, labels)
+        label_of = dict(zip(members.tolist(), labels.tolist()))
+        source_labels = {label_of[s] for s in src_idx}
+        if source_labels & {label_of[t] for t in snk_idx}:
+            raise GraphError("the cut would leave a source and a sink connected")
+        components.sort(key=lambda comp: (label_of[comp[0]] not in source_labels, comp[0]))
+        return changes, root, [self.sv_ids[np.sort(c)].tolist() for c in components]
+
+    def plan_toggle(self, edge_changes) -> list[int]:
+        """Roots touched by setting edges to the given states (undo/redo)."""
+        return sorted({int(r) for a, b, _ in edge_changes for r in self.roots([a, b])})
+
+    def edge_state(self, sv_a: int, sv_b: int) -> bool | None:
+        k = self._edge_index(*self.index_of([sv_a, sv_b]).tolist())
+        return None if k is None else bool(self.active[k])
+
+    def count_components_after(self, edge_changes) -> int:
+        """How many roots the touched roots become once ``edge_changes`` apply."""
+        return len(self._resulting_components(edge_changes)[1])
+
+    def allocate_root_ids(self, count: int) -> tuple[int, ...]:
+        return tuple(root_id(self.next_root_counter + i) for i in range(count))
+
+    def apply(self, edit: Edit, seq: int) -> tuple[list[int], list[int]]:
+        """Apply a committed edit as operation ``seq``; returns (retired roots, new roots)."""
+        if seq != self.seq + 1:
+            raise GraphError(f"operation {seq} applied out of order (at {self.seq})")
+        old_roots, components = self._resulting_components(edit.edge_changes, mutate=True)
+        if len(components) != len(edit.new_root_ids):
+            raise GraphError(
+                f"operation {seq} yields {len(components)} roots but recorded {len(edit.new_root_ids)}"
+            )
+        for root in old_roots:
+            rec = self.record(root)
+            rec.retired_seq = seq
+            rec.children.extend(edit.new_root_ids)
+        for new_root, comp in zip(edit.new_root_ids, components):
+            self.root_of[comp] = np.uint64(new_root)
+            self._members[new_root] = comp
+            self.records[new_root] = RootRecord(created_seq=seq, parents=tuple(old_roots))
+            self._history.append((comp, np.full(len(comp), seq, dtype=np.int64), self.root_of[comp].copy()))
+        self._history_keys = None
+        counters = [r & ((1 << 56) - 1) for r in edit.new_root_ids]
+        self.next_root_counter = max([self.next_root_counter, *(c + 1 for c in counters)])
+        self.seq = seq
+        return old_roots, list(edit.new_root_ids)
+
+    # ---- internals ---------------------------------------------------------
+    def _resulting_components(self, edge_changes, mutate: bool = False):
+        """Touched roots and the components (dense index arrays, by smallest sv) after the changes."""
+        old_roots = self.plan_toggle(edge_changes)
+        members = np.concatenate([self.members(r) for r in old_roots])
+        saved = []
+        for a, b, active in edge_changes:
+            i, j = self.index_of([a, b]).tolist()
+            k = self._edge_index(i, j)
+            if k is None:
+                if not active:
+                    raise GraphError(f"no edge between {a} and {b} to remove")
+                k = self._add_edge(i, j)
+            saved.append((k, bool(self.active[k])))
+            self.active[k] = active
+        try:
+            lo, hi, _ = self._active_edges_within(members)
+            labels = self._components(members, lo, hi)
+            components = self._group(members, labels)
+        finally:
+            if not mutate:
+                for k, previous in reversed(saved):
+                    self.active[k] = previous
+        components = [np.sort(c) for c in components]
+        components.sort(key=lambda c: int(c[0]))
+        return old_roots, components
+
+    def _build_csr(self):
+        n = len(self.sv_ids)
+        m = len(self.edge_lo)
+        heads = np.concatenate([self.edge_lo, self.edge_hi])
+        tails = np.concatenate([self.edge_hi, self.edge_lo])
+        edge_ids = np.concatenate([np.arange(m), np.arange(m)])
+        order = np.argsort(heads, kind="stable")
+        self._csr_neighbors = tails[order]
+        self._csr_edges = edge_ids[order]
+        self._csr_indptr = np.concatenate([[0], np.cumsum(np.bincount(heads, minlength=n))]).astype(np.int64)
+
+    def _edge_index(self, i: int, j: int) -> int | None:
+        lo, hi = min(i, j), max(i, j)
+        key = lo * len(self.sv_ids) + hi
+        pos = int(np.searchsorted(self._edge_keys, key))
+        if pos < len(self._edge_keys) and self._edge_keys[pos] == key:
+            return pos
+        return self._extra_edges.get((lo, hi))
+
+    def _add_edge(self, i: int, j: int) -> int:
+        """A new edge (a merge of non-adjacent supervoxels); kept outside the CSR."""
+        lo, hi = min(i, j), max(i, j)
+        k = len(self.active)
+        self.active = np.append(self.active, False)
+        self.area = np.append(self.area, np.float32(0))
+        self.edge_lo = np.append(self.edge_lo, lo)
+        self.edge_hi = np.append(self.edge_hi, hi)
+        self._extra_edges[(lo, hi)] = k
+        self._extra_neighbors.setdefault(lo, []).append((hi, k))
+        self._extra_neighbors.setdefault(hi, []).append((lo, k))
+        return k
+
+    def _active_edges_within(self, members: np.ndarray):
+        """Active edges among ``members`` (each once): lo, hi dense indices and edge ids."""
+        starts = self._csr_indptr[members]
+        counts = self._csr_indptr[members + 1] - starts
+        total = int(counts.sum())
+        offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+        positions = offsets + np.arange(total)
+        heads = np.repeat(members, counts)
+        tails = self._csr_neighbors[positions]
+        edges = self._csr_edges[positions]
+        if self._extra_neighbors:
+            extra = [(m, t, k) for m in members.tolist() for t, k in self._extra_neighbors.get(m, ())]
+            if extra:
+                h, t, k = (np.array(x, dtype=np.int64) for x in zip(*extra))
+                heads, tails, edges = (np.concatenate(p) for p in ((heads, h), (tails, t), (edges, k)))
+        keep = self.active[edges] & (heads < tails)
+        return heads[keep], tails[keep], edges[keep]
+
+    def _components(self, members: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Component label of each member over the given edges (labels in member order)."""
+        n = len(members)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        order = np.argsort(members, kind="stable")
+        ordered = members[order]
+        rows, cols = order[np.searchsorted(ordered, lo)], order[np.searchsorted(ordered, hi)]
+        graph = coo_matrix((np.ones(len(lo), dtype=np.int8), (rows, cols)), shape=(n, n))
+        _, labels = connected_components(graph, directed=False)
+        return labels
+
+    @staticmethod
+    def _group(members: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
+        order = np.argsort(labels, kind="stable")
+        bounds = np.flatnonzero(np.diff(labels[order])) + 1
+        return [members[part] for part in np.split(order, bounds)]
+
+    def _history_arrays(self):
+        if self._history_keys is None:
+            h_idx = np.concatenate([h[0] for h in self._history])
+            h_seq = np.concatenate([h[1] for h in self._history])
+            h_root = np.concatenate([h[2] for h in self._history])
+            keys = (h_idx << _SEQ_BITS) | h_seq
+            order = np.argsort(keys, kind="stable")
+            self._history_keys = (h_idx[order], h_seq[order], h_root[order], keys[order])
+        return self._history_keys
+
+
+def _rank_by_smallest_member(labels: np.ndarray) -> np.ndarray:
+    """Relabel components 0..k-1 in order of their smallest member index."""
+    if len(labels) == 0:
+        return labels
+    smallest = np.full(labels.max() + 1, len(labels), dtype=np.int64)
+    np.minimum.at(smallest, labels, np.arange(len(labels)))
+    rank = np.empty_like(smallest)
+    rank[np.argsort(smallest, kind="stable")] = np.arange(len(smallest))
+    return rank[labels]
