@@ -139,3 +139,36 @@ def test_concurrent_edits_are_serialized_and_none_is_lost(graph_db):
     roots = final.roots(SV)
     for root in set(roots.tolist()):
         assert sorted(final.leaves(root).tolist()) == sorted(s for s, r in zip(SV, roots) if r == root)
+
+
+def test_lineage_latest_roots_change_log_and_delta(graph_db):
+    graph = fresh(graph_db)
+    original = [int(r) for r in sorted(set(graph.roots(SV).tolist()))]
+    t0 = datetime.now(timezone.utc)
+    merged = graph.merge(SV[3], SV[4], user="alice")
+    split = graph.split([SV[0]], [SV[7]], user="bob")
+    t_merge = merged.timestamp
+
+    assert graph.latest_roots(original[0]) == sorted(split.new_root_ids)
+    assert graph.latest_roots(original[0], at=t_merge) == [merged.new_root_ids[0]]
+    assert graph.latest_roots(split.new_root_ids[0]) == [split.new_root_ids[0]]
+
+    lineage = graph.lineage([split.new_root_ids[0]])
+    ids = {node["id"] for node in lineage["nodes"]}
+    assert ids >= {*original, merged.new_root_ids[0], split.new_root_ids[0]}
+    links = {(link["source"], link["target"]) for link in lineage["links"]}
+    assert (merged.new_root_ids[0], split.new_root_ids[0]) in links
+    assert (original[0], merged.new_root_ids[0]) in links
+    ops = {node["id"]: node["operation_id"] for node in lineage["nodes"]}
+    assert ops[merged.new_root_ids[0]] == merged.operation_id and ops[original[0]] is None
+
+    log = graph.change_log(split.new_root_ids[0])
+    assert log["operations_ids"] == [merged.operation_id, split.operation_id]
+    assert log["n_mergers"] == 1 and log["n_splits"] == 1
+    assert set(log["past_ids"]) == {*original, merged.new_root_ids[0]}
+    assert log["user_info"] == {"alice": {"n_splits": 0, "n_mergers": 1}, "bob": {"n_splits": 1, "n_mergers": 0}}
+
+    old, new = graph.delta_roots(t0)
+    assert old == original and new == sorted(split.new_root_ids)
+    stamps = graph.root_timestamps([original[0], merged.new_root_ids[0]])
+    assert stamps[0] <= t0 < stamps[1] == merged.timestamp

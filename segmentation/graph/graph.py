@@ -114,8 +114,12 @@ class Graph:
         self.index = GraphIndex(supervoxels, cols[0], cols[1], cols[2], cols[3])
         self._op_times: list[datetime] = []  # created_at of operation seq i+1
         self._op_ids: dict[int, int] = {}  # operation id -> seq
-        self._ops: dict[int, GraphOperationRow] = {}
+        self._ops: dict[int, dict] = {}
+        self._op_of_seq: dict[int, int] = {}
         with self.engine.connect() as connection:
+            self.created_at = _utc(connection.scalar(
+                sa.select(GraphStateRow.created_at).where(GraphStateRow.dataset_id == self.dataset_id)
+            ))
             self._catch_up(connection)
 
     # ---- keeping in step with the log ---------------------------------------
@@ -138,6 +142,7 @@ class Graph:
         self._op_times.append(row["created_at"])
         self._op_ids[row["id"]] = row["seq"]
         self._ops[row["id"]] = row
+        self._op_of_seq[row["seq"]] = row["id"]
 
     def sync(self) -> None:
         """Replay operations other processes committed (one cheap query when there are none)."""
@@ -156,8 +161,9 @@ class Graph:
             return None
         return bisect.bisect_right(self._op_times, _utc(at))
 
-    def operation_time(self, seq: int) -> datetime | None:
-        return self._op_times[seq - 1] if seq > 0 else None
+    def operation_time(self, seq: int) -> datetime:
+        """When operation ``seq`` happened (seq 0 = when the graph was ingested)."""
+        return self._op_times[seq - 1] if seq > 0 else self.created_at
 
     # ---- reads --------------------------------------------------------------
     def roots(self, supervoxels, at: datetime | None = None) -> np.ndarray:
@@ -175,6 +181,109 @@ class Graph:
         self.sync()
         seq = self.index.seq if at is None else self.seq_at(at)
         return [self.index.is_root(int(r)) and self.index.exists_at(int(r), seq) for r in roots]
+
+    def root_timestamps(self, roots) -> list[datetime]:
+        self.sync()
+        return [self.operation_time(self.index.record(r).created_seq) for r in roots]
+
+    def latest_roots(self, root: int, at: datetime | None = None) -> list[int]:
+        """The roots that ``root`` became by moment ``at`` (itself when unchanged)."""
+        self.sync()
+        seq = self.index.seq if at is None else self.seq_at(at)
+        found, stack, seen = [], [int(root)], set()
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            rec = self.index.record(node)
+            if rec.retired_seq is None or rec.retired_seq > seq:
+                found.append(node)
+            else:
+                stack.extend(c for c in rec.children if self.index.record(c).created_seq <= seq)
+        return sorted(found)
+
+    def lineage(self, roots, past: datetime | None = None, future: datetime | None = None) -> dict:
+        """Ancestors and descendants of ``roots`` between two moments, as networkx node-link data."""
+        import networkx as nx
+
+        self.sync()
+        past_seq = -1 if past is None else self.seq_at(past)
+        future_seq = self.index.seq if future is None else self.seq_at(future)
+        graph = nx.DiGraph()
+        stack, seen = [int(r) for r in roots], set()
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            rec = self.index.record(node)
+            graph.add_node(
+                node,
+                timestamp=self.operation_time(rec.created_seq).timestamp(),
+                operation_id=self._op_of_seq.get(rec.created_seq),
+            )
+            if rec.created_seq > past_seq:
+                for parent in rec.parents:
+                    graph.add_edge(parent, node)
+                    stack.append(parent)
+            for child in rec.children:
+                if self.index.record(child).created_seq <= future_seq:
+                    graph.add_edge(node, child)
+                    stack.append(child)
+        for node in graph.nodes:
+            if "timestamp" not in graph.nodes[node]:
+                rec = self.index.record(node)
+                graph.nodes[node].update(
+                    timestamp=self.operation_time(rec.created_seq).timestamp(),
+                    operation_id=self._op_of_seq.get(rec.created_seq),
+                )
+        return nx.node_link_data(graph, edges="links")
+
+    def change_log(self, root: int) -> dict:
+        """The operations in a root's past: counts, users, operation ids, past root ids."""
+        self.sync()
+        past, stack, ops = set(), [int(root)], set()
+        while stack:
+            node = stack.pop()
+            rec = self.index.record(node)
+            if rec.created_seq > 0:
+                ops.add(self._op_of_seq[rec.created_seq])
+            for parent in rec.parents:
+                if parent not in past:
+                    past.add(parent)
+                    stack.append(parent)
+        kinds = [self._ops[o]["kind"] for o in sorted(ops)]
+        users: dict[str, dict[str, int]] = {}
+        for o in sorted(ops):
+            op = self._ops[o]
+            entry = users.setdefault(op["user_id"], {"n_splits": 0, "n_mergers": 0})
+            entry["n_mergers" if self._is_merge_like(op) else "n_splits"] += 1
+        return {
+            "n_mergers": sum(self._is_merge_like(self._ops[o]) for o in ops),
+            "n_splits": sum(not self._is_merge_like(self._ops[o]) for o in ops),
+            "operations_ids": sorted(ops),
+            "past_ids": sorted(past),
+            "user_info": users,
+            "kinds": kinds,
+        }
+
+    @staticmethod
+    def _is_merge_like(op: dict) -> bool:
+        """Undo of a split and redo of a merge join things, like a merge."""
+        return any(on for _, _, on in op["edge_changes"])
+
+    def delta_roots(self, past: datetime, future: datetime | None = None) -> tuple[list[int], list[int]]:
+        """(roots retired, roots created) between two moments, counting only roots alive at the ends."""
+        self.sync()
+        s1 = self.seq_at(past)
+        s2 = self.index.seq if future is None else self.seq_at(future)
+        old, new = set(), set()
+        for seq in range(s1 + 1, s2 + 1):
+            op = self._ops[self._op_of_seq[seq]]
+            old.update(r for r in op["old_root_ids"] if self.index.record(r).created_seq <= s1)
+            new.update(r for r in op["new_root_ids"] if self.index.exists_at(r, s2))
+        return sorted(old), sorted(new)
 
     def operation(self, operation_id: int) -> dict:
         self.sync()
