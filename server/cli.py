@@ -1,4 +1,4 @@
-"""The ``axonlink`` command: demo, serve, add-dataset, datasets, db upgrade."""
+"""The ``axonlink`` command: demo, serve, add-dataset, ingest-graph, datasets, db upgrade."""
 from __future__ import annotations
 
 import argparse
@@ -77,6 +77,16 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--citation", default="", help="citation or DOI to show with the data")
     add.set_defaults(handler=cmd_add_dataset)
 
+    graph = sub.add_parser(
+        "ingest-graph", parents=[common], help="build a dataset's supervoxel graph from its segmentation",
+        description="Build the supervoxel adjacency graph chunk by chunk and store it as the dataset's "
+        "versioned graph. Every supervoxel starts as its own neuron unless --agglomeration names pairs to join.",
+    )
+    graph.add_argument("name")
+    graph.add_argument("--agglomeration", metavar="FILE",
+                       help="label pairs whose edges start active: .npy (N x 2) or CSV with two columns")
+    graph.set_defaults(handler=cmd_ingest_graph)
+
     listing = sub.add_parser("datasets", parents=[common], help="list registered datasets as JSON")
     listing.set_defaults(handler=cmd_datasets)
 
@@ -103,6 +113,7 @@ def cmd_db_current(args, settings):
 
 
 def _datasets(settings):
+    """The dataset registry, on a database brought up to the newest schema."""
     from segmentation import db
     from segmentation.datasets import Datasets
 
@@ -127,6 +138,33 @@ def cmd_add_dataset(args, settings):
     except DatasetError as error:
         raise UserError(str(error)) from None
     print(json.dumps(dataset.to_json(), indent=2))
+
+
+def load_pairs(path: str):
+    import numpy as np
+
+    try:
+        if path.endswith(".npy"):
+            pairs = np.load(path)
+        else:
+            pairs = np.loadtxt(path, delimiter=",", dtype=np.uint64, ndmin=2)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read agglomeration pairs from {path}: {error}") from None
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise UserError(f"{path} must hold two label columns, found shape {pairs.shape}")
+    return pairs
+
+
+def cmd_ingest_graph(args, settings):
+    from segmentation.datasets import DatasetNotFound
+    from segmentation.graph import GraphError, ingest_dataset
+
+    pairs = load_pairs(args.agglomeration) if args.agglomeration else None
+    try:
+        summary = ingest_dataset(settings.database_url, args.name, agglomeration=pairs, progress=True)
+    except (DatasetNotFound, GraphError) as error:
+        raise UserError(str(error)) from None
+    print(json.dumps(summary))
 
 
 def cmd_datasets(args, settings):

@@ -107,7 +107,9 @@ def test_cli_add_dataset_then_list(tmp_path, small_volumes):
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["serve"], ["add-dataset"], ["db", "upgrade"], ["datasets"]])
+@pytest.mark.parametrize(
+    "command", [[], ["demo"], ["serve"], ["add-dataset"], ["ingest-graph"], ["db", "upgrade"], ["datasets"]]
+)
 def test_cli_help(command):
     result = subprocess.run(
         [sys.executable, "-m", "server.cli", *command, "--help"], capture_output=True, text=True, timeout=60

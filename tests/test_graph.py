@@ -10,7 +10,7 @@ import pytest
 
 from segmentation import db
 from segmentation.datasets import Datasets
-from segmentation.graph import Graph, GraphError, ingest
+from segmentation.graph import Graph, GraphError, store_graph as ingest
 from segmentation.graph.ids import is_root, is_supervoxel, supervoxel_ids
 
 SV = [int(x) for x in supervoxel_ids(np.arange(1, 9))]  # 8 supervoxels

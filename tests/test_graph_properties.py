@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from segmentation import db
 from segmentation.config import sqlite_url
 from segmentation.datasets import Datasets
-from segmentation.graph import Graph, GraphError, ingest
+from segmentation.graph import Graph, GraphError, store_graph as ingest
 from segmentation.graph.ids import supervoxel_ids
 
 N = 10

@@ -28,9 +28,6 @@ from ..models import (
 )
 from .index import Edit, GraphError, GraphIndex
 
-_BATCH = 50_000
-
-
 class GraphNotIngested(LookupError):
     pass
 
@@ -52,29 +49,6 @@ def _dataset_id(connection, name: str) -> int:
     if dataset_id is None:
         raise LookupError(f"no dataset named {name!r}")
     return dataset_id
-
-
-def ingest(database_url: str, dataset: str, supervoxels, edge_a, edge_b, area, active) -> None:
-    """Store a dataset's supervoxels and adjacency (with the initially active edges)."""
-    engine = engine_for(database_url)
-    supervoxels = np.unique(np.asarray(supervoxels, dtype=np.uint64))
-    GraphIndex(supervoxels, edge_a, edge_b, area, active)  # validates ids before anything is written
-    with engine.begin() as connection:
-        dataset_id = _dataset_id(connection, dataset)
-        if connection.scalar(sa.select(GraphStateRow.dataset_id).where(GraphStateRow.dataset_id == dataset_id)):
-            raise GraphError(f"dataset {dataset!r} already has a graph")
-        connection.execute(sa.insert(GraphStateRow).values(dataset_id=dataset_id, last_seq=0))
-        sv_rows = [{"dataset_id": dataset_id, "sv_id": int(s)} for s in supervoxels]
-        for start in range(0, len(sv_rows), _BATCH):
-            connection.execute(sa.insert(GraphSupervoxelRow), sv_rows[start:start + _BATCH])
-        a, b = np.asarray(edge_a, dtype=np.uint64), np.asarray(edge_b, dtype=np.uint64)
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        edge_rows = [
-            {"dataset_id": dataset_id, "sv_a": int(x), "sv_b": int(y), "area": float(w), "initially_active": bool(on)}
-            for x, y, w, on in zip(lo, hi, np.asarray(area), np.asarray(active))
-        ]
-        for start in range(0, len(edge_rows), _BATCH):
-            connection.execute(sa.insert(GraphEdgeRow), edge_rows[start:start + _BATCH])
 
 
 class Graph:
