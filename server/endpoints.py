@@ -52,7 +52,43 @@ VIEWER = {
     "viewer_credentials": route("POST", "/credentials/<token>", "Credentials for data sources (none needed)."),
 }
 
-ALL = {"data": DATA, "datasets": DATASETS, "meta": META, "viewer": VIEWER}
+# PyChunkedGraph's v1 API as caveclient calls it; the table is the dataset name.
+_CG = "/segmentation/api/v1/table/<table>"
+CHUNKEDGRAPH = {
+    "cg_api_versions": route("GET", "/segmentation/api/versions", "Supported chunkedgraph API versions."),
+    "cg_version": route("GET", "/segmentation/api/version", "Chunkedgraph server version (a JSON string)."),
+    "cg_info": route("GET", "/segmentation/table/<table>/info", "Segmentation info with graph and app fields."),
+    "cg_root": route("GET", f"{_CG}/node/<int:node_id>/root", "Root of a supervoxel (?timestamp=)."),
+    "cg_roots": route("POST", f"{_CG}/roots", "Roots of {node_ids} (?timestamp=)."),
+    "cg_roots_binary": route("POST", f"{_CG}/roots_binary", "Roots of little-endian uint64 supervoxels."),
+    "cg_leaves": route("GET", f"{_CG}/node/<int:node_id>/leaves", "Supervoxels of a root."),
+    "cg_leaves_many": route("POST", f"{_CG}/node/leaves_many", "Supervoxels of several roots."),
+    "cg_merge": route("POST", f"{_CG}/merge", "Merge two points [[id, x, y, z] (nm), ...]."),
+    "cg_split": route("POST", f"{_CG}/split", "Split by minimum cut: {sources, sinks} of [id, x, y, z] (nm)."),
+    "cg_split_preview": route("POST", f"{_CG}/graph/split_preview", "The two sides of a split, not committed."),
+    "cg_undo": route("POST", f"{_CG}/undo", "Undo {operation_id} (as a new operation)."),
+    "cg_redo": route("POST", f"{_CG}/redo", "Redo an undone {operation_id} (as a new operation)."),
+    "cg_operation_details": route("GET", f"{_CG}/operation_details", "Details of ?operation_ids=[...]."),
+    "cg_lineage": route("POST", f"{_CG}/lineage_graph_multiple", "Lineage of {root_ids} (networkx node-link)."),
+    "cg_past_id_mapping": route("GET", f"{_CG}/past_id_mapping", "Past and future roots of {root_ids}."),
+    "cg_is_latest_roots": route("POST", f"{_CG}/is_latest_roots", "Whether each of {node_ids} is current."),
+    "cg_root_timestamps": route("POST", f"{_CG}/root_timestamps", "Creation time of each of {node_ids}."),
+    "cg_change_log": route("GET", f"{_CG}/root/<int:root_id>/change_log", "Edits in a root's past."),
+    "cg_delta_roots": route("GET", f"{_CG}/delta_roots", "Roots retired and created between two moments."),
+    "cg_oldest_timestamp": route("GET", f"{_CG}/oldest_timestamp", "When the graph was ingested."),
+}
+
+# The part of CAVE's info service caveclient needs to start: one datastack per dataset.
+INFO = {
+    "info_version": route("GET", "/info/version", "Info service version (a JSON string)."),
+    "info_datastacks": route("GET", "/info/api/v2/datastacks", "Datastack names (one per dataset)."),
+    "info_datastack": route("GET", "/info/api/v2/datastack/full/<name>", "A datastack: sources and servers."),
+}
+
+ALL = {
+    "data": DATA, "datasets": DATASETS, "meta": META, "viewer": VIEWER,
+    "chunkedgraph": CHUNKEDGRAPH, "info": INFO,
+}
 
 
 def register(blueprint, table: dict[str, Route], views: dict) -> None:

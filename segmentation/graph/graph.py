@@ -51,6 +51,15 @@ def _dataset_id(connection, name: str) -> int:
     return dataset_id
 
 
+def _edit_params(sources, sinks, coords) -> dict:
+    params = {"source_ids": [int(s) for s in sources], "sink_ids": [int(s) for s in sinks]}
+    if coords is not None:
+        source_coords, sink_coords = coords
+        params["source_coords"] = [[float(c) for c in p] for p in source_coords]
+        params["sink_coords"] = [[float(c) for c in p] for p in sink_coords]
+    return params
+
+
 class Graph:
     """Reads (optionally as of a moment) and edits of one dataset's supervoxel graph."""
 
@@ -266,17 +275,19 @@ class Graph:
         return dict(self._ops[operation_id])
 
     # ---- edits --------------------------------------------------------------
-    def merge(self, sv_a: int, sv_b: int, user: str) -> OperationResult:
+    def merge(self, sv_a: int, sv_b: int, user: str, coords=None) -> OperationResult:
+        """Join the roots of two supervoxels; ``coords`` (the clicked points, voxels) are kept in the log."""
         def plan(index: GraphIndex):
             changes, _ = index.plan_merge(sv_a, sv_b)
-            return changes, {"supervoxels": [int(sv_a), int(sv_b)]}, None
+            return changes, _edit_params([sv_a], [sv_b], coords), None
 
         return self._edit("merge", user, plan)
 
-    def split(self, sources, sinks, user: str) -> OperationResult:
+    def split(self, sources, sinks, user: str, coords=None) -> OperationResult:
+        """Minimum cut between sources and sinks of one root; ``coords`` = (source points, sink points)."""
         def plan(index: GraphIndex):
             changes, _, _ = index.plan_split(sources, sinks)
-            return changes, {"sources": [int(s) for s in sources], "sinks": [int(s) for s in sinks]}, None
+            return changes, _edit_params(sources, sinks, coords), None
 
         return self._edit("split", user, plan)
 

@@ -152,7 +152,7 @@ class GraphIndex:
         """Minimum cut (weighted by contact area) between sources and sinks of one root.
 
         Returns the edge changes, the retired root and the resulting components
-        (lists of supervoxel ids, the ones holding sources first).
+        (lists of supervoxel ids: the sources' pieces, then the sinks', then any others).
         """
         sources = [int(s) for s in sources]
         sinks = [int(s) for s in sinks]
@@ -190,9 +190,15 @@ class GraphIndex:
         components = self._group(members, labels)
         label_of = dict(zip(members.tolist(), labels.tolist()))
         source_labels = {label_of[s] for s in src_idx}
-        if source_labels & {label_of[t] for t in snk_idx}:
+        sink_labels = {label_of[t] for t in snk_idx}
+        if source_labels & sink_labels:
             raise GraphError("the cut would leave a source and a sink connected")
-        components.sort(key=lambda comp: (label_of[comp[0]] not in source_labels, comp[0]))
+
+        def side(comp):  # sources' pieces, then sinks', then any others
+            label = label_of[int(comp[0])]
+            return (0 if label in source_labels else 1 if label in sink_labels else 2, int(comp.min()))
+
+        components.sort(key=side)
         return changes, root, [self.sv_ids[np.sort(c)].tolist() for c in components]
 
     def plan_toggle(self, edge_changes) -> list[int]:

@@ -1,0 +1,51 @@
+"""Find the supervoxel under a point given in nanometres, as merge and split requests send them."""
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+
+import numpy as np
+
+from .ids import LAYER_SHIFT, SUPERVOXEL_LAYER, supervoxel_ids
+
+_SEARCH_RADIUS = 2  # voxels around the point, for clicks that land on a membrane or a neighbour
+
+
+class PointOutsideVolume(ValueError):
+    pass
+
+
+@lru_cache(maxsize=32)
+def _volume(url: str):
+    from cloudvolume import CloudVolume
+
+    return CloudVolume(url, mip=0, progress=False, fill_missing=True, bounded=False), threading.Lock()
+
+
+def _as_supervoxels(labels: np.ndarray) -> np.ndarray:
+    layered = (labels >> np.uint64(LAYER_SHIFT)) == SUPERVOXEL_LAYER
+    return np.where(layered | (labels == 0), labels, supervoxel_ids(np.where(layered, 0, labels)))
+
+
+def supervoxels_near(segmentation_url: str, point_nm) -> tuple[int, np.ndarray]:
+    """(supervoxel at the point or 0, all supervoxels within a small window, nearest first)."""
+    volume, lock = _volume(segmentation_url)
+    resolution = np.asarray(volume.resolution, dtype=float)
+    voxel = np.floor(np.asarray(point_nm, dtype=float) / resolution).astype(int)
+    lower = np.asarray(volume.voxel_offset)
+    upper = lower + np.asarray(volume.volume_size)
+    if np.any(voxel < lower) or np.any(voxel >= upper):
+        raise PointOutsideVolume(f"point {list(point_nm)} nm (voxel {voxel.tolist()}) is outside the volume")
+    lo = np.maximum(voxel - _SEARCH_RADIUS, lower)
+    hi = np.minimum(voxel + _SEARCH_RADIUS + 1, upper)
+    with lock:
+        block = np.asarray(volume[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])[..., 0]
+    labels = _as_supervoxels(block.astype(np.uint64))
+    centre = tuple(voxel - lo)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in block.shape], indexing="ij"), axis=-1)
+    distance = (((grid - np.array(centre)) * resolution) ** 2).sum(axis=-1)
+    order = np.argsort(distance, axis=None, kind="stable")
+    flat = labels.ravel()[order]
+    nearest = flat[flat != 0]
+    _, first = np.unique(nearest, return_index=True)
+    return int(labels[centre]), nearest[np.sort(first)]

@@ -1,0 +1,392 @@
+"""PyChunkedGraph's v1 HTTP API over :class:`segmentation.graph.Graph`, as caveclient calls it.
+
+Only HTTP lives here: parsing ids, points and timestamps, and shaping answers
+(ids as JSON integers, or strings with ``int64_as_str=1``; uint64 bytes for
+``roots_binary``). Bodies are read raw because Neuroglancer posts them without
+a Content-Type.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import numpy as np
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from segmentation.datasets import DatasetNotFound
+from segmentation.graph import Graph, GraphError, GraphNotIngested
+from segmentation.graph.ids import is_supervoxel
+from segmentation.graph.points import PointOutsideVolume, supervoxels_near
+from segmentation.timestamps import InvalidTimestamp, parse_timestamp
+
+from .. import endpoints
+from ..errors import json_error
+from . import datasets_registry
+
+blueprint = Blueprint("chunkedgraph", __name__)
+
+API_VERSION = "2.21.1"
+ANONYMOUS = "anonymous"
+
+
+class BadRequest(ValueError):
+    pass
+
+
+@blueprint.errorhandler(BadRequest)
+@blueprint.errorhandler(GraphError)
+@blueprint.errorhandler(InvalidTimestamp)
+@blueprint.errorhandler(PointOutsideVolume)
+def _bad_request(error):
+    return json_error(400, str(error))
+
+
+@blueprint.errorhandler(DatasetNotFound)
+@blueprint.errorhandler(GraphNotIngested)
+def _not_found(error):
+    return json_error(404, str(error.args[0] if error.args else error))
+
+
+# ---- request helpers ---------------------------------------------------------
+def graph_for(table: str) -> Graph:
+    settings = current_app.config["AXONLINK_SETTINGS"]
+    datasets_registry().get(table)  # 404 for unknown datasets
+    try:
+        return Graph.open(settings.database_url, table)
+    except LookupError as error:
+        raise GraphNotIngested(str(error)) from None
+
+
+def body_json():
+    raw = request.get_data(cache=True)
+    if not raw:
+        raise BadRequest("request body must be JSON")
+    try:
+        return json.loads(raw)
+    except ValueError as error:
+        raise BadRequest(f"request body is not valid JSON: {error}") from None
+
+
+def id_list(value, what: str) -> list[int]:
+    if not isinstance(value, list):
+        raise BadRequest(f"{what} must be a list of ids")
+    try:
+        ids = [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise BadRequest(f"{what} must hold integer ids") from None
+    if any(i < 0 or i >= 2 ** 64 for i in ids):
+        raise BadRequest(f"{what} must hold uint64 ids")
+    return ids
+
+
+def moment(name: str = "timestamp") -> datetime | None:
+    value = request.args.get(name)
+    return parse_timestamp(value) if value not in (None, "", "None", "null") else None
+
+
+def ids_out(ids):
+    as_str = request.args.get("int64_as_str", "").lower() in ("1", "true")
+    return [str(int(i)) if as_str else int(i) for i in ids]
+
+
+def user() -> str:
+    return ANONYMOUS  # replaced by the token's user when accounts land
+
+
+def resolve_point(graph: Graph, table: str, item, what: str) -> int:
+    """``[id, x, y, z]`` (nm) → a supervoxel: the id if it is one, else the one under the point."""
+    if not isinstance(item, (list, tuple)) or len(item) != 4:
+        raise BadRequest(f"each {what} must be [id, x, y, z] with coordinates in nm")
+    try:
+        node, point = int(item[0]), [float(c) for c in item[1:]]
+    except (TypeError, ValueError):
+        raise BadRequest(f"bad {what}: {item!r}") from None
+    if is_supervoxel(node):
+        return node
+    url = datasets_registry().get(table).layer("segmentation").url
+    at_point, nearby = supervoxels_near(url, point)
+    candidates = [at_point] if at_point else []
+    candidates += [int(s) for s in nearby if int(s) != at_point]
+    for sv in candidates:
+        try:
+            if node == 0 or graph.root(sv) == node:
+                return sv
+        except GraphError:
+            continue
+    raise BadRequest(f"could not determine the supervoxel of {node} at {point} nm")
+
+
+def voxel_coords(table: str, points) -> list[list[float]]:
+    """The nm points of a request in voxels of the dataset, as CAVE's operation details report them."""
+    resolution = np.asarray(datasets_registry().get(table).voxel_resolution, dtype=float)
+    return (np.asarray([p[1:] for p in points], dtype=float) / resolution).tolist()
+
+
+def operation_answer(result):
+    return jsonify({
+        "operation_id": result.operation_id,
+        "new_root_ids": ids_out(result.new_root_ids),
+        "old_root_ids": ids_out(result.old_root_ids),
+    })
+
+
+# ---- versions and info -------------------------------------------------------
+def cg_api_versions():
+    return jsonify([0, 1])
+
+
+def cg_version():
+    return jsonify(API_VERSION)
+
+
+def cg_info(table):
+    graph = graph_for(table)
+    dataset = datasets_registry().get(table)
+    base = request.host_url.rstrip("/")
+    from segmentation.datasets import read_info
+
+    info = read_info(dataset.layer("segmentation").url)
+    scale = info["scales"][0]
+    size = scale["size"]
+    info.update({
+        "data_dir": f"precomputed://{base}/data/{table}/segmentation",
+        "app": {"supported_api_versions": [0, 1]},
+        "graph": {
+            "chunk_size": scale["chunk_sizes"][0],
+            "bounding_box": [scale.get("voxel_offset", [0, 0, 0]), size],
+            "n_bits_for_layer_id": 8,
+            "cv_mip": 0,
+            "n_layers": 10,
+            "spatial_bit_masks": {},
+        },
+        "verify_mesh": False,
+        "mesh": info.get("mesh", "mesh"),
+    })
+    info.pop("sharding", None)
+    _ = graph
+    return jsonify(info)
+
+
+# ---- reads -------------------------------------------------------------------
+def cg_root(table, node_id):
+    graph = graph_for(table)
+    return jsonify({"root_id": ids_out([graph.root(node_id, moment())])[0]})
+
+
+def cg_roots(table):
+    graph = graph_for(table)
+    ids = id_list(body_json().get("node_ids"), "node_ids")
+    return jsonify({"root_ids": ids_out(graph.roots(ids, moment()))})
+
+
+def cg_roots_binary(table):
+    graph = graph_for(table)
+    raw = request.get_data()
+    if len(raw) % 8:
+        raise BadRequest("body must be little-endian uint64 supervoxel ids")
+    ids = np.frombuffer(raw, dtype="<u8")
+    return Response(graph.roots(ids, moment()).astype("<u8").tobytes(), mimetype="application/octet-stream")
+
+
+def _leaves_header(response):
+    if request.args.get("bounds"):
+        response.headers["X-Axonlink-Bounds-Ignored"] = "1"  # per-supervoxel bounds not indexed yet
+    return response
+
+
+def cg_leaves(table, node_id):
+    graph = graph_for(table)
+    return _leaves_header(jsonify({"leaf_ids": ids_out(_leaves(graph, node_id))}))
+
+
+def _leaves(graph: Graph, node: int):
+    return [node] if is_supervoxel(node) else graph.leaves(node)
+
+
+def cg_leaves_many(table):
+    graph = graph_for(table)
+    ids = id_list(body_json().get("node_ids"), "node_ids")
+    return _leaves_header(jsonify({str(i): ids_out(_leaves(graph, i)) for i in ids}))
+
+
+def cg_operation_details(table):
+    graph = graph_for(table)
+    try:
+        ids = id_list(json.loads(request.args.get("operation_ids", "[]")), "operation_ids")
+    except ValueError:
+        raise BadRequest("operation_ids must be a JSON list") from None
+    answer = {}
+    for op_id in ids:
+        op = graph.operation(op_id)
+        added = [[a, b] for a, b, on in op["edge_changes"] if on]
+        removed = [[a, b] for a, b, on in op["edge_changes"] if not on]
+        params = op["params"]
+        detail = {
+            "user": op["user_id"],
+            "timestamp": op["created_at"].isoformat(),
+            "roots": op["new_root_ids"],
+            "old_roots": op["old_root_ids"],
+            "operation_type": op["kind"],
+            "operation_status": 0,
+        }
+        if added:
+            detail["added_edges"] = added
+        if removed:
+            detail["removed_edges"] = removed
+        for key in ("source_coords", "sink_coords", "source_ids", "sink_ids"):
+            if key in params:
+                detail[key] = params[key]
+        if op["target_operation_id"] is not None:
+            detail["target_operation_id"] = op["target_operation_id"]
+        answer[str(op_id)] = detail
+    return jsonify(answer)
+
+
+def cg_lineage(table):
+    graph = graph_for(table)
+    roots = id_list(body_json().get("root_ids"), "root_ids")
+    return jsonify(graph.lineage(roots, past=moment("timestamp_past"), future=moment("timestamp_future")))
+
+
+def cg_past_id_mapping(table):
+    graph = graph_for(table)
+    roots = id_list(body_json().get("root_ids"), "root_ids")
+    past_at, future_at = moment("timestamp_past"), moment("timestamp_future")
+    past_map, future_map = {}, {}
+    for root in roots:
+        lineage = graph.lineage([root], past=past_at, future=future_at)
+        nodes = {n["id"] for n in lineage["nodes"]}
+        parents = {l["target"]: l["source"] for l in lineage["links"]}
+        ancestors = {n for n in nodes if n not in parents and n != root and graph.index.record(n).created_seq
+                     <= (graph.seq_at(past_at) if past_at else 0)}
+        past_map[str(root)] = sorted(ancestors) or [root]
+        future_map[str(root)] = graph.latest_roots(root, at=future_at)
+    return jsonify({"past_id_map": past_map, "future_id_map": future_map})
+
+
+def cg_is_latest_roots(table):
+    graph = graph_for(table)
+    ids = id_list(body_json().get("node_ids"), "node_ids")
+    return jsonify({"is_latest": graph.is_latest(ids, moment())})
+
+
+def cg_root_timestamps(table):
+    graph = graph_for(table)
+    ids = id_list(body_json().get("node_ids"), "node_ids")
+    return jsonify({"timestamp": [t.timestamp() for t in graph.root_timestamps(ids)]})
+
+
+def cg_change_log(table, root_id):
+    graph = graph_for(table)
+    log = graph.change_log(root_id)
+    log.pop("kinds", None)
+    return jsonify(log)
+
+
+def cg_delta_roots(table):
+    graph = graph_for(table)
+    past = moment("timestamp_past")
+    if past is None:
+        raise BadRequest("timestamp_past is required")
+    old, new = graph.delta_roots(past, moment("timestamp_future"))
+    return jsonify({"old_roots": old, "new_roots": new})
+
+
+def cg_oldest_timestamp(table):
+    graph = graph_for(table)
+    return jsonify({"iso": graph.created_at.isoformat()})
+
+
+# ---- edits -------------------------------------------------------------------
+def cg_merge(table):
+    graph = graph_for(table)
+    body = body_json()
+    if not isinstance(body, list) or len(body) != 2:
+        raise BadRequest("merge takes exactly two points: [[id, x, y, z], [id, x, y, z]] (nm)")
+    a, b = (resolve_point(graph, table, item, "merge point") for item in body)
+    source, sink = (voxel_coords(table, [item]) for item in body)
+    return operation_answer(graph.merge(a, b, user(), coords=(source, sink)))
+
+
+def _split_points(graph, table):
+    body = body_json()
+    if not isinstance(body, dict) or not body.get("sources") or not body.get("sinks"):
+        raise BadRequest('split takes {"sources": [[id, x, y, z], ...], "sinks": [...]} (nm)')
+    sources = [resolve_point(graph, table, p, "source") for p in body["sources"]]
+    sinks = [resolve_point(graph, table, p, "sink") for p in body["sinks"]]
+    coords = (voxel_coords(table, body["sources"]), voxel_coords(table, body["sinks"]))
+    return sources, sinks, coords
+
+
+def cg_split(table):
+    graph = graph_for(table)
+    sources, sinks, coords = _split_points(graph, table)
+    return operation_answer(graph.split(sources, sinks, user(), coords=coords))
+
+
+def cg_split_preview(table):
+    graph = graph_for(table)
+    sources, sinks, _ = _split_points(graph, table)
+    try:
+        groups = graph.preview_split(sources, sinks)
+        illegal = False
+    except GraphError as error:
+        if "connected" not in str(error):
+            raise
+        groups, illegal = [], True
+    return jsonify({"supervoxel_connected_components": [ids_out(g) for g in groups], "illegal_split": illegal})
+
+
+def cg_undo(table):
+    return _undo_redo(table, "undo")
+
+
+def cg_redo(table):
+    return _undo_redo(table, "redo")
+
+
+def _undo_redo(table, kind):
+    graph = graph_for(table)
+    body = body_json()
+    if not isinstance(body, dict) or "operation_id" not in body:
+        raise BadRequest('expected {"operation_id": N}')
+    try:
+        op_id = int(body["operation_id"])
+    except (TypeError, ValueError):
+        raise BadRequest("operation_id must be an integer") from None
+    return operation_answer(getattr(graph, kind)(op_id, user()))
+
+
+# ---- info service ------------------------------------------------------------
+def info_version():
+    return jsonify("4.3.1")
+
+
+def info_datastacks():
+    return jsonify([d.name for d in datasets_registry().list()])
+
+
+def info_datastack(name):
+    dataset = datasets_registry().get(name)
+    base = request.host_url.rstrip("/")
+    rx, ry, rz = dataset.voxel_resolution
+    return jsonify({
+        "datastack": dataset.name,
+        "description": dataset.description,
+        "aligned_volume": {
+            "name": dataset.name, "id": 1, "description": dataset.description,
+            "image_source": f"precomputed://{base}/data/{dataset.name}/image",
+        },
+        "segmentation_source": f"graphene://{base}/segmentation/table/{dataset.name}",
+        "local_server": base,
+        "viewer_site": base,
+        "synapse_table": None,
+        "soma_table": None,
+        "analysis_database": None,
+        "viewer_resolution_x": rx, "viewer_resolution_y": ry, "viewer_resolution_z": rz,
+    })
+
+
+_VIEWS = {name: globals()[name] for name in endpoints.CHUNKEDGRAPH}
+_VIEWS.update({name: globals()[name] for name in endpoints.INFO})
+endpoints.register(blueprint, {**endpoints.CHUNKEDGRAPH, **endpoints.INFO}, _VIEWS)
