@@ -1,17 +1,24 @@
 """Benchmark: read a 256^3 cutout of the demo segmentation through axonlink vs a static file server.
 
-Both servers serve the same files in the same run; CloudVolume reads the same
-cutout from each, alternating, several times. Prints median seconds and the
-ratio axonlink / static (target <= 1.3).
+axonlink runs as users run it (``axonlink serve``: gunicorn, threaded workers);
+the baseline is Python's static file server over the same files. CloudVolume
+reads the same cutout (256x256x128: the demo is 128 deep) from each,
+alternating, several times; prints medians and the ratio axonlink / static
+(target <= 1.3).
 
-    python bench/serve_chunks.py [--home DIR] [--repeats 7] [--layer segmentation]
+    python bench/serve_chunks.py [--home DIR] [--repeats 7] [--layer segmentation|segmentation_sharded|image]
 """
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import statistics
+import subprocess
 import sys
 import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -21,9 +28,40 @@ from cloudvolume import CloudVolume  # noqa: E402
 
 from bench.static_server import StaticServer  # noqa: E402
 from segmentation.config import Settings  # noqa: E402
-from server import create_app  # noqa: E402
 from server.cli import DEMO_NAME, ensure_demo  # noqa: E402
-from server.runner import BackgroundServer  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def axonlink_server(settings: Settings):
+    """``axonlink serve`` in a subprocess on a free port, until the block ends."""
+    port = free_port()
+    env = {**os.environ, "AXONLINK_HOME": str(settings.home), "AXONLINK_DATABASE_URL": settings.database_url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/v1/datasets", timeout=2).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise SystemExit("axonlink serve did not start")
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def cutout_seconds(url: str, bounds) -> tuple[float, np.ndarray]:
@@ -47,8 +85,8 @@ def main() -> int:
     bounds = tuple(slice(0, min(256, int(s))) for s in size)
     shape = "x".join(str(b.stop) for b in bounds)
 
-    with BackgroundServer(create_app(settings)) as axonlink, StaticServer(settings.demo_dir) as static:
-        urls = {"axonlink": f"{axonlink.url}/data/{DEMO_NAME}/{args.layer}", "static": f"{static.url}/{args.layer}"}
+    with axonlink_server(settings) as axonlink, StaticServer(settings.demo_dir) as static:
+        urls = {"axonlink": f"{axonlink}/data/{DEMO_NAME}/{args.layer}", "static": f"{static.url}/{args.layer}"}
         reference = None
         times: dict[str, list[float]] = {name: [] for name in urls}
         for _ in range(args.repeats + 1):  # the first round warms both up and is dropped

@@ -9,6 +9,7 @@ import json
 import re
 import threading
 import time
+from datetime import timezone
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -186,6 +187,8 @@ class Datasets:
 
 def _to_dataset(row: DatasetRow) -> Dataset:
     created = row.created_at
+    if created is not None and created.tzinfo is None:  # SQLite keeps no time zone; we store UTC
+        created = created.replace(tzinfo=timezone.utc)
     return Dataset(
         name=row.name,
         description=row.description,

@@ -7,7 +7,6 @@ PostgreSQL) to the newest revision.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -17,9 +16,24 @@ from alembic.config import Config
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
-@lru_cache(maxsize=None)
+_engines: dict[str, sa.Engine] = {}
+
+
 def engine_for(url: str) -> sa.Engine:
     """One engine per URL per process (engines own connection pools)."""
+    engine = _engines.get(url)
+    if engine is None:
+        engine = _engines.setdefault(url, _create_engine(url))
+    return engine
+
+
+def dispose_engines_after_fork() -> None:
+    """A forked worker must not reuse its parent's connections: start with empty pools."""
+    for engine in _engines.values():
+        engine.dispose(close=False)
+
+
+def _create_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

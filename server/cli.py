@@ -10,7 +10,7 @@ from segmentation.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 DEMO_NAME = "demo"
 DEMO_METADATA = {
     "description": (
-        "Synthetic EM-like volume (512x512x128 voxels at 8x8x40 nm) with ~40 branching neurites, "
+        "Synthetic EM-like volume (512x512x128 voxels at 8x8x40 nm) with 48 branching neurites, "
         "each over-segmented into several supervoxels along its length. Built by `axonlink demo`."
     ),
     "license": "CC0-1.0",
@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     network.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     network.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     network.add_argument("--access-log", action="store_true", help="print one line per request")
+    network.add_argument("--workers", type=int, default=None,
+                         help="server processes (default: CPU count, at most 4)")
 
     parser = argparse.ArgumentParser(
         prog="axonlink", description="Connectomics on one machine: serve volumes to Neuroglancer."
@@ -214,7 +216,8 @@ def _serve(args, settings):
         print("press Ctrl-C to stop", flush=True)
 
     try:
-        serve_forever(app, args.host, args.port, on_ready=ready, access_log=args.access_log)
+        serve_forever(app, args.host, args.port, workers=args.workers, access_log=args.access_log,
+                      on_ready=ready)
     except OSError as error:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {error}") from None
 

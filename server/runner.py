@@ -1,12 +1,24 @@
-"""Run the app on a real socket: in the foreground for the CLI, in a thread for tests and benchmarks."""
+"""Run the app on a real socket.
+
+``axonlink serve`` runs gunicorn (threaded workers, the app built once and
+forked); tests and benchmarks that need a server inside their own process use
+:class:`BackgroundServer` (werkzeug's threaded server in a thread).
+"""
 from __future__ import annotations
 
+import os
 import threading
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 
-class QuietRequestHandler(WSGIRequestHandler):
+class BufferedRequestHandler(WSGIRequestHandler):
+    """Buffer each response write so headers and body leave in one send (werkzeug flushes per write)."""
+
+    wbufsize = 64 * 1024
+
+
+class QuietRequestHandler(BufferedRequestHandler):
     """No access log line per request: chunk serving makes thousands of them."""
 
     def log_request(self, code="-", size="-"):
@@ -41,15 +53,34 @@ class BackgroundServer:
         self.stop()
 
 
-def serve_forever(app, host: str, port: int, on_ready=None, access_log: bool = False) -> None:
-    handler = WSGIRequestHandler if access_log else QuietRequestHandler
-    server = make_server(host, port, app, threaded=True, request_handler=handler)
-    server.daemon_threads = True
-    if on_ready:
-        on_ready(f"http://{host}:{server.server_address[1]}")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def serve_forever(app, host: str, port: int, *, workers: int | None = None, threads: int = 32,
+                  access_log: bool = False, on_ready=None) -> None:
+    """Serve ``app`` with gunicorn until interrupted (several processes share the port)."""
+    from gunicorn.app.base import BaseApplication
+
+    from segmentation.db import dispose_engines_after_fork
+
+    class Application(BaseApplication):
+        def load_config(self):
+            settings = {
+                "bind": f"{host}:{port}",
+                "workers": workers or default_workers(),
+                "worker_class": "gthread",
+                "threads": threads,
+                "preload_app": True,
+                "accesslog": "-" if access_log else None,
+                "post_fork": lambda _server, _worker: dispose_engines_after_fork(),
+                "when_ready": lambda _server: on_ready and on_ready(f"http://{host}:{port}"),
+                "graceful_timeout": 2,
+            }
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return app
+
+    Application().run()
