@@ -54,6 +54,6 @@ def default_state(dataset, base_url: str) -> dict:
         "layers": [layer_state(layer, base_url, dataset.name) for layer in layers if layer is not None],
     }
     if state["layers"]:
-        state["selectedLayer"] = {"layer": state["layers"][-1]["name"], "visible": True}
+        state["selectedLayer"] = {"layer": state["layers"][-1]["name"], "visible": False}
     state["title"] = f"{dataset.name} — axonlink"
     return state
