@@ -146,3 +146,36 @@ def demo_server(demo_home):
 
     with BackgroundServer(create_app(demo_home)) as server:
         yield server
+
+
+CG_RESOLUTION = np.array([8, 8, 40])
+CG_SV = [int(s) for s in (np.arange(1, 5, dtype=np.uint64) | np.uint64(1 << 56))]
+
+
+def cg_point_nm(label: int) -> list[float]:
+    """A point (nm) inside plain label ``label`` of the `cg` volume."""
+    x = (label - 1) * 8 + 4
+    return [x * 8 + 4, 16 * 8 + 4, 4 * 40 + 20]
+
+
+@pytest.fixture
+def cg_server(settings, small_volumes, tmp_path, monkeypatch):
+    """Dataset `cg`: four slabs of plain labels 1-4 along x, graph agglomerated as {1,2} and {3,4}, served live."""
+    from segmentation.datasets import Datasets
+    from segmentation.graph import ingest_dataset
+    from server import create_app
+    from server.runner import BackgroundServer
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # caveclient writes its caches under ~
+    labels = np.zeros((32, 32, 8), dtype=np.uint64)
+    for label in range(1, 5):
+        labels[(label - 1) * 8:label * 8] = label
+    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation",
+                       encoding="compressed_segmentation", mips=2)
+    app = create_app(settings)
+    Datasets(settings.database_url).add("cg", image=small_volumes["image"], segmentation=seg)
+    ingest_dataset(settings.database_url, "cg", agglomeration=[[1, 2], [3, 4]], progress=False)
+    with BackgroundServer(app) as server:
+        server.labels = labels
+        server.database_url = settings.database_url
+        yield server

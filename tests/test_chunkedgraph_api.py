@@ -8,39 +8,9 @@ import urllib.request
 import numpy as np
 import pytest
 
-from conftest import write_volume
-from segmentation.datasets import Datasets
-from segmentation.graph import ingest_dataset
-from segmentation.graph.ids import supervoxel_ids
-from server import create_app
-from server.runner import BackgroundServer
+from conftest import CG_SV as SV, CG_RESOLUTION as RES, cg_point_nm as centre_nm
 
 caveclient = pytest.importorskip("caveclient")
-
-RES = np.array([8, 8, 40])
-SV = [int(s) for s in supervoxel_ids(np.arange(1, 5))]
-
-
-def centre_nm(label: int) -> list[float]:
-    """A point (nm) inside plain label ``label`` of the volume below."""
-    x = (label - 1) * 8 + 4
-    return [x * 8 + 4, 16 * 8 + 4, 4 * 40 + 20]
-
-
-@pytest.fixture
-def cg_server(settings, small_volumes, tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path))  # caveclient writes its caches under ~
-    labels = np.zeros((32, 32, 8), dtype=np.uint64)
-    for label in range(1, 5):
-        labels[(label - 1) * 8:label * 8] = label
-    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation",
-                       encoding="compressed_segmentation", mips=1)
-    app = create_app(settings)
-    Datasets(settings.database_url).add("cg", image=small_volumes["image"], segmentation=seg)
-    ingest_dataset(settings.database_url, "cg", agglomeration=[[1, 2], [3, 4]], progress=False)
-    with BackgroundServer(app) as server:
-        yield server
-
 
 def client_for(server):
     return caveclient.CAVEclient(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -65,6 +66,24 @@ class Graph:
 
     _open: dict[tuple[str, str], "Graph"] = {}
     _open_lock = threading.Lock()
+    _absent: dict[tuple[str, str], float] = {}
+    _ABSENT_TTL_SECONDS = 5.0
+
+    @classmethod
+    def find(cls, database_url: str, dataset: str) -> "Graph | None":
+        """The dataset's graph, or None when it has none (remembered briefly, so serving skips SQL)."""
+        key = (database_url, dataset)
+        graph = cls._open.get(key)
+        if graph is not None:
+            return graph
+        checked = cls._absent.get(key)
+        if checked is not None and time.monotonic() - checked < cls._ABSENT_TTL_SECONDS:
+            return None
+        try:
+            return cls.open(database_url, dataset)
+        except LookupError:  # no such dataset, or no graph ingested yet
+            cls._absent[key] = time.monotonic()
+            return None
 
     @classmethod
     def open(cls, database_url: str, dataset: str) -> "Graph":

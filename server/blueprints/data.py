@@ -6,12 +6,15 @@ range) from the layer's store → pick encoding and headers → respond.
 from __future__ import annotations
 
 import gzip
+import json
 import re
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.http import parse_range_header
 
 from segmentation.datasets import DatasetNotFound
+from segmentation.graph import GraphError
+from segmentation.live import live_segmentation
 from segmentation.storage import InvalidKey, validate_key
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
@@ -46,14 +49,20 @@ def cache_control_for(key: str) -> str:
 
 def layer_file(dataset_ref: str, layer: str, key: str):
     try:
-        name, _moment = parse_dataset_ref(dataset_ref)
+        name, moment = parse_dataset_ref(dataset_ref)
         validate_key(key)
     except (InvalidTimestamp, InvalidKey) as error:
         return json_error(400, str(error))
     try:
-        _, store = datasets_registry().layer_store(name, layer)
+        found, store = datasets_registry().layer_store(name, layer)
     except DatasetNotFound as error:
         return json_error(404, str(error))
+    database_url = current_app.config["AXONLINK_SETTINGS"].database_url
+    live = live_segmentation(database_url, name, found, store)
+    if live is not None:
+        answer = _live_file(live, key, moment)
+        if answer is not None:
+            return answer
     headers = {
         "Content-Type": content_type_for(key),
         "Cache-Control": cache_control_for(key),
@@ -71,6 +80,49 @@ def layer_file(dataset_ref: str, layer: str, key: str):
         return _whole(store, key, headers)
     except InvalidKey as error:
         return json_error(400, str(error))
+
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def _live_file(live, key: str, moment):
+    """info, chunks and root mesh manifests of a segmentation seen through its graph; None = as stored."""
+    if key == "info":
+        return _json_answer(live.info(), etag=None, cache="no-cache")
+    root = live.root_manifest_id(key)
+    if root is not None:
+        try:
+            manifest = live.manifest(root)
+        except GraphError as error:
+            return json_error(404, str(error))
+        return _json_answer(manifest, etag=f"root-{root}", cache=IMMUTABLE)
+    if not live.is_chunk(key):
+        return None
+    etag = f"ops-{live.version(moment)}"
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Cache-Control": "no-cache" if moment is None else IMMUTABLE,
+        "ETag": f'"{etag}"',
+    }
+    if request.if_none_match.contains_weak(etag):
+        return Response(status=304, headers=headers)
+    try:
+        body = live.chunk(key, moment)
+    except GraphError as error:
+        return json_error(409, f"the volume and its graph disagree: {error}")
+    if body is None:
+        return _missing(key)
+    return Response(body, status=200, headers=headers)
+
+
+def _json_answer(document, etag: str | None, cache: str):
+    body = json.dumps(document).encode()
+    headers = {"Content-Type": "application/json", "Cache-Control": cache}
+    if etag:
+        headers["ETag"] = f'"{etag}"'
+        if request.if_none_match.contains_weak(etag):
+            return Response(status=304, headers=headers)
+    return Response(body, status=200, headers=headers)
 
 
 def _missing(key: str):

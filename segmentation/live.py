@@ -1,0 +1,167 @@
+"""The segmentation as the graph sees it: supervoxel chunks remapped to the root ids of a moment.
+
+For a dataset with a graph, its segmentation layers are served through
+:class:`LiveSegmentation`: one data path per chunk — read the supervoxel chunk,
+map each supervoxel to its root (fastremap), re-encode, answer. The view is
+always unsharded (a shard's byte ranges cannot be remapped in place), so the
+info drops ``sharding`` and chunks of sharded layers are read through
+CloudVolume. Mesh manifests of a root list the fragments of its supervoxels,
+so 3D views follow edits without remeshing.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+from collections import OrderedDict
+from datetime import datetime
+
+import fastremap
+import numpy as np
+from cloudvolume import chunks
+
+from .graph import Graph
+from .graph.ids import LAYER_SHIFT, ROOT_LAYER, SUPERVOXEL_LAYER
+from .graph.ingest import as_supervoxel_ids
+from .storage import LayerStore
+
+_CHUNK_NAME = re.compile(r"^(\d+)-(\d+)_(\d+)-(\d+)_(\d+)-(\d+)$")
+_MANIFEST = re.compile(r"^(\d+):0$")
+_CACHE_ENTRIES = 1024
+
+
+class LiveSegmentation:
+    def __init__(self, layer_url: str, store: LayerStore, graph: Graph):
+        self.layer_url = layer_url
+        self.store = store
+        self.graph = graph
+        self.stored_info = json.loads(store.get("info").decoded())
+        self.scales = {s["key"]: (i, s) for i, s in enumerate(self.stored_info["scales"])}
+        self.mesh_dir = self.stored_info.get("mesh")
+        self.plain_ids = None  # whether the volume stores plain labels (decided on the first chunk)
+        self._cache: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self._volumes: dict[int, object] = {}
+
+    # ---- what the data route asks --------------------------------------------
+    def info(self) -> dict:
+        info = copy.deepcopy(self.stored_info)
+        for scale in info["scales"]:
+            scale.pop("sharding", None)
+        return info
+
+    def is_chunk(self, key: str) -> bool:
+        scale_key, _, name = key.rpartition("/")
+        return scale_key in self.scales and bool(_CHUNK_NAME.match(name))
+
+    def root_manifest_id(self, key: str) -> int | None:
+        """The root id when ``key`` asks for a root's legacy mesh manifest."""
+        if not self.mesh_dir:
+            return None
+        directory, _, name = key.rpartition("/")
+        match = _MANIFEST.match(name)
+        if directory != self.mesh_dir or not match:
+            return None
+        node = int(match.group(1))
+        return node if node >> LAYER_SHIFT == ROOT_LAYER else None
+
+    def version(self, at: datetime | None) -> int:
+        """The operation sequence number the answer depends on (part of ETags and cache keys)."""
+        self.graph.sync()
+        return self.graph.index.seq if at is None else self.graph.seq_at(at)
+
+    def chunk(self, key: str, at: datetime | None) -> bytes | None:
+        """Encoded chunk of root ids as of ``at`` (None = now), or None when the chunk is missing."""
+        seq = self.version(at)
+        cache_key = (key, seq)
+        with self._lock:
+            if cache_key in self._cache:
+                self._cache.move_to_end(cache_key)
+                return self._cache[cache_key]
+        scale_key, _, name = key.rpartition("/")
+        mip, scale = self.scales[scale_key]
+        x0, x1, y0, y1, z0, z1 = (int(v) for v in _CHUNK_NAME.match(name).groups())
+        shape = (x1 - x0, y1 - y0, z1 - z0)
+        if min(shape) <= 0:
+            return None
+        labels = self._supervoxels(key, mip, scale, (x0, y0, z0), shape)
+        if labels is None:
+            return None
+        roots = self._remap(labels, seq)
+        encoded = chunks.encode(
+            roots, scale["encoding"], block_size=scale.get("compressed_segmentation_block_size")
+        )
+        with self._lock:
+            self._cache[cache_key] = encoded
+            while len(self._cache) > _CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+        return encoded
+
+    def manifest(self, root: int) -> dict:
+        """The legacy mesh manifest of a root: the fragments of all its supervoxels."""
+        fragments = []
+        for sv in self.graph.leaves(root).tolist():
+            label = sv & ((1 << LAYER_SHIFT) - 1) if self._stores_plain_ids() else sv
+            stored = self.store.get(f"{self.mesh_dir}/{label}:0")
+            if stored is not None:
+                fragments.extend(json.loads(stored.decoded()).get("fragments", []))
+        return {"fragments": fragments}
+
+    # ---- internals --------------------------------------------------------------
+    def _supervoxels(self, key, mip, scale, origin, shape) -> np.ndarray | None:
+        if "sharding" not in scale:
+            stored = self.store.get(key)
+            if stored is None:
+                return None
+            return chunks.decode(
+                stored.decoded(), scale["encoding"], shape=(*shape, 1), dtype=np.dtype(self.stored_info["data_type"]),
+                block_size=scale.get("compressed_segmentation_block_size"),
+            )
+        volume = self._volume(mip)
+        x0, y0, z0 = origin
+        return np.asarray(volume[x0:x0 + shape[0], y0:y0 + shape[1], z0:z0 + shape[2]])
+
+    def _volume(self, mip):
+        if mip not in self._volumes:
+            from cloudvolume import CloudVolume
+
+            self._volumes[mip] = CloudVolume(self.layer_url, mip=mip, progress=False, fill_missing=True)
+        return self._volumes[mip]
+
+    def _stores_plain_ids(self) -> bool:
+        if self.plain_ids is None:
+            first = int(self.graph.index.sv_ids[0]) if len(self.graph.index.sv_ids) else 0
+            probe = self.store.get(f"{self.mesh_dir}/{first}:0") if self.mesh_dir else None
+            self.plain_ids = probe is None
+        return self.plain_ids
+
+    def _remap(self, labels: np.ndarray, seq: int) -> np.ndarray:
+        labels = labels.astype(np.uint64, copy=False)
+        unique = fastremap.unique(labels)
+        unique = unique[unique != 0]
+        if len(unique) == 0:
+            return labels
+        svs = as_supervoxel_ids(unique)
+        if self.plain_ids is None:
+            self.plain_ids = bool(np.all((unique >> np.uint64(LAYER_SHIFT)) != SUPERVOXEL_LAYER))
+        roots = self.graph.index.roots(svs, seq)
+        mapping = dict(zip(unique.tolist(), roots.tolist()))
+        return fastremap.remap(labels, mapping, preserve_missing_labels=True, in_place=False)
+
+
+_views: dict[tuple[str, str, str], LiveSegmentation] = {}
+
+
+def live_segmentation(database_url: str, dataset: str, layer, store: LayerStore) -> LiveSegmentation | None:
+    """The live view of a segmentation layer, or None when the layer is served as stored."""
+    if layer.kind != "segmentation":
+        return None
+    graph = Graph.find(database_url, dataset)
+    if graph is None:
+        return None
+    key = (database_url, dataset, layer.name)
+    view = _views.get(key)
+    if view is None or view.graph is not graph or view.store is not store:
+        view = _views[key] = LiveSegmentation(layer.url, store, graph)
+    return view

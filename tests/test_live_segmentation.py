@@ -1,0 +1,61 @@
+"""The served segmentation follows the graph: root ids now, root ids as of a moment."""
+from __future__ import annotations
+
+import datetime
+import json
+import urllib.request
+
+import numpy as np
+import pytest
+from cloudvolume import CloudVolume
+
+from conftest import CG_SV as SV
+from segmentation.graph import Graph
+
+
+def served(server, ref="cg", mip=0):
+    return CloudVolume(f"{server.url}/data/{ref}/segmentation", mip=mip, progress=False, cache=False)[:, :, :][..., 0]
+
+
+def expected(labels, roots_by_plain):
+    out = np.zeros_like(labels)
+    for plain, root in roots_by_plain.items():
+        out[labels == plain] = root
+    return out
+
+
+def test_volume_is_served_as_root_ids_now_and_then(cg_server):
+    graph = Graph.open(cg_server.database_url, "cg")
+    roots = graph.roots(SV)
+    before = datetime.datetime.now(datetime.timezone.utc)
+    assert np.array_equal(served(cg_server), expected(cg_server.labels, dict(zip(range(1, 5), roots))))
+    result = graph.merge(SV[1], SV[2], user="t")
+    (merged,) = result.new_root_ids
+    now = served(cg_server)
+    assert set(np.unique(now).tolist()) == {merged}
+    then = served(cg_server, ref=f"cg@{before.isoformat()}")
+    assert np.array_equal(then, expected(cg_server.labels, dict(zip(range(1, 5), roots))))
+    # mip 1 is remapped the same way
+    assert set(np.unique(served(cg_server, mip=1)).tolist()) == {merged}
+    # tensorstore reads the live view too
+    ts = pytest.importorskip("tensorstore")
+    store = ts.open({"driver": "neuroglancer_precomputed",
+                     "kvstore": f"{cg_server.url}/data/cg/segmentation/"}, read=True).result()
+    assert set(np.unique(store.read().result()).tolist()) == {merged}
+
+
+def test_live_chunks_revalidate_and_past_chunks_are_immutable(cg_server):
+    info = json.load(urllib.request.urlopen(f"{cg_server.url}/data/cg/segmentation/info"))
+    key = f"{info['scales'][0]['key']}/0-16_0-16_0-8"
+    with urllib.request.urlopen(f"{cg_server.url}/data/cg/segmentation/{key}") as response:
+        etag, cache = response.headers["ETag"], response.headers["Cache-Control"]
+    assert cache == "no-cache"
+    request = urllib.request.Request(f"{cg_server.url}/data/cg/segmentation/{key}", headers={"If-None-Match": etag})
+    with pytest.raises(urllib.error.HTTPError) as not_modified:
+        urllib.request.urlopen(request)
+    assert not_modified.value.code == 304
+    Graph.open(cg_server.database_url, "cg").merge(SV[1], SV[2], user="t")
+    with urllib.request.urlopen(request) as response:  # an edit changes the ETag
+        assert response.status == 200 and response.headers["ETag"] != etag
+    with urllib.request.urlopen(f"{cg_server.url}/data/cg@1700000000/segmentation/{key}") as response:
+        assert "immutable" in response.headers["Cache-Control"]
