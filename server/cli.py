@@ -174,8 +174,13 @@ def cmd_datasets(args, settings):
 
 
 def ensure_demo(settings, progress: bool = True):
-    """Build the demo volumes if missing and register them as dataset ``demo``."""
+    """Build the demo volumes if missing, register them as dataset ``demo`` and ingest its graph.
+
+    The graph starts from the supervoxels with a few deliberate false merges
+    (listed in ``ground_truth.json``), ready to be proofread.
+    """
     from segmentation.demo import build_demo, demo_is_built
+    from segmentation.graph import Graph, ingest_dataset
 
     registry = _datasets(settings)
     path = settings.demo_dir
@@ -190,6 +195,9 @@ def ensure_demo(settings, progress: bool = True):
             extra_layers={"segmentation_sharded": str(path / "segmentation_sharded")},
             **DEMO_METADATA,
         )
+    if Graph.find(settings.database_url, DEMO_NAME) is None:
+        truth = json.loads((path / "ground_truth.json").read_text())
+        ingest_dataset(settings.database_url, DEMO_NAME, agglomeration=truth["false_merges"], progress=progress)
     return registry.get(DEMO_NAME)
 
 

@@ -90,3 +90,11 @@ def test_phantom_is_deterministic():
     assert np.array_equal(a.labels, b.labels) and np.array_equal(a.image, b.image)
     assert a.supervoxel_to_neuron == b.supervoxel_to_neuron
     assert not np.array_equal(a.labels, c.labels)
+
+
+def test_false_merges_join_different_neurons(demo_home):
+    data = truth(demo_home)
+    mapping = data["supervoxel_to_neuron"]
+    assert len(data["false_merges"]) >= 3
+    for a, b in data["false_merges"]:
+        assert mapping[str(a)] != mapping[str(b)]

@@ -16,7 +16,7 @@ from ..precomputed import downsamples, write_layer, write_legacy_meshes
 from .phantom import RESOLUTION, make_phantom
 
 DEMO_LAYERS = ("image", "segmentation", "segmentation_sharded")
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 MARKER = ".demo-complete"
 CHUNK = (64, 64, 32)
 MIPS = 4
@@ -62,7 +62,9 @@ def build_demo(dest: str | os.PathLike, *, progress: bool = True, seed: int = 0)
     steps.update()
 
     steps.set_postfix_str("ground truth")
-    (dest / "ground_truth.json").write_text(json.dumps(ground_truth(phantom, seed)))
+    truth = ground_truth(phantom, seed)
+    truth["false_merges"] = false_merges(phantom.labels, phantom.supervoxel_to_neuron)
+    (dest / "ground_truth.json").write_text(json.dumps(truth))
     (dest / MARKER).write_text(FORMAT_VERSION)
     steps.update()
     steps.close()
@@ -98,6 +100,29 @@ def _mesh(labels, resolution, offset):
         meshes[int(segid)] = (mesh.vertices + offset, mesh.faces)
     mesher.clear()
     return meshes
+
+
+def false_merges(labels: np.ndarray, supervoxel_to_neuron: dict[int, int], count: int = 6) -> list[list[int]]:
+    """Touching supervoxels of different neurons with the largest contacts: the demo's deliberate errors.
+
+    The demo's graph starts with these edges active, as an automatic agglomeration
+    would wrongly join them; proofreaders split them apart.
+    """
+    contacts = cc3d.contacts(labels, connectivity=6, surface_area=True, anisotropy=RESOLUTION)
+    wrong = sorted(
+        ((area, min(a, b), max(a, b)) for (a, b), area in contacts.items()
+         if a and b and supervoxel_to_neuron[int(a)] != supervoxel_to_neuron[int(b)]),
+        reverse=True,
+    )
+    chosen, used = [], set()
+    for _, a, b in wrong:
+        if a in used or b in used:
+            continue
+        chosen.append([int(a), int(b)])
+        used.update((a, b))
+        if len(chosen) == count:
+            break
+    return sorted(chosen)
 
 
 def ground_truth(phantom, seed: int) -> dict:

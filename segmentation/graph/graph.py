@@ -86,6 +86,13 @@ class Graph:
             return None
 
     @classmethod
+    def forget(cls, database_url: str, dataset: str) -> None:
+        """Drop what this process remembers of a dataset's graph (after an ingest)."""
+        with cls._open_lock:
+            cls._open.pop((database_url, dataset), None)
+            cls._absent.pop((database_url, dataset), None)
+
+    @classmethod
     def open(cls, database_url: str, dataset: str) -> "Graph":
         """The process-wide graph of ``dataset`` (loaded once, then kept in step with the log)."""
         key = (database_url, dataset)

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from ..datasets import Datasets
 from ..db import engine_for
 from ..models import GraphEdgeRow, GraphStateRow, GraphSupervoxelRow
-from .graph import _dataset_id
+from .graph import Graph, _dataset_id
 from .ids import LAYER_SHIFT, SUPERVOXEL_LAYER, supervoxel_ids
 from .index import GraphError, GraphIndex
 from .region_graph import region_graph
@@ -71,3 +71,4 @@ def store_graph(database_url: str, dataset: str, supervoxels, edge_a, edge_b, ar
         ]
         for start in range(0, len(edge_rows), _BATCH):
             connection.execute(sa.insert(GraphEdgeRow), edge_rows[start:start + _BATCH])
+    Graph.forget(database_url, dataset)
