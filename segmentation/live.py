@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -28,7 +29,7 @@ from .storage import LayerStore
 
 _CHUNK_NAME = re.compile(r"^(\d+)-(\d+)_(\d+)-(\d+)_(\d+)-(\d+)$")
 _MANIFEST = re.compile(r"^(\d+):0$")
-_CACHE_ENTRIES = 1024
+_CACHE_ENTRIES = int(os.environ.get("AXONLINK_LIVE_CACHE_CHUNKS", "1024"))  # 0 disables the chunk cache
 
 
 class LiveSegmentation:
