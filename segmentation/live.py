@@ -22,6 +22,7 @@ import fastremap
 import numpy as np
 from cloudvolume import chunks
 
+from . import compressed_segmentation
 from .graph import Graph
 from .graph.ids import LAYER_SHIFT, ROOT_LAYER, SUPERVOXEL_LAYER
 from .graph.ingest import as_supervoxel_ids
@@ -86,13 +87,17 @@ class LiveSegmentation:
         shape = (x1 - x0, y1 - y0, z1 - z0)
         if min(shape) <= 0:
             return None
-        labels = self._supervoxels(key, mip, scale, (x0, y0, z0), shape)
-        if labels is None:
-            return None
-        roots = self._remap(labels, seq)
-        encoded = chunks.encode(
-            roots, scale["encoding"], block_size=scale.get("compressed_segmentation_block_size")
-        )
+        block_size = scale.get("compressed_segmentation_block_size")
+        if scale["encoding"] == "compressed_segmentation" and "sharding" not in scale:
+            stored = self.store.get(key)
+            if stored is None:
+                return None
+            encoded = self._remap_tables(stored.decoded(), shape, block_size, seq)
+        else:
+            labels = self._supervoxels(key, mip, scale, (x0, y0, z0), shape)
+            if labels is None:
+                return None
+            encoded = chunks.encode(self._remap(labels, seq), scale["encoding"], block_size=block_size)
         with self._lock:
             self._cache[cache_key] = encoded
             while len(self._cache) > _CACHE_ENTRIES:
@@ -137,16 +142,27 @@ class LiveSegmentation:
             self.plain_ids = probe is None
         return self.plain_ids
 
+    def _roots_of(self, unique: np.ndarray, seq: int) -> np.ndarray:
+        """Roots (as of operation ``seq``) of the nonzero stored labels ``unique``."""
+        if self.plain_ids is None:
+            self.plain_ids = bool(np.all((unique >> np.uint64(LAYER_SHIFT)) != SUPERVOXEL_LAYER))
+        return self.graph.index.roots(as_supervoxel_ids(unique), seq)
+
+    def _remap_tables(self, data: bytes, shape, block_size, seq: int) -> bytes:
+        """Fast path: relabel the chunk's lookup tables, leaving the packed voxels untouched."""
+        unique = fastremap.unique(compressed_segmentation.table_labels(data, shape, block_size))
+        unique = unique[unique != 0]
+        if len(unique) == 0:
+            return data
+        return compressed_segmentation.remap(data, shape, block_size, unique, self._roots_of(unique, seq))
+
     def _remap(self, labels: np.ndarray, seq: int) -> np.ndarray:
         labels = labels.astype(np.uint64, copy=False)
         unique = fastremap.unique(labels)
         unique = unique[unique != 0]
         if len(unique) == 0:
             return labels
-        svs = as_supervoxel_ids(unique)
-        if self.plain_ids is None:
-            self.plain_ids = bool(np.all((unique >> np.uint64(LAYER_SHIFT)) != SUPERVOXEL_LAYER))
-        roots = self.graph.index.roots(svs, seq)
+        roots = self._roots_of(unique, seq)
         mapping = dict(zip(unique.tolist(), roots.tolist()))
         return fastremap.remap(labels, mapping, preserve_missing_labels=True, in_place=False)
 
