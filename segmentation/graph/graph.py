@@ -199,17 +199,15 @@ class Graph:
         """The roots that ``root`` became by moment ``at`` (itself when unchanged)."""
         self.sync()
         seq = self.index.seq if at is None else self.seq_at(at)
-        found, stack, seen = [], [int(root)], set()
-        while stack:
-            node = stack.pop()
-            if node in seen:
-                continue
-            seen.add(node)
-            rec = self.index.record(node)
+        found = []
+
+        def later(node, rec):
             if rec.retired_seq is None or rec.retired_seq > seq:
                 found.append(node)
-            else:
-                stack.extend(c for c in rec.children if self.index.record(c).created_seq <= seq)
+                return []
+            return [c for c in rec.children if self.index.record(c).created_seq <= seq]
+
+        list(self._walk([root], later))
         return sorted(found)
 
     def lineage(self, roots, past: datetime | None = None, future: datetime | None = None) -> dict:
@@ -220,34 +218,38 @@ class Graph:
         past_seq = -1 if past is None else self.seq_at(past)
         future_seq = self.index.seq if future is None else self.seq_at(future)
         graph = nx.DiGraph()
-        stack, seen = [int(r) for r in roots], set()
-        while stack:
-            node = stack.pop()
-            if node in seen:
-                continue
-            seen.add(node)
-            rec = self.index.record(node)
+
+        def related(node, rec):
+            nearby = []
+            if rec.created_seq > past_seq:
+                for parent in rec.parents:
+                    graph.add_edge(parent, node)
+                    nearby.append(parent)
+            for child in rec.children:
+                if self.index.record(child).created_seq <= future_seq:
+                    graph.add_edge(node, child)
+                    nearby.append(child)
+            return nearby
+
+        for node, rec in self._walk(roots, related):
             graph.add_node(
                 node,
                 timestamp=self.operation_time(rec.created_seq).timestamp(),
                 operation_id=self._op_of_seq.get(rec.created_seq),
             )
-            if rec.created_seq > past_seq:
-                for parent in rec.parents:
-                    graph.add_edge(parent, node)
-                    stack.append(parent)
-            for child in rec.children:
-                if self.index.record(child).created_seq <= future_seq:
-                    graph.add_edge(node, child)
-                    stack.append(child)
-        for node in graph.nodes:
-            if "timestamp" not in graph.nodes[node]:
-                rec = self.index.record(node)
-                graph.nodes[node].update(
-                    timestamp=self.operation_time(rec.created_seq).timestamp(),
-                    operation_id=self._op_of_seq.get(rec.created_seq),
-                )
         return nx.node_link_data(graph, edges="links")
+
+    def _walk(self, start, next_nodes):
+        """Visit root records depth-first from ``start``; ``next_nodes(node, record)`` says where to go."""
+        stack, seen = [int(r) for r in start], set()
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            record = self.index.record(node)
+            yield node, record
+            stack.extend(next_nodes(node, record))
 
     def change_log(self, root: int) -> dict:
         """The operations in a root's past: counts, users, operation ids, past root ids."""
