@@ -16,7 +16,8 @@ from segmentation.graph import Graph, GraphError, store_graph as ingest
 from segmentation.graph.ids import supervoxel_ids
 
 N = 10
-SV = [int(x) for x in supervoxel_ids(np.arange(1, N + 1))]
+# contiguous ids take the index's subtraction path, spaced ids its binary-search path
+ID_LAYOUTS = {stride: [int(x) for x in supervoxel_ids(np.arange(1, N + 1) * stride)] for stride in (1, 7)}
 # a fixed adjacency: a ring plus a few chords, with areas
 EDGES = [(i, (i + 1) % N) for i in range(N)] + [(0, 5), (2, 7), (3, 8)]
 AREAS = [1 + (7 * k) % 11 for k in range(len(EDGES))]
@@ -29,14 +30,14 @@ operation = st.one_of(
 )
 
 
-def partition(labels) -> set[frozenset[int]]:
+def partition(labels, SV) -> set[frozenset[int]]:
     groups: dict[int, set[int]] = {}
     for sv, root in zip(SV, labels):
         groups.setdefault(int(root), set()).add(sv)
     return {frozenset(g) for g in groups.values()}
 
 
-def reference_partition(active: set[tuple[int, int]]) -> set[frozenset[int]]:
+def reference_partition(active: set[tuple[int, int]], SV) -> set[frozenset[int]]:
     graph = nx.Graph()
     graph.add_nodes_from(SV)
     graph.add_edges_from(active)
@@ -50,8 +51,11 @@ def volumes(small_volumes):
 
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(initial=st.lists(st.booleans(), min_size=len(EDGES), max_size=len(EDGES)),
-       steps=st.lists(operation, min_size=1, max_size=12))
-def test_random_edit_sequences_match_the_reference(volumes, initial, steps):
+       steps=st.lists(operation, min_size=1, max_size=12),
+       stride=st.sampled_from(sorted(ID_LAYOUTS)))
+def test_random_edit_sequences_match_the_reference(volumes, initial, steps, stride):
+    SV = ID_LAYOUTS[stride]
+
     with tempfile.TemporaryDirectory() as tmp:
         url = sqlite_url(Path(tmp) / "g.sqlite")
         db.upgrade(url)
@@ -59,14 +63,14 @@ def test_random_edit_sequences_match_the_reference(volumes, initial, steps):
         ingest(url, "g", SV, [SV[a] for a, _ in EDGES], [SV[b] for _, b in EDGES], AREAS, initial)
         graph = Graph(url, "g")
         active = {tuple(sorted((SV[a], SV[b]))) for (a, b), on in zip(EDGES, initial) if on}
-        history = [(graph.operation_time(0), reference_partition(active))]
+        history = [(graph.operation_time(0), reference_partition(active, SV))]
         leaves_of: dict[int, frozenset[int]] = {}
         seen_roots: set[int] = set()
         operation_ids: list[int] = []
 
         def check_now():
             roots = graph.roots(SV)
-            assert partition(roots) == reference_partition(active)
+            assert partition(roots, SV) == reference_partition(active, SV)
             for root in set(roots.tolist()):
                 leaves = frozenset(graph.leaves(root).tolist())
                 assert leaves_of.setdefault(root, leaves) == leaves  # roots are immutable
@@ -88,10 +92,10 @@ def test_random_edit_sequences_match_the_reference(volumes, initial, steps):
                 check_now()  # a refused edit changes nothing
                 continue
             op = graph.operation(result.operation_id)
-            before = reference_partition(active)
+            before = reference_partition(active, SV)
             for a, b, on in op["edge_changes"]:
                 (active.add if on else active.discard)(tuple(sorted((a, b))))
-            after = reference_partition(active)
+            after = reference_partition(active, SV)
             if kind == "split":
                 assert not any(SV[x] in g and SV[y] in g for g in after)
             if kind == "merge":
@@ -109,6 +113,6 @@ def test_random_edit_sequences_match_the_reference(volumes, initial, steps):
             assert frozenset().union(*retired) == frozenset().union(*created)
         # time travel: every recorded moment answers the reference's partition then
         for moment, expected in history:
-            assert partition(graph.roots(SV, at=moment)) == expected
+            assert partition(graph.roots(SV, at=moment), SV) == expected
         # a second process replaying the log agrees
         assert Graph(url, "g").roots(SV).tolist() == graph.roots(SV).tolist()

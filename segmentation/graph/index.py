@@ -57,6 +57,7 @@ class GraphIndex:
         if len(self.sv_ids) and np.any(np.diff(self.sv_ids) == 0):
             raise GraphError("duplicate supervoxel ids")
         n = len(self.sv_ids)
+        self._contiguous = bool(n) and int(self.sv_ids[-1] - self.sv_ids[0]) == n - 1
         a = self.index_of(np.asarray(edge_a, dtype=np.uint64))
         b = self.index_of(np.asarray(edge_b, dtype=np.uint64))
         lo, hi = np.minimum(a, b), np.maximum(a, b)
@@ -82,18 +83,23 @@ class GraphIndex:
         self.records: dict[int, RootRecord] = {}
         self.seq = 0
         self._history = [(np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.int64), self.root_of.copy())]
+        self._last_change = np.zeros(n, dtype=np.int64)  # operation that last gave each supervoxel a root
         self._history_keys = None
 
     # ---- ids ---------------------------------------------------------------
     def index_of(self, ids) -> np.ndarray:
         """Dense indices of supervoxel ids; unknown ids raise GraphError."""
         ids = np.asarray(ids, dtype=np.uint64).ravel()
-        pos = np.searchsorted(self.sv_ids, ids)
-        pos = np.minimum(pos, max(len(self.sv_ids) - 1, 0))
-        if len(ids) and (len(self.sv_ids) == 0 or np.any(self.sv_ids[pos] != ids)):
-            bad = ids[self.sv_ids[pos] != ids] if len(self.sv_ids) else ids
-            raise GraphError(f"unknown supervoxel id(s): {[int(x) for x in bad[:5]]}")
-        return pos.astype(np.int64)
+        n = len(self.sv_ids)
+        if n and self._contiguous:  # ids first..first+n-1: the index is a subtraction
+            pos = (ids - self.sv_ids[0]).astype(np.int64)
+            bad = (ids < self.sv_ids[0]) | (pos >= n)
+        else:
+            pos = np.minimum(np.searchsorted(self.sv_ids, ids), max(n - 1, 0)).astype(np.int64)
+            bad = self.sv_ids[pos] != ids if n else np.ones(len(ids), dtype=bool)
+        if bad.any():
+            raise GraphError(f"unknown supervoxel id(s): {[int(x) for x in ids[bad][:5]]}")
+        return pos
 
     def is_root(self, node: int) -> bool:
         return node in self.records or self._is_initial(node)
@@ -116,11 +122,15 @@ class GraphIndex:
     def roots(self, svs, seq: int | None = None) -> np.ndarray:
         """Root of each supervoxel now, or after operation ``seq``."""
         idx = self.index_of(svs)
+        roots = self.root_of[idx]
         if seq is None or seq >= self.seq:
-            return self.root_of[idx]
-        h_idx, h_seq, h_root, keys = self._history_arrays()
-        query = (idx << _SEQ_BITS) | max(seq, 0)
-        return h_root[np.searchsorted(keys, query, side="right") - 1]
+            return roots
+        changed = self._last_change[idx] > seq  # only these need the history
+        if changed.any():
+            _, _, h_root, keys = self._history_arrays()
+            query = (idx[changed] << _SEQ_BITS) | max(seq, 0)
+            roots[changed] = h_root[np.searchsorted(keys, query, side="right") - 1]
+        return roots
 
     def members(self, root: int) -> np.ndarray:
         """Dense indices of a root's supervoxels (roots never change, so any time)."""
@@ -231,6 +241,7 @@ class GraphIndex:
             rec.children.extend(edit.new_root_ids)
         for new_root, comp in zip(edit.new_root_ids, components):
             self.root_of[comp] = np.uint64(new_root)
+            self._last_change[comp] = seq
             self._members[new_root] = comp
             self.records[new_root] = RootRecord(created_seq=seq, parents=tuple(old_roots))
             self._history.append((comp, np.full(len(comp), seq, dtype=np.int64), self.root_of[comp].copy()))
