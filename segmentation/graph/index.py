@@ -255,6 +255,8 @@ class GraphIndex:
     def _resulting_components(self, edge_changes, mutate: bool = False):
         """Touched roots and the components (dense index arrays, by smallest sv) after the changes."""
         old_roots = self.plan_toggle(edge_changes)
+        if all(active for _, _, active in edge_changes):
+            return old_roots, self._joined_components(edge_changes, old_roots, mutate)
         members = np.concatenate([self.members(r) for r in old_roots])
         saved = []
         for a, b, active in edge_changes:
@@ -277,6 +279,32 @@ class GraphIndex:
         components = [np.sort(c) for c in components]
         components.sort(key=lambda c: int(c[0]))
         return old_roots, components
+
+    def _joined_components(self, edge_changes, old_roots, mutate: bool) -> list[np.ndarray]:
+        """Only edges switched on: the result is the touched roots joined by them (no graph search)."""
+        group = {root: root for root in old_roots}
+
+        def find(root):
+            while group[root] != root:
+                group[root] = group[group[root]]
+                root = group[root]
+            return root
+
+        for a, b, _ in edge_changes:
+            ra, rb = (find(int(r)) for r in self.roots([a, b]))
+            group[ra] = rb
+            if mutate:
+                i, j = self.index_of([a, b]).tolist()
+                k = self._edge_index(i, j)
+                if k is None:
+                    k = self._add_edge(i, j)  # replaces self.active: index it only afterwards
+                self.active[k] = True
+        joined: dict[int, list[np.ndarray]] = {}
+        for root in old_roots:
+            joined.setdefault(find(root), []).append(self.members(root))
+        components = [np.sort(np.concatenate(parts)) for parts in joined.values()]
+        components.sort(key=lambda c: int(c[0]))
+        return components
 
     def _build_csr(self):
         n = len(self.sv_ids)
