@@ -177,20 +177,9 @@ class GraphIndex:
         (root,) = roots
         members = self.members(root)
         lo, hi, edge_ids = self._active_edges_within(members)
-        graph = nx.DiGraph()
-        graph.add_nodes_from(members.tolist())
-        capacity = np.maximum(self.area[edge_ids], 1.0)
-        for u, v, c in zip(lo.tolist(), hi.tolist(), capacity.tolist()):
-            graph.add_edge(u, v, capacity=c)
-            graph.add_edge(v, u, capacity=c)
         src_idx, snk_idx = self.index_of(sources).tolist(), self.index_of(sinks).tolist()
-        for s in src_idx:
-            graph.add_edge("source", s)  # no capacity attribute = infinite
-        for t in snk_idx:
-            graph.add_edge(t, "sink")
-        _, (side_s, _side_t) = nx.minimum_cut(graph, "source", "sink")
         in_source = np.zeros(len(self.sv_ids), dtype=bool)
-        in_source[[n for n in side_s if n != "source"]] = True
+        in_source[source_side(members, lo, hi, self.area[edge_ids], src_idx, snk_idx)] = True
         cut = in_source[lo] != in_source[hi]
         changes = tuple(
             (int(self.sv_ids[u]), int(self.sv_ids[v]), False) for u, v in zip(lo[cut], hi[cut])
@@ -383,6 +372,63 @@ class GraphIndex:
             order = np.argsort(keys, kind="stable")
             self._history_keys = (h_idx[order], h_seq[order], h_root[order], keys[order])
         return self._history_keys
+
+
+def source_side(members, lo, hi, area, sources, sinks) -> np.ndarray:
+    """Supervoxels (dense indices) on the sources' side of a minimum cut weighted by contact area.
+
+    Small subgraphs use networkx's minimum_cut; large ones scipy's Dinic max-flow
+    (compiled; networkx takes seconds at 100k supervoxels), with areas rounded to
+    integers. Both give a minimum cut; tests check they agree on its weight.
+    """
+    capacity = np.maximum(area, 1.0)
+    if len(members) <= _NETWORKX_CUT_MAX_NODES:
+        graph = nx.DiGraph()
+        graph.add_nodes_from(members.tolist())
+        for u, v, c in zip(lo.tolist(), hi.tolist(), capacity.tolist()):
+            graph.add_edge(u, v, capacity=c)
+            graph.add_edge(v, u, capacity=c)
+        for s in sources:
+            graph.add_edge("source", s)  # no capacity attribute = infinite
+        for t in sinks:
+            graph.add_edge(t, "sink")
+        _, (side, _) = nx.minimum_cut(graph, "source", "sink")
+        return np.array([n for n in side if n != "source"], dtype=np.int64)
+    return _scipy_source_side(members, lo, hi, capacity, sources, sinks)
+
+
+_NETWORKX_CUT_MAX_NODES = 2000
+
+
+def _scipy_source_side(members, lo, hi, capacity, sources, sinks) -> np.ndarray:
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import breadth_first_order, maximum_flow
+
+    order = np.argsort(members, kind="stable")
+    ordered = members[order]
+
+    def local(nodes):
+        return order[np.searchsorted(ordered, np.asarray(nodes, dtype=np.int64))]
+
+    m = len(members)
+    source, sink = m, m + 1
+    scale = min(1.0, 2 ** 29 / max(float(capacity.sum()), 1.0))  # integer capacities; flows fit int32
+    weights = np.maximum(np.round(capacity * scale), 1).astype(np.int64)
+    infinite = int(min(weights.sum() + 1, 2 ** 31 - 1))
+    u, v = local(lo), local(hi)
+    s_nodes, t_nodes = local(sources), local(sinks)
+    rows = np.concatenate([u, v, np.full(len(s_nodes), source), t_nodes])
+    cols = np.concatenate([v, u, s_nodes, np.full(len(t_nodes), sink)])
+    caps = np.concatenate([weights, weights, np.full(len(s_nodes) + len(t_nodes), infinite)]).astype(np.int32)
+    graph = csr_matrix((caps, (rows, cols)), shape=(m + 2, m + 2))
+    graph.sum_duplicates()
+    flow = maximum_flow(graph, source, sink, method="dinic").flow
+    residual = (graph - flow).tocsr()
+    residual.data[residual.data < 0] = 0
+    residual.eliminate_zeros()
+    reached = breadth_first_order(residual, source, directed=True, return_predecessors=False)
+    reached = reached[reached < m]
+    return members[reached]
 
 
 def _rank_by_smallest_member(labels: np.ndarray) -> np.ndarray:
