@@ -172,3 +172,43 @@ def test_lineage_latest_roots_change_log_and_delta(graph_db):
     assert old == original and new == sorted(split.new_root_ids)
     stamps = graph.root_timestamps([original[0], merged.new_root_ids[0]])
     assert stamps[0] <= t0 < stamps[1] == merged.timestamp
+
+
+def _edit_in_another_process(url, kind, count, results):
+    """Run in a child process: its own engine, its own index, edits racing the other process."""
+    from segmentation.graph import Graph, GraphError
+
+    graph = Graph(url, "g")
+    done = 0
+    for _ in range(count):
+        try:
+            if kind == "merge":
+                graph.merge(SV[3], SV[4], user=kind)
+            else:
+                graph.split([SV[0]], [SV[7]], user=kind)
+            done += 1
+        except GraphError:
+            pass
+    results.put((kind, done))
+
+
+def test_processes_editing_the_same_neurons_lose_nothing(graph_db):
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers = [context.Process(target=_edit_in_another_process, args=(graph_db, kind, 5, results))
+               for kind in ("merge", "split")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    done = dict(results.get(timeout=5) for _ in workers)
+    final = fresh(graph_db)
+    assert final.index.seq == done["merge"] + done["split"] >= 1
+    seqs = sorted(final.operation(op_id)["seq"] for op_id in final._ops)
+    assert seqs == list(range(1, final.index.seq + 1))  # one gapless log, every success recorded
+    roots = final.roots(SV)
+    for root in set(roots.tolist()):
+        assert sorted(final.leaves(root).tolist()) == sorted(s for s, r in zip(SV, roots) if r == root)

@@ -49,15 +49,52 @@ def volumes(small_volumes):
     return small_volumes
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_database(request):
+    """A factory of empty databases, one per hypothesis example."""
+    import contextlib
+    import uuid
+
+    import sqlalchemy as sa
+
+    from conftest import POSTGRES_URL, postgres_available
+
+    if request.param == "postgresql":
+        reason = postgres_available()
+        if reason:
+            pytest.skip(reason)
+
+    @contextlib.contextmanager
+    def make():
+        if request.param == "sqlite":
+            with tempfile.TemporaryDirectory() as tmp:
+                yield sqlite_url(Path(tmp) / "g.sqlite")
+            return
+        schema = f"axl_{uuid.uuid4().hex[:12]}"
+        admin = sa.create_engine(POSTGRES_URL)
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        try:
+            yield url
+        finally:
+            from segmentation.db import engine_for
+
+            engine_for(url).dispose()
+            with admin.begin() as connection:
+                connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
+
+    return make
+
+
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(initial=st.lists(st.booleans(), min_size=len(EDGES), max_size=len(EDGES)),
        steps=st.lists(operation, min_size=1, max_size=12),
        stride=st.sampled_from(sorted(ID_LAYOUTS)))
-def test_random_edit_sequences_match_the_reference(volumes, initial, steps, stride):
+def test_random_edit_sequences_match_the_reference(volumes, fresh_database, initial, steps, stride):
     SV = ID_LAYOUTS[stride]
-
-    with tempfile.TemporaryDirectory() as tmp:
-        url = sqlite_url(Path(tmp) / "g.sqlite")
+    with fresh_database() as url:
         db.upgrade(url)
         Datasets(url).add("g", image=volumes["image"], segmentation=volumes["segmentation"])
         ingest(url, "g", SV, [SV[a] for a, _ in EDGES], [SV[b] for _, b in EDGES], AREAS, initial)
