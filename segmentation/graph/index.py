@@ -70,6 +70,7 @@ class GraphIndex:
         self._build_csr()
         self._extra_edges: dict[tuple[int, int], int] = {}
         self._extra_neighbors: dict[int, list[tuple[int, int]]] = {}
+        self._planned = None  # (operation number, edge changes) -> components, see _resulting_components
 
         labels = self._components(np.arange(n), self.edge_lo[self.active], self.edge_hi[self.active])
         ranks = _rank_by_smallest_member(labels)
@@ -242,11 +243,40 @@ class GraphIndex:
 
     # ---- internals ---------------------------------------------------------
     def _resulting_components(self, edge_changes, mutate: bool = False):
-        """Touched roots and the components (dense index arrays, by smallest sv) after the changes."""
+        """Touched roots and the components (dense index arrays, by smallest sv) after the changes.
+
+        An edit asks this twice (to count the new roots, then to apply them): the
+        second call at the same operation number reuses the first answer.
+        """
+        key = (self.seq, tuple(edge_changes))
+        if self._planned is not None and self._planned[0] == key:
+            result = self._planned[1]
+        else:
+            result = self._compute_components(edge_changes)
+            self._planned = (key, result)
+        if mutate:
+            self._set_edges(edge_changes)
+        return result
+
+    def _compute_components(self, edge_changes):
         old_roots = self.plan_toggle(edge_changes)
         if all(active for _, _, active in edge_changes):
-            return old_roots, self._joined_components(edge_changes, old_roots, mutate)
+            return old_roots, self._joined_components(edge_changes, old_roots)
         members = np.concatenate([self.members(r) for r in old_roots])
+        saved = self._set_edges(edge_changes)
+        try:
+            lo, hi, _ = self._active_edges_within(members)
+            labels = self._components(members, lo, hi)
+            components = self._group(members, labels)
+        finally:
+            for k, previous in reversed(saved):
+                self.active[k] = previous
+        components = [np.sort(c) for c in components]
+        components.sort(key=lambda c: int(c[0]))
+        return old_roots, components
+
+    def _set_edges(self, edge_changes) -> list[tuple[int, bool]]:
+        """Switch edges on or off (adding new ones); returns (edge, previous state) to undo it."""
         saved = []
         for a, b, active in edge_changes:
             i, j = self.index_of([a, b]).tolist()
@@ -254,22 +284,12 @@ class GraphIndex:
             if k is None:
                 if not active:
                     raise GraphError(f"no edge between {a} and {b} to remove")
-                k = self._add_edge(i, j)
+                k = self._add_edge(i, j)  # replaces self.active: index it only afterwards
             saved.append((k, bool(self.active[k])))
             self.active[k] = active
-        try:
-            lo, hi, _ = self._active_edges_within(members)
-            labels = self._components(members, lo, hi)
-            components = self._group(members, labels)
-        finally:
-            if not mutate:
-                for k, previous in reversed(saved):
-                    self.active[k] = previous
-        components = [np.sort(c) for c in components]
-        components.sort(key=lambda c: int(c[0]))
-        return old_roots, components
+        return saved
 
-    def _joined_components(self, edge_changes, old_roots, mutate: bool) -> list[np.ndarray]:
+    def _joined_components(self, edge_changes, old_roots) -> list[np.ndarray]:
         """Only edges switched on: the result is the touched roots joined by them (no graph search)."""
         group = {root: root for root in old_roots}
 
@@ -282,12 +302,6 @@ class GraphIndex:
         for a, b, _ in edge_changes:
             ra, rb = (find(int(r)) for r in self.roots([a, b]))
             group[ra] = rb
-            if mutate:
-                i, j = self.index_of([a, b]).tolist()
-                k = self._edge_index(i, j)
-                if k is None:
-                    k = self._add_edge(i, j)  # replaces self.active: index it only afterwards
-                self.active[k] = True
         joined: dict[int, list[np.ndarray]] = {}
         for root in old_roots:
             joined.setdefault(find(root), []).append(self.members(root))
