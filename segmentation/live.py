@@ -73,9 +73,8 @@ class LiveSegmentation:
         self.graph.sync()
         return self.graph.index.seq if at is None else self.graph.seq_at(at)
 
-    def chunk(self, key: str, at: datetime | None) -> bytes | None:
-        """Encoded chunk of root ids as of ``at`` (None = now), or None when the chunk is missing."""
-        seq = self.version(at)
+    def chunk(self, key: str, seq: int) -> bytes | None:
+        """Encoded chunk of root ids after operation ``seq`` (see :meth:`version`), or None when missing."""
         cache_key = (key, seq)
         with self._lock:
             if cache_key in self._cache:

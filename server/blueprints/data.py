@@ -98,7 +98,8 @@ def _live_file(live, key: str, moment):
         return _json_answer(manifest, etag=f"root-{root}", cache=IMMUTABLE)
     if not live.is_chunk(key):
         return None
-    etag = f"ops-{live.version(moment)}"
+    seq = live.version(moment)
+    etag = f"ops-{seq}"
     headers = {
         "Content-Type": "application/octet-stream",
         "Cache-Control": "no-cache" if moment is None else IMMUTABLE,
@@ -107,7 +108,7 @@ def _live_file(live, key: str, moment):
     if request.if_none_match.contains_weak(etag):
         return Response(status=304, headers=headers)
     try:
-        body = live.chunk(key, moment)
+        body = live.chunk(key, seq)
     except GraphError as error:
         return json_error(409, f"the volume and its graph disagree: {error}")
     if body is None:
