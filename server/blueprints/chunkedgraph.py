@@ -8,12 +8,12 @@ a Content-Type.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 
 import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from segmentation.datasets import DatasetNotFound
+from segmentation.datasets import DatasetNotFound, read_info
 from segmentation.graph import Graph, GraphError, GraphNotIngested
 from segmentation.graph.ids import is_supervoxel
 from segmentation.graph.points import PointOutsideVolume, supervoxels_near
@@ -140,11 +140,9 @@ def cg_version():
 
 
 def cg_info(table):
-    graph = graph_for(table)
+    graph_for(table)  # 404 unless the dataset has a graph
     dataset = datasets_registry().get(table)
     base = request.host_url.rstrip("/")
-    from segmentation.datasets import read_info
-
     info = read_info(dataset.layer("segmentation").url)
     scale = info["scales"][0]
     size = scale["size"]
@@ -162,8 +160,8 @@ def cg_info(table):
         "verify_mesh": False,
         "mesh": info.get("mesh", "mesh"),
     })
-    info.pop("sharding", None)
-    _ = graph
+    for scale in info["scales"]:
+        scale.pop("sharding", None)
     return jsonify(info)
 
 
