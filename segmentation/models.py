@@ -61,6 +61,13 @@ class GraphSupervoxelRow(Base):
 
     dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
     sv_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    # voxel bounding box [x0, y0, z0, x1, y1, z1) at mip 0, for leaves within bounds
+    x0: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    y0: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    z0: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    x1: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    y1: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    z1: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
 
 
 class GraphEdgeRow(Base):

@@ -94,3 +94,19 @@ def test_bad_requests_are_clear_4xx(cg_server):
                                      data=json.dumps({"node_ids": [str(SV[0])]}).encode(), method="POST")
     with urllib.request.urlopen(request) as response:
         assert json.load(response) == {str(SV[0]): [str(SV[0])]}
+
+
+def test_leaves_within_bounds(cg_server):
+    cg = client_for(cg_server).chunkedgraph
+    root = int(cg.get_root_id(SV[0]))  # plain labels 1 (x 0-8) and 2 (x 8-16)
+    assert sorted(cg.get_leaves(root).tolist()) == SV[:2]
+    assert cg.get_leaves(root, bounds=np.array([[0, 4], [0, 32], [0, 8]])).tolist() == [SV[0]]
+    assert cg.get_leaves(root, bounds=np.array([[7, 9], [0, 32], [0, 8]])).tolist() == SV[:2]
+    assert cg.get_leaves(root, bounds=np.array([[20, 30], [0, 32], [0, 8]])).tolist() == []
+    many = cg.get_leaves_many([root], bounds=np.array([[9, 16], [0, 32], [0, 8]]))
+    assert many[root].tolist() == [SV[1]]
+    bad = urllib.request.Request(
+        f"{cg_server.url}/segmentation/api/v1/table/cg/node/{root}/leaves?bounds=1-2_3", method="GET")
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(bad)
+    assert error.value.code == 400

@@ -18,12 +18,15 @@ def test_chunked_contacts_equal_whole_volume_contacts(tmp_path):
     labels = rng.integers(0, 7, size=(40, 36, 20)).astype(np.uint64)
     url = write_volume(tmp_path / "seg", labels, layer_type="segmentation",
                        encoding="compressed_segmentation", mips=1, chunk=(16, 16, 8))
-    supervoxels, a, b, area = region_graph(url, progress=False)
+    supervoxels, a, b, area, boxes = region_graph(url, progress=False)
     got = {(int(x), int(y)): float(w) for x, y, w in zip(a, b, area)}
     whole = cc3d.contacts(labels, connectivity=6, surface_area=True, anisotropy=(8, 8, 40))
     want = {(min(k), max(k)): v for k, v in whole.items() if k[0] and k[1]}
     assert got == want
     assert supervoxels.tolist() == [1, 2, 3, 4, 5, 6]
+    for label, box in zip(supervoxels.tolist(), boxes.tolist()):
+        where = np.argwhere(labels == label)
+        assert box == [*where.min(axis=0).tolist(), *(where.max(axis=0) + 1).tolist()]
 
 
 def test_ingest_dataset_gives_layer_one_ids_and_agglomeration(settings, small_volumes, tmp_path):

@@ -112,15 +112,20 @@ class Graph:
                 sa.select(GraphStateRow.dataset_id).where(GraphStateRow.dataset_id == self.dataset_id)
             ) is None:
                 raise GraphNotIngested(f"dataset {dataset!r} has no graph yet (run ingest-graph)")
-            supervoxels = connection.scalars(
-                sa.select(GraphSupervoxelRow.sv_id).where(GraphSupervoxelRow.dataset_id == self.dataset_id)
+            table = GraphSupervoxelRow.__table__
+            rows = connection.execute(
+                sa.select(table.c.sv_id, table.c.x0, table.c.y0, table.c.z0, table.c.x1, table.c.y1, table.c.z1)
+                .where(table.c.dataset_id == self.dataset_id)
             ).all()
+            supervoxels = [row[0] for row in rows]
+            boxes = (np.array([row[1:] for row in rows], dtype=np.int64).reshape(-1, 6)
+                     if rows and all(v is not None for v in rows[0][1:]) else None)
             edges = connection.execute(
                 sa.select(GraphEdgeRow.sv_a, GraphEdgeRow.sv_b, GraphEdgeRow.area, GraphEdgeRow.initially_active)
                 .where(GraphEdgeRow.dataset_id == self.dataset_id)
             ).all()
         cols = list(zip(*edges)) if edges else [[], [], [], []]
-        self.index = GraphIndex(supervoxels, cols[0], cols[1], cols[2], cols[3])
+        self.index = GraphIndex(supervoxels, cols[0], cols[1], cols[2], cols[3], boxes=boxes)
         self._op_times: list[datetime] = []  # created_at of operation seq i+1
         self._op_ids: dict[int, int] = {}  # operation id -> seq
         self._ops: dict[int, dict] = {}
@@ -182,9 +187,10 @@ class Graph:
     def root(self, supervoxel: int, at: datetime | None = None) -> int:
         return int(self.roots([supervoxel], at)[0])
 
-    def leaves(self, root: int) -> np.ndarray:
+    def leaves(self, root: int, bounds=None) -> np.ndarray:
+        """Supervoxels of a root; with ``bounds`` ((x0, x1), (y0, y1), (z0, z1) voxels) only those touching it."""
         self.sync()
-        return self.index.leaves(root)
+        return self.index.leaves(root, bounds)
 
     def is_latest(self, roots, at: datetime | None = None) -> list[bool]:
         self.sync()

@@ -50,10 +50,12 @@ class RootRecord:
 class GraphIndex:
     """Supervoxels, adjacency, active edges and root history of one dataset."""
 
-    def __init__(self, supervoxels, edge_a, edge_b, area, active):
+    def __init__(self, supervoxels, edge_a, edge_b, area, active, boxes=None):
         sv = np.asarray(supervoxels, dtype=np.uint64)
         order = np.argsort(sv, kind="stable")
         self.sv_ids = sv[order]
+        # [x0, y0, z0, x1, y1, z1) voxel box of each supervoxel, when the ingest recorded them
+        self.boxes = None if boxes is None else np.asarray(boxes, dtype=np.int32).reshape(-1, 6)[order]
         if len(self.sv_ids) and np.any(np.diff(self.sv_ids) == 0):
             raise GraphError("duplicate supervoxel ids")
         n = len(self.sv_ids)
@@ -144,8 +146,17 @@ class GraphIndex:
         hi = np.searchsorted(self._initial_sorted, np.uint64(root), side="right")
         return self._initial_order[lo:hi]
 
-    def leaves(self, root: int) -> np.ndarray:
-        return self.sv_ids[np.sort(self.members(root))]
+    def leaves(self, root: int, bounds=None) -> np.ndarray:
+        members = np.sort(self.members(root))
+        if bounds is not None:
+            if self.boxes is None:
+                raise GraphError("this graph was ingested without supervoxel boxes; bounds cannot be applied")
+            (x0, x1), (y0, y1), (z0, z1) = bounds
+            box = self.boxes[members]
+            touching = ((box[:, 0] < x1) & (box[:, 3] > x0) & (box[:, 1] < y1) & (box[:, 4] > y0)
+                        & (box[:, 2] < z1) & (box[:, 5] > z0))
+            members = members[touching]
+        return self.sv_ids[members]
 
     def exists_at(self, root: int, seq: int) -> bool:
         rec = self.record(root)

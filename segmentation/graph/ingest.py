@@ -34,7 +34,7 @@ def ingest_dataset(database_url: str, dataset: str, agglomeration=None, progress
     starts as its own root.
     """
     layer = Datasets(database_url).get(dataset).layer("segmentation")
-    plain_svs, a, b, area = region_graph(layer.url, progress=progress)
+    plain_svs, a, b, area, boxes = region_graph(layer.url, progress=progress)
     supervoxels = as_supervoxel_ids(plain_svs)
     a, b = as_supervoxel_ids(a), as_supervoxel_ids(b)
     active = np.zeros(len(a), dtype=bool)
@@ -46,21 +46,26 @@ def ingest_dataset(database_url: str, dataset: str, agglomeration=None, progress
         missing = len(wanted) - int(active.sum())
         if missing:
             raise GraphError(f"{missing} agglomeration pair(s) are not touching supervoxels of the volume")
-    store_graph(database_url, dataset, supervoxels, a, b, area, active)
+    store_graph(database_url, dataset, supervoxels, a, b, area, active, boxes=boxes)
     return {"supervoxels": len(supervoxels), "edges": len(a), "active_edges": int(active.sum())}
 
 
-def store_graph(database_url: str, dataset: str, supervoxels, edge_a, edge_b, area, active) -> None:
-    """Write a dataset's supervoxels and adjacency (with the initially active edges) in one transaction."""
+def store_graph(database_url: str, dataset: str, supervoxels, edge_a, edge_b, area, active, boxes=None) -> None:
+    """Write a dataset's supervoxels (with their voxel boxes, if known) and adjacency in one transaction."""
     engine = engine_for(database_url)
-    supervoxels = np.unique(np.asarray(supervoxels, dtype=np.uint64))
+    supervoxels = np.asarray(supervoxels, dtype=np.uint64)
     GraphIndex(supervoxels, edge_a, edge_b, area, active)  # validates ids before anything is written
     with engine.begin() as connection:
         dataset_id = _dataset_id(connection, dataset)
         if connection.scalar(sa.select(GraphStateRow.dataset_id).where(GraphStateRow.dataset_id == dataset_id)):
             raise GraphError(f"dataset {dataset!r} already has a graph")
         connection.execute(sa.insert(GraphStateRow).values(dataset_id=dataset_id, last_seq=0))
-        sv_rows = [{"dataset_id": dataset_id, "sv_id": int(s)} for s in supervoxels]
+        columns = ("x0", "y0", "z0", "x1", "y1", "z1")
+        sv_rows = [
+            {"dataset_id": dataset_id, "sv_id": int(s),
+             **(dict(zip(columns, (int(v) for v in boxes[i]))) if boxes is not None else {})}
+            for i, s in enumerate(supervoxels)
+        ]
         for start in range(0, len(sv_rows), _BATCH):
             connection.execute(sa.insert(GraphSupervoxelRow), sv_rows[start:start + _BATCH])
         a, b = np.asarray(edge_a, dtype=np.uint64), np.asarray(edge_b, dtype=np.uint64)

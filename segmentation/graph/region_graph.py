@@ -27,8 +27,28 @@ def _face_contacts(here: np.ndarray, before: np.ndarray, area: float, into: dict
         into[(x, y)] = into.get((x, y), 0.0) + count * area
 
 
+def _update_boxes(core: np.ndarray, origin, boxes: dict[int, list[int]]) -> None:
+    """Grow each label's [x0, y0, z0, x1, y1, z1) voxel box by its extent in this chunk."""
+    small, mapping = fastremap.renumber(core, start=1, preserve_zero=True)
+    stats = cc3d.statistics(small.astype(np.uint32, copy=False))["bounding_boxes"]
+    for label, index in mapping.items():
+        if label == 0 or index >= len(stats) or stats[index] is None:
+            continue
+        lo = [s.start + o for s, o in zip(stats[index], origin)]
+        hi = [s.stop + o for s, o in zip(stats[index], origin)]
+        box = boxes.get(int(label))
+        if box is None:
+            boxes[int(label)] = lo + hi
+        else:
+            boxes[int(label)] = [min(a, b) for a, b in zip(box[:3], lo)] + [max(a, b) for a, b in zip(box[3:], hi)]
+
+
 def region_graph(volume, mip: int = 0, chunk=None, progress: bool = True):
-    """(supervoxel ids, edge_a, edge_b, contact area in nm²) of a CloudVolume ``volume``."""
+    """(supervoxel ids, edge_a, edge_b, contact area in nm², voxel boxes) of a CloudVolume ``volume``.
+
+    The boxes are one ``[x0, y0, z0, x1, y1, z1)`` row per supervoxel (voxels at ``mip``),
+    for leaves-within-bounds queries.
+    """
     from cloudvolume import CloudVolume
 
     if isinstance(volume, str):
@@ -39,7 +59,7 @@ def region_graph(volume, mip: int = 0, chunk=None, progress: bool = True):
     upper = lower + np.array(volume.volume_size, dtype=int)
     starts = [range(lo, hi, c) for lo, hi, c in zip(lower, upper, chunk)]
     contacts: dict[tuple[int, int], float] = {}
-    labels_seen: set[int] = set()
+    boxes: dict[int, list[int]] = {}
     blocks = list(itertools.product(*starts))
     for x0, y0, z0 in tqdm(blocks, desc="region graph", unit="chunk", disable=not progress):
         x1, y1, z1 = (min(s + c, u) for s, c, u in zip((x0, y0, z0), chunk, upper))
@@ -48,7 +68,7 @@ def region_graph(volume, mip: int = 0, chunk=None, progress: bool = True):
         block = np.asarray(volume[ex:x1, ey:y1, ez:z1])[..., 0]
         dx, dy, dz = x0 - ex, y0 - ey, z0 - ez
         core = block[dx:, dy:, dz:]
-        labels_seen.update(int(v) for v in fastremap.unique(core) if v != 0)
+        _update_boxes(core, (x0, y0, z0), boxes)
         for (a, b), area in cc3d.contacts(core, connectivity=6, surface_area=True,
                                           anisotropy=(rx, ry, rz)).items():
             if a and b:
@@ -60,10 +80,11 @@ def region_graph(volume, mip: int = 0, chunk=None, progress: bool = True):
             _face_contacts(core[:, 0], block[dx:, 0, dz:], rx * rz, contacts)
         if dz:
             _face_contacts(core[:, :, 0], block[dx:, dy:, 0], rx * ry, contacts)
-    supervoxels = np.array(sorted(labels_seen), dtype=np.uint64)
+    supervoxels = np.array(sorted(boxes), dtype=np.uint64)
+    box_rows = np.array([boxes[int(s)] for s in supervoxels], dtype=np.int64).reshape(-1, 6)
     if contacts:
         keys = np.array(list(contacts.keys()), dtype=np.uint64)
         areas = np.array(list(contacts.values()), dtype=np.float64)
     else:
         keys, areas = np.zeros((0, 2), dtype=np.uint64), np.zeros(0)
-    return supervoxels, keys[:, 0], keys[:, 1], areas
+    return supervoxels, keys[:, 0], keys[:, 1], areas, box_rows

@@ -186,25 +186,34 @@ def cg_roots_binary(table):
     return Response(graph.roots(ids, moment()).astype("<u8").tobytes(), mimetype="application/octet-stream")
 
 
-def _leaves_header(response):
-    if request.args.get("bounds"):
-        response.headers["X-Axonlink-Bounds-Ignored"] = "1"  # per-supervoxel bounds not indexed yet
-    return response
+def bounds_arg():
+    """``bounds=x0-x1_y0-y1_z0-z1`` (voxels at the base resolution) → ((x0, x1), (y0, y1), (z0, z1))."""
+    text = request.args.get("bounds")
+    if not text:
+        return None
+    try:
+        ranges = [tuple(int(v) for v in part.split("-")) for part in text.split("_")]
+        if len(ranges) != 3 or any(len(r) != 2 or r[0] > r[1] for r in ranges):
+            raise ValueError
+    except ValueError:
+        raise BadRequest("bounds must be x0-x1_y0-y1_z0-z1 in voxels") from None
+    return tuple(ranges)
+
+
+def _leaves(graph: Graph, node: int, bounds):
+    return [node] if is_supervoxel(node) else graph.leaves(node, bounds)
 
 
 def cg_leaves(table, node_id):
     graph = graph_for(table)
-    return _leaves_header(jsonify({"leaf_ids": ids_out(_leaves(graph, node_id))}))
-
-
-def _leaves(graph: Graph, node: int):
-    return [node] if is_supervoxel(node) else graph.leaves(node)
+    return jsonify({"leaf_ids": ids_out(_leaves(graph, node_id, bounds_arg()))})
 
 
 def cg_leaves_many(table):
     graph = graph_for(table)
     ids = id_list(body_json().get("node_ids"), "node_ids")
-    return _leaves_header(jsonify({str(i): ids_out(_leaves(graph, i)) for i in ids}))
+    bounds = bounds_arg()
+    return jsonify({str(i): ids_out(_leaves(graph, i, bounds)) for i in ids})
 
 
 def cg_operation_details(table):
