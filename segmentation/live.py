@@ -73,13 +73,37 @@ class LiveSegmentation:
         self.graph.sync()
         return self.graph.index.seq if at is None else self.graph.seq_at(at)
 
-    def chunk(self, key: str, seq: int) -> bytes | None:
-        """Encoded chunk of root ids after operation ``seq`` (see :meth:`version`), or None when missing."""
-        cache_key = (key, seq)
+    def chunk(self, key: str, seq: int) -> tuple[int, bytes] | None:
+        """(content version, encoded chunk of root ids after operation ``seq``), or None when missing.
+
+        The version is the last operation that changed a root in this chunk: a "now"
+        chunk stays cached (and its ETag unchanged) until an edit touches one of its
+        supervoxels. Past moments are immutable and cached under their operation number.
+        """
+        now = seq >= self.graph.index.seq
+        cache_key = key if now else (key, seq)
         with self._lock:
-            if cache_key in self._cache:
-                self._cache.move_to_end(cache_key)
-                return self._cache[cache_key]
+            entry = self._cache.get(cache_key)
+        if entry is not None:
+            version, sv_index, encoded = entry
+            if not now or self.graph.index.last_change(sv_index) == version:
+                with self._lock:
+                    self._cache[cache_key] = entry
+                    self._cache.move_to_end(cache_key)
+                return version, encoded
+        computed = self._compute_chunk(key, seq)
+        if computed is None:
+            return None
+        sv_index, encoded = computed
+        version = self.graph.index.last_change(sv_index) if now else seq
+        with self._lock:
+            self._cache[cache_key] = (version, sv_index, encoded)
+            self._cache.move_to_end(cache_key)
+            while len(self._cache) > _CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+        return version, encoded
+
+    def _compute_chunk(self, key: str, seq: int):
         scale_key, _, name = key.rpartition("/")
         mip, scale = self.scales[scale_key]
         x0, x1, y0, y1, z0, z1 = (int(v) for v in _CHUNK_NAME.match(name).groups())
@@ -91,17 +115,12 @@ class LiveSegmentation:
             stored = self.store.get(key)
             if stored is None:
                 return None
-            encoded = self._remap_tables(stored.decoded(), shape, block_size, seq)
-        else:
-            labels = self._supervoxels(key, mip, scale, (x0, y0, z0), shape)
-            if labels is None:
-                return None
-            encoded = chunks.encode(self._remap(labels, seq), scale["encoding"], block_size=block_size)
-        with self._lock:
-            self._cache[cache_key] = encoded
-            while len(self._cache) > _CACHE_ENTRIES:
-                self._cache.popitem(last=False)
-        return encoded
+            return self._remap_tables(stored.decoded(), shape, block_size, seq)
+        labels = self._supervoxels(key, mip, scale, (x0, y0, z0), shape)
+        if labels is None:
+            return None
+        sv_index, roots = self._remap(labels, seq)
+        return sv_index, chunks.encode(roots, scale["encoding"], block_size=block_size)
 
     def manifest(self, root: int) -> dict:
         """The legacy mesh manifest of a root: the fragments of all its supervoxels."""
@@ -141,29 +160,31 @@ class LiveSegmentation:
             self.plain_ids = probe is None
         return self.plain_ids
 
-    def _roots_of(self, unique: np.ndarray, seq: int) -> np.ndarray:
-        """Roots (as of operation ``seq``) of the nonzero stored labels ``unique``."""
+    def _supervoxel_index(self, unique: np.ndarray) -> np.ndarray:
+        """Graph indices of the nonzero stored labels ``unique``."""
         if self.plain_ids is None:
             self.plain_ids = bool(np.all((unique >> np.uint64(LAYER_SHIFT)) != SUPERVOXEL_LAYER))
-        return self.graph.index.roots(as_supervoxel_ids(unique), seq)
+        return self.graph.index.index_of(as_supervoxel_ids(unique))
 
-    def _remap_tables(self, data: bytes, shape, block_size, seq: int) -> bytes:
+    def _remap_tables(self, data: bytes, shape, block_size, seq: int):
         """Fast path: relabel the chunk's lookup tables, leaving the packed voxels untouched."""
         unique = fastremap.unique(compressed_segmentation.table_labels(data, shape, block_size))
         unique = unique[unique != 0]
         if len(unique) == 0:
-            return data
-        return compressed_segmentation.remap(data, shape, block_size, unique, self._roots_of(unique, seq))
+            return np.zeros(0, dtype=np.int64), data
+        sv_index = self._supervoxel_index(unique)
+        roots = self.graph.index.roots_by_index(sv_index, seq)
+        return sv_index, compressed_segmentation.remap(data, shape, block_size, unique, roots)
 
-    def _remap(self, labels: np.ndarray, seq: int) -> np.ndarray:
+    def _remap(self, labels: np.ndarray, seq: int):
         labels = labels.astype(np.uint64, copy=False)
         unique = fastremap.unique(labels)
         unique = unique[unique != 0]
         if len(unique) == 0:
-            return labels
-        roots = self._roots_of(unique, seq)
-        mapping = dict(zip(unique.tolist(), roots.tolist()))
-        return fastremap.remap(labels, mapping, preserve_missing_labels=True, in_place=False)
+            return np.zeros(0, dtype=np.int64), labels
+        sv_index = self._supervoxel_index(unique)
+        mapping = dict(zip(unique.tolist(), self.graph.index.roots_by_index(sv_index, seq).tolist()))
+        return sv_index, fastremap.remap(labels, mapping, preserve_missing_labels=True, in_place=False)
 
 
 _views: dict[tuple[str, str, str], LiveSegmentation] = {}

@@ -59,3 +59,25 @@ def test_live_chunks_revalidate_and_past_chunks_are_immutable(cg_server):
         assert response.status == 200 and response.headers["ETag"] != etag
     with urllib.request.urlopen(f"{cg_server.url}/data/cg@1700000000/segmentation/{key}") as response:
         assert "immutable" in response.headers["Cache-Control"]
+
+
+def test_an_edit_invalidates_only_the_chunks_it_touched(cg_server):
+    info = json.load(urllib.request.urlopen(f"{cg_server.url}/data/cg/segmentation/info"))
+    scale = info["scales"][0]["key"]
+    touched = f"{cg_server.url}/data/cg/segmentation/{scale}/0-16_0-16_0-8"   # labels 1 and 2
+    untouched = f"{cg_server.url}/data/cg/segmentation/{scale}/16-32_0-16_0-8"  # labels 3 and 4
+    etags = {url: urllib.request.urlopen(url).headers["ETag"] for url in (touched, untouched)}
+    graph = Graph.open(cg_server.database_url, "cg")
+    graph.split([SV[0]], [SV[1]], user="t")  # splits {1, 2}; {3, 4} keeps its root
+
+    def status(url):
+        request = urllib.request.Request(url, headers={"If-None-Match": etags[url]})
+        try:
+            return urllib.request.urlopen(request).status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert status(untouched) == 304
+    assert status(touched) == 200
+    future = f"{cg_server.url}/data/cg@4102444800/segmentation/{scale}/0-16_0-16_0-8"  # year 2100
+    assert urllib.request.urlopen(future).headers["Cache-Control"] == "no-cache"

@@ -1,11 +1,18 @@
-"""The bundled Neuroglancer viewer in Debian's Chromium (headless, software WebGL), against a live server."""
+"""The bundled Neuroglancer viewer in Debian's Chromium (headless, WebGL 2 on SwiftShader) against a live server.
+
+The server records the path and status of every request, so the tests can tell
+that the viewer really fetched image and segmentation chunks from it.
+Set ``AXONLINK_VIEWER_SCREENSHOT=/some/file.png`` to keep a copy of the screenshot.
+"""
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import threading
 import urllib.request
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -17,40 +24,86 @@ ARGS = [
     "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
 ]
+VIEWPORT = {"width": 1200, "height": 800}
+CLIENT_PATH = "/v/axonlink/"
+STATUS_TEXTS = ("Connecting to Python server", "Disconnected from Python server")
 
 pytestmark = pytest.mark.browser
+
+# Runs in a blank page: can this Chromium give us a WebGL 2 context, and if not, why not.
+WEBGL_PROBE = """() => {
+  const canvas = document.createElement("canvas");
+  let message = "";
+  canvas.addEventListener("webglcontextcreationerror", (event) => { message = event.statusMessage || ""; });
+  const gl = canvas.getContext("webgl2");
+  if (!gl) {
+    return {ok: false, message: message || "getContext('webgl2') returned null and gave no status message"};
+  }
+  const debug = gl.getExtension("WEBGL_debug_renderer_info");
+  return {ok: true, renderer: gl.getParameter(debug ? debug.UNMASKED_RENDERER_WEBGL : gl.RENDERER)};
+}"""
 
 
 @pytest.fixture(scope="module")
 def browser():
     if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright Python package is not installed (pip install playwright)")
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
+        try:
+            page = browser.new_page()
+            webgl = page.evaluate(WEBGL_PROBE)
+            page.close()
+            if not webgl["ok"]:
+                pytest.skip(f"Chromium cannot create a WebGL 2 context: {webgl['message']}")
+            yield browser
+        finally:
+            browser.close()
 
 
 class RecordingServer:
-    """The axonlink app on a free port, remembering every path it was asked for."""
+    """The axonlink app on a free port of 127.0.0.1, remembering the path and status of every request."""
 
     def __init__(self, settings):
         self.app = create_app(settings)
-        self.paths: list[str] = []
+        self.requests: list[tuple[str, int]] = []
         self._lock = threading.Lock()
         inner = self.app.wsgi_app
 
         def record(environ, start_response):
-            with self._lock:
-                self.paths.append(environ.get("PATH_INFO", ""))
-            return inner(environ, start_response)
+            path = environ.get("PATH_INFO", "")
+
+            def recording_start_response(status, headers, *exc_info):
+                with self._lock:
+                    self.requests.append((path, int(status.split()[0])))
+                return start_response(status, headers, *exc_info)
+
+            return inner(environ, recording_start_response)
 
         self.app.wsgi_app = record
 
-    def chunk_requests(self, layer: str) -> list[str]:
+    def forget(self) -> None:
         with self._lock:
-            return [p for p in self.paths if p.startswith(f"/data/demo/{layer}/") and "-" in p.rsplit("/", 1)[-1]]
+            self.requests.clear()
+
+    def paths(self) -> list[str]:
+        with self._lock:
+            return [path for path, _ in self.requests]
+
+    def chunks(self, dataset: str, layer: str) -> list[tuple[str, list[int], int]]:
+        """(scale key, [x0, x1, y0, y1, z0, z1], status) of each chunk request for ``layer``."""
+        pattern = re.compile(rf"^/data/{re.escape(dataset)}/{re.escape(layer)}/([^/]+)/(\d+)-(\d+)_(\d+)-(\d+)_(\d+)-(\d+)$")
+        with self._lock:
+            found = [(pattern.match(path), status) for path, status in self.requests]
+        return [(m.group(1), [int(g) for g in m.groups()[1:]], status) for m, status in found if m]
+
+    def get_json(self, path: str):
+        with urllib.request.urlopen(self.url + path) as response:
+            return json.load(response)
 
 
 @pytest.fixture(scope="module")
@@ -61,55 +114,162 @@ def live(demo_home):
         yield recording
 
 
-def open_viewer(browser, url):
-    page = browser.new_page(viewport={"width": 1200, "height": 800})
+@pytest.fixture(scope="module")
+def dataset(live):
+    """The first registered dataset (the one ``/`` opens), its scale keys per layer."""
+    first = live.get_json("/api/v1/datasets")["datasets"][0]
+    first["scale_keys"] = {
+        layer: {s["key"] for s in live.get_json(f"/data/{first['name']}/{layer}/info")["scales"]}
+        for layer in ("image", "segmentation")
+    }
+    return first
+
+
+def open_viewer(browser, live, url):
+    """Load ``url``; wait until the client exists and has loaded what it shows. Returns (page, errors)."""
+    live.forget()
+    page = browser.new_page(viewport=VIEWPORT)
     errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
+    page.on("console", lambda message: message.type == "error" and errors.append(f"console: {message.text}"))
     page.goto(url)
-    page.wait_for_function("typeof window.viewer !== 'undefined'", timeout=30_000)
-    webgl = page.evaluate("!!document.createElement('canvas').getContext('webgl2')")
-    if not webgl:
-        pytest.skip("Chromium could not create a WebGL 2 context with SwiftShader on this machine")
-    page.wait_for_function("window.viewer.isReady()", timeout=60_000)
+    page.wait_for_function("typeof window.viewer !== 'undefined'", timeout=20_000)
+    page.wait_for_function("window.viewer.isReady()", timeout=30_000)
     return page, errors
 
 
-def wait_for_chunks(live, page, layers):
-    for _ in range(60):
-        if all(live.chunk_requests(layer) for layer in layers):
-            return
-        page.wait_for_timeout(500)
+def wait_until(page, condition, seconds=15.0):
+    for _ in range(int(seconds / 0.25)):
+        if condition():
+            return True
+        page.wait_for_timeout(250)
+    return condition()
 
 
-def test_state_in_the_fragment_is_loaded_and_chunks_are_fetched(browser, live, tmp_path):
-    state = json.load(urllib.request.urlopen(f"{live.url}/api/v1/datasets/demo/state"))
-    state["position"] = [100.5, 300.5, 40.5]
-    truth = list(json.loads((live.app.config["AXONLINK_SETTINGS"].demo_dir / "ground_truth.json").read_text())
-                 ["supervoxel_to_neuron"])[:2]
-    state["layers"][1]["segments"] = truth
-    page, errors = open_viewer(browser, f"{live.url}/#!" + quote(json.dumps(state), safe=""))
-    wait_for_chunks(live, page, ["image", "segmentation"])
-    loaded = page.evaluate("viewer.state.toJSON()")
-    assert page.evaluate("location.pathname") == "/v/axonlink/"
-    assert [(l["name"], l["type"]) for l in loaded["layers"]] == [("image", "image"), ("segmentation", "segmentation")]
-    assert all(abs(a - b) < 0.5 for a, b in zip(loaded["position"], state["position"]))
-    assert sorted(loaded["layers"][1]["segments"]) == sorted(truth)
-    assert live.chunk_requests("image"), "no image chunk reached the server"
-    assert live.chunk_requests("segmentation"), "no segmentation chunk reached the server"
-    assert not errors, errors
-    status = page.evaluate("document.body.innerText")
-    assert "Connecting to Python server" not in status and "Disconnected" not in status
-    page.screenshot(path=str(tmp_path / "viewer.png"))
-    page.close()
+def fragment_state(page) -> dict:
+    hash_ = page.evaluate("location.hash")
+    assert hash_.startswith("#!"), f"no state in the URL fragment: {hash_[:80]!r}"
+    return json.loads(unquote(hash_[2:]))
 
 
-def test_root_without_a_fragment_opens_the_first_dataset(browser, live):
-    dataset = json.load(urllib.request.urlopen(f"{live.url}/api/v1/datasets/demo"))
-    page, errors = open_viewer(browser, f"{live.url}/")
-    loaded = page.evaluate("viewer.state.toJSON()")
-    assert [l["name"] for l in loaded["layers"]] == ["image", "segmentation"]
+def covering(chunks, position, scale_keys):
+    """Chunk requests (answered 200, or 304 to a revalidation) whose box holds ``position`` (voxels)."""
+    return [
+        (key, box) for key, box, status in chunks
+        if status in (200, 304) and key in scale_keys
+        and all(box[2 * i] <= position[i] < box[2 * i + 1] for i in range(3))
+    ]
+
+
+def assert_renders(png: bytes, where: str) -> None:
+    """The xy panel (top left of the 4-panel layout) shows grey EM texture with coloured segments over it."""
+    from PIL import Image
+    import numpy as np
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+    h, w, _ = pixels.shape
+    panel = pixels[h // 10: h // 2 - h // 20, w // 20: w // 2 - w // 20].reshape(-1, 3)
+    spread = panel.max(axis=1) - panel.min(axis=1)
+    grey = panel[spread < 12].mean(axis=1)
+    coloured = (spread > 40).mean()
+    assert grey.size > 0.2 * len(panel) and grey.std() > 10, f"no EM texture in the xy panel ({where})"
+    assert coloured > 0.05, f"only {coloured:.1%} of the xy panel is coloured: no segmentation ({where})"
+
+
+def test_fragment_state_is_loaded_and_both_layers_fetch_chunks(browser, live, dataset, tmp_path):
+    """A #! state with a non-centre position and two selected neurons; the client runs under /v/axonlink/."""
+    from cloudvolume import CloudVolume
+
+    name = dataset["name"]
+    state = live.get_json(f"/api/v1/datasets/{name}/state")
+    truth = json.loads((live.app.config["AXONLINK_SETTINGS"].demo_dir / "ground_truth.json").read_text())
+    # Two neurons, each at a point on its skeleton; the first point is where the view goes.
+    points = [truth["neurons"][n]["skeleton_voxels"][0][len(truth["neurons"][n]["skeleton_voxels"][0]) // 2]
+              for n in list(truth["neurons"])[:2]]
+    segmentation = CloudVolume(f"precomputed://{live.url}/data/{name}/segmentation", progress=False)
+    segments = sorted({str(int(segmentation[x, y, z][0, 0, 0, 0])) for x, y, z in points} - {"0"})
+    assert len(segments) == 2, f"expected two neurons under {points}, found {segments}"
+    position = [c + 0.5 for c in points[0]]
     centre = [o + s / 2 for o, s in zip(dataset["voxel_offset"], dataset["volume_size"])]
-    assert all(abs(a - b) < 0.5 for a, b in zip(loaded["position"], centre))
-    assert page.evaluate("location.hash").startswith("#!")
-    assert not errors, errors
-    page.close()
+    assert max(abs(a - b) for a, b in zip(position, centre)) > 10, "pick a point away from the centre"
+    state["position"] = position
+    by_name = {layer["name"]: layer for layer in state["layers"]}
+    by_name["segmentation"]["segments"] = segments
+
+    page, errors = open_viewer(browser, live, f"{live.url}/#!" + quote(json.dumps(state), safe=""))
+    try:
+        assert page.evaluate("location.pathname") == CLIENT_PATH
+        loaded = page.evaluate("viewer.state.toJSON()")
+        assert [(l["name"], l["type"]) for l in loaded["layers"]] == [("image", "image"), ("segmentation", "segmentation")]
+        assert all(abs(a - b) < 0.5 for a, b in zip(loaded["position"], position)), loaded["position"]
+        seg_layer = next(l for l in loaded["layers"] if l["name"] == "segmentation")
+        assert sorted(seg_layer["segments"]) == segments
+        # The fragment now carries the loaded state (the client rewrites it).
+        assert fragment_state(page)["position"] == loaded["position"]
+        for layer in ("image", "segmentation"):
+            assert wait_until(page, lambda: covering(live.chunks(name, layer), position, dataset["scale_keys"][layer])), (
+                f"no {layer} chunk holding {position} reached the server; {layer} requests: "
+                f"{live.chunks(name, layer)[:10]}"
+            )
+        failed = [(key, box, status) for layer in ("image", "segmentation")
+                  for key, box, status in live.chunks(name, layer) if status not in (200, 304)]
+        assert not failed, f"chunk requests that failed: {failed[:10]}"
+        png = page.screenshot(path=str(tmp_path / "viewer.png"))
+        if os.environ.get("AXONLINK_VIEWER_SCREENSHOT"):
+            page.screenshot(path=os.environ["AXONLINK_VIEWER_SCREENSHOT"])
+        assert_renders(png, str(tmp_path / "viewer.png"))
+        assert not [e for e in errors if "Failed to determine token" in e], errors
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+def test_root_without_a_fragment_opens_the_first_dataset(browser, live, dataset):
+    """``/`` alone: the default state of the first dataset, centred, and the URL then carries it."""
+    page, errors = open_viewer(browser, live, f"{live.url}/")
+    try:
+        assert page.evaluate("location.pathname") == CLIENT_PATH
+        loaded = page.evaluate("viewer.state.toJSON()")
+        assert [(l["name"], l["type"]) for l in loaded["layers"]] == [("image", "image"), ("segmentation", "segmentation")]
+        for layer in loaded["layers"]:
+            assert f"/data/{dataset['name']}/{layer['name']}" in json.dumps(layer["source"])
+        centre = [o + s / 2 for o, s in zip(dataset["voxel_offset"], dataset["volume_size"])]
+        assert all(abs(a - b) < 0.5 for a, b in zip(loaded["position"], centre)), (loaded["position"], centre)
+        in_url = fragment_state(page)
+        assert [l["name"] for l in in_url["layers"]] == ["image", "segmentation"]
+        assert all(abs(a - b) < 0.5 for a, b in zip(in_url["position"], centre))
+        for layer in ("image", "segmentation"):
+            assert wait_until(page, lambda: covering(live.chunks(dataset["name"], layer), centre,
+                                                     dataset["scale_keys"][layer])), f"no {layer} chunk at the centre"
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+def test_no_python_server_status_after_load(browser, live):
+    """The event stream answers, so neither "Connecting to…" nor "Disconnected from Python server" stays up."""
+    page, errors = open_viewer(browser, live, f"{live.url}/")
+    try:
+        assert "/events/axonlink" in live.paths()
+        page.wait_for_timeout(1500)  # a dropped stream would show "Disconnected…" within this
+        shown = page.evaluate("document.body.innerText")
+        assert not [text for text in STATUS_TEXTS if text in shown], shown[:500]
+        assert not errors, errors
+    finally:
+        page.close()
+    # The check can fail: with the stream blocked the bar is there.
+    page = browser.new_page(viewport=VIEWPORT)
+    try:
+        page.route("**/events/**", lambda route: route.abort())
+        page.goto(f"{live.url}/")
+        page.wait_for_function("typeof window.viewer !== 'undefined'", timeout=20_000)
+        page.wait_for_function(
+            f"{json.dumps(STATUS_TEXTS)}.some((text) => document.body.innerText.includes(text))", timeout=10_000
+        )
+    finally:
+        page.close()
+
+
+@pytest.mark.skip(reason="share links (#!http://<server>/…/state.json fragments) are a later issue")
+def test_state_url_in_the_fragment_is_fetched():
+    pass

@@ -124,7 +124,14 @@ class GraphIndex:
     # ---- reads -------------------------------------------------------------
     def roots(self, svs, seq: int | None = None) -> np.ndarray:
         """Root of each supervoxel now, or after operation ``seq``."""
-        idx = self.index_of(svs)
+        return self.roots_by_index(self.index_of(svs), seq)
+
+    def last_change(self, idx: np.ndarray) -> int:
+        """The last operation that gave any of these supervoxels (dense indices) a new root."""
+        return int(self._last_change[idx].max()) if len(idx) else 0
+
+    def roots_by_index(self, idx: np.ndarray, seq: int | None = None) -> np.ndarray:
+        """Like :meth:`roots`, for dense indices."""
         roots = self.root_of[idx]
         if seq is None or seq >= self.seq:
             return roots

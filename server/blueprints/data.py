@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.http import parse_range_header
@@ -98,21 +99,21 @@ def _live_file(live, key: str, moment):
         return _json_answer(manifest, etag=f"root-{root}", cache=IMMUTABLE)
     if not live.is_chunk(key):
         return None
-    seq = live.version(moment)
-    etag = f"ops-{seq}"
+    try:
+        answer = live.chunk(key, live.version(moment))
+    except GraphError as error:
+        return json_error(409, f"the volume and its graph disagree: {error}")
+    if answer is None:
+        return _missing(key)
+    version, body = answer
+    etag = f"ops-{version}"
     headers = {
         "Content-Type": "application/octet-stream",
-        "Cache-Control": "no-cache" if moment is None else IMMUTABLE,
+        "Cache-Control": IMMUTABLE if moment is not None and moment <= datetime.now(timezone.utc) else "no-cache",
         "ETag": f'"{etag}"',
     }
     if request.if_none_match.contains_weak(etag):
         return Response(status=304, headers=headers)
-    try:
-        body = live.chunk(key, seq)
-    except GraphError as error:
-        return json_error(409, f"the volume and its graph disagree: {error}")
-    if body is None:
-        return _missing(key)
     return Response(body, status=200, headers=headers)
 
 
