@@ -57,16 +57,13 @@ class LiveSegmentation:
         scale_key, _, name = key.rpartition("/")
         return scale_key in self.scales and bool(_CHUNK_NAME.match(name))
 
-    def root_manifest_id(self, key: str) -> int | None:
-        """The root id when ``key`` asks for a root's legacy mesh manifest."""
+    def manifest_id(self, key: str) -> int | None:
+        """The segment id when ``key`` asks for a legacy mesh manifest (``<mesh dir>/<id>:0``)."""
         if not self.mesh_dir:
             return None
         directory, _, name = key.rpartition("/")
         match = _MANIFEST.match(name)
-        if directory != self.mesh_dir or not match:
-            return None
-        node = int(match.group(1))
-        return node if node >> LAYER_SHIFT == ROOT_LAYER else None
+        return int(match.group(1)) if directory == self.mesh_dir and match else None
 
     def version(self, at: datetime | None) -> int:
         """The operation sequence number the answer depends on (part of ETags and cache keys)."""
@@ -87,23 +84,43 @@ class LiveSegmentation:
         if entry is not None:
             version, sv_index, encoded = entry
             if not now or self.graph.index.last_change(sv_index) == version:
-                with self._lock:
-                    self._cache[cache_key] = entry
-                    self._cache.move_to_end(cache_key)
+                self._remember(cache_key, entry)
                 return version, encoded
-        computed = self._compute_chunk(key, seq)
+
+        def to_roots(unique):
+            sv_index = self._supervoxel_index(unique)
+            return sv_index, self.graph.index.roots_by_index(sv_index, seq)
+
+        computed = self._compute_chunk(key, to_roots)
         if computed is None:
             return None
         sv_index, encoded = computed
         version = self.graph.index.last_change(sv_index) if now else seq
+        self._remember(cache_key, (version, sv_index, encoded))
+        return version, encoded
+
+    def supervoxel_chunk(self, key: str) -> bytes | None:
+        """The chunk with PyChunkedGraph supervoxel ids (layer 1), as graphene sources expect."""
+        cache_key = ("supervoxels", key)
         with self._lock:
-            self._cache[cache_key] = (version, sv_index, encoded)
+            entry = self._cache.get(cache_key)
+        if entry is None:
+            computed = self._compute_chunk(key, lambda unique: (None, as_supervoxel_ids(unique)))
+            if computed is None:
+                return None
+            entry = (0, None, computed[1])
+        self._remember(cache_key, entry)
+        return entry[2]
+
+    def _remember(self, cache_key, entry) -> None:
+        with self._lock:
+            self._cache[cache_key] = entry
             self._cache.move_to_end(cache_key)
             while len(self._cache) > _CACHE_ENTRIES:
                 self._cache.popitem(last=False)
-        return version, encoded
 
-    def _compute_chunk(self, key: str, seq: int):
+    def _compute_chunk(self, key: str, relabel):
+        """(what ``relabel`` reports, encoded chunk) with each stored label replaced as it says."""
         scale_key, _, name = key.rpartition("/")
         mip, scale = self.scales[scale_key]
         x0, x1, y0, y1, z0, z1 = (int(v) for v in _CHUNK_NAME.match(name).groups())
@@ -115,17 +132,32 @@ class LiveSegmentation:
             stored = self.store.get(key)
             if stored is None:
                 return None
-            return self._remap_tables(stored.decoded(), shape, block_size, seq)
+            data = stored.decoded()
+            unique = fastremap.unique(compressed_segmentation.table_labels(data, shape, block_size))
+            unique = unique[unique != 0]
+            report, new = relabel(unique) if len(unique) else (np.zeros(0, dtype=np.int64), unique)
+            return report, compressed_segmentation.remap(data, shape, block_size, unique, new)
         labels = self._supervoxels(key, mip, scale, (x0, y0, z0), shape)
         if labels is None:
             return None
-        sv_index, roots = self._remap(labels, seq)
-        return sv_index, chunks.encode(roots, scale["encoding"], block_size=block_size)
+        labels = labels.astype(np.uint64, copy=False)
+        unique = fastremap.unique(labels)
+        unique = unique[unique != 0]
+        report, new = relabel(unique) if len(unique) else (np.zeros(0, dtype=np.int64), unique)
+        relabelled = fastremap.remap(labels, dict(zip(unique.tolist(), new.tolist())),
+                                     preserve_missing_labels=True, in_place=False)
+        return report, chunks.encode(relabelled, scale["encoding"], block_size=block_size)
 
-    def manifest(self, root: int) -> dict:
-        """The legacy mesh manifest of a root: the fragments of all its supervoxels."""
+    def manifest(self, node: int) -> dict | None:
+        """Legacy mesh manifest of a root (its supervoxels' fragments) or of a layer-1 supervoxel id."""
+        if node >> LAYER_SHIFT == ROOT_LAYER:
+            svs = self.graph.leaves(node).tolist()
+        elif node >> LAYER_SHIFT == SUPERVOXEL_LAYER:
+            svs = [node]
+        else:
+            return None  # a stored label: its manifest is served as stored
         fragments = []
-        for sv in self.graph.leaves(root).tolist():
+        for sv in svs:
             label = sv & ((1 << LAYER_SHIFT) - 1) if self._stores_plain_ids() else sv
             stored = self.store.get(f"{self.mesh_dir}/{label}:0")
             if stored is not None:
@@ -165,26 +197,6 @@ class LiveSegmentation:
         if self.plain_ids is None:
             self.plain_ids = bool(np.all((unique >> np.uint64(LAYER_SHIFT)) != SUPERVOXEL_LAYER))
         return self.graph.index.index_of(as_supervoxel_ids(unique))
-
-    def _remap_tables(self, data: bytes, shape, block_size, seq: int):
-        """Fast path: relabel the chunk's lookup tables, leaving the packed voxels untouched."""
-        unique = fastremap.unique(compressed_segmentation.table_labels(data, shape, block_size))
-        unique = unique[unique != 0]
-        if len(unique) == 0:
-            return np.zeros(0, dtype=np.int64), data
-        sv_index = self._supervoxel_index(unique)
-        roots = self.graph.index.roots_by_index(sv_index, seq)
-        return sv_index, compressed_segmentation.remap(data, shape, block_size, unique, roots)
-
-    def _remap(self, labels: np.ndarray, seq: int):
-        labels = labels.astype(np.uint64, copy=False)
-        unique = fastremap.unique(labels)
-        unique = unique[unique != 0]
-        if len(unique) == 0:
-            return np.zeros(0, dtype=np.int64), labels
-        sv_index = self._supervoxel_index(unique)
-        mapping = dict(zip(unique.tolist(), self.graph.index.roots_by_index(sv_index, seq).tolist()))
-        return sv_index, fastremap.remap(labels, mapping, preserve_missing_labels=True, in_place=False)
 
 
 _views: dict[tuple[str, str, str], LiveSegmentation] = {}

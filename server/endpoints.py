@@ -24,7 +24,8 @@ DATA = {
         "GET,HEAD",
         "/data/<dataset_ref>/<layer>/<path:key>",
         "A file of a precomputed layer: info, chunk, shard (Range requests), mesh manifest or fragment. "
-        "dataset_ref is NAME for now or NAME@TIMESTAMP (ISO 8601 or Unix seconds) for a moment.",
+        "dataset_ref is NAME for now, NAME@TIMESTAMP (ISO 8601 or Unix seconds) for a moment, or "
+        "NAME@supervoxels for the segmentation with supervoxel ids (layer 1) instead of root ids.",
     ),
 }
 

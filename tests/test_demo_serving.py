@@ -116,6 +116,9 @@ def test_root_mesh_manifest_lists_its_supervoxels_fragments(demo_home, demo_serv
     mesh = CloudVolume(f"{demo_server.url}/data/demo/segmentation", progress=False).mesh.get(root)
     mesh = mesh[root] if isinstance(mesh, dict) else mesh
     assert len(mesh.vertices) > 0
+    layered = int(supervoxel_ids(np.array([a], dtype=np.uint64))[0])
+    with urllib.request.urlopen(f"{demo_server.url}/data/demo@supervoxels/segmentation/mesh/{layered}:0") as response:
+        assert [f.split(":")[0] for f in json.load(response)["fragments"]] == [str(a)]
 
 
 def test_meshes_are_served_in_legacy_format(demo_home, demo_server):

@@ -81,3 +81,12 @@ def test_an_edit_invalidates_only_the_chunks_it_touched(cg_server):
     assert status(touched) == 200
     future = f"{cg_server.url}/data/cg@4102444800/segmentation/{scale}/0-16_0-16_0-8"  # year 2100
     assert urllib.request.urlopen(future).headers["Cache-Control"] == "no-cache"
+
+
+def test_supervoxel_view_serves_layer_one_ids(cg_server):
+    from segmentation.graph.ids import supervoxel_ids
+
+    supervoxels = served(cg_server, ref="cg@supervoxels")
+    assert np.array_equal(supervoxels, supervoxel_ids(cg_server.labels))
+    info = json.load(urllib.request.urlopen(f"{cg_server.url}/segmentation/table/cg/info"))
+    assert info["data_dir"].endswith("/data/cg@supervoxels/segmentation")

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import threading
+import time
 import urllib.request
 from urllib.parse import quote, unquote
 
@@ -26,6 +27,7 @@ ARGS = [
 ]
 VIEWPORT = {"width": 1200, "height": 800}
 CLIENT_PATH = "/v/axonlink/"
+OK_STATUSES = (200, 206, 304)
 STATUS_TEXTS = ("Connecting to Python server", "Disconnected from Python server")
 
 pytestmark = pytest.mark.browser
@@ -153,27 +155,63 @@ def fragment_state(page) -> dict:
 
 
 def covering(chunks, position, scale_keys):
-    """Chunk requests (answered 200, or 304 to a revalidation) whose box holds ``position`` (voxels)."""
+    """Answered chunk requests whose box holds ``position`` (voxels).
+
+    Besides 200, Chromium's cache gets 304 (revalidation) and 206 (resuming a
+    chunk it cancelled half way) answers.
+    """
     return [
         (key, box) for key, box, status in chunks
-        if status in (200, 304) and key in scale_keys
+        if status in OK_STATUSES and key in scale_keys
         and all(box[2 * i] <= position[i] < box[2 * i + 1] for i in range(3))
     ]
 
 
-def assert_renders(png: bytes, where: str) -> None:
-    """The xy panel (top left of the 4-panel layout) shows grey EM texture with coloured segments over it."""
+def screenshot_array(page, clip):
     from PIL import Image
     import numpy as np
 
-    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
-    h, w, _ = pixels.shape
-    panel = pixels[h // 10: h // 2 - h // 20, w // 20: w // 2 - w // 20].reshape(-1, 3)
-    spread = panel.max(axis=1) - panel.min(axis=1)
-    grey = panel[spread < 12].mean(axis=1)
-    coloured = (spread > 40).mean()
-    assert grey.size > 0.2 * len(panel) and grey.std() > 10, f"no EM texture in the xy panel ({where})"
-    assert coloured > 0.05, f"only {coloured:.1%} of the xy panel is coloured: no segmentation ({where})"
+    return np.asarray(Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB"), dtype=np.int16)
+
+
+def set_visible(page, layer: str, visible: bool) -> None:
+    page.evaluate(f"viewer.layerManager.getLayerByName({json.dumps(layer)}).setVisible({json.dumps(visible)})")
+    page.wait_for_timeout(100)
+    page.wait_for_function("window.viewer.isReady()", timeout=20_000)
+
+
+def xy_rendering(page) -> dict:
+    """What each layer draws in the xy panel (the top-left one of the 4-panel layout), from screenshots
+    with the layer shown and hidden: the share of the panel it changes, how much it changes a patch
+    just up-left of the crosshair (the position), and how the EM alone looks (share of grey, its spread).
+    """
+    x, y, w, h = page.evaluate("""(() => {
+      const r = document.querySelector(".neuroglancer-rendered-data-panel").getBoundingClientRect();
+      return [r.x, r.y, r.width, r.height];
+    })()""")
+    assert x < 10 and y < 100 and w > 300 and h > 200, ("the first panel is not the top-left xy one", x, y, w, h)
+    clip = {"x": x + 10, "y": y + 60, "width": w - 20, "height": h - 70}  # clear of the axis legend
+    cx, cy = int(w / 2 - 10), int(h / 2 - 60)  # the crosshair, in the clip
+    shown = screenshot_array(page, clip)
+    result = {}
+    for layer in ("image", "segmentation"):
+        set_visible(page, layer, False)
+        hidden = screenshot_array(page, clip)
+        set_visible(page, layer, True)
+        change = abs(shown - hidden).max(axis=2)
+        result[f"{layer}_share"] = float((change > 20).mean())
+        result[f"{layer}_at_position"] = float(change[cy - 10:cy - 3, cx - 10:cx - 3].mean())
+        if layer == "segmentation":
+            spread = hidden.max(axis=2) - hidden.min(axis=2)
+            grey = hidden[spread < 12].mean(axis=1)
+            result["em_grey_share"] = float(grey.size / spread.size)
+            result["em_grey_std"] = float(grey.std())
+    return result
+
+
+def assert_em_renders(rendering: dict) -> None:
+    assert rendering["image_share"] > 0.3, rendering
+    assert rendering["em_grey_share"] > 0.5 and rendering["em_grey_std"] > 10, f"the EM is not textured grey: {rendering}"
 
 
 def test_fragment_state_is_loaded_and_both_layers_fetch_chunks(browser, live, dataset, tmp_path):
@@ -212,12 +250,15 @@ def test_fragment_state_is_loaded_and_both_layers_fetch_chunks(browser, live, da
                 f"{live.chunks(name, layer)[:10]}"
             )
         failed = [(key, box, status) for layer in ("image", "segmentation")
-                  for key, box, status in live.chunks(name, layer) if status not in (200, 304)]
+                  for key, box, status in live.chunks(name, layer) if status not in OK_STATUSES]
         assert not failed, f"chunk requests that failed: {failed[:10]}"
-        png = page.screenshot(path=str(tmp_path / "viewer.png"))
+        page.screenshot(path=str(tmp_path / "viewer.png"))
         if os.environ.get("AXONLINK_VIEWER_SCREENSHOT"):
             page.screenshot(path=os.environ["AXONLINK_VIEWER_SCREENSHOT"])
-        assert_renders(png, str(tmp_path / "viewer.png"))
+        rendering = xy_rendering(page)
+        assert_em_renders(rendering)
+        # The first selected neuron lies under the position: highlighted there.
+        assert rendering["segmentation_at_position"] > 20, f"no selected segment drawn at the position: {rendering}"
         assert not [e for e in errors if "Failed to determine token" in e], errors
         assert not errors, errors
     finally:
@@ -241,6 +282,10 @@ def test_root_without_a_fragment_opens_the_first_dataset(browser, live, dataset)
         for layer in ("image", "segmentation"):
             assert wait_until(page, lambda: covering(live.chunks(dataset["name"], layer), centre,
                                                      dataset["scale_keys"][layer])), f"no {layer} chunk at the centre"
+        rendering = xy_rendering(page)
+        assert_em_renders(rendering)
+        # Nothing selected: every segment is drawn, over much of the panel.
+        assert rendering["segmentation_share"] > 0.2, f"the segmentation is not drawn: {rendering}"
         assert not errors, errors
     finally:
         page.close()
@@ -248,26 +293,44 @@ def test_root_without_a_fragment_opens_the_first_dataset(browser, live, dataset)
 
 def test_no_python_server_status_after_load(browser, live):
     """The event stream answers, so neither "Connecting to…" nor "Disconnected from Python server" stays up."""
-    page, errors = open_viewer(browser, live, f"{live.url}/")
+    live.forget()
+    page = browser.new_page(viewport=VIEWPORT)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
     try:
-        assert "/events/axonlink" in live.paths()
-        page.wait_for_timeout(1500)  # a dropped stream would show "Disconnected…" within this
+        page.goto(f"{live.url}/")
+        page.wait_for_function("typeof window.viewer !== 'undefined'", timeout=20_000)
+        assert wait_until(page, lambda: "/events/axonlink" in live.paths(), seconds=10), "no event stream was opened"
+        page.wait_for_timeout(1500)  # a refused or dropped stream shows "Disconnected…" within this
         shown = page.evaluate("document.body.innerText")
         assert not [text for text in STATUS_TEXTS if text in shown], shown[:500]
         assert not errors, errors
     finally:
         page.close()
-    # The check can fail: with the stream blocked the bar is there.
+    # The check can fail: with the stream refused, the bar is there.
     page = browser.new_page(viewport=VIEWPORT)
     try:
         page.route("**/events/**", lambda route: route.abort())
         page.goto(f"{live.url}/")
-        page.wait_for_function("typeof window.viewer !== 'undefined'", timeout=20_000)
         page.wait_for_function(
             f"{json.dumps(STATUS_TEXTS)}.some((text) => document.body.innerText.includes(text))", timeout=10_000
         )
     finally:
         page.close()
+
+
+def test_an_open_event_stream_does_not_hold_up_shutdown(live):
+    """The never-ending /events stream starts at once and does not keep a stopping server waiting."""
+    server = BackgroundServer(live.app).start()
+    stream = urllib.request.urlopen(f"{server.url}/events/axonlink", timeout=5)
+    try:
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        assert stream.readline().startswith(b":")  # the first comment arrives without waiting for a keepalive
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 2.0
+    finally:
+        stream.close()
 
 
 @pytest.mark.skip(reason="share links (#!http://<server>/…/state.json fragments) are a later issue")

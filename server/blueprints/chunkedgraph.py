@@ -147,7 +147,7 @@ def cg_info(table):
     scale = info["scales"][0]
     size = scale["size"]
     info.update({
-        "data_dir": f"precomputed://{base}/data/{table}/segmentation",
+        "data_dir": f"precomputed://{base}/data/{table}@supervoxels/segmentation",
         "app": {"supported_api_versions": [0, 1]},
         "graph": {
             "chunk_size": scale["chunk_sizes"][0],

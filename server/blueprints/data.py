@@ -29,10 +29,15 @@ _MESH_MANIFEST = re.compile(r"^\d+:\d+$")
 _GZIP_ON_THE_FLY_MIN_BYTES = 512
 
 
+SUPERVOXELS = "supervoxels"
+
+
 def parse_dataset_ref(ref: str):
-    """``NAME`` (now) or ``NAME@TIMESTAMP`` (a moment) → (name, datetime | None)."""
-    name, at, moment = ref.partition("@")
-    return name, (parse_timestamp(moment) if at else None)
+    """``NAME`` (now), ``NAME@TIMESTAMP`` (a moment) or ``NAME@supervoxels`` → (name, moment, view)."""
+    name, at, version = ref.partition("@")
+    if version == SUPERVOXELS:
+        return name, None, SUPERVOXELS
+    return name, (parse_timestamp(version) if at else None), "roots"
 
 
 def content_type_for(key: str) -> str:
@@ -50,7 +55,7 @@ def cache_control_for(key: str) -> str:
 
 def layer_file(dataset_ref: str, layer: str, key: str):
     try:
-        name, moment = parse_dataset_ref(dataset_ref)
+        name, moment, view = parse_dataset_ref(dataset_ref)
         validate_key(key)
     except (InvalidTimestamp, InvalidKey) as error:
         return json_error(400, str(error))
@@ -61,7 +66,7 @@ def layer_file(dataset_ref: str, layer: str, key: str):
     database_url = current_app.config["AXONLINK_SETTINGS"].database_url
     live = live_segmentation(database_url, name, found, store)
     if live is not None:
-        answer = _live_file(live, key, moment)
+        answer = _live_file(live, key, moment, view)
         if answer is not None:
             return answer
     headers = {
@@ -86,19 +91,29 @@ def layer_file(dataset_ref: str, layer: str, key: str):
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-def _live_file(live, key: str, moment):
-    """info, chunks and root mesh manifests of a segmentation seen through its graph; None = as stored."""
+def _live_file(live, key: str, moment, view: str):
+    """info, chunks and mesh manifests of a segmentation seen through its graph; None = as stored.
+
+    ``view`` is "roots" (root ids of now or of ``moment``) or "supervoxels" (PyChunkedGraph
+    supervoxel ids, layer 1, as a graphene source's ``data_dir`` must hold).
+    """
     if key == "info":
         return _json_answer(live.info(), etag=None, cache="no-cache")
-    root = live.root_manifest_id(key)
-    if root is not None:
+    node = live.manifest_id(key)
+    if node is not None:
         try:
-            manifest = live.manifest(root)
+            manifest = live.manifest(node)
         except GraphError as error:
             return json_error(404, str(error))
-        return _json_answer(manifest, etag=f"root-{root}", cache=IMMUTABLE)
+        return None if manifest is None else _json_answer(manifest, etag=f"mesh-{node}", cache=IMMUTABLE)
     if not live.is_chunk(key):
         return None
+    if view == SUPERVOXELS:
+        body = live.supervoxel_chunk(key)
+        if body is None:
+            return _missing(key)
+        return Response(body, status=200, headers={
+            "Content-Type": "application/octet-stream", "Cache-Control": IMMUTABLE, "ETag": '"supervoxels"'})
     try:
         answer = live.chunk(key, live.version(moment))
     except GraphError as error:

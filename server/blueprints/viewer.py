@@ -40,10 +40,15 @@ def client_dir() -> Path:
 
 @lru_cache(maxsize=1)
 def viewer_html() -> str:
-    """The wheel's index.html with asset paths made absolute and our config script first."""
+    """The wheel's index.html with asset paths made absolute and our config script first.
+
+    The wheel ships no icon; an empty inline one keeps browsers from asking for
+    ``/favicon.ico`` (a 404 logged as a console error on every load).
+    """
     html = (client_dir() / "index.html").read_text()
     html = re.sub(r'(src|href)="(?!/|https?:)([^"]+)"', rf'\1="{CLIENT_URL_PREFIX}\2"', html)
-    return html.replace("<head>", '<head><script src="/viewer-config.js"></script>', 1)
+    head = '<head><script src="/viewer-config.js"></script><link rel="icon" href="data:,">'
+    return html.replace("<head>", head, 1)
 
 
 def viewer_root():
