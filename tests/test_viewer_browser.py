@@ -72,6 +72,7 @@ class RecordingServer:
 
     def __init__(self, settings):
         self.app = create_app(settings)
+        self.url = ""  # set once it is listening
         self.requests: list[tuple[str, int]] = []
         self._lock = threading.Lock()
         inner = self.app.wsgi_app
@@ -221,9 +222,9 @@ def test_fragment_state_is_loaded_and_both_layers_fetch_chunks(browser, live, da
     name = dataset["name"]
     state = live.get_json(f"/api/v1/datasets/{name}/state")
     truth = json.loads((live.app.config["AXONLINK_SETTINGS"].demo_dir / "ground_truth.json").read_text())
-    # Two neurons, each at a point on its skeleton; the first point is where the view goes.
-    points = [truth["neurons"][n]["skeleton_voxels"][0][len(truth["neurons"][n]["skeleton_voxels"][0]) // 2]
-              for n in list(truth["neurons"])[:2]]
+    # Two neurons, each at the middle point of its first skeleton branch; the view goes to the first.
+    branches = [truth["neurons"][n]["skeleton_voxels"][0] for n in list(truth["neurons"])[:2]]
+    points = [branch[len(branch) // 2] for branch in branches]
     segmentation = CloudVolume(f"precomputed://{live.url}/data/{name}/segmentation", progress=False)
     segments = sorted({str(int(segmentation[x, y, z][0, 0, 0, 0])) for x, y, z in points} - {"0"})
     assert len(segments) == 2, f"expected two neurons under {points}, found {segments}"
@@ -243,7 +244,7 @@ def test_fragment_state_is_loaded_and_both_layers_fetch_chunks(browser, live, da
         seg_layer = next(l for l in loaded["layers"] if l["name"] == "segmentation")
         assert sorted(seg_layer["segments"]) == segments
         # The fragment now carries the loaded state (the client rewrites it).
-        assert fragment_state(page)["position"] == loaded["position"]
+        assert all(abs(a - b) < 0.5 for a, b in zip(fragment_state(page)["position"], position))
         for layer in ("image", "segmentation"):
             assert wait_until(page, lambda: covering(live.chunks(name, layer), position, dataset["scale_keys"][layer])), (
                 f"no {layer} chunk holding {position} reached the server; {layer} requests: "
@@ -322,17 +323,16 @@ def test_no_python_server_status_after_load(browser, live):
 def test_an_open_event_stream_does_not_hold_up_shutdown(live):
     """The never-ending /events stream starts at once and does not keep a stopping server waiting."""
     server = BackgroundServer(live.app).start()
-    stream = urllib.request.urlopen(f"{server.url}/events/axonlink", timeout=5)
+    stopping = threading.Thread(target=server.stop, daemon=True)
     try:
-        assert stream.headers["Content-Type"].startswith("text/event-stream")
-        assert stream.readline().startswith(b":")  # the first comment arrives without waiting for a keepalive
-        started = time.monotonic()
-        server.stop()
-        assert time.monotonic() - started < 2.0
+        with urllib.request.urlopen(f"{server.url}/events/axonlink", timeout=5) as stream:
+            assert stream.headers["Content-Type"].startswith("text/event-stream")
+            assert stream.readline().startswith(b":")  # the first comment comes at once, not after a keepalive
+            started = time.monotonic()
+            stopping.start()
+            stopping.join(timeout=5)
+            assert not stopping.is_alive(), "the server is still stopping 5 s on, waiting for the open stream"
+            assert time.monotonic() - started < 2.0
     finally:
-        stream.close()
-
-
-@pytest.mark.skip(reason="share links (#!http://<server>/…/state.json fragments) are a later issue")
-def test_state_url_in_the_fragment_is_fetched():
-    pass
+        if not stopping.is_alive() and not stopping.ident:
+            server.stop()
