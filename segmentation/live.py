@@ -2,11 +2,13 @@
 
 For a dataset with a graph, its segmentation layers are served through
 :class:`LiveSegmentation`: one data path per chunk — read the supervoxel chunk,
-map each supervoxel to its root (fastremap), re-encode, answer. The view is
-always unsharded (a shard's byte ranges cannot be remapped in place), so the
-info drops ``sharding`` and chunks of sharded layers are read through
-CloudVolume. Mesh manifests of a root list the fragments of its supervoxels,
-so 3D views follow edits without remeshing.
+map each supervoxel to its root, answer. compressed_segmentation chunks only
+get their lookup tables rewritten; other encodings are decoded, remapped with
+fastremap and re-encoded. The view is always unsharded (a shard's byte ranges
+cannot be remapped in place), so the info drops ``sharding`` and chunks of
+sharded layers are read through CloudVolume. The same chunks with PyChunkedGraph
+supervoxel ids (layer 1) make the supervoxel view. Mesh manifests of a root list
+the fragments of its supervoxels, so 3D views follow edits without remeshing.
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ _CACHE_ENTRIES = int(os.environ.get("AXONLINK_LIVE_CACHE_CHUNKS", "1024"))  # 0 
 
 
 class LiveSegmentation:
+    """One segmentation layer of a dataset with a graph, as root ids (now or then) or supervoxel ids."""
+
     def __init__(self, layer_url: str, store: LayerStore, graph: Graph):
         self.layer_url = layer_url
         self.store = store
