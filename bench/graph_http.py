@@ -84,8 +84,9 @@ def main() -> int:
                 naive_merge.append(naive_components(reference.index, reference.index.members(reference.root(a))))
             for k in range(max(1, args.edits // 4)):
                 n = int(rng.integers(0, len(sizes)))
-                first = int(svs[starts[n] + rng.integers(0, sizes[n] // 2)])
-                second = int(svs[min(starts[n] + sizes[n] - 1, starts[n] + sizes[n] // 2 + rng.integers(0, 50))])
+                at = starts[n] + int(rng.integers(0, max(1, sizes[n] - 100)))
+                first = int(svs[at])  # a proofreader's points: a few dozen supervoxels apart
+                second = int(svs[min(starts[n] + sizes[n] - 1, at + int(rng.integers(20, 60)))])
                 if reference.root(first) != reference.root(second):
                     continue
                 splits.append(post(f"{base}/split", {"sources": [[first, 0, 0, 0]], "sinks": [[second, 0, 0, 0]]}))

@@ -33,3 +33,35 @@ def test_scipy_and_networkx_cuts_have_the_same_weight(seed, n, extra):
     for side in (by_networkx, by_scipy):
         assert set(sources) <= set(side.tolist()) and not set(sinks) & set(side.tolist())
     assert cut_weight(by_networkx, lo, hi, area) == cut_weight(by_scipy, lo, hi, area)
+
+
+def _index(n, extra_edges=(), weights=None):
+    from segmentation.graph.ids import supervoxel_ids
+    from segmentation.graph.index import GraphIndex
+
+    svs = supervoxel_ids(np.arange(1, n + 1))
+    pairs = [(i, i + 1) for i in range(n - 1)] + list(extra_edges)
+    area = weights or [100.0] * len(pairs)
+    index = GraphIndex(svs, [svs[a] for a, _ in pairs], [svs[b] for _, b in pairs], area, [True] * len(pairs))
+    return index, [int(s) for s in svs]
+
+
+def test_split_cuts_near_the_points_of_a_large_root(monkeypatch):
+    """On a 200-supervoxel chain whose cheapest edge is far away, the cut lands near the points."""
+    monkeypatch.setattr(graph_index, "_LOCAL_CUT_NODES", 20)
+    weights = [100.0] * 199
+    weights[5] = 1.0  # globally cheapest, far from the points
+    index, svs = _index(200, weights=weights)
+    changes, _, groups = index.plan_split([svs[100]], [svs[103]])
+    (a, b, _), = changes
+    assert {a, b} <= set(svs[100:104])
+    assert len(groups) == 2 and svs[100] in groups[0] and svs[103] in groups[1]
+
+
+def test_split_falls_back_to_the_whole_root_when_the_neighbourhood_cannot_separate(monkeypatch):
+    """A ring: any cut near the points leaves the far side joining them, so the whole root is cut."""
+    monkeypatch.setattr(graph_index, "_LOCAL_CUT_NODES", 6)
+    index, svs = _index(40, extra_edges=[(39, 0)])
+    changes, _, groups = index.plan_split([svs[0]], [svs[20]])
+    assert len(changes) == 2  # a ring needs two cut edges
+    assert len(groups) == 2 and svs[0] in groups[0] and svs[20] in groups[1]

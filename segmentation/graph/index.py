@@ -197,20 +197,27 @@ class GraphIndex:
         members = self.members(root)
         lo, hi, edge_ids = self._active_edges_within(members)
         src_idx, snk_idx = self.index_of(sources).tolist(), self.index_of(sinks).tolist()
-        in_source = np.zeros(len(self.sv_ids), dtype=bool)
-        in_source[source_side(members, lo, hi, self.area[edge_ids], src_idx, snk_idx)] = True
-        cut = in_source[lo] != in_source[hi]
+        # Cut near the points first (as PyChunkedGraph cuts within a box around them); if the
+        # rest of the neuron still joins the two sides, cut across the whole root instead.
+        region = self._neighbourhood(members, lo, hi, src_idx + snk_idx, _LOCAL_CUT_NODES)
+        for nodes in ([region] if len(region) < len(members) else []) + [members]:
+            inside = np.isin(lo, nodes) & np.isin(hi, nodes) if len(nodes) < len(members) else slice(None)
+            in_source = np.zeros(len(self.sv_ids), dtype=bool)
+            in_source[source_side(nodes, lo[inside], hi[inside], self.area[edge_ids][inside], src_idx, snk_idx)] = True
+            cut = np.zeros(len(lo), dtype=bool)
+            cut[inside] = in_source[lo[inside]] != in_source[hi[inside]]
+            labels = self._components(members, lo[~cut], hi[~cut])
+            label_of = dict(zip(members.tolist(), labels.tolist()))
+            source_labels = {label_of[s] for s in src_idx}
+            sink_labels = {label_of[t] for t in snk_idx}
+            if not source_labels & sink_labels:
+                break
+        else:
+            raise GraphError("the cut would leave a source and a sink connected")
         changes = tuple(
             (int(self.sv_ids[u]), int(self.sv_ids[v]), False) for u, v in zip(lo[cut], hi[cut])
         )
-        keep = ~cut
-        labels = self._components(members, lo[keep], hi[keep])
         components = self._group(members, labels)
-        label_of = dict(zip(members.tolist(), labels.tolist()))
-        source_labels = {label_of[s] for s in src_idx}
-        sink_labels = {label_of[t] for t in snk_idx}
-        if source_labels & sink_labels:
-            raise GraphError("the cut would leave a source and a sink connected")
 
         def side(comp):  # sources' pieces, then sinks', then any others
             label = label_of[int(comp[0])]
@@ -218,6 +225,25 @@ class GraphIndex:
 
         components.sort(key=side)
         return changes, root, [self.sv_ids[np.sort(c)].tolist() for c in components]
+
+    def _neighbourhood(self, members, lo, hi, seeds, limit: int) -> np.ndarray:
+        """Up to ``limit`` members nearest (in hops over active edges) to the seed supervoxels."""
+        if len(members) <= limit:
+            return members
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import breadth_first_order
+
+        order = np.argsort(members, kind="stable")
+        ordered = members[order]
+        n = len(members)
+        u = order[np.searchsorted(ordered, lo)]
+        v = order[np.searchsorted(ordered, hi)]
+        start = order[np.searchsorted(ordered, np.asarray(seeds, dtype=np.int64))]
+        rows = np.concatenate([u, np.full(len(start), n)])
+        cols = np.concatenate([v, start])
+        graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n + 1, n + 1)).tocsr()
+        visit = breadth_first_order(graph, n, directed=False, return_predecessors=False)
+        return np.sort(members[visit[visit < n][:limit]])
 
     def plan_toggle(self, edge_changes) -> list[int]:
         """Roots touched by setting edges to the given states (undo/redo)."""
@@ -430,6 +456,7 @@ def source_side(members, lo, hi, area, sources, sinks) -> np.ndarray:
 
 
 _NETWORKX_CUT_MAX_NODES = 2000
+_LOCAL_CUT_NODES = 20000  # supervoxels around the points a split tries first
 
 
 def _scipy_source_side(members, lo, hi, capacity, sources, sinks) -> np.ndarray:
