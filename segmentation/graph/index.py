@@ -207,9 +207,13 @@ class GraphIndex:
             cut = np.zeros(len(lo), dtype=bool)
             cut[inside] = in_source[lo[inside]] != in_source[hi[inside]]
             labels = self._components(members, lo[~cut], hi[~cut])
-            label_of = dict(zip(members.tolist(), labels.tolist()))
-            source_labels = {label_of[s] for s in src_idx}
-            sink_labels = {label_of[t] for t in snk_idx}
+            member_order = np.argsort(members, kind="stable")
+
+            def label_of(nodes):
+                return labels[member_order[np.searchsorted(members[member_order], nodes)]]
+
+            source_labels = set(label_of(src_idx).tolist())
+            sink_labels = set(label_of(snk_idx).tolist())
             if not source_labels & sink_labels:
                 break
         else:
@@ -217,14 +221,16 @@ class GraphIndex:
         changes = tuple(
             (int(self.sv_ids[u]), int(self.sv_ids[v]), False) for u, v in zip(lo[cut], hi[cut])
         )
-        components = self._group(members, labels)
+        components = [np.sort(c) for c in self._group(members, labels)]
+        by_smallest = sorted(components, key=lambda c: int(c[0]))
+        self._planned = ((self.seq, changes), ([root], by_smallest))  # what applying it will need
 
         def side(comp):  # sources' pieces, then sinks', then any others
-            label = label_of[int(comp[0])]
-            return (0 if label in source_labels else 1 if label in sink_labels else 2, int(comp.min()))
+            label = int(label_of([comp[0]])[0])
+            return (0 if label in source_labels else 1 if label in sink_labels else 2, int(comp[0]))
 
         components.sort(key=side)
-        return changes, root, [self.sv_ids[np.sort(c)].tolist() for c in components]
+        return changes, root, [self.sv_ids[c].tolist() for c in components]
 
     def _neighbourhood(self, members, lo, hi, seeds, limit: int) -> np.ndarray:
         """Up to ``limit`` members nearest (in hops over active edges) to the seed supervoxels."""
