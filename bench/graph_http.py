@@ -75,13 +75,8 @@ def main() -> int:
             with ThreadPoolExecutor(16) as pool:  # concurrent requests reach every worker: all load the graph
                 list(pool.map(lambda _: urllib.request.urlopen(f"{base}/node/{int(svs[0])}/root").read(), range(32)))
             merges, splits, naive_merge, naive_split = [], [], [], []
-            cross = np.flatnonzero(~active)
-            for _ in range(args.edits):
-                a, b = (int(x) for x in svs[edges[cross[rng.integers(0, len(cross))]]])
-                if reference.root(a) == reference.root(b):
-                    continue
-                merges.append(post(f"{base}/merge", [[a, 0, 0, 0], [b, 0, 0, 0]]))
-                naive_merge.append(naive_components(reference.index, reference.index.members(reference.root(a))))
+            # splits first, on neurons as ingested (up to --max-neuron supervoxels); then merges,
+            # which join random neurons into ever larger roots
             for k in range(max(1, args.edits // 4)):
                 n = int(rng.integers(0, len(sizes)))
                 at = starts[n] + int(rng.integers(0, max(1, sizes[n] - 100)))
@@ -89,8 +84,15 @@ def main() -> int:
                 second = int(svs[min(starts[n] + sizes[n] - 1, at + int(rng.integers(20, 60)))])
                 if reference.root(first) != reference.root(second):
                     continue
-                splits.append(post(f"{base}/split", {"sources": [[first, 0, 0, 0]], "sinks": [[second, 0, 0, 0]]}))
                 naive_split.append(naive_components(reference.index, reference.index.members(reference.root(first))))
+                splits.append(post(f"{base}/split", {"sources": [[first, 0, 0, 0]], "sinks": [[second, 0, 0, 0]]}))
+            cross = np.flatnonzero(~active)
+            for _ in range(args.edits):
+                a, b = (int(x) for x in svs[edges[cross[rng.integers(0, len(cross))]]])
+                if reference.root(a) == reference.root(b):
+                    continue
+                merges.append(post(f"{base}/merge", [[a, 0, 0, 0], [b, 0, 0, 0]]))
+                naive_merge.append(naive_components(reference.index, reference.index.members(reference.root(a))))
 
     def pct(values, q):
         return float(np.percentile(values, q)) * 1000 if values else float("nan")
