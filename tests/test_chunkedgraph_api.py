@@ -110,3 +110,37 @@ def test_leaves_within_bounds(cg_server):
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(bad)
     assert error.value.code == 400
+
+
+def test_history_tables_user_operations_valid_nodes_and_level2_graph(cg_server):
+    cg = client_for(cg_server).chunkedgraph
+    start = datetime.datetime.now(datetime.timezone.utc)
+    roots = [int(r) for r in cg.get_roots(SV)]
+    merged = cg.do_merge([SV[1], SV[2]], [np.array(centre_nm(2)) / RES, np.array(centre_nm(3)) / RES],
+                         resolution=RES)
+    (merged_root,) = [int(r) for r in merged["new_root_ids"]]
+    op_id, (left, right) = cg.execute_split([centre_nm(1)], [centre_nm(4)], merged_root)
+    after_split = int(cg.get_root_id(SV[0]))
+
+    table = cg.get_tabular_change_log([after_split])[after_split]
+    assert table["operation_id"].tolist() == [merged["operation_id"], op_id]
+    assert table["is_merge"].tolist() == [True, False]
+    assert table["after_root_ids"].tolist() == [[merged_root], [after_split]]
+    assert sorted(table["before_root_ids"].iloc[0]) == sorted({roots[0], roots[2]})
+    assert table["timestamp"].iloc[0] >= start.timestamp() * 1000 - 1000
+    merge_log = cg.get_merge_log(after_split)
+    assert merge_log["merge_edges"] == [[[SV[1], SV[2]]]]
+
+    ops = cg.get_user_operations(0, timestamp_start=start)
+    assert ops["operation_id"].tolist() == [merged["operation_id"], op_id]
+    assert (ops["timestamp"] >= start - datetime.timedelta(seconds=1)).all()
+
+    # valid = alive at some moment between the two timestamps (default: 2000 to now)
+    assert cg.is_valid_nodes([merged_root, after_split, 12345, SV[0]]).tolist() == [True, True, False, True]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    assert cg.is_valid_nodes([merged_root, after_split], start_timestamp=now).tolist() == [False, True]
+    assert cg.is_valid_nodes([merged_root], end_timestamp=start).tolist() == [False]
+
+    # the finest level under a root is the supervoxel here: its active edges, bounds honoured
+    assert cg.level2_chunk_graph(roots[0]) == [[SV[0], SV[1]]]
+    assert cg.level2_chunk_graph(roots[0], bounds=np.array([[0, 4], [0, 32], [0, 8]])) == []

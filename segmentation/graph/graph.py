@@ -27,7 +27,9 @@ from ..models import (
     GraphStateRow,
     GraphSupervoxelRow,
 )
+from .ids import is_supervoxel
 from .index import Edit, GraphError, GraphIndex
+
 
 class GraphNotIngested(LookupError):
     pass
@@ -284,6 +286,75 @@ class Graph:
             "user_info": users,
             "kinds": kinds,
         }
+
+    def tabular_change_log(self, root: int) -> list[dict]:
+        """One row per operation that made a root in ``root``'s past (or ``root``), oldest first.
+
+        ``after_root_ids`` holds only the root on the way to ``root``, as CAVE's tabular log does.
+        """
+        self.sync()
+        made_by: dict[int, int] = {}  # seq -> the root it created on the way to ``root``
+        for node, rec in self._walk([root], lambda node, rec: rec.parents):
+            if rec.created_seq > 0:
+                made_by[rec.created_seq] = node
+        rows = []
+        for seq in sorted(made_by):
+            op = self._ops[self._op_of_seq[seq]]
+            rows.append({
+                "operation_id": op["id"],
+                "timestamp": int(op["created_at"].timestamp() * 1000),
+                "user_id": op["user_id"],
+                "before_root_ids": list(op["old_root_ids"]),
+                "after_root_ids": [made_by[seq]],
+                "is_merge": self._is_merge_like(op),
+                "user_name": op["user_id"],
+                "user_affiliation": "",
+            })
+        return rows
+
+    def user_operations(self, user: str | None, start: datetime | None = None, end: datetime | None = None,
+                        include_undo: bool = True) -> list[dict]:
+        """Operations by ``user`` (None: everyone) between two moments, oldest first."""
+        self.sync()
+        first = 1 if start is None else bisect.bisect_left(self._op_times, _utc(start)) + 1
+        last = self.index.seq if end is None else self.seq_at(end)
+        found = []
+        for seq in range(first, last + 1):
+            op = self._ops[self._op_of_seq[seq]]
+            if user is not None and op["user_id"] != user:
+                continue
+            if not include_undo and op["kind"] in ("undo", "redo"):
+                continue
+            found.append(dict(op))
+        return found
+
+    def valid_nodes(self, nodes, start: datetime | None = None, end: datetime | None = None) -> list[int]:
+        """Those of ``nodes`` that are supervoxels of this graph or roots alive at some moment in [start, end]."""
+        self.sync()
+        first = 0 if start is None else self.seq_at(start)
+        last = self.index.seq if end is None else self.seq_at(end)
+        valid = []
+        for node in nodes:
+            node = int(node)
+            if is_supervoxel(node):
+                try:
+                    self.index.index_of([node])
+                except GraphError:
+                    continue
+                valid.append(node)
+                continue
+            try:
+                rec = self.index.record(node)
+            except GraphError:
+                continue
+            if rec.created_seq <= last and (rec.retired_seq is None or rec.retired_seq > first):
+                valid.append(node)
+        return valid
+
+    def supervoxel_edges(self, root: int, bounds=None) -> np.ndarray:
+        """Active edges between a root's supervoxels, as (n, 2) supervoxel ids (``bounds`` like :meth:`leaves`)."""
+        self.sync()
+        return self.index.active_edges(root, bounds)
 
     @staticmethod
     def _is_merge_like(op: dict) -> bool:

@@ -154,6 +154,18 @@ class GraphIndex:
         return self._initial_order[lo:hi]
 
     def leaves(self, root: int, bounds=None) -> np.ndarray:
+        return self.sv_ids[self._members_within(root, bounds)]
+
+    def active_edges(self, root: int, bounds=None) -> np.ndarray:
+        """Active edges among a root's supervoxels (those touching ``bounds``), as (n, 2) supervoxel ids."""
+        members = self._members_within(root, bounds)
+        lo, hi, _ = self._active_edges_within(members)
+        inside = np.isin(hi, members, assume_unique=False)
+        lo, hi = lo[inside], hi[inside]
+        return np.stack([self.sv_ids[lo], self.sv_ids[hi]], axis=1).reshape(-1, 2)
+
+    def _members_within(self, root: int, bounds=None) -> np.ndarray:
+        """Sorted dense indices of a root's supervoxels whose boxes touch ``bounds`` ((x0, x1), (y0, y1), (z0, z1))."""
         members = np.sort(self.members(root))
         if bounds is not None:
             if self.boxes is None:
@@ -163,7 +175,7 @@ class GraphIndex:
             touching = ((box[:, 0] < x1) & (box[:, 3] > x0) & (box[:, 1] < y1) & (box[:, 4] > y0)
                         & (box[:, 2] < z1) & (box[:, 5] > z0))
             members = members[touching]
-        return self.sv_ids[members]
+        return members
 
     def exists_at(self, root: int, seq: int) -> bool:
         rec = self.record(root)

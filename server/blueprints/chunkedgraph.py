@@ -290,6 +290,62 @@ def cg_change_log(table, root_id):
     return jsonify(log)
 
 
+def cg_tabular_change_log(table):
+    graph = graph_for(table)
+    roots = id_list(body_json().get("root_ids"), "root_ids")
+    return jsonify({str(root): _dataframe_json(graph.tabular_change_log(root)) for root in roots})
+
+
+def _dataframe_json(rows: list[dict]) -> str:
+    """Rows as ``pandas.DataFrame.to_json()`` writes them (column → {row number → value}), without pandas."""
+    columns = ("operation_id", "timestamp", "user_id", "before_root_ids", "after_root_ids", "is_merge",
+               "user_name", "user_affiliation")
+    return json.dumps({c: {str(i): row[c] for i, row in enumerate(rows)} for c in columns})
+
+
+def cg_merge_log(table, root_id):
+    graph = graph_for(table)
+    edges, coords = [], []
+    for row in graph.tabular_change_log(root_id):
+        op = graph.operation(row["operation_id"])
+        if op["kind"] != "merge":
+            continue
+        edges.append([[a, b] for a, b, on in op["edge_changes"] if on])
+        params = op["params"]
+        coords.append([params.get("source_coords"), params.get("sink_coords")])
+    return jsonify({"merge_edges": edges, "merge_edge_coords": coords})
+
+
+def cg_user_operations(table):
+    graph = graph_for(table)
+    include_undo = request.args.get("include_undo", "true").lower() not in ("false", "0")
+    ops = graph.user_operations(request.args.get("user_id") or None, moment("start_time"), moment("end_time"),
+                                include_undo=include_undo)
+    return jsonify([
+        {"operation_id": op["id"], "timestamp": int(op["created_at"].timestamp() * 1000), "user_id": op["user_id"],
+         "operation_type": op["kind"], "old_root_ids": op["old_root_ids"], "new_root_ids": op["new_root_ids"]}
+        for op in ops
+    ])
+
+
+def cg_valid_nodes(table):
+    graph = graph_for(table)
+    nodes = id_list(body_json().get("node_ids"), "node_ids")
+    valid = graph.valid_nodes(nodes, moment("start_timestamp"), moment("end_timestamp"))
+    return jsonify({"valid_roots": ids_out(valid)})
+
+
+def cg_lvl2_graph(table, root_id):
+    graph = graph_for(table)
+    if is_supervoxel(root_id):
+        raise BadRequest(f"{root_id} is a supervoxel, not a root")
+    bounds = bounds_arg()
+    edges = graph.supervoxel_edges(root_id, bounds)
+    response = jsonify({"edge_graph": [ids_out(edge) for edge in edges.tolist()]})
+    response.headers["Used-Bounds"] = "true" if bounds is not None else "false"
+    return response
+
+
 def cg_delta_roots(table):
     graph = graph_for(table)
     past = moment("timestamp_past")
