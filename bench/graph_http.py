@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -50,9 +51,12 @@ def main() -> int:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as cleanup:
         home = Path(tmp)
-        settings = Settings.load(home=home, database_url=args.database_url or sqlite_url(home / "a.sqlite"))
+        url = args.database_url or sqlite_url(home / "a.sqlite")
+        if url.startswith("postgresql"):  # a schema of our own, dropped at the end
+            url = cleanup.enter_context(db.private_schema(url))
+        settings = Settings.load(home=home, database_url=url)
         db.upgrade(settings.database_url)
         tiny = write_layer(home / "layer", [np.zeros((8, 8, 8), dtype=np.uint64)], "segmentation",
                            "compressed_segmentation", (8, 8, 40), (8, 8, 8))

@@ -7,6 +7,8 @@ PostgreSQL) to the newest revision.
 """
 from __future__ import annotations
 
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -79,3 +81,25 @@ def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+@contextmanager
+def private_schema(url: str):
+    """A fresh PostgreSQL schema inside ``url``'s database, dropped afterwards; yields its URL.
+
+    For tests and benchmarks that share one server database without seeing each other's rows.
+    """
+    name = f"axl_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+    scoped = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{name}"
+    try:
+        yield scoped
+    finally:
+        engine = _engines.pop(scoped, None)
+        if engine is not None:
+            engine.dispose()
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -42,19 +41,10 @@ def database_url(request, tmp_path):
     reason = postgres_available()
     if reason:
         pytest.skip(reason)
-    schema = f"axl_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        from segmentation.db import engine_for
+    from segmentation.db import private_schema
 
-        engine_for(f"{POSTGRES_URL}?options=-csearch_path%3D{schema}").dispose()
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with private_schema(POSTGRES_URL) as url:
+        yield url
 
 
 @pytest.fixture

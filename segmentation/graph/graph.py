@@ -25,8 +25,8 @@ from ..models import (
     GraphEdgeRow,
     GraphOperationRow,
     GraphStateRow,
-    GraphSupervoxelRow,
 )
+from .bulk import read_rows
 from .ids import is_supervoxel
 from .index import Edit, GraphError, GraphIndex
 
@@ -114,20 +114,20 @@ class Graph:
                 sa.select(GraphStateRow.dataset_id).where(GraphStateRow.dataset_id == self.dataset_id)
             ) is None:
                 raise GraphNotIngested(f"dataset {dataset!r} has no graph yet (run ingest-graph)")
-            table = GraphSupervoxelRow.__table__
-            rows = connection.execute(
-                sa.select(table.c.sv_id, table.c.x0, table.c.y0, table.c.z0, table.c.x1, table.c.y1, table.c.z1)
-                .where(table.c.dataset_id == self.dataset_id)
-            ).all()
-            supervoxels = [row[0] for row in rows]
-            boxes = (np.array([row[1:] for row in rows], dtype=np.int64).reshape(-1, 6)
-                     if rows and all(v is not None for v in rows[0][1:]) else None)
-            edges = connection.execute(
-                sa.select(GraphEdgeRow.sv_a, GraphEdgeRow.sv_b, GraphEdgeRow.area, GraphEdgeRow.initially_active)
-                .where(GraphEdgeRow.dataset_id == self.dataset_id)
-            ).all()
-        cols = list(zip(*edges)) if edges else [[], [], [], []]
-        self.index = GraphIndex(supervoxels, cols[0], cols[1], cols[2], cols[3], boxes=boxes)
+            where = {"d": self.dataset_id}
+            box = {c: (f"COALESCE({c}, -1)", "i4") for c in ("x0", "y0", "z0", "x1", "y1", "z1")}
+            svs = read_rows(connection, {"sv": ("sv_id", "i8"), **box},
+                            "graph_supervoxels WHERE dataset_id = :d", where, "sv_id")
+            edges = read_rows(
+                connection,
+                {"a": ("sv_a", "i8"), "b": ("sv_b", "i8"), "area": ("area", "f8"), "active": ("initially_active", "?")},
+                "graph_edges WHERE dataset_id = :d", where, "sv_a, sv_b",
+            )
+        boxes = np.stack([svs[c] for c in ("x0", "y0", "z0", "x1", "y1", "z1")], axis=1)
+        has_boxes = len(boxes) and (boxes[:, 3] >= 0).all()
+        self.index = GraphIndex(svs["sv"].astype(np.uint64), edges["a"].astype(np.uint64),
+                                edges["b"].astype(np.uint64), edges["area"], edges["active"],
+                                boxes=boxes if has_boxes else None)
         self._op_times: list[datetime] = []  # created_at of operation seq i+1
         self._op_ids: dict[int, int] = {}  # operation id -> seq
         self._ops: dict[int, dict] = {}

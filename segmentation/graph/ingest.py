@@ -10,9 +10,10 @@ from ..models import GraphEdgeRow, GraphStateRow, GraphSupervoxelRow
 from .graph import Graph, _dataset_id
 from .ids import LAYER_SHIFT, SUPERVOXEL_LAYER, supervoxel_ids
 from .index import GraphError, GraphIndex
+from .bulk import write_rows
 from .region_graph import region_graph
 
-_BATCH = 50_000
+BOX_COLUMNS = ("x0", "y0", "z0", "x1", "y1", "z1")
 
 
 def as_supervoxel_ids(labels) -> np.ndarray:
@@ -60,20 +61,18 @@ def store_graph(database_url: str, dataset: str, supervoxels, edge_a, edge_b, ar
         if connection.scalar(sa.select(GraphStateRow.dataset_id).where(GraphStateRow.dataset_id == dataset_id)):
             raise GraphError(f"dataset {dataset!r} already has a graph")
         connection.execute(sa.insert(GraphStateRow).values(dataset_id=dataset_id, last_seq=0))
-        columns = ("x0", "y0", "z0", "x1", "y1", "z1")
-        sv_rows = [
-            {"dataset_id": dataset_id, "sv_id": int(s),
-             **(dict(zip(columns, (int(v) for v in boxes[i]))) if boxes is not None else {})}
-            for i, s in enumerate(supervoxels)
-        ]
-        for start in range(0, len(sv_rows), _BATCH):
-            connection.execute(sa.insert(GraphSupervoxelRow), sv_rows[start:start + _BATCH])
+        n = len(supervoxels)
+        sv_columns = {"dataset_id": np.full(n, dataset_id, dtype=np.int32), "sv_id": supervoxels.astype(np.int64)}
+        if boxes is not None:
+            boxes = np.asarray(boxes, dtype=np.int32).reshape(-1, 6)
+            sv_columns.update({name: boxes[:, k] for k, name in enumerate(BOX_COLUMNS)})
+        write_rows(connection, GraphSupervoxelRow.__tablename__, sv_columns)
         a, b = np.asarray(edge_a, dtype=np.uint64), np.asarray(edge_b, dtype=np.uint64)
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        edge_rows = [
-            {"dataset_id": dataset_id, "sv_a": int(x), "sv_b": int(y), "area": float(w), "initially_active": bool(on)}
-            for x, y, w, on in zip(lo, hi, np.asarray(area), np.asarray(active))
-        ]
-        for start in range(0, len(edge_rows), _BATCH):
-            connection.execute(sa.insert(GraphEdgeRow), edge_rows[start:start + _BATCH])
+        write_rows(connection, GraphEdgeRow.__tablename__, {
+            "dataset_id": np.full(len(a), dataset_id, dtype=np.int32),
+            "sv_a": np.minimum(a, b).astype(np.int64),
+            "sv_b": np.maximum(a, b).astype(np.int64),
+            "area": np.asarray(area, dtype=np.float64),
+            "initially_active": np.asarray(active, dtype=bool),
+        })
     Graph.forget(database_url, dataset)
