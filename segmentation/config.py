@@ -1,7 +1,7 @@
 """Where axonlink keeps its data and which database it talks to.
 
 Settings come from flags first, then the environment (``AXONLINK_HOME``,
-``AXONLINK_DATABASE_URL``), then defaults that need nothing installed: a data
+``AXONLINK_DATABASE_URL``, ``AXONLINK_MAX_STATE_BYTES``), then defaults that need nothing installed: a data
 directory ``./axonlink-data`` and a SQLite file inside it.
 """
 from __future__ import annotations
@@ -19,12 +19,14 @@ DEFAULT_PORT = 8080
 class Settings:
     home: Path
     database_url: str
+    max_state_bytes: int = 10 * 1024 * 1024  # AXONLINK_MAX_STATE_BYTES: largest view state accepted
 
     @classmethod
     def load(cls, home: str | os.PathLike | None = None, database_url: str | None = None) -> "Settings":
         home_path = Path(home or os.environ.get("AXONLINK_HOME") or DEFAULT_HOME).expanduser().resolve()
         url = database_url or os.environ.get("AXONLINK_DATABASE_URL") or sqlite_url(home_path / "axonlink.sqlite")
-        return cls(home=home_path, database_url=url)
+        max_state = int(os.environ.get("AXONLINK_MAX_STATE_BYTES") or cls.max_state_bytes)
+        return cls(home=home_path, database_url=url, max_state_bytes=max_state)
 
     @property
     def demo_dir(self) -> Path:

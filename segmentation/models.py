@@ -99,3 +99,40 @@ class GraphOperationRow(Base):
     old_root_ids: Mapped[list] = mapped_column(sa.JSON)
     new_root_ids: Mapped[list] = mapped_column(sa.JSON)
     target_operation_id: Mapped[int | None] = mapped_column(sa.ForeignKey("graph_operations.id"), nullable=True)
+
+
+class StateRow(Base):
+    """A stored Neuroglancer state: immutable, deduplicated by content, compressed (see state_links.codec)."""
+
+    __tablename__ = "states"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    short_id: Mapped[str] = mapped_column(sa.String(16), unique=True)
+    content_key: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    codec: Mapped[int] = mapped_column(sa.SmallInteger)
+    blob: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    raw_size: Mapped[int] = mapped_column(sa.Integer)
+    title: Mapped[str] = mapped_column(sa.Text, default="")
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    owner: Mapped[str] = mapped_column(sa.String(128), default="anonymous")
+    dataset: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    views: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+class StateAnchorRow(Base):
+    """Where a selected neuron of a stored state is: a supervoxel of it (and a voxel inside, when known).
+
+    The supervoxel outlives the root id: "as it is now" follows it to the neuron's latest root.
+    """
+
+    __tablename__ = "state_anchors"
+
+    state_id: Mapped[int] = mapped_column(sa.ForeignKey("states.id", ondelete="CASCADE"), primary_key=True)
+    layer: Mapped[str] = mapped_column(sa.String(256), primary_key=True)
+    segment_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    dataset: Mapped[str] = mapped_column(sa.String(64))
+    sv_id: Mapped[int] = mapped_column(sa.BigInteger)
+    x: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    y: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    z: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)

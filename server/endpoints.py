@@ -95,9 +95,29 @@ INFO = {
     "info_datastack": route("GET", "/info/api/v2/datastack/full/<name>", "A datastack: sources and servers."),
 }
 
+# Share links: stored states (ours and CAVE's JSON state service), short and exact-voxel links.
+STATES = {
+    "post_state": route("POST", "/api/v1/states",
+                        "Store a Neuroglancer state (the body); ?title=&description= optional. Same state, same ids."),
+    "get_state": route("GET", "/api/v1/states/<ref>",
+                       "A stored state exactly as posted; ?as=was (pinned to its creation) or ?as=now (latest roots)."),
+    "get_state_as": route("GET", "/api/v1/states/<ref>/<mode>.json",
+                          "The same as ?as=<mode>, in a form the viewer can load (#!<url>: no query string)."),
+    "state_info": route("GET", "/api/v1/states/<ref>/info", "Title, owner, dataset, created, views, sizes, anchors."),
+    "post_link_at": route("POST", "/api/v1/links/at",
+                          "Store a link to a voxel: {dataset, voxel: [x, y, z], t?, zoom?} → short link."),
+    "open_short_link": route("GET", "/s/<ref>", "Open a stored state in the viewer (?as=was|now)."),
+    "open_voxel_link": route("GET", "/at/<dataset>/<coords>",
+                             "Open the viewer centred on voxel x,y,z with its neuron selected (?t=, ?zoom=)."),
+    "nglstate_version": route("GET", "/nglstate/api/v1/version", "CAVE JSON state service version."),
+    "nglstate_post": route("POST", "/nglstate/api/v1/post", "CAVE: store a state; answers its URL as a JSON string."),
+    "nglstate_get": route("GET", "/nglstate/api/v1/<int:state_id>", "CAVE: a stored state by integer id."),
+    "nglstate_raw": route("GET", "/nglstate/api/v1/raw/<int:state_id>", "CAVE: a stored state, raw."),
+}
+
 ALL = {
     "data": DATA, "datasets": DATASETS, "meta": META, "viewer": VIEWER,
-    "chunkedgraph": CHUNKEDGRAPH, "info": INFO,
+    "chunkedgraph": CHUNKEDGRAPH, "info": INFO, "states": STATES,
 }
 
 

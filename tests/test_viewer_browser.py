@@ -336,3 +336,70 @@ def test_an_open_event_stream_does_not_hold_up_shutdown(live):
     finally:
         if not stopping.is_alive() and not stopping.ident:
             server.stop()
+
+
+def test_share_button_stores_the_state_and_its_link_opens_it(browser, live, dataset):
+    """Neuroglancer's own Share button (shown because the page defines STATE_SERVERS) posts to our state service."""
+    context = browser.new_context(viewport=VIEWPORT, permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    try:
+        page.goto(f"{live.url}/")
+        page.wait_for_function("typeof window.viewer !== 'undefined' && window.viewer.isReady()", timeout=30_000)
+        page.evaluate("viewer.navigationState.position.value = Float32Array.from([100.5, 200.5, 40.5])")
+        live.forget()
+        page.locator("div.neuroglancer-icon[title='Share State']").click()
+        assert wait_until(page, lambda: "/nglstate/api/v1/post" in live.paths()), live.paths()
+        page.wait_for_function("navigator.clipboard.readText().then(t => t.includes('/nglstate/api/v1/'))",
+                               timeout=10_000)
+        link = page.evaluate("navigator.clipboard.readText()")
+        assert link.startswith(f"{live.url}/#!{live.url}/nglstate/api/v1/"), link
+    finally:
+        context.close()
+    page, errors = open_viewer(browser, live, link)
+    try:
+        loaded = page.evaluate("viewer.state.toJSON()")
+        assert [round(v, 1) for v in loaded["position"]] == [100.5, 200.5, 40.5]
+        assert [l["name"] for l in loaded["layers"]] == ["image", "segmentation"]
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+def test_short_link_opens_as_it_was_and_says_so(browser, live, dataset):
+    """/s/<id> opens the stored state pinned to its creation; the banner names the mode and links the other."""
+    name = dataset["name"]
+    state = live.get_json(f"/api/v1/datasets/{name}/state")
+    centre = [int(c) for c in state["position"]]
+    root = live.get_json(f"/segmentation/api/v1/table/{name}/node/"
+                         f"{live.get_json(f'/api/v1/states/{_voxel_link(live, name, centre)}/info')['anchors'][0]['supervoxel_id']}/root")["root_id"]
+    state["layers"][1]["segments"] = [str(root)]
+    request = urllib.request.Request(f"{live.url}/api/v1/states", data=json.dumps(state).encode(), method="POST")
+    with urllib.request.urlopen(request) as response:
+        short = json.load(response)["short_id"]
+    page, errors = open_viewer(browser, live, f"{live.url}/s/{short}")
+    try:
+        loaded = page.evaluate("viewer.state.toJSON()")
+        segmentation = next(l for l in loaded["layers"] if l["name"] == "segmentation")
+        assert f"/data/{name}@" in json.dumps(segmentation["source"]) and segmentation["segments"] == [str(root)]
+        page.wait_for_function("document.querySelector('#axonlink-link-mode')?.textContent.includes('as it was')",
+                               timeout=10_000)
+        page.click("#axonlink-link-mode a")
+        page.wait_for_function("typeof window.viewer !== 'undefined' && window.viewer.isReady()", timeout=30_000)
+        page.wait_for_function("document.querySelector('#axonlink-link-mode')?.textContent.includes('as it is now')",
+                               timeout=10_000)
+        now = next(l for l in page.evaluate("viewer.state.toJSON()")["layers"] if l["name"] == "segmentation")
+        assert "@" not in json.dumps(now["source"])
+        # the viewer's own "Short link" button stores what is on screen
+        page.click("#axonlink-short-link")
+        page.wait_for_function("document.querySelector('#axonlink-short-link-url').value.includes('/s/')",
+                               timeout=10_000)
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+def _voxel_link(live, name, voxel) -> str:
+    request = urllib.request.Request(f"{live.url}/api/v1/links/at", method="POST",
+                                     data=json.dumps({"dataset": name, "voxel": voxel}).encode())
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)["short_id"]

@@ -194,6 +194,16 @@ class Graph:
         self.sync()
         return self.index.leaves(root, bounds)
 
+    def representative(self, root: int) -> tuple[int, tuple[int, ...] | None]:
+        """(the supervoxel with the largest box in ``root``, its box or None): where to anchor a neuron."""
+        self.sync()
+        members = self.index.members(root)
+        if self.index.boxes is None:
+            return int(self.index.sv_ids[members.min()]), None
+        boxes = self.index.boxes[members].astype(np.int64)
+        k = int(np.argmax(np.prod(boxes[:, 3:] - boxes[:, :3], axis=1)))
+        return int(self.index.sv_ids[members[k]]), tuple(int(v) for v in boxes[k])
+
     def is_latest(self, roots, at: datetime | None = None) -> list[bool]:
         self.sync()
         seq = self.index.seq if at is None else self.seq_at(at)

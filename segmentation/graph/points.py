@@ -49,3 +49,23 @@ def supervoxels_near(segmentation_url: str, point_nm) -> tuple[int, np.ndarray]:
     nearest = flat[flat != 0]
     _, first = np.unique(nearest, return_index=True)
     return int(labels[centre]), nearest[np.sort(first)]
+
+
+def voxel_of_supervoxel(segmentation_url: str, supervoxel: int, box, window=(64, 64, 16)) -> tuple[int, int, int] | None:
+    """A voxel inside ``supervoxel`` near the centre of its ``box`` ([x0, y0, z0, x1, y1, z1)), or None.
+
+    Reads one small window (at most ``window`` voxels) rather than the whole box.
+    """
+    volume, lock = _volume(segmentation_url)
+    box = np.asarray(box, dtype=int)
+    centre = (box[:3] + box[3:]) // 2
+    half = np.asarray(window) // 2
+    lo = np.maximum(centre - half, box[:3])
+    hi = np.minimum(centre + half, box[3:])
+    with lock:
+        block = np.asarray(volume[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])[..., 0]
+    inside = np.argwhere(_as_supervoxels(block.astype(np.uint64)) == np.uint64(supervoxel))
+    if not len(inside):
+        return None
+    nearest = inside[np.argmin(((inside - (centre - lo)) ** 2).sum(axis=1))]
+    return tuple(int(v) for v in nearest + lo)

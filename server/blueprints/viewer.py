@@ -64,17 +64,27 @@ def _page():
 
 
 def viewer_config():
+    base = request.host_url.rstrip("/")
     datasets = datasets_registry().list()
-    state = default_state(datasets[0], request.host_url.rstrip("/")) if datasets else None
-    script = _CONFIG_SCRIPT % {"token": json.dumps(VIEWER_TOKEN), "state": json.dumps(state)}
-    return Response(script, mimetype="text/javascript", headers={"Cache-Control": "no-cache"})
+    state = default_state(datasets[0], base) if datasets else None
+    servers = {"axonlink": {"url": f"{base}/nglstate/api/v1/post", "default": True}}
+    script = _CONFIG_SCRIPT % {
+        "token": json.dumps(VIEWER_TOKEN), "state": json.dumps(state), "servers": json.dumps(servers),
+    }
+    return Response(script + viewer_ui_script(), mimetype="text/javascript", headers={"Cache-Control": "no-cache"})
 
 
 _CONFIG_SCRIPT = """// axonlink: runs before the Neuroglancer client loads.
+// The client shows its Share button when STATE_SERVERS is defined: it posts to our CAVE-style state service.
+var STATE_SERVERS = %(servers)s;
 (function () {
   var token = %(token)s;
   var defaultState = %(state)s;
   var hash = location.hash;
+  var jsonUrl = new URLSearchParams(location.search).get("json_url");  // caveclient's link form
+  if ((hash === "" || hash === "#" || hash === "#!") && jsonUrl) {
+    hash = "#!" + jsonUrl;
+  }
   if ((hash === "" || hash === "#" || hash === "#!") && defaultState) {
     hash = "#!" + encodeURIComponent(JSON.stringify(defaultState));
   }
@@ -84,6 +94,11 @@ _CONFIG_SCRIPT = """// axonlink: runs before the Neuroglancer client loads.
   }
 })();
 """
+
+
+@lru_cache(maxsize=1)
+def viewer_ui_script() -> str:
+    return resources.files("frontend_config").joinpath("viewer_ui.js").read_text()
 
 
 def client_file(filename: str):

@@ -1,0 +1,213 @@
+"""StateStore: Neuroglancer states kept compact, deduplicated and permanent in SQL.
+
+A stored state never changes and its ids are never reused. It is reachable by
+an integer id (what CAVE's state service hands out) and by a short random
+base-62 id (what people paste); the short ids always hold a letter, so an
+all-digit reference is an integer id. Posting the same state again (any key
+order or whitespace) answers the first copy's ids.
+"""
+from __future__ import annotations
+
+import secrets
+import string
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from segmentation.db import engine_for
+from segmentation.models import StateAnchorRow, StateRow
+
+from .codec import MAX_STATE_BYTES, content_key, decode, encode, parse_state
+
+SHORT_ALPHABET = string.digits + string.ascii_letters
+SHORT_LENGTH = 7  # 62**7 ≈ 3.5e12: unguessable enough to stop enumeration, short enough to read out
+_VIEW_FLUSH_SECONDS = 2.0
+
+
+class StateNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A selected segment of a layer, pinned to a supervoxel of it (and a voxel inside, when known)."""
+
+    layer: str
+    segment_id: int
+    dataset: str
+    sv_id: int
+    voxel: tuple[int, int, int] | None = None
+
+
+@dataclass(eq=False)
+class StoredState:
+    id: int
+    short_id: str
+    raw: bytes
+    title: str
+    description: str
+    owner: str
+    dataset: str | None
+    created_at: datetime
+    views: int
+    raw_size: int
+    stored_size: int
+    anchors_loader: Callable[[], list[Anchor]] = field(default=list, repr=False)
+    created: bool = False  # False when an identical state was stored before
+
+    @cached_property
+    def anchors(self) -> list[Anchor]:
+        """Read only when asked for (as=now, info): resolving a link as stored needs one query."""
+        return self.anchors_loader()
+
+    def info(self) -> dict:
+        return {
+            "id": self.id,
+            "short_id": self.short_id,
+            "title": self.title,
+            "description": self.description,
+            "owner": self.owner,
+            "dataset": self.dataset,
+            "created": self.created_at.isoformat(),
+            "views": self.views,
+            "raw_bytes": self.raw_size,
+            "stored_bytes": self.stored_size,
+            "anchors": [
+                {"layer": a.layer, "segment_id": str(a.segment_id), "dataset": a.dataset,
+                 "supervoxel_id": str(a.sv_id), "voxel": list(a.voxel) if a.voxel else None}
+                for a in self.anchors
+            ],
+        }
+
+
+def new_short_id() -> str:
+    while True:
+        short = "".join(secrets.choice(SHORT_ALPHABET) for _ in range(SHORT_LENGTH))
+        if not short.isdigit():
+            return short
+
+
+def is_short_id(text: str) -> bool:
+    return 0 < len(text) <= 16 and not text.isdigit() and all(c in SHORT_ALPHABET for c in text)
+
+
+class StateStore:
+    """Save and load states; views are counted in memory and written every few seconds."""
+
+    def __init__(self, database_url: str, max_bytes: int = MAX_STATE_BYTES):
+        self.engine = engine_for(database_url)
+        self.max_bytes = max_bytes
+        self._views: Counter[int] = Counter()
+        self._views_lock = threading.Lock()
+        self._flushed_at = time.monotonic()
+
+    def parse(self, raw: bytes) -> dict:
+        """The state as a dict, or StateRejected (4xx) for anything Neuroglancer would not have written."""
+        return parse_state(raw, max_bytes=self.max_bytes)
+
+    def save(self, raw: bytes, state: dict, *, title: str = "", description: str = "", owner: str = "anonymous",
+             dataset: str | None = None, anchors=()) -> StoredState:
+        """Store ``raw`` (already parsed into ``state``) unless the same state is stored; return it."""
+        key = content_key(state)
+        existing = self._by_key(key)
+        if existing is not None:
+            return existing
+        codec, blob = encode(raw)
+        row = {
+            "short_id": new_short_id(), "content_key": key, "codec": codec, "blob": blob, "raw_size": len(raw),
+            "title": title[:1000], "description": description[:10000], "owner": owner, "dataset": dataset,
+            "created_at": datetime.now(timezone.utc), "views": 0,
+        }
+        try:
+            with self.engine.begin() as connection:
+                state_id = connection.execute(sa.insert(StateRow).values(**row).returning(StateRow.id)).scalar_one()
+                if anchors:
+                    connection.execute(sa.insert(StateAnchorRow), [
+                        {"state_id": state_id, "layer": a.layer, "segment_id": a.segment_id, "dataset": a.dataset,
+                         "sv_id": a.sv_id, "x": a.voxel[0] if a.voxel else None,
+                         "y": a.voxel[1] if a.voxel else None, "z": a.voxel[2] if a.voxel else None}
+                        for a in anchors
+                    ])
+        except IntegrityError:
+            existing = self._by_key(key)  # the same state, stored by a concurrent request
+            if existing is None:
+                raise
+            return existing
+        return StoredState(
+            id=state_id, short_id=row["short_id"], raw=raw, title=row["title"], description=row["description"],
+            owner=owner, dataset=dataset, created_at=row["created_at"], views=0, raw_size=len(raw),
+            stored_size=len(blob), anchors_loader=lambda: list(anchors), created=True,
+        )
+
+    def get(self, ref: str | int) -> StoredState:
+        """A state by integer id or short id; StateNotFound otherwise."""
+        column = StateRow.id
+        if isinstance(ref, str):
+            if ref.isdigit() and len(ref) < 19:
+                ref = int(ref)
+            elif is_short_id(ref):
+                column = StateRow.short_id
+            else:
+                raise StateNotFound(f"no state {ref!r}")
+        return self._load(column == ref, f"no state {ref!r}")
+
+    def count_view(self, state: StoredState) -> None:
+        with self._views_lock:
+            self._views[state.id] += 1
+            due = time.monotonic() - self._flushed_at > _VIEW_FLUSH_SECONDS
+        if due:
+            self.flush_views()
+
+    def flush_views(self) -> None:
+        with self._views_lock:
+            pending, self._views = self._views, Counter()
+            self._flushed_at = time.monotonic()
+        if not pending:
+            return
+        with self.engine.begin() as connection:
+            for state_id, count in pending.items():
+                connection.execute(
+                    sa.update(StateRow).where(StateRow.id == state_id).values(views=StateRow.views + count)
+                )
+
+    # ---- internals ------------------------------------------------------
+    def _by_key(self, key: str) -> StoredState | None:
+        try:
+            return self._load(StateRow.content_key == key, "")
+        except StateNotFound:
+            return None
+
+    def _load(self, condition, missing: str) -> StoredState:
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(StateRow).where(condition)).mappings().first()
+        if row is None:
+            raise StateNotFound(missing)
+        created = row["created_at"]
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=timezone.utc)
+        with self._views_lock:
+            pending = self._views.get(row["id"], 0)
+        return StoredState(
+            id=row["id"], short_id=row["short_id"], raw=decode(row["codec"], row["blob"]), title=row["title"],
+            description=row["description"], owner=row["owner"], dataset=row["dataset"], created_at=created,
+            views=row["views"] + pending, raw_size=row["raw_size"], stored_size=len(row["blob"]),
+            anchors_loader=lambda: self._anchors(row["id"]),
+        )
+
+    def _anchors(self, state_id: int) -> list[Anchor]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(StateAnchorRow).where(StateAnchorRow.state_id == state_id)
+            ).mappings().all()
+        return [
+            Anchor(a["layer"], int(a["segment_id"]), a["dataset"], int(a["sv_id"]),
+                   (a["x"], a["y"], a["z"]) if a["x"] is not None else None)
+            for a in rows
+        ]
