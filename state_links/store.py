@@ -8,11 +8,12 @@ order or whitespace) answers the first copy's ids.
 """
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -26,9 +27,12 @@ from segmentation.models import StateAnchorRow, StateRow
 
 from .codec import MAX_STATE_BYTES, content_key, decode, encode, parse_state
 
+logger = logging.getLogger(__name__)
 SHORT_ALPHABET = string.digits + string.ascii_letters
 SHORT_LENGTH = 7  # 62**7 ≈ 3.5e12: unguessable enough to stop enumeration, short enough to read out
 _VIEW_FLUSH_SECONDS = 2.0
+_CACHE_STATES = 4096  # per process; states are immutable, so a cached one is never stale
+_CACHE_BYTES = 64 * 1024 * 1024
 
 
 class StateNotFound(LookupError):
@@ -107,6 +111,9 @@ class StateStore:
         self._views: Counter[int] = Counter()
         self._views_lock = threading.Lock()
         self._flushed_at = time.monotonic()
+        self._cache: OrderedDict[str | int, StoredState] = OrderedDict()
+        self._cache_bytes = 0
+        self._cache_lock = threading.Lock()
 
     def parse(self, raw: bytes) -> dict:
         """The state as a dict, or StateRejected (4xx) for anything Neuroglancer would not have written."""
@@ -147,16 +154,47 @@ class StateStore:
         )
 
     def get(self, ref: str | int) -> StoredState:
-        """A state by integer id or short id; StateNotFound otherwise."""
-        column = StateRow.id
+        """A state by integer id or short id; StateNotFound otherwise.
+
+        Stored states never change, so they are kept in a small per-process cache (views aside:
+        :meth:`info_of` reads those fresh).
+        """
+        key = self._normalise(ref)
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+        stored = self._load(*self._condition(key))
+        self._remember(stored)
+        return stored
+
+    def info_of(self, ref: str | int) -> StoredState:
+        """Like :meth:`get`, with the view count as of now."""
+        return self._load(*self._condition(self._normalise(ref)))
+
+    @staticmethod
+    def _normalise(ref: str | int) -> str | int:
         if isinstance(ref, str):
             if ref.isdigit() and len(ref) < 19:
-                ref = int(ref)
-            elif is_short_id(ref):
-                column = StateRow.short_id
-            else:
+                return int(ref)
+            if not is_short_id(ref):
                 raise StateNotFound(f"no state {ref!r}")
-        return self._load(column == ref, f"no state {ref!r}")
+        return ref
+
+    @staticmethod
+    def _condition(key: str | int):
+        column = StateRow.short_id if isinstance(key, str) else StateRow.id
+        return column == key, f"no state {key!r}"
+
+    def _remember(self, stored: StoredState) -> None:
+        with self._cache_lock:
+            for key in (stored.id, stored.short_id):
+                self._cache[key] = stored
+            self._cache_bytes += 2 * len(stored.raw)
+            while self._cache and (len(self._cache) > 2 * _CACHE_STATES or self._cache_bytes > _CACHE_BYTES):
+                _, dropped = self._cache.popitem(last=False)
+                self._cache_bytes -= len(dropped.raw)
 
     def count_view(self, state: StoredState) -> None:
         with self._views_lock:
@@ -171,11 +209,18 @@ class StateStore:
             self._flushed_at = time.monotonic()
         if not pending:
             return
-        with self.engine.begin() as connection:
-            for state_id, count in pending.items():
-                connection.execute(
-                    sa.update(StateRow).where(StateRow.id == state_id).values(views=StateRow.views + count)
-                )
+        try:
+            with self.engine.begin() as connection:
+                for state_id in sorted(pending):  # one lock order in every process: no deadlocks
+                    connection.execute(
+                        sa.update(StateRow).where(StateRow.id == state_id)
+                        .values(views=StateRow.views + pending[state_id])
+                    )
+        except sa.exc.DBAPIError:
+            # a view count is not worth failing a request for: keep the counts for the next flush
+            logger.warning("could not record state views; will retry", exc_info=True)
+            with self._views_lock:
+                self._views.update(pending)
 
     # ---- internals ------------------------------------------------------
     def _by_key(self, key: str) -> StoredState | None:

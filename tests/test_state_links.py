@@ -71,6 +71,7 @@ def test_state_is_stored_exactly_deduplicated_and_reachable_by_both_ids(cg_serve
     status, _, body = call(f"{cg_server.url}/api/v1/states/{made['short_id']}/info")
     info = json.loads(body)
     assert info["title"] == "mine" and info["raw_bytes"] == len(raw) and info["owner"] == "anonymous"
+    assert info["views"] == 2  # the two reads above; posting the same state again is not a view
     assert call(f"{cg_server.url}/api/v1/states/zzzzzzz")[0] == 404
     assert call(f"{cg_server.url}/api/v1/states/999999")[0] == 404
 

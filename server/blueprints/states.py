@@ -139,7 +139,7 @@ def get_state_as(ref, mode):
 
 
 def state_info(ref):
-    stored = store().get(ref)
+    stored = store().info_of(ref)
     info = stored.info()
     info["changed_since"] = changed_since(stored.anchors, _database_url())
     info["short_url"] = f"{base_url()}/s/{stored.short_id}"
