@@ -128,6 +128,20 @@ def demo_home(tmp_path_factory):
     return settings
 
 
+@pytest.fixture
+def fresh_demo(demo_home, tmp_path):
+    """The built demo volumes with a database of their own (edits here leave the shared demo alone)."""
+    import shutil
+
+    from server.cli import ensure_demo
+
+    home = tmp_path / "home"
+    shutil.copytree(demo_home.demo_dir, home / "demo", symlinks=True)
+    settings = Settings.load(home=home, database_url=sqlite_url(home / "axonlink.sqlite"))
+    ensure_demo(settings, progress=False)
+    return settings
+
+
 @pytest.fixture(scope="session")
 def demo_server(demo_home):
     """A live axonlink server on 127.0.0.1 (a free port) serving the demo dataset."""

@@ -2,25 +2,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
-from segmentation.config import Settings, sqlite_url
 from segmentation.graph import Graph
 from segmentation.graph.ids import supervoxel_ids
-from server.cli import ensure_demo
-
-
-@pytest.fixture
-def fresh_demo(demo_home, tmp_path):
-    """The built demo volumes with a database of their own (edits here leave the shared demo alone)."""
-    home = tmp_path / "home"
-    shutil.copytree(demo_home.demo_dir, home / "demo", symlinks=True)
-    settings = Settings.load(home=home, database_url=sqlite_url(home / "axonlink.sqlite"))
-    ensure_demo(settings, progress=False)
-    return settings
 
 
 def test_demo_proofreads_to_the_true_neurons(fresh_demo):

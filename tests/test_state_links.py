@@ -210,3 +210,58 @@ def test_voxel_link_on_background_is_refused(settings, small_volumes, tmp_path):
         status, _, answer = call(f"{server.url}/at/bg/12,3,1", follow=False)
         assert status == 400 and "background" in json.loads(answer)["message"]
         assert call(f"{server.url}/at/bg/3,3,1", follow=False)[0] == 302
+
+
+def test_demo_link_as_was_and_as_now_after_a_merge_and_a_split(fresh_demo):
+    """The issue's scenario on the demo: link a neuron, merge a piece of it in, split a false merge off."""
+    from cloudvolume import CloudVolume
+
+    from segmentation.datasets import Datasets
+    from segmentation.graph import Graph
+    from segmentation.graph.ids import supervoxel_ids
+    from segmentation.graph.points import voxel_of_supervoxel
+    from server import create_app
+    from server.runner import BackgroundServer
+
+    truth = json.loads((fresh_demo.demo_dir / "ground_truth.json").read_text())
+    as_sv = lambda label: int(supervoxel_ids(np.array([int(label)], dtype=np.uint64))[0])  # noqa: E731
+    neuron_of = {as_sv(k): v for k, v in truth["supervoxel_to_neuron"].items()}
+    graph = Graph.open(fresh_demo.database_url, "demo")
+    kept, wrong = (as_sv(x) for x in truth["false_merges"][0])  # one root holding two neurons
+    linked = graph.root(kept)
+    assert graph.root(wrong) == linked
+    piece = next(sv for sv, n in neuron_of.items() if n == neuron_of[kept] and graph.root(sv) != linked)
+    seg_url = Datasets(fresh_demo.database_url).get("demo").layer("segmentation").url
+    voxel = voxel_of_supervoxel(seg_url, kept, graph.index.boxes[graph.index.index_of([kept])[0]])
+    assert voxel is not None
+
+    with BackgroundServer(create_app(fresh_demo)) as server:
+        state = json.loads(call(f"{server.url}/api/v1/datasets/demo/state")[2])
+        state["position"] = [v + 0.5 for v in voxel]
+        segmentation = next(layer for layer in state["layers"] if layer["type"] == "segmentation")
+        segmentation["segments"] = [str(linked)]
+        made = json.loads(call(f"{server.url}/api/v1/states", json.dumps(state).encode())[2])
+        assert made["anchors"][0]["supervoxel_id"] == str(kept)  # the neuron under the view's position
+
+        base = f"{server.url}/segmentation/api/v1/table/demo"
+        status, _, body = call(f"{base}/merge", json.dumps([[kept, 0, 0, 0], [piece, 0, 0, 0]]).encode())
+        assert status == 200, body
+        status, _, body = call(f"{base}/split", json.dumps({"sources": [[kept, 0, 0, 0]],
+                                                            "sinks": [[wrong, 0, 0, 0]]}).encode())
+        assert status == 200, body
+        graph.sync()
+        now_root = graph.root(kept)
+        assert graph.root(piece) == now_root != graph.root(wrong)
+
+        now = json.loads(call(f"{server.url}/api/v1/states/{made['short_id']}?as=now")[2])
+        was = json.loads(call(f"{server.url}/api/v1/states/{made['short_id']}?as=was")[2])
+        seg_now = next(layer for layer in now["layers"] if layer["type"] == "segmentation")
+        seg_was = next(layer for layer in was["layers"] if layer["type"] == "segmentation")
+        assert seg_now["segments"] == [str(now_root)] and seg_was["segments"] == [str(linked)]
+        # what each mode's source shows at the anchor voxel: the old root, the new one
+        x, y, z = voxel
+        for layer, expected in ((seg_was, linked), (seg_now, now_root)):
+            volume = CloudVolume(layer["source"].replace("precomputed://", ""), progress=False)
+            assert int(volume[x, y, z][0, 0, 0, 0]) == expected
+        status, headers, _ = call(f"{server.url}/s/{made['short_id']}", follow=False)
+        assert status == 302 and call(headers["Location"].split("#!")[1])[0] == 200
