@@ -333,7 +333,7 @@ class GraphIndex:
         finally:
             for k, previous in reversed(saved):
                 self.active[k] = previous
-        components = [np.sort(c) for c in components]
+        components = [np.sort(c, kind="stable") for c in components]
         components.sort(key=lambda c: int(c[0]))
         return old_roots, components
 
@@ -367,7 +367,8 @@ class GraphIndex:
         joined: dict[int, list[np.ndarray]] = {}
         for root in old_roots:
             joined.setdefault(find(root), []).append(self.members(root))
-        components = [np.sort(np.concatenate(parts)) for parts in joined.values()]
+        # members are sorted runs: timsort ("stable") merges them in linear time
+        components = [np.sort(np.concatenate(parts), kind="stable") for parts in joined.values()]
         components.sort(key=lambda c: int(c[0]))
         return components
 
