@@ -53,9 +53,6 @@ def volumes(small_volumes):
 def fresh_database(request):
     """A factory of empty databases, one per hypothesis example."""
     import contextlib
-    import uuid
-
-    import sqlalchemy as sa
 
     from conftest import POSTGRES_URL, postgres_available
 
@@ -70,20 +67,10 @@ def fresh_database(request):
             with tempfile.TemporaryDirectory() as tmp:
                 yield sqlite_url(Path(tmp) / "g.sqlite")
             return
-        schema = f"axl_{uuid.uuid4().hex[:12]}"
-        admin = sa.create_engine(POSTGRES_URL)
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-        try:
-            yield url
-        finally:
-            from segmentation.db import engine_for
+        from segmentation.db import private_schema
 
-            engine_for(url).dispose()
-            with admin.begin() as connection:
-                connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
+        with private_schema(POSTGRES_URL) as url:
+            yield url
 
     return make
 
