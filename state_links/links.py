@@ -18,7 +18,9 @@ import numpy as np
 from frontend_config import default_state
 from segmentation.datasets import Dataset, Datasets, DatasetNotFound
 from segmentation.graph import Graph, GraphError
-from segmentation.graph.points import supervoxels_near, voxel_of_supervoxel
+from segmentation.graph.points import (
+    OnBackground, PointOutsideVolume, supervoxel_at_voxel, voxel_of_supervoxel,
+)
 
 from .store import Anchor
 
@@ -117,7 +119,7 @@ def find_anchors(state: dict, base_url: str, database_url: str) -> tuple[list[An
 
 def _layer_anchors(state, layer, source, dataset, graph, already: int) -> list[Anchor]:
     seg_url = dataset.layer("segmentation").url
-    at_position = _supervoxel_at(seg_url, dataset, _position_voxel(state, dataset))
+    at_position = _supervoxel_at(dataset, _position_voxel(state, dataset))
     anchors = []
     for _, root in _segments(layer):
         try:
@@ -133,15 +135,14 @@ def _layer_anchors(state, layer, source, dataset, graph, already: int) -> list[A
     return anchors
 
 
-def _supervoxel_at(seg_url: str, dataset: Dataset, voxel) -> tuple[int, tuple[int, int, int]] | None:
+def _supervoxel_at(dataset: Dataset, voxel) -> tuple[int, tuple[int, int, int]] | None:
+    """(supervoxel, voxel) at a voxel of the view, or None off the volume or on background."""
     if voxel is None:
         return None
-    point_nm = (np.asarray(voxel) + 0.5) * np.asarray(dataset.voxel_resolution, dtype=float)
     try:
-        sv, _ = supervoxels_near(seg_url, point_nm)
-    except ValueError:
+        return supervoxel_at_voxel(dataset, voxel), tuple(int(v) for v in voxel)
+    except (PointOutsideVolume, OnBackground):
         return None
-    return (sv, tuple(int(v) for v in voxel)) if sv else None
 
 
 def as_was(state: dict, created_at: datetime, base_url: str) -> dict:
@@ -223,18 +224,13 @@ def voxel_state(dataset: Dataset, voxel, base_url: str, database_url: str, at: d
                 zoom: float | None = None) -> tuple[dict, Anchor]:
     """A state centred on ``voxel`` (full-resolution voxels) with the neuron there selected, and its anchor."""
     voxel = np.asarray(voxel, dtype=int)
-    lower = np.asarray(dataset.voxel_offset)
-    upper = lower + np.asarray(dataset.volume_size)
-    if np.any(voxel < lower) or np.any(voxel >= upper):
-        raise LinkError(f"voxel {voxel.tolist()} is outside the volume of {dataset.name!r} "
-                        f"({lower.tolist()} to {(upper - 1).tolist()})")
     graph = Graph.find(database_url, dataset.name)
     if graph is None:
         raise LinkError(f"dataset {dataset.name!r} has no graph: run `axonlink ingest-graph {dataset.name}`")
-    found = _supervoxel_at(dataset.layer("segmentation").url, dataset, voxel)
-    if found is None:
-        raise LinkError(f"voxel {voxel.tolist()} of {dataset.name!r} is background (no neuron there)")
-    sv, _ = found
+    try:
+        sv = supervoxel_at_voxel(dataset, voxel)
+    except (PointOutsideVolume, OnBackground) as error:
+        raise LinkError(str(error)) from None
     root = int(graph.root(sv, at))
     state = default_state(dataset, base_url)
     state["position"] = [float(v) + 0.5 for v in voxel]

@@ -69,3 +69,25 @@ def voxel_of_supervoxel(segmentation_url: str, supervoxel: int, box, window=(64,
         return None
     nearest = inside[np.argmin(((inside - (centre - lo)) ** 2).sum(axis=1))]
     return tuple(int(v) for v in nearest + lo)
+
+
+class OnBackground(ValueError):
+    pass
+
+
+def supervoxel_at_voxel(dataset, voxel) -> int:
+    """The supervoxel at a full-resolution voxel of ``dataset`` (a segmentation.datasets.Dataset).
+
+    PointOutsideVolume outside it, OnBackground where there is no segment: both say where.
+    """
+    voxel = np.asarray(voxel, dtype=int)
+    lower = np.asarray(dataset.voxel_offset)
+    upper = lower + np.asarray(dataset.volume_size)
+    if np.any(voxel < lower) or np.any(voxel >= upper):
+        raise PointOutsideVolume(f"voxel {voxel.tolist()} is outside the volume of {dataset.name!r} "
+                                 f"({lower.tolist()} to {(upper - 1).tolist()})")
+    point_nm = (voxel + 0.5) * np.asarray(dataset.voxel_resolution, dtype=float)
+    sv, _ = supervoxels_near(dataset.layer("segmentation").url, point_nm)
+    if not sv:
+        raise OnBackground(f"voxel {voxel.tolist()} of {dataset.name!r} is background (no neuron there)")
+    return int(sv)
