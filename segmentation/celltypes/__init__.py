@@ -1,0 +1,1 @@
+"""Cell-type tags, their vocabulary and search."""

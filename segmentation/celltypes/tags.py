@@ -1,0 +1,347 @@
+"""CellTags: cell-type tags bound to a voxel, so they follow the neuron through every edit.
+
+A tag stores the supervoxel under its voxel (looked up once, at creation). The neuron it
+names at moment T is the root of that supervoxel at T, asked of the versioned graph — no
+re-materialization after merges and splits. Tags are never deleted: retracting records
+when and by whom. SQL is the source of truth; each process keeps every tag in numpy
+columns (:class:`TagIndex`) and follows creations and retractions by ``change_seq``, the
+way :class:`segmentation.graph.Graph` follows the operation log.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import sqlalchemy as sa
+
+from ..datasets import Dataset
+from ..db import engine_for
+from ..graph import Graph
+from ..graph.points import OnBackground, PointOutsideVolume, supervoxel_at_voxel
+from ..models import CellTagRow, CellTagStateRow, DatasetRow
+from .vocabulary import UnknownTerm, Vocabulary
+
+NOT_RETRACTED = math.inf
+
+
+class TagError(ValueError):
+    """A tag that cannot be made or changed (bad term, outside the volume, background …): a 4xx."""
+
+    def __init__(self, message: str, suggestions=()):
+        super().__init__(message)
+        self.suggestions = list(suggestions)
+
+
+class TagNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Tag:
+    id: int
+    dataset: str
+    sv_id: int
+    voxel: tuple[int, int, int]
+    term: str
+    note: str
+    confidence: float | None
+    user: str
+    created_at: datetime
+    retracted_at: datetime | None = None
+    retracted_by: str | None = None
+
+    def alive_at(self, at: datetime | None) -> bool:
+        if at is None:
+            return self.retracted_at is None
+        return self.created_at <= at and (self.retracted_at is None or self.retracted_at > at)
+
+    def to_json(self, root_id: int | None = None) -> dict:
+        answer = {
+            "id": self.id, "dataset": self.dataset, "term": self.term, "note": self.note,
+            "confidence": self.confidence, "user": self.user, "position": list(self.voxel),
+            "supervoxel_id": str(self.sv_id), "created": self.created_at.isoformat(),
+            "retracted": self.retracted_at.isoformat() if self.retracted_at else None,
+            "retracted_by": self.retracted_by,
+        }
+        if root_id is not None:
+            answer["root_id"] = str(root_id)
+        return answer
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+class _Codes:
+    """Strings ↔ small integers (datasets, terms, users), so the index filters with numpy."""
+
+    def __init__(self):
+        self.names: list[str] = []
+        self.codes: dict[str, int] = {}
+
+    def code(self, name: str) -> int:
+        found = self.codes.get(name)
+        if found is None:
+            found = self.codes[name] = len(self.names)
+            self.names.append(name)
+        return found
+
+    def known(self, names) -> np.ndarray:
+        return np.array([self.codes[n] for n in names if n in self.codes], dtype=np.int32)
+
+
+class TagIndex:
+    """Every tag of every dataset as numpy columns (one row per tag, in id order)."""
+
+    def __init__(self):
+        self.datasets, self.terms, self.users = _Codes(), _Codes(), _Codes()
+        self.seq = 0
+        self._rows: list[tuple] = []  # appended since the columns were last built
+        self._retractions: list[tuple[int, float, str]] = []
+        self.notes: list[str] = []
+        self.retracted_by: dict[int, str] = {}
+        self._build_empty()
+
+    def _build_empty(self):
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.dataset = np.zeros(0, dtype=np.int32)
+        self.sv = np.zeros(0, dtype=np.uint64)
+        self.term = np.zeros(0, dtype=np.int32)
+        self.user = np.zeros(0, dtype=np.int32)
+        self.created = np.zeros(0, dtype=np.float64)
+        self.retracted = np.zeros(0, dtype=np.float64)
+        self.xyz = np.zeros((0, 3), dtype=np.int32)
+        self.confidence = np.zeros(0, dtype=np.float64)
+
+    def add_rows(self, rows) -> None:
+        """Rows of cell_tags (mappings), in change order: new tags are appended, retractions applied."""
+        for row in rows:
+            if row["id"] > (self._rows[-1][0] if self._rows else (self.ids[-1] if len(self.ids) else 0)):
+                self._rows.append((
+                    row["id"], self.datasets.code(row["dataset"]), int(row["sv_id"]),
+                    self.terms.code(row["term"]), self.users.code(row["user_id"]),
+                    _utc(row["created_at"]).timestamp(), row["x"], row["y"], row["z"],
+                    row["confidence"] if row["confidence"] is not None else math.nan,
+                ))
+                self.notes.append(row["note"] or "")
+            if row["retracted_at"] is not None:
+                self._retractions.append((row["id"], _utc(row["retracted_at"]).timestamp(), row["retracted_by"]))
+            self.seq = max(self.seq, int(row["change_seq"]))
+
+    def columns(self) -> "TagIndex":
+        """Fold pending rows into the columns (cheap when nothing is pending)."""
+        if self._rows:
+            ids, ds, sv, term, user, created, x, y, z, conf = zip(*self._rows)
+            self.ids = np.concatenate([self.ids, np.array(ids, dtype=np.int64)])
+            self.dataset = np.concatenate([self.dataset, np.array(ds, dtype=np.int32)])
+            self.sv = np.concatenate([self.sv, np.array(sv, dtype=np.uint64)])
+            self.term = np.concatenate([self.term, np.array(term, dtype=np.int32)])
+            self.user = np.concatenate([self.user, np.array(user, dtype=np.int32)])
+            self.created = np.concatenate([self.created, np.array(created, dtype=np.float64)])
+            self.retracted = np.concatenate([self.retracted, np.full(len(ids), NOT_RETRACTED)])
+            self.xyz = np.concatenate([self.xyz, np.stack([x, y, z], axis=1).astype(np.int32)])
+            self.confidence = np.concatenate([self.confidence, np.array(conf, dtype=np.float64)])
+            self._rows = []
+        if self._retractions:
+            ids, when, who = zip(*self._retractions)
+            positions = np.searchsorted(self.ids, np.array(ids, dtype=np.int64))
+            self.retracted[positions] = when
+            self.retracted_by.update(zip(ids, who))
+            self._retractions = []
+        return self
+
+    def alive(self, at: datetime | None) -> np.ndarray:
+        """Mask of tags in force at ``at`` (None: now)."""
+        if at is None:
+            return self.retracted == NOT_RETRACTED
+        t = _utc(at).timestamp()
+        return (self.created <= t) & (self.retracted > t)
+
+    def tag(self, position: int) -> Tag:
+        retracted = self.retracted[position]
+        tag_id = int(self.ids[position])
+        return Tag(
+            id=tag_id, dataset=self.datasets.names[self.dataset[position]], sv_id=int(self.sv[position]),
+            voxel=tuple(int(v) for v in self.xyz[position]), term=self.terms.names[self.term[position]],
+            note=self.notes[position],
+            confidence=None if math.isnan(self.confidence[position]) else float(self.confidence[position]),
+            user=self.users.names[self.user[position]],
+            created_at=datetime.fromtimestamp(self.created[position], tz=timezone.utc),
+            retracted_at=None if retracted == NOT_RETRACTED else datetime.fromtimestamp(retracted, tz=timezone.utc),
+            retracted_by=self.retracted_by.get(tag_id),
+        )
+
+
+class CellTags:
+    """The tags of one database (all datasets), kept in step across processes."""
+
+    _open: dict[str, "CellTags"] = {}
+    _open_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, database_url: str) -> "CellTags":
+        with cls._open_lock:
+            found = cls._open.get(database_url)
+            if found is None:
+                found = cls._open[database_url] = cls(database_url)
+        return found
+
+    def __init__(self, database_url: str):
+        self.database_url = database_url
+        self.engine = engine_for(database_url)
+        self.index = TagIndex()
+        self._lock = threading.RLock()
+        self.sync()
+
+    # ---- following the table ---------------------------------------------
+    def sync(self) -> TagIndex:
+        """Apply creations and retractions other processes committed; return the index, up to date."""
+        with self.engine.connect() as connection:
+            last = connection.scalar(sa.select(CellTagStateRow.last_seq).where(CellTagStateRow.id == 1)) or 0
+            if last != self.index.seq:
+                with self._lock:
+                    self._catch_up(connection)
+        with self._lock:
+            return self.index.columns()
+
+    def _catch_up(self, connection) -> None:
+        table = CellTagRow.__table__
+        rows = connection.execute(
+            sa.select(table, DatasetRow.name.label("dataset"))
+            .join(DatasetRow, DatasetRow.id == table.c.dataset_id)
+            .where(table.c.change_seq > self.index.seq)
+            .order_by(table.c.change_seq, table.c.id)
+        ).mappings().all()
+        self.index.add_rows(rows)
+
+    def _next_seq(self, connection) -> int:
+        """Take the tag write lock (row lock / SQLite writer) and hand out the next change number."""
+        state = CellTagStateRow.__table__
+        updated = connection.execute(
+            sa.update(state).where(state.c.id == 1).values(last_seq=state.c.last_seq + 1)
+        ).rowcount
+        if not updated:
+            connection.execute(sa.insert(state).values(id=1, last_seq=1))
+            return 1
+        return int(connection.scalar(sa.select(state.c.last_seq).where(state.c.id == 1)))
+
+    # ---- writes -------------------------------------------------------------
+    def add(self, dataset: Dataset, voxel, term: str, user: str, vocabulary: Vocabulary, note: str = "",
+            confidence: float | None = None) -> Tag:
+        """Tag the neuron at ``voxel`` (full-resolution voxels) of ``dataset``; TagError if that cannot be."""
+        if Graph.find(self.database_url, dataset.name) is None:
+            raise TagError(f"dataset {dataset.name!r} has no graph: run `axonlink ingest-graph {dataset.name}` first")
+        checked = self._checked(dataset, {"voxel": voxel, "term": term, "note": note, "confidence": confidence},
+                                vocabulary)
+        return self._store(dataset, [checked], user)[0]
+
+    def add_many(self, dataset: Dataset, rows, user: str, vocabulary: Vocabulary):
+        """Tag many points in one transaction: (tags added, [(row number, reason) for rows refused]).
+
+        A refused row (bad term, outside the volume, background, bad confidence) is reported and
+        skipped; the others are all stored, or none if the database fails.
+        """
+        if Graph.find(self.database_url, dataset.name) is None:
+            raise TagError(f"dataset {dataset.name!r} has no graph: run `axonlink ingest-graph {dataset.name}` first")
+        accepted, rejected = [], []
+        for number, row in enumerate(rows, start=1):
+            try:
+                accepted.append(self._checked(dataset, row, vocabulary))
+            except TagError as error:
+                rejected.append((number, str(error)))
+        return (self._store(dataset, accepted, user) if accepted else []), rejected
+
+    def _store(self, dataset: Dataset, accepted, user: str) -> list[Tag]:
+        now = datetime.now(timezone.utc)
+        with self.engine.begin() as connection:
+            seq = self._next_seq(connection)
+            dataset_id = connection.scalar(sa.select(DatasetRow.id).where(DatasetRow.name == dataset.name))
+            connection.execute(sa.insert(CellTagRow), [
+                {"dataset_id": dataset_id, "sv_id": sv, "x": v[0], "y": v[1], "z": v[2], "term": term,
+                 "note": note, "confidence": confidence, "user_id": str(user), "created_at": now,
+                 "change_seq": seq}
+                for sv, v, term, note, confidence in accepted
+            ])
+        index = self.sync()
+        first = len(index.ids) - len(accepted)
+        return [index.tag(p) for p in range(first, len(index.ids))]
+
+    def _checked(self, dataset: Dataset, row: dict, vocabulary: Vocabulary):
+        try:
+            voxel = [int(v) for v in row["voxel"]]
+            if len(voxel) != 3:
+                raise ValueError
+        except (TypeError, ValueError, KeyError):
+            raise TagError("position must be three integers x, y, z (full-resolution voxels)") from None
+        try:
+            term = vocabulary.resolve(str(row.get("term") or ""))
+        except UnknownTerm as error:
+            raise TagError(str(error), error.suggestions) from None
+        confidence = row.get("confidence")
+        if confidence is not None:
+            try:
+                confidence = float(confidence)
+            except (TypeError, ValueError):
+                raise TagError(f"confidence must be a number from 0 to 1, not {confidence!r}") from None
+            if not 0 <= confidence <= 1:
+                raise TagError(f"confidence must be a number from 0 to 1, not {confidence!r}")
+        note = str(row.get("note") or "")
+        if len(note) > 10_000:
+            raise TagError("note is longer than 10,000 characters")
+        try:
+            sv = supervoxel_at_voxel(dataset, voxel)
+        except (PointOutsideVolume, OnBackground) as error:
+            raise TagError(str(error)) from None
+        return sv, voxel, term, note, confidence
+
+    def retract(self, tag_id: int, user: str) -> Tag:
+        with self.engine.begin() as connection:
+            row = connection.execute(
+                sa.select(CellTagRow.retracted_at).where(CellTagRow.id == tag_id)
+            ).first()
+            if row is None:
+                raise TagNotFound(f"no tag {tag_id}")
+            if row[0] is not None:
+                raise TagError(f"tag {tag_id} was already retracted")
+            seq = self._next_seq(connection)
+            connection.execute(
+                sa.update(CellTagRow).where(CellTagRow.id == tag_id)
+                .values(retracted_at=datetime.now(timezone.utc), retracted_by=str(user), change_seq=seq)
+            )
+        return self.get(tag_id)
+
+    # ---- reads --------------------------------------------------------------
+    def get(self, tag_id: int) -> Tag:
+        index = self.sync()
+        position = int(np.searchsorted(index.ids, tag_id))
+        if position >= len(index.ids) or index.ids[position] != tag_id:
+            raise TagNotFound(f"no tag {tag_id}")
+        return index.tag(position)
+
+    def of_dataset(self, dataset: str, at: datetime | None = None, root_id: int | None = None,
+                   include_retracted: bool = False) -> list[tuple[Tag, int]]:
+        """(tag, root of its supervoxel at ``at``) for the dataset's tags in force at ``at``."""
+        index = self.sync()
+        code = index.datasets.codes.get(dataset)
+        if code is None:
+            return []
+        mask = index.dataset == code
+        if not include_retracted:
+            mask &= index.alive(at)
+        positions = np.flatnonzero(mask)
+        roots = self.roots_of(dataset, index.sv[positions], at)
+        if root_id is not None:
+            keep = roots == np.uint64(root_id)
+            positions, roots = positions[keep], roots[keep]
+        return [(index.tag(int(p)), int(r)) for p, r in zip(positions, roots)]
+
+    def roots_of(self, dataset: str, supervoxels: np.ndarray, at: datetime | None) -> np.ndarray:
+        graph = Graph.find(self.database_url, dataset)
+        if graph is None or not len(supervoxels):
+            return np.asarray(supervoxels, dtype=np.uint64)
+        return graph.roots(supervoxels, at)
