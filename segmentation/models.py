@@ -136,3 +136,37 @@ class StateAnchorRow(Base):
     x: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
     y: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
     z: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+
+
+class CellTagRow(Base):
+    """A cell type bound to a neuron through a point: the supervoxel there, so it follows every edit.
+
+    Never deleted: retracting sets ``retracted_at``; ``change_seq`` orders creations and
+    retractions so every server process can follow them (see segmentation.celltypes.tags).
+    """
+
+    __tablename__ = "cell_tags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    sv_id: Mapped[int] = mapped_column(sa.BigInteger)
+    x: Mapped[int] = mapped_column(sa.Integer)
+    y: Mapped[int] = mapped_column(sa.Integer)
+    z: Mapped[int] = mapped_column(sa.Integer)
+    term: Mapped[str] = mapped_column(sa.String(256))
+    note: Mapped[str] = mapped_column(sa.Text, default="")
+    confidence: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    user_id: Mapped[str] = mapped_column(sa.String(128))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    retracted_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    retracted_by: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    change_seq: Mapped[int] = mapped_column(sa.BigInteger, index=True)
+
+
+class CellTagStateRow(Base):
+    """One row: the last ``change_seq`` handed out (its row lock serializes tag changes)."""
+
+    __tablename__ = "cell_tag_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0)

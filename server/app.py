@@ -8,14 +8,14 @@ from segmentation.config import Settings
 from segmentation.datasets import Datasets
 
 from . import errors
-from .blueprints import chunkedgraph, data, datasets, meta, states, viewer
+from .blueprints import celltypes, chunkedgraph, data, datasets, meta, states, viewer
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "content-range, content-encoding, content-length, etag",
 }
 PREFLIGHT_HEADERS = {
-    "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "range, content-type, authorization, if-none-match",
     "Access-Control-Max-Age": "86400",
 }
@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
     app.config["AXONLINK_SETTINGS"] = settings
     app.extensions["axonlink.datasets"] = Datasets(settings.database_url)
     errors.install(app)
-    for module in (data, datasets, meta, viewer, chunkedgraph, states):
+    for module in (data, datasets, meta, viewer, chunkedgraph, states, celltypes):
         app.register_blueprint(module.blueprint)
 
     @app.after_request

@@ -1,4 +1,4 @@
-"""The ``axonlink`` command: demo, serve, add-dataset, ingest-graph, datasets, db upgrade."""
+"""The ``axonlink`` command: demo, serve, add-dataset, ingest-graph, tags, search, datasets, db."""
 from __future__ import annotations
 
 import argparse
@@ -92,6 +92,30 @@ def _parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("datasets", parents=[common], help="list registered datasets as JSON")
     listing.set_defaults(handler=cmd_datasets)
 
+    tags = sub.add_parser("tags", help="cell-type tags: import and export CSV")
+    tags_sub = tags.add_subparsers(title="tags commands")
+    tag_import = tags_sub.add_parser(
+        "import", parents=[common], help="add tags from a CAVE-style CSV",
+        description="Columns pt_position_x/_y/_z (or pt_position) in voxels, cell_type, optional note, "
+        "confidence. Bad rows are reported and skipped; the others are all added.")
+    tag_import.add_argument("dataset")
+    tag_import.add_argument("file", help="CSV file ('-' for standard input)")
+    tag_import.add_argument("--user", default="cli", help="who the tags are from (default: cli)")
+    tag_import.set_defaults(handler=cmd_tags_import)
+    tag_export = tags_sub.add_parser("export", parents=[common], help="tags in force as CSV (CAVE's columns)")
+    tag_export.add_argument("dataset")
+    tag_export.add_argument("--at", help="a moment (ISO 8601 or Unix seconds); default now")
+    tag_export.add_argument("-o", "--output", help="file to write (default: standard output)")
+    tag_export.set_defaults(handler=cmd_tags_export)
+
+    find = sub.add_parser(
+        "search", parents=[common], help="neurons by cell type across datasets, as a table",
+        description="Query language: a type term (its subtypes included), dataset:NAME, user:NAME, "
+        "note:TEXT, t:MOMENT; AND (implicit), OR, NOT or -. Example: 'L2/3 pyramidal OR basket dataset:demo'.")
+    find.add_argument("query")
+    find.add_argument("--limit", type=int, default=50)
+    find.set_defaults(handler=cmd_search)
+
     database = sub.add_parser("db", help="database schema commands")
     db_sub = database.add_subparsers(title="db commands")
     upgrade = db_sub.add_parser("upgrade", parents=[common], help="apply schema migrations (Alembic)")
@@ -169,6 +193,84 @@ def cmd_ingest_graph(args, settings):
     print(json.dumps(summary))
 
 
+def _vocabulary(settings, dataset):
+    from segmentation.celltypes.vocabulary import Vocabulary
+
+    return Vocabulary.for_dataset(settings.home, dataset)
+
+
+def cmd_tags_import(args, settings):
+    from tqdm import tqdm
+
+    from segmentation.celltypes.csvio import CsvError, read_tag_rows
+    from segmentation.celltypes.tags import CellTags, TagError
+    from segmentation.datasets import DatasetNotFound
+
+    try:
+        dataset = _datasets(settings).get(args.dataset)
+        text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8-sig").read()
+        rows, rejected = read_tag_rows(text)
+    except (DatasetNotFound, CsvError, OSError) as error:
+        raise UserError(str(error)) from None
+    tags, vocabulary, added = CellTags.open(settings.database_url), _vocabulary(settings, args.dataset), 0
+    batch = 1000
+    try:
+        with tqdm(total=len(rows), desc="tags", unit="row") as bar:
+            for start in range(0, len(rows), batch):
+                chunk = rows[start:start + batch]
+                done, refused = tags.add_many(dataset, [row for _, row in chunk], args.user, vocabulary)
+                added += len(done)
+                rejected += [(chunk[number - 1][0], reason) for number, reason in refused]
+                bar.update(len(chunk))
+    except TagError as error:
+        raise UserError(str(error)) from None
+    print(f"added {added} tag(s); rejected {len(rejected)} row(s)")
+    for number, reason in sorted(rejected):
+        print(f"  row {number}: {reason}")
+    return 1 if rejected and not added else 0
+
+
+def cmd_tags_export(args, settings):
+    from segmentation.celltypes.csvio import write_tags
+    from segmentation.celltypes.tags import CellTags
+    from segmentation.datasets import DatasetNotFound
+    from segmentation.timestamps import InvalidTimestamp, parse_timestamp
+
+    try:
+        _datasets(settings).get(args.dataset)
+        at = parse_timestamp(args.at) if args.at else None
+    except (DatasetNotFound, InvalidTimestamp) as error:
+        raise UserError(str(error)) from None
+    text = write_tags(CellTags.open(settings.database_url).of_dataset(args.dataset, at=at))
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_search(args, settings):
+    from segmentation.celltypes.query import QueryError, parse
+    from segmentation.celltypes.search import search
+    from segmentation.celltypes.tags import CellTags
+    from segmentation.celltypes.vocabulary import UnknownTerm
+
+    names = [d.name for d in _datasets(settings).list()]
+    try:
+        found = search(CellTags.open(settings.database_url), parse(args.query),
+                       lambda name: _vocabulary(settings, name), names, per_page=max(1, args.limit))
+    except (QueryError, UnknownTerm) as error:
+        raise UserError(str(error)) from None
+    counts = ", ".join(f"{name}: {n}" for name, n in found.counts.items()) or "none"
+    print(f"{found.total} neuron(s) ({counts})" + (f" as of {found.at.isoformat()}" if found.at else ""))
+    if found.hits:
+        print(f"{'dataset':12} {'root id':20} {'position':18} {'terms':40} link")
+        for hit in found.hits:
+            terms = ", ".join(hit.terms) + (" (conflict)" if hit.conflict else "")
+            position = ",".join(str(v) for v in hit.position)
+            print(f"{hit.dataset:12} {hit.root_id:<20} {position:18} {terms:40} {hit.link}")
+
+
 def cmd_datasets(args, settings):
     print(json.dumps([d.to_json() for d in _datasets(settings).list()], indent=2))
 
@@ -195,10 +297,23 @@ def ensure_demo(settings, progress: bool = True):
             extra_layers={"segmentation_sharded": str(path / "segmentation_sharded")},
             **DEMO_METADATA,
         )
+    truth = json.loads((path / "ground_truth.json").read_text())
     if Graph.find(settings.database_url, DEMO_NAME) is None:
-        truth = json.loads((path / "ground_truth.json").read_text())
         ingest_dataset(settings.database_url, DEMO_NAME, agglomeration=truth["false_merges"], progress=progress)
+    _tag_demo(settings, registry.get(DEMO_NAME), truth)
     return registry.get(DEMO_NAME)
+
+
+def _tag_demo(settings, dataset, truth) -> None:
+    """Give the demo its cell-type tags, once."""
+    from segmentation.celltypes.tags import CellTags
+    from segmentation.celltypes.vocabulary import Vocabulary
+    from segmentation.demo.tags import demo_tag_rows
+
+    tags = CellTags.open(settings.database_url)
+    if tags.of_dataset(DEMO_NAME, include_retracted=True):
+        return
+    tags.add_many(dataset, demo_tag_rows(truth), "demo", Vocabulary.for_dataset(settings.home, DEMO_NAME))
 
 
 def cmd_demo(args, settings):

@@ -115,9 +115,25 @@ STATES = {
     "nglstate_raw": route("GET", "/nglstate/api/v1/raw/<int:state_id>", "CAVE: a stored state, raw."),
 }
 
+# Cell types: tags bound to a voxel on a neuron, the vocabulary, search across datasets.
+CELLTYPES = {
+    "add_tag": route("POST", "/api/v1/datasets/<dataset>/tags",
+                     "Tag the neuron at {position: [x, y, z] voxels} with {term} (+ note, confidence)."),
+    "list_tags": route("GET", "/api/v1/datasets/<dataset>/tags",
+                       "Tags in force (?t= a moment, ?root_id= one neuron, ?include_retracted=1), with roots."),
+    "retract_tag": route("DELETE", "/api/v1/tags/<int:tag_id>", "Retract a tag (kept in the history)."),
+    "import_tags": route("POST", "/api/v1/datasets/<dataset>/tags/import",
+                         "Add tags from a CAVE-style CSV body; answers {added, rejected: [{row, reason}]}."),
+    "export_tags": route("GET", "/api/v1/datasets/<dataset>/tags/export", "Tags in force as CSV (?t=)."),
+    "search_neurons": route("GET", "/api/v1/search",
+                            "Neurons by cell type across datasets: ?q= (type, dataset:, user:, note:, t:, "
+                            "AND/OR/NOT), ?page=, ?per_page=."),
+    "get_vocabulary": route("GET", "/api/v1/vocabulary", "The cell-type vocabulary (?dataset= for its own terms)."),
+}
+
 ALL = {
     "data": DATA, "datasets": DATASETS, "meta": META, "viewer": VIEWER,
-    "chunkedgraph": CHUNKEDGRAPH, "info": INFO, "states": STATES,
+    "chunkedgraph": CHUNKEDGRAPH, "info": INFO, "states": STATES, "celltypes": CELLTYPES,
 }
 
 

@@ -15,6 +15,9 @@ from werkzeug.http import parse_range_header
 
 from segmentation.datasets import DatasetNotFound
 from segmentation.graph import GraphError
+from segmentation.celltypes.properties import segment_properties
+from segmentation.celltypes.tags import CellTags
+from segmentation.celltypes.vocabulary import Vocabulary
 from segmentation.live import live_segmentation
 from segmentation.storage import InvalidKey, validate_key
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
@@ -89,6 +92,7 @@ def layer_file(dataset_ref: str, layer: str, key: str):
 
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+SEGMENT_PROPERTIES = "segment_properties"  # the cell-type tags of the moment, for the segment list
 
 
 def _live_file(live, key: str, moment, view: str):
@@ -98,7 +102,12 @@ def _live_file(live, key: str, moment, view: str):
     supervoxel ids, layer 1, as a graphene source's ``data_dir`` must hold).
     """
     if key == "info":
-        return _json_answer(live.info(), etag=None, cache="no-cache")
+        info = live.info()
+        if view != SUPERVOXELS:
+            info["segment_properties"] = SEGMENT_PROPERTIES
+        return _json_answer(info, etag=None, cache="no-cache")
+    if key == f"{SEGMENT_PROPERTIES}/info" and view != SUPERVOXELS:
+        return _json_answer(_segment_properties(live.graph.dataset, moment), etag=None, cache="no-cache")
     node = live.manifest_id(key)
     if node is not None:
         try:
@@ -130,6 +139,12 @@ def _live_file(live, key: str, moment, view: str):
     if request.if_none_match.contains_weak(etag):
         return Response(status=304, headers=headers)
     return Response(body, status=200, headers=headers)
+
+
+def _segment_properties(dataset: str, moment) -> dict:
+    settings = current_app.config["AXONLINK_SETTINGS"]
+    tags = CellTags.open(settings.database_url)
+    return segment_properties(tags, dataset, moment, Vocabulary.for_dataset(settings.home, dataset))
 
 
 def _json_answer(document, etag: str | None, cache: str):

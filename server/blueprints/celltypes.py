@@ -1,0 +1,163 @@
+"""Cell-type tags, the vocabulary and search over HTTP (logic in :mod:`segmentation.celltypes`)."""
+from __future__ import annotations
+
+import json
+import time
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from segmentation.celltypes.csvio import CsvError, read_tag_rows, write_tags
+from segmentation.celltypes.query import QueryError, parse
+from segmentation.celltypes.search import MAX_PER_PAGE, search
+from segmentation.celltypes.tags import CellTags, TagError, TagNotFound
+from segmentation.celltypes.vocabulary import UnknownTerm, Vocabulary
+from segmentation.datasets import DatasetNotFound
+from segmentation.timestamps import InvalidTimestamp, parse_timestamp
+
+from .. import endpoints
+from ..errors import json_error
+from . import datasets_registry
+
+blueprint = Blueprint("celltypes", __name__)
+ANONYMOUS = "anonymous"
+MAX_IMPORT_BYTES = 50 * 1024 * 1024
+_VOCABULARY_SECONDS = 10.0
+
+
+@blueprint.errorhandler(QueryError)
+@blueprint.errorhandler(InvalidTimestamp)
+@blueprint.errorhandler(CsvError)
+def _bad_request(error):
+    return json_error(400, str(error))
+
+
+@blueprint.errorhandler(UnknownTerm)
+@blueprint.errorhandler(TagError)
+def _refused_with_suggestions(error):
+    response = json_error(400, str(error))
+    body = response.get_json()
+    if getattr(error, "suggestions", None):
+        body["suggestions"] = list(error.suggestions)
+    response.set_data(json.dumps(body))
+    return response
+
+
+@blueprint.errorhandler(TagNotFound)
+@blueprint.errorhandler(DatasetNotFound)
+def _not_found(error):
+    return json_error(404, str(error.args[0] if error.args else error))
+
+
+def cell_tags() -> CellTags:
+    return CellTags.open(current_app.config["AXONLINK_SETTINGS"].database_url)
+
+
+def vocabulary_of(dataset: str | None) -> Vocabulary:
+    """The dataset's vocabulary (default + the user's files under the home), re-read every few seconds."""
+    cache = current_app.extensions.setdefault("axonlink.vocabularies", {})
+    found = cache.get(dataset)
+    if found is None or time.monotonic() - found[0] > _VOCABULARY_SECONDS:
+        found = cache[dataset] = (time.monotonic(),
+                                  Vocabulary.for_dataset(current_app.config["AXONLINK_SETTINGS"].home, dataset))
+    return found[1]
+
+
+def user() -> str:
+    return ANONYMOUS  # the token's user once accounts land (issue 6)
+
+
+def _moment(name: str = "t"):
+    value = request.args.get(name)
+    return parse_timestamp(value) if value else None
+
+
+def _json_body() -> dict:
+    try:
+        body = json.loads(request.get_data(cache=False) or b"null")
+    except ValueError:
+        raise TagError("the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise TagError('the body must be a JSON object like {"position": [x, y, z], "term": "astrocyte"}')
+    return body
+
+
+def add_tag(dataset):
+    found = datasets_registry().get(dataset)
+    body = _json_body()
+    if "position" not in body or "term" not in body:
+        raise TagError('a tag needs "position" [x, y, z] (voxels) and "term"')
+    tag = cell_tags().add(found, body["position"], body["term"], user(), vocabulary_of(dataset),
+                          note=body.get("note") or "", confidence=body.get("confidence"))
+    root = int(cell_tags().roots_of(dataset, [tag.sv_id], None)[0])
+    response = jsonify(tag.to_json(root))
+    response.status_code = 201
+    return response
+
+
+def list_tags(dataset):
+    datasets_registry().get(dataset)
+    root = request.args.get("root_id")
+    try:
+        root_id = int(root) if root else None
+    except ValueError:
+        raise TagError(f"root_id must be an integer, not {root!r}") from None
+    include_retracted = request.args.get("include_retracted", "").lower() in ("1", "true")
+    at = _moment()
+    found = cell_tags().of_dataset(dataset, at=at, root_id=root_id, include_retracted=include_retracted)
+    return jsonify({"dataset": dataset, "at": at.isoformat() if at else None,
+                    "tags": [tag.to_json(root) for tag, root in found]})
+
+
+def retract_tag(tag_id):
+    return jsonify(cell_tags().retract(tag_id, user()).to_json())
+
+
+def import_tags(dataset):
+    found = datasets_registry().get(dataset)
+    if request.content_length and request.content_length > MAX_IMPORT_BYTES:
+        return json_error(413, f"the CSV is larger than the limit of {MAX_IMPORT_BYTES} bytes")
+    try:
+        text = request.get_data(cache=False).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise CsvError("the CSV is not UTF-8 text") from None
+    rows, rejected = read_tag_rows(text)
+    added, refused = cell_tags().add_many(found, [row for _, row in rows], user(), vocabulary_of(dataset))
+    rejected += [(rows[number - 1][0], reason) for number, reason in refused]
+    return jsonify({"added": len(added), "rejected": [{"row": n, "reason": r} for n, r in sorted(rejected)]})
+
+
+def export_tags(dataset):
+    datasets_registry().get(dataset)
+    found = cell_tags().of_dataset(dataset, at=_moment())
+    return Response(write_tags(found), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{dataset}-cell-types.csv"'})
+
+
+def search_neurons():
+    query = parse(request.args.get("q", ""))
+    try:
+        page = int(request.args.get("page", 1))
+        per_page = int(request.args.get("per_page", 50))
+    except ValueError:
+        raise QueryError("page and per_page must be integers") from None
+    if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
+        raise QueryError(f"page must be >= 1 and per_page between 1 and {MAX_PER_PAGE}")
+    names = [d.name for d in datasets_registry().list()]
+    found = search(cell_tags(), query, vocabulary_of, names, page=page, per_page=per_page)
+    base = request.host_url.rstrip("/")
+    return jsonify({
+        "query": query.text, "at": query.at.isoformat() if query.at else None, "total": found.total,
+        "counts": found.counts, "page": page, "per_page": per_page,
+        "results": [{**hit.to_json(), "link": base + hit.link} for hit in found.hits],
+    })
+
+
+def get_vocabulary():
+    dataset = request.args.get("dataset")
+    if dataset:
+        datasets_registry().get(dataset)
+    return jsonify(vocabulary_of(dataset or None).to_dict())
+
+
+_VIEWS = {name: globals()[name] for name in endpoints.CELLTYPES}
+endpoints.register(blueprint, endpoints.CELLTYPES, _VIEWS)
