@@ -403,3 +403,26 @@ def _voxel_link(live, name, voxel) -> str:
                                      data=json.dumps({"dataset": name, "voxel": voxel}).encode())
     with urllib.request.urlopen(request) as response:
         return json.load(response)["short_id"]
+
+
+def test_segment_list_filters_neurons_by_cell_type_tag(browser, live, dataset):
+    """The stock segment list, queried with #L2/3_pyramidal, lists exactly the demo's L2/3 pyramidal neurons."""
+    name = dataset["name"]
+    expected = {hit["root_id"] for hit in live.get_json(
+        f"/api/v1/search?q={quote('L2/3 pyramidal dataset:' + name)}&per_page=1000")["results"]}
+    assert expected, "the demo ships L2/3 pyramidal tags"
+    state = live.get_json(f"/api/v1/datasets/{name}/state")
+    segmentation = next(layer for layer in state["layers"] if layer["type"] == "segmentation")
+    segmentation["segmentQuery"] = "#L2/3_pyramidal"
+    segmentation["tab"] = "segments"
+    state["selectedLayer"] = {"layer": segmentation["name"], "visible": True, "size": 500}
+    page, errors = open_viewer(browser, live, f"{live.url}/#!" + quote(json.dumps(state), safe=""))
+    try:
+        assert wait_until(page, lambda: "/data/demo/segmentation/segment_properties/info" in live.paths())
+        listed = lambda: set(page.evaluate(  # noqa: E731
+            "Array.from(document.querySelectorAll('.neuroglancer-segment-list-entry-id')).map(e => e.textContent)"
+            ".filter(t => /^[0-9]+$/.test(t))"))  # not the column header
+        assert wait_until(page, lambda: listed() == expected), (sorted(listed() - expected), sorted(expected - listed()))
+        assert not errors, errors
+    finally:
+        page.close()
