@@ -313,7 +313,7 @@ def _tag_demo(settings, dataset, truth) -> None:
     tags = CellTags.open(settings.database_url)
     if tags.of_dataset(DEMO_NAME, include_retracted=True):
         return
-    tags.add_many(dataset, demo_tag_rows(truth), "demo", Vocabulary.for_dataset(settings.home, DEMO_NAME))
+    tags.add_many(dataset, demo_tag_rows(truth, dataset), "demo", Vocabulary.for_dataset(settings.home, DEMO_NAME))
 
 
 def cmd_demo(args, settings):

@@ -158,3 +158,55 @@ def test_segment_properties_carry_the_tags_of_the_moment(cg_server):
     pyramidal = {tags["tags"][i] for i in by_root[str(roots(cg_server, [SV[0]])[0])]}
     assert pyramidal == {"neuron", "excitatory", "pyramidal", "L2/3_pyramidal"}  # ancestors, for #pyramidal
     assert sorted(label["values"]) == ["L2/3 pyramidal", "basket"]
+
+
+def test_search_spans_datasets(cg_server):
+    from segmentation.datasets import Datasets
+    from segmentation.graph import ingest_dataset
+
+    registry = Datasets(cg_server.database_url)
+    cg = registry.get("cg")
+    registry.add("cg2", image=cg.layer("image").url, segmentation=cg.layer("segmentation").url)
+    ingest_dataset(cg_server.database_url, "cg2", progress=False)
+    tag(cg_server, [4, 16, 4], "basket")
+    status, answer = call(f"{cg_server.url}/api/v1/datasets/cg2/tags",
+                          json.dumps({"position": [20, 16, 4], "term": "chandelier"}).encode())
+    assert status == 201, answer
+    body = find(cg_server, "inhibitory")[1]
+    assert body["counts"] == {"cg": 1, "cg2": 1}
+    assert [(hit["dataset"], hit["terms"]) for hit in body["results"]] == [("cg", ["basket"]), ("cg2", ["chandelier"])]
+    assert body["results"][1]["link"].endswith("/at/cg2/20,16,4")
+    assert find(cg_server, "inhibitory -dataset:cg")[1]["counts"] == {"cg2": 1}
+
+
+def test_demo_false_merge_shows_as_a_conflict_until_split(fresh_demo):
+    """The demo's tags: a false merge joins two typed neurons (a conflict); splitting it gives each its type."""
+    from segmentation.celltypes.query import parse
+    from segmentation.celltypes.search import search
+    from segmentation.celltypes.tags import CellTags
+    from segmentation.celltypes.vocabulary import Vocabulary
+    from segmentation.graph import Graph
+    from segmentation.graph.ids import supervoxel_ids
+
+    tags = CellTags.open(fresh_demo.database_url)
+    graph = Graph.open(fresh_demo.database_url, "demo")
+    vocabulary = Vocabulary.for_dataset(fresh_demo.home, "demo")
+    everything = parse("neuron OR glia")
+
+    def hits():
+        return search(tags, everything, lambda _: vocabulary, ["demo"], per_page=1000).hits
+
+    conflicts = [hit for hit in hits() if hit.conflict]
+    assert conflicts, "the demo's false merges join neurons of different types"
+    hit = conflicts[0]
+    truth = json.loads((fresh_demo.demo_dir / "ground_truth.json").read_text())
+    tagged = {t.sv_id: t for t, _ in tags.of_dataset("demo")}
+    on_root = [sv for sv in tagged if graph.root(sv) == hit.root_id]
+    assert len(on_root) == 2
+    for a, b in truth["false_merges"]:  # proofread: split every false merge
+        a, b = (int(v) for v in supervoxel_ids([a, b]))
+        graph.split([a], [b], user="proofreader")
+    after = {h.root_id: h for h in hits()}
+    assert not [h for h in after.values() if h.conflict]
+    for sv in on_root:
+        assert after[graph.root(sv)].terms == [tagged[sv].term]
