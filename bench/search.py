@@ -36,6 +36,7 @@ from segmentation.celltypes.vocabulary import Vocabulary  # noqa: E402
 from segmentation.config import Settings, sqlite_url  # noqa: E402
 from segmentation.datasets import Datasets  # noqa: E402
 from segmentation.graph import Graph, store_graph  # noqa: E402
+from segmentation.graph.bulk import write_rows  # noqa: E402
 from segmentation.graph.ids import supervoxel_ids  # noqa: E402
 from segmentation.models import CellTagStateRow  # noqa: E402
 from segmentation.precomputed import write_layer  # noqa: E402
@@ -72,22 +73,19 @@ def build(settings: Settings, tags_total: int, neurons: int, rng) -> datetime:
                 "y": rng.integers(0, 1000, per_dataset).astype(np.int32),
                 "z": rng.integers(0, 100, per_dataset).astype(np.int32),
             }
-            table = sa.table("cell_tags", *(sa.column(c) for c in (
-                "dataset_id", "sv_id", "x", "y", "z", "term", "note", "confidence", "user_id", "created_at",
-                "retracted_at", "retracted_by", "change_seq")))
             retracted = rng.random(per_dataset) < 0.05
-            records = [
-                {"dataset_id": dataset_id, "sv_id": int(sv), "x": int(x), "y": int(y), "z": int(z),
-                 "term": terms[int(t)], "note": "", "confidence": None, "user_id": USERS[int(u)],
-                 "created_at": created0 + timedelta(seconds=float(c)),
-                 "retracted_at": created0 + timedelta(seconds=float(c) + 3600) if r else None,
-                 "retracted_by": USERS[int(u)] if r else None, "change_seq": number}
-                for sv, x, y, z, t, u, c, r in zip(
-                    rows["sv_id"], rows["x"], rows["y"], rows["z"], rng.integers(0, len(terms), per_dataset),
-                    rng.integers(0, len(USERS), per_dataset), created, retracted)
-            ]
-            for start in range(0, len(records), 50_000):
-                connection.execute(table.insert(), records[start:start + 50_000])
+            users = np.array(USERS, dtype=object)[rng.integers(0, len(USERS), per_dataset)]
+            when = [created0 + timedelta(seconds=float(c)) for c in created]
+            columns = {
+                "dataset_id": np.full(per_dataset, dataset_id), **rows,
+                "term": np.array(terms, dtype=object)[rng.integers(0, len(terms), per_dataset)],
+                "note": np.full(per_dataset, "", dtype=object), "user_id": users,
+                "created_at": np.array(when, dtype=object),
+                "retracted_at": np.array([w + timedelta(hours=1) if r else None for w, r in zip(when, retracted)],
+                                         dtype=object),
+                "retracted_by": np.where(retracted, users, None), "change_seq": np.full(per_dataset, number),
+            }
+            insert_tags(connection, columns)
             state = CellTagStateRow.__table__
             connection.execute(state.delete())
             connection.execute(state.insert().values(id=1, last_seq=number))
@@ -101,6 +99,20 @@ def build(settings: Settings, tags_total: int, neurons: int, rng) -> datetime:
             if graph.root(a) != graph.root(b):
                 graph.merge(a, b, "bench")
     return past
+
+
+def insert_tags(connection, columns: dict) -> None:
+    """Bulk rows into cell_tags: the driver's executemany on SQLite, SQLAlchemy's on PostgreSQL."""
+    if connection.dialect.name == "sqlite":
+        to_sql = {"created_at": lambda d: d.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                  "retracted_at": lambda d: d.strftime("%Y-%m-%d %H:%M:%S.%f") if d else None}
+        values = {k: [to_sql[k](v) for v in a] if k in to_sql else a for k, a in columns.items()}
+        write_rows(connection, "cell_tags", {k: np.asarray(v, dtype=object) for k, v in values.items()})
+        return
+    table = sa.table("cell_tags", *(sa.column(c) for c in columns))
+    records = [dict(zip(columns, row)) for row in zip(*(a.tolist() for a in columns.values()))]
+    for start in range(0, len(records), 50_000):
+        connection.execute(table.insert(), records[start:start + 50_000])
 
 
 def timed_get(url: str) -> tuple[float, dict]:

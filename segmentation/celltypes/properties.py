@@ -21,24 +21,36 @@ def tag_name(term: str) -> str:
 
 
 def segment_properties(tags: CellTags, dataset: str, at: datetime | None, vocabulary: Vocabulary) -> dict:
-    """The precomputed ``neuroglancer_segment_properties`` document of ``dataset`` at ``at`` (None: now)."""
+    """The precomputed ``neuroglancer_segment_properties`` document of ``dataset`` at ``at`` (None: now).
+
+    Neurons share few distinct sets of terms, so labels and tag lists are worked out once per set
+    (the set as a bit mask over term codes) and handed to every neuron that has it.
+    """
     index = tags.sync()
     code = index.datasets.codes.get(dataset)
-    positions = np.flatnonzero(index.alive(at) & (index.dataset == code)) if code is not None else np.zeros(0, int)
+    positions = index.positions_of(code) if code is not None else np.zeros(0, dtype=np.int64)
+    positions = positions[index.alive_among(positions, at)]
     roots = tags.roots_of(dataset, index.sv[positions], at)
-    pairs = np.unique(np.stack([roots, index.term[positions].astype(np.uint64)], axis=1), axis=0) \
-        if len(positions) else np.zeros((0, 2), dtype=np.uint64)
-    ids, starts = np.unique(pairs[:, 0], return_index=True)
-    bounds = list(starts[1:]) + [len(pairs)]
+    terms = index.term[positions].astype(np.uint64)
+    order = np.lexsort((terms, roots))
+    roots, terms = roots[order], terms[order]
+    ids, starts = np.unique(roots, return_index=True)
+    if len(index.terms.names) <= 64:
+        masks = np.bitwise_or.reduceat(np.left_shift(np.uint64(1), terms), starts) if len(starts) else starts
+        combos, inverse = np.unique(masks, return_inverse=True)
+        sets = [[index.terms.names[c] for c in range(64) if int(mask) >> c & 1] for mask in combos.tolist()]
+    else:  # many free terms: one set per neuron
+        bounds = list(starts[1:]) + [len(terms)]
+        sets = [sorted({index.terms.names[int(t)] for t in terms[a:b]}) for a, b in zip(starts, bounds)]
+        inverse = np.arange(len(sets))
     tag_index: dict[str, int] = {}
     descriptions: list[str] = []
-    labels, values = [], []
-    for start, stop in zip(starts.tolist(), bounds):
-        terms = sorted(index.terms.names[int(t)] for t in pairs[start:stop, 1])
-        label = " / ".join(terms) + (" (conflict)" if conflicting(terms, vocabulary) else "")
-        labels.append(label)
+    set_labels, set_tags = [], []
+    for names in sets:
+        names = sorted(names)
+        set_labels.append(" / ".join(names) + (" (conflict)" if conflicting(names, vocabulary) else ""))
         wanted = set()
-        for term in terms:
+        for term in names:
             try:
                 wanted.update(vocabulary.ancestors(term))
             except UnknownTerm:
@@ -50,15 +62,16 @@ def segment_properties(tags: CellTags, dataset: str, at: datetime | None, vocabu
                 tag_index[name] = len(descriptions)
                 descriptions.append(term)
             numbers.append(tag_index[name])
-        values.append(sorted(numbers))
+        set_tags.append(sorted(numbers))
+    inverse = inverse.tolist()
     return {
         "@type": "neuroglancer_segment_properties",
         "inline": {
-            "ids": [str(int(i)) for i in ids],
+            "ids": [str(i) for i in ids.tolist()],
             "properties": [
-                {"id": "label", "type": "label", "values": labels},
+                {"id": "label", "type": "label", "values": [set_labels[k] for k in inverse]},
                 {"id": "tags", "type": "tags", "tags": list(tag_index), "tag_descriptions": descriptions,
-                 "values": values},
+                 "values": [set_tags[k] for k in inverse]},
             ],
         },
     }

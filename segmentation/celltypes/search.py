@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
+import fastremap
 import numpy as np
 
 from .query import Clause, Query
+from ..graph import Graph
 from .tags import CellTags, TagIndex
 from .vocabulary import UnknownTerm, Vocabulary
 
@@ -49,24 +51,25 @@ def search(tags: CellTags, query: Query, vocabulary_of: Callable[[str], Vocabula
            page: int = 1, per_page: int = 50) -> SearchResult:
     """Neurons of ``datasets`` (the ones the asker may see) with tags matching ``query`` at ``query.at``."""
     index = tags.sync()
-    visible = np.isin(index.dataset, index.datasets.known(datasets))
-    alive = index.alive(query.at) & visible
-    matched = np.zeros(len(index.ids), dtype=bool)
-    for group in query.groups:
-        mask = alive.copy()
-        for clause in group:
-            hits = _clause_mask(index, clause, mask, vocabulary_of, datasets)
-            mask &= ~hits if clause.negated else hits
-        matched |= mask
-
+    tables = {clause: _term_table(index, clause.value, vocabulary_of, datasets)
+              for group in query.groups for clause in group if clause.kind == "type"}
     per_dataset: list[tuple[str, np.ndarray]] = []  # (dataset, sorted unique roots matched)
     for name in sorted(datasets):
         code = index.datasets.codes.get(name)
         if code is None:
             continue
-        positions = np.flatnonzero(matched & (index.dataset == code))
-        if len(positions):
-            per_dataset.append((name, np.unique(tags.roots_of(name, index.sv[positions], query.at))))
+        positions = index.positions_of(code)
+        alive = index.alive_among(positions, query.at)
+        matched = np.zeros(len(positions), dtype=bool)
+        for group in query.groups:
+            mask = alive.copy()
+            for clause in group:
+                hits = _clause_hits(index, clause, positions, mask, code, tables)
+                mask &= ~hits if clause.negated else hits
+            matched |= mask
+        if matched.any():
+            roots = tags.roots_of(name, index.sv[positions[matched]], query.at)
+            per_dataset.append((name, fastremap.unique(roots)))
     counts = {name: len(roots) for name, roots in per_dataset}
     result = SearchResult(sum(counts.values()), counts, page, per_page, query.at)
     start = (page - 1) * per_page
@@ -76,26 +79,34 @@ def search(tags: CellTags, query: Query, vocabulary_of: Callable[[str], Vocabula
             continue
         chosen = roots[start:start + per_page - len(result.hits)]
         start = 0
-        result.hits += _describe(tags, index, name, chosen, alive, query.at, vocabulary_of(name))
+        result.hits += _describe(tags, index, name, chosen, query.at, vocabulary_of(name))
         if len(result.hits) >= per_page:
             break
     return result
 
 
-def _clause_mask(index: TagIndex, clause: Clause, candidates: np.ndarray, vocabulary_of, datasets) -> np.ndarray:
+def _term_table(index: TagIndex, term: str, vocabulary_of, datasets) -> np.ndarray:
+    """A lookup table over term codes: True for the term and everything below it."""
+    table = np.zeros(len(index.terms.names) + 1, dtype=bool)
+    table[index.terms.known(_descendants(term, vocabulary_of, datasets))] = True
+    return table
+
+
+def _clause_hits(index: TagIndex, clause: Clause, positions: np.ndarray, candidates: np.ndarray,
+                 dataset_code: int, tables: dict) -> np.ndarray:
+    """Mask over ``positions`` (one dataset's tags) of those the clause holds for."""
     if clause.kind == "type":
-        return np.isin(index.term, index.terms.known(_descendants(clause.value, vocabulary_of, datasets)))
+        return tables[clause][index.term[positions]]
     if clause.kind == "dataset":
-        code = index.datasets.codes.get(clause.value)
-        return index.dataset == code if code is not None else np.zeros(len(index.ids), dtype=bool)
+        return np.full(len(positions), index.datasets.codes.get(clause.value) == dataset_code)
     if clause.kind == "user":
         code = index.users.codes.get(clause.value)
-        return index.user == code if code is not None else np.zeros(len(index.ids), dtype=bool)
+        return index.user[positions] == code if code is not None else np.zeros(len(positions), dtype=bool)
     if clause.kind == "note":
         needle = clause.value.casefold()
-        hits = np.zeros(len(index.ids), dtype=bool)
-        for position in np.flatnonzero(candidates):
-            hits[position] = needle in index.notes[position].casefold()
+        hits = np.zeros(len(positions), dtype=bool)
+        for k in np.flatnonzero(candidates):
+            hits[k] = needle in index.notes[positions[k]].casefold()
         return hits
     raise ValueError(f"unknown clause kind {clause.kind!r}")
 
@@ -113,21 +124,25 @@ def _descendants(term: str, vocabulary_of, datasets) -> set[str]:
     return found
 
 
-def _describe(tags, index, dataset, roots, alive, at, vocabulary) -> list[NeuronHit]:
-    """Hits for ``roots`` of ``dataset``: every tag in force on each (not only those matched)."""
-    code = index.datasets.codes[dataset]
-    positions = np.flatnonzero(alive & (index.dataset == code))
-    tag_roots = tags.roots_of(dataset, index.sv[positions], at)
-    keep = np.isin(tag_roots, roots)
-    positions, tag_roots = positions[keep], tag_roots[keep]
-    order = np.lexsort((index.created[positions], tag_roots))
-    positions, tag_roots = positions[order], tag_roots[order]
+def _describe(tags: CellTags, index: TagIndex, dataset: str, roots: np.ndarray, at, vocabulary) -> list[NeuronHit]:
+    """Hits for ``roots`` of ``dataset``: every tag in force on each (not only those matched).
+
+    A root's tags are found from its supervoxels (roots never change), not by mapping every tag
+    of the dataset to its root.
+    """
+    svs, positions = index.by_supervoxel(index.datasets.codes[dataset])
+    graph = Graph.find(tags.database_url, dataset)
+    if graph is not None:
+        graph.sync()  # once: the roots below came from this state of the graph
     suffix = f"?t={at.timestamp():.6f}" if at is not None else ""
     hits = []
     for root in roots.tolist():
-        key = np.uint64(root)
-        lo, hi = np.searchsorted(tag_roots, key, "left"), np.searchsorted(tag_roots, key, "right")
-        mine = positions[lo:hi]
+        leaves = graph.index.leaves(root) if graph is not None else np.array([root], dtype=np.uint64)
+        lo, hi = np.searchsorted(svs, leaves, "left"), np.searchsorted(svs, leaves, "right")
+        counts = hi - lo  # tags per supervoxel: gather every range [lo, hi) at once
+        mine = positions[np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))]
+        mine = mine[index.alive_among(mine, at)]
+        mine = mine[np.argsort(index.created[mine], kind="stable")]
         terms = sorted({index.terms.names[t] for t in index.term[mine].tolist()})
         x, y, z = (int(v) for v in index.xyz[mine[0]])
         hits.append(NeuronHit(dataset, int(root), terms, conflicting(terms, vocabulary), (x, y, z),

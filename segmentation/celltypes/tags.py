@@ -105,6 +105,7 @@ class TagIndex:
         self._retractions: list[tuple[int, float, str]] = []
         self.notes: list[str] = []
         self.retracted_by: dict[int, str] = {}
+        self._derived: dict = {}  # per-dataset positions and supervoxel order, rebuilt after changes
         self._build_empty()
 
     def _build_empty(self):
@@ -147,13 +148,38 @@ class TagIndex:
             self.xyz = np.concatenate([self.xyz, np.stack([x, y, z], axis=1).astype(np.int32)])
             self.confidence = np.concatenate([self.confidence, np.array(conf, dtype=np.float64)])
             self._rows = []
+            self._derived = {}
         if self._retractions:
             ids, when, who = zip(*self._retractions)
             positions = np.searchsorted(self.ids, np.array(ids, dtype=np.int64))
             self.retracted[positions] = when
             self.retracted_by.update(zip(ids, who))
             self._retractions = []
+            self._derived = {}
         return self
+
+    def positions_of(self, dataset_code: int) -> np.ndarray:
+        """Positions of one dataset's tags (cached until the next change)."""
+        key = ("positions", dataset_code)
+        if key not in self._derived:
+            self._derived[key] = np.flatnonzero(self.dataset == dataset_code)
+        return self._derived[key]
+
+    def by_supervoxel(self, dataset_code: int) -> tuple[np.ndarray, np.ndarray]:
+        """(supervoxels sorted, their tag positions) of one dataset: tags on given supervoxels by searchsorted."""
+        key = ("by_sv", dataset_code)
+        if key not in self._derived:
+            positions = self.positions_of(dataset_code)
+            order = np.argsort(self.sv[positions], kind="stable")
+            self._derived[key] = (self.sv[positions][order], positions[order])
+        return self._derived[key]
+
+    def alive_among(self, positions: np.ndarray, at: datetime | None) -> np.ndarray:
+        """Mask over ``positions`` of the tags in force at ``at``."""
+        if at is None:
+            return self.retracted[positions] == NOT_RETRACTED
+        t = _utc(at).timestamp()
+        return (self.created[positions] <= t) & (self.retracted[positions] > t)
 
     def alive(self, at: datetime | None) -> np.ndarray:
         """Mask of tags in force at ``at`` (None: now)."""
