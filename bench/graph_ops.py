@@ -32,9 +32,10 @@ from segmentation.graph.index import Edit, GraphIndex  # noqa: E402
 
 
 def synthetic_graph(n: int, max_neuron: int, rng):
-    sizes = []
-    while sum(sizes) < n:
-        sizes.append(int(min(rng.integers(max_neuron // 20, max_neuron + 1), n - sum(sizes))))
+    sizes, total = [], 0
+    while total < n:
+        sizes.append(int(min(rng.integers(max_neuron // 20, max_neuron + 1), n - total)))
+        total += sizes[-1]
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     neuron = np.repeat(np.arange(len(sizes)), sizes)
     ids = np.arange(n)
