@@ -11,9 +11,9 @@ from datetime import datetime
 
 import numpy as np
 
-from .search import conflicting
+from .search import conflicting, lineage
 from .tags import CellTags
-from .vocabulary import UnknownTerm, Vocabulary
+from .vocabulary import Vocabulary
 
 
 def tag_name(term: str) -> str:
@@ -38,23 +38,20 @@ def segment_properties(tags: CellTags, dataset: str, at: datetime | None, vocabu
     if len(index.terms.names) <= 64:
         masks = np.bitwise_or.reduceat(np.left_shift(np.uint64(1), terms), starts) if len(starts) else starts
         combos, inverse = np.unique(masks, return_inverse=True)
-        sets = [[index.terms.names[c] for c in range(64) if int(mask) >> c & 1] for mask in combos.tolist()]
+        present = np.unique(terms).tolist()
+        sets = [[index.terms.names[c] for c in present if int(mask) >> c & 1] for mask in combos.tolist()]
     else:  # many free terms: one set per neuron
         bounds = list(starts[1:]) + [len(terms)]
         sets = [sorted({index.terms.names[int(t)] for t in terms[a:b]}) for a, b in zip(starts, bounds)]
         inverse = np.arange(len(sets))
+    ancestry = {name: lineage(name, vocabulary) for name in index.terms.names}
     tag_index: dict[str, int] = {}
     descriptions: list[str] = []
     set_labels, set_tags = [], []
     for names in sets:
         names = sorted(names)
-        set_labels.append(" / ".join(names) + (" (conflict)" if conflicting(names, vocabulary) else ""))
-        wanted = set()
-        for term in names:
-            try:
-                wanted.update(vocabulary.ancestors(term))
-            except UnknownTerm:
-                wanted.add(term)
+        set_labels.append(" / ".join(names) + (" (conflict)" if conflicting(names, vocabulary, ancestry) else ""))
+        wanted = set().union(*(ancestry[term] for term in names))
         numbers = []
         for term in sorted(wanted):
             name = tag_name(term)

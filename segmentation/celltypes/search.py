@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-import fastremap
 import numpy as np
 
 from .query import Clause, Query
@@ -68,8 +67,10 @@ def search(tags: CellTags, query: Query, vocabulary_of: Callable[[str], Vocabula
                 mask &= ~hits if clause.negated else hits
             matched |= mask
         if matched.any():
-            roots = tags.roots_of(name, index.sv[positions[matched]], query.at)
-            per_dataset.append((name, fastremap.unique(roots)))
+            roots, neuron_of = neurons_of(tags, index, name, query.at)
+            hit = np.zeros(len(roots), dtype=bool)
+            hit[neuron_of[matched]] = True
+            per_dataset.append((name, roots[hit]))
     counts = {name: len(roots) for name, roots in per_dataset}
     result = SearchResult(sum(counts.values()), counts, page, per_page, query.at)
     start = (page - 1) * per_page
@@ -83,6 +84,23 @@ def search(tags: CellTags, query: Query, vocabulary_of: Callable[[str], Vocabula
         if len(result.hits) >= per_page:
             break
     return result
+
+
+def neurons_of(tags: CellTags, index: TagIndex, dataset: str, at) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted roots holding the dataset's tags at ``at``, each tag's position in them), aligned with
+    ``index.positions_of``. Cached per graph state: a query then marks neurons without sorting.
+    """
+    graph = Graph.find(tags.database_url, dataset)
+    if graph is not None:
+        graph.sync()
+    version = None if graph is None else (graph.index.seq if at is None else graph.seq_at(at))
+    key = ("neurons", dataset, version)
+    cached = index.derived(key)
+    if cached is None:
+        positions = index.positions_of(index.datasets.codes[dataset])
+        roots = tags.roots_of(dataset, index.sv[positions], at)
+        cached = index.remember(key, np.unique(roots, return_inverse=True))
+    return cached
 
 
 def _term_table(index: TagIndex, term: str, vocabulary_of, datasets) -> np.ndarray:
@@ -150,16 +168,22 @@ def _describe(tags: CellTags, index: TagIndex, dataset: str, roots: np.ndarray, 
     return hits
 
 
-def conflicting(terms: list[str], vocabulary: Vocabulary) -> bool:
-    """Whether a neuron's terms disagree: two of them where neither lies above the other."""
-    lines = []
-    for term in terms:
-        try:
-            lines.append(set(vocabulary.ancestors(term)))
-        except UnknownTerm:  # a free term: related to nothing but itself
-            lines.append({term})
+def conflicting(terms: list[str], vocabulary: Vocabulary, ancestry: dict[str, set[str]] | None = None) -> bool:
+    """Whether a neuron's terms disagree: two of them where neither lies above the other.
+
+    ``ancestry`` (term → itself and its ancestors) saves asking the vocabulary again for each neuron.
+    """
+    lines = [ancestry[t] if ancestry and t in ancestry else lineage(t, vocabulary) for t in terms]
     for i, a in enumerate(terms):
         for j, b in enumerate(terms):
             if i < j and a not in lines[j] and b not in lines[i]:
                 return True
     return False
+
+
+def lineage(term: str, vocabulary: Vocabulary) -> set[str]:
+    """The term and everything above it (a free term: itself only)."""
+    try:
+        return set(vocabulary.ancestors(term))
+    except UnknownTerm:
+        return {term}

@@ -25,6 +25,7 @@ from ..models import CellTagRow, CellTagStateRow, DatasetRow
 from .vocabulary import UnknownTerm, Vocabulary
 
 NOT_RETRACTED = math.inf
+_DERIVED_PER_KIND = 16  # e.g. neuron groupings of 16 moments (graph states)
 
 
 class TagError(ValueError):
@@ -173,6 +174,18 @@ class TagIndex:
             order = np.argsort(self.sv[positions], kind="stable")
             self._derived[key] = (self.sv[positions][order], positions[order])
         return self._derived[key]
+
+    def derived(self, key):
+        """Something computed from the columns (None if not, or no longer, known)."""
+        return self._derived.get(key)
+
+    def remember(self, key, value):
+        """Keep ``value`` until the next change of the tags (at most a few moments' worth)."""
+        moments = [k for k in self._derived if k[0] == key[0]]
+        if len(moments) >= _DERIVED_PER_KIND:
+            del self._derived[moments[0]]
+        self._derived[key] = value
+        return value
 
     def alive_among(self, positions: np.ndarray, at: datetime | None) -> np.ndarray:
         """Mask over ``positions`` of the tags in force at ``at``."""
