@@ -23,6 +23,7 @@ from datetime import datetime
 import fastremap
 import numpy as np
 from cloudvolume import chunks
+from cloudvolume.datasource.precomputed.common import compressed_morton_code
 
 from . import compressed_segmentation
 from .graph import Graph
@@ -132,11 +133,10 @@ class LiveSegmentation:
         if min(shape) <= 0:
             return None
         block_size = scale.get("compressed_segmentation_block_size")
-        if scale["encoding"] == "compressed_segmentation" and "sharding" not in scale:
-            stored = self.store.get(key)
-            if stored is None:
+        if scale["encoding"] == "compressed_segmentation":
+            data = self._stored_chunk(key, mip, scale, (x0, y0, z0))
+            if data is None:
                 return None
-            data = stored.decoded()
             unique = fastremap.unique(compressed_segmentation.table_labels(data, shape, block_size))
             unique = unique[unique != 0]
             report, new = relabel(unique) if len(unique) else (np.zeros(0, dtype=np.int64), unique)
@@ -169,6 +169,32 @@ class LiveSegmentation:
         return {"fragments": fragments}
 
     # ---- internals --------------------------------------------------------------
+    def _stored_chunk(self, key, mip, scale, origin) -> bytes | None:
+        """A chunk's encoded bytes as stored: its own file, or its range inside a shard.
+
+        Reading the shard's bytes (not a decoded cutout) lets compressed_segmentation chunks of
+        sharded layers be relabelled in their lookup tables like unsharded ones.
+        """
+        if "sharding" not in scale:
+            stored = self.store.get(key)
+            return None if stored is None else stored.decoded()
+        reader, grid_size = self._shard_reader(mip, scale)
+        offset = np.asarray(scale.get("voxel_offset", [0, 0, 0]))
+        gridpoint = (np.asarray(origin) - offset) // np.asarray(scale["chunk_sizes"][0])
+        code = int(compressed_morton_code([gridpoint], grid_size)[0])
+        return reader.get_data(code, scale["key"])
+
+    def _shard_reader(self, mip, scale):
+        if ("shards", mip) not in self._volumes:
+            from cloudvolume.datasource.precomputed.sharding import ShardingSpecification, ShardReader
+
+            volume = self._volume(mip)
+            grid_size = np.ceil(np.asarray(scale["size"]) / np.asarray(scale["chunk_sizes"][0])).astype(np.uint32)
+            reader = ShardReader(volume.meta.cloudpath, volume.cache,
+                                 ShardingSpecification.from_dict(scale["sharding"]))
+            self._volumes[("shards", mip)] = (reader, grid_size)
+        return self._volumes[("shards", mip)]
+
     def _supervoxels(self, key, mip, scale, origin, shape) -> np.ndarray | None:
         if "sharding" not in scale:
             stored = self.store.get(key)
