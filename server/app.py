@@ -8,7 +8,7 @@ from segmentation.config import Settings
 from segmentation.datasets import Datasets
 
 from . import errors
-from .blueprints import celltypes, chunkedgraph, data, datasets, meta, states, viewer
+from .blueprints import celltypes, chunkedgraph, data, datasets, materialize, meta, states, viewer
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
     app.config["AXONLINK_SETTINGS"] = settings
     app.extensions["axonlink.datasets"] = Datasets(settings.database_url)
     errors.install(app)
-    for module in (data, datasets, meta, viewer, chunkedgraph, states, celltypes):
+    for module in (data, datasets, meta, viewer, chunkedgraph, states, celltypes, materialize):
         app.register_blueprint(module.blueprint)
 
     @app.after_request

@@ -131,9 +131,33 @@ CELLTYPES = {
     "get_vocabulary": route("GET", "/api/v1/vocabulary", "The cell-type vocabulary (?dataset= for its own terms)."),
 }
 
+# CAVE's materialization engine (API v3) as caveclient calls it: one table, "cell_types", per
+# datastack (= dataset); version v = the graph after its first v - 1 edits.
+_MAT2 = "/materialize/api/v2/datastack/<datastack>"
+_MAT3 = "/materialize/api/v3/datastack/<datastack>"
+MATERIALIZE = {
+    "mat_api_versions": route("GET", "/materialize/api/versions", "Supported materialization API versions."),
+    "mat_version": route("GET", "/materialize/version", "Materialization server version (a JSON string)."),
+    "mat_versions": route("GET", f"{_MAT3}/versions",
+                          "Version numbers: the first and the newest (?expired=true: every one)."),
+    "mat_version_metadata": route("GET", f"{_MAT3}/version/<int:version>",
+                                  "A version: its time_stamp (the moment of its edit) and expires_on."),
+    "mat_versions_metadata": route("GET", f"{_MAT3}/metadata", "Metadata of the versions listed (?expired=)."),
+    "mat_tables": route("GET", f"{_MAT2}/version/<int:version>/tables", "Table names of a version: [\"cell_types\"]."),
+    "mat_table_metadata": route("GET", f"{_MAT3}/version/<int:version>/table/<table>/metadata",
+                                "A table's schema type, voxel resolution and description."),
+    "mat_tables_metadata": route("GET", f"{_MAT3}/version/<int:version>/tables/metadata", "Metadata of every table."),
+    "mat_table_count": route("GET", f"{_MAT2}/version/<int:version>/table/<table>/count", "Rows in a table."),
+    "mat_query": route("POST", f"{_MAT3}/version/<int:version>/table/<table>/query",
+                       "Rows of a version (roots of its moment) with filters, columns, offset, limit: Arrow IPC."),
+    "mat_live_query": route("POST", f"{_MAT3}/query",
+                            "Rows as of {timestamp} (tags and roots of that moment) with filters: Arrow IPC."),
+}
+
 ALL = {
     "data": DATA, "datasets": DATASETS, "meta": META, "viewer": VIEWER,
     "chunkedgraph": CHUNKEDGRAPH, "info": INFO, "states": STATES, "celltypes": CELLTYPES,
+    "materialize": MATERIALIZE,
 }
 
 

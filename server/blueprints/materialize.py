@@ -1,0 +1,202 @@
+"""CAVE's materialization API (v3) over cell-type tags, as caveclient calls it.
+
+Only HTTP lives here: routes, flags, bodies and answer shapes (Arrow IPC with the
+Content-Type ``data.arrow`` CAVE sends, or JSON records); the table, versions and
+filters are :mod:`segmentation.celltypes.materialize`. A datastack is a dataset.
+"""
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from segmentation.celltypes import materialize as mat
+from segmentation.celltypes.tags import CellTags
+from segmentation.datasets import DatasetNotFound
+from segmentation.timestamps import InvalidTimestamp, parse_timestamp
+
+from .. import endpoints
+from ..errors import json_error
+from . import datasets_registry
+
+blueprint = Blueprint("materialize", __name__)
+
+SERVER_VERSION = "5.26.4"  # caveclient's query_table/live_query need >= 5.13.0
+API_VERSIONS = [3]  # caveclient picks the newest it shares; the v2 routes it still uses are served
+
+
+@blueprint.errorhandler(mat.QueryError)
+@blueprint.errorhandler(InvalidTimestamp)
+def _bad_request(error):
+    return json_error(400, str(error))
+
+
+@blueprint.errorhandler(mat.NotFound)
+@blueprint.errorhandler(DatasetNotFound)
+def _not_found(error):
+    return json_error(404, str(error.args[0] if error.args else error))
+
+
+@blueprint.errorhandler(mat.ArrowMissing)
+def _not_implemented(error):
+    return json_error(501, str(error))
+
+
+# ---- request helpers ---------------------------------------------------------
+def _settings():
+    return current_app.config["AXONLINK_SETTINGS"]
+
+
+def _graph(datastack: str):
+    datasets_registry().get(datastack)  # 404 for unknown datastacks
+    return mat.open_graph(_settings().database_url, datastack)
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise mat.QueryError(f"{name} must be true or false, not {value!r}")
+
+
+def _body() -> dict:
+    raw = request.get_data(cache=False)
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        raise mat.QueryError("the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise mat.QueryError("the body must be a JSON object of filters, e.g. "
+                             '{"filter_equal_dict": {"cell_types": {"cell_type": "astrocyte"}}}')
+    return body
+
+
+def _sample(query: mat.Query) -> mat.Query:
+    value = request.args.get("random_sample")
+    if value:
+        try:
+            query.random_sample = int(value)
+        except ValueError:
+            query.random_sample = 0
+        if query.random_sample < 1:
+            raise mat.QueryError("random_sample must be a positive integer")
+    return query
+
+
+def _answer(table: dict, query: mat.Query, voxel_resolution) -> Response:
+    """Arrow IPC (``return_pyarrow``, the default) or JSON records; warnings and resolution in headers."""
+    result = mat.count(table, query) if _flag("count") else mat.run(table, query, voxel_resolution)
+    headers = {}
+    if result.warnings:
+        headers["Warning"] = "; ".join(result.warnings)
+    if result.resolution:
+        headers["dataframe_resolution"] = ", ".join(str(float(r)) for r in result.resolution)
+    if not _flag("return_pyarrow", True):
+        return Response(json.dumps(mat.records(result)), mimetype="application/json", headers=headers)
+    stream = mat.arrow_stream(result, request.headers.get("Accept-Encoding", ""))
+    response = Response(stream, headers=headers)
+    response.headers["Content-Type"] = "data.arrow"  # exactly what caveclient checks
+    return response
+
+
+def _table_metadata(datastack: str, version: int) -> dict:
+    dataset = datasets_registry().get(datastack)
+    rx, ry, rz = (float(r) for r in dataset.voxel_resolution)
+    return {
+        "table_name": mat.TABLE, "schema": mat.SCHEMA, "schema_type": mat.SCHEMA, "aligned_volume": datastack,
+        "analysisversion_id": version, "valid": True, "created": dataset.created_at,
+        "description": (f"Cell-type tags of {datastack}: one row per tag in force, on the supervoxel under its "
+                        "point, so pt_root_id follows merges and splits. pt_position in voxels."),
+        "notice_text": None, "reference_table": None, "flat_segmentation_source": None,
+        "user_id": "axonlink", "read_permission": "PUBLIC", "write_permission": "PRIVATE",
+        "segmentation_source": f"graphene://{request.host_url.rstrip('/')}/segmentation/table/{datastack}",
+        "pcg_table_name": datastack,
+        "voxel_resolution_x": rx, "voxel_resolution_y": ry, "voxel_resolution_z": rz,
+    }
+
+
+# ---- versions and tables -----------------------------------------------------
+def mat_api_versions():
+    return jsonify(API_VERSIONS)
+
+
+def mat_version():
+    return jsonify(SERVER_VERSION)
+
+
+def mat_versions(datastack):
+    return jsonify([v.number for v in mat.versions(_graph(datastack), _flag("expired"))])
+
+
+def mat_version_metadata(datastack, version):
+    return jsonify(mat.find_version(_graph(datastack), version).to_json(datastack))
+
+
+def mat_versions_metadata(datastack):
+    return jsonify([v.to_json(datastack) for v in mat.versions(_graph(datastack), _flag("expired"))])
+
+
+def mat_tables(datastack, version):
+    mat.find_version(_graph(datastack), version)
+    return jsonify([mat.TABLE])
+
+
+def mat_table_metadata(datastack, version, table):
+    mat.find_version(_graph(datastack), version)
+    mat.check_table(table)
+    return jsonify(_table_metadata(datastack, version))
+
+
+def mat_tables_metadata(datastack, version):
+    mat.find_version(_graph(datastack), version)
+    return jsonify([_table_metadata(datastack, version)])
+
+
+def mat_table_count(datastack, version, table):
+    mat.find_version(_graph(datastack), version)
+    mat.check_table(table)
+    tags = CellTags.open(_settings().database_url)
+    return jsonify(len(tags.of_dataset(datastack)))
+
+
+# ---- queries -----------------------------------------------------------------
+def mat_query(datastack, version, table):
+    """caveclient's query_table, and the first half of its live_query: roots of the version's moment."""
+    found = mat.find_version(_graph(datastack), version)
+    mat.check_table(table)
+    query = _sample(mat.parse_query(_body()))
+    rows = mat.rows(CellTags.open(_settings().database_url), datastack, None, found.time_stamp)
+    return _answer(rows, query, datasets_registry().get(datastack).voxel_resolution)
+
+
+def mat_live_query(datastack):
+    """caveclient's live_live_query: tags and roots of ``timestamp``, root-id filters checked at it."""
+    graph = _graph(datastack)
+    body = _body()
+    table = body.get("table")
+    if not isinstance(table, str):
+        raise mat.QueryError('a live query names its "table" in the body')
+    mat.check_table(table)
+    if not body.get("timestamp"):
+        raise mat.QueryError('a live query needs "timestamp" (ISO 8601, UTC)')
+    at = parse_timestamp(str(body["timestamp"]))
+    if at < graph.created_at:
+        raise mat.QueryError(f"timestamp {at.isoformat()} is before the graph was ingested "
+                             f"({graph.created_at.isoformat()})")
+    query = _sample(mat.parse_query(body, table))
+    named = query.root_ids()
+    if named and not _flag("allow_invalid_root_ids"):
+        invalid = [r for r, ok in zip(named, graph.is_latest(named, at)) if not ok]
+        if invalid:
+            raise mat.QueryError(f"root id(s) {invalid} are not roots at {at.isoformat()} "
+                                 "(pass allow_invalid_root_ids=True to query anyway)")
+    rows = mat.rows(CellTags.open(_settings().database_url), datastack, at, at)
+    return _answer(rows, query, datasets_registry().get(datastack).voxel_resolution)
+
+
+_VIEWS = {name: globals()[name] for name in endpoints.MATERIALIZE}
+endpoints.register(blueprint, endpoints.MATERIALIZE, _VIEWS)
