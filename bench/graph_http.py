@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 import urllib.request
-from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,9 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from bench.graph_ops import naive_components, synthetic_graph  # noqa: E402
+from bench.fresh import fresh_settings  # noqa: E402
 from bench.serve_chunks import axonlink_server  # noqa: E402
-from segmentation import db  # noqa: E402
-from segmentation.config import Settings, sqlite_url  # noqa: E402
 from segmentation.datasets import Datasets  # noqa: E402
 from segmentation.graph import Graph, store_graph  # noqa: E402
 from segmentation.graph.ids import supervoxel_ids  # noqa: E402
@@ -51,13 +48,8 @@ def main() -> int:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
 
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as cleanup:
-        home = Path(tmp)
-        url = args.database_url or sqlite_url(home / "a.sqlite")
-        if url.startswith("postgresql"):  # a schema of our own, dropped at the end
-            url = cleanup.enter_context(db.private_schema(url))
-        settings = Settings.load(home=home, database_url=url)
-        db.upgrade(settings.database_url)
+    with fresh_settings(args.database_url) as settings:
+        home = settings.home
         tiny = write_layer(home / "layer", [np.zeros((8, 8, 8), dtype=np.uint64)], "segmentation",
                            "compressed_segmentation", (8, 8, 40), (8, 8, 8))
         Datasets(settings.database_url).add("bench", image=tiny, segmentation=tiny)

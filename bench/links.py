@@ -18,11 +18,10 @@ import multiprocessing
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,9 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from bench.fresh import fresh_settings  # noqa: E402
 from bench.serve_chunks import axonlink_server, free_port  # noqa: E402
-from segmentation import db  # noqa: E402
-from segmentation.config import Settings, sqlite_url  # noqa: E402
 from state_links.corpus import generate  # noqa: E402
 
 
@@ -153,13 +151,7 @@ def main() -> int:
     print(f"{len(corpus)} states, median {int(np.median([len(s) for s in corpus])):,} bytes; "
           f"gunicorn with {workers} workers; {args.clients} client processes x {args.threads} connections")
 
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as cleanup:
-        home = Path(tmp)
-        url = args.database_url or sqlite_url(home / "a.sqlite")
-        if url.startswith("postgresql"):
-            url = cleanup.enter_context(db.private_schema(url))
-        settings = Settings.load(home=home, database_url=url)
-        db.upgrade(settings.database_url)
+    with fresh_settings(args.database_url) as settings:
         rows = []
         with axonlink_server(settings, {}) as server:
             created = load(server, "POST", ["/api/v1/states"] * len(corpus), corpus, args.seconds,

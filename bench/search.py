@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 import urllib.request
-from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
@@ -30,10 +28,11 @@ import numpy as np  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 from bench.graph_ops import synthetic_graph  # noqa: E402
+from bench.fresh import fresh_settings  # noqa: E402
 from bench.serve_chunks import axonlink_server  # noqa: E402
 from segmentation import db  # noqa: E402
 from segmentation.celltypes.vocabulary import Vocabulary  # noqa: E402
-from segmentation.config import Settings, sqlite_url  # noqa: E402
+from segmentation.config import Settings  # noqa: E402
 from segmentation.datasets import Datasets  # noqa: E402
 from segmentation.graph import Graph, store_graph  # noqa: E402
 from segmentation.graph.bulk import write_rows  # noqa: E402
@@ -135,13 +134,7 @@ def main() -> int:
     parser.add_argument("--database-url", default=None, help="default: a SQLite file in a temporary home")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as cleanup:
-        home = Path(tmp)
-        url = args.database_url or sqlite_url(home / "a.sqlite")
-        if url.startswith("postgresql"):
-            url = cleanup.enter_context(db.private_schema(url))
-        settings = Settings.load(home=home, database_url=url)
-        db.upgrade(settings.database_url)
+    with fresh_settings(args.database_url) as settings:
         print(f"building {args.tags:,} tags over {len(DATASETS)} datasets, ~{args.neurons:,} neurons ...", flush=True)
         t = time.perf_counter()
         past = build(settings, args.tags, args.neurons, rng)
