@@ -66,24 +66,15 @@ def js_number(value: int | float) -> str:
     return sign + text
 
 
+_JS_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
+
+
 def _js_string(text: str) -> str:
     out = ['"']
     for ch in text:
         code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\b":
-            out.append("\\b")
-        elif ch == "\f":
-            out.append("\\f")
+        if ch in _JS_ESCAPES:
+            out.append(_JS_ESCAPES[ch])
         elif code < 0x20 or 0xD800 <= code <= 0xDFFF:
             out.append(f"\\u{code:04x}")
         else:

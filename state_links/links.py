@@ -96,9 +96,10 @@ def _position_voxel(state: dict, dataset: Dataset) -> np.ndarray | None:
         return None
 
 
-def find_anchors(state: dict, base_url: str, database_url: str) -> tuple[list[Anchor], str | None]:
+def find_anchors(state: dict, base_url: str, database_url: str,
+                 datasets: Datasets | None = None) -> tuple[list[Anchor], str | None]:
     """Anchors of every selected root in this server's segmentation layers, and the first dataset seen."""
-    datasets = Datasets(database_url)
+    datasets = datasets or Datasets(database_url)
     anchors: list[Anchor] = []
     first_dataset = None
     for layer in state.get("layers") or []:

@@ -16,8 +16,6 @@ from werkzeug.http import parse_range_header
 from segmentation.datasets import DatasetNotFound
 from segmentation.graph import GraphError
 from segmentation.celltypes.properties import segment_properties
-from segmentation.celltypes.tags import CellTags
-from segmentation.celltypes.vocabulary import Vocabulary
 from segmentation.live import live_segmentation
 from segmentation.storage import InvalidKey, validate_key
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
@@ -142,9 +140,9 @@ def _live_file(live, key: str, moment, view: str):
 
 
 def _segment_properties(dataset: str, moment) -> dict:
-    settings = current_app.config["AXONLINK_SETTINGS"]
-    tags = CellTags.open(settings.database_url)
-    return segment_properties(tags, dataset, moment, Vocabulary.for_dataset(settings.home, dataset))
+    from .celltypes import cell_tags, vocabulary_of
+
+    return segment_properties(cell_tags(), dataset, moment, vocabulary_of(dataset))
 
 
 def _json_answer(document, etag: str | None, cache: str):

@@ -72,7 +72,7 @@ def _posted_state():
 
 def _save(raw: bytes, state: dict, title: str | None = None, anchors=None, dataset=None):
     if anchors is None:
-        anchors, dataset = find_anchors(state, base_url(), _database_url())
+        anchors, dataset = find_anchors(state, base_url(), _database_url(), datasets_registry())
     title = title if title is not None else request.args.get("title") or str(state.get("title") or "")
     return store().save(raw, state, title=title, description=request.args.get("description", ""),
                         dataset=dataset, anchors=anchors)
