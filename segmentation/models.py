@@ -7,6 +7,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
+MAX_ROW_ID = 2 ** 31 - 1  # integer primary keys are 32-bit: larger ids name nothing
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from segmentation.db import engine_for
-from segmentation.models import StateAnchorRow, StateRow
+from segmentation.models import MAX_ROW_ID, StateAnchorRow, StateRow
 
 from .codec import MAX_STATE_BYTES, content_key, decode, encode, parse_state
 
@@ -176,10 +176,12 @@ class StateStore:
     @staticmethod
     def _normalise(ref: str | int) -> str | int:
         if isinstance(ref, str):
-            if ref.isdigit() and len(ref) < 19:
-                return int(ref)
-            if not is_short_id(ref):
+            if ref.isdigit():
+                ref = int(ref)
+            elif not is_short_id(ref):
                 raise StateNotFound(f"no state {ref!r}")
+        if isinstance(ref, int) and not 0 < ref <= MAX_ROW_ID:
+            raise StateNotFound(f"no state {ref!r}")
         return ref
 
     @staticmethod

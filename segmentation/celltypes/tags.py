@@ -21,7 +21,7 @@ from ..datasets import Dataset
 from ..db import engine_for
 from ..graph import Graph
 from ..graph.points import OnBackground, PointOutsideVolume, supervoxel_at_voxel
-from ..models import CellTagRow, CellTagStateRow, DatasetRow
+from ..models import MAX_ROW_ID, CellTagRow, CellTagStateRow, DatasetRow
 from .vocabulary import UnknownTerm, Vocabulary
 
 NOT_RETRACTED = math.inf
@@ -339,6 +339,8 @@ class CellTags:
         return sv, voxel, term, note, confidence
 
     def retract(self, tag_id: int, user: str) -> Tag:
+        if not 0 < tag_id <= MAX_ROW_ID:
+            raise TagNotFound(f"no tag {tag_id}")
         with self.engine.begin() as connection:
             row = connection.execute(
                 sa.select(CellTagRow.retracted_at).where(CellTagRow.id == tag_id)

@@ -9,26 +9,30 @@ from .. import endpoints
 
 blueprint = Blueprint("meta", __name__)
 
-_CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
+_CONVERTER = re.compile(r"<(?:([a-z]+):)?([a-z_]+)>")
+_TYPES = {"int": {"type": "integer", "minimum": 0}}
 
 
 def openapi_document() -> dict:
     paths: dict = {}
     for area, table in endpoints.ALL.items():
         for name, spec in table.items():
-            path = _CONVERTER.sub(r"{\1}", spec.rule)
+            path = _CONVERTER.sub(r"{\2}", spec.rule)
             parameters = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in _CONVERTER.findall(spec.rule)
+                {"name": p, "in": "path", "required": True, "schema": _TYPES.get(kind, {"type": "string"})}
+                for kind, p in _CONVERTER.findall(spec.rule)
             ]
             for method in spec.methods:
-                paths.setdefault(path, {})[method.lower()] = {
+                operation = {
                     "operationId": name if len(spec.methods) == 1 else f"{name}_{method.lower()}",
                     "tags": [area],
                     "summary": spec.summary,
                     "parameters": parameters,
                     "responses": {"200": {"description": "OK"}, "4XX": {"description": "Error as JSON"}},
                 }
+                if method == "POST":  # bodies are described in the summaries; any JSON may be sent
+                    operation["requestBody"] = {"required": False, "content": {"application/json": {"schema": {}}}}
+                paths.setdefault(path, {})[method.lower()] = operation
     return {
         "openapi": "3.0.3",
         "info": {"title": "axonlink", "version": "1"},
