@@ -67,6 +67,13 @@ def body_json():
         raise BadRequest(f"request body is not valid JSON: {error}") from None
 
 
+def body_object() -> dict:
+    body = body_json()
+    if not isinstance(body, dict):
+        raise BadRequest('request body must be a JSON object, e.g. {"node_ids": [...]}')
+    return body
+
+
 def id_list(value, what: str) -> list[int]:
     if not isinstance(value, list):
         raise BadRequest(f"{what} must be a list of ids")
@@ -173,7 +180,7 @@ def cg_root(table, node_id):
 
 def cg_roots(table):
     graph = graph_for(table)
-    ids = id_list(body_json().get("node_ids"), "node_ids")
+    ids = id_list(body_object().get("node_ids"), "node_ids")
     return jsonify({"root_ids": ids_out(graph.roots(ids, moment()))})
 
 
@@ -211,7 +218,7 @@ def cg_leaves(table, node_id):
 
 def cg_leaves_many(table):
     graph = graph_for(table)
-    ids = id_list(body_json().get("node_ids"), "node_ids")
+    ids = id_list(body_object().get("node_ids"), "node_ids")
     bounds = bounds_arg()
     return jsonify({str(i): ids_out(_leaves(graph, i, bounds)) for i in ids})
 
@@ -251,13 +258,13 @@ def cg_operation_details(table):
 
 def cg_lineage(table):
     graph = graph_for(table)
-    roots = id_list(body_json().get("root_ids"), "root_ids")
+    roots = id_list(body_object().get("root_ids"), "root_ids")
     return jsonify(graph.lineage(roots, past=moment("timestamp_past"), future=moment("timestamp_future")))
 
 
 def cg_past_id_mapping(table):
     graph = graph_for(table)
-    roots = id_list(body_json().get("root_ids"), "root_ids")
+    roots = id_list(body_object().get("root_ids"), "root_ids")
     past_at, future_at = moment("timestamp_past"), moment("timestamp_future")
     past_map, future_map = {}, {}
     for root in roots:
@@ -273,13 +280,13 @@ def cg_past_id_mapping(table):
 
 def cg_is_latest_roots(table):
     graph = graph_for(table)
-    ids = id_list(body_json().get("node_ids"), "node_ids")
+    ids = id_list(body_object().get("node_ids"), "node_ids")
     return jsonify({"is_latest": graph.is_latest(ids, moment())})
 
 
 def cg_root_timestamps(table):
     graph = graph_for(table)
-    ids = id_list(body_json().get("node_ids"), "node_ids")
+    ids = id_list(body_object().get("node_ids"), "node_ids")
     return jsonify({"timestamp": [t.timestamp() for t in graph.root_timestamps(ids)]})
 
 
@@ -292,7 +299,7 @@ def cg_change_log(table, root_id):
 
 def cg_tabular_change_log(table):
     graph = graph_for(table)
-    roots = id_list(body_json().get("root_ids"), "root_ids")
+    roots = id_list(body_object().get("root_ids"), "root_ids")
     return jsonify({str(root): _dataframe_json(graph.tabular_change_log(root)) for root in roots})
 
 
@@ -330,7 +337,7 @@ def cg_user_operations(table):
 
 def cg_valid_nodes(table):
     graph = graph_for(table)
-    nodes = id_list(body_json().get("node_ids"), "node_ids")
+    nodes = id_list(body_object().get("node_ids"), "node_ids")
     valid = graph.valid_nodes(nodes, moment("start_timestamp"), moment("end_timestamp"))
     return jsonify({"valid_roots": ids_out(valid)})
 
