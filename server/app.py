@@ -38,6 +38,15 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
         return response
 
     @app.before_request
+    def refuse_ids_beyond_uint64():
+        from flask import request
+
+        for name, value in (request.view_args or {}).items():
+            if isinstance(value, int) and not 0 <= value < 2 ** 64:
+                return errors.json_error(400, f"{name} {value} is not an id (ids are unsigned 64-bit integers)")
+        return None
+
+    @app.before_request
     def answer_preflight():
         from flask import request
 

@@ -224,7 +224,6 @@ def changed_since(anchors: list[Anchor], database_url: str) -> bool:
 def voxel_state(dataset: Dataset, voxel, base_url: str, database_url: str, at: datetime | None = None,
                 zoom: float | None = None) -> tuple[dict, Anchor]:
     """A state centred on ``voxel`` (full-resolution voxels) with the neuron there selected, and its anchor."""
-    voxel = np.asarray(voxel, dtype=int)
     graph = Graph.find(database_url, dataset.name)
     if graph is None:
         raise LinkError(f"dataset {dataset.name!r} has no graph: run `axonlink ingest-graph {dataset.name}`")
@@ -232,6 +231,7 @@ def voxel_state(dataset: Dataset, voxel, base_url: str, database_url: str, at: d
         sv = supervoxel_at_voxel(dataset, voxel)
     except (PointOutsideVolume, OnBackground) as error:
         raise LinkError(str(error)) from None
+    voxel = np.asarray(voxel, dtype=np.int64)
     root = int(graph.root(sv, at))
     state = default_state(dataset, base_url)
     state["position"] = [float(v) + 0.5 for v in voxel]

@@ -315,7 +315,7 @@ class CellTags:
             voxel = [int(v) for v in row["voxel"]]
             if len(voxel) != 3:
                 raise ValueError
-        except (TypeError, ValueError, KeyError):
+        except (TypeError, ValueError, KeyError, OverflowError):
             raise TagError("position must be three integers x, y, z (full-resolution voxels)") from None
         try:
             term = vocabulary.resolve(str(row.get("term") or ""))
@@ -325,7 +325,7 @@ class CellTags:
         if confidence is not None:
             try:
                 confidence = float(confidence)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise TagError(f"confidence must be a number from 0 to 1, not {confidence!r}") from None
             if not 0 <= confidence <= 1:
                 raise TagError(f"confidence must be a number from 0 to 1, not {confidence!r}")

@@ -80,9 +80,11 @@ def supervoxel_at_voxel(dataset, voxel) -> int:
 
     PointOutsideVolume outside it, OnBackground where there is no segment: both say where.
     """
-    voxel = np.asarray(voxel, dtype=int)
     lower = np.asarray(dataset.voxel_offset)
     upper = lower + np.asarray(dataset.volume_size)
+    if len(voxel) != 3 or any(not -2 ** 31 <= int(v) < 2 ** 31 for v in voxel):
+        raise PointOutsideVolume(f"voxel {list(voxel)} is outside the volume of {dataset.name!r}")
+    voxel = np.asarray(voxel, dtype=np.int64)
     if np.any(voxel < lower) or np.any(voxel >= upper):
         raise PointOutsideVolume(f"voxel {voxel.tolist()} is outside the volume of {dataset.name!r} "
                                  f"({lower.tolist()} to {(upper - 1).tolist()})")

@@ -99,8 +99,10 @@ def list_tags(dataset):
     root = request.args.get("root_id")
     try:
         root_id = int(root) if root else None
+        if root_id is not None and not 0 <= root_id < 2 ** 64:
+            raise ValueError
     except ValueError:
-        raise TagError(f"root_id must be an integer, not {root!r}") from None
+        raise TagError(f"root_id must be a uint64 id, not {root!r}") from None
     include_retracted = request.args.get("include_retracted", "").lower() in ("1", "true")
     at = _moment()
     found = cell_tags().of_dataset(dataset, at=at, root_id=root_id, include_retracted=include_retracted)

@@ -8,6 +8,7 @@ a Content-Type.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 
 import numpy as np
@@ -79,7 +80,7 @@ def id_list(value, what: str) -> list[int]:
         raise BadRequest(f"{what} must be a list of ids")
     try:
         ids = [int(v) for v in value]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadRequest(f"{what} must hold integer ids") from None
     if any(i < 0 or i >= 2 ** 64 for i in ids):
         raise BadRequest(f"{what} must hold uint64 ids")
@@ -106,8 +107,10 @@ def resolve_point(graph: Graph, table: str, item, what: str) -> int:
         raise BadRequest(f"each {what} must be [id, x, y, z] with coordinates in nm")
     try:
         node, point = int(item[0]), [float(c) for c in item[1:]]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadRequest(f"bad {what}: {item!r}") from None
+    if not all(math.isfinite(c) for c in point) or not 0 <= node < 2 ** 64:
+        raise BadRequest(f"bad {what}: {item!r} (the id must be a uint64 and the coordinates finite numbers)")
     if is_supervoxel(node):
         return node
     url = datasets_registry().get(table).layer("segmentation").url
@@ -422,7 +425,7 @@ def _undo_redo(table, kind):
         raise BadRequest('expected {"operation_id": N}')
     try:
         op_id = int(body["operation_id"])
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadRequest("operation_id must be an integer") from None
     return operation_answer(getattr(graph, kind)(op_id, user()))
 
