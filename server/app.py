@@ -10,6 +10,8 @@ from segmentation.datasets import Datasets
 from . import errors
 from .blueprints import celltypes, chunkedgraph, data, datasets, materialize, meta, states, viewer
 
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "content-range, content-encoding, content-length, etag",
@@ -27,6 +29,8 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
         db.upgrade(settings.database_url)
     app = Flask(__name__, static_folder=None)
     app.config["AXONLINK_SETTINGS"] = settings
+    # no request body may be larger than this, chunked uploads included (routes set tighter limits)
+    app.config["MAX_CONTENT_LENGTH"] = max(settings.max_state_bytes, MAX_BODY_BYTES)
     app.extensions["axonlink.datasets"] = Datasets(settings.database_url)
     errors.install(app)
     for module in (data, datasets, meta, viewer, chunkedgraph, states, celltypes, materialize):

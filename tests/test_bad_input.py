@@ -76,3 +76,27 @@ def test_markup_in_titles_and_notes_is_stored_as_text_and_escaped_on_pages(cg_se
     status, body = call(f"{cg_server.url}/api/v1/states", state)
     info = json.loads(call(f"{cg_server.url}/api/v1/states/{json.loads(body)['short_id']}/info")[1])
     assert info["title"] == evil  # JSON is data; the viewer banner writes it with textContent
+
+
+def test_a_chunked_body_beyond_every_limit_is_refused(cg_server):
+    """160 MB sent without a Content-Length: a 4xx and the server keeps serving. (The app's 64 MB
+    MAX_CONTENT_LENGTH makes werkzeug cut the stream; the truncated CSV then answers 400. This test
+    cannot tell the cut from a full read.)"""
+    import http.client
+
+    host, port = cg_server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    chunk = b"[" + b"0," * (1024 * 1024)
+
+    def body():
+        for _ in range(80):  # 160 MB, more than the 64 MB limit
+            yield chunk
+
+    try:
+        connection.request("POST", "/api/v1/datasets/cg/tags/import", body=body(), encode_chunked=True,
+                           headers={"Transfer-Encoding": "chunked"})
+        status = connection.getresponse().status
+    except (BrokenPipeError, ConnectionResetError):
+        status = 413  # the server answered and closed while we were still sending
+    assert status in (400, 413)
+    assert call(f"{cg_server.url}/api/v1/datasets/cg/tags")[0] == 200  # still serving
