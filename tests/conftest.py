@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +185,13 @@ def cg_server(settings, small_volumes, tmp_path, monkeypatch):
         server.labels = labels
         server.database_url = settings.database_url
         yield server
+
+
+def call(url, body: bytes | None = None, method: str | None = None) -> tuple[int, bytes]:
+    """(status, body) of one request to a live test server, error statuses included (POST when a body is given)."""
+    request = urllib.request.Request(url, data=body, method=method or ("POST" if body is not None else "GET"))
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()

@@ -2,23 +2,12 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
 import pytest
 
-from conftest import CG_SV as SV
+from conftest import CG_SV as SV, call
 
 CG = "/segmentation/api/v1/table/cg"
-
-
-def call(url, body: bytes | None = None, method: str | None = None):
-    request = urllib.request.Request(url, data=body, method=method or ("POST" if body is not None else "GET"))
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
 
 
 @pytest.mark.parametrize("path, body", [

@@ -6,20 +6,9 @@ import datetime
 import io
 import json
 import time
-import urllib.error
-import urllib.request
 from urllib.parse import quote
 
-from conftest import CG_SV as SV
-
-
-def call(url, body: bytes | None = None, method: str | None = None):
-    request = urllib.request.Request(url, data=body, method=method or ("POST" if body is not None else "GET"))
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+from conftest import CG_SV as SV, call
 
 
 def tag(server, position, term, **extra):
