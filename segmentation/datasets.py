@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
+from .access.accounts import forget_cached_access
 from .db import engine_for
 from .models import DatasetRow, LayerRow
 from .storage import LayerStore, normalize_layer_url, open_layer_store
@@ -49,6 +50,7 @@ class Dataset:
     voxel_offset: list[int]
     created_at: str
     layers: tuple[Layer, ...] = field(default_factory=tuple)
+    public: bool = True
 
     def layer(self, name: str) -> Layer:
         for layer in self.layers:
@@ -73,6 +75,7 @@ class Dataset:
             "volume_size": self.volume_size,
             "voxel_offset": self.voxel_offset,
             "created": self.created_at,
+            "public": self.public,
             "layers": [{"name": l.name, "type": l.kind, "source": l.url} for l in self.layers],
         }
 
@@ -114,6 +117,7 @@ class Datasets:
         license: str = "",
         citation: str = "",
         extra_layers: dict[str, str] | None = None,
+        public: bool = True,
     ) -> Dataset:
         if not NAME_PATTERN.match(name or ""):
             raise DatasetError(
@@ -143,12 +147,14 @@ class Datasets:
             volume_size=[int(s) for s in scale["size"]],
             voxel_offset=[int(o) for o in scale.get("voxel_offset", [0, 0, 0])],
             layers=rows,
+            public=public,
         )
         with Session(self.engine) as session:
             if session.scalar(sa.select(DatasetRow.id).where(DatasetRow.name == name)) is not None:
                 raise DatasetError(f"dataset {name!r} already exists")
             session.add(row)
             session.commit()
+            forget_cached_access()
             return _to_dataset(row)
 
     def list(self) -> list[Dataset]:
@@ -166,6 +172,28 @@ class Datasets:
             if row is None:
                 raise DatasetNotFound(f"no dataset named {name!r}")
             return _to_dataset(row)
+
+    EDITABLE = ("description", "license", "citation")
+
+    def update(self, name: str, changes: dict, *, by: str, origin: str = "") -> Dataset:
+        """Change a dataset's description, licence or citation (audited); other fields are refused."""
+        from .access.audit import record
+
+        unknown = set(changes) - set(self.EDITABLE)
+        if unknown:
+            raise DatasetError(f"only {', '.join(self.EDITABLE)} can be changed here, not {', '.join(sorted(unknown))}")
+        for key, value in changes.items():
+            if not isinstance(value, str) or len(value) > 10_000:
+                raise DatasetError(f"{key} must be text of at most 10,000 characters")
+        with Session(self.engine) as session, session.begin():
+            row = session.scalar(sa.select(DatasetRow).where(DatasetRow.name == name))
+            if row is None:
+                raise DatasetNotFound(f"no dataset named {name!r}")
+            for key, value in changes.items():
+                setattr(row, key, value)
+            record(session.connection(), user=by, action="dataset.update", dataset=name,
+                   detail={"changed": sorted(changes)}, origin=origin)
+        return self.get(name)
 
     def exists(self, name: str) -> bool:
         with Session(self.engine) as session:
@@ -199,4 +227,5 @@ def _to_dataset(row: DatasetRow) -> Dataset:
         voxel_offset=list(row.voxel_offset),
         created_at=created.isoformat() if created else "",
         layers=tuple(Layer(l.name, l.kind, l.url) for l in row.layers),
+        public=bool(row.public),
     )

@@ -30,6 +30,8 @@ class DatasetRow(Base):
     volume_size: Mapped[list] = mapped_column(sa.JSON)
     voxel_offset: Mapped[list] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    # public: anyone may read it; private: only users granted a role see that it exists
+    public: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
 
     layers: Mapped[list["LayerRow"]] = relationship(
         back_populates="dataset", cascade="all, delete-orphan", order_by="LayerRow.id"
@@ -173,3 +175,53 @@ class CellTagStateRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     last_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class UserRow(Base):
+    """A person or a script that signs in with tokens; ``site_admin`` may do anything anywhere."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    site_admin: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class TokenRow(Base):
+    """An API token: only its SHA-256 is stored, so the database never holds a usable secret."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    label: Mapped[str] = mapped_column(sa.String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+
+
+class GrantRow(Base):
+    """A user's role on one dataset: viewer, proofreader or admin."""
+
+    __tablename__ = "grants"
+
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[str] = mapped_column(sa.String(16))
+
+
+class AuditRow(Base):
+    """One change, appended in the transaction that made it; triggers refuse updates and deletes."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
+    user_id: Mapped[str] = mapped_column(sa.String(128), index=True)
+    action: Mapped[str] = mapped_column(sa.String(64))
+    dataset: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)
+    target: Mapped[str] = mapped_column(sa.Text, default="")
+    detail: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    origin: Mapped[str] = mapped_column(sa.String(128), default="")

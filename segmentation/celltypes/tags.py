@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 import numpy as np
 import sqlalchemy as sa
 
+from ..access import audit
 from ..datasets import Dataset
 from ..db import engine_for
 from ..graph import Graph
@@ -271,15 +272,15 @@ class CellTags:
 
     # ---- writes -------------------------------------------------------------
     def add(self, dataset: Dataset, voxel, term: str, user: str, vocabulary: Vocabulary, note: str = "",
-            confidence: float | None = None) -> Tag:
+            confidence: float | None = None, origin: str = "") -> Tag:
         """Tag the neuron at ``voxel`` (full-resolution voxels) of ``dataset``; TagError if that cannot be."""
         if Graph.find(self.database_url, dataset.name) is None:
             raise TagError(f"dataset {dataset.name!r} has no graph: run `axonlink ingest-graph {dataset.name}` first")
         checked = self._checked(dataset, {"voxel": voxel, "term": term, "note": note, "confidence": confidence},
                                 vocabulary)
-        return self._store(dataset, [checked], user)[0]
+        return self._store(dataset, [checked], user, origin)[0]
 
-    def add_many(self, dataset: Dataset, rows, user: str, vocabulary: Vocabulary):
+    def add_many(self, dataset: Dataset, rows, user: str, vocabulary: Vocabulary, origin: str = ""):
         """Tag many points in one transaction: (tags added, [(row number, reason) for rows refused]).
 
         A refused row (bad term, outside the volume, background, bad confidence) is reported and
@@ -293,9 +294,9 @@ class CellTags:
                 accepted.append(self._checked(dataset, row, vocabulary))
             except TagError as error:
                 rejected.append((number, str(error)))
-        return (self._store(dataset, accepted, user) if accepted else []), rejected
+        return (self._store(dataset, accepted, user, origin) if accepted else []), rejected
 
-    def _store(self, dataset: Dataset, accepted, user: str) -> list[Tag]:
+    def _store(self, dataset: Dataset, accepted, user: str, origin: str = "") -> list[Tag]:
         now = datetime.now(timezone.utc)
         with self.engine.begin() as connection:
             seq = self._next_seq(connection)
@@ -306,6 +307,9 @@ class CellTags:
                  "change_seq": seq}
                 for sv, v, term, note, confidence in accepted
             ])
+            audit.record(connection, user=user, action="tag.add", dataset=dataset.name, origin=origin,
+                         target=f"{len(accepted)} tag(s), change {seq}",
+                         detail={"change_seq": seq, "terms": sorted({a[2] for a in accepted})})
         index = self.sync()
         first = len(index.ids) - len(accepted)
         return [index.tag(p) for p in range(first, len(index.ids))]
@@ -338,12 +342,13 @@ class CellTags:
             raise TagError(str(error)) from None
         return sv, voxel, term, note, confidence
 
-    def retract(self, tag_id: int, user: str) -> Tag:
+    def retract(self, tag_id: int, user: str, origin: str = "") -> Tag:
         if not 0 < tag_id <= MAX_ROW_ID:
             raise TagNotFound(f"no tag {tag_id}")
         with self.engine.begin() as connection:
             row = connection.execute(
-                sa.select(CellTagRow.retracted_at).where(CellTagRow.id == tag_id)
+                sa.select(CellTagRow.retracted_at, DatasetRow.name, CellTagRow.term)
+                .join(DatasetRow, DatasetRow.id == CellTagRow.dataset_id).where(CellTagRow.id == tag_id)
             ).first()
             if row is None:
                 raise TagNotFound(f"no tag {tag_id}")
@@ -354,6 +359,8 @@ class CellTags:
                 sa.update(CellTagRow).where(CellTagRow.id == tag_id)
                 .values(retracted_at=datetime.now(timezone.utc), retracted_by=str(user), change_seq=seq)
             )
+            audit.record(connection, user=user, action="tag.retract", dataset=row[1], target=f"tag {tag_id}",
+                         detail={"term": row[2]}, origin=origin)
         return self.get(tag_id)
 
     # ---- reads --------------------------------------------------------------

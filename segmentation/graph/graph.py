@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import sqlalchemy as sa
 
+from ..access import audit
 from ..db import engine_for
 from ..models import (
     DatasetRow,
@@ -390,21 +391,21 @@ class Graph:
         return dict(self._ops[operation_id])
 
     # ---- edits --------------------------------------------------------------
-    def merge(self, sv_a: int, sv_b: int, user: str, coords=None) -> OperationResult:
+    def merge(self, sv_a: int, sv_b: int, user: str, coords=None, origin: str = "") -> OperationResult:
         """Join the roots of two supervoxels; ``coords`` (the clicked points, voxels) are kept in the log."""
         def plan(index: GraphIndex):
             changes, _ = index.plan_merge(sv_a, sv_b)
             return changes, _edit_params([sv_a], [sv_b], coords), None
 
-        return self._edit("merge", user, plan)
+        return self._edit("merge", user, plan, origin)
 
-    def split(self, sources, sinks, user: str, coords=None) -> OperationResult:
+    def split(self, sources, sinks, user: str, coords=None, origin: str = "") -> OperationResult:
         """Minimum cut between sources and sinks of one root; ``coords`` = (source points, sink points)."""
         def plan(index: GraphIndex):
             changes, _, _ = index.plan_split(sources, sinks)
             return changes, _edit_params(sources, sinks, coords), None
 
-        return self._edit("split", user, plan)
+        return self._edit("split", user, plan, origin)
 
     def preview_split(self, sources, sinks) -> list[list[int]]:
         """The supervoxel groups a split would make (sources' side first), without committing."""
@@ -412,13 +413,14 @@ class Graph:
         with self._lock:
             return self.index.plan_split(sources, sinks)[2]
 
-    def undo(self, operation_id: int, user: str) -> OperationResult:
-        return self._replay_edges("undo", operation_id, user, inverse=True)
+    def undo(self, operation_id: int, user: str, origin: str = "") -> OperationResult:
+        return self._replay_edges("undo", operation_id, user, inverse=True, origin=origin)
 
-    def redo(self, operation_id: int, user: str) -> OperationResult:
-        return self._replay_edges("redo", operation_id, user, inverse=False)
+    def redo(self, operation_id: int, user: str, origin: str = "") -> OperationResult:
+        return self._replay_edges("redo", operation_id, user, inverse=False, origin=origin)
 
-    def _replay_edges(self, kind: str, operation_id: int, user: str, inverse: bool) -> OperationResult:
+    def _replay_edges(self, kind: str, operation_id: int, user: str, inverse: bool,
+                      origin: str = "") -> OperationResult:
         def plan(index: GraphIndex):
             target = self._ops.get(operation_id)
             if target is None:
@@ -433,9 +435,10 @@ class Graph:
                 raise GraphError(f"operation {operation_id} was partly changed by later edits; undo those first")
             return tuple(wanted), {"operation_id": operation_id}, operation_id
 
-        return self._edit(kind, user, plan)
+        return self._edit(kind, user, plan, origin)
 
-    def _edit(self, kind: str, user: str, plan) -> OperationResult:
+    def _edit(self, kind: str, user: str, plan, origin: str = "") -> OperationResult:
+        """One edit in one transaction: lock, catch up, plan, write the operation and its audit entry."""
         with self._lock, self.engine.begin() as connection:
             state = GraphStateRow.__table__
             # Take the dataset's write lock first: PostgreSQL locks the row, SQLite the database.
@@ -467,6 +470,10 @@ class Graph:
                 sa.insert(GraphOperationRow.__table__).values(**row).returning(GraphOperationRow.__table__.c.id)
             ).scalar_one()
             connection.execute(sa.update(state).where(state.c.dataset_id == self.dataset_id).values(last_seq=seq))
+            audit.record(connection, user=user, action=f"graph.{kind}", dataset=self.dataset,
+                         target=f"operation {operation_id}", origin=origin,
+                         detail={"old_root_ids": [str(r) for r in old_roots],
+                                 "new_root_ids": [str(r) for r in new_roots]})
             row["id"] = operation_id
         with self._lock:
             if self.index.seq == seq - 1:
