@@ -1,6 +1,7 @@
 // axonlink: small additions around the stock Neuroglancer client (no change to the client itself).
 // - a "Short link" button: stores the current view and copies <origin>/s/<id>
 // - when opened from a share link (?link=<id>&as=was|now): a banner saying which version is shown
+// - who is signed in (the session cookie is HttpOnly: we ask /api/v1/me), with sign-in / sign-out links
 (function () {
   function el(tag, style, text) {
     var node = document.createElement(tag);
@@ -60,7 +61,30 @@
       .catch(function () { banner.textContent = "Shown " + (mode === "was" ? "as it was" : "as it is now"); });
   }
 
-  function start() { shortLinkButton(); modeBanner(); }
+  function userBadge() {
+    var badge = el("div", boxStyle + "right:8px;bottom:8px;");
+    badge.id = "axonlink-user";
+    document.body.appendChild(badge);
+    fetch("/api/v1/me", {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(function (me) {
+      var roles = Object.keys(me.roles || {}).map(function (d) { return d + ": " + me.roles[d]; }).join(", ");
+      badge.dataset.user = me.user;
+      badge.textContent = me.authenticated ? "Signed in as " + me.user + (roles ? " (" + roles + ") " : " ")
+                                           : "Viewing without signing in ";
+      var a = el("a", "color:#8cf;", me.authenticated ? "Sign out" : "Sign in to proofread");
+      a.href = "/login";
+      if (me.authenticated) {
+        a.addEventListener("click", function (event) {
+          event.preventDefault();
+          fetch("/api/v1/session", {method: "DELETE", credentials: "same-origin"}).then(function () {
+            location.reload();
+          });
+        });
+      }
+      badge.appendChild(a);
+    }).catch(function () { badge.remove(); });
+  }
+
+  function start() { shortLinkButton(); modeBanner(); userBadge(); }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
 })();

@@ -7,8 +7,8 @@ from segmentation import db
 from segmentation.config import Settings
 from segmentation.datasets import Datasets
 
-from . import errors
-from .blueprints import celltypes, chunkedgraph, data, datasets, materialize, meta, states, viewer
+from . import auth, errors
+from .blueprints import access, celltypes, chunkedgraph, data, datasets, materialize, meta, states, viewer
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -17,7 +17,7 @@ CORS_HEADERS = {
     "Access-Control-Expose-Headers": "content-range, content-encoding, content-length, etag",
 }
 PREFLIGHT_HEADERS = {
-    "Access-Control-Allow-Methods": "GET, HEAD, POST, DELETE, OPTIONS",
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "range, content-type, authorization, if-none-match",
     "Access-Control-Max-Age": "86400",
 }
@@ -33,7 +33,8 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_state_bytes, MAX_BODY_BYTES)
     app.extensions["axonlink.datasets"] = Datasets(settings.database_url)
     errors.install(app)
-    for module in (data, datasets, meta, viewer, chunkedgraph, states, celltypes, materialize):
+    auth.install(app)
+    for module in (data, datasets, meta, viewer, chunkedgraph, states, celltypes, materialize, access):
         app.register_blueprint(module.blueprint)
 
     @app.after_request

@@ -1,4 +1,5 @@
-"""The ``axonlink`` command: demo, serve, add-dataset, ingest-graph, tags, search, datasets, db."""
+"""The ``axonlink`` command: demo, serve, add-dataset, ingest-graph, tags, search, datasets, db;
+users, tokens, grant, visibility and audit live in :mod:`server.cli_access`."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,8 @@ import json
 import sys
 
 from segmentation.config import DEFAULT_HOST, DEFAULT_PORT, Settings
+
+from . import cli_access
 
 DEMO_NAME = "demo"
 DEMO_METADATA = {
@@ -77,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--description", default="")
     add.add_argument("--license", default="")
     add.add_argument("--citation", default="", help="citation or DOI to show with the data")
+    add.add_argument("--private", action="store_true",
+                     help="only users granted a role see it (`axonlink grant NAME DATASET viewer`)")
     add.set_defaults(handler=cmd_add_dataset)
 
     graph = sub.add_parser(
@@ -115,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("query")
     find.add_argument("--limit", type=int, default=50)
     find.set_defaults(handler=cmd_search)
+
+    cli_access.add_parsers(sub, common)
 
     database = sub.add_parser("db", help="database schema commands")
     db_sub = database.add_subparsers(title="db commands")
@@ -160,6 +167,7 @@ def cmd_add_dataset(args, settings):
         dataset = _datasets(settings).add(
             args.name, image=args.image, segmentation=args.segmentation, extra_layers=extra,
             description=args.description, license=args.license, citation=args.citation,
+            public=not args.private,
         )
     except DatasetError as error:
         raise UserError(str(error)) from None
@@ -316,17 +324,40 @@ def _tag_demo(settings, dataset, truth) -> None:
     tags.add_many(dataset, demo_tag_rows(truth, dataset), "demo", Vocabulary.for_dataset(settings.home, DEMO_NAME))
 
 
+DEMO_PROOFREADER = "proofreader"
+
+
+def demo_proofreader_token(settings) -> str:
+    """A fresh 30-day token for the demo's proofreader (the user is made and granted once)."""
+    from datetime import datetime, timedelta, timezone
+
+    from segmentation.access import Accounts
+
+    accounts = Accounts(settings.database_url)
+    if DEMO_PROOFREADER not in {u["name"] for u in accounts.users()}:
+        accounts.add_user(DEMO_PROOFREADER, by="demo", origin="cli")
+        accounts.grant(DEMO_PROOFREADER, DEMO_NAME, "proofreader", by="demo", origin="cli")
+    _, token = accounts.create_token(DEMO_PROOFREADER, expires_at=datetime.now(timezone.utc) + timedelta(days=30),
+                                     label="axonlink demo", by="demo", origin="cli")
+    return token
+
+
 def cmd_demo(args, settings):
     ensure_demo(settings)
     if not args.no_serve:
-        _serve(args, settings)
+        token = demo_proofreader_token(settings)
+        _serve(args, settings, extra=lambda url: [
+            "  viewing needs no login; to proofread (merge, split, tag) as user 'proofreader':",
+            f"    browser:    {url}/login#token={token}",
+            f"    caveclient: CAVEclient('{DEMO_NAME}', server_address='{url}', auth_token='{token}')",
+        ])
 
 
 def cmd_serve(args, settings):
     _serve(args, settings)
 
 
-def _serve(args, settings):
+def _serve(args, settings, extra=None):
     from server import create_app
     from server.runner import serve_forever
 
@@ -336,6 +367,8 @@ def _serve(args, settings):
         print(f"axonlink serving {settings.home} on {url}", flush=True)
         print(f"  viewer:   {url}/", flush=True)
         print(f"  datasets: {url}/datasets  (JSON: {url}/api/v1/datasets)", flush=True)
+        for line in (extra(url) if extra else []):
+            print(line, flush=True)
         print("press Ctrl-C to stop", flush=True)
 
     try:

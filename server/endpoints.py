@@ -2,10 +2,27 @@
 
 Blueprints register their views from these tables, the OpenAPI document is
 generated from them, and a test checks that the app serves exactly these.
+
+Each route also says who may call it (``access``), checked before the view runs
+(:mod:`server.auth`) against the dataset named in its path:
+
+- ``open``  anyone (no dataset involved);
+- ``view``  the viewer role on the dataset (anyone, for a public dataset);
+- ``edit``  the proofreader role; ``admin`` the admin role;
+- ``own``   the view checks for itself (lists filtered to what the caller may see,
+  states and tags whose dataset is found from the stored row).
+
+Left out, ``access`` is ``view`` when the path names a dataset, else ``open``.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+ACCESS_LEVELS = ("open", "view", "edit", "admin", "own")
+# path parameters that name a dataset (``dataset_ref`` may carry ``@moment``)
+DATASET_PARAMETERS = ("dataset_ref", "name", "table", "dataset", "datastack")
+_PARAMETER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 
 @dataclass(frozen=True)
@@ -13,10 +30,19 @@ class Route:
     methods: tuple[str, ...]
     rule: str
     summary: str
+    access: str = "open"
+
+    @property
+    def dataset_parameter(self) -> str | None:
+        return next((p for p in _PARAMETER.findall(self.rule) if p in DATASET_PARAMETERS), None)
 
 
-def route(methods: str, rule: str, summary: str) -> Route:
-    return Route(tuple(methods.split(",")), rule, summary)
+def route(methods: str, rule: str, summary: str, access: str | None = None) -> Route:
+    spec = Route(tuple(methods.split(",")), rule, summary)
+    access = access or ("view" if spec.dataset_parameter else "open")
+    if access not in ACCESS_LEVELS:
+        raise ValueError(f"unknown access level {access!r} for {rule}")
+    return Route(spec.methods, rule, summary, access)
 
 
 DATA = {
@@ -30,8 +56,8 @@ DATA = {
 }
 
 DATASETS = {
-    "datasets_page": route("GET", "/datasets", "A page listing datasets with citation, licence and viewer links."),
-    "list_datasets": route("GET", "/api/v1/datasets", "All datasets with their layers and metadata."),
+    "datasets_page": route("GET", "/datasets", "A page listing datasets with citation, licence and viewer links.", access="own"),
+    "list_datasets": route("GET", "/api/v1/datasets", "All datasets with their layers and metadata.", access="own"),
     "get_dataset": route("GET", "/api/v1/datasets/<name>", "One dataset: layers, resolution, licence, citation."),
     "dataset_state": route(
         "GET", "/api/v1/datasets/<name>/state", "The default Neuroglancer state that shows the dataset."
@@ -64,11 +90,11 @@ CHUNKEDGRAPH = {
     "cg_roots_binary": route("POST", f"{_CG}/roots_binary", "Roots of little-endian uint64 supervoxels."),
     "cg_leaves": route("GET", f"{_CG}/node/<int:node_id>/leaves", "Supervoxels of a root."),
     "cg_leaves_many": route("POST", f"{_CG}/node/leaves_many", "Supervoxels of several roots."),
-    "cg_merge": route("POST", f"{_CG}/merge", "Merge two points [[id, x, y, z] (nm), ...]."),
-    "cg_split": route("POST", f"{_CG}/split", "Split by minimum cut: {sources, sinks} of [id, x, y, z] (nm)."),
+    "cg_merge": route("POST", f"{_CG}/merge", "Merge two points [[id, x, y, z] (nm), ...].", access="edit"),
+    "cg_split": route("POST", f"{_CG}/split", "Split by minimum cut: {sources, sinks} of [id, x, y, z] (nm).", access="edit"),
     "cg_split_preview": route("POST", f"{_CG}/graph/split_preview", "The two sides of a split, not committed."),
-    "cg_undo": route("POST", f"{_CG}/undo", "Undo {operation_id} (as a new operation)."),
-    "cg_redo": route("POST", f"{_CG}/redo", "Redo an undone {operation_id} (as a new operation)."),
+    "cg_undo": route("POST", f"{_CG}/undo", "Undo {operation_id} (as a new operation).", access="edit"),
+    "cg_redo": route("POST", f"{_CG}/redo", "Redo an undone {operation_id} (as a new operation).", access="edit"),
     "cg_operation_details": route("GET", f"{_CG}/operation_details", "Details of ?operation_ids=[...]."),
     "cg_lineage": route("POST", f"{_CG}/lineage_graph_multiple", "Lineage of {root_ids} (networkx node-link)."),
     "cg_past_id_mapping": route("GET", f"{_CG}/past_id_mapping", "Past and future roots of {root_ids}."),
@@ -91,44 +117,44 @@ CHUNKEDGRAPH = {
 # The part of CAVE's info service caveclient needs to start: one datastack per dataset.
 INFO = {
     "info_version": route("GET", "/info/version", "Info service version (a JSON string)."),
-    "info_datastacks": route("GET", "/info/api/v2/datastacks", "Datastack names (one per dataset)."),
+    "info_datastacks": route("GET", "/info/api/v2/datastacks", "Datastack names (one per dataset).", access="own"),
     "info_datastack": route("GET", "/info/api/v2/datastack/full/<name>", "A datastack: sources and servers."),
 }
 
 # Share links: stored states (ours and CAVE's JSON state service), short and exact-voxel links.
 STATES = {
     "post_state": route("POST", "/api/v1/states",
-                        "Store a Neuroglancer state (the body); ?title=&description= optional. Same state, same ids."),
+                        "Store a Neuroglancer state (the body); ?title=&description= optional. Same state, same ids.", access="own"),
     "get_state": route("GET", "/api/v1/states/<ref>",
-                       "A stored state exactly as posted; ?as=was (pinned to its creation) or ?as=now (latest roots)."),
+                       "A stored state exactly as posted; ?as=was (pinned to its creation) or ?as=now (latest roots).", access="own"),
     "get_state_as": route("GET", "/api/v1/states/<ref>/<mode>.json",
-                          "The same as ?as=<mode>, in a form the viewer can load (#!<url>: no query string)."),
-    "state_info": route("GET", "/api/v1/states/<ref>/info", "Title, owner, dataset, created, views, sizes, anchors."),
+                          "The same as ?as=<mode>, in a form the viewer can load (#!<url>: no query string).", access="own"),
+    "state_info": route("GET", "/api/v1/states/<ref>/info", "Title, owner, dataset, created, views, sizes, anchors.", access="own"),
     "post_link_at": route("POST", "/api/v1/links/at",
-                          "Store a link to a voxel: {dataset, voxel: [x, y, z], t?, zoom?} → short link."),
-    "open_short_link": route("GET", "/s/<ref>", "Open a stored state in the viewer (?as=was|now)."),
+                          "Store a link to a voxel: {dataset, voxel: [x, y, z], t?, zoom?} → short link.", access="own"),
+    "open_short_link": route("GET", "/s/<ref>", "Open a stored state in the viewer (?as=was|now).", access="own"),
     "open_voxel_link": route("GET", "/at/<dataset>/<coords>",
                              "Open the viewer centred on voxel x,y,z with its neuron selected (?t=, ?zoom=)."),
     "nglstate_version": route("GET", "/nglstate/api/v1/version", "CAVE JSON state service version."),
-    "nglstate_post": route("POST", "/nglstate/api/v1/post", "CAVE: store a state; answers its URL as a JSON string."),
-    "nglstate_get": route("GET", "/nglstate/api/v1/<int:state_id>", "CAVE: a stored state by integer id."),
-    "nglstate_raw": route("GET", "/nglstate/api/v1/raw/<int:state_id>", "CAVE: a stored state, raw."),
+    "nglstate_post": route("POST", "/nglstate/api/v1/post", "CAVE: store a state; answers its URL as a JSON string.", access="own"),
+    "nglstate_get": route("GET", "/nglstate/api/v1/<int:state_id>", "CAVE: a stored state by integer id.", access="own"),
+    "nglstate_raw": route("GET", "/nglstate/api/v1/raw/<int:state_id>", "CAVE: a stored state, raw.", access="own"),
 }
 
 # Cell types: tags bound to a voxel on a neuron, the vocabulary, search across datasets.
 CELLTYPES = {
     "add_tag": route("POST", "/api/v1/datasets/<dataset>/tags",
-                     "Tag the neuron at {position: [x, y, z] voxels} with {term} (+ note, confidence)."),
+                     "Tag the neuron at {position: [x, y, z] voxels} with {term} (+ note, confidence).", access="edit"),
     "list_tags": route("GET", "/api/v1/datasets/<dataset>/tags",
                        "Tags in force (?t= a moment, ?root_id= one neuron, ?include_retracted=1), with roots."),
-    "retract_tag": route("DELETE", "/api/v1/tags/<int:tag_id>", "Retract a tag (kept in the history)."),
+    "retract_tag": route("DELETE", "/api/v1/tags/<int:tag_id>", "Retract a tag (kept in the history).", access="own"),
     "import_tags": route("POST", "/api/v1/datasets/<dataset>/tags/import",
-                         "Add tags from a CAVE-style CSV body; answers {added, rejected: [{row, reason}]}."),
+                         "Add tags from a CAVE-style CSV body; answers {added, rejected: [{row, reason}]}.", access="edit"),
     "export_tags": route("GET", "/api/v1/datasets/<dataset>/tags/export", "Tags in force as CSV (?t=)."),
     "search_neurons": route("GET", "/api/v1/search",
                             "Neurons by cell type across datasets: ?q= (type, dataset:, user:, note:, t:, "
-                            "AND/OR/NOT), ?page=, ?per_page=."),
-    "get_vocabulary": route("GET", "/api/v1/vocabulary", "The cell-type vocabulary (?dataset= for its own terms)."),
+                            "AND/OR/NOT), ?page=, ?per_page=.", access="own"),
+    "get_vocabulary": route("GET", "/api/v1/vocabulary", "The cell-type vocabulary (?dataset= for its own terms).", access="own"),
 }
 
 # CAVE's materialization engine (API v3) as caveclient calls it: one table, "cell_types", per
@@ -154,11 +180,33 @@ MATERIALIZE = {
                             "Rows as of {timestamp} (tags and roots of that moment) with filters: Arrow IPC."),
 }
 
+# Who is signed in, signing in from the browser, grants and the audit log.
+ACCESS = {
+    "whoami": route("GET", "/api/v1/me", "The caller: user name (or anonymous), site admin, role per dataset."),
+    "login_page": route("GET", "/login",
+                        "Sign in the browser: a page that takes a token from its #token=... fragment (never "
+                        "sent to the server in a URL) or a form, and sets an HttpOnly cookie."),
+    "start_session": route("POST", "/api/v1/session", "Body {token}: sets the viewer's cookie (HttpOnly, SameSite)."),
+    "end_session": route("DELETE", "/api/v1/session", "Sign out: clears the cookie."),
+    "update_dataset": route("PATCH", "/api/v1/datasets/<name>",
+                            "Change {description, license, citation, public} of a dataset.", access="admin"),
+    "list_grants": route("GET", "/api/v1/datasets/<name>/grants", "Who has which role on a dataset.",
+                         access="admin"),
+    "set_grant": route("PUT", "/api/v1/datasets/<name>/grants/<user>",
+                       "Body {role: viewer|proofreader|admin|none}: give or take a user's role.", access="admin"),
+    "audit_log": route("GET", "/api/v1/audit",
+                       "Audit entries, newest first (?dataset=, ?user=, ?action= (* wildcard), ?since=, "
+                       "?before_id=, ?limit=): every dataset for site admins, their datasets for dataset admins.",
+                       access="own"),
+}
+
 ALL = {
     "data": DATA, "datasets": DATASETS, "meta": META, "viewer": VIEWER,
     "chunkedgraph": CHUNKEDGRAPH, "info": INFO, "states": STATES, "celltypes": CELLTYPES,
-    "materialize": MATERIALIZE,
+    "materialize": MATERIALIZE, "access": ACCESS,
 }
+
+BY_ENDPOINT = {name: spec for table in ALL.values() for name, spec in table.items()}
 
 
 def register(blueprint, table: dict[str, Route], views: dict) -> None:

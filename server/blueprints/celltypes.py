@@ -14,12 +14,13 @@ from segmentation.celltypes.vocabulary import UnknownTerm, Vocabulary
 from segmentation.datasets import DatasetNotFound
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
-from .. import endpoints
+from segmentation.access import NotVisible
+
+from .. import auth, endpoints
 from ..errors import json_error
 from . import datasets_registry
 
 blueprint = Blueprint("celltypes", __name__)
-ANONYMOUS = "anonymous"
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
 _VOCABULARY_SECONDS = 10.0
 
@@ -62,10 +63,6 @@ def vocabulary_of(dataset: str | None) -> Vocabulary:
     return found[1]
 
 
-def user() -> str:
-    return ANONYMOUS  # the token's user once accounts land (issue 6)
-
-
 def _moment(name: str = "t"):
     value = request.args.get(name)
     return parse_timestamp(value) if value else None
@@ -86,8 +83,8 @@ def add_tag(dataset):
     body = _json_body()
     if "position" not in body or "term" not in body:
         raise TagError('a tag needs "position" [x, y, z] (voxels) and "term"')
-    tag = cell_tags().add(found, body["position"], body["term"], user(), vocabulary_of(dataset),
-                          note=body.get("note") or "", confidence=body.get("confidence"))
+    tag = cell_tags().add(found, body["position"], body["term"], auth.user_name(), vocabulary_of(dataset),
+                          note=body.get("note") or "", confidence=body.get("confidence"), origin=auth.origin())
     root = int(cell_tags().roots_of(dataset, [tag.sv_id], None)[0])
     response = jsonify(tag.to_json(root))
     response.status_code = 201
@@ -111,7 +108,12 @@ def list_tags(dataset):
 
 
 def retract_tag(tag_id):
-    return jsonify(cell_tags().retract(tag_id, user()).to_json())
+    tag = cell_tags().get(tag_id)
+    try:
+        auth.require(tag.dataset, "proofreader")
+    except NotVisible:
+        raise TagNotFound(f"no tag {tag_id}") from None
+    return jsonify(cell_tags().retract(tag_id, auth.user_name(), origin=auth.origin()).to_json())
 
 
 def import_tags(dataset):
@@ -123,7 +125,8 @@ def import_tags(dataset):
     except UnicodeDecodeError:
         raise CsvError("the CSV is not UTF-8 text") from None
     rows, rejected = read_tag_rows(text)
-    added, refused = cell_tags().add_many(found, [row for _, row in rows], user(), vocabulary_of(dataset))
+    added, refused = cell_tags().add_many(found, [row for _, row in rows], auth.user_name(),
+                                            vocabulary_of(dataset), origin=auth.origin())
     rejected += [(rows[number - 1][0], reason) for number, reason in refused]
     return jsonify({"added": len(added), "rejected": [{"row": n, "reason": r} for n, r in sorted(rejected)]})
 
@@ -144,7 +147,7 @@ def search_neurons():
         raise QueryError("page and per_page must be integers") from None
     if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
         raise QueryError(f"page must be >= 1 and per_page between 1 and {MAX_PER_PAGE}")
-    names = [d.name for d in datasets_registry().list()]
+    names = [d.name for d in auth.visible_datasets()]
     found = search(cell_tags(), query, vocabulary_of, names, page=page, per_page=per_page)
     base = request.host_url.rstrip("/")
     return jsonify({
@@ -157,6 +160,10 @@ def search_neurons():
 def get_vocabulary():
     dataset = request.args.get("dataset")
     if dataset:
+        try:
+            auth.require(dataset)
+        except NotVisible:
+            raise DatasetNotFound(f"no dataset named {dataset!r}") from None
         datasets_registry().get(dataset)
     return jsonify(vocabulary_of(dataset or None).to_dict())
 

@@ -20,14 +20,13 @@ from segmentation.graph.ids import is_supervoxel
 from segmentation.graph.points import PointOutsideVolume, supervoxels_near
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
-from .. import endpoints
+from .. import auth, endpoints
 from ..errors import json_error
 from . import datasets_registry
 
 blueprint = Blueprint("chunkedgraph", __name__)
 
 API_VERSION = "2.21.1"
-ANONYMOUS = "anonymous"
 
 
 class BadRequest(ValueError):
@@ -95,10 +94,6 @@ def moment(name: str = "timestamp") -> datetime | None:
 def ids_out(ids):
     as_str = request.args.get("int64_as_str", "").lower() in ("1", "true")
     return [str(int(i)) if as_str else int(i) for i in ids]
-
-
-def user() -> str:
-    return ANONYMOUS  # replaced by the token's user when accounts land
 
 
 def resolve_point(graph: Graph, table: str, item, what: str) -> int:
@@ -378,7 +373,7 @@ def cg_merge(table):
         raise BadRequest("merge takes exactly two points: [[id, x, y, z], [id, x, y, z]] (nm)")
     a, b = (resolve_point(graph, table, item, "merge point") for item in body)
     source, sink = (voxel_coords(table, [item]) for item in body)
-    return operation_answer(graph.merge(a, b, user(), coords=(source, sink)))
+    return operation_answer(graph.merge(a, b, auth.user_name(), coords=(source, sink), origin=auth.origin()))
 
 
 def _split_points(graph, table):
@@ -394,7 +389,7 @@ def _split_points(graph, table):
 def cg_split(table):
     graph = graph_for(table)
     sources, sinks, coords = _split_points(graph, table)
-    return operation_answer(graph.split(sources, sinks, user(), coords=coords))
+    return operation_answer(graph.split(sources, sinks, auth.user_name(), coords=coords, origin=auth.origin()))
 
 
 def cg_split_preview(table):
@@ -427,7 +422,7 @@ def _undo_redo(table, kind):
         op_id = int(body["operation_id"])
     except (TypeError, ValueError, OverflowError):
         raise BadRequest("operation_id must be an integer") from None
-    return operation_answer(getattr(graph, kind)(op_id, user()))
+    return operation_answer(getattr(graph, kind)(op_id, auth.user_name(), origin=auth.origin()))
 
 
 # ---- info service ------------------------------------------------------------
@@ -436,7 +431,7 @@ def info_version():
 
 
 def info_datastacks():
-    return jsonify([d.name for d in datasets_registry().list()])
+    return jsonify([d.name for d in auth.visible_datasets()])
 
 
 def info_datastack(name):

@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify, render_template, request
 from frontend_config import default_state
 from segmentation.datasets import DatasetNotFound
 
-from .. import endpoints
+from .. import auth, endpoints
 from ..errors import json_error
 from . import datasets_registry
 
@@ -17,7 +17,7 @@ blueprint = Blueprint("datasets", __name__)
 
 
 def list_datasets():
-    return jsonify({"datasets": [d.to_json() for d in datasets_registry().list()]})
+    return jsonify({"datasets": [d.to_json() for d in auth.visible_datasets()]})
 
 
 def get_dataset(name: str):
@@ -43,7 +43,7 @@ def viewer_link(dataset, base_url: str) -> str:
 
 
 def datasets_page():
-    datasets = datasets_registry().list()
+    datasets = auth.visible_datasets()
     base = request.host_url.rstrip("/")
     links = {d.name: viewer_link(d, base) for d in datasets}
     return render_template("datasets.html", datasets=datasets, viewer_links=links)

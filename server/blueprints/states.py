@@ -17,7 +17,9 @@ from state_links.codec import StateRejected
 from state_links.links import DEFAULT_MODE, MODES, LinkError, as_now, as_was, changed_since, find_anchors, voxel_state
 from state_links.store import StateNotFound, StateStore
 
-from .. import endpoints
+from segmentation.access import TOKEN_PATTERN, NotVisible
+
+from .. import auth, endpoints
 from ..errors import json_error
 from . import datasets_registry
 from .viewer import VIEWER_TOKEN
@@ -67,15 +69,19 @@ def _posted_state():
     if request.content_length is not None and request.content_length > limit:
         raise StateRejected(413, f"state is {request.content_length} bytes; the limit is {limit} bytes")
     raw = request.get_data(cache=False)
+    if TOKEN_PATTERN.search(raw.decode("utf-8", "replace")):
+        raise StateRejected(400, "this state contains an access token (axl_...): remove it before sharing")
     return raw, store().parse(raw)
 
 
 def _save(raw: bytes, state: dict, title: str | None = None, anchors=None, dataset=None):
     if anchors is None:
         anchors, dataset = find_anchors(state, base_url(), _database_url(), datasets_registry())
+    for name in {dataset, *(a.dataset for a in anchors)} - {None}:
+        auth.require(name)  # a link can be made by anyone who may view what it shows
     title = title if title is not None else request.args.get("title") or str(state.get("title") or "")
     return store().save(raw, state, title=title, description=request.args.get("description", ""),
-                        dataset=dataset, anchors=anchors)
+                        dataset=dataset, anchors=anchors, owner=auth.user_name())
 
 
 def _link_answer(stored, status=None):
@@ -120,6 +126,16 @@ def _state_json(stored, mode: str | None) -> Response:
     return jsonify(state)
 
 
+def _viewable(stored, ref):
+    """``stored`` if the caller may view every dataset it shows; otherwise it does not exist for them."""
+    for name in {stored.dataset, *(a.dataset for a in stored.anchors)} - {None}:
+        try:
+            auth.require(name)
+        except NotVisible:
+            raise StateNotFound(f"no state {ref}") from None
+    return stored
+
+
 # ---- our API -------------------------------------------------------------------
 def post_state():
     raw, state = _posted_state()
@@ -127,7 +143,7 @@ def post_state():
 
 
 def get_state(ref):
-    stored = store().get(ref)
+    stored = _viewable(store().get(ref), ref)
     store().count_view(stored)
     return _state_json(stored, _mode())
 
@@ -135,11 +151,11 @@ def get_state(ref):
 def get_state_as(ref, mode):
     if mode not in MODES:
         raise LinkError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    return _state_json(store().get(ref), mode)
+    return _state_json(_viewable(store().get(ref), ref), mode)
 
 
 def state_info(ref):
-    stored = store().info_of(ref)
+    stored = _viewable(store().info_of(ref), ref)
     info = stored.info()
     info["changed_since"] = changed_since(stored.anchors, _database_url())
     info["short_url"] = f"{base_url()}/s/{stored.short_id}"
@@ -159,7 +175,12 @@ def post_link_at():
         raise LinkError("voxel must be three integers [x, y, z] (full-resolution voxels)")
     at = parse_timestamp(str(body["t"])) if body.get("t") is not None else None
     zoom = _zoom(body.get("zoom"))
-    dataset = datasets_registry().get(str(body["dataset"]))
+    name = str(body["dataset"])
+    try:
+        auth.require(name)
+    except NotVisible:
+        raise DatasetNotFound(f"no dataset named {name!r}") from None
+    dataset = datasets_registry().get(name)
     state, anchor = voxel_state(dataset, voxel, base_url(), _database_url(), at=at, zoom=zoom)
     raw = json.dumps(state, separators=(",", ":")).encode()
     return _link_answer(_save(raw, state, title=state["title"], anchors=[anchor], dataset=dataset.name))
@@ -178,7 +199,7 @@ def _zoom(value):
 
 
 def open_short_link(ref):
-    stored = store().get(ref)
+    stored = _viewable(store().get(ref), ref)
     mode = _mode() or DEFAULT_MODE
     store().count_view(stored)
     return redirect(viewer_url(stored.short_id, mode), code=302)
@@ -207,7 +228,7 @@ def nglstate_post():
 
 
 def nglstate_get(state_id):
-    stored = store().get(state_id)
+    stored = _viewable(store().get(state_id), state_id)
     store().count_view(stored)
     return Response(stored.raw, mimetype="application/json")
 

@@ -21,7 +21,7 @@ from flask import Blueprint, Response, request, send_from_directory
 
 from frontend_config import default_state
 
-from .. import endpoints
+from .. import auth, endpoints
 from ..errors import json_error
 from . import datasets_registry
 
@@ -65,7 +65,7 @@ def _page():
 
 def viewer_config():
     base = request.host_url.rstrip("/")
-    datasets = datasets_registry().list()
+    datasets = auth.visible_datasets()
     state = default_state(datasets[0], base) if datasets else None
     servers = {"axonlink": {"url": f"{base}/nglstate/api/v1/post", "default": True}}
     script = _CONFIG_SCRIPT % {

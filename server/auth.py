@@ -1,0 +1,147 @@
+"""Per request: who is calling, and whether the route's access level lets them.
+
+Tokens come as ``Authorization: Bearer <token>`` (what caveclient sends) or,
+for the browser viewer, as an HttpOnly, SameSite=Strict cookie set by
+``POST /api/v1/session`` — never in a URL, so a token cannot end up in a shared
+link, a stored state, a server log or a Referer header. A bad Bearer token is
+a 401; a stale cookie is dropped and the browser carries on anonymously.
+"""
+from __future__ import annotations
+
+from flask import current_app, g, request
+
+from segmentation.access import (Accounts, Forbidden, InvalidToken, NotVisible, Principal, SignInRequired,
+                                 anonymous, require_role, role_on)
+
+from . import endpoints
+from .errors import json_error
+
+COOKIE = "axonlink_token"
+CAVE_COOKIE = "middle_auth_token"  # caveclient sends its token in this cookie too
+COOKIE_MAX_AGE = 30 * 24 * 3600
+NEEDED_ROLE = {"view": "viewer", "edit": "proofreader", "admin": "admin"}
+
+
+def accounts() -> Accounts:
+    app = current_app
+    if "axonlink.accounts" not in app.extensions:
+        app.extensions["axonlink.accounts"] = Accounts(app.config["AXONLINK_SETTINGS"].database_url)
+    return app.extensions["axonlink.accounts"]
+
+
+def anonymous_role() -> str:
+    return current_app.config["AXONLINK_SETTINGS"].anonymous_role
+
+
+def principal() -> Principal:
+    return g.get("principal") or anonymous()
+
+
+def user_name() -> str:
+    return principal().name
+
+
+def origin() -> str:
+    return request.remote_addr or ""
+
+
+def role(dataset: str) -> str | None:
+    public = accounts().is_public(dataset)
+    return None if public is None else role_on(principal(), dataset, public, anonymous_role())
+
+
+def require(dataset: str, needed: str = "viewer") -> str | None:
+    """The caller's role on ``dataset`` if at least ``needed``; raises the right refusal otherwise.
+
+    An unknown dataset passes (None): the view answers its own 404.
+    """
+    return require_role(principal(), dataset, accounts().is_public(dataset), needed, anonymous_role())
+
+
+def can_view(dataset: str) -> bool:
+    try:
+        require(dataset)
+        return True
+    except (NotVisible, SignInRequired, Forbidden):
+        return False
+
+
+def visible_datasets():
+    """The registered datasets the caller may see (private ones only with a role on them)."""
+    from .blueprints import datasets_registry
+
+    return [d for d in datasets_registry().list() if can_view(d.name)]
+
+
+def _token_of_request() -> tuple[str | None, str]:
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise InvalidToken("the Authorization header must be 'Bearer <token>'")
+        return token.strip(), "header"
+    for name in (COOKIE, CAVE_COOKIE):
+        if request.cookies.get(name):
+            return request.cookies[name], name
+    return None, ""
+
+
+def _authenticate():
+    token, source = _token_of_request()
+    if token is None:
+        g.principal = anonymous()
+        return None
+    try:
+        g.principal = accounts().authenticate(token)
+    except InvalidToken:
+        if source == "header":
+            raise
+        g.principal, g.drop_cookie = anonymous(), source  # a stale browser cookie: carry on anonymously
+    return None
+
+
+def _authorize():
+    spec = endpoints.BY_ENDPOINT.get((request.endpoint or "").rpartition(".")[2])
+    if spec is None or spec.access not in NEEDED_ROLE or request.method == "OPTIONS":
+        return None
+    value = (request.view_args or {}).get(spec.dataset_parameter)
+    if isinstance(value, str):
+        require(value.partition("@")[0], NEEDED_ROLE[spec.access])
+    return None
+
+
+def install(app) -> None:
+    @app.before_request
+    def authenticate_and_authorize():
+        if request.method == "OPTIONS":
+            return None
+        _authenticate()
+        return _authorize()
+
+    @app.after_request
+    def drop_stale_cookie(response):
+        stale = g.get("drop_cookie")
+        if stale:
+            response.delete_cookie(stale, path="/")
+        return response
+
+    @app.errorhandler(InvalidToken)
+    def invalid_token(error):
+        return json_error(401, f"invalid token: {error}", **{"WWW-Authenticate": 'Bearer realm="axonlink"'})
+
+    @app.errorhandler(SignInRequired)
+    def sign_in_required(error):
+        return json_error(401, str(error), **{"WWW-Authenticate": 'Bearer realm="axonlink"'})
+
+    @app.errorhandler(Forbidden)
+    def forbidden(error):
+        return json_error(403, str(error))
+
+    @app.errorhandler(NotVisible)
+    def not_visible(error):
+        return json_error(404, str(error))
+
+
+def set_session_cookie(response, token: str) -> None:
+    response.set_cookie(COOKIE, token, max_age=COOKIE_MAX_AGE, path="/", httponly=True, samesite="Strict",
+                        secure=request.is_secure)

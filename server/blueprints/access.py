@@ -1,0 +1,128 @@
+"""Who am I, signing the browser in and out, grants, dataset settings and the audit log over HTTP.
+
+The rules and the storage are :mod:`segmentation.access`; this module only
+parses requests and shapes answers.
+"""
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, jsonify, make_response, render_template, request
+
+from segmentation.access import AccessError, AuditLog, InvalidToken, SignInRequired
+from segmentation.access.policy import at_least
+from segmentation.datasets import DatasetError, DatasetNotFound
+from segmentation.timestamps import InvalidTimestamp, parse_timestamp
+
+from .. import auth, endpoints
+from ..errors import json_error
+from . import datasets_registry
+
+blueprint = Blueprint("access", __name__)
+
+
+@blueprint.errorhandler(AccessError)
+@blueprint.errorhandler(DatasetError)
+@blueprint.errorhandler(InvalidTimestamp)
+def _bad_request(error):
+    return json_error(400, str(error))
+
+
+@blueprint.errorhandler(DatasetNotFound)
+def _not_found(error):
+    return json_error(404, str(error.args[0] if error.args else error))
+
+
+def _json_object(example: str) -> dict:
+    try:
+        body = json.loads(request.get_data(cache=False) or b"null")
+    except ValueError:
+        raise AccessError(f"the body must be JSON like {example}") from None
+    if not isinstance(body, dict):
+        raise AccessError(f"the body must be a JSON object like {example}")
+    return body
+
+
+def whoami():
+    me = auth.principal()
+    roles = {d.name: auth.role(d.name) for d in auth.visible_datasets()}
+    return jsonify({"user": me.name, "authenticated": me.authenticated, "site_admin": me.site_admin,
+                    "roles": {name: role for name, role in roles.items() if role}})
+
+
+def login_page():
+    return render_template("login.html")
+
+
+def start_session():
+    body = _json_object('{"token": "axl_..."}')
+    token = body.get("token")
+    if not isinstance(token, str):
+        raise AccessError('the body must be {"token": "axl_..."}')
+    principal = auth.accounts().authenticate(token)  # InvalidToken → 401
+    response = make_response(jsonify({"user": principal.name}))
+    auth.set_session_cookie(response, token)
+    return response
+
+
+def end_session():
+    response = make_response(jsonify({"user": None}))
+    response.delete_cookie(auth.COOKIE, path="/")
+    return response
+
+
+def update_dataset(name):
+    body = _json_object('{"description": "...", "public": false}')
+    public = body.pop("public", None)
+    if public is not None and not isinstance(public, bool):
+        raise AccessError("public must be true or false")
+    if body:
+        datasets_registry().update(name, body, by=auth.user_name(), origin=auth.origin())
+    if public is not None:
+        auth.accounts().set_public(name, public, by=auth.user_name(), origin=auth.origin())
+    return jsonify(datasets_registry().get(name).to_json())
+
+
+def list_grants(name):
+    datasets_registry().get(name)
+    return jsonify({"dataset": name, "grants": auth.accounts().grants(name)})
+
+
+def set_grant(name, user):
+    body = _json_object('{"role": "proofreader"}')
+    role = body.get("role")
+    if not isinstance(role, str):
+        raise AccessError('the body must be {"role": "viewer" | "proofreader" | "admin" | "none"}')
+    auth.accounts().grant(user, name, role, by=auth.user_name(), origin=auth.origin())
+    return jsonify({"dataset": name, "user": user, "role": None if role == "none" else role})
+
+
+def audit_log():
+    me = auth.principal()
+    if not me.authenticated:
+        raise SignInRequired("the audit log is for admins: send an admin's token (Authorization: Bearer <token>)")
+    names = [d.name for d in auth.visible_datasets()]
+    administered = None if me.site_admin else [n for n in names if at_least(auth.role(n), "admin")]
+    if administered is not None and not administered:
+        return json_error(403, f"user {me.name!r} administers no dataset; the audit log is for admins")
+    dataset = request.args.get("dataset")
+    if dataset is not None:
+        if administered is not None and dataset not in administered:
+            return json_error(403, f"user {me.name!r} does not administer {dataset!r}")
+        administered = [dataset]
+    try:
+        limit = int(request.args.get("limit", 100))
+        before_id = int(request.args["before_id"]) if request.args.get("before_id") else None
+    except ValueError:
+        raise AccessError("limit and before_id must be integers") from None
+    if not 1 <= limit <= 10000:
+        raise AccessError("limit must be from 1 to 10000")
+    since = parse_timestamp(request.args["since"]) if request.args.get("since") else None
+    entries = AuditLog(auth.accounts().database_url).entries(
+        datasets=administered, user=request.args.get("user"), action=request.args.get("action"),
+        since=since, before_id=before_id, limit=limit)
+    return jsonify({"entries": entries})
+
+
+_VIEWS = {name: globals()[name] for name in endpoints.ACCESS}
+endpoints.register(blueprint, endpoints.ACCESS, _VIEWS)
