@@ -22,6 +22,17 @@ def fresh_settings(database_url: str | None = None):
             yield _migrated(home, url)
 
 
+def proofreader_token(settings: Settings, dataset: str, user: str = "bench") -> str:
+    """A token of ``user`` (made if missing) with the proofreader role on ``dataset``: edits need one."""
+    from segmentation.access import Accounts
+
+    accounts = Accounts(settings.database_url)
+    if user not in {u["name"] for u in accounts.users()}:
+        accounts.add_user(user, by="bench")
+    accounts.grant(user, dataset, "proofreader", by="bench")
+    return accounts.create_token(user, by="bench")[1]
+
+
 def _migrated(home: Path, url: str) -> Settings:
     settings = Settings.load(home=home, database_url=url)
     db.upgrade(settings.database_url)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from bench.graph_ops import naive_components, synthetic_graph  # noqa: E402
-from bench.fresh import fresh_settings  # noqa: E402
+from bench.fresh import fresh_settings, proofreader_token  # noqa: E402
 from bench.serve_chunks import axonlink_server  # noqa: E402
 from segmentation.datasets import Datasets  # noqa: E402
 from segmentation.graph import Graph, store_graph  # noqa: E402
@@ -31,9 +31,10 @@ from segmentation.graph.ids import supervoxel_ids  # noqa: E402
 from segmentation.precomputed import write_layer  # noqa: E402
 
 
-def post(url, body) -> float:
+def post(url, body, token: str) -> float:
     start = time.perf_counter()
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=120) as response:
         json.load(response)
     return time.perf_counter() - start
@@ -64,6 +65,7 @@ def main() -> int:
         print(f"graph: {args.supervoxels:,} supervoxels, {len(edges):,} edges; stored in {stored:.1f} s, "
               f"loaded from SQL in {loaded:.1f} s")
 
+        token = proofreader_token(settings, "bench")
         with axonlink_server(settings, {}) as url:
             base = f"{url}/segmentation/api/v1/table/bench"
             from concurrent.futures import ThreadPoolExecutor
@@ -81,13 +83,13 @@ def main() -> int:
                 if reference.root(first) != reference.root(second):
                     continue
                 naive_split.append(naive_components(reference.index, reference.index.members(reference.root(first))))
-                splits.append(post(f"{base}/split", {"sources": [[first, 0, 0, 0]], "sinks": [[second, 0, 0, 0]]}))
+                splits.append(post(f"{base}/split", {"sources": [[first, 0, 0, 0]], "sinks": [[second, 0, 0, 0]]}, token))
             cross = np.flatnonzero(~active)
             for _ in range(args.edits):
                 a, b = (int(x) for x in svs[edges[cross[rng.integers(0, len(cross))]]])
                 if reference.root(a) == reference.root(b):
                     continue
-                merges.append(post(f"{base}/merge", [[a, 0, 0, 0], [b, 0, 0, 0]]))
+                merges.append(post(f"{base}/merge", [[a, 0, 0, 0], [b, 0, 0, 0]], token))
                 naive_merge.append(naive_components(reference.index, reference.index.members(reference.root(a))))
 
     def pct(values, q):

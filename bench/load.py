@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from bench.fresh import fresh_settings  # noqa: E402
+from bench.fresh import fresh_settings, proofreader_token  # noqa: E402
 from bench.serve_chunks import axonlink_server  # noqa: E402
 from server.cli import ensure_demo  # noqa: E402
 
@@ -57,7 +57,7 @@ def plan(url: str, settings) -> dict:
     for label, neuron in truth["supervoxel_to_neuron"].items():
         by_neuron.setdefault(neuron, []).append(int(supervoxel_ids(np.array([int(label)], dtype=np.uint64))[0]))
     pairs = [sorted(pieces)[:2] for pieces in by_neuron.values() if len(pieces) >= 2][:4]
-    return {"chunks": chunks, "links": links, "pairs": pairs}
+    return {"chunks": chunks, "links": links, "pairs": pairs, "token": proofreader_token(settings, "demo")}
 
 
 def _get(url, path) -> bytes:
@@ -104,8 +104,10 @@ def _client(url: str, work: dict, seconds: float, threads: int, seed: int, out) 
             method, path, body = _request(kind, rng, work)
             start = time.perf_counter()
             try:
-                connection.request(method, path, body=body,
-                                   headers={"Content-Type": "application/json"} if body else {})
+                headers = {"Authorization": f"Bearer {work['token']}"}  # every client is a signed-in proofreader
+                if body:
+                    headers["Content-Type"] = "application/json"
+                connection.request(method, path, body=body, headers=headers)
                 response = connection.getresponse()
                 payload = response.read()
                 status = response.status

@@ -164,9 +164,23 @@ def cg_point_nm(label: int) -> list[float]:
     return [x * 8 + 4, 16 * 8 + 4, 4 * 40 + 20]
 
 
+def proofreader_token(database_url: str, dataset: str, user: str = "tester") -> str:
+    """A token of ``user`` (made if missing) with the proofreader role on ``dataset``."""
+    from segmentation.access import Accounts
+
+    accounts = Accounts(database_url)
+    if user not in {u["name"] for u in accounts.users()}:
+        accounts.add_user(user, by="tests")
+    accounts.grant(user, dataset, "proofreader", by="tests")
+    return accounts.create_token(user, by="tests")[1]
+
+
 @pytest.fixture
 def cg_server(settings, small_volumes, tmp_path, monkeypatch):
-    """Dataset `cg`: four slabs of plain labels 1-4 along x, graph agglomerated as {1,2} and {3,4}, served live."""
+    """Dataset `cg`: four slabs of plain labels 1-4 along x, graph agglomerated as {1,2} and {3,4}, served live.
+
+    ``server.token`` is a token of user "tester", proofreader on `cg` (anyone may view: `cg` is public).
+    """
     from segmentation.datasets import Datasets
     from segmentation.graph import ingest_dataset
     from server import create_app
@@ -184,12 +198,21 @@ def cg_server(settings, small_volumes, tmp_path, monkeypatch):
     with BackgroundServer(app) as server:
         server.labels = labels
         server.database_url = settings.database_url
+        server.token = proofreader_token(settings.database_url, "cg")
         yield server
 
 
-def call(url, body: bytes | None = None, method: str | None = None) -> tuple[int, bytes]:
-    """(status, body) of one request to a live test server, error statuses included (POST when a body is given)."""
-    request = urllib.request.Request(url, data=body, method=method or ("POST" if body is not None else "GET"))
+def call(url, body: bytes | None = None, method: str | None = None, token: str | None = None,
+         headers: dict | None = None) -> tuple[int, bytes]:
+    """(status, body) of one request to a live test server, error statuses included (POST when a body is given).
+
+    ``token`` is sent as ``Authorization: Bearer <token>``.
+    """
+    headers = dict(headers or {})
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, method=method or ("POST" if body is not None else "GET"),
+                                     headers=headers)
     try:
         with urllib.request.urlopen(request) as response:
             return response.status, response.read()

@@ -39,31 +39,31 @@ CG = "/segmentation/api/v1/table/cg"
     ("/data/cg@99999999999999999999/segmentation/info", None),
 ])
 def test_hostile_input_is_a_clear_4xx(cg_server, path, body):
-    status, answer = call(cg_server.url + path, body)
+    status, answer = call(cg_server.url + path, body, token=cg_server.token)
     assert 400 <= status < 500, (path, status, answer[:300])
     assert json.loads(answer)["message"]
 
 
 def test_a_page_beyond_the_results_is_empty(cg_server):
-    status, body = call(f"{cg_server.url}/api/v1/search?q=astrocyte&page=99999999999999999999")
+    status, body = call(f"{cg_server.url}/api/v1/search?q=astrocyte&page=99999999999999999999", token=cg_server.token)
     assert status == 200 and json.loads(body)["results"] == []
 
 
 def test_markup_in_titles_and_notes_is_stored_as_text_and_escaped_on_pages(cg_server):
     evil = '<script>alert("x")</script>'
     status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags",
-                        json.dumps({"position": [4, 16, 4], "term": "astrocyte", "note": evil}).encode())
+                        json.dumps({"position": [4, 16, 4], "term": "astrocyte", "note": evil}).encode(), token=cg_server.token)
     assert status == 201 and json.loads(body)["note"] == evil
     from segmentation.datasets import Datasets
 
     Datasets(cg_server.database_url).add("evil", image=Datasets(cg_server.database_url).get("cg").layer("image").url,
                                          segmentation=Datasets(cg_server.database_url).get("cg").layer("image").url,
                                          description=evil, citation=evil)
-    status, page = call(f"{cg_server.url}/datasets")
+    status, page = call(f"{cg_server.url}/datasets", token=cg_server.token)
     assert status == 200 and b"<script>alert" not in page and b"&lt;script&gt;" in page
     state = json.dumps({"layers": [], "title": evil}).encode()
-    status, body = call(f"{cg_server.url}/api/v1/states", state)
-    info = json.loads(call(f"{cg_server.url}/api/v1/states/{json.loads(body)['short_id']}/info")[1])
+    status, body = call(f"{cg_server.url}/api/v1/states", state, token=cg_server.token)
+    info = json.loads(call(f"{cg_server.url}/api/v1/states/{json.loads(body)['short_id']}/info", token=cg_server.token)[1])
     assert info["title"] == evil  # JSON is data; the viewer banner writes it with textContent
 
 
@@ -83,9 +83,9 @@ def test_a_chunked_body_beyond_every_limit_is_refused(cg_server):
 
     try:
         connection.request("POST", "/api/v1/datasets/cg/tags/import", body=body(), encode_chunked=True,
-                           headers={"Transfer-Encoding": "chunked"})
+                           headers={"Transfer-Encoding": "chunked", "Authorization": f"Bearer {cg_server.token}"})
         status = connection.getresponse().status
     except (BrokenPipeError, ConnectionResetError):
         status = 413  # the server answered and closed while we were still sending
     assert status in (400, 413)
-    assert call(f"{cg_server.url}/api/v1/datasets/cg/tags")[0] == 200  # still serving
+    assert call(f"{cg_server.url}/api/v1/datasets/cg/tags", token=cg_server.token)[0] == 200  # still serving

@@ -13,18 +13,18 @@ from conftest import CG_SV as SV, call
 
 def tag(server, position, term, **extra):
     body = json.dumps({"position": position, "term": term, **extra}).encode()
-    status, answer = call(f"{server.url}/api/v1/datasets/cg/tags", body)
+    status, answer = call(f"{server.url}/api/v1/datasets/cg/tags", body, token=server.token)
     return status, json.loads(answer)
 
 
 def roots(server, svs):
-    status, body = call(f"{server.url}/segmentation/api/v1/table/cg/roots", json.dumps({"node_ids": svs}).encode())
+    status, body = call(f"{server.url}/segmentation/api/v1/table/cg/roots", json.dumps({"node_ids": svs}).encode(), token=server.token)
     return json.loads(body)["root_ids"]
 
 
 def find(server, q, **params):
     query = "&".join([f"q={quote(q)}", *(f"{k}={v}" for k, v in params.items())])
-    status, body = call(f"{server.url}/api/v1/search?{query}")
+    status, body = call(f"{server.url}/api/v1/search?{query}", token=server.token)
     return status, json.loads(body)
 
 
@@ -37,25 +37,25 @@ def test_tags_follow_a_merge_and_a_split_and_are_never_deleted(cg_server):
     time.sleep(0.01)
 
     status, merged = call(f"{cg_server.url}/segmentation/api/v1/table/cg/merge",
-                          json.dumps([[SV[1], 0, 0, 0], [SV[2], 0, 0, 0]]).encode())
+                          json.dumps([[SV[1], 0, 0, 0], [SV[2], 0, 0, 0]]).encode(), token=cg_server.token)
     merged_root = json.loads(merged)["new_root_ids"][0]
-    status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags?root_id={merged_root}")
+    status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags?root_id={merged_root}", token=cg_server.token)
     assert [t["id"] for t in json.loads(body)["tags"]] == [first["id"]]  # the tag moved with its neuron
-    status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags?t={before.timestamp()}")
+    status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags?t={before.timestamp()}", token=cg_server.token)
     assert json.loads(body)["tags"][0]["root_id"] == first["root_id"]  # and was on the old root before
 
     call(f"{cg_server.url}/segmentation/api/v1/table/cg/split",
-         json.dumps({"sources": [[SV[3], 0, 0, 0]], "sinks": [[SV[0], 0, 0, 0]]}).encode())
-    status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags")
+         json.dumps({"sources": [[SV[3], 0, 0, 0]], "sinks": [[SV[0], 0, 0, 0]]}).encode(), token=cg_server.token)
+    status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags", token=cg_server.token)
     assert json.loads(body)["tags"][0]["root_id"] == str(roots(cg_server, [SV[0]])[0])
 
-    status, body = call(f"{cg_server.url}/api/v1/tags/{first['id']}", method="DELETE")
+    status, body = call(f"{cg_server.url}/api/v1/tags/{first['id']}", method="DELETE", token=cg_server.token)
     assert status == 200 and json.loads(body)["retracted"] is not None
-    assert json.loads(call(f"{cg_server.url}/api/v1/datasets/cg/tags")[1])["tags"] == []
-    kept = json.loads(call(f"{cg_server.url}/api/v1/datasets/cg/tags?include_retracted=1")[1])["tags"]
+    assert json.loads(call(f"{cg_server.url}/api/v1/datasets/cg/tags", token=cg_server.token)[1])["tags"] == []
+    kept = json.loads(call(f"{cg_server.url}/api/v1/datasets/cg/tags?include_retracted=1", token=cg_server.token)[1])["tags"]
     assert [t["id"] for t in kept] == [first["id"]]
-    assert call(f"{cg_server.url}/api/v1/tags/{first['id']}", method="DELETE")[0] == 400
-    assert call(f"{cg_server.url}/api/v1/tags/99999", method="DELETE")[0] == 404
+    assert call(f"{cg_server.url}/api/v1/tags/{first['id']}", method="DELETE", token=cg_server.token)[0] == 400
+    assert call(f"{cg_server.url}/api/v1/tags/99999", method="DELETE", token=cg_server.token)[0] == 404
 
 
 def test_bad_tags_are_refused_clearly(cg_server):
@@ -69,9 +69,9 @@ def test_bad_tags_are_refused_clearly(cg_server):
         assert status == 400 and words in body["message"], body
     status, body = tag(cg_server, [4, 16, 4], "astrocyte", confidence=3)
     assert status == 400 and "confidence" in body["message"]
-    assert call(f"{cg_server.url}/api/v1/datasets/cg/tags", b"[]")[0] == 400
-    assert call(f"{cg_server.url}/api/v1/datasets/nope/tags", b'{"position": [1, 1, 1], "term": "glia"}')[0] == 404
-    assert json.loads(call(f"{cg_server.url}/api/v1/datasets/cg/tags")[1])["tags"] == []
+    assert call(f"{cg_server.url}/api/v1/datasets/cg/tags", b"[]", token=cg_server.token)[0] == 400
+    assert call(f"{cg_server.url}/api/v1/datasets/nope/tags", b'{"position": [1, 1, 1], "term": "glia"}', token=cg_server.token)[0] == 404
+    assert json.loads(call(f"{cg_server.url}/api/v1/datasets/cg/tags", token=cg_server.token)[1])["tags"] == []
 
 
 def test_search_by_type_hierarchy_across_time_with_conflicts(cg_server):
@@ -86,11 +86,11 @@ def test_search_by_type_hierarchy_across_time_with_conflicts(cg_server):
     assert find(cg_server, "NOT astrocyte")[1]["total"] == 1
     assert find(cg_server, "note:vessel")[1]["results"][0]["terms"] == ["astrocyte"]
     assert find(cg_server, "astrocyte dataset:other")[1]["total"] == 0
-    assert find(cg_server, "user:anonymous")[1]["total"] == 2
+    assert find(cg_server, "user:tester")[1]["total"] == 2
     before = datetime.datetime.now(datetime.timezone.utc)
     time.sleep(0.01)
 
-    call(f"{cg_server.url}/segmentation/api/v1/table/cg/merge", json.dumps([[SV[1], 0, 0, 0], [SV[2], 0, 0, 0]]).encode())
+    call(f"{cg_server.url}/segmentation/api/v1/table/cg/merge", json.dumps([[SV[1], 0, 0, 0], [SV[2], 0, 0, 0]]).encode(), token=cg_server.token)
     now = find(cg_server, "neuron OR glia")[1]
     assert now["total"] == 1 and now["results"][0]["terms"] == ["L2/3 pyramidal", "astrocyte"]
     assert now["results"][0]["conflict"] is True
@@ -111,30 +111,30 @@ def test_csv_import_reports_bad_rows_and_export_round_trips(cg_server):
             "500,16,4,astrocyte,outside\n"      # row 3: outside the volume
             "x,16,4,astrocyte,not a number\n"   # row 4
             "28,16,4,basket,fine\n")
-    status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags/import", rows.encode())
+    status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags/import", rows.encode(), token=cg_server.token)
     report = json.loads(body)
     assert status == 200 and report["added"] == 2
     assert [r["row"] for r in report["rejected"]] == [2, 3, 4]
     assert "astrocyte" in report["rejected"][0]["reason"] and "outside" in report["rejected"][1]["reason"]
 
-    status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags/export")
+    status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags/export", token=cg_server.token)
     exported = list(csv.DictReader(io.StringIO(body.decode())))
     assert [(r["cell_type"], r["pt_position_x"], r["note"]) for r in exported] == [
         ("L2/3 pyramidal", "4", "first"), ("basket", "28", "fine")]
     assert exported[0]["pt_root_id"] == str(roots(cg_server, [SV[0]])[0])
     # the export is itself importable (CAVE's columns), giving the same tags again
-    status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags/import", body)
+    status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags/import", body, token=cg_server.token)
     assert json.loads(body) == {"added": 2, "rejected": []}
-    status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags/import", b"a,b\n1,2\n")
+    status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags/import", b"a,b\n1,2\n", token=cg_server.token)
     assert status == 400 and "pt_position" in json.loads(body)["message"]
 
 
 def test_segment_properties_carry_the_tags_of_the_moment(cg_server):
     tag(cg_server, [4, 16, 4], "L2/3 pyramidal")
     tag(cg_server, [28, 16, 4], "basket")
-    info = json.loads(call(f"{cg_server.url}/data/cg/segmentation/info")[1])
+    info = json.loads(call(f"{cg_server.url}/data/cg/segmentation/info", token=cg_server.token)[1])
     assert info["segment_properties"] == "segment_properties"
-    status, body = call(f"{cg_server.url}/data/cg/segmentation/segment_properties/info")
+    status, body = call(f"{cg_server.url}/data/cg/segmentation/segment_properties/info", token=cg_server.token)
     document = json.loads(body)
     assert status == 200 and document["@type"] == "neuroglancer_segment_properties"
     inline = document["inline"]
@@ -150,6 +150,7 @@ def test_segment_properties_carry_the_tags_of_the_moment(cg_server):
 
 
 def test_search_spans_datasets(cg_server):
+    from segmentation.access import Accounts
     from segmentation.datasets import Datasets
     from segmentation.graph import ingest_dataset
 
@@ -157,9 +158,10 @@ def test_search_spans_datasets(cg_server):
     cg = registry.get("cg")
     registry.add("cg2", image=cg.layer("image").url, segmentation=cg.layer("segmentation").url)
     ingest_dataset(cg_server.database_url, "cg2", progress=False)
+    Accounts(cg_server.database_url).grant("tester", "cg2", "proofreader")
     tag(cg_server, [4, 16, 4], "basket")
     status, answer = call(f"{cg_server.url}/api/v1/datasets/cg2/tags",
-                          json.dumps({"position": [20, 16, 4], "term": "chandelier"}).encode())
+                          json.dumps({"position": [20, 16, 4], "term": "chandelier"}).encode(), token=cg_server.token)
     assert status == 201, answer
     body = find(cg_server, "inhibitory")[1]
     assert body["counts"] == {"cg": 1, "cg2": 1}

@@ -14,7 +14,7 @@ caveclient = pytest.importorskip("caveclient")
 
 def client_for(server):
     return caveclient.CAVEclient(
-        datastack_name="cg", server_address=server.url, write_server_cache=False, auth_token="unused"
+        datastack_name="cg", server_address=server.url, write_server_cache=False, auth_token=server.token
     )
 
 
@@ -52,7 +52,7 @@ def test_caveclient_roots_leaves_merge_split_undo(cg_server):
     log = cg.get_change_log(split_roots[0])
     assert log["n_mergers"] == 1 and log["n_splits"] == 1
     details = cg.get_operation_details([op_id])
-    assert details[str(op_id)]["removed_edges"] and details[str(op_id)]["user"] == "anonymous"
+    assert details[str(op_id)]["removed_edges"] and details[str(op_id)]["user"] == "tester"
     old, new = cg.get_delta_roots(before)
     assert set(old.tolist()) == {int(r) for r in set(roots.tolist())} and set(new.tolist()) == set(split_roots)
     stamps = cg.get_root_timestamps([new_root])
@@ -66,7 +66,8 @@ def test_bad_requests_are_clear_4xx(cg_server):
     base = f"{cg_server.url}/segmentation/api/v1/table/cg"
 
     def post(path, body: bytes):
-        request = urllib.request.Request(base + path, data=body, method="POST")
+        request = urllib.request.Request(base + path, data=body, method="POST",
+                                         headers={"Authorization": f"Bearer {cg_server.token}"})
         try:
             with urllib.request.urlopen(request) as response:
                 return response.status, json.load(response)

@@ -23,7 +23,12 @@ REAL = {"table": "cg", "dataset": "cg", "datastack": "cg", "name": "cg", "layer"
 
 
 def test_no_route_answers_5xx_to_generated_input(cg_server):
+    from segmentation.access import Accounts
+
     base = cg_server.url
+    accounts = Accounts(cg_server.database_url)
+    accounts.add_user("fuzzer", site_admin=True, by="tests")  # signed in, every route runs past its role check
+    admin = {"Authorization": f"Bearer {accounts.create_token('fuzzer', by='tests')[1]}"}
     state = json.dumps({"layers": [], "position": [1, 2, 3]}).encode()
     with urllib.request.urlopen(urllib.request.Request(f"{base}/api/v1/states", data=state)) as response:
         kept = json.load(response)
@@ -36,12 +41,12 @@ def test_no_route_answers_5xx_to_generated_input(cg_server):
 
         @settings(max_examples=EXAMPLES_PER_OPERATION, derandomize=True, database=None, deadline=None,
                   suppress_health_check=list(HealthCheck))
-        @given(case=operation.as_strategy(), real=st.booleans())
-        def run(case, real):
+        @given(case=operation.as_strategy(), real=st.booleans(), signed_in=st.booleans())
+        def run(case, real, signed_in):
             nonlocal calls
             if real:
                 case.path_parameters = {k: REAL.get(k, v) for k, v in (case.path_parameters or {}).items()}
-            response = case.call(base_url=base, timeout=30)
+            response = case.call(base_url=base, timeout=30, headers=admin if signed_in else None)
             calls += 1
             if response.status_code >= 500:
                 failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: "

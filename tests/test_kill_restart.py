@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import CG_SV as SV, write_volume
+from conftest import CG_SV as SV, proofreader_token, write_volume
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,11 +45,12 @@ def start_server(settings, port: int) -> subprocess.Popen:
             time.sleep(0.2)
 
 
-def post(url: str, body) -> dict | None:
+def post(url: str, body, token: str) -> dict | None:
     """The JSON answer of an acknowledged write, None if the server did not acknowledge it."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response) if response.status < 300 else None
     except (OSError, urllib.error.HTTPError, ValueError):
         return None
@@ -67,6 +68,7 @@ def test_acknowledged_writes_survive_sigkill(settings, small_volumes, tmp_path):
     db.upgrade(settings.database_url)
     Datasets(settings.database_url).add("cg", image=small_volumes["image"], segmentation=seg)
     ingest_dataset(settings.database_url, "cg", agglomeration=[[1, 2], [3, 4]], progress=False)
+    token = proofreader_token(settings.database_url, "cg")
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -78,14 +80,14 @@ def test_acknowledged_writes_survive_sigkill(settings, small_volumes, tmp_path):
         k = 0
         while not stop.is_set():
             k += 1
-            answer = post(f"{cg}/merge", [[SV[1], 0, 0, 0], [SV[2], 0, 0, 0]])
+            answer = post(f"{cg}/merge", [[SV[1], 0, 0, 0], [SV[2], 0, 0, 0]], token)
             if answer:
                 edits.append(answer["operation_id"])
-            answer = post(f"{cg}/split", {"sources": [[SV[1], 0, 0, 0]], "sinks": [[SV[2], 0, 0, 0]]})
+            answer = post(f"{cg}/split", {"sources": [[SV[1], 0, 0, 0]], "sinks": [[SV[2], 0, 0, 0]]}, token)
             if answer:
                 edits.append(answer["operation_id"])
             raw = json.dumps({"layers": [], "position": [k, 0, 0]}).encode()
-            answer = post(f"{base}/api/v1/states", raw)
+            answer = post(f"{base}/api/v1/states", raw, token)
             if answer:
                 states.append((answer["short_id"], raw))
 
@@ -118,15 +120,20 @@ def test_acknowledged_writes_survive_sigkill(settings, small_volumes, tmp_path):
         with db.engine_for(settings.database_url).connect() as connection:
             seqs = sorted(connection.scalars(sa.text("SELECT seq FROM graph_operations")).all())
         assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= len(edits)
+        # every committed edit has its audit entry (written in the same transaction), by the token's user
+        from segmentation.access import AuditLog
+
+        audited = AuditLog(settings.database_url).entries(action="graph.*", limit=100000)
+        assert len(audited) == len(seqs) and {e["user"] for e in audited} == {"tester"}
         Graph.forget(settings.database_url, "cg")
         graph = Graph.open(settings.database_url, "cg")
         assert graph.index.seq == len(seqs)
         assert sorted(graph.operation(op)["seq"] for op in edits) == sorted(set(
             graph.operation(op)["seq"] for op in edits))
-        served = post(f"{cg}/roots", {"node_ids": SV})["root_ids"]
+        served = post(f"{cg}/roots", {"node_ids": SV}, token)["root_ids"]
         assert served == graph.roots(SV).tolist()
         assert len(set(served[:2])) == 1 and len(set(served[2:])) == 1  # {1,2}{3,4} or all four joined
-        assert post(f"{cg}/merge", [[SV[0], 0, 0, 0], [SV[3], 0, 0, 0]]) or served[0] == served[3]
+        assert post(f"{cg}/merge", [[SV[0], 0, 0, 0], [SV[3], 0, 0, 0]], token) or served[0] == served[3]
     finally:
         stop.set()
         if server.poll() is None:

@@ -20,14 +20,15 @@ MAT = "/materialize/api/v3/datastack"
 
 def client_for(server):
     return caveclient.CAVEclient(
-        datastack_name="cg", server_address=server.url, write_server_cache=False, auth_token="unused"
+        datastack_name="cg", server_address=server.url, write_server_cache=False, auth_token=server.token
     )
 
 
-def call(url, body=None, method=None):
+def call(url, body=None, method=None, token=None):
     data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
     request = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"),
-                                     headers={"Content-Type": "application/json"})
+                                     headers=headers)
     try:
         with urllib.request.urlopen(request) as response:
             return response.status, dict(response.headers), response.read()
@@ -36,13 +37,13 @@ def call(url, body=None, method=None):
 
 
 def tag(server, position, term):
-    status, _, body = call(f"{server.url}/api/v1/datasets/cg/tags", {"position": position, "term": term})
+    status, _, body = call(f"{server.url}/api/v1/datasets/cg/tags", {"position": position, "term": term}, token=server.token)
     assert status == 201, body
     return json.loads(body)
 
 
 def merge(server, a, b):
-    status, _, body = call(f"{server.url}/segmentation/api/v1/table/cg/merge", [[a, 0, 0, 0], [b, 0, 0, 0]])
+    status, _, body = call(f"{server.url}/segmentation/api/v1/table/cg/merge", [[a, 0, 0, 0], [b, 0, 0, 0]], token=server.token)
     assert status == 200, body
     return json.loads(body)["new_root_ids"][0]
 
@@ -75,7 +76,7 @@ def test_versions_tables_and_metadata(cg_server):
     assert mat.get_version_metadata(2)["time_stamp"] > stamp == mat.get_timestamp(1)
     assert mat.get_annotation_count("cell_types") == 0
     pinned = caveclient.CAVEclient(datastack_name="cg", server_address=cg_server.url, write_server_cache=False,
-                                   auth_token="unused", version=1)  # caveclient pins its timestamp too
+                                   auth_token=cg_server.token, version=1)  # caveclient pins its timestamp too
     assert pinned.materialize.version == 1 and pinned.timestamp == stamp
     assert len(mat.get_tables_metadata()) == 1
 
@@ -150,7 +151,7 @@ def test_live_live_query_uses_the_tags_and_roots_of_its_moment(cg_server):
     before = now()
     late = tag(cg_server, [20, 16, 4], "astrocyte")
     merged = merge(cg_server, SV[1], SV[2])
-    call(f"{cg_server.url}/api/v1/tags/{kept['id']}", method="DELETE")
+    call(f"{cg_server.url}/api/v1/tags/{kept['id']}", method="DELETE", token=cg_server.token)
     after = now()
 
     past = mat.live_live_query("cell_types", before)
@@ -166,14 +167,14 @@ def test_live_live_query_uses_the_tags_and_roots_of_its_moment(cg_server):
 def test_answers_are_arrow_streams_as_cave_sends_them(cg_server):
     tag(cg_server, [4, 16, 4], "L2/3 pyramidal")
     status, headers, body = call(f"{cg_server.url}{MAT}/cg/version/1/table/cell_types/query"
-                                 "?return_pyarrow=True&arrow_format=True&split_positions=True", {})
+                                 "?return_pyarrow=True&arrow_format=True&split_positions=True", {}, token=cg_server.token)
     assert status == 200 and headers["Content-Type"] == "data.arrow"
     assert headers["dataframe_resolution"] == "8.0, 8.0, 40.0"
     table = pa.ipc.open_stream(body).read_all()
     assert table.column_names == ["id", "created", "valid", "classification_system", "cell_type", "pt_position_x",
                                   "pt_position_y", "pt_position_z", "pt_supervoxel_id", "pt_root_id"]
     assert table.schema.field("pt_root_id").type == pa.int64()
-    status, _, body = call(f"{cg_server.url}{MAT}/cg/version/1/table/cell_types/query?count=true", {})
+    status, _, body = call(f"{cg_server.url}{MAT}/cg/version/1/table/cell_types/query?count=true", {}, token=cg_server.token)
     assert pa.ipc.open_stream(body).read_all().to_pydict() == {"count": [1]}
 
 

@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pytest
 
-from conftest import CG_SV as SV
+from conftest import CG_SV as SV, proofreader_token
 
 caveclient = pytest.importorskip("caveclient")
 
@@ -19,9 +19,11 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def call(url, body: bytes | None = None, method: str | None = None, follow=True):
-    """(status, headers, body bytes) of one request, errors included."""
-    request = urllib.request.Request(url, data=body, method=method or ("POST" if body is not None else "GET"))
+def call(url, body: bytes | None = None, method: str | None = None, follow=True, token: str | None = None):
+    """(status, headers, body bytes) of one request, errors included (``token``: a Bearer token)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, data=body, method=method or ("POST" if body is not None else "GET"),
+                                     headers=headers)
     opener = urllib.request.build_opener() if follow else urllib.request.build_opener(NoRedirect)
     try:
         with opener.open(request) as response:
@@ -50,7 +52,8 @@ def roots_now(server, svs):
 
 
 def edit(server, route, body):
-    status, _, answer = call(f"{server.url}/segmentation/api/v1/table/cg/{route}", json.dumps(body).encode())
+    status, _, answer = call(f"{server.url}/segmentation/api/v1/table/cg/{route}", json.dumps(body).encode(),
+                             token=server.token)
     assert status == 200, answer
     return json.loads(answer)
 
@@ -109,7 +112,7 @@ def test_state_over_the_limit_is_413_with_the_limit(settings, tmp_path):
 
 def test_caveclient_state_service_round_trip(cg_server):
     client = caveclient.CAVEclient(datastack_name="cg", server_address=cg_server.url,
-                                   write_server_cache=False, auth_token="unused")
+                                   write_server_cache=False, auth_token=cg_server.token)
     state = segmentation_state(cg_server, [roots_now(cg_server, [SV[0]])[0]])
     state_id = client.state.upload_state_json(state)
     assert isinstance(state_id, int)
@@ -235,6 +238,7 @@ def test_demo_link_as_was_and_as_now_after_a_merge_and_a_split(fresh_demo):
     voxel = voxel_of_supervoxel(seg_url, kept, graph.index.boxes[graph.index.index_of([kept])[0]])
     assert voxel is not None
 
+    token = proofreader_token(fresh_demo.database_url, "demo")
     with BackgroundServer(create_app(fresh_demo)) as server:
         state = json.loads(call(f"{server.url}/api/v1/datasets/demo/state")[2])
         state["position"] = [v + 0.5 for v in voxel]
@@ -244,10 +248,10 @@ def test_demo_link_as_was_and_as_now_after_a_merge_and_a_split(fresh_demo):
         assert made["anchors"][0]["supervoxel_id"] == str(kept)  # the neuron under the view's position
 
         base = f"{server.url}/segmentation/api/v1/table/demo"
-        status, _, body = call(f"{base}/merge", json.dumps([[kept, 0, 0, 0], [piece, 0, 0, 0]]).encode())
+        status, _, body = call(f"{base}/merge", json.dumps([[kept, 0, 0, 0], [piece, 0, 0, 0]]).encode(), token=token)
         assert status == 200, body
         status, _, body = call(f"{base}/split", json.dumps({"sources": [[kept, 0, 0, 0]],
-                                                            "sinks": [[wrong, 0, 0, 0]]}).encode())
+                                                            "sinks": [[wrong, 0, 0, 0]]}).encode(), token=token)
         assert status == 200, body
         graph.sync()
         now_root = graph.root(kept)

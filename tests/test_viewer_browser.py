@@ -426,3 +426,33 @@ def test_segment_list_filters_neurons_by_cell_type_tag(browser, live, dataset):
         assert not errors, errors
     finally:
         page.close()
+
+
+def test_signing_in_through_the_login_fragment_keeps_the_token_out_of_urls_and_scripts(browser, live, dataset):
+    """/login#token=... sets an HttpOnly cookie, drops the token from the address and opens the viewer,
+    whose badge names the user; the token is nowhere a page script, a URL or a stored state could carry it."""
+    from conftest import proofreader_token
+
+    token = proofreader_token(live.app.config["AXONLINK_SETTINGS"].database_url, dataset["name"],
+                              user="browser-proofreader")
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    try:
+        live.forget()
+        page.goto(f"{live.url}/login#token={token}")
+        page.wait_for_function("typeof window.viewer !== 'undefined' && window.viewer.isReady()", timeout=30_000)
+        page.wait_for_function("document.querySelector('#axonlink-user')?.dataset.user === 'browser-proofreader'",
+                               timeout=10_000)
+        assert "Signed in as browser-proofreader" in page.inner_text("#axonlink-user")
+        assert token not in page.url and token not in page.evaluate("document.cookie")
+        cookie = next(c for c in context.cookies() if c["name"] == "axonlink_token")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert all(token not in path for path in live.paths())  # no request line ever held it
+        assert token not in json.dumps(page.evaluate("viewer.state.toJSON()"))
+        me = page.evaluate("fetch('/api/v1/me').then(r => r.json())")
+        assert me["user"] == "browser-proofreader" and me["roles"][dataset["name"]] == "proofreader"
+        page.click("#axonlink-user a")  # sign out
+        page.wait_for_function("document.querySelector('#axonlink-user')?.dataset.user === 'anonymous'",
+                               timeout=30_000)
+    finally:
+        context.close()
