@@ -8,7 +8,7 @@ from segmentation.config import Settings
 from segmentation.datasets import Datasets
 
 from . import auth, errors
-from .blueprints import access, celltypes, chunkedgraph, data, datasets, materialize, meta, states, viewer
+from .blueprints import access, celltypes, chunkedgraph, data, datasets, materialize, meshing, meta, states, viewer
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
     app.extensions["axonlink.datasets"] = Datasets(settings.database_url)
     errors.install(app)
     auth.install(app)
-    for module in (data, datasets, meta, viewer, chunkedgraph, states, celltypes, materialize, access):
+    for module in (data, datasets, meta, viewer, chunkedgraph, states, celltypes, materialize, access, meshing):
         app.register_blueprint(module.blueprint)
 
     @app.after_request

@@ -192,12 +192,14 @@ def load_pairs(path: str):
 def cmd_ingest_graph(args, settings):
     from segmentation.datasets import DatasetNotFound
     from segmentation.graph import GraphError, ingest_dataset
+    from segmentation.graph.meshes import build_for_dataset
 
     pairs = load_pairs(args.agglomeration) if args.agglomeration else None
     try:
         summary = ingest_dataset(settings.database_url, args.name, agglomeration=pairs, progress=True)
     except (DatasetNotFound, GraphError) as error:
         raise UserError(str(error)) from None
+    summary["draco_fragments"] = build_for_dataset(settings.database_url, settings.home, args.name, progress=True)
     print(json.dumps(summary))
 
 
@@ -291,6 +293,7 @@ def ensure_demo(settings, progress: bool = True):
     """
     from segmentation.demo import build_demo, demo_is_built
     from segmentation.graph import Graph, ingest_dataset
+    from segmentation.graph.meshes import build_for_dataset
 
     registry = _datasets(settings)
     path = settings.demo_dir
@@ -308,6 +311,7 @@ def ensure_demo(settings, progress: bool = True):
     truth = json.loads((path / "ground_truth.json").read_text())
     if Graph.find(settings.database_url, DEMO_NAME) is None:
         ingest_dataset(settings.database_url, DEMO_NAME, agglomeration=truth["false_merges"], progress=progress)
+    build_for_dataset(settings.database_url, settings.home, DEMO_NAME)  # 3D for the graphene source
     _tag_demo(settings, registry.get(DEMO_NAME), truth)
     return registry.get(DEMO_NAME)
 

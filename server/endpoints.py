@@ -84,7 +84,10 @@ _CG = "/segmentation/api/v1/table/<table>"
 CHUNKEDGRAPH = {
     "cg_api_versions": route("GET", "/segmentation/api/versions", "Supported chunkedgraph API versions."),
     "cg_version": route("GET", "/segmentation/api/version", "Chunkedgraph server version (a JSON string)."),
-    "cg_info": route("GET", "/segmentation/table/<table>/info", "Segmentation info with graph and app fields."),
+    "cg_info": route("GET", "/segmentation/table/<table>/info",
+                     "Segmentation info with graph and app fields: what a graphene:// source reads first."),
+    "cg_segment_properties": route("GET", "/segmentation/table/<table>/segment_properties/info",
+                                   "The cell-type tags of now as segment properties (for a graphene:// source)."),
     "cg_root": route("GET", f"{_CG}/node/<int:node_id>/root", "Root of a supervoxel (?timestamp=)."),
     "cg_roots": route("POST", f"{_CG}/roots", "Roots of {node_ids} (?timestamp=)."),
     "cg_roots_binary": route("POST", f"{_CG}/roots_binary", "Roots of little-endian uint64 supervoxels."),
@@ -112,6 +115,13 @@ CHUNKEDGRAPH = {
                            "Active edges of a root's finest pieces (here: supervoxels), ?bounds= honoured."),
     "cg_delta_roots": route("GET", f"{_CG}/delta_roots", "Roots retired and created between two moments."),
     "cg_oldest_timestamp": route("GET", f"{_CG}/oldest_timestamp", "When the graph was ingested."),
+}
+
+# PyChunkedGraph's meshing service, as Neuroglancer's graphene mesh source calls it.
+MESHING = {
+    "mesh_manifest": route("GET", "/meshing/api/v1/table/<table>/manifest/<node_spec>",
+                           "A root's mesh manifest ({root}:0): its supervoxels' Draco fragments, by supervoxel id "
+                           "(immutable: a root's supervoxels never change)."),
 }
 
 # The part of CAVE's info service caveclient needs to start: one datastack per dataset.
@@ -202,7 +212,7 @@ ACCESS = {
 
 ALL = {
     "data": DATA, "datasets": DATASETS, "meta": META, "viewer": VIEWER,
-    "chunkedgraph": CHUNKEDGRAPH, "info": INFO, "states": STATES, "celltypes": CELLTYPES,
+    "chunkedgraph": CHUNKEDGRAPH, "meshing": MESHING, "info": INFO, "states": STATES, "celltypes": CELLTYPES,
     "materialize": MATERIALIZE, "access": ACCESS,
 }
 

@@ -104,6 +104,12 @@ class GraphIndex:
             raise GraphError(f"unknown supervoxel id(s): {[int(x) for x in ids[bad][:5]]}")
         return pos
 
+    def has(self, supervoxel: int) -> bool:
+        """Whether ``supervoxel`` is a supervoxel of this graph."""
+        n = len(self.sv_ids)
+        position = int(np.searchsorted(self.sv_ids, np.uint64(supervoxel))) if n else 0
+        return position < n and int(self.sv_ids[position]) == int(supervoxel)
+
     def is_root(self, node: int) -> bool:
         return node in self.records or self._is_initial(node)
 

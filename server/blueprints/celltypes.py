@@ -6,15 +6,15 @@ import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from segmentation.access import NotVisible
 from segmentation.celltypes.csvio import CsvError, read_tag_rows, write_tags
+from segmentation.celltypes.properties import segment_properties
 from segmentation.celltypes.query import QueryError, parse
 from segmentation.celltypes.search import MAX_PER_PAGE, search
 from segmentation.celltypes.tags import CellTags, TagError, TagNotFound
 from segmentation.celltypes.vocabulary import UnknownTerm, Vocabulary
 from segmentation.datasets import DatasetNotFound
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
-
-from segmentation.access import NotVisible
 
 from .. import auth, endpoints
 from ..errors import json_error
@@ -61,6 +61,11 @@ def vocabulary_of(dataset: str | None) -> Vocabulary:
         found = cache[dataset] = (time.monotonic(),
                                   Vocabulary.for_dataset(current_app.config["AXONLINK_SETTINGS"].home, dataset))
     return found[1]
+
+
+def segment_properties_of(dataset: str, moment) -> dict:
+    """The tags of ``dataset`` at ``moment`` as Neuroglancer segment properties (for the segment list)."""
+    return segment_properties(cell_tags(), dataset, moment, vocabulary_of(dataset))
 
 
 def _moment(name: str = "t"):

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from segmentation.datasets import DatasetNotFound, read_info
 from segmentation.graph import Graph, GraphError, GraphNotIngested
+from segmentation.graph import meshes
 from segmentation.graph.ids import is_supervoxel
 from segmentation.graph.points import PointOutsideVolume, supervoxels_near
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
@@ -152,7 +153,9 @@ def cg_info(table):
     scale = info["scales"][0]
     size = scale["size"]
     info.update({
-        "data_dir": f"precomputed://{base}/data/{table}@supervoxels/segmentation",
+        # a plain URL (the client reads chunks and meshes under it, never its info)
+        "data_dir": f"{base}/data/{table}@supervoxels/segmentation",
+        "segment_properties": "segment_properties",  # relative to this info's URL
         "app": {"supported_api_versions": [0, 1]},
         "graph": {
             "chunk_size": scale["chunk_sizes"][0],
@@ -163,11 +166,23 @@ def cg_info(table):
             "spatial_bit_masks": {},
         },
         "verify_mesh": False,
-        "mesh": info.get("mesh", "mesh"),
     })
+    if info.get("mesh"):  # per-supervoxel legacy meshes, served to the graphene source as Draco
+        info["mesh"] = meshes.MESH_DIR
+    else:
+        info.pop("mesh", None)
     for scale in info["scales"]:
         scale.pop("sharding", None)
     return jsonify(info)
+
+
+def cg_segment_properties(table):
+    from .celltypes import segment_properties_of
+
+    graph_for(table)
+    response = jsonify(segment_properties_of(table, None))
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 # ---- reads -------------------------------------------------------------------

@@ -15,7 +15,7 @@ from werkzeug.http import parse_range_header
 
 from segmentation.datasets import DatasetNotFound
 from segmentation.graph import GraphError
-from segmentation.celltypes.properties import segment_properties
+from segmentation.graph import meshes
 from segmentation.live import live_segmentation
 from segmentation.storage import InvalidKey, validate_key
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
@@ -23,6 +23,7 @@ from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 from .. import endpoints
 from ..errors import json_error
 from . import datasets_registry
+from .celltypes import segment_properties_of
 
 blueprint = Blueprint("data", __name__)
 
@@ -105,7 +106,9 @@ def _live_file(live, key: str, moment, view: str):
             info["segment_properties"] = SEGMENT_PROPERTIES
         return _json_answer(info, etag=None, cache="no-cache")
     if key == f"{SEGMENT_PROPERTIES}/info" and view != SUPERVOXELS:
-        return _json_answer(_segment_properties(live.graph.dataset, moment), etag=None, cache="no-cache")
+        return _json_answer(segment_properties_of(live.graph.dataset, moment), etag=None, cache="no-cache")
+    if view == SUPERVOXELS and key.startswith(f"{meshes.MESH_DIR}/"):
+        return _graphene_mesh_file(live, key.removeprefix(f"{meshes.MESH_DIR}/"))
     node = live.manifest_id(key)
     if node is not None:
         try:
@@ -139,10 +142,23 @@ def _live_file(live, key: str, moment, view: str):
     return Response(body, status=200, headers=headers)
 
 
-def _segment_properties(dataset: str, moment) -> dict:
-    from .celltypes import cell_tags, vocabulary_of
-
-    return segment_properties(cell_tags(), dataset, moment, vocabulary_of(dataset))
+def _graphene_mesh_file(live, name: str):
+    """``info`` and ``dynamic/<supervoxel>`` (a Draco fragment) of the graphene mesh directory."""
+    if name == "info":
+        return _json_answer(meshes.MESH_INFO, etag="graphene-mesh-info", cache="public, max-age=3600")
+    folder, _, fragment = name.partition("/")
+    if folder != "dynamic" or not fragment.isdigit() or not 0 < int(fragment) < 2 ** 64:
+        return _missing(f"{meshes.MESH_DIR}/{name}")
+    supervoxel = int(fragment)
+    etag = f"sv-{supervoxel}"
+    if request.if_none_match.contains_weak(etag):
+        return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": IMMUTABLE})
+    home = current_app.config["AXONLINK_SETTINGS"].home
+    body = meshes.fragments_of(live, home).fragment(supervoxel) if live.graph.index.has(supervoxel) else None
+    if body is None:
+        return _missing(f"{meshes.MESH_DIR}/{name}")
+    return Response(body, status=200, headers={
+        "Content-Type": "application/octet-stream", "Cache-Control": IMMUTABLE, "ETag": f'"{etag}"'})
 
 
 def _json_answer(document, etag: str | None, cache: str):
