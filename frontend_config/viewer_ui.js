@@ -2,6 +2,9 @@
 // - a "Short link" button: stores the current view and copies <origin>/s/<id>
 // - when opened from a share link (?link=<id>&as=was|now): a banner saying which version is shown
 // - who is signed in (the session cookie is HttpOnly: we ask /api/v1/me), with sign-in / sign-out links
+// - graphene layers follow edits made elsewhere (the API, another viewer, an undo): every few seconds the
+//   selected roots are checked with is_latest_roots and retired ones swapped for their current roots
+// - an "Undo my last edit" button for signed-in users on a graphene layer of this server
 (function () {
   function el(tag, style, text) {
     var node = document.createElement(tag);
@@ -70,6 +73,7 @@
       badge.dataset.user = me.user;
       badge.textContent = me.authenticated ? "Signed in as " + me.user + (roles ? " (" + roles + ") " : " ")
                                            : "Viewing without signing in ";
+      undoButton(me);
       var a = el("a", "color:#8cf;", me.authenticated ? "Sign out" : "Sign in to proofread");
       a.href = "/login";
       if (me.authenticated) {
@@ -84,7 +88,83 @@
     }).catch(function () { badge.remove(); });
   }
 
-  function start() { shortLinkButton(); modeBanner(); userBadge(); }
+  var FOLLOW_SECONDS = 3;
+  var GRAPHENE = /^graphene:\/\/(.*)\/segmentation\/table\/([^/]+)\/?$/;
+
+  function grapheneLayers() {
+    // [{table, segments: the layer's segmentation group state}] for graphene layers served by this origin
+    if (!window.viewer) return [];
+    var found = [];
+    viewer.layerManager.managedLayers.forEach(function (managed) {
+      var layer = managed.layer;
+      if (!layer || !layer.dataSources || !layer.displayState || !layer.displayState.segmentationGroupState) return;
+      layer.dataSources.forEach(function (source) {
+        var match = GRAPHENE.exec((source.spec && source.spec.url) || "");
+        if (match && match[1] === location.origin) {
+          found.push({table: match[2], segments: layer.displayState.segmentationGroupState.value});
+        }
+      });
+    });
+    return found;
+  }
+
+  function postJson(url, body) {
+    return fetch(url, {method: "POST", credentials: "same-origin", body: JSON.stringify(body)})
+      .then(function (r) { return r.json().then(function (b) { if (!r.ok) throw b; return b; }); });
+  }
+
+  function followEdits() {
+    grapheneLayers().forEach(function (found) {
+      var selected = Array.from(found.segments.selectedSegments).map(String);
+      if (!selected.length) return;
+      postJson("/segmentation/api/v1/table/" + found.table + "/is_latest_roots", {node_ids: selected})
+        .then(function (answer) {
+          selected.forEach(function (root, i) {
+            if (answer.is_latest[i]) return;
+            fetch("/api/v1/datasets/" + found.table + "/roots/" + root + "/latest", {credentials: "same-origin"})
+              .then(function (r) { return r.json(); })
+              .then(function (latest) {
+                if (!latest.latest_roots) return;
+                found.segments.selectedSegments.delete(BigInt(root));
+                latest.latest_roots.forEach(function (id) {
+                  found.segments.selectedSegments.add(BigInt(id));
+                  found.segments.visibleSegments.add(BigInt(id));
+                });
+              });
+          });
+        }).catch(function () {});
+    });
+  }
+
+  function undoButton(me) {
+    if (!me.authenticated) return;
+    var button = el("button", boxStyle + "right:8px;bottom:36px;cursor:pointer;", "Undo my last edit");
+    button.id = "axonlink-undo";
+    button.title = "Undo your newest merge or split on this dataset (kept in the history; redo with the API)";
+    var undone = [];
+    button.addEventListener("click", function () {
+      var layers = grapheneLayers();
+      if (!layers.length) { button.textContent = "No graphene layer to undo on"; return; }
+      var table = layers[0].table;
+      fetch("/segmentation/api/v1/table/" + table + "/user_operations?include_undo=false&user_id=" +
+            encodeURIComponent(me.user), {credentials: "same-origin"})
+        .then(function (r) { return r.json(); })
+        .then(function (operations) {
+          var last = operations.filter(function (op) { return undone.indexOf(op.operation_id) < 0; }).pop();
+          if (!last) throw {message: "nothing of yours to undo"};
+          return postJson("/segmentation/api/v1/table/" + table + "/undo", {operation_id: last.operation_id})
+            .then(function () { undone.push(last.operation_id); });
+        })
+        .then(function () { button.textContent = "Undone; undo another"; followEdits(); })
+        .catch(function (error) { button.textContent = "Undo: " + ((error && error.message) || error); });
+    });
+    document.body.appendChild(button);
+  }
+
+  function start() {
+    shortLinkButton(); modeBanner(); userBadge();
+    setInterval(followEdits, FOLLOW_SECONDS * 1000);
+  }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
 })();

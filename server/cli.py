@@ -8,7 +8,7 @@ import sys
 
 from segmentation.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 
-from . import cli_access
+from . import cli_access, cli_graph
 
 DEMO_NAME = "demo"
 DEMO_METADATA = {
@@ -122,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     find.set_defaults(handler=cmd_search)
 
     cli_access.add_parsers(sub, common)
+    cli_graph.add_parsers(sub, common)
 
     database = sub.add_parser("db", help="database schema commands")
     db_sub = database.add_subparsers(title="db commands")

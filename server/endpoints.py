@@ -113,6 +113,9 @@ CHUNKEDGRAPH = {
                             "Which of a JSON body {node_ids} existed between ?start_timestamp= and ?end_timestamp=."),
     "cg_lvl2_graph": route("GET", f"{_CG}/node/<int:root_id>/lvl2_graph",
                            "Active edges of a root's finest pieces (here: supervoxels), ?bounds= honoured."),
+    "latest_roots": route("GET", "/api/v1/datasets/<dataset>/roots/<int:root_id>/latest",
+                          "The current roots descended from a root (itself if current): what the viewer swaps a "
+                          "retired selection for."),
     "cg_delta_roots": route("GET", f"{_CG}/delta_roots", "Roots retired and created between two moments."),
     "cg_oldest_timestamp": route("GET", f"{_CG}/oldest_timestamp", "When the graph was ingested."),
 }

@@ -152,6 +152,25 @@ def test_merge_and_multicut_in_the_stock_viewer(browser, proofread):  # noqa: F8
         for half in halves:
             assert wait_until(page, lambda: asked(f"/meshing/api/v1/table/demo/manifest/{half}:0")), half
         shot(page, "3-after-split.png")
+
+        # an edit through the API while the viewer is open: the selection follows within seconds
+        from conftest import call
+
+        status, body = call(f"{server.url}/segmentation/api/v1/table/demo/merge",
+                            json.dumps([[str(kept), 0, 0, 0], [str(wrong), 0, 0, 0]]).encode(), token=server.token)
+        assert status == 200, body
+        rejoined = json.loads(body)["new_root_ids"][0]
+        assert wait_until(page, lambda: set(page.evaluate(SELECTED)) == {str(rejoined)}, seconds=10), \
+            page.evaluate(SELECTED)
+        assert wait_until(page, lambda: asked(f"/meshing/api/v1/table/demo/manifest/{rejoined}:0"))
+        # the page's undo control takes back this user's newest edit (that API merge)
+        page.click("#axonlink-undo")
+        assert wait_until(page, lambda: "Undone" in page.inner_text("#axonlink-undo"))
+        graph.sync()
+        assert graph.root(kept) != graph.root(wrong)
+        apart = {str(graph.root(kept)), str(graph.root(wrong))}
+        assert wait_until(page, lambda: set(page.evaluate(SELECTED)) == apart, seconds=10), page.evaluate(SELECTED)
+        assert [op["kind"] for op in graph.user_operations("viewer-proofreader")] == ["merge", "split", "merge", "undo"]
         failed = [(path, status) for path, status in server.requests if status >= 500]
         assert not failed, failed
         assert not [e for e in errors if "graphene" in e.lower() or "manifest" in e.lower()], errors

@@ -291,6 +291,13 @@ def cg_past_id_mapping(table):
     return jsonify({"past_id_map": past_map, "future_id_map": future_map})
 
 
+def latest_roots(dataset, root_id):
+    graph = graph_for(dataset)
+    if not graph.index.is_root(root_id):
+        raise BadRequest(f"{root_id} is not a root of {dataset}")
+    return jsonify({"root_id": str(root_id), "latest_roots": [str(r) for r in graph.latest_roots(root_id)]})
+
+
 def cg_is_latest_roots(table):
     graph = graph_for(table)
     ids = id_list(body_object().get("node_ids"), "node_ids")

@@ -1,0 +1,64 @@
+"""``axonlink undo | redo``: take back a proofreading edit from the shell (as a new, audited operation)."""
+from __future__ import annotations
+
+import json
+
+from .cli_access import _actor, _user_error
+
+
+def add_parsers(sub, common) -> None:
+    undo = sub.add_parser("undo", parents=[common], help="undo an edit of a dataset's graph (default: the last one)",
+                          description="Undo is itself an operation: the edit stays in the history, and redo can "
+                          "bring it back.")
+    undo.add_argument("dataset")
+    undo.add_argument("--operation", type=int, help="the operation id (default: the newest merge or split)")
+    undo.add_argument("--user", help="with no --operation: the newest edit of this user")
+    undo.set_defaults(handler=cmd_undo)
+    redo = sub.add_parser("redo", parents=[common], help="redo an undone edit")
+    redo.add_argument("dataset")
+    redo.add_argument("operation", type=int)
+    redo.set_defaults(handler=cmd_redo)
+
+
+def _graph(settings, dataset):
+    from segmentation import db
+    from segmentation.graph import Graph
+
+    db.upgrade(settings.database_url)
+    try:
+        return Graph.open(settings.database_url, dataset)
+    except LookupError as error:
+        raise _user_error(error) from None
+
+
+def cmd_undo(args, settings):
+    from segmentation.graph import GraphError
+
+    graph = _graph(settings, args.dataset)
+    operation = args.operation
+    if operation is None:
+        edits = [op for op in graph.user_operations(args.user, include_undo=False)]
+        if not edits:
+            raise _user_error(f"no edit to undo in {args.dataset}" + (f" by {args.user}" if args.user else ""))
+        operation = edits[-1]["id"]
+    actor = _actor()
+    try:
+        result = graph.undo(operation, actor["by"], origin=actor["origin"])
+    except GraphError as error:
+        raise _user_error(error) from None
+    print(json.dumps({"undone": operation, "operation_id": result.operation_id,
+                      "new_root_ids": [str(r) for r in result.new_root_ids],
+                      "old_root_ids": [str(r) for r in result.old_root_ids]}))
+
+
+def cmd_redo(args, settings):
+    from segmentation.graph import GraphError
+
+    graph = _graph(settings, args.dataset)
+    actor = _actor()
+    try:
+        result = graph.redo(args.operation, actor["by"], origin=actor["origin"])
+    except GraphError as error:
+        raise _user_error(error) from None
+    print(json.dumps({"redone": args.operation, "operation_id": result.operation_id,
+                      "new_root_ids": [str(r) for r in result.new_root_ids]}))
