@@ -42,8 +42,12 @@ def layer_state(layer, base_url: str, dataset_ref: str) -> dict:
     return state
 
 
-def default_state(dataset, base_url: str) -> dict:
-    """The state that opens ``dataset`` centred, with its image and segmentation layers."""
+def default_state(dataset, base_url: str, graphene: bool = False) -> dict:
+    """The state that opens ``dataset`` centred, with its image and segmentation layers.
+
+    ``graphene``: the dataset has a graph, so its segmentation is the graphene:// source the stock
+    viewer proofreads with (merge and multicut tools bound to shift+M and shift+C).
+    """
     template = copy.deepcopy(_json("default_state.json"))
     wanted = template.pop("layerKinds")
     layers = [dataset.first_layer(kind) for kind in wanted]
@@ -53,6 +57,10 @@ def default_state(dataset, base_url: str) -> dict:
         **template,
         "layers": [layer_state(layer, base_url, dataset.name) for layer in layers if layer is not None],
     }
+    segmentation = next((l for l in state["layers"] if l["type"] == "segmentation"), None)
+    if graphene and segmentation is not None:
+        segmentation["source"] = f"graphene://{base_url}/segmentation/table/{dataset.name}"
+        segmentation.update(copy.deepcopy(layer_templates()["graphene"]))
     if state["layers"]:
         state["selectedLayer"] = {"layer": state["layers"][-1]["name"], "visible": False}
     state["title"] = f"{dataset.name} — axonlink"

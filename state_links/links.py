@@ -31,6 +31,8 @@ MAX_VOXEL_SEARCHES = 50  # anchors beyond this keep their supervoxel only (one s
 _PRECOMPUTED = re.compile(
     r"^precomputed://(?P<base>https?://[^/]+)/data/(?P<name>[^/@]+)(?:@(?P<at>[^/]+))?/(?P<layer>[^/?#]+)/?$"
 )
+_GRAPHENE = re.compile(r"^graphene://(?P<base>https?://[^/]+)/segmentation/table/(?P<name>[^/?#]+)/?$")
+_GRAPHENE_TOOLS = ("grapheneMergeSegments", "grapheneMulticutSegments")
 _LOOPBACK = re.compile(r"^(https?://)(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$")
 
 
@@ -46,6 +48,7 @@ class OurSource:
     url: str
     dataset: str
     at: str | None  # "@<moment>" part, if the sender pinned one
+    graphene: bool = False  # a graphene:// source (always "now": the stock client sends no timestamp)
 
 
 def _same_server(base: str, ours: str) -> bool:
@@ -67,7 +70,20 @@ def our_sources(layer: dict, base_url: str) -> list[OurSource]:
         match = _PRECOMPUTED.match(url) if isinstance(url, str) else None
         if match and _same_server(match["base"], base_url) and match["at"] != "supervoxels":
             found.append(OurSource(i, url, match["name"], match["at"]))
+        match = _GRAPHENE.match(url) if isinstance(url, str) else None
+        if match and _same_server(match["base"], base_url):
+            found.append(OurSource(i, url, match["name"], None, graphene=True))
     return found
+
+
+def graphene_source(base_url: str, dataset: str) -> str:
+    """The graphene:// source of a dataset's graph on this server (what the viewer proofreads with)."""
+    return f"graphene://{base_url}/segmentation/table/{dataset}"
+
+
+def pinned_source(base_url: str, dataset: str, moment: str) -> str:
+    """The dataset's segmentation as root ids of a past moment (graphene cannot time travel)."""
+    return f"precomputed://{base_url}/data/{dataset}@{moment}/segmentation"
 
 
 def _segments(layer: dict) -> list[tuple[str, int]]:
@@ -152,10 +168,21 @@ def as_was(state: dict, created_at: datetime, base_url: str) -> dict:
     moment = f"{created_at.timestamp():.6f}"
     for layer in _segmentation_layers(state):
         for source in our_sources(layer, base_url):
-            if source.at is None:
+            if source.graphene:  # the viewer cannot ask a graphene source for the past: pin a precomputed one
+                _set_source(layer, source.index, pinned_source(base_url, source.dataset, moment), whole=True)
+                _drop_graphene_tools(layer)
+            elif source.at is None:
                 _set_source(layer, source.index, source.url.replace(
                     f"/data/{source.dataset}/", f"/data/{source.dataset}@{moment}/", 1))
     return state
+
+
+def _drop_graphene_tools(layer: dict) -> None:
+    bindings = layer.get("toolBindings")
+    if isinstance(bindings, dict):
+        layer["toolBindings"] = {k: v for k, v in bindings.items() if v not in _GRAPHENE_TOOLS}
+        if not layer["toolBindings"]:
+            del layer["toolBindings"]
 
 
 def as_now(state: dict, anchors: list[Anchor], base_url: str, database_url: str) -> dict:
@@ -198,15 +225,16 @@ def _segmentation_layers(state: dict):
             if isinstance(layer, dict) and layer.get("type") == "segmentation"]
 
 
-def _set_source(layer: dict, index: int, url: str) -> None:
+def _set_source(layer: dict, index: int, url: str, whole: bool = False) -> None:
+    """Point a layer's ``index``-th source at ``url``; ``whole`` drops the source's other settings too."""
     source = layer.get("source")
     if isinstance(source, list):
         item = source[index]
-        if isinstance(item, dict):
+        if isinstance(item, dict) and not whole:
             item["url"] = url
         else:
             source[index] = url
-    elif isinstance(source, dict):
+    elif isinstance(source, dict) and not whole:
         source["url"] = url
     else:
         layer["source"] = url
@@ -233,7 +261,7 @@ def voxel_state(dataset: Dataset, voxel, base_url: str, database_url: str, at: d
         raise LinkError(str(error)) from None
     voxel = np.asarray(voxel, dtype=np.int64)
     root = int(graph.root(sv, at))
-    state = default_state(dataset, base_url)
+    state = default_state(dataset, base_url, graphene=True)
     state["position"] = [float(v) + 0.5 for v in voxel]
     if zoom is not None:
         state["crossSectionScale"] = float(zoom)
@@ -241,7 +269,7 @@ def voxel_state(dataset: Dataset, voxel, base_url: str, database_url: str, at: d
     segmentation["segments"] = [str(root)]
     segmentation["selectedAlpha"] = max(segmentation.get("selectedAlpha", 0.5), 0.5)
     if at is not None:
-        segmentation["source"] = segmentation["source"].replace(
-            f"/data/{dataset.name}/", f"/data/{dataset.name}@{at.timestamp():.6f}/", 1)
+        segmentation["source"] = pinned_source(base_url, dataset.name, f"{at.timestamp():.6f}")
+        _drop_graphene_tools(segmentation)
     state["title"] = f"{dataset.name} {voxel.tolist()} — axonlink"
     return state, Anchor(segmentation["name"], root, dataset.name, sv, tuple(int(v) for v in voxel))

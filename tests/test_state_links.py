@@ -264,8 +264,11 @@ def test_demo_link_as_was_and_as_now_after_a_merge_and_a_split(fresh_demo):
         assert seg_now["segments"] == [str(now_root)] and seg_was["segments"] == [str(linked)]
         # what each mode's source shows at the anchor voxel: the old root, the new one
         x, y, z = voxel
-        for layer, expected in ((seg_was, linked), (seg_now, now_root)):
-            volume = CloudVolume(layer["source"].replace("precomputed://", ""), progress=False)
+        assert seg_now["source"] == f"graphene://{server.url}/segmentation/table/demo"  # proofreadable
+        assert seg_was["source"].startswith(f"precomputed://{server.url}/data/demo@")  # time travel
+        live_now = f"{server.url}/data/demo/segmentation"  # what the graphene source shows, as root ids
+        for source, expected in ((seg_was["source"], linked), (live_now, now_root)):
+            volume = CloudVolume(source.replace("precomputed://", ""), progress=False)
             assert int(volume[x, y, z][0, 0, 0, 0]) == expected
         status, headers, _ = call(f"{server.url}/s/{made['short_id']}", follow=False)
         assert status == 302 and call(headers["Location"].split("#!")[1])[0] == 200

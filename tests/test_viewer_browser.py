@@ -98,7 +98,13 @@ class RecordingServer:
             return [path for path, _ in self.requests]
 
     def chunks(self, dataset: str, layer: str) -> list[tuple[str, list[int], int]]:
-        """(scale key, [x0, x1, y0, y1, z0, z1], status) of each chunk request for ``layer``."""
+        """(scale key, [x0, x1, y0, y1, z0, z1], status) of each chunk request for ``layer``.
+
+        The segmentation of a dataset with a graph is a graphene:// source: its chunks are the
+        supervoxel view (``<dataset>@supervoxels``), coloured by root in the viewer.
+        """
+        if layer == "segmentation":
+            dataset = f"{dataset}@supervoxels"
         pattern = re.compile(rf"^/data/{re.escape(dataset)}/{re.escape(layer)}/([^/]+)/(\d+)-(\d+)_(\d+)-(\d+)_(\d+)-(\d+)$")
         with self._lock:
             found = [(pattern.match(path), status) for path, status in self.requests]
@@ -253,6 +259,9 @@ def test_fragment_state_is_loaded_and_both_layers_fetch_chunks(browser, live, da
         failed = [(key, box, status) for layer in ("image", "segmentation")
                   for key, box, status in live.chunks(name, layer) if status not in OK_STATUSES]
         assert not failed, f"chunk requests that failed: {failed[:10]}"
+        # graphene colours a root's supervoxels once it has its leaves (asked per chunk when zoomed in)
+        assert wait_until(page, lambda: any(f"/node/{segments[0]}/leaves" in p for p in live.paths()))
+        page.wait_for_timeout(1000)
         page.screenshot(path=str(tmp_path / "viewer.png"))
         if os.environ.get("AXONLINK_VIEWER_SCREENSHOT"):
             page.screenshot(path=os.environ["AXONLINK_VIEWER_SCREENSHOT"])
@@ -273,8 +282,9 @@ def test_root_without_a_fragment_opens_the_first_dataset(browser, live, dataset)
         assert page.evaluate("location.pathname") == CLIENT_PATH
         loaded = page.evaluate("viewer.state.toJSON()")
         assert [(l["name"], l["type"]) for l in loaded["layers"]] == [("image", "image"), ("segmentation", "segmentation")]
-        for layer in loaded["layers"]:
-            assert f"/data/{dataset['name']}/{layer['name']}" in json.dumps(layer["source"])
+        by_name = {layer["name"]: json.dumps(layer["source"]) for layer in loaded["layers"]}
+        assert f"/data/{dataset['name']}/image" in by_name["image"]
+        assert f"graphene://{live.url}/segmentation/table/{dataset['name']}" in by_name["segmentation"]
         centre = [o + s / 2 for o, s in zip(dataset["voxel_offset"], dataset["volume_size"])]
         assert all(abs(a - b) < 0.5 for a, b in zip(loaded["position"], centre)), (loaded["position"], centre)
         in_url = fragment_state(page)
@@ -418,7 +428,7 @@ def test_segment_list_filters_neurons_by_cell_type_tag(browser, live, dataset):
     state["selectedLayer"] = {"layer": segmentation["name"], "visible": True, "size": 500}
     page, errors = open_viewer(browser, live, f"{live.url}/#!" + quote(json.dumps(state), safe=""))
     try:
-        assert wait_until(page, lambda: "/data/demo/segmentation/segment_properties/info" in live.paths())
+        assert wait_until(page, lambda: "/segmentation/table/demo/segment_properties/info" in live.paths())
         listed = lambda: set(page.evaluate(  # noqa: E731
             "Array.from(document.querySelectorAll('.neuroglancer-segment-list-entry-id')).map(e => e.textContent)"
             ".filter(t => /^[0-9]+$/.test(t))"))  # not the column header

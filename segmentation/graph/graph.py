@@ -195,6 +195,12 @@ class Graph:
         self.sync()
         return self.index.leaves(root, bounds)
 
+    def leaves_many(self, nodes, bounds=None) -> dict[int, np.ndarray]:
+        """Supervoxels of each of ``nodes`` (a supervoxel stands for itself), after one catch-up with the log."""
+        self.sync()
+        return {int(node): (np.array([node], dtype=np.uint64) if is_supervoxel(node)
+                            else self.index.leaves(node, bounds)) for node in nodes}
+
     def representative(self, root: int) -> tuple[int, tuple[int, ...] | None]:
         """(the supervoxel with the largest box in ``root``, its box or None): where to anchor a neuron."""
         self.sync()

@@ -11,7 +11,7 @@ from segmentation.datasets import DatasetNotFound
 
 from .. import auth, endpoints
 from ..errors import json_error
-from . import datasets_registry
+from . import datasets_registry, has_graph
 
 blueprint = Blueprint("datasets", __name__)
 
@@ -33,12 +33,12 @@ def dataset_state(name: str):
         dataset = datasets_registry().get(name)
     except DatasetNotFound as error:
         return json_error(404, str(error))
-    return jsonify(default_state(dataset, request.host_url.rstrip("/")))
+    return jsonify(default_state(dataset, request.host_url.rstrip("/"), graphene=has_graph(name)))
 
 
 def viewer_link(dataset, base_url: str) -> str:
     """A viewer URL that opens ``dataset`` (its default state in the fragment)."""
-    state = json.dumps(default_state(dataset, base_url), separators=(",", ":"))
+    state = json.dumps(default_state(dataset, base_url, graphene=has_graph(dataset.name)), separators=(",", ":"))
     return "/#!" + quote(state, safe="")
 
 

@@ -23,7 +23,7 @@ from frontend_config import default_state
 
 from .. import auth, endpoints
 from ..errors import json_error
-from . import datasets_registry
+from . import datasets_registry, has_graph
 
 blueprint = Blueprint("viewer", __name__)
 
@@ -66,7 +66,7 @@ def _page():
 def viewer_config():
     base = request.host_url.rstrip("/")
     datasets = auth.visible_datasets()
-    state = default_state(datasets[0], base) if datasets else None
+    state = default_state(datasets[0], base, graphene=has_graph(datasets[0].name)) if datasets else None
     servers = {"axonlink": {"url": f"{base}/nglstate/api/v1/post", "default": True}}
     script = _CONFIG_SCRIPT % {
         "token": json.dumps(VIEWER_TOKEN), "state": json.dumps(state), "servers": json.dumps(servers),
