@@ -106,3 +106,31 @@ def test_private_graphene_source_is_hidden_like_the_rest(demo):
                  "/segmentation/table/demo/segment_properties/info"):
         assert call(demo.url + path)[0] == 404, path
     assert call(demo.url + "/segmentation/table/demo/info", token=demo.token)[0] == 200
+
+
+def test_cli_undo_takes_back_the_newest_edit_and_redo_brings_it_back(fresh_demo, capsys):
+    from segmentation.access import AuditLog
+    from segmentation.graph import Graph
+    from server.cli import main
+
+    where = ["--home", str(fresh_demo.home), "--database-url", fresh_demo.database_url]
+    assert main(["undo", "demo", *where]) == 1
+    assert "no edit to undo" in capsys.readouterr().err
+    graph = Graph.open(fresh_demo.database_url, "demo")
+    svs = graph.index.sv_ids
+    a = int(svs[0])
+    b = next(int(s) for s in svs if graph.root(int(s)) != graph.root(a))
+    merged = graph.merge(a, b, "someone")
+    assert main(["undo", "demo", "--user", "nobody", *where]) == 1
+    capsys.readouterr()
+    assert main(["undo", "demo", *where]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["undone"] == merged.operation_id
+    graph.sync()
+    assert graph.root(a) != graph.root(b)
+    assert main(["redo", "demo", str(merged.operation_id), *where]) == 0
+    graph.sync()
+    assert graph.root(a) == graph.root(b)
+    entries = AuditLog(fresh_demo.database_url).entries(action="graph.*")
+    assert [e["action"] for e in entries[:3]] == ["graph.redo", "graph.undo", "graph.merge"]
+    assert entries[0]["user"].startswith("cli:") and entries[0]["origin"] == "cli"
