@@ -26,11 +26,7 @@ def proofreader_token(settings: Settings, dataset: str, user: str = "bench") -> 
     """A token of ``user`` (made if missing) with the proofreader role on ``dataset``: edits need one."""
     from segmentation.access import Accounts
 
-    accounts = Accounts(settings.database_url)
-    if user not in {u["name"] for u in accounts.users()}:
-        accounts.add_user(user, by="bench")
-    accounts.grant(user, dataset, "proofreader", by="bench")
-    return accounts.create_token(user, by="bench")[1]
+    return Accounts(settings.database_url).role_token(user, dataset, "proofreader", by="bench")
 
 
 def _migrated(home: Path, url: str) -> Settings:

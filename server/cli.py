@@ -333,18 +333,14 @@ DEMO_PROOFREADER = "proofreader"
 
 
 def demo_proofreader_token(settings) -> str:
-    """A fresh 30-day token for the demo's proofreader (the user is made and granted once)."""
+    """A fresh 30-day token for the demo's proofreader (the user is made if missing)."""
     from datetime import datetime, timedelta, timezone
 
     from segmentation.access import Accounts
 
-    accounts = Accounts(settings.database_url)
-    if DEMO_PROOFREADER not in {u["name"] for u in accounts.users()}:
-        accounts.add_user(DEMO_PROOFREADER, by="demo", origin="cli")
-        accounts.grant(DEMO_PROOFREADER, DEMO_NAME, "proofreader", by="demo", origin="cli")
-    _, token = accounts.create_token(DEMO_PROOFREADER, expires_at=datetime.now(timezone.utc) + timedelta(days=30),
-                                     label="axonlink demo", by="demo", origin="cli")
-    return token
+    return Accounts(settings.database_url).role_token(
+        DEMO_PROOFREADER, DEMO_NAME, "proofreader", expires_at=datetime.now(timezone.utc) + timedelta(days=30),
+        label="axonlink demo", by="demo")
 
 
 def cmd_demo(args, settings):

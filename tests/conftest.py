@@ -168,11 +168,7 @@ def proofreader_token(database_url: str, dataset: str, user: str = "tester") -> 
     """A token of ``user`` (made if missing) with the proofreader role on ``dataset``."""
     from segmentation.access import Accounts
 
-    accounts = Accounts(database_url)
-    if user not in {u["name"] for u in accounts.users()}:
-        accounts.add_user(user, by="tests")
-    accounts.grant(user, dataset, "proofreader", by="tests")
-    return accounts.create_token(user, by="tests")[1]
+    return Accounts(database_url).role_token(user, dataset, "proofreader", by="tests")
 
 
 @pytest.fixture

@@ -81,8 +81,12 @@ def sign_in_and_open(browser, server, state):  # noqa: F811
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
     page.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text}"))
-    page.goto(f"{server.url}/login#token={server.token}")
-    page.wait_for_function("typeof window.viewer !== 'undefined'", timeout=30_000)
+    # sign in as the login page does (its own flow is tested in test_viewer_browser.py); the login page
+    # then opens "/", whose state would race with the one opened here
+    page.goto(f"{server.url}/login")
+    signed_in = page.evaluate("""token => fetch('/api/v1/session', {method: 'POST', body: JSON.stringify({token})})
+                                          .then(r => r.json())""", server.token)
+    assert signed_in["user"], signed_in
     server.forget()
     page.goto(f"{server.url}/v/axonlink/#!" + quote(json.dumps(state), safe=""))
     page.wait_for_function("typeof window.viewer !== 'undefined' && window.viewer.isReady()", timeout=30_000)

@@ -125,6 +125,14 @@ class Accounts:
                    origin=origin)
         return token_id, token
 
+    def role_token(self, user: str, dataset: str, role: str, *, expires_at: datetime | None = None,
+                   label: str = "", by: str = "cli", origin: str = "cli") -> str:
+        """A new token of ``user`` — made if missing — holding ``role`` on ``dataset`` (demo, tests, benchmarks)."""
+        if user not in {u["name"] for u in self.users()}:
+            self.add_user(user, by=by, origin=origin)
+        self.grant(user, dataset, role, by=by, origin=origin)
+        return self.create_token(user, expires_at=expires_at, label=label, by=by, origin=origin)[1]
+
     def revoke_token(self, token_or_id: str | int, *, by: str = "cli", origin: str = "cli") -> dict:
         with self._change() as connection:
             if isinstance(token_or_id, str) and token_or_id.startswith(TOKEN_PREFIX):
