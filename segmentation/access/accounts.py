@@ -66,6 +66,10 @@ class _Cache:
             self._items[key] = (now, value)
         return value
 
+    def forget(self, key):
+        with self._lock:
+            self._items.pop(key, None)
+
     def clear(self):
         with self._lock:
             self._items.clear()
@@ -246,8 +250,8 @@ class Accounts:
     def is_public(self, dataset: str) -> bool | None:
         """Whether ``dataset`` is public; None if there is no such dataset (looked up afresh when unknown)."""
         known = self.visibility()
-        if dataset not in known:
-            _cache.clear()
+        if dataset not in known:  # added a moment ago elsewhere? re-read visibility only, not tokens or grants
+            _cache.forget((self.database_url, "visibility"))
             known = self.visibility()
         return known.get(dataset)
 
