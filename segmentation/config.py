@@ -1,8 +1,9 @@
 """Where axonlink keeps its data and which database it talks to.
 
 Settings come from flags first, then the environment (``AXONLINK_HOME``,
-``AXONLINK_DATABASE_URL``, ``AXONLINK_MAX_STATE_BYTES``), then defaults that need nothing installed: a data
-directory ``./axonlink-data`` and a SQLite file inside it.
+``AXONLINK_DATABASE_URL``, ``AXONLINK_MAX_STATE_BYTES``, ``AXONLINK_ANONYMOUS_ROLE``,
+``AXONLINK_ALLOWED_HOSTS``, ``AXONLINK_PUBLIC_URL``), then defaults that need nothing installed: a data
+directory ``./axonlink-data`` and a SQLite file inside it, answering only to loopback host names.
 """
 from __future__ import annotations
 
@@ -24,21 +25,46 @@ class Settings:
     # AXONLINK_ANONYMOUS_ROLE: what anyone without a token may do on public datasets:
     # "viewer" (read), "proofreader" (a single-user laptop: edit too) or "none" (sign in for everything)
     anonymous_role: str = "viewer"
+    # AXONLINK_ALLOWED_HOSTS (comma-separated) / --allowed-host: Host header names answered besides the
+    # loopback names and the public URL's host; "*" answers any (refused when anonymous users may edit)
+    allowed_hosts: tuple[str, ...] = ()
+    # AXONLINK_PUBLIC_URL / --public-url: how clients reach this server (e.g. https://em.example.org);
+    # links and redirects are built from it, never from a request's Host header
+    public_url: str | None = None
 
     @classmethod
     def load(cls, home: str | os.PathLike | None = None, database_url: str | None = None,
-             anonymous_role: str | None = None) -> "Settings":
+             anonymous_role: str | None = None, allowed_hosts=None, public_url: str | None = None) -> "Settings":
         home_path = Path(home or os.environ.get("AXONLINK_HOME") or DEFAULT_HOME).expanduser().resolve()
         url = database_url or os.environ.get("AXONLINK_DATABASE_URL") or sqlite_url(home_path / "axonlink.sqlite")
         max_state = int(os.environ.get("AXONLINK_MAX_STATE_BYTES") or cls.max_state_bytes)
         anonymous = anonymous_role or os.environ.get("AXONLINK_ANONYMOUS_ROLE") or cls.anonymous_role
         if anonymous not in ANONYMOUS_ROLES:
             raise ValueError(f"AXONLINK_ANONYMOUS_ROLE must be one of {', '.join(ANONYMOUS_ROLES)}, not {anonymous!r}")
-        return cls(home=home_path, database_url=url, max_state_bytes=max_state, anonymous_role=anonymous)
+        if allowed_hosts is None:
+            allowed_hosts = [h for h in (os.environ.get("AXONLINK_ALLOWED_HOSTS") or "").split(",") if h.strip()]
+        hosts = tuple(h.strip().lower().rstrip(".") for h in allowed_hosts)
+        if "*" in hosts and anonymous == "proofreader":
+            raise ValueError("allowed hosts '*' cannot be combined with AXONLINK_ANONYMOUS_ROLE=proofreader: "
+                             "name the host names this server answers to (--allowed-host)")
+        public = public_url or os.environ.get("AXONLINK_PUBLIC_URL") or None
+        if public is not None:
+            public = _checked_public_url(public)
+        return cls(home=home_path, database_url=url, max_state_bytes=max_state, anonymous_role=anonymous,
+                   allowed_hosts=hosts, public_url=public)
 
     @property
     def demo_dir(self) -> Path:
         return self.home / "demo"
+
+
+def _checked_public_url(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"the public URL must look like https://host[:port][/prefix], not {url!r}")
+    return url.strip().rstrip("/")
 
 
 def sqlite_url(path: Path) -> str:

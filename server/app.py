@@ -7,7 +7,7 @@ from segmentation import db
 from segmentation.config import Settings
 from segmentation.datasets import Datasets
 
-from . import auth, errors
+from . import auth, errors, hosts
 from .blueprints import access, celltypes, chunkedgraph, data, datasets, materialize, meshing, meta, states, viewer
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -33,6 +33,15 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_state_bytes, MAX_BODY_BYTES)
     app.extensions["axonlink.datasets"] = Datasets(settings.database_url)
     errors.install(app)
+
+    @app.before_request
+    def refuse_unknown_hosts():
+        hosts.check_request_host()  # first of all: nothing runs for a Host this server does not answer to
+
+    @app.errorhandler(hosts.HostNotAllowed)
+    def host_not_allowed(error):
+        return errors.json_error(400, str(error))
+
     auth.install(app)
     for module in (data, datasets, meta, viewer, chunkedgraph, states, celltypes, materialize, access, meshing):
         app.register_blueprint(module.blueprint)

@@ -27,9 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    settings = Settings.load(home=args.home, database_url=args.database_url)
     try:
+        settings = Settings.load(home=args.home, database_url=args.database_url,
+                                 allowed_hosts=getattr(args, "allowed_host", None) or None,
+                                 public_url=getattr(args, "public_url", None))
         return args.handler(args, settings) or 0
+    except ValueError as error:  # a setting that cannot be (from a flag or the environment)
+        print(f"axonlink: error: {error}", file=sys.stderr)
+        return 2
     except UserError as error:
         print(f"axonlink: error: {error}", file=sys.stderr)
         return 1
@@ -52,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     network.add_argument("--access-log", action="store_true", help="print one line per request")
     network.add_argument("--workers", type=int, default=None,
                          help="server processes (default: CPU count, at most 4)")
+    network.add_argument("--allowed-host", action="append", metavar="NAME",
+                         help="a host name clients use to reach this server (repeat for several; loopback names "
+                              "and the public URL's host are always allowed; env AXONLINK_ALLOWED_HOSTS)")
+    network.add_argument("--public-url", metavar="URL",
+                         help="how clients reach this server, e.g. https://em.example.org; links and redirects "
+                              "are built from it (env AXONLINK_PUBLIC_URL)")
 
     parser = argparse.ArgumentParser(
         prog="axonlink", description="Connectomics on one machine: serve volumes to Neuroglancer."
@@ -359,9 +370,15 @@ def cmd_serve(args, settings):
 
 
 def _serve(args, settings, extra=None):
+    import dataclasses
+
     from server import create_app
+    from server.hosts import canonical_host, is_loopback
     from server.runner import serve_forever
 
+    bind = canonical_host(args.host)
+    if not is_loopback(bind) and bind not in settings.allowed_hosts:
+        settings = dataclasses.replace(settings, allowed_hosts=settings.allowed_hosts + (bind,))
     app = create_app(settings)
 
     def ready(url):

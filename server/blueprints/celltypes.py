@@ -16,7 +16,7 @@ from segmentation.celltypes.vocabulary import UnknownTerm, Vocabulary
 from segmentation.datasets import DatasetNotFound
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
-from .. import auth, endpoints
+from .. import auth, endpoints, hosts
 from ..errors import json_error
 from . import datasets_registry
 
@@ -154,7 +154,7 @@ def search_neurons():
         raise QueryError(f"page must be >= 1 and per_page between 1 and {MAX_PER_PAGE}")
     names = [d.name for d in auth.visible_datasets()]
     found = search(cell_tags(), query, vocabulary_of, names, page=page, per_page=per_page)
-    base = request.host_url.rstrip("/")
+    base = hosts.base_url()
     return jsonify({
         "query": query.text, "at": query.at.isoformat() if query.at else None, "total": found.total,
         "counts": found.counts, "page": page, "per_page": per_page,

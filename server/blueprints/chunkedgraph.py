@@ -21,7 +21,7 @@ from segmentation.graph.ids import is_supervoxel
 from segmentation.graph.points import PointOutsideVolume, supervoxels_near
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
-from .. import auth, endpoints
+from .. import auth, endpoints, hosts
 from ..errors import json_error
 from . import datasets_registry
 
@@ -148,7 +148,7 @@ def cg_version():
 def cg_info(table):
     graph_for(table)  # 404 unless the dataset has a graph
     dataset = datasets_registry().get(table)
-    base = request.host_url.rstrip("/")
+    base = hosts.base_url()
     info = read_info(dataset.layer("segmentation").url)
     scale = info["scales"][0]
     size = scale["size"]
@@ -458,7 +458,7 @@ def info_datastacks():
 
 def info_datastack(name):
     dataset = datasets_registry().get(name)
-    base = request.host_url.rstrip("/")
+    base = hosts.base_url()
     rx, ry, rz = dataset.voxel_resolution
     return jsonify({
         "datastack": dataset.name,

@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify, render_template, request
 from frontend_config import default_state
 from segmentation.datasets import DatasetNotFound
 
-from .. import auth, endpoints
+from .. import auth, endpoints, hosts
 from ..errors import json_error
 from . import datasets_registry, has_graph
 
@@ -33,7 +33,7 @@ def dataset_state(name: str):
         dataset = datasets_registry().get(name)
     except DatasetNotFound as error:
         return json_error(404, str(error))
-    return jsonify(default_state(dataset, request.host_url.rstrip("/"), graphene=has_graph(name)))
+    return jsonify(default_state(dataset, hosts.base_url(), graphene=has_graph(name)))
 
 
 def viewer_link(dataset, base_url: str) -> str:
@@ -44,7 +44,7 @@ def viewer_link(dataset, base_url: str) -> str:
 
 def datasets_page():
     datasets = auth.visible_datasets()
-    base = request.host_url.rstrip("/")
+    base = hosts.base_url()
     links = {d.name: viewer_link(d, base) for d in datasets}
     return render_template("datasets.html", datasets=datasets, viewer_links=links)
 

@@ -15,7 +15,7 @@ from segmentation.celltypes.tags import CellTags
 from segmentation.datasets import DatasetNotFound
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
-from .. import endpoints
+from .. import endpoints, hosts
 from ..errors import json_error
 from . import datasets_registry
 
@@ -113,7 +113,7 @@ def _table_metadata(datastack: str, version: int) -> dict:
                         "point, so pt_root_id follows merges and splits. pt_position in voxels."),
         "notice_text": None, "reference_table": None, "flat_segmentation_source": None,
         "user_id": "axonlink", "read_permission": "PUBLIC", "write_permission": "PRIVATE",
-        "segmentation_source": f"graphene://{request.host_url.rstrip('/')}/segmentation/table/{datastack}",
+        "segmentation_source": f"graphene://{hosts.base_url()}/segmentation/table/{datastack}",
         "pcg_table_name": datastack,
         "voxel_resolution_x": rx, "voxel_resolution_y": ry, "voxel_resolution_z": rz,
     }

@@ -19,7 +19,7 @@ from state_links.store import StateNotFound, StateStore
 
 from segmentation.access import TOKEN_PATTERN, NotVisible
 
-from .. import auth, endpoints
+from .. import auth, endpoints, hosts
 from ..errors import json_error
 from . import datasets_registry
 from .viewer import VIEWER_TOKEN
@@ -56,7 +56,7 @@ def store() -> StateStore:
 
 
 def base_url() -> str:
-    return request.host_url.rstrip("/")
+    return hosts.base_url()
 
 
 def _database_url() -> str:

@@ -21,7 +21,7 @@ from flask import Blueprint, Response, request, send_from_directory
 
 from frontend_config import default_state
 
-from .. import auth, endpoints
+from .. import auth, endpoints, hosts
 from ..errors import json_error
 from . import datasets_registry, has_graph
 
@@ -64,7 +64,7 @@ def _page():
 
 
 def viewer_config():
-    base = request.host_url.rstrip("/")
+    base = hosts.base_url()
     datasets = auth.visible_datasets()
     state = default_state(datasets[0], base, graphene=has_graph(datasets[0].name)) if datasets else None
     servers = {"axonlink": {"url": f"{base}/nglstate/api/v1/post", "default": True}}
