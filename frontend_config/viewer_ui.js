@@ -5,6 +5,25 @@
 // - graphene layers follow edits made elsewhere (the API, another viewer, an undo): every few seconds the
 //   selected roots are checked with is_latest_roots and retired ones swapped for their current roots
 // - an "Undo my last edit" button for signed-in users on a graphene layer of this server
+// - requests that change something and go to this server say their body is JSON: the stock client posts
+//   merges, splits and states as text/plain, which the server refuses from a signed-in browser (a
+//   cross-site form could send text/plain too)
+(function () {
+  var realFetch = window.fetch;
+  window.fetch = function (input, init) {
+    var method = ((init && init.method) || (input && input.method) || "GET").toUpperCase();
+    var url = typeof input === "string" || input instanceof URL ? String(input) : input && input.url;
+    if (init && typeof init.body === "string" && method !== "GET" && method !== "HEAD" && url &&
+        new URL(url, location.href).origin === location.origin) {
+      var headers = new Headers(init.headers || {});
+      if (!headers.has("Content-Type")) {
+        headers.set("Content-Type", "application/json");
+        init = Object.assign({}, init, {headers: headers});
+      }
+    }
+    return realFetch.call(this, input, init);
+  };
+})();
 (function () {
   function el(tag, style, text) {
     var node = document.createElement(tag);
@@ -109,7 +128,8 @@
   }
 
   function postJson(url, body) {
-    return fetch(url, {method: "POST", credentials: "same-origin", body: JSON.stringify(body)})
+    return fetch(url, {method: "POST", credentials: "same-origin", headers: {"Content-Type": "application/json"},
+                       body: JSON.stringify(body)})
       .then(function (r) { return r.json().then(function (b) { if (!r.ok) throw b; return b; }); });
   }
 

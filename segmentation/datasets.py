@@ -65,7 +65,17 @@ class Dataset:
     def center_voxel(self) -> list[float]:
         return [o + s / 2 for o, s in zip(self.voxel_offset, self.volume_size)]
 
-    def to_json(self) -> dict:
+    def to_json(self, served_at: str | None = None, storage: bool = True) -> dict:
+        """The dataset as JSON. ``served_at`` (a server's base URL): each layer's ``source`` is the URL
+        it is served at there; ``storage`` adds where it is stored (paths, buckets: for admins only)."""
+        layers = []
+        for layer in self.layers:
+            entry = {"name": layer.name, "type": layer.kind}
+            if served_at is not None:
+                entry["source"] = f"precomputed://{served_at}/data/{self.name}/{layer.name}"
+            if storage:
+                entry["storage" if served_at is not None else "source"] = layer.url
+            layers.append(entry)
         return {
             "name": self.name,
             "description": self.description,
@@ -76,7 +86,7 @@ class Dataset:
             "voxel_offset": self.voxel_offset,
             "created": self.created_at,
             "public": self.public,
-            "layers": [{"name": l.name, "type": l.kind, "source": l.url} for l in self.layers],
+            "layers": layers,
         }
 
 

@@ -7,7 +7,7 @@ from segmentation import db
 from segmentation.config import Settings
 from segmentation.datasets import Datasets
 
-from . import auth, errors, hosts
+from . import auth, caching, errors, hosts
 from .blueprints import access, celltypes, chunkedgraph, data, datasets, materialize, meshing, meta, states, viewer
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
         return errors.json_error(400, str(error))
 
     auth.install(app)
+    caching.install(app)
     for module in (data, datasets, meta, viewer, chunkedgraph, states, celltypes, materialize, access, meshing):
         app.register_blueprint(module.blueprint)
 

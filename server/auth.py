@@ -5,6 +5,18 @@ for the browser viewer, as an HttpOnly, SameSite=Strict cookie set by
 ``POST /api/v1/session`` — never in a URL, so a token cannot end up in a shared
 link, a stored state, a server log or a Referer header. A bad Bearer token is
 a 401; a stale cookie is dropped and the browser carries on anonymously.
+
+A request that changes something and is not authenticated by a Bearer header (a
+cookie, or an anonymous caller where anonymous users may edit) must come from
+this server's own pages: a browser always says where a request comes from
+(``Origin``, ``Sec-Fetch-Site``), and one from another site is refused (403).
+A cookie-authenticated request must also carry its body's real content type
+(``application/json`` …), which a cross-site form cannot send.
+
+An unknown dataset and a private one the caller may not see are the same
+thing to the caller: both are refused here, with the same 404 and the same
+work (the visibility of every dataset is cached per process), before any view
+runs.
 """
 from __future__ import annotations
 
@@ -13,13 +25,23 @@ from flask import current_app, g, request
 from segmentation.access import (Accounts, Forbidden, InvalidToken, NotVisible, Principal, SignInRequired,
                                  anonymous, require_role, role_on)
 
-from . import endpoints
+from . import endpoints, hosts
 from .errors import json_error
 
 COOKIE = "axonlink_token"
 CAVE_COOKIE = "middle_auth_token"  # caveclient sends its token in this cookie too
 COOKIE_MAX_AGE = 30 * 24 * 3600
 NEEDED_ROLE = {"view": "viewer", "edit": "proofreader", "admin": "admin"}
+UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+BODY_TYPES = {"json": "application/json", "csv": "text/csv", "binary": "application/octet-stream"}
+
+
+class CrossSiteRequest(PermissionError):
+    """A state-changing request from another site's page (CSRF), or one a browser could forge."""
+
+
+class WrongContentType(ValueError):
+    """A cookie-authenticated body without the content type its route takes."""
 
 
 def accounts() -> Accounts:
@@ -50,12 +72,15 @@ def role(dataset: str) -> str | None:
     return None if public is None else role_on(principal(), dataset, public, anonymous_role())
 
 
-def require(dataset: str, needed: str = "viewer") -> str | None:
+def require(dataset: str, needed: str = "viewer") -> str:
     """The caller's role on ``dataset`` if at least ``needed``; raises the right refusal otherwise.
 
-    An unknown dataset passes (None): the view answers its own 404.
+    An unknown dataset is refused exactly like a private one the caller may not see.
     """
-    return require_role(principal(), dataset, accounts().is_public(dataset), needed, anonymous_role())
+    public = accounts().is_public(dataset)
+    if public is None:
+        raise NotVisible(f"no dataset named {dataset!r}")
+    return require_role(principal(), dataset, public, needed, anonymous_role())
 
 
 def can_view(dataset: str) -> bool:
@@ -88,6 +113,7 @@ def _token_of_request() -> tuple[str | None, str]:
 
 def _authenticate():
     token, source = _token_of_request()
+    g.auth_source = source
     if token is None:
         g.principal = anonymous()
         return None
@@ -97,11 +123,37 @@ def _authenticate():
         if source == "header":
             raise
         g.principal, g.drop_cookie = anonymous(), source  # a stale browser cookie: carry on anonymously
+        g.auth_source = ""
     return None
 
 
+def _spec():
+    return endpoints.BY_ENDPOINT.get((request.endpoint or "").rpartition(".")[2])
+
+
+def _refuse_cross_site():
+    """State changes not authenticated by a Bearer header must come from this server's own pages."""
+    if request.method not in UNSAFE_METHODS or g.get("auth_source") == "header":
+        return
+    origin, site = request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
+    if origin is not None:
+        allowed = hosts.same_origin(origin)
+    elif site is not None:
+        allowed = site in ("same-origin", "none")
+    else:  # not a browser (a browser names the origin of every cross-site POST): only without a cookie
+        allowed = not g.get("auth_source")
+    if not allowed:
+        raise CrossSiteRequest(
+            "refused: a request that changes something must come from this server's own pages; "
+            "scripts send their token as 'Authorization: Bearer <token>'")
+    spec = _spec()
+    wanted = BODY_TYPES.get(spec.body) if spec is not None else None
+    if g.get("auth_source") and wanted and request.mimetype != wanted:
+        raise WrongContentType(f"this route takes a {wanted} body (Content-Type: {wanted})")
+
+
 def _authorize():
-    spec = endpoints.BY_ENDPOINT.get((request.endpoint or "").rpartition(".")[2])
+    spec = _spec()
     if spec is None or spec.access not in NEEDED_ROLE:
         return None
     value = (request.view_args or {}).get(spec.dataset_parameter)
@@ -116,6 +168,7 @@ def install(app) -> None:
         if request.method == "OPTIONS":
             return None
         _authenticate()
+        _refuse_cross_site()
         return _authorize()
 
     @app.after_request
@@ -140,6 +193,14 @@ def install(app) -> None:
     @app.errorhandler(NotVisible)
     def not_visible(error):
         return json_error(404, str(error))
+
+    @app.errorhandler(CrossSiteRequest)
+    def cross_site(error):
+        return json_error(403, str(error))
+
+    @app.errorhandler(WrongContentType)
+    def wrong_content_type(error):
+        return json_error(415, str(error))
 
 
 def set_session_cookie(response, token: str) -> None:

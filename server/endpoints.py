@@ -25,24 +25,36 @@ DATASET_PARAMETERS = ("dataset_ref", "name", "table", "dataset", "datastack")
 _PARAMETER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 
+BODY_KINDS = (None, "json", "csv", "binary", "ignored")
+
+
 @dataclass(frozen=True)
 class Route:
     methods: tuple[str, ...]
     rule: str
     summary: str
     access: str = "open"
+    # what a POST/PUT/PATCH body holds: "json" (the default), "csv", "binary", or "ignored" (read for
+    # nothing that matters); a cookie-authenticated request must send it with that content type
+    body: str | None = None
+    personal: bool = False  # the answer depends on who asks (besides "own" routes): never in a shared cache
 
     @property
     def dataset_parameter(self) -> str | None:
         return next((p for p in _PARAMETER.findall(self.rule) if p in DATASET_PARAMETERS), None)
 
 
-def route(methods: str, rule: str, summary: str, access: str | None = None) -> Route:
+def route(methods: str, rule: str, summary: str, access: str | None = None, body: str | None = None,
+          personal: bool = False) -> Route:
     spec = Route(tuple(methods.split(",")), rule, summary)
     access = access or ("view" if spec.dataset_parameter else "open")
     if access not in ACCESS_LEVELS:
         raise ValueError(f"unknown access level {access!r} for {rule}")
-    return Route(spec.methods, rule, summary, access)
+    if body not in BODY_KINDS:
+        raise ValueError(f"unknown body kind {body!r} for {rule}")
+    if body is None and set(spec.methods) & {"POST", "PUT", "PATCH"}:
+        body = "json"
+    return Route(spec.methods, rule, summary, access, body, personal)
 
 
 DATA = {
@@ -58,7 +70,8 @@ DATA = {
 DATASETS = {
     "datasets_page": route("GET", "/datasets", "A page listing datasets with citation, licence and viewer links.", access="own"),
     "list_datasets": route("GET", "/api/v1/datasets", "All datasets with their layers and metadata.", access="own"),
-    "get_dataset": route("GET", "/api/v1/datasets/<name>", "One dataset: layers, resolution, licence, citation."),
+    "get_dataset": route("GET", "/api/v1/datasets/<name>", "One dataset: layers, resolution, licence, citation.",
+                         personal=True),
     "dataset_state": route(
         "GET", "/api/v1/datasets/<name>/state", "The default Neuroglancer state that shows the dataset."
     ),
@@ -71,12 +84,16 @@ META = {
 VIEWER = {
     "viewer_root": route("GET", "/", "The Neuroglancer viewer (a state may follow in the URL fragment, #!...)."),
     "viewer_page": route("GET", "/v/<token>/", "The viewer page where the client runs (it needs /v/<token>/)."),
-    "viewer_config": route("GET", "/viewer-config.js", "Script run before the client: default state, URL set-up."),
+    "viewer_config": route("GET", "/viewer-config.js", "Script run before the client: default state, URL set-up.",
+                           personal=True),
     "client_file": route("GET", "/static/neuroglancer/<path:filename>", "Files of the bundled Neuroglancer client."),
     "viewer_events": route("GET", "/events/<token>", "Server-sent events stream the client keeps open."),
-    "viewer_state": route("POST", "/state/<token>", "The client reports its state (accepted, not stored)."),
-    "viewer_action": route("POST", "/action/<token>", "The client reports an action (accepted, ignored)."),
-    "viewer_credentials": route("POST", "/credentials/<token>", "Credentials for data sources (none needed)."),
+    "viewer_state": route("POST", "/state/<token>", "The client reports its state (accepted, not stored).",
+                          body="ignored"),
+    "viewer_action": route("POST", "/action/<token>", "The client reports an action (accepted, ignored).",
+                           body="ignored"),
+    "viewer_credentials": route("POST", "/credentials/<token>", "Credentials for data sources (none needed).",
+                                body="ignored"),
 }
 
 # PyChunkedGraph's v1 API as caveclient calls it; the table is the dataset name.
@@ -90,7 +107,8 @@ CHUNKEDGRAPH = {
                                    "The cell-type tags of now as segment properties (for a graphene:// source)."),
     "cg_root": route("GET", f"{_CG}/node/<int:node_id>/root", "Root of a supervoxel (?timestamp=)."),
     "cg_roots": route("POST", f"{_CG}/roots", "Roots of {node_ids} (?timestamp=)."),
-    "cg_roots_binary": route("POST", f"{_CG}/roots_binary", "Roots of little-endian uint64 supervoxels."),
+    "cg_roots_binary": route("POST", f"{_CG}/roots_binary", "Roots of little-endian uint64 supervoxels.",
+                             body="binary"),
     "cg_leaves": route("GET", f"{_CG}/node/<int:node_id>/leaves", "Supervoxels of a root."),
     "cg_leaves_many": route("POST", f"{_CG}/node/leaves_many", "Supervoxels of several roots."),
     "cg_merge": route("POST", f"{_CG}/merge", "Merge two points [[id, x, y, z] (nm), ...].", access="edit"),
@@ -162,7 +180,8 @@ CELLTYPES = {
                        "Tags in force (?t= a moment, ?root_id= one neuron, ?include_retracted=1), with roots."),
     "retract_tag": route("DELETE", "/api/v1/tags/<int:tag_id>", "Retract a tag (kept in the history).", access="own"),
     "import_tags": route("POST", "/api/v1/datasets/<dataset>/tags/import",
-                         "Add tags from a CAVE-style CSV body; answers {added, rejected: [{row, reason}]}.", access="edit"),
+                         "Add tags from a CAVE-style CSV body; answers {added, rejected: [{row, reason}]}.", access="edit",
+                         body="csv"),
     "export_tags": route("GET", "/api/v1/datasets/<dataset>/tags/export", "Tags in force as CSV (?t=)."),
     "search_neurons": route("GET", "/api/v1/search",
                             "Neurons by cell type across datasets: ?q= (type, dataset:, user:, note:, t:, "
@@ -195,12 +214,14 @@ MATERIALIZE = {
 
 # Who is signed in, signing in from the browser, grants and the audit log.
 ACCESS = {
-    "whoami": route("GET", "/api/v1/me", "The caller: user name (or anonymous), site admin, role per dataset."),
+    "whoami": route("GET", "/api/v1/me", "The caller: user name (or anonymous), site admin, role per dataset.",
+                    personal=True),
     "login_page": route("GET", "/login",
                         "Sign in the browser: a page that takes a token from its #token=... fragment (never "
                         "sent to the server in a URL) or a form, and sets an HttpOnly cookie."),
-    "start_session": route("POST", "/api/v1/session", "Body {token}: sets the viewer's cookie (HttpOnly, SameSite)."),
-    "end_session": route("DELETE", "/api/v1/session", "Sign out: clears the cookie."),
+    "start_session": route("POST", "/api/v1/session", "Body {token}: sets the viewer's cookie (HttpOnly, SameSite).",
+                           personal=True),
+    "end_session": route("DELETE", "/api/v1/session", "Sign out: clears the cookie.", personal=True),
     "update_dataset": route("PATCH", "/api/v1/datasets/<name>",
                             "Change {description, license, citation, public} of a dataset.", access="admin"),
     "list_grants": route("GET", "/api/v1/datasets/<name>/grants", "Who has which role on a dataset.",

@@ -248,12 +248,13 @@ class Accounts:
         return _cache.get((self.database_url, "visibility"), load)
 
     def is_public(self, dataset: str) -> bool | None:
-        """Whether ``dataset`` is public; None if there is no such dataset (looked up afresh when unknown)."""
-        known = self.visibility()
-        if dataset not in known:  # added a moment ago elsewhere? re-read visibility only, not tokens or grants
-            _cache.forget((self.database_url, "visibility"))
-            known = self.visibility()
-        return known.get(dataset)
+        """Whether ``dataset`` is public; None if there is no such dataset.
+
+        Unknown names are answered from the same cached map as private ones (a dataset added in
+        another process shows within CACHE_SECONDS): looking them up afresh would cost a query per
+        request naming one, and the extra time would tell an unknown name from a private one.
+        """
+        return self.visibility().get(dataset)
 
     @staticmethod
     def _dataset_id(connection, dataset: str) -> int:

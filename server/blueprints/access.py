@@ -16,7 +16,7 @@ from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
 from .. import auth, endpoints
 from ..errors import json_error
-from . import datasets_registry
+from . import dataset_json, datasets_registry
 
 blueprint = Blueprint("access", __name__)
 
@@ -80,7 +80,7 @@ def update_dataset(name):
         datasets_registry().update(name, body, by=auth.user_name(), origin=auth.origin())
     if public is not None:
         auth.accounts().set_public(name, public, by=auth.user_name(), origin=auth.origin())
-    return jsonify(datasets_registry().get(name).to_json())
+    return jsonify(dataset_json(datasets_registry().get(name)))
 
 
 def list_grants(name):

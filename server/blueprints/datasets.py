@@ -11,13 +11,13 @@ from segmentation.datasets import DatasetNotFound
 
 from .. import auth, endpoints, hosts
 from ..errors import json_error
-from . import datasets_registry, has_graph
+from . import dataset_json, datasets_registry, has_graph
 
 blueprint = Blueprint("datasets", __name__)
 
 
 def list_datasets():
-    return jsonify({"datasets": [d.to_json() for d in auth.visible_datasets()]})
+    return jsonify({"datasets": [dataset_json(d) for d in auth.visible_datasets()]})
 
 
 def get_dataset(name: str):
@@ -25,7 +25,7 @@ def get_dataset(name: str):
         dataset = datasets_registry().get(name)
     except DatasetNotFound as error:
         return json_error(404, str(error))
-    return jsonify(dataset.to_json())
+    return jsonify(dataset_json(dataset))
 
 
 def dataset_state(name: str):
