@@ -1,7 +1,15 @@
-"""Parse the moments users name: ISO 8601 strings or Unix seconds."""
+"""Parse the moments users name: ISO 8601 strings or Unix seconds.
+
+Only moments from 1970 to the year 3000 are accepted: earlier or later ones mean nothing for a
+dataset, and at the ends of the calendar (year 1, year 9999 with a negative offset) converting
+to UTC or to Unix seconds overflows.
+"""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(3000, 1, 1, tzinfo=timezone.utc)
 
 
 class InvalidTimestamp(ValueError):
@@ -29,4 +37,10 @@ def parse_timestamp(text: str) -> datetime:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    try:
+        moment = moment.astimezone(timezone.utc)
+    except OverflowError:
+        moment = None
+    if moment is None or not EARLIEST <= moment < LATEST:
+        raise InvalidTimestamp(f"timestamp {text!r} is out of range (1970 to 2999)")
+    return moment

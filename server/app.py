@@ -7,7 +7,7 @@ from segmentation import db
 from segmentation.config import Settings
 from segmentation.datasets import Datasets
 
-from . import auth, caching, errors, hosts
+from . import auth, caching, errors, hosts, request_input
 from .blueprints import access, celltypes, chunkedgraph, data, datasets, materialize, meshing, meta, states, viewer
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -39,7 +39,8 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
         hosts.check_request_host()  # first of all: nothing runs for a Host this server does not answer to
 
     @app.errorhandler(hosts.HostNotAllowed)
-    def host_not_allowed(error):
+    @app.errorhandler(request_input.BadInput)
+    def bad_request(error):
         return errors.json_error(400, str(error))
 
     auth.install(app)

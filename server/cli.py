@@ -341,17 +341,36 @@ def _tag_demo(settings, dataset, truth) -> None:
 
 
 DEMO_PROOFREADER = "proofreader"
+DEMO_TOKEN_FILE = "demo-token"  # under the home, readable by its owner only
 
 
 def demo_proofreader_token(settings) -> str:
-    """A fresh 30-day token for the demo's proofreader (the user is made if missing)."""
+    """The demo proofreader's token: the one kept in ``<home>/demo-token`` while it is valid for at
+    least another week, else a new 30-day one (kept there in its place). Minting a token on every
+    start would leave a trail of live tokens behind."""
+    import os
     from datetime import datetime, timedelta, timezone
 
-    from segmentation.access import Accounts
+    from segmentation.access import Accounts, InvalidToken
 
-    return Accounts(settings.database_url).role_token(
-        DEMO_PROOFREADER, DEMO_NAME, "proofreader", expires_at=datetime.now(timezone.utc) + timedelta(days=30),
-        label="axonlink demo", by="demo")
+    accounts, path = Accounts(settings.database_url), settings.home / DEMO_TOKEN_FILE
+    now = datetime.now(timezone.utc)
+    try:
+        kept = path.read_text().strip()
+        principal = accounts.authenticate(kept)
+        if (principal.name == DEMO_PROOFREADER and principal.grants.get(DEMO_NAME) == "proofreader"
+                and (principal.token_expires_at is None or principal.token_expires_at > now + timedelta(days=7))):
+            return kept
+    except (OSError, InvalidToken):
+        pass
+    token = accounts.role_token(DEMO_PROOFREADER, DEMO_NAME, "proofreader", expires_at=now + timedelta(days=30),
+                                label="axonlink demo", by="demo")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(token + "\n")
+    os.chmod(path, 0o600)
+    return token
 
 
 def cmd_demo(args, settings):

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from conftest import CG_SV as SV, call
+from conftest import CG_SV as SV, call, proofreader_token
 
 CG = "/segmentation/api/v1/table/cg"
 
@@ -89,3 +90,67 @@ def test_a_chunked_body_beyond_every_limit_is_refused(cg_server):
         status = 413  # the server answered and closed while we were still sending
     assert status in (400, 413)
     assert call(f"{cg_server.url}/api/v1/datasets/cg/tags", token=cg_server.token)[0] == 200  # still serving
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+_STATE_ROUTES_PENDING = {"post_state", "post_link_at", "nglstate_post"}  # TEMPORARY: the state-links branch
+
+
+def test_json_nested_100000_deep_is_a_4xx_on_every_json_route(cg_server):
+    """json.loads raises RecursionError (not ValueError) on such bodies: never a 500."""
+    from server import endpoints
+
+    admin = proofreader_token(cg_server.database_url, "cg", user="deep")
+    from segmentation.access import Accounts
+
+    Accounts(cg_server.database_url).grant("deep", "cg", "admin", by="tests")
+    checked = 0
+    for name, spec in endpoints.BY_ENDPOINT.items():
+        if spec.body != "json" or name in _STATE_ROUTES_PENDING:
+            continue
+        path = re.sub(r"<(?:([a-z]+):)?([a-z_]+)>",
+                      lambda m: "cg" if m.group(2) in endpoints.DATASET_PARAMETERS else
+                      ("1" if m.group(1) == "int" else "x"), spec.rule)
+        for method in set(spec.methods) - {"HEAD"}:
+            status, answer = call(cg_server.url + path, DEEP, method=method, token=admin,
+                                  headers={"Content-Type": "application/json"})
+            assert 400 <= status < 500, (name, status, answer[:200])
+            checked += 1
+    assert checked >= 19
+
+
+EDGES = ["0001-01-01T00:00:00", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59.999999-14:00",
+         "9999-12-31T23:59:59.999999", "-62135596800", "253402300800", "1e308", "-1", "inf", "2026-02-30"]
+MOMENT_ROUTES = [
+    ("GET", "/data/cg@{t}/segmentation/info", None),
+    ("GET", f"{CG}/node/{SV[0]}/root?timestamp={{t}}", None),
+    ("POST", f"{CG}/roots?timestamp={{t}}", json.dumps({"node_ids": [SV[0]]}).encode()),
+    ("POST", f"{CG}/is_latest_roots?timestamp={{t}}", json.dumps({"node_ids": [SV[0]]}).encode()),
+    ("POST", f"{CG}/lineage_graph_multiple?timestamp_past={{t}}", json.dumps({"root_ids": [1]}).encode()),
+    ("GET", f"{CG}/user_operations?start_time={{t}}", None),
+    ("GET", f"{CG}/delta_roots?timestamp_past={{t}}", None),
+    ("GET", "/api/v1/datasets/cg/tags?t={t}", None),
+    ("GET", "/api/v1/datasets/cg/tags/export?t={t}", None),
+    ("GET", "/api/v1/search?q=astrocyte%20t:{t}", None),
+    ("GET", "/api/v1/audit?since={t}", None),
+    ("GET", "/at/cg/4,16,4?t={t}", None),
+    ("POST", "/api/v1/links/at", '{{"dataset": "cg", "voxel": [4, 16, 4], "t": "{t}"}}'),
+    ("POST", "/materialize/api/v3/datastack/cg/query", '{{"timestamp": "{t}", "table": "cell_types"}}'),
+]
+
+
+@pytest.mark.parametrize("method, template, body", MOMENT_ROUTES)
+def test_moments_at_the_edges_of_the_calendar_are_a_4xx(cg_server, method, template, body):
+    from urllib.parse import quote
+
+    from segmentation.access import Accounts
+
+    admin = Accounts(cg_server.database_url).role_token("edges", "cg", "admin", by="tests")
+    for t in EDGES:
+        if body is None or isinstance(body, bytes):
+            path, data = template.format(t=quote(t)), body
+        else:
+            path, data = template, body.format(t=t).encode()
+        status, answer = call(cg_server.url + path, data, method=method, token=admin,
+                              headers={"Content-Type": "application/json"})
+        assert 400 <= status < 500, (path, t, status, answer[:200])

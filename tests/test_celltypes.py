@@ -201,3 +201,19 @@ def test_demo_false_merge_shows_as_a_conflict_until_split(fresh_demo):
     assert not [h for h in after.values() if h.conflict]
     for sv in on_root:
         assert after[graph.root(sv)].terms == [tagged[sv].term]
+
+
+def test_csv_export_never_hands_a_spreadsheet_a_formula(cg_server):
+    notes = ['=HYPERLINK("http://evil.example","click")', "+1+cmd|' /C calc'!A0", "-2", "@SUM(A1)", "fine"]
+    for i, note in enumerate(notes):
+        assert tag(cg_server, [4 + 8 * (i % 4), 16, 4], "astrocyte", note=note)[0] == 201
+    status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags/export", token=cg_server.token)
+    exported = list(csv.DictReader(io.StringIO(body.decode())))
+    cells = [row[c] for row in exported for c in row]
+    assert not any(cell.startswith(("=", "+", "-", "@")) for cell in cells), cells
+    assert sorted(row["note"] for row in exported) == sorted("'" + n if n != "fine" else n for n in notes)
+    status, answer = call(f"{cg_server.url}/api/v1/datasets/cg/tags/import", body, token=cg_server.token,
+                          headers={"Content-Type": "text/csv"})
+    assert status == 200 and json.loads(answer)["added"] == len(notes)
+    listed = json.loads(call(f"{cg_server.url}/api/v1/datasets/cg/tags", token=cg_server.token)[1])["tags"]
+    assert sorted(t["note"] for t in listed) == sorted(notes * 2)  # the round trip gives the notes back

@@ -98,3 +98,25 @@ def test_false_merges_join_different_neurons(demo_home):
     assert len(data["false_merges"]) >= 3
     for a, b in data["false_merges"]:
         assert mapping[str(a)] != mapping[str(b)]
+
+
+def test_demo_reuses_its_token_while_it_is_valid(fresh_demo):
+    import os
+    from datetime import datetime, timedelta, timezone
+
+    from segmentation.access import Accounts
+    from server.cli import DEMO_TOKEN_FILE, demo_proofreader_token
+
+    accounts = Accounts(fresh_demo.database_url)
+    first = demo_proofreader_token(fresh_demo)
+    assert demo_proofreader_token(fresh_demo) == first  # a second start: the same token
+    assert os.stat(fresh_demo.home / DEMO_TOKEN_FILE).st_mode & 0o077 == 0  # only its owner reads it
+    live = [t for t in accounts.tokens("proofreader") if not t["revoked"]]
+    assert len(live) == 1
+    accounts.revoke_token(first)
+    second = demo_proofreader_token(fresh_demo)  # revoked: a new one
+    assert second != first and accounts.authenticate(second).name == "proofreader"
+    # one about to expire is replaced too
+    _, soon = accounts.create_token("proofreader", expires_at=datetime.now(timezone.utc) + timedelta(days=1))
+    (fresh_demo.home / DEMO_TOKEN_FILE).write_text(soon)
+    assert demo_proofreader_token(fresh_demo) not in (soon, second)

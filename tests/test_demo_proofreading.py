@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from segmentation.graph import Graph
 from segmentation.graph.ids import supervoxel_ids

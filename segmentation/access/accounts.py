@@ -183,7 +183,8 @@ class Accounts:
         if found["expires_at"] is not None and found["expires_at"] <= datetime.now(timezone.utc):
             raise InvalidToken("this token has expired")
         return Principal(name=found["name"], authenticated=True, site_admin=found["site_admin"],
-                         grants=self._grants_of(found["user_id"]), token_id=found["id"])
+                         grants=self._grants_of(found["user_id"]), token_id=found["id"],
+                         token_expires_at=found["expires_at"])
 
     def _load_token(self, digest: str) -> dict | None:
         with self.engine.connect() as connection:

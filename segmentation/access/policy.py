@@ -8,6 +8,7 @@ for everybody else the dataset does not exist (404, never 403).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Mapping
 
 ROLES = ("viewer", "proofreader", "admin")
@@ -35,6 +36,7 @@ class Principal:
     site_admin: bool = False
     grants: Mapping[str, str] = field(default_factory=dict)
     token_id: int | None = None
+    token_expires_at: datetime | None = None
 
 
 def anonymous() -> Principal:

@@ -3,6 +3,10 @@
 Import takes ``pt_position_x``/``_y``/``_z`` or ``pt_position`` (``"[x, y, z]"`` or
 ``"x y z"``), ``cell_type``, and optionally ``note`` and ``confidence`` (full-resolution
 voxel coordinates). Export writes CAVE's ``cell_type_local`` columns plus ours.
+
+Text cells that a spreadsheet would run as a formula (starting with ``= + - @``, a tab or a
+carriage return) are exported with a leading apostrophe, as OWASP recommends against CSV
+injection; importing takes that apostrophe off again, so notes survive a round trip.
 """
 from __future__ import annotations
 
@@ -15,6 +19,16 @@ from .tags import Tag
 EXPORT_COLUMNS = ("id", "valid", "classification_system", "cell_type", "pt_position_x", "pt_position_y",
                   "pt_position_z", "pt_supervoxel_id", "pt_root_id", "note", "confidence", "user", "created")
 _NUMBERS = re.compile(r"-?\d+(?:\.\d+)?")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralised(text: str) -> str:
+    """``text`` as a cell no spreadsheet runs as a formula."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _restored(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_STARTS) else text
 
 
 class CsvError(ValueError):
@@ -48,7 +62,7 @@ def read_tag_rows(text: str) -> tuple[list[tuple[int, dict]], list[tuple[int, st
             rejected.append((number, str(error)))
             continue
         confidence = get("confidence")
-        rows.append((number, {"voxel": voxel, "term": get("cell_type"), "note": get("note"),
+        rows.append((number, {"voxel": voxel, "term": _restored(get("cell_type")), "note": _restored(get("note")),
                               "confidence": confidence if confidence else None}))
     return rows, rejected
 
@@ -70,7 +84,8 @@ def write_tags(tags: list[tuple[Tag, int]]) -> str:
     writer.writerow(EXPORT_COLUMNS)
     for tag, root in tags:
         x, y, z = tag.voxel
-        writer.writerow([tag.id, "t" if tag.retracted_at is None else "f", "axonlink", tag.term, x, y, z,
-                         tag.sv_id, root, tag.note, "" if tag.confidence is None else tag.confidence,
-                         tag.user, tag.created_at.isoformat()])
+        writer.writerow([tag.id, "t" if tag.retracted_at is None else "f", "axonlink", neutralised(tag.term),
+                         x, y, z, tag.sv_id, root, neutralised(tag.note),
+                         "" if tag.confidence is None else tag.confidence, neutralised(tag.user),
+                         tag.created_at.isoformat()])
     return out.getvalue()

@@ -297,22 +297,24 @@ class CellTags:
         return (self._store(dataset, accepted, user, origin) if accepted else []), rejected
 
     def _store(self, dataset: Dataset, accepted, user: str, origin: str = "") -> list[Tag]:
+        """Insert the tags; answer exactly the rows this call wrote (by the ids the insert returned),
+        never "the newest rows", which a concurrent writer's tags could be."""
         now = datetime.now(timezone.utc)
         with self.engine.begin() as connection:
             seq = self._next_seq(connection)
             dataset_id = connection.scalar(sa.select(DatasetRow.id).where(DatasetRow.name == dataset.name))
-            connection.execute(sa.insert(CellTagRow), [
+            inserted = connection.execute(sa.insert(CellTagRow).returning(CellTagRow.id, sort_by_parameter_order=True), [
                 {"dataset_id": dataset_id, "sv_id": sv, "x": v[0], "y": v[1], "z": v[2], "term": term,
                  "note": note, "confidence": confidence, "user_id": str(user), "created_at": now,
                  "change_seq": seq}
                 for sv, v, term, note, confidence in accepted
             ])
+            ids = np.array(inserted.scalars().all(), dtype=np.int64)
             audit.record(connection, user=user, action="tag.add", dataset=dataset.name, origin=origin,
                          target=f"{len(accepted)} tag(s), change {seq}",
                          detail={"change_seq": seq, "terms": sorted({a[2] for a in accepted})})
         index = self.sync()
-        first = len(index.ids) - len(accepted)
-        return [index.tag(p) for p in range(first, len(index.ids))]
+        return [index.tag(int(p)) for p in np.searchsorted(index.ids, ids)]
 
     def _checked(self, dataset: Dataset, row: dict, vocabulary: Vocabulary):
         try:

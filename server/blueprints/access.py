@@ -5,16 +5,16 @@ parses requests and shapes answers.
 """
 from __future__ import annotations
 
-import json
 
 from flask import Blueprint, jsonify, make_response, render_template, request
 
-from segmentation.access import AccessError, AuditLog, InvalidToken, SignInRequired
+from segmentation.access import AccessError, AuditLog, SignInRequired
 from segmentation.access.policy import at_least
 from segmentation.datasets import DatasetError, DatasetNotFound
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
 from .. import auth, endpoints
+from ..request_input import json_object
 from ..errors import json_error
 from . import dataset_json, datasets_registry
 
@@ -34,13 +34,7 @@ def _not_found(error):
 
 
 def _json_object(example: str) -> dict:
-    try:
-        body = json.loads(request.get_data(cache=False) or b"null")
-    except ValueError:
-        raise AccessError(f"the body must be JSON like {example}") from None
-    if not isinstance(body, dict):
-        raise AccessError(f"the body must be a JSON object like {example}")
-    return body
+    return json_object(example)
 
 
 def whoami():

@@ -17,6 +17,7 @@ from segmentation.datasets import DatasetNotFound
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
 from .. import auth, endpoints, hosts
+from ..request_input import json_object
 from ..errors import json_error
 from . import datasets_registry
 
@@ -74,13 +75,7 @@ def _moment(name: str = "t"):
 
 
 def _json_body() -> dict:
-    try:
-        body = json.loads(request.get_data(cache=False) or b"null")
-    except ValueError:
-        raise TagError("the body must be JSON") from None
-    if not isinstance(body, dict):
-        raise TagError('the body must be a JSON object like {"position": [x, y, z], "term": "astrocyte"}')
-    return body
+    return json_object('{"position": [x, y, z], "term": "astrocyte"}')
 
 
 def add_tag(dataset):

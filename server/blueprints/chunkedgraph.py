@@ -22,6 +22,7 @@ from segmentation.graph.points import PointOutsideVolume, supervoxels_near
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
 from .. import auth, endpoints, hosts
+from ..request_input import BadInput, json_body, json_object, parse_json
 from ..errors import json_error
 from . import datasets_registry
 
@@ -59,20 +60,11 @@ def graph_for(table: str) -> Graph:
 
 
 def body_json():
-    raw = request.get_data(cache=True)
-    if not raw:
-        raise BadRequest("request body must be JSON")
-    try:
-        return json.loads(raw)
-    except ValueError as error:
-        raise BadRequest(f"request body is not valid JSON: {error}") from None
+    return json_body()
 
 
 def body_object() -> dict:
-    body = body_json()
-    if not isinstance(body, dict):
-        raise BadRequest('request body must be a JSON object, e.g. {"node_ids": [...]}')
-    return body
+    return json_object('{"node_ids": [...]}')
 
 
 def id_list(value, what: str) -> list[int]:
@@ -239,8 +231,8 @@ def cg_leaves_many(table):
 def cg_operation_details(table):
     graph = graph_for(table)
     try:
-        ids = id_list(json.loads(request.args.get("operation_ids", "[]")), "operation_ids")
-    except ValueError:
+        ids = id_list(parse_json(request.args.get("operation_ids", "[]"), "operation_ids"), "operation_ids")
+    except BadInput:
         raise BadRequest("operation_ids must be a JSON list") from None
     answer = {}
     for op_id in ids:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, jsonify, render_template
 
 from frontend_config import default_state
 from segmentation.datasets import DatasetNotFound

@@ -16,6 +16,7 @@ from segmentation.datasets import DatasetNotFound
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
 from .. import endpoints, hosts
+from ..request_input import json_body
 from ..errors import json_error
 from . import datasets_registry
 
@@ -64,11 +65,9 @@ def _flag(name: str, default: bool = False) -> bool:
 
 
 def _body() -> dict:
-    raw = request.get_data(cache=False)
-    try:
-        body = json.loads(raw) if raw else {}
-    except ValueError:
-        raise mat.QueryError("the body must be JSON") from None
+    body = json_body(required=False)
+    if body is None:
+        return {}
     if not isinstance(body, dict):
         raise mat.QueryError("the body must be a JSON object of filters, e.g. "
                              '{"filter_equal_dict": {"cell_types": {"cell_type": "astrocyte"}}}')

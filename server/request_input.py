@@ -1,0 +1,43 @@
+"""Reading what a request sends, once and safely: JSON bodies and JSON-valued parameters.
+
+Every JSON a client sends goes through here, so every route answers the same clear 400 for
+a body that is not JSON, not the expected shape, or nested so deeply that parsing it would
+exhaust the interpreter's stack (``json.loads`` raises RecursionError, not ValueError, which
+would otherwise become a 500).
+"""
+from __future__ import annotations
+
+import json
+
+from flask import request
+
+
+class BadInput(ValueError):
+    """A request whose body or parameters cannot be read: a 400 with this message."""
+
+
+def parse_json(text: str | bytes, what: str = "the request body"):
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise BadInput(f"{what} is JSON nested too deeply") from None
+    except ValueError as error:
+        raise BadInput(f"{what} is not valid JSON: {error}") from None
+
+
+def json_body(example: str | None = None, *, required: bool = True):
+    """The request body as JSON (read once; cached for the view to read again)."""
+    raw = request.get_data(cache=True)
+    if not raw:
+        if required:
+            raise BadInput("the request body must be JSON" + (f" like {example}" if example else ""))
+        return None
+    return parse_json(raw)
+
+
+def json_object(example: str) -> dict:
+    """The request body as a JSON object (``example`` shows its shape in the error message)."""
+    body = json_body(example)
+    if not isinstance(body, dict):
+        raise BadInput(f"the request body must be a JSON object like {example}")
+    return body
