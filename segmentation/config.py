@@ -31,6 +31,12 @@ class Settings:
     # AXONLINK_PUBLIC_URL / --public-url: how clients reach this server (e.g. https://em.example.org);
     # links and redirects are built from it, never from a request's Host header
     public_url: str | None = None
+    # AXONLINK_RATE_LIMITS: per-client limits by cost, e.g. "edit=60/minute;create=none" (over the defaults)
+    rate_limits: str = ""
+    # AXONLINK_RATE_LIMIT_STORAGE: where counts live: memory:// (per worker, the default) or redis://host:port
+    rate_limit_storage: str | None = None
+    # AXONLINK_REQUEST_BUDGET_SECONDS: the most work an edit or expensive read may take (then a 503)
+    request_budget_seconds: float = 10.0
 
     @classmethod
     def load(cls, home: str | os.PathLike | None = None, database_url: str | None = None,
@@ -50,8 +56,13 @@ class Settings:
         public = public_url or os.environ.get("AXONLINK_PUBLIC_URL") or None
         if public is not None:
             public = _checked_public_url(public)
+        budget = float(os.environ.get("AXONLINK_REQUEST_BUDGET_SECONDS") or cls.request_budget_seconds)
+        if not 0 < budget < 3600:
+            raise ValueError("AXONLINK_REQUEST_BUDGET_SECONDS must be a number of seconds between 0 and 3600")
         return cls(home=home_path, database_url=url, max_state_bytes=max_state, anonymous_role=anonymous,
-                   allowed_hosts=hosts, public_url=public)
+                   allowed_hosts=hosts, public_url=public, rate_limits=os.environ.get("AXONLINK_RATE_LIMITS", ""),
+                   rate_limit_storage=os.environ.get("AXONLINK_RATE_LIMIT_STORAGE") or None,
+                   request_budget_seconds=budget)
 
     @property
     def demo_dir(self) -> Path:

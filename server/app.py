@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from segmentation import db
+from segmentation import budget, db
 from segmentation.config import Settings
 from segmentation.datasets import Datasets
 
-from . import auth, caching, errors, hosts, request_input
+from . import auth, caching, endpoints, errors, hosts, rate_limits, request_input
 from .blueprints import access, celltypes, chunkedgraph, data, datasets, materialize, meshing, meta, states, viewer
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -43,10 +43,20 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
     def bad_request(error):
         return errors.json_error(400, str(error))
 
+    @app.errorhandler(request_input.TooLarge)
+    def too_large(error):
+        return errors.json_error(413, str(error))
+
     auth.install(app)
     caching.install(app)
     for module in (data, datasets, meta, viewer, chunkedgraph, states, celltypes, materialize, access, meshing):
         app.register_blueprint(module.blueprint)
+    _budget_costly_views(app)
+    rate_limits.install(app, rate_limits.parse_limits(settings.rate_limits), settings.rate_limit_storage)
+
+    @app.errorhandler(budget.OverBudget)
+    def over_budget(error):
+        return errors.json_error(503, str(error), **{"Retry-After": "60"})
 
     @app.after_request
     def add_cors(response):
@@ -73,3 +83,21 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
         return None
 
     return app
+
+
+def _budget_costly_views(app) -> None:
+    """Edits and expensive reads run under a time budget (work that loops checks it)."""
+    import functools
+
+    from flask import current_app
+
+    for endpoint, view in list(app.view_functions.items()):
+        spec = endpoints.BY_ENDPOINT.get(endpoint.rpartition(".")[2])
+        if spec is None or spec.cost not in ("edit", "expensive"):
+            continue
+
+        def budgeted(*args, _view=view, **kwargs):
+            with budget.time_budget(current_app.config["AXONLINK_SETTINGS"].request_budget_seconds):
+                return _view(*args, **kwargs)
+
+        app.view_functions[endpoint] = functools.wraps(view)(budgeted)

@@ -13,11 +13,20 @@ Each route also says who may call it (``access``), checked before the view runs
   states and tags whose dataset is found from the stored row).
 
 Left out, ``access`` is ``view`` when the path names a dataset, else ``open``.
+
+A route also declares what bounds a caller's request: ``caps`` (the most items of each
+kind one request may send: ids, points, rows), enforced by :func:`server.request_input.capped`
+with a 413, and ``cost`` — ``edit``, ``create`` or ``expensive`` — which puts it under a
+per-client rate limit (:mod:`server.rate_limits`) and, for edits and expensive reads, a time
+budget (:mod:`segmentation.budget`). The OpenAPI document shows both.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from segmentation.celltypes.materialize import MAX_FILTER_VALUES, MAX_REGEX_LENGTH
+from segmentation.celltypes.search import MAX_PER_PAGE
 
 ACCESS_LEVELS = ("open", "view", "edit", "admin", "own")
 # path parameters that name a dataset (``dataset_ref`` may carry ``@moment``)
@@ -26,6 +35,11 @@ _PARAMETER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 
 BODY_KINDS = (None, "json", "csv", "binary", "ignored")
+COSTS = (None, "edit", "create", "expensive")
+MAX_IDS = 10_000  # ids per request on routes that answer per id
+MAX_ROOTS_WALKED = 100  # roots per request on routes that walk each root's history
+MAX_POINTS = 100  # points per side of a split
+MAX_LEAVES_ROOTS = 500  # roots per leaves_many
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,11 @@ class Route:
     # nothing that matters); a cookie-authenticated request must send it with that content type
     body: str | None = None
     personal: bool = False  # the answer depends on who asks (besides "own" routes): never in a shared cache
+    caps: tuple[tuple[str, int], ...] = ()  # (what, most per request)
+    cost: str | None = None  # "edit", "create" or "expensive": rate-limited per client (and time-budgeted)
+
+    def cap(self, what: str) -> int | None:
+        return dict(self.caps).get(what)
 
     @property
     def dataset_parameter(self) -> str | None:
@@ -45,7 +64,7 @@ class Route:
 
 
 def route(methods: str, rule: str, summary: str, access: str | None = None, body: str | None = None,
-          personal: bool = False) -> Route:
+          personal: bool = False, caps: dict[str, int] | None = None, cost: str | None = None) -> Route:
     spec = Route(tuple(methods.split(",")), rule, summary)
     access = access or ("view" if spec.dataset_parameter else "open")
     if access not in ACCESS_LEVELS:
@@ -54,7 +73,11 @@ def route(methods: str, rule: str, summary: str, access: str | None = None, body
         raise ValueError(f"unknown body kind {body!r} for {rule}")
     if body is None and set(spec.methods) & {"POST", "PUT", "PATCH"}:
         body = "json"
-    return Route(spec.methods, rule, summary, access, body, personal)
+    if cost not in COSTS:
+        raise ValueError(f"unknown cost {cost!r} for {rule}")
+    if cost is None and access == "edit":
+        cost = "edit"
+    return Route(spec.methods, rule, summary, access, body, personal, tuple(sorted((caps or {}).items())), cost)
 
 
 DATA = {
@@ -106,38 +129,51 @@ CHUNKEDGRAPH = {
     "cg_segment_properties": route("GET", "/segmentation/table/<table>/segment_properties/info",
                                    "The cell-type tags of now as segment properties (for a graphene:// source)."),
     "cg_root": route("GET", f"{_CG}/node/<int:node_id>/root", "Root of a supervoxel (?timestamp=)."),
-    "cg_roots": route("POST", f"{_CG}/roots", "Roots of {node_ids} (?timestamp=)."),
+    "cg_roots": route("POST", f"{_CG}/roots", "Roots of {node_ids} (?timestamp=).",
+                      caps={"node_ids": MAX_IDS}),
     "cg_roots_binary": route("POST", f"{_CG}/roots_binary", "Roots of little-endian uint64 supervoxels.",
-                             body="binary"),
+                             body="binary", caps={"node_ids": MAX_IDS}),
     "cg_leaves": route("GET", f"{_CG}/node/<int:node_id>/leaves", "Supervoxels of a root."),
-    "cg_leaves_many": route("POST", f"{_CG}/node/leaves_many", "Supervoxels of several roots."),
+    "cg_leaves_many": route("POST", f"{_CG}/node/leaves_many", "Supervoxels of several roots.",
+                           caps={"node_ids": MAX_LEAVES_ROOTS}, cost="expensive"),
     "cg_merge": route("POST", f"{_CG}/merge", "Merge two points [[id, x, y, z] (nm), ...].", access="edit"),
-    "cg_split": route("POST", f"{_CG}/split", "Split by minimum cut: {sources, sinks} of [id, x, y, z] (nm).", access="edit"),
-    "cg_split_preview": route("POST", f"{_CG}/graph/split_preview", "The two sides of a split, not committed."),
+    "cg_split": route("POST", f"{_CG}/split", "Split by minimum cut: {sources, sinks} of [id, x, y, z] (nm).", access="edit",
+                      caps={"sources": MAX_POINTS, "sinks": MAX_POINTS}),
+    "cg_split_preview": route("POST", f"{_CG}/graph/split_preview", "The two sides of a split, not committed.",
+                              caps={"sources": MAX_POINTS, "sinks": MAX_POINTS}, cost="expensive"),
     "cg_undo": route("POST", f"{_CG}/undo", "Undo {operation_id} (as a new operation).", access="edit"),
     "cg_redo": route("POST", f"{_CG}/redo", "Redo an undone {operation_id} (as a new operation).", access="edit"),
-    "cg_operation_details": route("GET", f"{_CG}/operation_details", "Details of ?operation_ids=[...]."),
-    "cg_lineage": route("POST", f"{_CG}/lineage_graph_multiple", "Lineage of {root_ids} (networkx node-link)."),
+    "cg_operation_details": route("GET", f"{_CG}/operation_details", "Details of ?operation_ids=[...].",
+                                  caps={"operation_ids": MAX_IDS}),
+    "cg_lineage": route("POST", f"{_CG}/lineage_graph_multiple", "Lineage of {root_ids} (networkx node-link).",
+                        caps={"root_ids": MAX_ROOTS_WALKED}, cost="expensive"),
     "cg_past_id_mapping": route("GET", f"{_CG}/past_id_mapping", "Past and future roots of a JSON body {root_ids}.",
-                                body="json"),
-    "cg_is_latest_roots": route("POST", f"{_CG}/is_latest_roots", "Whether each of {node_ids} is current."),
-    "cg_root_timestamps": route("POST", f"{_CG}/root_timestamps", "Creation time of each of {node_ids}."),
-    "cg_change_log": route("GET", f"{_CG}/root/<int:root_id>/change_log", "Edits in a root's past."),
+                                body="json", caps={"root_ids": MAX_ROOTS_WALKED}, cost="expensive"),
+    "cg_is_latest_roots": route("POST", f"{_CG}/is_latest_roots", "Whether each of {node_ids} is current.",
+                                caps={"node_ids": MAX_IDS}),
+    "cg_root_timestamps": route("POST", f"{_CG}/root_timestamps", "Creation time of each of {node_ids}.",
+                                caps={"node_ids": MAX_IDS}),
+    "cg_change_log": route("GET", f"{_CG}/root/<int:root_id>/change_log", "Edits in a root's past.",
+                          cost="expensive"),
     "cg_tabular_change_log": route("GET", f"{_CG}/tabular_change_log_many",
                                    "Per root of a JSON body {root_ids}, its edits as a table (DataFrame JSON).",
-                                   body="json"),
-    "cg_merge_log": route("GET", f"{_CG}/root/<int:root_id>/merge_log", "Merges in a root's past with their points."),
+                                   body="json", caps={"root_ids": MAX_ROOTS_WALKED}, cost="expensive"),
+    "cg_merge_log": route("GET", f"{_CG}/root/<int:root_id>/merge_log", "Merges in a root's past with their points.",
+                         cost="expensive"),
     "cg_user_operations": route("GET", f"{_CG}/user_operations",
-                                "Operations of ?user_id= between ?start_time= and ?end_time= (epoch s)."),
+                                "Operations of ?user_id= between ?start_time= and ?end_time= (epoch s).",
+                                cost="expensive"),
     "cg_valid_nodes": route("GET", f"{_CG}/valid_nodes",
                             "Which of a JSON body {node_ids} existed between ?start_timestamp= and ?end_timestamp=.",
-                            body="json"),
+                            body="json", caps={"node_ids": MAX_IDS}),
     "cg_lvl2_graph": route("GET", f"{_CG}/node/<int:root_id>/lvl2_graph",
-                           "Active edges of a root's finest pieces (here: supervoxels), ?bounds= honoured."),
+                           "Active edges of a root's finest pieces (here: supervoxels), ?bounds= honoured.",
+                           cost="expensive"),
     "latest_roots": route("GET", "/api/v1/datasets/<dataset>/roots/<int:root_id>/latest",
                           "The current roots descended from a root (itself if current): what the viewer swaps a "
                           "retired selection for."),
-    "cg_delta_roots": route("GET", f"{_CG}/delta_roots", "Roots retired and created between two moments."),
+    "cg_delta_roots": route("GET", f"{_CG}/delta_roots", "Roots retired and created between two moments.",
+                            cost="expensive"),
     "cg_oldest_timestamp": route("GET", f"{_CG}/oldest_timestamp", "When the graph was ingested."),
 }
 
@@ -158,19 +194,22 @@ INFO = {
 # Share links: stored states (ours and CAVE's JSON state service), short and exact-voxel links.
 STATES = {
     "post_state": route("POST", "/api/v1/states",
-                        "Store a Neuroglancer state (the body); ?title=&description= optional. Same state, same ids.", access="own"),
+                        "Store a Neuroglancer state (the body); ?title=&description= optional. Same state, same ids.", access="own",
+                        cost="create"),
     "get_state": route("GET", "/api/v1/states/<ref>",
                        "A stored state exactly as posted; ?as=was (pinned to its creation) or ?as=now (latest roots).", access="own"),
     "get_state_as": route("GET", "/api/v1/states/<ref>/<mode>.json",
                           "The same as ?as=<mode>, in a form the viewer can load (#!<url>: no query string).", access="own"),
     "state_info": route("GET", "/api/v1/states/<ref>/info", "Title, owner, dataset, created, views, sizes, anchors.", access="own"),
     "post_link_at": route("POST", "/api/v1/links/at",
-                          "Store a link to a voxel: {dataset, voxel: [x, y, z], t?, zoom?} → short link.", access="own"),
+                          "Store a link to a voxel: {dataset, voxel: [x, y, z], t?, zoom?} → short link.", access="own",
+                          cost="create"),
     "open_short_link": route("GET", "/s/<ref>", "Open a stored state in the viewer (?as=was|now).", access="own"),
     "open_voxel_link": route("GET", "/at/<dataset>/<coords>",
                              "Open the viewer centred on voxel x,y,z with its neuron selected (?t=, ?zoom=)."),
     "nglstate_version": route("GET", "/nglstate/api/v1/version", "CAVE JSON state service version."),
-    "nglstate_post": route("POST", "/nglstate/api/v1/post", "CAVE: store a state; answers its URL as a JSON string.", access="own"),
+    "nglstate_post": route("POST", "/nglstate/api/v1/post", "CAVE: store a state; answers its URL as a JSON string.", access="own",
+                            cost="create"),
     "nglstate_get": route("GET", "/nglstate/api/v1/<int:state_id>", "CAVE: a stored state by integer id.", access="own"),
     "nglstate_raw": route("GET", "/nglstate/api/v1/raw/<int:state_id>", "CAVE: a stored state, raw.", access="own"),
 }
@@ -181,14 +220,16 @@ CELLTYPES = {
                      "Tag the neuron at {position: [x, y, z] voxels} with {term} (+ note, confidence).", access="edit"),
     "list_tags": route("GET", "/api/v1/datasets/<dataset>/tags",
                        "Tags in force (?t= a moment, ?root_id= one neuron, ?include_retracted=1), with roots."),
-    "retract_tag": route("DELETE", "/api/v1/tags/<int:tag_id>", "Retract a tag (kept in the history).", access="own"),
+    "retract_tag": route("DELETE", "/api/v1/tags/<int:tag_id>", "Retract a tag (kept in the history).", access="own",
+                         cost="edit"),
     "import_tags": route("POST", "/api/v1/datasets/<dataset>/tags/import",
                          "Add tags from a CAVE-style CSV body; answers {added, rejected: [{row, reason}]}.", access="edit",
                          body="csv"),
     "export_tags": route("GET", "/api/v1/datasets/<dataset>/tags/export", "Tags in force as CSV (?t=)."),
     "search_neurons": route("GET", "/api/v1/search",
                             "Neurons by cell type across datasets: ?q= (type, dataset:, user:, note:, t:, "
-                            "AND/OR/NOT), ?page=, ?per_page=.", access="own"),
+                            "AND/OR/NOT), ?page=, ?per_page=.", access="own", cost="expensive",
+                            caps={"per_page": MAX_PER_PAGE}),
     "get_vocabulary": route("GET", "/api/v1/vocabulary", "The cell-type vocabulary (?dataset= for its own terms).", access="own"),
 }
 
@@ -210,9 +251,11 @@ MATERIALIZE = {
     "mat_tables_metadata": route("GET", f"{_MAT3}/version/<int:version>/tables/metadata", "Metadata of every table."),
     "mat_table_count": route("GET", f"{_MAT2}/version/<int:version>/table/<table>/count", "Rows in a table."),
     "mat_query": route("POST", f"{_MAT3}/version/<int:version>/table/<table>/query",
-                       "Rows of a version (roots of its moment) with filters, columns, offset, limit: Arrow IPC."),
+                       "Rows of a version (roots of its moment) with filters, columns, offset, limit: Arrow IPC.",
+                       caps={"filter values": MAX_FILTER_VALUES, "regex characters": MAX_REGEX_LENGTH}, cost="expensive"),
     "mat_live_query": route("POST", f"{_MAT3}/query",
-                            "Rows as of {timestamp} (tags and roots of that moment) with filters: Arrow IPC."),
+                            "Rows as of {timestamp} (tags and roots of that moment) with filters: Arrow IPC.",
+                            caps={"filter values": MAX_FILTER_VALUES, "regex characters": MAX_REGEX_LENGTH}, cost="expensive"),
 }
 
 # Who is signed in, signing in from the browser, grants and the audit log.
@@ -223,7 +266,7 @@ ACCESS = {
                         "Sign in the browser: a page that takes a token from its #token=... fragment (never "
                         "sent to the server in a URL) or a form, and sets an HttpOnly cookie."),
     "start_session": route("POST", "/api/v1/session", "Body {token}: sets the viewer's cookie (HttpOnly, SameSite).",
-                           personal=True),
+                           personal=True, cost="create"),
     "end_session": route("DELETE", "/api/v1/session", "Sign out: clears the cookie.", personal=True),
     "update_dataset": route("PATCH", "/api/v1/datasets/<name>",
                             "Change {description, license, citation, public} of a dataset.", access="admin"),
@@ -234,7 +277,7 @@ ACCESS = {
     "audit_log": route("GET", "/api/v1/audit",
                        "Audit entries, newest first (?dataset=, ?user=, ?action= (* wildcard), ?since=, "
                        "?before_id=, ?limit=): every dataset for site admins, their datasets for dataset admins.",
-                       access="own"),
+                       access="own", caps={"limit": 10_000}),
 }
 
 ALL = {

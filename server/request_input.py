@@ -16,6 +16,29 @@ class BadInput(ValueError):
     """A request whose body or parameters cannot be read: a 400 with this message."""
 
 
+class TooLarge(ValueError):
+    """More items in one request than its route takes (its ``caps`` in the route table): a 413."""
+
+
+def cap_of(what: str) -> int:
+    """The most ``what`` one request to the current route may send (declared in the route table)."""
+    from . import endpoints
+
+    spec = endpoints.BY_ENDPOINT[(request.endpoint or "").rpartition(".")[2]]
+    found = spec.cap(what)
+    if found is None:
+        raise LookupError(f"route {spec.rule} declares no cap for {what!r}")
+    return found
+
+
+def capped(items, what: str):
+    """``items`` if there are no more of them than the route takes; :class:`TooLarge` otherwise."""
+    most = cap_of(what)
+    if len(items) > most:
+        raise TooLarge(f"at most {most:,} {what} per request (got {len(items):,}); split the request")
+    return items
+
+
 def parse_json(text: str | bytes, what: str = "the request body"):
     try:
         return json.loads(text)

@@ -225,3 +225,28 @@ def test_without_pyarrow_arrow_is_501_and_json_still_works(cg_server, monkeypatc
     status, _, body = call(base + "?return_pyarrow=False", {"select_columns": ["cell_type", "pt_position"]})
     assert status == 200 and json.loads(body) == [
         {"cell_type": "L2/3 pyramidal", "pt_position_x": 4, "pt_position_y": 16, "pt_position_z": 4}]
+
+
+CATASTROPHIC = r"^(.*)*(.*)*(.*)*(.*)*(.*)*(.*)*(.*)*(.*)*Z"  # Python's re backtracks for hours on 14 characters
+
+
+def test_regex_filters_run_in_linear_time_and_cannot_stop_the_server(cg_server):
+    import threading
+
+    tag(cg_server, [4, 16, 4], "L2/3 pyramidal")
+    base = f"{cg_server.url}{MAT}/cg/version/1/table/cell_types/query?return_pyarrow=False"
+    body = {"filter_regex_dict": {"cell_types": {"cell_type": CATASTROPHIC}}}
+    answers = []
+    attackers = [threading.Thread(target=lambda: answers.append(call(base, body)[0])) for _ in range(2)]
+    for thread in attackers:
+        thread.start()
+    for thread in attackers:
+        thread.join(timeout=60)
+    assert answers == [200, 200]  # answered (no row matches), not still running
+    status, _, found = call(base, {"filter_regex_dict": {"cell_types": {"cell_type": "^L2/3"}}})
+    assert status == 200 and [r["cell_type"] for r in json.loads(found)] == ["L2/3 pyramidal"]
+    for pattern, words in (("a" * 1001, "1000 characters"), (r"(a)\1", "RE2 syntax"), ("(?<=a)b", "RE2 syntax")):
+        status, _, answer = call(base, {"filter_regex_dict": {"cell_types": {"cell_type": pattern}}})
+        assert status == 400 and words in json.loads(answer)["message"], answer
+    status, _, answer = call(base, {"filter_in_dict": {"cell_types": {"id": list(range(10_001))}}})
+    assert status == 400 and "10,000" in json.loads(answer)["message"]

@@ -14,7 +14,6 @@ imported only to write an answer, so the rest works without it.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -28,6 +27,9 @@ TABLE = "cell_types"
 SCHEMA = "cell_type_local"
 CLASSIFICATION_SYSTEM = "axonlink"
 MAX_ROWS = 200_000  # CAVE's default QUERY_LIMIT_SIZE
+MAX_FILTER_VALUES = 10_000  # values in one filter_in_dict / filter_notin_dict list
+MAX_REGEX_LENGTH = 1000  # characters of a filter_regex_dict pattern (run by RE2: linear time, bounded memory)
+_REGEX_MEMORY = 8 << 20
 CAVE_TIME = "%Y-%m-%dT%H:%M:%S.%f"  # caveclient parses exactly this (naive = UTC)
 
 INT_COLUMNS = ("id", "pt_supervoxel_id", "pt_root_id")
@@ -216,17 +218,34 @@ def _checked(op: str, column: str, value):
     if op == "regex":
         if column not in STR_COLUMNS or not isinstance(value, str):
             raise QueryError(f"regex filters take a string and apply to {list(STR_COLUMNS)}")
-        try:
-            return re.compile(value)
-        except re.error as error:
-            raise QueryError(f"bad regular expression {value!r}: {error}") from None
+        return _linear_regex(value)
     if op in ("in", "notin"):
         if not isinstance(value, list):
             raise QueryError(f"filter_{op}_dict values are lists, not {value!r}")
+        if len(value) > MAX_FILTER_VALUES:
+            raise QueryError(f"filter_{op}_dict lists take at most {MAX_FILTER_VALUES:,} values")
         return [_scalar(column, v) for v in value]
     if op in _COMPARE and column == "valid":
         raise QueryError("valid can only be filtered for equality")
     return _scalar(column, value)
+
+
+def _linear_regex(pattern: str):
+    """A client's pattern compiled by RE2, which matches in linear time: a backtracking engine
+    (Python's ``re``) can be made to run for hours by one short pattern such as ``(a+)+$``."""
+    import re2
+
+    if len(pattern) > MAX_REGEX_LENGTH:
+        raise QueryError(f"regular expressions are limited to {MAX_REGEX_LENGTH} characters")
+    options = re2.Options()
+    options.max_mem = _REGEX_MEMORY
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as error:
+        message = error.args[0].decode(errors="replace") if error.args and isinstance(error.args[0], bytes) else error
+        raise QueryError(f"bad regular expression {pattern!r} (RE2 syntax, no backreferences or lookaround): "
+                         f"{message}") from None
 
 
 def _scalar(column: str, value):

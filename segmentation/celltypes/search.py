@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from .query import Clause, Query
+from .. import budget
 from ..graph import Graph
 from .tags import CellTags, TagIndex
 from .vocabulary import UnknownTerm, Vocabulary
@@ -61,6 +62,7 @@ def search(tags: CellTags, query: Query, vocabulary_of: Callable[[str], Vocabula
         alive = index.alive_among(positions, query.at)
         matched = np.zeros(len(positions), dtype=bool)
         for group in query.groups:
+            budget.check()
             mask = alive.copy()
             for clause in group:
                 hits = _clause_hits(index, clause, positions, mask, code, tables)
@@ -123,7 +125,9 @@ def _clause_hits(index: TagIndex, clause: Clause, positions: np.ndarray, candida
     if clause.kind == "note":
         needle = clause.value.casefold()
         hits = np.zeros(len(positions), dtype=bool)
-        for k in np.flatnonzero(candidates):
+        for n, k in enumerate(np.flatnonzero(candidates)):
+            if n % 4096 == 0:
+                budget.check()
             hits[k] = needle in index.notes[positions[k]].casefold()
         return hits
     raise ValueError(f"unknown clause kind {clause.kind!r}")

@@ -13,12 +13,14 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import sqlalchemy as sa
 
+from .. import budget
 from ..access import audit
 from ..db import engine_for
 from ..models import (
@@ -109,6 +111,7 @@ class Graph:
         self.engine = engine_for(database_url)
         self.dataset = dataset
         self._lock = threading.RLock()
+        self._caught_up = threading.local()  # per thread: inside caught_up(), and synced already
         with self.engine.connect() as connection:
             self.dataset_id = _dataset_id(connection, dataset)
             if connection.scalar(
@@ -162,7 +165,14 @@ class Graph:
         self._op_of_seq[row["seq"]] = row["id"]
 
     def sync(self) -> None:
-        """Replay operations other processes committed (one cheap query when there are none)."""
+        """Replay operations other processes committed (one cheap query when there are none).
+
+        Inside :meth:`caught_up` this runs once, however many reads the block makes.
+        """
+        if getattr(self._caught_up, "depth", 0) and self._caught_up.done:
+            return
+        if getattr(self._caught_up, "depth", 0):
+            self._caught_up.done = True
         with self.engine.connect() as connection:
             last = connection.scalar(
                 sa.select(GraphStateRow.last_seq).where(GraphStateRow.dataset_id == self.dataset_id)
@@ -170,6 +180,19 @@ class Graph:
             if last != self.index.seq:
                 with self._lock:
                     self._catch_up(connection)
+
+    @contextmanager
+    def caught_up(self):
+        """A block of reads answered after one catch-up with the log (a request asking about many
+        ids must not query the database once per id)."""
+        state = self._caught_up
+        state.depth = getattr(state, "depth", 0) + 1
+        if state.depth == 1:
+            state.done = False
+        try:
+            yield self
+        finally:
+            state.depth -= 1
 
     # ---- time ---------------------------------------------------------------
     def seq_at(self, at: datetime | None) -> int | None:
@@ -272,6 +295,7 @@ class Graph:
             if node in seen:
                 continue
             seen.add(node)
+            budget.check()
             record = self.index.record(node)
             yield node, record
             stack.extend(next_nodes(node, record))
@@ -282,6 +306,7 @@ class Graph:
         past, stack, ops = set(), [int(root)], set()
         while stack:
             node = stack.pop()
+            budget.check()
             rec = self.index.record(node)
             if rec.created_seq > 0:
                 ops.add(self._op_of_seq[rec.created_seq])

@@ -17,6 +17,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from .. import budget
 from .ids import root_id
 
 _SEQ_BITS = 32
@@ -219,6 +220,7 @@ class GraphIndex:
         # rest of the neuron still joins the two sides, cut across the whole root instead.
         region = self._neighbourhood(members, lo, hi, src_idx + snk_idx, _LOCAL_CUT_NODES)
         for nodes in ([region] if len(region) < len(members) else []) + [members]:
+            budget.check()  # the whole-root cut after a local one can take long on a huge neuron
             inside = np.isin(lo, nodes) & np.isin(hi, nodes) if len(nodes) < len(members) else slice(None)
             in_source = np.zeros(len(self.sv_ids), dtype=bool)
             in_source[source_side(nodes, lo[inside], hi[inside], self.area[edge_ids][inside], src_idx, snk_idx)] = True

@@ -14,7 +14,7 @@ from segmentation.datasets import DatasetError, DatasetNotFound
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
 from .. import auth, endpoints
-from ..request_input import json_object
+from ..request_input import cap_of, json_object
 from ..errors import json_error
 from . import dataset_json, datasets_registry
 
@@ -109,8 +109,8 @@ def audit_log():
         before_id = int(request.args["before_id"]) if request.args.get("before_id") else None
     except ValueError:
         raise AccessError("limit and before_id must be integers") from None
-    if not 1 <= limit <= 10000:
-        raise AccessError("limit must be from 1 to 10000")
+    if not 1 <= limit <= cap_of("limit"):
+        raise AccessError(f"limit must be from 1 to {cap_of('limit')}")
     since = parse_timestamp(request.args["since"]) if request.args.get("since") else None
     entries = AuditLog(auth.accounts().database_url).entries(
         datasets=administered, user=request.args.get("user"), action=request.args.get("action"),

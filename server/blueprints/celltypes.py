@@ -10,14 +10,14 @@ from segmentation.access import NotVisible
 from segmentation.celltypes.csvio import CsvError, read_tag_rows, write_tags
 from segmentation.celltypes.properties import segment_properties
 from segmentation.celltypes.query import QueryError, parse
-from segmentation.celltypes.search import MAX_PER_PAGE, search
+from segmentation.celltypes.search import search
 from segmentation.celltypes.tags import CellTags, TagError, TagNotFound
 from segmentation.celltypes.vocabulary import UnknownTerm, Vocabulary
 from segmentation.datasets import DatasetNotFound
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
 from .. import auth, endpoints, hosts
-from ..request_input import json_object
+from ..request_input import cap_of, json_object
 from ..errors import json_error
 from . import datasets_registry
 
@@ -145,8 +145,8 @@ def search_neurons():
         per_page = int(request.args.get("per_page", 50))
     except ValueError:
         raise QueryError("page and per_page must be integers") from None
-    if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
-        raise QueryError(f"page must be >= 1 and per_page between 1 and {MAX_PER_PAGE}")
+    if page < 1 or not 1 <= per_page <= cap_of("per_page"):
+        raise QueryError(f"page must be >= 1 and per_page between 1 and {cap_of('per_page')}")
     names = [d.name for d in auth.visible_datasets()]
     found = search(cell_tags(), query, vocabulary_of, names, page=page, per_page=per_page)
     base = hosts.base_url()

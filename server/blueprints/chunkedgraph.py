@@ -22,7 +22,7 @@ from segmentation.graph.points import PointOutsideVolume, supervoxels_near
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
 from .. import auth, endpoints, hosts
-from ..request_input import BadInput, json_body, json_object, parse_json
+from ..request_input import BadInput, TooLarge, capped, json_body, json_object, parse_json
 from ..errors import json_error
 from . import datasets_registry
 
@@ -67,9 +67,14 @@ def body_object() -> dict:
     return json_object('{"node_ids": [...]}')
 
 
+MAX_LEAVES_ANSWERED = 2_000_000  # supervoxel ids in one leaves answer (tens of MB of JSON)
+
+
 def id_list(value, what: str) -> list[int]:
+    """A list of uint64 ids, at most as many as the route takes (its ``caps`` for ``what``)."""
     if not isinstance(value, list):
         raise BadRequest(f"{what} must be a list of ids")
+    capped(value, what)
     try:
         ids = [int(v) for v in value]
     except (TypeError, ValueError, OverflowError):
@@ -194,7 +199,7 @@ def cg_roots_binary(table):
     raw = request.get_data()
     if len(raw) % 8:
         raise BadRequest("body must be little-endian uint64 supervoxel ids")
-    ids = np.frombuffer(raw, dtype="<u8")
+    ids = capped(np.frombuffer(raw, dtype="<u8"), "node_ids")
     return Response(graph.roots(ids, moment()).astype("<u8").tobytes(), mimetype="application/octet-stream")
 
 
@@ -225,6 +230,9 @@ def cg_leaves_many(table):
     graph = graph_for(table)
     ids = id_list(body_object().get("node_ids"), "node_ids")
     found = graph.leaves_many(ids, bounds_arg())  # one catch-up with the log for all of them
+    if sum(len(leaves) for leaves in found.values()) > MAX_LEAVES_ANSWERED:
+        raise TooLarge(f"these roots hold more than {MAX_LEAVES_ANSWERED:,} supervoxels; ask for fewer roots "
+                       "at once, or pass ?bounds=")
     return jsonify({str(i): ids_out(found[i]) for i in ids})
 
 
@@ -235,30 +243,35 @@ def cg_operation_details(table):
     except BadInput:
         raise BadRequest("operation_ids must be a JSON list") from None
     answer = {}
-    for op_id in ids:
-        op = graph.operation(op_id)
-        added = [[a, b] for a, b, on in op["edge_changes"] if on]
-        removed = [[a, b] for a, b, on in op["edge_changes"] if not on]
-        params = op["params"]
-        detail = {
-            "user": op["user_id"],
-            "timestamp": op["created_at"].isoformat(),
-            "roots": op["new_root_ids"],
-            "old_roots": op["old_root_ids"],
-            "operation_type": op["kind"],
-            "operation_status": 0,
-        }
-        if added:
-            detail["added_edges"] = added
-        if removed:
-            detail["removed_edges"] = removed
-        for key in ("source_coords", "sink_coords", "source_ids", "sink_ids"):
-            if key in params:
-                detail[key] = params[key]
-        if op["target_operation_id"] is not None:
-            detail["target_operation_id"] = op["target_operation_id"]
-        answer[str(op_id)] = detail
+    with graph.caught_up():
+        for op_id in ids:
+            answer[str(op_id)] = _operation_detail(graph.operation(op_id))
     return jsonify(answer)
+
+
+def _operation_detail(op: dict) -> dict:
+    """One operation as CAVE's operation_details reports it."""
+    added = [[a, b] for a, b, on in op["edge_changes"] if on]
+    removed = [[a, b] for a, b, on in op["edge_changes"] if not on]
+    params = op["params"]
+    detail = {
+        "user": op["user_id"],
+        "timestamp": op["created_at"].isoformat(),
+        "roots": op["new_root_ids"],
+        "old_roots": op["old_root_ids"],
+        "operation_type": op["kind"],
+        "operation_status": 0,
+    }
+    if added:
+        detail["added_edges"] = added
+    if removed:
+        detail["removed_edges"] = removed
+    for key in ("source_coords", "sink_coords", "source_ids", "sink_ids"):
+        if key in params:
+            detail[key] = params[key]
+    if op["target_operation_id"] is not None:
+        detail["target_operation_id"] = op["target_operation_id"]
+    return detail
 
 
 def cg_lineage(table):
@@ -272,14 +285,15 @@ def cg_past_id_mapping(table):
     roots = id_list(body_object().get("root_ids"), "root_ids")
     past_at, future_at = moment("timestamp_past"), moment("timestamp_future")
     past_map, future_map = {}, {}
-    for root in roots:
-        lineage = graph.lineage([root], past=past_at, future=future_at)
-        nodes = {n["id"] for n in lineage["nodes"]}
-        parents = {l["target"]: l["source"] for l in lineage["links"]}
-        ancestors = {n for n in nodes if n not in parents and n != root and graph.index.record(n).created_seq
-                     <= (graph.seq_at(past_at) if past_at else 0)}
-        past_map[str(root)] = sorted(ancestors) or [root]
-        future_map[str(root)] = graph.latest_roots(root, at=future_at)
+    with graph.caught_up():
+        for root in roots:
+            lineage = graph.lineage([root], past=past_at, future=future_at)
+            nodes = {n["id"] for n in lineage["nodes"]}
+            parents = {l["target"]: l["source"] for l in lineage["links"]}
+            ancestors = {n for n in nodes if n not in parents and n != root and graph.index.record(n).created_seq
+                         <= (graph.seq_at(past_at) if past_at else 0)}
+            past_map[str(root)] = sorted(ancestors) or [root]
+            future_map[str(root)] = graph.latest_roots(root, at=future_at)
     return jsonify({"past_id_map": past_map, "future_id_map": future_map})
 
 
@@ -312,7 +326,8 @@ def cg_change_log(table, root_id):
 def cg_tabular_change_log(table):
     graph = graph_for(table)
     roots = id_list(body_object().get("root_ids"), "root_ids")
-    return jsonify({str(root): _dataframe_json(graph.tabular_change_log(root)) for root in roots})
+    with graph.caught_up():
+        return jsonify({str(root): _dataframe_json(graph.tabular_change_log(root)) for root in roots})
 
 
 def _dataframe_json(rows: list[dict]) -> str:
@@ -325,13 +340,14 @@ def _dataframe_json(rows: list[dict]) -> str:
 def cg_merge_log(table, root_id):
     graph = graph_for(table)
     edges, coords = [], []
-    for row in graph.tabular_change_log(root_id):
-        op = graph.operation(row["operation_id"])
-        if op["kind"] != "merge":
-            continue
-        edges.append([[a, b] for a, b, on in op["edge_changes"] if on])
-        params = op["params"]
-        coords.append([params.get("source_coords"), params.get("sink_coords")])
+    with graph.caught_up():
+        for row in graph.tabular_change_log(root_id):
+            op = graph.operation(row["operation_id"])
+            if op["kind"] != "merge":
+                continue
+            edges.append([[a, b] for a, b, on in op["edge_changes"] if on])
+            params = op["params"]
+            coords.append([params.get("source_coords"), params.get("sink_coords")])
     return jsonify({"merge_edges": edges, "merge_edge_coords": coords})
 
 
@@ -394,6 +410,10 @@ def _split_points(graph, table):
     body = body_json()
     if not isinstance(body, dict) or not body.get("sources") or not body.get("sinks"):
         raise BadRequest('split takes {"sources": [[id, x, y, z], ...], "sinks": [...]} (nm)')
+    if not isinstance(body["sources"], list) or not isinstance(body["sinks"], list):
+        raise BadRequest('split takes {"sources": [[id, x, y, z], ...], "sinks": [...]} (nm)')
+    capped(body["sources"], "sources")
+    capped(body["sinks"], "sinks")
     sources = [resolve_point(graph, table, p, "source") for p in body["sources"]]
     sinks = [resolve_point(graph, table, p, "sink") for p in body["sinks"]]
     coords = (voxel_coords(table, body["sources"]), voxel_coords(table, body["sinks"]))
