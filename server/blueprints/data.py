@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.http import parse_range_header
@@ -124,6 +123,9 @@ def _live_file(live, key: str, moment, view: str):
             return _missing(key)
         return Response(body, status=200, headers={
             "Content-Type": "application/octet-stream", "Cache-Control": IMMUTABLE, "ETag": '"supervoxels"'})
+    # a past moment is final only once no edit stamped at or before it can still be committed;
+    # asked before reading the graph, so that the answer is computed with every such edit in it
+    final = moment is not None and live.graph.is_settled(moment)
     try:
         answer = live.chunk(key, live.version(moment))
     except GraphError as error:
@@ -134,7 +136,7 @@ def _live_file(live, key: str, moment, view: str):
     etag = f"ops-{version}"
     headers = {
         "Content-Type": "application/octet-stream",
-        "Cache-Control": IMMUTABLE if moment is not None and moment <= datetime.now(timezone.utc) else "no-cache",
+        "Cache-Control": IMMUTABLE if final else "no-cache",
         "ETag": f'"{etag}"',
     }
     if request.if_none_match.contains_weak(etag):
