@@ -47,12 +47,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+NO_RATE_LIMITS = "edit=none;create=none;expensive=none"  # throughput benchmarks measure the server, not the limiter
+
+
 @contextmanager
 def axonlink_server(settings: Settings, extra_env=None):
-    """``axonlink serve`` in a subprocess on a free port, until the block ends."""
+    """``axonlink serve`` in a subprocess on a free port, until the block ends (no rate limits unless
+    ``extra_env`` sets ``AXONLINK_RATE_LIMITS``)."""
     port = free_port()
     env = {**os.environ, "AXONLINK_HOME": str(settings.home), "AXONLINK_DATABASE_URL": settings.database_url,
-           **(extra_env or {})}
+           "AXONLINK_RATE_LIMITS": NO_RATE_LIMITS, **(extra_env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

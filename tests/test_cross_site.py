@@ -155,3 +155,37 @@ def test_where_layers_are_stored_is_for_admins_only(private_site):
     admin = Accounts(private_site.database_url).role_token("keeper", "hidden", "admin", by="tests")
     _, body = call(base + "/api/v1/datasets/hidden", token=admin)
     assert all(layer["storage"].startswith("file://") for layer in json.loads(body)["layers"])
+
+
+def test_operation_ids_do_not_reveal_edits_in_other_datasets(private_site, small_volumes, tmp_path):
+    from segmentation.graph import ingest_dataset
+
+    from conftest import write_volume
+    import numpy as np
+
+    labels = np.zeros((32, 32, 8), dtype=np.uint64)
+    labels[:16], labels[16:] = 1, 2
+    seg = write_volume(tmp_path / "other-seg", labels, layer_type="segmentation", encoding="compressed_segmentation",
+                       mips=1)
+    from segmentation.datasets import Datasets
+
+    Datasets(private_site.database_url).add("other", image=small_volumes["image"], segmentation=seg, public=False)
+    ingest_dataset(private_site.database_url, "other", progress=False)
+    other_token = proofreader_token(private_site.database_url, "other", user="elsewhere")
+    other_sv = [int(s) for s in (np.array([1, 2], dtype=np.uint64) | np.uint64(1 << 56))]
+    merge_other = json.dumps([[other_sv[0], 0, 0, 0], [other_sv[1], 0, 0, 0]]).encode()
+    for _ in range(3):  # edits in the other, private dataset
+        status, body = call(private_site.url + "/segmentation/api/v1/table/other/merge", merge_other,
+                            token=other_token)
+        operation = json.loads(body)["operation_id"]
+        call(private_site.url + "/segmentation/api/v1/table/other/undo",
+             json.dumps({"operation_id": operation}).encode(), token=other_token)
+    status, body = call(private_site.url + f"{CG}/merge", _merge_body(), token=private_site.token)
+    assert status == 200 and json.loads(body)["operation_id"] == 1  # the first edit of cg, whatever happened elsewhere
+    status, body = call(private_site.url + f"{CG}/undo", json.dumps({"operation_id": 1}).encode(),
+                        token=private_site.token)
+    assert status == 200 and json.loads(body)["operation_id"] == 2
+    status, body = call(private_site.url + f"{CG}/operation_details?operation_ids=[2]")
+    assert status == 200 and json.loads(body)["2"]["target_operation_id"] == 1
+    status, body = call(private_site.url + f"{CG}/operation_details?operation_ids=[3]")
+    assert status == 400 and b"no operation 3 in dataset 'cg'" in body

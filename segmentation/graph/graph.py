@@ -140,9 +140,10 @@ class Graph:
                                 edges["b"].astype(np.uint64), edges["area"], edges["active"],
                                 boxes=boxes if has_boxes else None)
         self._op_times: list[datetime] = []  # created_at of operation seq i+1
-        self._op_ids: dict[int, int] = {}  # operation id -> seq
+        # operations by their number in this dataset's log (1, 2, 3 ...): the operation ids the API
+        # shows, so that ids never reveal how many edits other datasets had (rows are numbered globally)
         self._ops: dict[int, dict] = {}
-        self._op_of_seq: dict[int, int] = {}
+        self._seq_of_row: dict[int, int] = {}
         with self.engine.connect() as connection:
             self.created_at = _utc(connection.scalar(
                 sa.select(GraphStateRow.created_at).where(GraphStateRow.dataset_id == self.dataset_id)
@@ -170,9 +171,12 @@ class Graph:
         row["created_at"] = _utc(row["created_at"])
         self._op_times.append(row["created_at"])
         self._settled_until = max(self._settled_until, row["created_at"])
-        self._op_ids[row["id"]] = row["seq"]
-        self._ops[row["id"]] = row
-        self._op_of_seq[row["seq"]] = row["id"]
+        seq = row["seq"]
+        self._seq_of_row[row["id"]] = seq
+        target = row["target_operation_id"]
+        row["row_id"], row["id"] = row["id"], seq
+        row["target_operation_id"] = None if target is None else self._seq_of_row[target]
+        self._ops[seq] = row
 
     def sync(self) -> None:
         """Replay operations other processes committed (one cheap query when there are none).
@@ -314,7 +318,7 @@ class Graph:
             graph.add_node(
                 node,
                 timestamp=self.operation_time(rec.created_seq).timestamp(),
-                operation_id=self._op_of_seq.get(rec.created_seq),
+                operation_id=rec.created_seq or None,
             )
         return nx.node_link_data(graph, edges="links")
 
@@ -340,7 +344,7 @@ class Graph:
             budget.check()
             rec = self.index.record(node)
             if rec.created_seq > 0:
-                ops.add(self._op_of_seq[rec.created_seq])
+                ops.add(rec.created_seq)
             for parent in rec.parents:
                 if parent not in past:
                     past.add(parent)
@@ -372,7 +376,7 @@ class Graph:
                 made_by[rec.created_seq] = node
         rows = []
         for seq in sorted(made_by):
-            op = self._ops[self._op_of_seq[seq]]
+            op = self._ops[seq]
             rows.append({
                 "operation_id": op["id"],
                 "timestamp": int(op["created_at"].timestamp() * 1000),
@@ -393,7 +397,7 @@ class Graph:
         last = self.index.seq if end is None else self.seq_at(end)
         found = []
         for seq in range(first, last + 1):
-            op = self._ops[self._op_of_seq[seq]]
+            op = self._ops[seq]
             if user is not None and op["user_id"] != user:
                 continue
             if not include_undo and op["kind"] in ("undo", "redo"):
@@ -441,7 +445,7 @@ class Graph:
         s2 = self.index.seq if future is None else self.seq_at(future)
         old, new = set(), set()
         for seq in range(s1 + 1, s2 + 1):
-            op = self._ops[self._op_of_seq[seq]]
+            op = self._ops[seq]
             old.update(r for r in op["old_root_ids"] if self.index.record(r).created_seq <= s1)
             new.update(r for r in op["new_root_ids"] if self.index.exists_at(r, s2))
         return sorted(old), sorted(new)
@@ -495,7 +499,7 @@ class Graph:
                 )
             if any(state is None or bool(state) == on for state, (_, _, on) in zip(current, wanted)):
                 raise GraphError(f"operation {operation_id} was partly changed by later edits; undo those first")
-            return tuple(wanted), {"operation_id": operation_id}, operation_id
+            return tuple(wanted), {"operation_id": operation_id}, target["row_id"]
 
         return self._edit(kind, user, plan, origin)
 
@@ -533,14 +537,14 @@ class Graph:
             ).scalar_one()
             connection.execute(sa.update(state).where(state.c.dataset_id == self.dataset_id).values(last_seq=seq))
             audit.record(connection, user=user, action=f"graph.{kind}", dataset=self.dataset,
-                         target=f"operation {operation_id}", origin=origin,
+                         target=f"operation {seq}", origin=origin,
                          detail={"old_root_ids": [str(r) for r in old_roots],
                                  "new_root_ids": [str(r) for r in new_roots]})
             row["id"] = operation_id
         with self._lock:
             if self.index.seq == seq - 1:
                 self._apply_row(row)
-        return OperationResult(operation_id, list(new_roots), old_roots, now)
+        return OperationResult(seq, list(new_roots), old_roots, now)
 
     def _add_new_edges(self, connection, changes) -> None:
         """Merges of supervoxels that never touched add an edge (area 0) to the adjacency."""
