@@ -24,10 +24,10 @@ from .storage import CorruptStoredData
 _BITS = np.array([0, 1, 2, 4, 8, 16, 32])
 
 
-def _words_per_entry(dtype) -> int:
+def _words_per_entry(dtype, key: str) -> int:
     dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.uint32), np.dtype(np.uint64)):
-        raise ValueError(f"compressed_segmentation holds uint32 or uint64 labels, not {dtype}")
+    if dtype not in (np.dtype(np.uint32), np.dtype(np.uint64)):  # the info's data_type is stored data too
+        raise CorruptStoredData(key, f"compressed_segmentation holds uint32 or uint64 labels, not {dtype}")
     return dtype.itemsize // 4
 
 
@@ -53,7 +53,7 @@ def _table_positions(words: np.ndarray, shape, block_size, dtype=np.uint64, key:
     Table lengths are not stored: a table runs to the next table, values region or
     the end of the chunk. Raises CorruptStoredData when the chunk's headers do not fit it.
     """
-    per_entry = _words_per_entry(dtype)
+    per_entry = _words_per_entry(dtype, key)
     blocks, block_voxels = _blocks(shape, block_size, key)
     n = len(words)
     if n < 1:
@@ -110,7 +110,7 @@ def table_labels(data: bytes, shape, block_size, dtype=np.uint64, key: str = "ch
     """Every label the chunk's lookup tables hold (the labels present, possibly repeated), as uint64."""
     words = _words(data, key)
     positions = _table_positions(words, shape, block_size, dtype, key)
-    return _read_labels(words, positions, _words_per_entry(dtype))
+    return _read_labels(words, positions, _words_per_entry(dtype, key))
 
 
 def remap(data: bytes, shape, block_size, old: np.ndarray, new: np.ndarray, dtype=np.uint64,
@@ -120,7 +120,7 @@ def remap(data: bytes, shape, block_size, old: np.ndarray, new: np.ndarray, dtyp
     A uint32 chunk's tables are one word per label, so a new label must fit in 32 bits
     (ValueError otherwise: widening the chunk to uint64 is not a table rewrite).
     """
-    per_entry = _words_per_entry(dtype)
+    per_entry = _words_per_entry(dtype, key)
     words = _words(data, key).copy()
     positions = _table_positions(words, shape, block_size, dtype, key)
     labels = _read_labels(words, positions, per_entry)

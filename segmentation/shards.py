@@ -120,6 +120,12 @@ class BytesLRU:
                 _, (_, dropped) = self._items.popitem(last=False)
                 self._bytes -= dropped
 
+    def discard(self, matches) -> None:
+        """Drop every entry whose key ``matches`` (a predicate)."""
+        with self._lock:
+            for key in [k for k in self._items if matches(k)]:
+                self._bytes -= self._items.pop(key)[1]
+
     @property
     def nbytes(self) -> int:
         return self._bytes
@@ -178,6 +184,8 @@ class ShardReader:
             raise CorruptStoredData(key, f"chunk {chunk_id} claims {end - start} bytes, "
                                          f"more than the {stored_cap}-byte cap of this scale")
         data = self._read(key, start, end)
+        if data is None:
+            return None
         if self.spec.data_encoding == "gzip":
             data = inflate(data, key, self.max_chunk_bytes)
         return data
@@ -195,10 +203,14 @@ class ShardReader:
             raise CorruptStoredData(key, f"{size} bytes cannot hold the {self.spec.index_bytes}-byte shard index")
         return size
 
-    def _read(self, key: str, start: int, end: int) -> bytes:
+    def _read(self, key: str, start: int, end: int) -> bytes | None:
+        """Bytes [start, end) of a shard; None when the shard is gone (its cached index goes too)."""
         data = self.store.get_range(key, start, end)
         if data is None or len(data) != end - start:
-            raise CorruptStoredData(key, f"bytes {start}-{end} could not be read (the shard changed size?)")
+            self.cache.discard(lambda cache_key: cache_key[0] == self._id and cache_key[2] == key)
+            if data is None:
+                return None
+            raise CorruptStoredData(key, f"bytes {start}-{end} are not all there (the shard changed size?)")
         return data
 
     def _minishard(self, key: str, size: int, number: int) -> _Minishard | None:
@@ -206,7 +218,10 @@ class ShardReader:
         cached = self.cache.get(cache_key)
         if cached is not None:
             return cached or None  # () remembers an empty minishard
-        entry = np.frombuffer(self._read(key, 16 * number, 16 * number + 16), dtype="<u8")
+        entry = self._read(key, 16 * number, 16 * number + 16)
+        if entry is None:
+            return None
+        entry = np.frombuffer(entry, dtype="<u8")
         start, end = int(entry[0]), int(entry[1])
         index_end = self.spec.index_bytes
         if start > end or index_end + end > size:
@@ -221,6 +236,8 @@ class ShardReader:
             self.cache.put(cache_key, (), 100)
             return None
         data = self._read(key, index_end + start, index_end + end)
+        if data is None:
+            return None
         if self.spec.minishard_index_encoding == "gzip":
             data = inflate(data, key, cap)
         minishard = self._decode_minishard(key, data, size, number)

@@ -85,3 +85,30 @@ def read_layer(url: str, mip: int = 0) -> np.ndarray:
     """The whole scale as CloudVolume reads it (x, y, z)."""
     volume = CloudVolume(url, mip=mip, progress=False, cache=False)
     return np.asarray(volume[volume.bounds])[..., 0]
+
+
+def write_sparse_sharded(path, *, size, chunk, cells: dict, dtype=np.uint64, encoding="raw", shard=None) -> str:
+    """A sharded layer whose info claims ``size`` voxels but whose shards hold only ``cells``.
+
+    ``cells`` maps grid points to their chunk arrays: a large volume on paper that costs a
+    few chunks on disk, for checking that nothing is ever sized by the volume or the request.
+    """
+    path = Path(path)
+    url = f"file://{path}"
+    info = CloudVolume.create_new_info(
+        num_channels=1, layer_type="segmentation", data_type=np.dtype(dtype).name, encoding=encoding,
+        resolution=[8, 8, 40], voxel_offset=[0, 0, 0], volume_size=list(size), chunk_size=list(chunk))
+    scale = info["scales"][0]
+    scale["sharding"] = dict(shard or sharding(preshift_bits=3, minishard_bits=2, shard_bits=3))
+    CloudVolume(url, info=info, progress=False).commit_info()
+    spec = ShardingSpecification.from_dict(scale["sharding"])
+    names = ShardReader(url, None, spec)
+    grid = np.ceil(np.array(size) / np.array(chunk)).astype(np.int64)
+    by_shard = defaultdict(dict)
+    for point, block in cells.items():
+        code = int(compressed_morton_code([point], grid)[0])
+        by_shard[names.get_filename(code)][code] = chunks.encode(block.astype(dtype)[..., np.newaxis], encoding)
+    (path / scale["key"]).mkdir(parents=True, exist_ok=True)
+    for filename, group in by_shard.items():
+        (path / scale["key"] / filename).write_bytes(synthesize_shard_file(spec, group))
+    return url
