@@ -137,9 +137,18 @@ _reader_ids = itertools.count()
 
 @dataclass(frozen=True)
 class _Minishard:
-    ids: np.ndarray  # sorted chunk ids (uint64)
+    ids: np.ndarray  # chunk ids (uint64), in index order
     starts: np.ndarray  # absolute byte offsets in the shard (int64)
     ends: np.ndarray
+    ids_sorted: bool  # every writer we know sorts them: then a binary search finds one
+
+    def find(self, chunk_id: int) -> int | None:
+        """Position of ``chunk_id`` in the index (the first, as Neuroglancer's linear search finds)."""
+        if self.ids_sorted:
+            i = int(np.searchsorted(self.ids, np.uint64(chunk_id)))
+            return i if i < len(self.ids) and int(self.ids[i]) == chunk_id else None
+        hits = np.flatnonzero(self.ids == np.uint64(chunk_id))
+        return int(hits[0]) if len(hits) else None
 
     @property
     def nbytes(self) -> int:
@@ -174,8 +183,8 @@ class ShardReader:
         minishard = self._minishard(key, size, minishard_no)
         if minishard is None:
             return None
-        i = int(np.searchsorted(minishard.ids, np.uint64(chunk_id)))
-        if i >= len(minishard.ids) or int(minishard.ids[i]) != chunk_id:
+        i = minishard.find(chunk_id)
+        if i is None:
             return None
         start, end = int(minishard.starts[i]), int(minishard.ends[i])
         stored_cap = self.max_chunk_bytes + (self.max_chunk_bytes // 1000 + _GZIP_SLACK
@@ -249,9 +258,9 @@ class ShardReader:
             raise CorruptStoredData(key, f"minishard {number} index of {len(data)} bytes is not a whole number "
                                          f"of {_ENTRY}-byte entries")
         table = np.frombuffer(data, dtype="<u8").reshape(3, -1)
-        ids = _running_sum(table[0], key, "chunk ids")
-        if np.any(ids[1:] == ids[:-1]):
-            raise CorruptStoredData(key, f"minishard {number} lists a chunk twice")
+        # Chunk ids only name chunks (nothing is sized by them): like Neuroglancer, sum them modulo 2**64.
+        ids = np.cumsum(table[0], dtype=np.uint64)
+        ids_sorted = bool(np.all(ids[1:] > ids[:-1]))
         # offset of chunk i = index end + Σ gaps[0..i] + Σ sizes[0..i-1]: one running sum over both rows
         interleaved = np.empty(2 * table.shape[1], dtype=np.uint64)
         interleaved[0::2], interleaved[1::2] = table[1], table[2]
@@ -259,11 +268,16 @@ class ShardReader:
         if int(positions[-1]) > size - self.spec.index_bytes:
             raise CorruptStoredData(key, f"minishard {number} places chunk data past the end of the {size}-byte shard")
         positions = positions.astype(np.int64) + self.spec.index_bytes
-        return _Minishard(ids, positions[0::2], positions[1::2])
+        return _Minishard(ids, positions[0::2], positions[1::2], ids_sorted)
 
 
 def _running_sum(deltas: np.ndarray, key: str, what: str) -> np.ndarray:
-    """Cumulative sum of uint64 deltas, refusing wrap-around (unsigned deltas never make it decrease)."""
+    """Cumulative sum of uint64 deltas, refusing wrap-around (unsigned deltas never make it decrease).
+
+    Data offsets are deltas from the end of the previous chunk, so a wrap would place a chunk
+    before its predecessor: every writer lays data out in index order, and a wrapped offset
+    is the mark of a corrupt index.
+    """
     total = np.cumsum(deltas, dtype=np.uint64)
     if len(total) > 1 and np.any(total[1:] < total[:-1]):
         raise CorruptStoredData(key, f"{what} overflow 64 bits")
