@@ -3,12 +3,18 @@
 For a dataset with a graph, its segmentation layers are served through
 :class:`LiveSegmentation`: one data path per chunk — read the supervoxel chunk,
 map each supervoxel to its root, answer. compressed_segmentation chunks only
-get their lookup tables rewritten; other encodings are decoded, remapped with
+get their lookup tables rewritten; raw chunks are decoded, remapped with
 fastremap and re-encoded. The view is always unsharded (a shard's byte ranges
 cannot be remapped in place), so the info drops ``sharding`` and chunks of
-sharded layers are read through CloudVolume. The same chunks with PyChunkedGraph
-supervoxel ids (layer 1) make the supervoxel view. Mesh manifests of a root list
-the fragments of its supervoxels, so 3D views follow edits without remeshing.
+sharded layers are read out of their shards by :class:`~segmentation.shards.ShardReader`.
+The same chunks with PyChunkedGraph supervoxel ids (layer 1) make the supervoxel
+view. Mesh manifests of a root list the fragments of its supervoxels, so 3D views
+follow edits without remeshing.
+
+A chunk name is a request, not a fact: only names that are exactly a chunk of the
+scale's grid (:mod:`segmentation.chunk_grid`) are read, anything else is missing
+(404) before storage is touched. Stored bytes are checked against the chunk's
+shape before decoding; inconsistent ones raise CorruptStoredData (a 5xx).
 """
 from __future__ import annotations
 
@@ -23,15 +29,15 @@ from datetime import datetime
 import fastremap
 import numpy as np
 from cloudvolume import chunks
-from cloudvolume.datasource.precomputed.common import compressed_morton_code
 
 from . import compressed_segmentation
+from .chunk_grid import CHUNK_NAME_SHAPE, ChunkGrid, max_chunk_bytes
 from .graph import Graph
 from .graph.ids import LAYER_SHIFT, ROOT_LAYER, SUPERVOXEL_LAYER
 from .graph.ingest import as_supervoxel_ids
-from .storage import LayerStore
+from .shards import ShardingSpec, ShardReader
+from .storage import CorruptStoredData, LayerStore
 
-_CHUNK_NAME = re.compile(r"^(\d+)-(\d+)_(\d+)-(\d+)_(\d+)-(\d+)$")
 _MANIFEST = re.compile(r"^(\d+):0$")
 _CACHE_ENTRIES = int(os.environ.get("AXONLINK_LIVE_CACHE_CHUNKS", "1024"))  # 0 disables the chunk cache
 
@@ -49,7 +55,7 @@ class LiveSegmentation:
         self.plain_ids = None  # whether the volume stores plain labels (decided on the first chunk)
         self._cache: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
-        self._volumes: dict[int, object] = {}
+        self._grids: dict[str, tuple] = {}  # scale key → (grid, chunk byte cap, shard reader or None)
 
     # ---- what the data route asks --------------------------------------------
     def info(self) -> dict:
@@ -59,8 +65,9 @@ class LiveSegmentation:
         return info
 
     def is_chunk(self, key: str) -> bool:
+        """Whether ``key`` asks for a chunk of a scale (it may still be off the grid: then it is missing)."""
         scale_key, _, name = key.rpartition("/")
-        return scale_key in self.scales and bool(_CHUNK_NAME.match(name))
+        return scale_key in self.scales and bool(CHUNK_NAME_SHAPE.match(name))
 
     def manifest_id(self, key: str) -> int | None:
         """The segment id when ``key`` asks for a legacy mesh manifest (``<mesh dir>/<id>:0``)."""
@@ -125,32 +132,57 @@ class LiveSegmentation:
                 self._cache.popitem(last=False)
 
     def _compute_chunk(self, key: str, relabel):
-        """(what ``relabel`` reports, encoded chunk) with each stored label replaced as it says."""
+        """(what ``relabel`` reports, encoded chunk) with each stored label replaced as it says.
+
+        None when ``key`` is not a chunk of its scale's grid, or the chunk is not stored.
+        """
         scale_key, _, name = key.rpartition("/")
-        mip, scale = self.scales[scale_key]
-        x0, x1, y0, y1, z0, z1 = (int(v) for v in _CHUNK_NAME.match(name).groups())
-        shape = (x1 - x0, y1 - y0, z1 - z0)
-        if min(shape) <= 0:
+        _, scale = self.scales[scale_key]
+        grid, cap, reader = self._scale_reading(scale_key, scale)
+        located = grid.locate(name)
+        if located is None:
             return None
+        origin, shape = located
+        if reader is None:
+            stored = self.store.get(key, max_stored_bytes=cap + cap // 1000 + 1024)  # + gzip's overhead
+            data = None if stored is None else stored.decoded(cap)
+        else:
+            data = reader.chunk(grid.morton_code(grid.gridpoint(origin)))
+        if not data:
+            return None  # not stored (an empty object is no chunk either)
+        dtype = np.dtype(self.stored_info["data_type"])
+        encoding = scale["encoding"]
         block_size = scale.get("compressed_segmentation_block_size")
-        if scale["encoding"] == "compressed_segmentation":
-            data = self._stored_chunk(key, mip, scale, (x0, y0, z0))
-            if data is None:
-                return None
-            unique = fastremap.unique(compressed_segmentation.table_labels(data, shape, block_size))
+        if encoding == "compressed_segmentation":
+            labels = compressed_segmentation.table_labels(data, shape, block_size, dtype, key)
+            unique = fastremap.unique(labels)
             unique = unique[unique != 0]
             report, new = relabel(unique) if len(unique) else (np.zeros(0, dtype=np.int64), unique)
-            return report, compressed_segmentation.remap(data, shape, block_size, unique, new)
-        labels = self._supervoxels(key, mip, scale, (x0, y0, z0), shape)
-        if labels is None:
-            return None
-        labels = labels.astype(np.uint64, copy=False)
+            return report, compressed_segmentation.remap(data, shape, block_size, unique, new, dtype, key)
+        labels = self._decode_raw(key, data, encoding, shape, dtype).astype(np.uint64, copy=False)
         unique = fastremap.unique(labels)
         unique = unique[unique != 0]
         report, new = relabel(unique) if len(unique) else (np.zeros(0, dtype=np.int64), unique)
         relabelled = fastremap.remap(labels, dict(zip(unique.tolist(), new.tolist())),
                                      preserve_missing_labels=True, in_place=False)
-        return report, chunks.encode(relabelled, scale["encoding"], block_size=block_size)
+        return report, chunks.encode(relabelled, encoding, block_size=block_size)
+
+    def _decode_raw(self, key: str, data: bytes, encoding: str, shape, dtype) -> np.ndarray:
+        """The voxels of a raw chunk, once its length is exactly what ``shape`` holds.
+
+        Other encodings (jpeg, png, compresso, crackle ...) are refused: their decoders
+        size their output from headers we would have to check first, and a segmentation
+        served live is compressed_segmentation or raw.
+        """
+        if encoding != "raw":
+            raise CorruptStoredData(key, f"encoding {encoding!r} is not served live "
+                                         "(only raw and compressed_segmentation are checked before decoding)")
+        channels = int(self.stored_info.get("num_channels", 1))
+        expected = shape[0] * shape[1] * shape[2] * channels * dtype.itemsize
+        if len(data) != expected:
+            raise CorruptStoredData(key, f"raw chunk of {len(data)} bytes, a {shape} chunk of {dtype} "
+                                         f"× {channels} channel(s) holds {expected}")
+        return chunks.decode(data, "raw", shape=(*shape, channels), dtype=dtype)
 
     def manifest(self, node: int) -> dict | None:
         """Legacy mesh manifest of a root (its supervoxels' fragments) or of a layer-1 supervoxel id."""
@@ -169,51 +201,26 @@ class LiveSegmentation:
         return {"fragments": fragments}
 
     # ---- internals --------------------------------------------------------------
-    def _stored_chunk(self, key, mip, scale, origin) -> bytes | None:
-        """A chunk's encoded bytes as stored: its own file, or its range inside a shard.
+    def _scale_reading(self, scale_key: str, scale: dict) -> tuple:
+        """(grid, cap on one chunk's bytes, shard reader or None) of a scale, built once.
 
-        Reading the shard's bytes (not a decoded cutout) lets compressed_segmentation chunks of
-        sharded layers be relabelled in their lookup tables like unsharded ones.
+        The cap bounds what a stored chunk may inflate to; a sharded scale's chunks are read
+        out of their shards' byte ranges (not a decoded cutout), so compressed_segmentation
+        chunks of sharded layers are relabelled in their lookup tables like unsharded ones.
         """
-        if "sharding" not in scale:
-            stored = self.store.get(key)
-            return None if stored is None else stored.decoded()
-        reader, grid_size = self._shard_reader(mip, scale)
-        offset = np.asarray(scale.get("voxel_offset", [0, 0, 0]))
-        gridpoint = (np.asarray(origin) - offset) // np.asarray(scale["chunk_sizes"][0])
-        code = int(compressed_morton_code([gridpoint], grid_size)[0])
-        return reader.get_data(code, scale["key"])
-
-    def _shard_reader(self, mip, scale):
-        if ("shards", mip) not in self._volumes:
-            from cloudvolume.datasource.precomputed.sharding import ShardingSpecification, ShardReader
-
-            volume = self._volume(mip)
-            grid_size = np.ceil(np.asarray(scale["size"]) / np.asarray(scale["chunk_sizes"][0])).astype(np.uint32)
-            reader = ShardReader(volume.meta.cloudpath, volume.cache,
-                                 ShardingSpecification.from_dict(scale["sharding"]))
-            self._volumes[("shards", mip)] = (reader, grid_size)
-        return self._volumes[("shards", mip)]
-
-    def _supervoxels(self, key, mip, scale, origin, shape) -> np.ndarray | None:
-        if "sharding" not in scale:
-            stored = self.store.get(key)
-            if stored is None:
-                return None
-            return chunks.decode(
-                stored.decoded(), scale["encoding"], shape=(*shape, 1), dtype=np.dtype(self.stored_info["data_type"]),
-                block_size=scale.get("compressed_segmentation_block_size"),
-            )
-        volume = self._volume(mip)
-        x0, y0, z0 = origin
-        return np.asarray(volume[x0:x0 + shape[0], y0:y0 + shape[1], z0:z0 + shape[2]])
-
-    def _volume(self, mip):
-        if mip not in self._volumes:
-            from cloudvolume import CloudVolume
-
-            self._volumes[mip] = CloudVolume(self.layer_url, mip=mip, progress=False, fill_missing=True)
-        return self._volumes[mip]
+        reading = self._grids.get(scale_key)
+        if reading is None:
+            grid = ChunkGrid.from_scale(scale)
+            try:
+                cap = max_chunk_bytes(grid, scale, self.stored_info["data_type"],
+                                      int(self.stored_info.get("num_channels", 1)))
+            except (KeyError, TypeError, ValueError) as error:
+                raise CorruptStoredData("info", f"scale {scale_key!r}: {error}") from None
+            reader = None
+            if "sharding" in scale:
+                reader = ShardReader(self.store, scale_key, ShardingSpec.from_dict(scale["sharding"]), grid, cap)
+            reading = self._grids.setdefault(scale_key, (grid, cap, reader))
+        return reading
 
     def _stores_plain_ids(self) -> bool:
         if self.plain_ids is None:

@@ -9,20 +9,93 @@ layer is proxied exactly like a local one.
 Keys are checked by :func:`validate_key` before any storage is touched: a key
 that is absolute, contains ``..`` or unusual characters never reaches a
 filesystem or bucket.
+
+Stored bytes are not trusted either: gzip is inflated through :func:`inflate`,
+which stops at a cap (a few hundred bytes of gzip can expand to gigabytes), and
+any inconsistency in what is stored raises :class:`CorruptStoredData`.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudfiles import CloudFiles
 
 _KEY_SEGMENT = re.compile(r"^[A-Za-z0-9_.,:@~+=-]+$")
 _MAX_KEY_LENGTH = 1024
+MAX_INFLATED_BYTES = 256 * 2 ** 20  # default cap on what one stored gzip object may inflate to
+_INFLATE_STEP = 2 ** 20  # output produced per zlib call while only counting
+
+
+class CorruptStoredData(RuntimeError):
+    """Stored bytes contradict themselves or their info: a file, shard index or chunk we refuse to decode.
+
+    Raised instead of allocating what the bytes claim (a gzip bomb, an index pointing past the
+    end of its shard, a lookup table outside its chunk); the request fails with a 5xx and the
+    log names the key and the reason.
+    """
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"corrupt stored data in {key!r}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+def inflate(data: bytes, key: str, max_bytes: int = MAX_INFLATED_BYTES, *, prefix: bool = False) -> bytes:
+    """Gunzip ``data`` without ever producing more than ``max_bytes``.
+
+    Inflating past the cap raises :class:`CorruptStoredData`; with ``prefix=True`` only the
+    first ``max_bytes`` are wanted (a byte range) and the rest is never inflated. A truncated
+    or malformed stream is corrupt too.
+    """
+    out: list[bytes] = []
+    produced = 0
+    rest = data
+    while rest:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            piece = inflater.decompress(rest, max_bytes - produced + 1)
+        except zlib.error as error:
+            raise CorruptStoredData(key, f"gzip: {error}") from None
+        produced += len(piece)
+        if produced > max_bytes:
+            if prefix:
+                out.append(piece[:len(piece) - (produced - max_bytes)])
+                return b"".join(out)
+            raise CorruptStoredData(key, f"gzip inflates beyond the {max_bytes}-byte cap")
+        out.append(piece)
+        if not inflater.eof:
+            if prefix and produced == max_bytes:
+                return b"".join(out)
+            raise CorruptStoredData(key, "gzip stream is truncated")
+        rest = inflater.unused_data
+    return b"".join(out)
+
+
+def inflated_size(data: bytes, key: str, max_bytes: int = MAX_INFLATED_BYTES) -> int:
+    """Length of gunzipped ``data``, counted a step at a time (nothing kept), refused past ``max_bytes``."""
+    produced = 0
+    rest = data
+    while rest:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        pending = rest
+        try:
+            while not inflater.eof:
+                piece = inflater.decompress(pending, _INFLATE_STEP)
+                produced += len(piece)
+                if produced > max_bytes:
+                    raise CorruptStoredData(key, f"gzip inflates beyond the {max_bytes}-byte cap")
+                pending = inflater.unconsumed_tail
+                if not inflater.eof and not pending and len(piece) < _INFLATE_STEP:
+                    raise CorruptStoredData(key, "gzip stream is truncated")  # input used up, no end
+        except zlib.error as error:
+            raise CorruptStoredData(key, f"gzip: {error}") from None
+        rest = inflater.unused_data
+    return produced
 
 
 class InvalidKey(ValueError):
@@ -48,9 +121,19 @@ class StoredObject:
     content: bytes
     encoding: str | None  # "gzip" when ``content`` is gzip-compressed, else None
     etag: str  # unquoted entity tag
+    key: str = field(default="", compare=False)  # names the object in errors
 
-    def decoded(self) -> bytes:
-        return gzip.decompress(self.content) if self.encoding == "gzip" else self.content
+    def decoded(self, max_bytes: int = MAX_INFLATED_BYTES) -> bytes:
+        """The bytes as stored, gunzipped; :class:`CorruptStoredData` when they would exceed ``max_bytes``.
+
+        Callers that know what the object should hold (a chunk of known shape) pass a
+        tighter cap; the default only stops gzip bombs.
+        """
+        if self.encoding == "gzip":
+            return inflate(self.content, self.key, max_bytes)
+        if len(self.content) > max_bytes:
+            raise CorruptStoredData(self.key, f"{len(self.content)} bytes, more than the {max_bytes}-byte cap")
+        return self.content
 
 
 def normalize_layer_url(url: str) -> str:
@@ -66,7 +149,8 @@ def normalize_layer_url(url: str) -> str:
 class LayerStore:
     """Read-only access to one layer's files."""
 
-    def get(self, key: str) -> StoredObject | None:
+    def get(self, key: str, max_stored_bytes: int | None = None) -> StoredObject | None:
+        """The object as stored, or None; larger than ``max_stored_bytes`` → :class:`CorruptStoredData`."""
         raise NotImplementedError
 
     def get_range(self, key: str, start: int, end: int) -> bytes | None:
@@ -100,20 +184,23 @@ class FileLayerStore(LayerStore):
             return path, encoding, stat
         return None
 
-    def get(self, key):
+    def get(self, key, max_stored_bytes: int | None = None):
+        """The stored object; ``max_stored_bytes`` refuses (before reading) a file larger than expected."""
         located = self._locate(key)
         if located is None:
             return None
         path, encoding, stat = located
-        return StoredObject(path.read_bytes(), encoding, f"{stat.st_size:x}-{stat.st_mtime_ns:x}")
+        if max_stored_bytes is not None and stat.st_size > max_stored_bytes:
+            raise CorruptStoredData(key, f"{stat.st_size} bytes stored, more than the {max_stored_bytes}-byte cap")
+        return StoredObject(path.read_bytes(), encoding, f"{stat.st_size:x}-{stat.st_mtime_ns:x}", key)
 
     def get_range(self, key, start, end):
         located = self._locate(key)
         if located is None:
             return None
         path, encoding, _ = located
-        if encoding is not None:
-            return gzip.decompress(path.read_bytes())[start:end]
+        if encoding is not None:  # only the prefix up to ``end`` is ever inflated
+            return inflate(path.read_bytes(), key, min(end, MAX_INFLATED_BYTES), prefix=True)[start:end]
         fd = os.open(path, os.O_RDONLY)
         try:
             return os.pread(fd, end - start, start)
@@ -125,7 +212,7 @@ class FileLayerStore(LayerStore):
         if located is None:
             return None
         path, encoding, stat = located
-        return stat.st_size if encoding is None else len(gzip.decompress(path.read_bytes()))
+        return stat.st_size if encoding is None else inflated_size(path.read_bytes(), key)
 
 
 class CloudLayerStore(LayerStore):
@@ -135,7 +222,7 @@ class CloudLayerStore(LayerStore):
         self.url = url
         self._files = CloudFiles(url, progress=False)
 
-    def get(self, key):
+    def get(self, key, max_stored_bytes: int | None = None):
         result = self._files.get([validate_key(key)], raw=True, raise_errors=False)[0]
         if result["error"] is not None or result["content"] is None:
             return None
@@ -148,7 +235,9 @@ class CloudLayerStore(LayerStore):
             from cloudfiles import compression
 
             content, encoding = compression.decompress(content, encoding), None
-        return StoredObject(content, encoding, hashlib.md5(content).hexdigest())
+        if max_stored_bytes is not None and len(content) > max_stored_bytes:
+            raise CorruptStoredData(key, f"{len(content)} bytes stored, more than the {max_stored_bytes}-byte cap")
+        return StoredObject(content, encoding, hashlib.md5(content).hexdigest(), key)
 
     def get_range(self, key, start, end):
         result = self._files.get(

@@ -1,0 +1,89 @@
+"""Stored gzip never inflates past a cap: a few hundred KB of gzip must not become gigabytes in a worker."""
+from __future__ import annotations
+
+import gzip
+import tracemalloc
+import zlib
+
+import pytest
+
+from segmentation.storage import MAX_INFLATED_BYTES, CorruptStoredData, FileLayerStore, StoredObject, inflate
+
+BOMB_BYTES = MAX_INFLATED_BYTES + 2 ** 20
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory):
+    """A layer directory holding ``bomb.gz``: ~260 KB of gzip inflating to just over the default cap."""
+    root = tmp_path_factory.mktemp("bomb")
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(2 ** 20)
+    parts = [compressor.compress(zeros) for _ in range(BOMB_BYTES // len(zeros))]
+    (root / "bomb.gz").write_bytes(b"".join(parts) + compressor.flush())
+    (root / "fine.gz").write_bytes(gzip.compress(b"0123456789" * 1000) + gzip.compress(b"tail"))
+    return FileLayerStore(root)
+
+
+def peak_of(call):
+    tracemalloc.start()
+    try:
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_decoded_refuses_a_bomb_within_its_cap(bomb):
+    stored = bomb.get("bomb")
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptStoredData, match="'bomb'.*cap"):
+            stored.decoded(2 ** 20)
+        assert tracemalloc.get_traced_memory()[1] < 4 * 2 ** 20
+    finally:
+        tracemalloc.stop()
+
+
+def test_decoded_has_a_default_cap(bomb):
+    with pytest.raises(CorruptStoredData, match="cap"):
+        bomb.get("bomb").decoded()
+
+
+def test_a_range_of_a_gzip_file_inflates_only_up_to_its_end(bomb):
+    body, peak = peak_of(lambda: bomb.get_range("bomb", 10, 26))
+    assert body == bytes(16)
+    assert peak < 4 * 2 ** 20
+
+
+def test_size_of_a_gzip_file_is_counted_not_kept(bomb):
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptStoredData, match="cap"):
+            bomb.size("bomb")
+        assert tracemalloc.get_traced_memory()[1] < 8 * 2 ** 20
+    finally:
+        tracemalloc.stop()
+
+
+def test_ordinary_gzip_files_read_as_before(bomb):
+    whole = b"0123456789" * 1000 + b"tail"
+    assert bomb.get("fine").decoded() == whole  # two gzip members, as gzip.decompress reads them
+    assert bomb.size("fine") == len(whole)
+    assert bomb.get_range("fine", 9995, 10004) == whole[9995:10004]
+    assert bomb.get_range("fine", 9000, 20000) == whole[9000:]
+
+
+def test_truncated_or_garbled_gzip_is_corrupt():
+    data = gzip.compress(bytes(range(256)) * 100)
+    for bad in (data[:len(data) // 2], data[:-4], b"\x1f\x8b" + bytes(30), data + b"junk"):
+        with pytest.raises(CorruptStoredData):
+            StoredObject(bad, "gzip", "etag", "k").decoded()
+    assert inflate(data, "k", 5, prefix=True) == bytes(range(5))
+
+
+def test_a_file_larger_than_expected_is_refused_before_reading(tmp_path):
+    (tmp_path / "chunk").write_bytes(bytes(5000))
+    store = FileLayerStore(tmp_path)
+    with pytest.raises(CorruptStoredData, match="5000 bytes"):
+        store.get("chunk", max_stored_bytes=4096)
+    assert len(store.get("chunk", max_stored_bytes=5000).content) == 5000
