@@ -158,3 +158,30 @@ def max_chunk_bytes(grid: ChunkGrid, scale: dict, data_type: str, num_channels: 
             per_block = 2 + block_voxels + block_voxels * words_per_entry  # header, indices, table
             cap = max(cap, 4 * num_channels * (1 + blocks * per_block))
     return cap + 64 * 1024
+
+
+_SHARD_FILE = re.compile(r"^[0-9a-f]{1,16}\.shard$")
+
+
+class LayerKeys:
+    """Which files under a layer's scale directories may exist: on-grid chunk names of unsharded
+    scales, shard files of sharded ones. Anything else under a scale is answered 404 unread (a
+    name like ``0-100000_0-100000_0-1000`` never reaches a store or a decoder); keys elsewhere
+    (``info``, meshes, skeletons, segment properties) are the layer's own business."""
+
+    def __init__(self, info: dict, key: str = "info"):
+        self.scales = {}
+        for scale in info.get("scales") or []:
+            self.scales[str(scale.get("key"))] = (ChunkGrid.from_scale(scale, key), "sharding" in scale)
+
+    def under_scale(self, key: str) -> bool:
+        return key.rpartition("/")[0] in self.scales
+
+    def allows(self, key: str) -> bool:
+        scale, _, name = key.rpartition("/")
+        if scale not in self.scales:
+            return True
+        grid, sharded = self.scales[scale]
+        if sharded:
+            return bool(_SHARD_FILE.match(name))
+        return grid.locate(name) is not None

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, selectinload
 from .access.accounts import forget_cached_access
 from .db import engine_for
 from .models import DatasetRow, LayerRow
-from .storage import LayerStore, normalize_layer_url, open_layer_store
+from .chunk_grid import LayerKeys
+from .storage import CorruptStoredData, LayerStore, normalize_layer_url, open_layer_store
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 LAYER_KINDS = ("image", "segmentation")
@@ -114,7 +115,7 @@ class Datasets:
 
     def __init__(self, database_url: str):
         self.engine = engine_for(database_url)
-        self._stores: dict[tuple[str, str], tuple[float, Layer, LayerStore]] = {}
+        self._stores: dict[tuple[str, str], tuple[float, Layer, LayerStore, LayerKeys]] = {}
         self._lock = threading.Lock()
 
     def add(
@@ -209,18 +210,24 @@ class Datasets:
         with Session(self.engine) as session:
             return session.scalar(sa.select(DatasetRow.id).where(DatasetRow.name == name)) is not None
 
-    def layer_store(self, dataset: str, layer: str) -> tuple[Layer, LayerStore]:
-        """The store serving ``dataset/layer``; cached briefly so chunk requests skip SQL."""
+    def layer_store(self, dataset: str, layer: str) -> tuple[Layer, LayerStore, LayerKeys]:
+        """The store serving ``dataset/layer`` and the files its scales may hold; cached briefly so
+        chunk requests skip SQL and the info file."""
         key = (dataset, layer)
         now = time.monotonic()
         cached = self._stores.get(key)
         if cached is not None and now - cached[0] < self._STORE_TTL_SECONDS:
-            return cached[1], cached[2]
+            return cached[1], cached[2], cached[3]
         found = self.get(dataset).layer(layer)
         store = open_layer_store(found.url)
+        info = store.get("info")
+        try:
+            keys = LayerKeys(json.loads(info.decoded()) if info is not None else {})
+        except ValueError as error:
+            raise CorruptStoredData("info", f"not JSON: {error}") from None
         with self._lock:
-            self._stores[key] = (now, found, store)
-        return found, store
+            self._stores[key] = (now, found, store, keys)
+        return found, store, keys
 
 
 def _to_dataset(row: DatasetRow) -> Dataset:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
+from segmentation.storage import CorruptStoredData
+
 
 def json_error(status: int, message: str, **headers):
     response = jsonify({"error": _reason(status), "message": message})
@@ -25,6 +27,12 @@ def install(app) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         return json_error(error.code or 500, error.description or error.name)
+
+    @app.errorhandler(CorruptStoredData)
+    def corrupt_stored_data(error: CorruptStoredData):
+        app.logger.error("%s", error)  # the reason, for the operator; the client learns which file
+        return json_error(500, f"the stored file {error.key!r} is corrupt and cannot be served; "
+                               "the server's log has the reason")
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):

@@ -231,6 +231,7 @@ def test_corrupt_unsharded_chunk_is_5xx_and_others_still_serve(fresh, name, dama
         finally:
             tracemalloc.stop()
         assert response.status_code == 500, (ref, response.status_code)
+        assert "is corrupt" in response.get_json()["message"]  # a clear reason, not "internal server error"
         assert peak < 8 * 2 ** 20, peak
         for other in healthy:
             assert client.get(f"/data/{ref}/segmentation/{scale}/{other}").status_code == 200

@@ -97,7 +97,7 @@ def build_for_dataset(database_url: str, home: Path, dataset: str, progress: boo
     from ..datasets import Datasets
     from ..live import live_segmentation
 
-    layer, store = Datasets(database_url).layer_store(dataset, "segmentation")
+    layer, store, _ = Datasets(database_url).layer_store(dataset, "segmentation")
     live = live_segmentation(database_url, dataset, layer, store)
     if live is None or not live.mesh_dir:
         return 0

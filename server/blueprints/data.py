@@ -61,7 +61,7 @@ def layer_file(dataset_ref: str, layer: str, key: str):
     except (InvalidTimestamp, InvalidKey) as error:
         return json_error(400, str(error))
     try:
-        found, store = datasets_registry().layer_store(name, layer)
+        found, store, keys = datasets_registry().layer_store(name, layer)
     except DatasetNotFound as error:
         return json_error(404, str(error))
     database_url = current_app.config["AXONLINK_SETTINGS"].database_url
@@ -70,6 +70,10 @@ def layer_file(dataset_ref: str, layer: str, key: str):
         answer = _live_file(live, key, moment, view)
         if answer is not None:
             return answer
+        if keys.under_scale(key):  # chunk files of a live layer exist only through the live view
+            return _missing(key)
+    if not keys.allows(key):  # off the grid of its scale, or a chunk name in a sharded scale
+        return _missing(key)
     headers = {
         "Content-Type": content_type_for(key),
         "Cache-Control": cache_control_for(key),
