@@ -156,14 +156,14 @@ def main() -> int:
         with axonlink_server(settings, {}) as server:
             created = load(server, "POST", ["/api/v1/states"] * len(corpus), corpus, args.seconds,
                            args.clients, args.threads)
-            with urllib.request.urlopen(f"{server}/api/v1/states/1/info") as response:
-                json.load(response)
             import sqlalchemy as sa
 
             engine = sa.create_engine(settings.database_url)
             with engine.connect() as connection:
                 shorts = [r[0] for r in connection.execute(sa.text("SELECT short_id FROM states"))]
             engine.dispose()
+            with urllib.request.urlopen(f"{server}/api/v1/states/{shorts[0]}/info") as response:
+                json.load(response)  # stored and readable (ids are random: there is no "state 1")
             resolved = load(server, "GET", [f"/api/v1/states/{s}" for s in shorts], None, args.seconds,
                             args.clients, args.threads)
             rows += [("create", created), ("resolve", resolved)]

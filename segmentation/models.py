@@ -8,6 +8,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 MAX_ROW_ID = 2 ** 31 - 1  # integer primary keys are 32-bit: larger ids name nothing
+# State ids are wider: new states get a random id in [MIN_RANDOM_STATE_ID, MAX_STATE_ID] (exact in
+# JavaScript, not enumerable, the size CAVE's state ids have); states stored before migration 0007
+# keep their small sequential ids.
+MIN_RANDOM_STATE_ID = 2 ** 40
+MAX_STATE_ID = 2 ** 53 - 1
+# BIGINT on PostgreSQL; SQLite's INTEGER PRIMARY KEY is 64-bit already (and must stay INTEGER to be the rowid)
+STATE_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def utcnow() -> datetime:
@@ -111,7 +118,7 @@ class StateRow(Base):
 
     __tablename__ = "states"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(STATE_ID, primary_key=True)
     short_id: Mapped[str] = mapped_column(sa.String(16), unique=True)
     content_key: Mapped[str] = mapped_column(sa.String(64), unique=True)
     codec: Mapped[int] = mapped_column(sa.SmallInteger)
@@ -128,12 +135,17 @@ class StateRow(Base):
 class StateAnchorRow(Base):
     """Where a selected neuron of a stored state is: a supervoxel of it (and a voxel inside, when known).
 
-    The supervoxel outlives the root id: "as it is now" follows it to the neuron's latest root.
+    The supervoxel outlives the root id: "as it is now" follows it to the neuron's latest root. A
+    layer is known by its position and name (two layers may share a name); ``layer_index`` -1 marks
+    anchors stored before migration 0007, known by name only.
     """
 
     __tablename__ = "state_anchors"
 
-    state_id: Mapped[int] = mapped_column(sa.ForeignKey("states.id", ondelete="CASCADE"), primary_key=True)
+    state_id: Mapped[int] = mapped_column(STATE_ID, sa.ForeignKey("states.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    layer_index: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False,
+                                             server_default="-1")
     layer: Mapped[str] = mapped_column(sa.String(256), primary_key=True)
     segment_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
     dataset: Mapped[str] = mapped_column(sa.String(64))
@@ -141,6 +153,16 @@ class StateAnchorRow(Base):
     x: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
     y: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
     z: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+
+
+class StateDatasetRow(Base):
+    """A dataset a stored state names (any layer, any source spelling): reading it needs view rights on each."""
+
+    __tablename__ = "state_datasets"
+
+    state_id: Mapped[int] = mapped_column(STATE_ID, sa.ForeignKey("states.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    dataset: Mapped[str] = mapped_column(sa.String(64), primary_key=True, index=True)
 
 
 class CellTagRow(Base):

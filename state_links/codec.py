@@ -25,7 +25,7 @@ from pathlib import Path
 
 import zstandard
 
-__all__ = ["StateRejected", "parse_state", "content_key", "encode", "decode",
+__all__ = ["StateRejected", "parse_state", "parse_json_object", "content_key", "encode", "decode",
            "CODEC_RAW", "CODEC_ZSTD_V1", "MAX_STATE_BYTES", "MAX_DEPTH"]
 
 CODEC_RAW = 0
@@ -92,8 +92,8 @@ def _too_deep(raw: bytes, max_depth: int) -> bool:
     return False
 
 
-def _reject_constant(name: str):
-    raise StateRejected(400, f"state contains {name}, which is not JSON (Neuroglancer never writes it)")
+def _reject_constant(name: str, what: str = "state"):
+    raise StateRejected(400, f"{what} contains {name}, which is not JSON (Neuroglancer never writes it)")
 
 
 def _size_text(n: int) -> str:
@@ -106,26 +106,35 @@ def parse_state(raw: bytes, *, max_bytes: int = MAX_STATE_BYTES, max_depth: int 
     Raises :class:`StateRejected`: 413 when larger than ``max_bytes``; 400 when not UTF-8,
     not JSON, not an object, nested deeper than ``max_depth`` or containing NaN/Infinity.
     """
+    return parse_json_object(raw, max_bytes=max_bytes, max_depth=max_depth, what="state")
+
+
+def parse_json_object(raw: bytes, *, max_bytes: int, max_depth: int, what: str = "body") -> dict:
+    """A JSON object from untrusted bytes, or :class:`StateRejected` (4xx) naming ``what`` was wrong.
+
+    Depth is checked before ``json.loads`` runs, so ``[[[[…`` nested 100,000 deep is a 400, never
+    a RecursionError.
+    """
     if len(raw) > max_bytes:
-        raise StateRejected(413, f"state is {len(raw):,} bytes; the limit is {max_bytes:,} bytes "
+        raise StateRejected(413, f"{what} is {len(raw):,} bytes; the limit is {max_bytes:,} bytes "
                                  f"({_size_text(max_bytes)})")
     try:
         text = bytes(raw).decode("utf-8")
     except UnicodeDecodeError as error:
-        raise StateRejected(400, f"state is not UTF-8 (byte {error.start}: {error.reason})") from None
+        raise StateRejected(400, f"{what} is not UTF-8 (byte {error.start}: {error.reason})") from None
     if _too_deep(raw, max_depth):
-        raise StateRejected(400, f"state nests deeper than {max_depth} levels")
+        raise StateRejected(400, f"{what} nests deeper than {max_depth} levels")
     try:
-        state = json.loads(text, parse_constant=_reject_constant)
+        state = json.loads(text, parse_constant=lambda name: _reject_constant(name, what))
     except StateRejected:
         raise
     except RecursionError:  # unreachable after _too_deep, but never let it become a 500
-        raise StateRejected(400, f"state nests deeper than {max_depth} levels") from None
+        raise StateRejected(400, f"{what} nests deeper than {max_depth} levels") from None
     except json.JSONDecodeError as error:
-        raise StateRejected(400, f"state is not JSON: {error.msg} at line {error.lineno} "
+        raise StateRejected(400, f"{what} is not JSON: {error.msg} at line {error.lineno} "
                                  f"column {error.colno}") from None
     if not isinstance(state, dict):
-        raise StateRejected(400, f"state must be a JSON object, not {_json_type(state)}")
+        raise StateRejected(400, f"{what} must be a JSON object, not {_json_type(state)}")
     return state
 
 

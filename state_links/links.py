@@ -9,7 +9,6 @@ replaces each anchored root by the root holding its anchor supervoxel today.
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,18 +21,14 @@ from segmentation.graph.points import (
     OnBackground, PointOutsideVolume, supervoxel_at_voxel, voxel_of_supervoxel,
 )
 
+from .sources import DATASET, IsOurs, first_target, layers, references, source_urls
 from .store import Anchor
 
 MODES = ("was", "now")
 DEFAULT_MODE = "was"  # a link shows what its sender saw unless asked for today's version
 MAX_VOXEL_SEARCHES = 50  # anchors beyond this keep their supervoxel only (one small read each)
-
-_PRECOMPUTED = re.compile(
-    r"^precomputed://(?P<base>https?://[^/]+)/data/(?P<name>[^/@]+)(?:@(?P<at>[^/]+))?/(?P<layer>[^/?#]+)/?$"
-)
-_GRAPHENE = re.compile(r"^graphene://(?P<base>https?://[^/]+)/segmentation/table/(?P<name>[^/?#]+)/?$")
 _GRAPHENE_TOOLS = ("grapheneMergeSegments", "grapheneMulticutSegments")
-_LOOPBACK = re.compile(r"^(https?://)(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$")
+_MAX_ID = 2 ** 64
 
 
 class LinkError(ValueError):
@@ -49,31 +44,28 @@ class OurSource:
     dataset: str
     at: str | None  # "@<moment>" part, if the sender pinned one
     graphene: bool = False  # a graphene:// source (always "now": the stock client sends no timestamp)
+    layer: str | None = None  # /data/<dataset>/<layer>
 
 
-def _same_server(base: str, ours: str) -> bool:
-    if base.rstrip("/") == ours.rstrip("/"):
-        return True
-    a, b = _LOOPBACK.match(base), _LOOPBACK.match(ours.rstrip("/"))
-    return bool(a and b and a.group(1) == b.group(1) and a.group(3) == b.group(3))
-
-
-def _source_urls(layer: dict) -> list[str]:
-    source = layer.get("source")
-    items = source if isinstance(source, list) else [source]
-    return [item.get("url") if isinstance(item, dict) else item for item in items]
-
-
-def our_sources(layer: dict, base_url: str) -> list[OurSource]:
+def our_sources(layer: dict, is_ours: IsOurs) -> list[OurSource]:
+    """The layer's sources that show a dataset's live segmentation here (``@supervoxels`` does not)."""
     found = []
-    for i, url in enumerate(_source_urls(layer)):
-        match = _PRECOMPUTED.match(url) if isinstance(url, str) else None
-        if match and _same_server(match["base"], base_url) and match["at"] != "supervoxels":
-            found.append(OurSource(i, url, match["name"], match["at"]))
-        match = _GRAPHENE.match(url) if isinstance(url, str) else None
-        if match and _same_server(match["base"], base_url):
-            found.append(OurSource(i, url, match["name"], None, graphene=True))
+    for i, url in source_urls(layer):
+        target = first_target(url, is_ours)
+        if target is None or target.kind != DATASET:
+            continue
+        if target.route == "data" and target.view != "supervoxels":
+            found.append(OurSource(i, url, target.name, target.view, layer=target.layer))
+        elif target.route == "graphene":
+            found.append(OurSource(i, url, target.name, None, graphene=True))
     return found
+
+
+def layer_dataset(layer: dict, is_ours: IsOurs) -> str | None:
+    """The one dataset of ours the layer's own sources name; None when they name none, or several
+    (then no graph can be said to be the layer's, and the layer is not anchored)."""
+    named = references(layer.get("source"), is_ours).datasets
+    return named[0] if len(named) == 1 else None
 
 
 def graphene_source(base_url: str, dataset: str) -> str:
@@ -81,21 +73,23 @@ def graphene_source(base_url: str, dataset: str) -> str:
     return f"graphene://{base_url}/segmentation/table/{dataset}"
 
 
-def pinned_source(base_url: str, dataset: str, moment: str) -> str:
+def pinned_source(base_url: str, dataset: str, moment: str, layer: str = "segmentation") -> str:
     """The dataset's segmentation as root ids of a past moment (graphene cannot time travel)."""
-    return f"precomputed://{base_url}/data/{dataset}@{moment}/segmentation"
+    return f"precomputed://{base_url}/data/{dataset}@{moment}/{layer}"
 
 
 def _segments(layer: dict) -> list[tuple[str, int]]:
     """(prefix, id) of each listed segment; Neuroglancer writes hidden ones as ``"!123"``."""
+    listed = layer.get("segments")
     out = []
-    for item in layer.get("segments") or []:
+    for item in listed if isinstance(listed, list) else []:
+        if not isinstance(item, (str, int)) or isinstance(item, bool):
+            continue
         text = str(item)
         prefix = "!" if text.startswith("!") else ""
-        try:
-            out.append((prefix, int(text[len(prefix):])))
-        except ValueError:
-            continue
+        digits = text[len(prefix):]
+        if digits.isascii() and digits.isdigit() and 0 < len(digits) <= 20 and 0 < int(digits) < _MAX_ID:
+            out.append((prefix, int(digits)))
     return out
 
 
@@ -112,33 +106,38 @@ def _position_voxel(state: dict, dataset: Dataset) -> np.ndarray | None:
         return None
 
 
-def find_anchors(state: dict, base_url: str, database_url: str,
-                 datasets: Datasets | None = None) -> tuple[list[Anchor], str | None]:
-    """Anchors of every selected root in this server's segmentation layers, and the first dataset seen."""
+def find_anchors(state: dict, is_ours: IsOurs, database_url: str, datasets: Datasets | None = None,
+                 allowed=None) -> list[Anchor]:
+    """Anchors of every selected root in this server's segmentation layers.
+
+    Each layer is anchored in the graph of the one dataset its own sources name, and each anchor
+    remembers its layer by position and name: "as it is now" resolves it for that layer only.
+    ``allowed``: datasets the caller was checked for; no other graph is read.
+    """
     datasets = datasets or Datasets(database_url)
     anchors: list[Anchor] = []
-    first_dataset = None
-    for layer in state.get("layers") or []:
-        if not isinstance(layer, dict) or layer.get("type") != "segmentation":
+    for index, name, layer in layers(state):
+        if layer.get("type") != "segmentation" or not our_sources(layer, is_ours):
             continue
-        for source in our_sources(layer, base_url):
-            first_dataset = first_dataset or source.dataset
-            graph = Graph.find(database_url, source.dataset)
-            if graph is None:
-                continue
-            try:
-                dataset = datasets.get(source.dataset)
-            except DatasetNotFound:
-                continue
-            anchors += _layer_anchors(state, layer, source, dataset, graph, len(anchors))
-    return anchors, first_dataset
+        dataset_name = layer_dataset(layer, is_ours)
+        if dataset_name is None or (allowed is not None and dataset_name not in allowed):
+            continue
+        graph = Graph.find(database_url, dataset_name)
+        if graph is None:
+            continue
+        try:
+            dataset = datasets.get(dataset_name)
+        except DatasetNotFound:
+            continue
+        anchors += _layer_anchors(state, index, name, layer, dataset, graph, len(anchors))
+    return anchors
 
 
-def _layer_anchors(state, layer, source, dataset, graph, already: int) -> list[Anchor]:
+def _layer_anchors(state, index, name, layer, dataset, graph, already: int) -> list[Anchor]:
     seg_url = dataset.layer("segmentation").url
     at_position = _supervoxel_at(dataset, _position_voxel(state, dataset))
     anchors = []
-    for _, root in _segments(layer):
+    for root in dict.fromkeys(root for _, root in _segments(layer)):  # "123" and "!123" are one segment
         try:
             if at_position and graph.root(at_position[0]) == root:
                 sv, voxel = at_position
@@ -148,7 +147,7 @@ def _layer_anchors(state, layer, source, dataset, graph, already: int) -> list[A
                 voxel = voxel_of_supervoxel(seg_url, sv, box) if box and searches_left else None
         except GraphError:
             continue  # not a root of this graph (a supervoxel id, or another volume's)
-        anchors.append(Anchor(str(layer.get("name", "")), root, source.dataset, sv, voxel))
+        anchors.append(Anchor(name[:256], root, dataset.name, sv, voxel, index))
     return anchors
 
 
@@ -162,18 +161,20 @@ def _supervoxel_at(dataset: Dataset, voxel) -> tuple[int, tuple[int, int, int]] 
         return None
 
 
-def as_was(state: dict, created_at: datetime, base_url: str) -> dict:
+def as_was(state: dict, created_at: datetime, base_url: str, is_ours: IsOurs) -> dict:
     """The state with this server's segmentation sources pinned to ``created_at`` (unless already pinned)."""
     state = copy.deepcopy(state)
     moment = f"{created_at.timestamp():.6f}"
-    for layer in _segmentation_layers(state):
-        for source in our_sources(layer, base_url):
+    for _, _, layer in _segmentation_layers(state):
+        for source in our_sources(layer, is_ours):
             if source.graphene:  # the viewer cannot ask a graphene source for the past: pin a precomputed one
                 _set_source(layer, source.index, pinned_source(base_url, source.dataset, moment), whole=True)
                 _drop_graphene_tools(layer)
             elif source.at is None:
-                _set_source(layer, source.index, source.url.replace(
-                    f"/data/{source.dataset}/", f"/data/{source.dataset}@{moment}/", 1))
+                plain, pinned = f"/data/{source.dataset}/", f"/data/{source.dataset}@{moment}/"
+                url = (source.url.replace(plain, pinned, 1) if plain in source.url else
+                       pinned_source(base_url, source.dataset, moment, source.layer or "segmentation"))
+                _set_source(layer, source.index, url)
     return state
 
 
@@ -185,29 +186,38 @@ def _drop_graphene_tools(layer: dict) -> None:
             del layer["toolBindings"]
 
 
-def as_now(state: dict, anchors: list[Anchor], base_url: str, database_url: str) -> dict:
-    """The state with each anchored root replaced by the root that holds its anchor today, sources unpinned."""
+def as_now(state: dict, anchors: list[Anchor], database_url: str, is_ours: IsOurs) -> dict:
+    """The state with each anchored root replaced by the root that holds its anchor today, sources unpinned.
+
+    An anchor is used only for the layer it came from (position and name; anchors stored before
+    positions were kept: name) and only when that layer's own dataset is the anchor's — a second
+    layer of the same name showing another dataset is left as stored.
+    """
     state = copy.deepcopy(state)
-    by_layer: dict[str, dict[int, Anchor]] = {}
+    by_layer: dict[tuple[int, str], dict[int, Anchor]] = {}
     for anchor in anchors:
-        by_layer.setdefault(anchor.layer, {})[anchor.segment_id] = anchor
-    for layer in _segmentation_layers(state):
-        sources = our_sources(layer, base_url)
-        for source in sources:
+        by_layer.setdefault(anchor.layer_key, {})[anchor.segment_id] = anchor
+    for index, name, layer in _segmentation_layers(state):
+        for source in our_sources(layer, is_ours):
             if source.at is not None:
                 _set_source(layer, source.index, source.url.replace(f"@{source.at}/", "/", 1))
-        layer_anchors = by_layer.get(str(layer.get("name", "")), {})
-        if not sources or not layer_anchors:
-            continue
-        graph = Graph.find(database_url, sources[0].dataset)
-        if graph is None:
-            continue
-        _replace_segments(layer, layer_anchors, graph)
+        dataset = layer_dataset(layer, is_ours)
+        mine = {root: anchor
+                for key in ((-1, name[:256]), (index, name[:256]))
+                for root, anchor in by_layer.get(key, {}).items() if anchor.dataset == dataset}
+        graph = Graph.find(database_url, dataset) if mine else None
+        if graph is not None:
+            _replace_segments(layer, mine, graph)
     return state
 
 
 def _replace_segments(layer: dict, anchors: dict[int, Anchor], graph: Graph) -> None:
-    now = {root: int(graph.root(a.sv_id)) for root, a in anchors.items()}
+    now = {}
+    for root, anchor in anchors.items():
+        try:
+            now[root] = int(graph.root(anchor.sv_id))
+        except GraphError:
+            continue
     segments, seen = [], set()
     for prefix, root in _segments(layer):
         new = now.get(root, root)
@@ -217,12 +227,12 @@ def _replace_segments(layer: dict, anchors: dict[int, Anchor], graph: Graph) -> 
     layer["segments"] = segments
     colors = layer.get("segmentColors")
     if isinstance(colors, dict):
-        layer["segmentColors"] = {str(now.get(int(k), int(k))) if k.isdigit() else k: v for k, v in colors.items()}
+        layer["segmentColors"] = {str(now.get(int(k), int(k))) if k.isascii() and k.isdigit() else k: v
+                                  for k, v in colors.items()}
 
 
-def _segmentation_layers(state: dict):
-    return [layer for layer in state.get("layers") or []
-            if isinstance(layer, dict) and layer.get("type") == "segmentation"]
+def _segmentation_layers(state: dict) -> list[tuple[int, str, dict]]:
+    return [(i, name, layer) for i, name, layer in layers(state) if layer.get("type") == "segmentation"]
 
 
 def _set_source(layer: dict, index: int, url: str, whole: bool = False) -> None:
@@ -241,11 +251,14 @@ def _set_source(layer: dict, index: int, url: str, whole: bool = False) -> None:
 
 
 def changed_since(anchors: list[Anchor], database_url: str) -> bool:
-    """Whether any anchored neuron has been edited since (its anchor's root differs)."""
+    """Whether any anchored neuron has been edited since (its anchor's root, in its own dataset's graph, differs)."""
     for anchor in anchors:
         graph = Graph.find(database_url, anchor.dataset)
-        if graph is not None and int(graph.root(anchor.sv_id)) != anchor.segment_id:
-            return True
+        try:
+            if graph is not None and int(graph.root(anchor.sv_id)) != anchor.segment_id:
+                return True
+        except GraphError:
+            continue
     return False
 
 
@@ -265,11 +278,12 @@ def voxel_state(dataset: Dataset, voxel, base_url: str, database_url: str, at: d
     state["position"] = [float(v) + 0.5 for v in voxel]
     if zoom is not None:
         state["crossSectionScale"] = float(zoom)
-    segmentation = next(layer for layer in state["layers"] if layer["type"] == "segmentation")
+    index, segmentation = next((i, layer) for i, layer in enumerate(state["layers"])
+                               if layer["type"] == "segmentation")
     segmentation["segments"] = [str(root)]
     segmentation["selectedAlpha"] = max(segmentation.get("selectedAlpha", 0.5), 0.5)
     if at is not None:
         segmentation["source"] = pinned_source(base_url, dataset.name, f"{at.timestamp():.6f}")
         _drop_graphene_tools(segmentation)
     state["title"] = f"{dataset.name} {voxel.tolist()} — axonlink"
-    return state, Anchor(segmentation["name"], root, dataset.name, sv, tuple(int(v) for v in voxel))
+    return state, Anchor(segmentation["name"], root, dataset.name, sv, tuple(int(v) for v in voxel), index)

@@ -5,9 +5,16 @@ an integer id (what CAVE's state service hands out) and by a short random
 base-62 id (what people paste); the short ids always hold a letter, so an
 all-digit reference is an integer id. Posting the same state again (any key
 order or whitespace) answers the first copy's ids.
+
+Integer ids of new states are random in [2^40, 2^53) — exact in JavaScript, like CAVE's, and
+not enumerable; states stored before that keep their small sequential ids. Each state is
+tied to the datasets it names (``state_datasets``); :meth:`StateStore.get` is handed the
+caller's "may view these datasets?" and answers :class:`StateNotFound` — the same text, after
+the same database read — whether the state does not exist or the caller may not see it.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import string
@@ -17,13 +24,13 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import Callable
+from typing import Callable, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from segmentation.db import engine_for
-from segmentation.models import MAX_ROW_ID, StateAnchorRow, StateRow
+from segmentation.models import MAX_STATE_ID, MIN_RANDOM_STATE_ID, StateAnchorRow, StateDatasetRow, StateRow
 
 from .codec import MAX_STATE_BYTES, content_key, decode, encode, parse_state
 
@@ -33,6 +40,21 @@ SHORT_LENGTH = 7  # 62**7 ≈ 3.5e12: unguessable enough to stop enumeration, sh
 _VIEW_FLUSH_SECONDS = 2.0
 _CACHE_STATES = 4096  # per process; states are immutable, so a cached one is never stale
 _CACHE_BYTES = 64 * 1024 * 1024
+_ID_ATTEMPTS = 8  # a random id or short id already taken: draw again (2^53 ids make this rare)
+
+MayView = Callable[[frozenset], bool]  # "may the caller view every one of these datasets?"
+
+
+def _head_query(column):
+    """A state's id and the datasets it is tied to (one row per dataset; none when it does not exist),
+    built once: every read runs it."""
+    return (sa.select(StateRow.id, StateRow.dataset.label("legacy"), StateDatasetRow.dataset.label("tied"))
+            .select_from(StateRow)
+            .outerjoin(StateDatasetRow, StateDatasetRow.state_id == StateRow.id)
+            .where(column == sa.bindparam("key")))
+
+
+_HEAD = {str: _head_query(StateRow.short_id), int: _head_query(StateRow.id)}
 
 
 class StateNotFound(LookupError):
@@ -48,6 +70,12 @@ class Anchor:
     dataset: str
     sv_id: int
     voxel: tuple[int, int, int] | None = None
+    layer_index: int = -1  # position in the state's layers; -1: stored before positions were kept
+
+    @property
+    def layer_key(self) -> tuple[int, str]:
+        """Which layer the anchor belongs to (index and name: two layers may share a name)."""
+        return self.layer_index, self.layer
 
 
 @dataclass(eq=False)
@@ -65,6 +93,7 @@ class StoredState:
     stored_size: int
     anchors_loader: Callable[[], list[Anchor]] = field(default=list, repr=False)
     created: bool = False  # False when an identical state was stored before
+    datasets: frozenset = frozenset()  # every dataset it names (anchors' and the legacy ``dataset`` included)
 
     @cached_property
     def anchors(self) -> list[Anchor]:
@@ -83,12 +112,19 @@ class StoredState:
             "views": self.views,
             "raw_bytes": self.raw_size,
             "stored_bytes": self.stored_size,
+            "datasets": sorted(self.datasets),
             "anchors": [
-                {"layer": a.layer, "segment_id": str(a.segment_id), "dataset": a.dataset,
+                {"layer": a.layer, "layer_index": a.layer_index if a.layer_index >= 0 else None,
+                 "segment_id": str(a.segment_id), "dataset": a.dataset,
                  "supervoxel_id": str(a.sv_id), "voxel": list(a.voxel) if a.voxel else None}
                 for a in self.anchors
             ],
         }
+
+
+def new_state_id() -> int:
+    """A random integer id in [2^40, 2^53): as wide as CAVE's, exact in JavaScript, not enumerable."""
+    return MIN_RANDOM_STATE_ID + secrets.randbelow(MAX_STATE_ID + 1 - MIN_RANDOM_STATE_ID)
 
 
 def new_short_id() -> str:
@@ -120,58 +156,93 @@ class StateStore:
         return parse_state(raw, max_bytes=self.max_bytes)
 
     def save(self, raw: bytes, state: dict, *, title: str = "", description: str = "", owner: str = "anonymous",
-             dataset: str | None = None, anchors=()) -> StoredState:
-        """Store ``raw`` (already parsed into ``state``) unless the same state is stored; return it."""
+             dataset: str | None = None, anchors=(), datasets: Iterable[str] = ()) -> StoredState:
+        """Store ``raw`` (already parsed into ``state``) unless the same state is stored; return it.
+
+        ``datasets``: every dataset the state names (the caller checked the poster may view them);
+        the anchors' datasets and ``dataset`` are added. An identical state stored before is tied
+        to these too (another host spelling may have named fewer), so a tie is never lost.
+        """
+        ties = frozenset(datasets) | {a.dataset for a in anchors} | ({dataset} if dataset else frozenset())
+        anchors = list({(a.layer_index, a.layer, a.segment_id): a for a in anchors}.values())
         key = content_key(state)
         existing = self._by_key(key)
         if existing is not None:
-            return existing
+            return self._tie_more(existing, ties)
         codec, blob = encode(raw)
-        row = {
-            "short_id": new_short_id(), "content_key": key, "codec": codec, "blob": blob, "raw_size": len(raw),
-            "title": title[:1000], "description": description[:10000], "owner": owner, "dataset": dataset,
-            "created_at": datetime.now(timezone.utc), "views": 0,
-        }
-        try:
-            with self.engine.begin() as connection:
-                state_id = connection.execute(sa.insert(StateRow).values(**row).returning(StateRow.id)).scalar_one()
-                if anchors:
-                    connection.execute(sa.insert(StateAnchorRow), [
-                        {"state_id": state_id, "layer": a.layer, "segment_id": a.segment_id, "dataset": a.dataset,
-                         "sv_id": a.sv_id, "x": a.voxel[0] if a.voxel else None,
-                         "y": a.voxel[1] if a.voxel else None, "z": a.voxel[2] if a.voxel else None}
-                        for a in anchors
-                    ])
-        except IntegrityError:
-            existing = self._by_key(key)  # the same state, stored by a concurrent request
-            if existing is None:
-                raise
-            return existing
-        return StoredState(
-            id=state_id, short_id=row["short_id"], raw=raw, title=row["title"], description=row["description"],
-            owner=owner, dataset=dataset, created_at=row["created_at"], views=0, raw_size=len(raw),
-            stored_size=len(blob), anchors_loader=lambda: list(anchors), created=True,
-        )
+        for _ in range(_ID_ATTEMPTS):
+            row = {
+                "id": new_state_id(), "short_id": new_short_id(), "content_key": key, "codec": codec, "blob": blob,
+                "raw_size": len(raw), "title": title[:1000], "description": description[:10000], "owner": owner,
+                "dataset": dataset, "created_at": datetime.now(timezone.utc), "views": 0,
+            }
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(sa.insert(StateRow).values(**row))
+                    if ties:
+                        connection.execute(sa.insert(StateDatasetRow),
+                                           [{"state_id": row["id"], "dataset": name} for name in sorted(ties)])
+                    if anchors:
+                        connection.execute(sa.insert(StateAnchorRow), [_anchor_row(row["id"], a) for a in anchors])
+            except IntegrityError:
+                existing = self._by_key(key)  # the same state, stored by a concurrent request
+                if existing is not None:
+                    return self._tie_more(existing, ties)
+                continue  # the random id or short id was taken: draw again
+            return StoredState(
+                id=row["id"], short_id=row["short_id"], raw=raw, title=row["title"], description=row["description"],
+                owner=owner, dataset=dataset, created_at=row["created_at"], views=0, raw_size=len(raw),
+                stored_size=len(blob), anchors_loader=lambda: list(anchors), created=True, datasets=ties,
+            )
+        raise RuntimeError(f"no free state id after {_ID_ATTEMPTS} random draws")
 
-    def get(self, ref: str | int) -> StoredState:
-        """A state by integer id or short id; StateNotFound otherwise.
+    def _tie_more(self, stored: StoredState, ties: frozenset) -> StoredState:
+        """``stored`` tied to ``ties`` as well (rows added; a concurrent request may add the same ones)."""
+        missing = ties - stored.datasets
+        for name in sorted(missing):
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(sa.insert(StateDatasetRow).values(state_id=stored.id, dataset=name))
+            except IntegrityError:
+                pass  # tied by a concurrent request
+        if missing:
+            self._forget(stored)
+        return dataclasses.replace(stored, datasets=stored.datasets | missing)
 
-        Stored states never change, so they are kept in a small per-process cache (views aside:
+    def get(self, ref: str | int, *, may_view: MayView) -> StoredState:
+        """A state by integer id or short id, if ``may_view(its datasets)``; StateNotFound otherwise.
+
+        Missing and not visible are one answer: the same message, after the same read (the state's
+        id and datasets, fresh from the database even when the state is cached — ties may grow).
+        Stored states never change, so the rest is kept in a small per-process cache (views aside:
         :meth:`info_of` reads those fresh).
         """
         key = self._normalise(ref)
+        datasets = self._visible_head(key, may_view)
         with self._cache_lock:
             cached = self._cache.get(key)
             if cached is not None:
                 self._cache.move_to_end(key)
-                return cached
-        stored = self._load(*self._condition(key))
+        if cached is not None:
+            return cached if cached.datasets == datasets else dataclasses.replace(cached, datasets=datasets)
+        stored = self._load(*self._condition(key), datasets=datasets)
         self._remember(stored)
         return stored
 
-    def info_of(self, ref: str | int) -> StoredState:
+    def info_of(self, ref: str | int, *, may_view: MayView) -> StoredState:
         """Like :meth:`get`, with the view count as of now."""
-        return self._load(*self._condition(self._normalise(ref)))
+        key = self._normalise(ref)
+        datasets = self._visible_head(key, may_view)
+        return self._load(*self._condition(key), datasets=datasets)
+
+    def _visible_head(self, key: str | int, may_view: MayView) -> frozenset:
+        """The state's datasets, or StateNotFound when it does not exist or ``may_view`` says no."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(_HEAD[type(key)], {"key": key}).all()
+        datasets = frozenset(name for row in rows for name in (row.legacy, row.tied) if name)
+        if not rows or not may_view(datasets):
+            raise StateNotFound(self._condition(key)[1])
+        return datasets
 
     @staticmethod
     def _normalise(ref: str | int) -> str | int:
@@ -180,7 +251,7 @@ class StateStore:
                 ref = int(ref)
             elif not is_short_id(ref):
                 raise StateNotFound(f"no state {ref!r}")
-        if isinstance(ref, int) and not 0 < ref <= MAX_ROW_ID:
+        if isinstance(ref, int) and not 0 < ref <= MAX_STATE_ID:
             raise StateNotFound(f"no state {ref!r}")
         return ref
 
@@ -188,6 +259,13 @@ class StateStore:
     def _condition(key: str | int):
         column = StateRow.short_id if isinstance(key, str) else StateRow.id
         return column == key, f"no state {key!r}"
+
+    def _forget(self, stored: StoredState) -> None:
+        with self._cache_lock:
+            for key in (stored.id, stored.short_id):
+                dropped = self._cache.pop(key, None)
+                if dropped is not None:
+                    self._cache_bytes -= len(dropped.raw)
 
     def _remember(self, stored: StoredState) -> None:
         with self._cache_lock:
@@ -231,9 +309,13 @@ class StateStore:
         except StateNotFound:
             return None
 
-    def _load(self, condition, missing: str) -> StoredState:
+    def _load(self, condition, missing: str, datasets: frozenset | None = None) -> StoredState:
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(StateRow).where(condition)).mappings().first()
+            if row is not None and datasets is None:
+                tied = connection.execute(
+                    sa.select(StateDatasetRow.dataset).where(StateDatasetRow.state_id == row["id"])).scalars()
+                datasets = frozenset(tied) | ({row["dataset"]} if row["dataset"] else frozenset())
         if row is None:
             raise StateNotFound(missing)
         created = row["created_at"]
@@ -245,16 +327,23 @@ class StateStore:
             id=row["id"], short_id=row["short_id"], raw=decode(row["codec"], row["blob"]), title=row["title"],
             description=row["description"], owner=row["owner"], dataset=row["dataset"], created_at=created,
             views=row["views"] + pending, raw_size=row["raw_size"], stored_size=len(row["blob"]),
-            anchors_loader=lambda: self._anchors(row["id"]),
+            anchors_loader=lambda: self._anchors(row["id"]), datasets=datasets,
         )
 
     def _anchors(self, state_id: int) -> list[Anchor]:
         with self.engine.connect() as connection:
             rows = connection.execute(
                 sa.select(StateAnchorRow).where(StateAnchorRow.state_id == state_id)
+                .order_by(StateAnchorRow.layer_index, StateAnchorRow.layer, StateAnchorRow.segment_id)
             ).mappings().all()
         return [
             Anchor(a["layer"], int(a["segment_id"]), a["dataset"], int(a["sv_id"]),
-                   (a["x"], a["y"], a["z"]) if a["x"] is not None else None)
+                   (a["x"], a["y"], a["z"]) if a["x"] is not None else None, int(a["layer_index"]))
             for a in rows
         ]
+
+
+def _anchor_row(state_id: int, a: Anchor) -> dict:
+    return {"state_id": state_id, "layer_index": a.layer_index, "layer": a.layer[:256], "segment_id": a.segment_id,
+            "dataset": a.dataset, "sv_id": a.sv_id, "x": a.voxel[0] if a.voxel else None,
+            "y": a.voxel[1] if a.voxel else None, "z": a.voxel[2] if a.voxel else None}

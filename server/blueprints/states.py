@@ -11,13 +11,14 @@ from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
 
+from segmentation.access import Forbidden, NotVisible, SignInRequired, require_role
 from segmentation.datasets import DatasetNotFound
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
-from state_links.codec import StateRejected
+from state_links.codec import StateRejected, parse_json_object
 from state_links.links import DEFAULT_MODE, MODES, LinkError, as_now, as_was, changed_since, find_anchors, voxel_state
+from state_links.sources import references
 from state_links.store import StateNotFound, StateStore
-
-from segmentation.access import TOKEN_PATTERN, NotVisible
+from state_links.tokens import holds_token
 
 from .. import auth, endpoints, hosts
 from ..errors import json_error
@@ -28,6 +29,9 @@ blueprint = Blueprint("states", __name__)
 
 CAVE_STATE_VERSION = "0.7.2"
 _COORDS = re.compile(r"^\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*$")
+_LINK_AT_BODY = '{"dataset": NAME, "voxel": [x, y, z], "t": optional, "zoom": optional}'
+_MAX_LINK_AT_BYTES = 1024 * 1024  # a voxel link body is tiny; read no more than this
+PRIVATE_CACHE = "private, no-store"
 
 
 @blueprint.errorhandler(StateRejected)
@@ -63,25 +67,90 @@ def _database_url() -> str:
     return current_app.config["AXONLINK_SETTINGS"].database_url
 
 
+# ---- who may see what a state names ------------------------------------------------
+def _hidden(names) -> list[str]:
+    """Those of ``names`` the caller may not view, sorted. A name that is no dataset is hidden too:
+    unknown and private must answer alike, so both take this same path (one cached visibility map,
+    no extra read for either)."""
+    known = auth.accounts().visibility()
+    principal, anonymous_role = auth.principal(), auth.anonymous_role()
+    hidden = []
+    for name in sorted(names):
+        public = known.get(name)
+        try:
+            require_role(principal, name, bool(public), "viewer", anonymous_role)
+            visible = public is not None
+        except (NotVisible, SignInRequired, Forbidden):
+            visible = False
+        if not visible:
+            hidden.append(name)
+    return hidden
+
+
+def _may_view(datasets) -> bool:
+    return not _hidden(datasets)
+
+
+def _all_public(datasets) -> bool:
+    known = auth.accounts().visibility()
+    return all(known.get(name) is True for name in datasets)
+
+
+def _private_if_needed(response: Response, datasets, always: bool = False) -> Response:
+    """A state showing non-public data must not sit in a shared cache, nor be served to another caller."""
+    if always or not _all_public(datasets):
+        response.headers["Cache-Control"] = PRIVATE_CACHE
+        response.vary.update(("Authorization", "Cookie"))
+    return response
+
+
+def _reached_by_short_id(ref) -> bool:
+    return not str(ref).isdigit()
+
+
+def _shows_owner(ref, stored) -> bool:
+    """Owner and short id: for callers who reached the state by its short id (they hold the link), its
+    signed-in owner and site admins — not for a caller who came by integer id (old ones are sequential)."""
+    principal = auth.principal()
+    return (_reached_by_short_id(ref) or principal.site_admin
+            or (principal.authenticated and principal.name == stored.owner))
+
+
+# ---- storing ------------------------------------------------------------------------
 def _posted_state():
     """Body → (raw bytes, state); 413 before reading a body that announces itself too big."""
     limit = store().max_bytes
     if request.content_length is not None and request.content_length > limit:
         raise StateRejected(413, f"state is {request.content_length} bytes; the limit is {limit} bytes")
     raw = request.get_data(cache=False)
-    if TOKEN_PATTERN.search(raw.decode("utf-8", "replace")):
+    state = store().parse(raw)
+    if holds_token(state):
         raise StateRejected(400, "this state contains an access token (axl_...): remove it before sharing")
-    return raw, store().parse(raw)
+    return raw, state
 
 
 def _save(raw: bytes, state: dict, title: str | None = None, anchors=None, dataset=None):
+    """Store a state tied to every dataset it names; refuse it unless the caller may view each.
+
+    Everything up to the visibility check costs the same whether a name is unknown or private,
+    and both are refused with the same 404 ``no dataset named …``.
+    """
+    named = references(state, hosts.is_this_server)
+    if named.unclassified:
+        raise StateRejected(400, f"this state points at {named.unclassified[0]} on this server, which shows no "
+                                 f"dataset axonlink can check access to: remove it, or link a dataset's data")
+    datasets = set(named.datasets) | ({dataset} if dataset else set())
+    for ref in named.states:  # a state pointing at a state: it shows what that one shows
+        datasets |= store().get(ref, may_view=_may_view).datasets
+    hidden = _hidden(datasets)
+    if hidden:
+        raise DatasetNotFound(f"no dataset named {hidden[0]!r}")
     if anchors is None:
-        anchors, dataset = find_anchors(state, base_url(), _database_url(), datasets_registry())
-    for name in {dataset, *(a.dataset for a in anchors)} - {None}:
-        auth.require(name)  # a link can be made by anyone who may view what it shows
+        anchors = find_anchors(state, hosts.is_this_server, _database_url(), datasets_registry(), allowed=datasets)
     title = title if title is not None else request.args.get("title") or str(state.get("title") or "")
     return store().save(raw, state, title=title, description=request.args.get("description", ""),
-                        dataset=dataset, anchors=anchors, owner=auth.user_name())
+                        dataset=dataset or next(iter(named.datasets), None), anchors=anchors,
+                        owner=auth.user_name(), datasets=datasets)
 
 
 def _link_answer(stored, status=None):
@@ -94,18 +163,19 @@ def _link_answer(stored, status=None):
         "viewer_url": viewer_url(stored.short_id, DEFAULT_MODE),
         "as_now_url": f"{base}/s/{stored.short_id}?as=now",
         "created": stored.created,
-        **{k: v for k, v in stored.info().items() if k not in ("id", "short_id")},
     }
+    if _may_view(stored.datasets):  # an identical state stored before may name more than this caller sees
+        answer.update({k: v for k, v in stored.info().items() if k not in ("id", "short_id")})
     response = jsonify(answer)
     response.status_code = status or (201 if stored.created else 200)
-    return response
+    return _private_if_needed(response, stored.datasets)
 
 
-def viewer_url(short_id: str, mode: str) -> str:
+def viewer_url(ref: str, mode: str) -> str:
     """The bundled viewer loading a stored state by URL (``#!<url>``), told which mode it shows."""
     base = base_url()
-    query = urlencode({"link": short_id, "as": mode})
-    return f"{base}/v/{VIEWER_TOKEN}/?{query}#!{base}/api/v1/states/{short_id}/{mode}.json"
+    query = urlencode({"link": ref, "as": mode})
+    return f"{base}/v/{VIEWER_TOKEN}/?{query}#!{base}/api/v1/states/{ref}/{mode}.json"
 
 
 def _mode() -> str | None:
@@ -117,23 +187,20 @@ def _mode() -> str | None:
 
 def _state_json(stored, mode: str | None) -> Response:
     if mode is None:
-        return Response(stored.raw, mimetype="application/json")
-    state = json.loads(stored.raw)
-    if mode == "was":
-        state = as_was(state, stored.created_at, base_url())
+        response = Response(stored.raw, mimetype="application/json")
     else:
-        state = as_now(state, stored.anchors, base_url(), _database_url())
-    return jsonify(state)
+        state = json.loads(stored.raw)
+        if mode == "was":
+            state = as_was(state, stored.created_at, base_url(), hosts.is_this_server)
+        else:
+            state = as_now(state, stored.anchors, _database_url(), hosts.is_this_server)
+        response = jsonify(state)
+    return _private_if_needed(response, stored.datasets)
 
 
-def _viewable(stored, ref):
-    """``stored`` if the caller may view every dataset it shows; otherwise it does not exist for them."""
-    for name in {stored.dataset, *(a.dataset for a in stored.anchors)} - {None}:
-        try:
-            auth.require(name)
-        except NotVisible:
-            raise StateNotFound(f"no state {ref}") from None
-    return stored
+def _get(ref, fresh: bool = False):
+    """The stored state, if the caller may view every dataset it names; else the 404 of a missing one."""
+    return (store().info_of if fresh else store().get)(ref, may_view=_may_view)
 
 
 # ---- our API -------------------------------------------------------------------
@@ -143,7 +210,7 @@ def post_state():
 
 
 def get_state(ref):
-    stored = _viewable(store().get(ref), ref)
+    stored = _get(ref)
     store().count_view(stored)
     return _state_json(stored, _mode())
 
@@ -151,24 +218,28 @@ def get_state(ref):
 def get_state_as(ref, mode):
     if mode not in MODES:
         raise LinkError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    return _state_json(_viewable(store().get(ref), ref), mode)
+    return _state_json(_get(ref), mode)
 
 
 def state_info(ref):
-    stored = _viewable(store().info_of(ref), ref)
+    stored = _get(ref, fresh=True)
     info = stored.info()
     info["changed_since"] = changed_since(stored.anchors, _database_url())
-    info["short_url"] = f"{base_url()}/s/{stored.short_id}"
-    return jsonify(info)
+    if _shows_owner(ref, stored):
+        info["short_url"] = f"{base_url()}/s/{stored.short_id}"
+    else:
+        info.update(owner=None, short_id=None, short_url=None)
+    return _private_if_needed(jsonify(info), stored.datasets, always=True)  # it depends on who asks
 
 
 def post_link_at():
+    raw = request.get_data(cache=False)
     try:
-        body = json.loads(request.get_data(cache=False) or b"null")
-    except ValueError:
-        raise LinkError("body must be JSON: {\"dataset\": ..., \"voxel\": [x, y, z]}") from None
-    if not isinstance(body, dict) or "dataset" not in body or "voxel" not in body:
-        raise LinkError('body must be {"dataset": NAME, "voxel": [x, y, z], "t": optional, "zoom": optional}')
+        body = parse_json_object(raw, max_bytes=_MAX_LINK_AT_BYTES, max_depth=8, what="body")
+    except StateRejected as error:
+        raise StateRejected(error.status, f"{error.message}; send {_LINK_AT_BODY}") from None
+    if "dataset" not in body or "voxel" not in body:
+        raise LinkError(f"body must be {_LINK_AT_BODY}")
     voxel = body["voxel"]
     if not (isinstance(voxel, list) and len(voxel) == 3 and all(isinstance(v, int) and not isinstance(v, bool)
                                                                   for v in voxel)):
@@ -176,10 +247,8 @@ def post_link_at():
     at = parse_timestamp(str(body["t"])) if body.get("t") is not None else None
     zoom = _zoom(body.get("zoom"))
     name = str(body["dataset"])
-    try:
-        auth.require(name)
-    except NotVisible:
-        raise DatasetNotFound(f"no dataset named {name!r}") from None
+    if _hidden([name]):  # unknown or private: one answer, the same work
+        raise DatasetNotFound(f"no dataset named {name!r}")
     dataset = datasets_registry().get(name)
     state, anchor = voxel_state(dataset, voxel, base_url(), _database_url(), at=at, zoom=zoom)
     raw = json.dumps(state, separators=(",", ":")).encode()
@@ -199,10 +268,12 @@ def _zoom(value):
 
 
 def open_short_link(ref):
-    stored = _viewable(store().get(ref), ref)
+    stored = _get(ref)
     mode = _mode() or DEFAULT_MODE
     store().count_view(stored)
-    return redirect(viewer_url(stored.short_id, mode), code=302)
+    # the viewer is sent on with the name the caller used: an integer id does not reveal the short one
+    name = stored.short_id if _reached_by_short_id(ref) else str(stored.id)
+    return _private_if_needed(redirect(viewer_url(name, mode), code=302), stored.datasets)
 
 
 def open_voxel_link(dataset, coords):
@@ -228,9 +299,9 @@ def nglstate_post():
 
 
 def nglstate_get(state_id):
-    stored = _viewable(store().get(state_id), state_id)
+    stored = _get(state_id)
     store().count_view(stored)
-    return Response(stored.raw, mimetype="application/json")
+    return _private_if_needed(Response(stored.raw, mimetype="application/json"), stored.datasets)
 
 
 def nglstate_raw(state_id):
