@@ -5,7 +5,9 @@ for moments that can no longer change). Everything else — any answer about a
 dataset that is not public (unknown names included, so that the headers do not
 tell the two apart), and every answer that depends on who asks (lists, the
 signed-in user, the viewer's default state) — is ``private`` and varies with
-the ``Authorization`` header and the session cookie.
+the ``Authorization`` header and the session cookie. Routes whose view checks
+access itself (``own``) may say so themselves: a stored state showing only
+public data is the same for everyone; one that sets no header is private.
 """
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ def install(app) -> None:
     @app.after_request
     def keep_private_answers_private(response):
         spec = endpoints.BY_ENDPOINT.get((request.endpoint or "").rpartition(".")[2])
+        if spec is not None and spec.access == "own" and "Cache-Control" in response.headers:
+            return response  # the view knows whose answer this is
         if depends_on_caller(spec):
             make_private(response)
         return response

@@ -33,6 +33,8 @@ CODEC_ZSTD_V1 = 1
 
 MAX_STATE_BYTES = 10 * 1024 * 1024
 MAX_DEPTH = 100
+MAX_STATE_LAYERS = 1_000  # layers in one stored state
+MAX_STATE_SEGMENTS = 100_000  # segments listed across a stored state's layers (each is anchored on save)
 
 #: Level 19: a state is written once and read many times. Measured (bench/state_store.py):
 #: ~0.8 ms median encode, ~0.01 ms decode, ~0.12 s per MB for the rare big state; 22 stores
@@ -106,7 +108,17 @@ def parse_state(raw: bytes, *, max_bytes: int = MAX_STATE_BYTES, max_depth: int 
     Raises :class:`StateRejected`: 413 when larger than ``max_bytes``; 400 when not UTF-8,
     not JSON, not an object, nested deeper than ``max_depth`` or containing NaN/Infinity.
     """
-    return parse_json_object(raw, max_bytes=max_bytes, max_depth=max_depth, what="state")
+    state = parse_json_object(raw, max_bytes=max_bytes, max_depth=max_depth, what="state")
+    layers = state.get("layers")
+    layers = list(layers.values()) if isinstance(layers, dict) else layers if isinstance(layers, list) else []
+    if len(layers) > MAX_STATE_LAYERS:
+        raise StateRejected(413, f"a state may have at most {MAX_STATE_LAYERS:,} layers (this one has {len(layers):,})")
+    segments = sum(len(layer["segments"]) for layer in layers
+                   if isinstance(layer, dict) and isinstance(layer.get("segments"), list))
+    if segments > MAX_STATE_SEGMENTS:
+        raise StateRejected(413, f"a state may list at most {MAX_STATE_SEGMENTS:,} segments (this one lists "
+                                 f"{segments:,})")
+    return state
 
 
 def parse_json_object(raw: bytes, *, max_bytes: int, max_depth: int, what: str = "body") -> dict:

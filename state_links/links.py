@@ -137,18 +137,32 @@ def _layer_anchors(state, index, name, layer, dataset, graph, already: int) -> l
     seg_url = dataset.layer("segmentation").url
     at_position = _supervoxel_at(dataset, _position_voxel(state, dataset))
     anchors = []
-    for root in dict.fromkeys(root for _, root in _segments(layer)):  # "123" and "!123" are one segment
+    with graph.caught_up():  # one catch-up with the log for all the layer's segments
         try:
-            if at_position and graph.root(at_position[0]) == root:
-                sv, voxel = at_position
-            else:
-                sv, box = graph.representative(root)
-                searches_left = already + len(anchors) < MAX_VOXEL_SEARCHES
-                voxel = voxel_of_supervoxel(seg_url, sv, box) if box and searches_left else None
+            under_view = (at_position, graph.root(at_position[0])) if at_position else None
         except GraphError:
-            continue  # not a root of this graph (a supervoxel id, or another volume's)
-        anchors.append(Anchor(name[:256], root, dataset.name, sv, voxel, index))
+            under_view = None
+        for root in dict.fromkeys(root for _, root in _segments(layer)):  # "123" and "!123" are one segment
+            anchor = _anchor(graph, root, under_view, seg_url, already + len(anchors) < MAX_VOXEL_SEARCHES,
+                             name, index, dataset.name)
+            if anchor is not None:
+                anchors.append(anchor)
     return anchors
+
+
+def _anchor(graph, root, under_view, seg_url, search_voxel: bool, name, index, dataset) -> Anchor | None:
+    """The anchor of one selected root: the supervoxel under the view's position if it is on it, else its largest.
+
+    ``under_view``: ((supervoxel, voxel) at the view's position, its root) or None."""
+    try:
+        if under_view and under_view[1] == root:
+            sv, voxel = under_view[0]
+        else:
+            sv, box = graph.representative(root)
+            voxel = voxel_of_supervoxel(seg_url, sv, box) if box and search_voxel else None
+    except GraphError:
+        return None  # not a root of this graph (a supervoxel id, or another volume's)
+    return Anchor(name[:256], root, dataset, sv, voxel, index)
 
 
 def _supervoxel_at(dataset: Dataset, voxel) -> tuple[int, tuple[int, int, int]] | None:
@@ -213,11 +227,12 @@ def as_now(state: dict, anchors: list[Anchor], database_url: str, is_ours: IsOur
 
 def _replace_segments(layer: dict, anchors: dict[int, Anchor], graph: Graph) -> None:
     now = {}
-    for root, anchor in anchors.items():
-        try:
-            now[root] = int(graph.root(anchor.sv_id))
-        except GraphError:
-            continue
+    with graph.caught_up():
+        for root, anchor in anchors.items():
+            try:
+                now[root] = int(graph.root(anchor.sv_id))
+            except GraphError:
+                continue
     segments, seen = [], set()
     for prefix, root in _segments(layer):
         new = now.get(root, root)
@@ -252,13 +267,20 @@ def _set_source(layer: dict, index: int, url: str, whole: bool = False) -> None:
 
 def changed_since(anchors: list[Anchor], database_url: str) -> bool:
     """Whether any anchored neuron has been edited since (its anchor's root, in its own dataset's graph, differs)."""
+    by_dataset: dict[str, list[Anchor]] = {}
     for anchor in anchors:
-        graph = Graph.find(database_url, anchor.dataset)
-        try:
-            if graph is not None and int(graph.root(anchor.sv_id)) != anchor.segment_id:
-                return True
-        except GraphError:
+        by_dataset.setdefault(anchor.dataset, []).append(anchor)
+    for dataset, mine in by_dataset.items():
+        graph = Graph.find(database_url, dataset)
+        if graph is None:
             continue
+        with graph.caught_up():
+            for anchor in mine:
+                try:
+                    if int(graph.root(anchor.sv_id)) != anchor.segment_id:
+                        return True
+                except GraphError:
+                    continue
     return False
 
 

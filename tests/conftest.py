@@ -49,9 +49,17 @@ def database_url(request, tmp_path):
         yield url
 
 
+NO_RATE_LIMITS = "edit=none;create=none;expensive=none"
+
+
 @pytest.fixture
 def settings(tmp_path, database_url):
-    return Settings.load(home=tmp_path / "home", database_url=database_url)
+    """Settings of a fresh home and database. Rate limits are off here: tests of other features post
+    bursts no client would; tests/test_limits.py sets limits itself."""
+    import dataclasses
+
+    return dataclasses.replace(Settings.load(home=tmp_path / "home", database_url=database_url),
+                               rate_limits=NO_RATE_LIMITS)
 
 
 def write_volume(path, array, *, layer_type, encoding, resolution=(8, 8, 40), chunk=(16, 16, 8),

@@ -93,7 +93,6 @@ def test_a_chunked_body_beyond_every_limit_is_refused(cg_server):
 
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
-_STATE_ROUTES_PENDING = {"post_state", "post_link_at", "nglstate_post"}  # TEMPORARY: the state-links branch
 
 
 def test_json_nested_100000_deep_is_a_4xx_on_every_json_route(cg_server):
@@ -106,7 +105,7 @@ def test_json_nested_100000_deep_is_a_4xx_on_every_json_route(cg_server):
     Accounts(cg_server.database_url).grant("deep", "cg", "admin", by="tests")
     checked = 0
     for name, spec in endpoints.BY_ENDPOINT.items():
-        if spec.body != "json" or name in _STATE_ROUTES_PENDING:
+        if spec.body != "json":
             continue
         path = re.sub(r"<(?:([a-z]+):)?([a-z_]+)>",
                       lambda m: "cg" if m.group(2) in endpoints.DATASET_PARAMETERS else
@@ -154,3 +153,15 @@ def test_moments_at_the_edges_of_the_calendar_are_a_4xx(cg_server, method, templ
         status, answer = call(cg_server.url + path, data, method=method, token=admin,
                               headers={"Content-Type": "application/json"})
         assert 400 <= status < 500, (path, t, status, answer[:200])
+
+
+def test_states_too_large_to_anchor_are_a_413(cg_server):
+    from state_links.codec import MAX_STATE_LAYERS, MAX_STATE_SEGMENTS
+
+    many_layers = {"layers": [{"type": "image", "name": f"l{i}", "source": "precomputed://gs://x/y"}
+                              for i in range(MAX_STATE_LAYERS + 1)]}
+    many_segments = {"layers": [{"type": "segmentation", "name": "s", "segments": [str(i) for i in range(
+        1, MAX_STATE_SEGMENTS + 2)], "source": "precomputed://gs://x/y"}]}
+    for state, words in ((many_layers, b"layers"), (many_segments, b"segments")):
+        status, answer = call(cg_server.url + "/api/v1/states", json.dumps(state).encode())
+        assert status == 413 and words in answer, answer[:200]

@@ -101,6 +101,8 @@ def _private_if_needed(response: Response, datasets, always: bool = False) -> Re
     if always or not _all_public(datasets):
         response.headers["Cache-Control"] = PRIVATE_CACHE
         response.vary.update(("Authorization", "Cookie"))
+    else:
+        response.headers.setdefault("Cache-Control", "no-cache")  # the same for every caller; "now" changes
     return response
 
 
