@@ -11,7 +11,6 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 
-import numpy as np
 import pytest
 import sqlalchemy as sa
 
