@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from segmentation.celltypes.materialize import MAX_FILTER_VALUES, MAX_REGEX_LENGTH
 from segmentation.celltypes.search import MAX_PER_PAGE
+from state_links.codec import MAX_STATE_LAYERS, MAX_STATE_SEGMENTS
 
 ACCESS_LEVELS = ("open", "view", "edit", "admin", "own")
 # path parameters that name a dataset (``dataset_ref`` may carry ``@moment``)
@@ -40,6 +41,7 @@ MAX_IDS = 10_000  # ids per request on routes that answer per id
 MAX_ROOTS_WALKED = 100  # roots per request on routes that walk each root's history
 MAX_POINTS = 100  # points per side of a split
 MAX_LEAVES_ROOTS = 500  # roots per leaves_many
+STATE_CAPS = {"layers": MAX_STATE_LAYERS, "segments": MAX_STATE_SEGMENTS}  # per stored state (checked on parsing)
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ INFO = {
 STATES = {
     "post_state": route("POST", "/api/v1/states",
                         "Store a Neuroglancer state (the body); ?title=&description= optional. Same state, same ids.", access="own",
-                        cost="create"),
+                        cost="create", caps=STATE_CAPS),
     "get_state": route("GET", "/api/v1/states/<ref>",
                        "A stored state exactly as posted; ?as=was (pinned to its creation) or ?as=now (latest roots).", access="own"),
     "get_state_as": route("GET", "/api/v1/states/<ref>/<mode>.json",
@@ -209,7 +211,7 @@ STATES = {
                              "Open the viewer centred on voxel x,y,z with its neuron selected (?t=, ?zoom=)."),
     "nglstate_version": route("GET", "/nglstate/api/v1/version", "CAVE JSON state service version."),
     "nglstate_post": route("POST", "/nglstate/api/v1/post", "CAVE: store a state; answers its URL as a JSON string.", access="own",
-                            cost="create"),
+                            cost="create", caps=STATE_CAPS),
     "nglstate_get": route("GET", "/nglstate/api/v1/<int:state_id>", "CAVE: a stored state by integer id.", access="own"),
     "nglstate_raw": route("GET", "/nglstate/api/v1/raw/<int:state_id>", "CAVE: a stored state, raw.", access="own"),
 }
