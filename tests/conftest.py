@@ -50,6 +50,9 @@ def database_url(request, tmp_path):
 
 
 NO_RATE_LIMITS = "edit=none;create=none;expensive=none"
+# For tests of HTTP behaviour that does not depend on the database (origins, caps, cache headers, parsing):
+# ``pytestmark = SQLITE_ONLY`` (or as a decorator) runs them once, on SQLite.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import CG_SV as SV, call, proofreader_token
+from conftest import CG_SV as SV, SQLITE_ONLY, call, proofreader_token
 
 CG = "/segmentation/api/v1/table/cg"
 
@@ -95,6 +95,7 @@ def test_a_chunked_body_beyond_every_limit_is_refused(cg_server):
 DEEP = b"[" * 100_000 + b"]" * 100_000
 
 
+@SQLITE_ONLY
 def test_json_nested_100000_deep_is_a_4xx_on_every_json_route(cg_server):
     """json.loads raises RecursionError (not ValueError) on such bodies: never a 500."""
     from server import endpoints
@@ -138,6 +139,7 @@ MOMENT_ROUTES = [
 ]
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("method, template, body", MOMENT_ROUTES)
 def test_moments_at_the_edges_of_the_calendar_are_a_4xx(cg_server, method, template, body):
     from urllib.parse import quote
@@ -155,6 +157,7 @@ def test_moments_at_the_edges_of_the_calendar_are_a_4xx(cg_server, method, templ
         assert 400 <= status < 500, (path, t, status, answer[:200])
 
 
+@SQLITE_ONLY
 def test_states_too_large_to_anchor_are_a_413(cg_server):
     from state_links.codec import MAX_STATE_LAYERS, MAX_STATE_SEGMENTS
 

@@ -11,9 +11,11 @@ import json
 
 import pytest
 
-from conftest import CG_SV, call, cg_point_nm, proofreader_token
+from conftest import CG_SV, SQLITE_ONLY, call, cg_point_nm, proofreader_token
 
 CG = "/segmentation/api/v1/table/cg"
+
+pytestmark = SQLITE_ONLY  # HTTP rules, the same on every database
 
 
 def _merge_body(a=1, b=3) -> bytes:

@@ -5,6 +5,7 @@ import dataclasses
 
 import pytest
 
+from conftest import SQLITE_ONLY
 from server.hosts import canonical_host, is_loopback
 
 
@@ -22,6 +23,7 @@ def test_loopback_names():
     assert not any(is_loopback(h) for h in ("example.org", "10.0.0.1", "localhost.example.org"))
 
 
+@SQLITE_ONLY
 def test_other_host_headers_are_refused(app, client):
     assert client.get("/api/v1/datasets", headers={"Host": "localhost:8080"}).status_code == 200
     refused = client.get("/api/v1/datasets", headers={"Host": "evil.example:8080"})
@@ -32,6 +34,7 @@ def test_other_host_headers_are_refused(app, client):
     assert client.get("/api/v1/datasets", headers={"Host": "evil.example"}).status_code == 400
 
 
+@SQLITE_ONLY
 def test_links_are_built_from_the_public_url_not_the_host_header(app, client):
     app.config["AXONLINK_SETTINGS"] = dataclasses.replace(
         app.config["AXONLINK_SETTINGS"], public_url="https://em.example.org", allowed_hosts=("other.example",))

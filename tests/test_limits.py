@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import pytest
 
-from conftest import CG_SV as SV, call, proofreader_token
+from conftest import CG_SV as SV, SQLITE_ONLY, call, proofreader_token
 
 CG = "/segmentation/api/v1/table/cg"
+
+pytestmark = SQLITE_ONLY  # HTTP rules, the same on every database
 
 
 def app_of(server):
