@@ -7,7 +7,7 @@ from segmentation import budget, db
 from segmentation.config import Settings
 from segmentation.datasets import Datasets
 
-from . import auth, caching, endpoints, errors, hosts, rate_limits, request_input
+from . import auth, caching, endpoints, errors, hosts, rate_limits
 from .blueprints import access, celltypes, chunkedgraph, data, datasets, materialize, meshing, meta, states, viewer
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -38,25 +38,12 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
     def refuse_unknown_hosts():
         hosts.check_request_host()  # first of all: nothing runs for a Host this server does not answer to
 
-    @app.errorhandler(hosts.HostNotAllowed)
-    @app.errorhandler(request_input.BadInput)
-    def bad_request(error):
-        return errors.json_error(400, str(error))
-
-    @app.errorhandler(request_input.TooLarge)
-    def too_large(error):
-        return errors.json_error(413, str(error))
-
     auth.install(app)
     caching.install(app)
     for module in (data, datasets, meta, viewer, chunkedgraph, states, celltypes, materialize, access, meshing):
         app.register_blueprint(module.blueprint)
     _budget_costly_views(app)
     rate_limits.install(app, rate_limits.parse_limits(settings.rate_limits), settings.rate_limit_storage)
-
-    @app.errorhandler(budget.OverBudget)
-    def over_budget(error):
-        return errors.json_error(503, str(error), **{"Retry-After": "60"})
 
     @app.after_request
     def add_cors(response):

@@ -4,7 +4,11 @@ from __future__ import annotations
 from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
+from segmentation.budget import OverBudget
 from segmentation.storage import CorruptStoredData
+
+from .hosts import HostNotAllowed
+from .request_input import BadInput, TooLarge
 
 
 def json_error(status: int, message: str, **headers):
@@ -23,7 +27,16 @@ def _reason(status: int) -> str:
         return "Error"
 
 
+# Errors of the request that the whole app maps the same way (blueprints map their own domain errors).
+STATUS_OF = {HostNotAllowed: 400, BadInput: 400, TooLarge: 413, OverBudget: 503}
+EXTRA_HEADERS = {OverBudget: {"Retry-After": "60"}}
+
+
 def install(app) -> None:
+    for error_class, status in STATUS_OF.items():
+        app.register_error_handler(error_class, lambda error, status=status: json_error(
+            status, str(error), **EXTRA_HEADERS.get(type(error), {})))
+
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         return json_error(error.code or 500, error.description or error.name)
