@@ -73,7 +73,8 @@ VIEWER = {
     "viewer_page": route("GET", "/v/<token>/", "The viewer page where the client runs (it needs /v/<token>/)."),
     "viewer_config": route("GET", "/viewer-config.js", "Script run before the client: default state, URL set-up."),
     "client_file": route("GET", "/static/neuroglancer/<path:filename>", "Files of the bundled Neuroglancer client."),
-    "viewer_events": route("GET", "/events/<token>", "Server-sent events stream the client keeps open."),
+    "viewer_events": route("GET", "/events/<token>", "The client's event stream: 204, no states are pushed "
+                                                      "(the bundled page never asks)."),
     "viewer_state": route("POST", "/state/<token>", "The client reports its state (accepted, not stored)."),
     "viewer_action": route("POST", "/action/<token>", "The client reports an action (accepted, ignored)."),
     "viewer_credentials": route("POST", "/credentials/<token>", "Credentials for data sources (none needed)."),

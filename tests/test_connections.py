@@ -302,6 +302,22 @@ def test_clients_that_never_close_do_not_stall_the_server(server):
             sock.close()
 
 
+def test_a_thousand_event_stream_requests_each_end_at_once(server):
+    """/events/axonlink (what old viewer pages and scripts may still ask for) answers at once and holds no
+    thread: 1,000 of them, 8 at a time, with API requests among them, all complete; the API answers after."""
+    def call(n: int):
+        path = API if n % 50 == 0 else f"/events/axonlink?c=tab{n}"
+        with urllib.request.urlopen(server.url + path, timeout=10) as response:
+            return path, response.status, response.read()
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(call, range(1050)))
+    events = [(status, body) for path, status, body in answers if path.startswith("/events/")]
+    assert len(events) >= 1000 and all(answer == (204, b"") for answer in events)
+    assert all(status == 200 and json.loads(body)["datasets"] for path, status, body in answers if path == API)
+    others_are_answered(server, 3)
+
+
 def test_keepalive_and_pipelined_requests(server):
     """Several requests on one connection, two sent in one write, a POST body followed by the next request,
     and a request whose head arrives in two parts after another: each gets its own, right answer."""
