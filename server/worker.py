@@ -26,7 +26,9 @@ everybody. Here:
 - **Bodies the poller does not buffer** — larger than the application
   accepts (it refuses them unread), or than the worker's budget for buffered
   bodies: the connection goes to a thread after its head, and the thread's
-  reads end at the body deadline with a 408.
+  reads end at the body deadline with a 408. A body the application leaves
+  unread is not waited for after the response (gunicorn's drain would hold
+  the thread up to 5 s): the connection closes.
 - **Closing.** gunicorn closes a finished connection "gracefully" (write side
   shut, then read until the peer closes, RFC 9112 section 9.6) in the main
   thread with the socket blocking, up to 2 s per connection: a client that
@@ -72,7 +74,8 @@ from werkzeug.exceptions import RequestTimeout
 from . import request_head
 
 HEAD_RECV = 64 * 1024
-BODY_RECV = 1024 * 1024
+BODY_RECV = 1024 * 1024  # at most, for a body of known length
+CHUNKED_RECV = 256 * 1024
 #: A lingering close reads at most this much before closing anyway (as gunicorn's).
 LINGER_MAX_DRAIN = 64 * 1024
 #: How long accepting pauses when the process is out of file descriptors.
@@ -171,9 +174,12 @@ class _Prefetched:
     """The parser's byte source for one request: what the poller already read, then the socket until a deadline.
 
     Installed as the ``SocketUnreader``'s socket. A request the poller read
-    whole is served from memory alone; otherwise (a chunked body, say) the
-    thread reads the rest from the socket, each read bounded by what is left
-    of the deadline.
+    whole is served from memory alone. Otherwise (a body too large to buffer)
+    the application's reads of the rest wait on the socket until the body
+    deadline, then get a 408. gunicorn's drain of a body the application left
+    unread (the one caller that sets a timeout of its own) takes only what has
+    already arrived: waiting for the rest would hold the thread for a client
+    that may never send it, so the connection closes instead.
     """
 
     __slots__ = ("sock", "_data", "_offset", "_deadline")
@@ -190,26 +196,28 @@ class _Prefetched:
             self._offset += len(chunk)
             return chunk
         prior = self.sock.gettimeout()
+        if prior is not None:
+            return self._recv_arrived(size, prior)
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
-            raise self._timeout(prior)
-        self.sock.settimeout(remaining if prior is None else min(prior, remaining))
+            raise RequestBodyTimeout()
+        self.sock.settimeout(remaining)
         try:
             return self.sock.recv(size)
         except TimeoutError:
-            if time.monotonic() < self._deadline:
-                raise  # the caller's own, shorter timeout
-            raise self._timeout(prior) from None
+            raise RequestBodyTimeout() from None
+        finally:
+            self.sock.settimeout(None)
+
+    def _recv_arrived(self, size: int, prior) -> bytes:
+        """For gunicorn's drain: bytes already here, or a ``TimeoutError`` (which ends the drain)."""
+        self.sock.settimeout(0.0)
+        try:
+            return self.sock.recv(size)
+        except BlockingIOError:
+            raise TimeoutError("the rest of the unread request body has not arrived") from None
         finally:
             self.sock.settimeout(prior)
-
-    @staticmethod
-    def _timeout(prior) -> Exception:
-        """The application reads without a timeout of its own and gets a 408; gunicorn's
-        drain of an unread body sets one and stops at a ``TimeoutError``."""
-        if prior is None:
-            return RequestBodyTimeout()
-        return TimeoutError("request body deadline passed")
 
     def gettimeout(self):
         return self.sock.gettimeout()
@@ -242,7 +250,7 @@ class _Waiting:
     """A connection whose request has not arrived whole: what came so far and until when the rest may take."""
 
     __slots__ = ("conn", "data", "deadline", "queued", "address", "scan_from", "head_end", "needed", "chunked",
-                 "body_start", "reserved")
+                 "body_start", "reserved", "done")
 
     def __init__(self, conn, data: bytearray, deadline: float):
         self.conn = conn
@@ -256,6 +264,7 @@ class _Waiting:
         self.chunked = None  # a request_head.ChunkedBody while the poller waits for a chunked body
         self.body_start = 0.0
         self.reserved = 0  # body bytes counted against the worker's budget
+        self.done = False  # handed to a thread, or closed
 
 
 _WAIT, _READY = object(), object()
@@ -313,24 +322,41 @@ class GuardedThreadWorker(ThreadWorker):
                 or negotiation.prior_knowledge_allowed(self.cfg, conn.client)):
             super().enqueue_req(conn)
             return
-        conn.sock.setblocking(False)
-        data = bytearray(conn.parser.unreader.take_buffered()) if conn.parser is not None else bytearray()
-        waiting = _Waiting(conn, data, time.monotonic() + self.limits.header_timeout)
-        state = self._examine(waiting) if data else _WAIT
-        if state is _WAIT:
-            if not self._receive(waiting):
-                return
-            state = self._examine(waiting)
-        self._act(waiting, state)
+        waiting = _Waiting(conn, bytearray(), time.monotonic() + self.limits.header_timeout)
+        try:
+            conn.sock.setblocking(False)
+            if conn.parser is not None:
+                waiting.data += conn.parser.unreader.take_buffered()
+            state = self._examine(waiting) if waiting.data else _WAIT
+            if state is _WAIT:
+                if not self._receive(waiting):
+                    return
+                state = self._examine(waiting)
+            self._act(waiting, state)
+        except Exception:  # a bug here must cost one connection, not the worker and all its requests
+            self._abandon(waiting)
 
     def _on_readable(self, waiting, _sock):
-        if self._waiting.get(waiting.conn) is waiting and self._receive(waiting):
-            self._act(waiting, self._examine(waiting))
+        if self._waiting.get(waiting.conn) is not waiting:
+            return
+        try:
+            if self._receive(waiting):
+                self._act(waiting, self._examine(waiting))
+        except Exception:
+            self._abandon(waiting)
+
+    def _abandon(self, waiting) -> None:
+        client = waiting.conn.client
+        self.log.exception("Error reading a request from ip=%s", client[0] if isinstance(client, tuple) else client)
+        if self._leave(waiting):
+            util.close(waiting.conn.sock)
 
     def _receive(self, waiting) -> bool:
         """Read what has arrived; False if the connection is gone (then it is closed)."""
         if waiting.head_end < 0:
             size = HEAD_RECV
+        elif waiting.chunked is not None:
+            size = CHUNKED_RECV
         else:
             size = min(BODY_RECV, max(HEAD_RECV, waiting.needed - len(waiting.data)))
         try:
@@ -446,6 +472,7 @@ class GuardedThreadWorker(ThreadWorker):
         conn.init()
         conn.parser.unreader.sock = _Prefetched(conn.sock, waiting.data, waiting.deadline)
         super().enqueue_req(conn)
+        waiting.done = True
 
     def _refuse(self, waiting, response: bytes) -> None:
         client = waiting.conn.client
@@ -477,10 +504,14 @@ class GuardedThreadWorker(ThreadWorker):
         self._buffered_bodies -= waiting.reserved
         waiting.reserved = 0
 
-    def _leave(self, waiting) -> None:
-        """The connection is about to be closed by the poller: it no longer counts."""
+    def _leave(self, waiting) -> bool:
+        """The connection is about to be closed by the poller: it no longer counts. False if it was already done."""
+        if waiting.done:
+            return False
+        waiting.done = True
         self._forget(waiting)
         self.nr_conns -= 1
+        return True
 
     @staticmethod
     def _send_quietly(sock, data: bytes) -> None:

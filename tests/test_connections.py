@@ -395,3 +395,22 @@ def test_heads_beyond_the_limits_are_refused_not_buffered(server):
         sock.sendall(b"GET / HTTP/1.1\nHost: x\n")
         assert ending(sock, timeout=10).startswith(b"HTTP/1.1 400 ")
     others_are_answered(server, 3)
+
+
+def test_a_body_larger_than_the_app_accepts_is_refused_without_waiting_for_it(server):
+    """Content-Length beyond 64 MiB, and none of the body sent: the poller does not buffer it, the application
+    answers 413 at once, and the connection closes (gunicorn would wait 5 s in the thread to drain the body).
+    More of them than threads: others are answered meanwhile."""
+    refused = []
+    try:
+        for _ in range(16):
+            sock = connect(server.port, "127.0.0.5")
+            sock.sendall(b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % (65 * 1024 * 1024))
+            refused.append(sock)
+        others_are_answered(server)
+        for sock in refused:
+            assert ending(sock, timeout=10).startswith(b"HTTP/1.1 413 ")
+    finally:
+        for sock in refused:
+            sock.close()
