@@ -96,12 +96,14 @@ def worker_connections(open_files: int) -> int:
 
 def serve_forever(app, host: str, port: int, *, workers: int | None = None, threads: int | None = None,
                   access_log: bool = False, on_ready=None, header_timeout: float | None = None,
-                  body_timeout: float | None = None) -> None:
+                  body_timeout: float | None = None, waiting_per_address: int | None = None) -> None:
     """Serve ``app`` with gunicorn until interrupted (several processes share the port).
 
     The workers are :class:`server.worker.GuardedThreadWorker`: a thread gets
     a request only once it has arrived whole, within ``header_timeout`` (head)
-    and ``body_timeout`` (body, plus time for its size) seconds.
+    and ``body_timeout`` (body, plus time for its size) seconds; at most
+    ``waiting_per_address`` connections from one address wait for theirs in
+    each worker. None: the defaults of :class:`server.worker.ConnectionLimits`.
     """
     from gunicorn.app.base import BaseApplication
 
@@ -110,12 +112,9 @@ def serve_forever(app, host: str, port: int, *, workers: int | None = None, thre
     from .app import MAX_BODY_BYTES
     from .worker import ConnectionLimits
 
-    defaults = ConnectionLimits()
-    limits = ConnectionLimits(
-        header_timeout=defaults.header_timeout if header_timeout is None else header_timeout,
-        body_timeout=defaults.body_timeout if body_timeout is None else body_timeout,
-        max_body=getattr(app, "config", {}).get("MAX_CONTENT_LENGTH") or MAX_BODY_BYTES,
-    )
+    given = {"header_timeout": header_timeout, "body_timeout": body_timeout, "waiting_per_address": waiting_per_address}
+    limits = ConnectionLimits(max_body=getattr(app, "config", {}).get("MAX_CONTENT_LENGTH") or MAX_BODY_BYTES,
+                              **{name: value for name, value in given.items() if value is not None})
     connections = worker_connections(raise_open_file_limit())
 
     class Application(BaseApplication):

@@ -129,7 +129,7 @@ class HeadLimits(NamedTuple):
         return self.line + 2 + self.fields
 
     @classmethod
-    def of(cls, cfg) -> "HeadLimits":
+    def of(cls, cfg) -> HeadLimits:
         line = cfg.limit_request_line
         if line < 0 or line >= MAX_REQUEST_LINE:
             line = MAX_REQUEST_LINE
@@ -333,7 +333,7 @@ class GuardedThreadWorker(ThreadWorker):
                     return
                 state = self._examine(waiting)
             self._act(waiting, state)
-        except Exception:  # a bug here must cost one connection, not the worker and all its requests
+        except Exception:  # noqa: BLE001 - a bug here must cost one connection, not the worker and its requests
             self._abandon(waiting)
 
     def _on_readable(self, waiting, _sock):
@@ -342,7 +342,7 @@ class GuardedThreadWorker(ThreadWorker):
         try:
             if self._receive(waiting):
                 self._act(waiting, self._examine(waiting))
-        except Exception:
+        except Exception:  # noqa: BLE001 - as in enqueue_req
             self._abandon(waiting)
 
     def _abandon(self, waiting) -> None:

@@ -414,3 +414,29 @@ def test_a_body_larger_than_the_app_accepts_is_refused_without_waiting_for_it(se
     finally:
         for sock in refused:
             sock.close()
+
+
+def test_addresses_are_grouped_by_client():
+    """The per-address limit counts an IPv4 address, an IPv6 /64 (one client's usual allocation), a Unix socket."""
+    from server.worker import address_key
+
+    assert address_key(("192.0.2.7", 5000)) == "192.0.2.7"
+    assert address_key(("2001:db8:1:2::7", 5000, 0, 0)) == address_key(("2001:db8:1:2:ffff::1", 6000, 0, 0))
+    assert address_key(("2001:db8:1:2::7", 5000, 0, 0)) != address_key(("2001:db8:1:3::7", 5000, 0, 0))
+    assert address_key(("::ffff:192.0.2.7", 5000, 0, 0)) == "192.0.2.7"
+    assert address_key("") == ""
+
+
+def test_worker_connections_fit_the_open_file_limit():
+    from server.runner import RESERVED_FILES, worker_connections
+
+    assert worker_connections(20000) == 4096
+    small = worker_connections(1024)
+    assert small + small // 4 + RESERVED_FILES <= 1024  # connections, lingering closes, the worker's own files
+
+
+def test_serve_refuses_a_timeout_that_is_not_positive(tmp_path, capsys):
+    from server.cli import main
+
+    assert main(["serve", "--home", str(tmp_path), "--header-timeout", "0"]) == 2
+    assert "header timeout must be positive" in capsys.readouterr().err
