@@ -5,7 +5,8 @@ stock ``gthread``, against this one): both trees serve the same home, 2
 workers each, one under load at a time, in alternating order, after a warm-up
 run; the median of the rounds is printed per path, in requests per second and
 in server CPU time per request (less sensitive to whatever else the machine
-is doing). wrk must be installed.
+is doing), and the median of the two trees' ratio within each round (the
+two runs of a round are seconds apart, so slow changes in load cancel). wrk must be installed.
 
     git worktree add /tmp/axonlink-before <commit>   # or: git archive <commit> | tar -x -C DIR
     python bench/worker_throughput.py --home /tmp/axhome --baseline /tmp/axonlink-before
@@ -134,6 +135,11 @@ def main() -> None:
             process.wait(timeout=15)
     print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.seconds}s, {args.workers} workers, "
           f"median of {args.rounds} rounds" + (", both servers loaded at once" if args.side_by_side else ""))
+    baseline, this = trees
+    for kind in PATHS:
+        paired = statistics.median(new / old for (old, _), (new, _) in zip(results[(baseline, kind)],
+                                                                           results[(this, kind)]))
+        print(f"  {kind:6} req/s, this tree / baseline within each round, median: {paired:.3f}")
     for kind in PATHS:
         (base, base_cpu), (new, new_cpu) = (
             (statistics.median(r for r, _ in results[(name, kind)]), statistics.median(c for _, c in results[(name, kind)]))
