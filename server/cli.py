@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     network.add_argument("--access-log", action="store_true", help="print one line per request")
     network.add_argument("--workers", type=int, default=None,
                          help="server processes (default: CPU count, at most 4)")
+    network.add_argument("--threads", type=int, default=None, help="request threads per process (default 32)")
+    network.add_argument("--header-timeout", type=float, default=None, metavar="SECONDS",
+                         help="close a connection whose request head takes longer (default 10)")
+    network.add_argument("--body-timeout", type=float, default=None, metavar="SECONDS",
+                         help="close a connection whose request body takes longer, plus 1 s per 64 KiB (default 30)")
     network.add_argument("--allowed-host", action="append", metavar="NAME",
                          help="a host name clients use to reach this server (repeat for several; loopback names "
                               "and the public URL's host are always allowed; env AXONLINK_ALLOWED_HOSTS)")
@@ -409,8 +414,9 @@ def _serve(args, settings, extra=None):
         print("press Ctrl-C to stop", flush=True)
 
     try:
-        serve_forever(app, args.host, args.port, workers=args.workers, access_log=args.access_log,
-                      on_ready=ready)
+        serve_forever(app, args.host, args.port, workers=args.workers, threads=args.threads,
+                      access_log=args.access_log, on_ready=ready, header_timeout=args.header_timeout,
+                      body_timeout=args.body_timeout)
     except OSError as error:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {error}") from None
 

@@ -112,7 +112,8 @@ VIEWER = {
     "viewer_config": route("GET", "/viewer-config.js", "Script run before the client: default state, URL set-up.",
                            personal=True),
     "client_file": route("GET", "/static/neuroglancer/<path:filename>", "Files of the bundled Neuroglancer client."),
-    "viewer_events": route("GET", "/events/<token>", "Server-sent events stream the client keeps open."),
+    "viewer_events": route("GET", "/events/<token>", "The client's event stream: 204, no states are pushed "
+                                                      "(the bundled page never asks)."),
     "viewer_state": route("POST", "/state/<token>", "The client reports its state (accepted, not stored).",
                           body="ignored"),
     "viewer_action": route("POST", "/action/<token>", "The client reports an action (accepted, ignored).",

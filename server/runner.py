@@ -1,7 +1,8 @@
 """Run the app on a real socket.
 
-``axonlink serve`` runs gunicorn (threaded workers, the app built once and
-forked); tests and benchmarks that need a server inside their own process use
+``axonlink serve`` runs gunicorn (threaded workers that read each request in
+their poller before a thread takes it, ``server.worker``; the app built once
+and forked); tests and benchmarks that need a server inside their own process use
 :class:`BackgroundServer` (werkzeug's threaded server in a thread).
 """
 from __future__ import annotations
@@ -53,24 +54,79 @@ class BackgroundServer:
         self.stop()
 
 
+DEFAULT_THREADS = 32
+
+
 def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def serve_forever(app, host: str, port: int, *, workers: int | None = None, threads: int = 32,
-                  access_log: bool = False, on_ready=None) -> None:
-    """Serve ``app`` with gunicorn until interrupted (several processes share the port)."""
+#: File descriptors a worker keeps for itself (database, layer files, pipes) besides its connections.
+RESERVED_FILES = 256
+MAX_WORKER_CONNECTIONS = 4096
+
+
+def raise_open_file_limit(wanted: int = 65536) -> int:
+    """Raise this process's soft limit on open files towards ``wanted`` (within the hard limit); the new soft limit.
+
+    Workers inherit it. Idle and slow clients cost a descriptor each, and a
+    worker that runs out cannot accept anyone.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def worker_connections(open_files: int) -> int:
+    """Connections one worker holds at most: a few thousand, within its open-file limit.
+
+    Beyond it gunicorn stops accepting in that worker; a quarter more may be
+    closing (see ``server.worker``).
+    """
+    return max(64, min(MAX_WORKER_CONNECTIONS, (open_files - RESERVED_FILES) * 4 // 5))
+
+
+def serve_forever(app, host: str, port: int, *, workers: int | None = None, threads: int | None = None,
+                  access_log: bool = False, on_ready=None, header_timeout: float | None = None,
+                  body_timeout: float | None = None, waiting_per_address: int | None = None) -> None:
+    """Serve ``app`` with gunicorn until interrupted (several processes share the port).
+
+    The workers are :class:`server.worker.GuardedThreadWorker`: a thread gets
+    a request only once it has arrived whole, within ``header_timeout`` (head)
+    and ``body_timeout`` (body, plus time for its size) seconds; at most
+    ``waiting_per_address`` connections from one address wait for theirs in
+    each worker. None: the defaults of :class:`server.worker.ConnectionLimits`.
+    """
     from gunicorn.app.base import BaseApplication
 
     from segmentation.db import dispose_engines_after_fork
 
+    from .app import MAX_BODY_BYTES
+    from .worker import ConnectionLimits
+
+    given = {"header_timeout": header_timeout, "body_timeout": body_timeout, "waiting_per_address": waiting_per_address}
+    limits = ConnectionLimits(max_body=getattr(app, "config", {}).get("MAX_CONTENT_LENGTH") or MAX_BODY_BYTES,
+                              **{name: value for name, value in given.items() if value is not None})
+    connections = worker_connections(raise_open_file_limit())
+
     class Application(BaseApplication):
+        connection_limits = limits  # read by each worker (gunicorn hands it this application)
+
         def load_config(self):
             settings = {
                 "bind": f"{host}:{port}",
                 "workers": workers or default_workers(),
-                "worker_class": "gthread",
-                "threads": threads,
+                "worker_class": "server.worker.GuardedThreadWorker",
+                "threads": threads or DEFAULT_THREADS,
+                "worker_connections": connections,
                 "preload_app": True,
                 "accesslog": "-" if access_log else None,
                 "post_fork": lambda _server, _worker: dispose_engines_after_fork(),

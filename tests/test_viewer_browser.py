@@ -11,7 +11,6 @@ import json
 import os
 import re
 import threading
-import time
 import urllib.request
 from urllib.parse import quote, unquote
 
@@ -271,6 +270,8 @@ def test_fragment_state_is_loaded_and_both_layers_fetch_chunks(browser, live, da
         assert rendering["segmentation_at_position"] > 20, f"no selected segment drawn at the position: {rendering}"
         assert not [e for e in errors if "Failed to determine token" in e], errors
         assert not errors, errors
+        assert not event_stream_requests(live)
+        assert not [text for text in STATUS_TEXTS if text in page.evaluate("document.body.innerText")]
     finally:
         page.close()
 
@@ -298,54 +299,51 @@ def test_root_without_a_fragment_opens_the_first_dataset(browser, live, dataset)
         # Nothing selected: every segment is drawn, over much of the panel.
         assert rendering["segmentation_share"] > 0.2, f"the segmentation is not drawn: {rendering}"
         assert not errors, errors
+        assert not event_stream_requests(live)
     finally:
         page.close()
 
 
-def test_no_python_server_status_after_load(browser, live):
-    """The event stream answers, so neither "Connecting to…" nor "Disconnected from Python server" stays up."""
-    live.forget()
-    page = browser.new_page(viewport=VIEWPORT)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
+def event_stream_requests(live) -> list[str]:
+    return [path for path in live.paths() if path.startswith("/events/")]
+
+
+def test_no_event_stream_and_no_python_server_status(browser, live):
+    """The client's EventSource on /events/ is the config script's stand-in: it opens at once, so neither
+    "Connecting to…" nor "Disconnected from Python server" shows, and it never reaches the server (an open
+    stream held a server thread per tab)."""
+    page, errors = open_viewer(browser, live, f"{live.url}/")
     try:
-        page.goto(f"{live.url}/")
-        page.wait_for_function("typeof window.viewer !== 'undefined'", timeout=20_000)
-        assert wait_until(page, lambda: "/events/axonlink" in live.paths(), seconds=10), "no event stream was opened"
         page.wait_for_timeout(1500)  # a refused or dropped stream shows "Disconnected…" within this
         shown = page.evaluate("document.body.innerText")
         assert not [text for text in STATUS_TEXTS if text in shown], shown[:500]
+        assert not event_stream_requests(live), event_stream_requests(live)
+        assert not page.evaluate(
+            "performance.getEntriesByType('resource').map(e => new URL(e.name).pathname)"
+            ".filter(path => path.startsWith('/events/'))")
         assert not errors, errors
     finally:
         page.close()
-    # The check can fail: with the stream refused, the bar is there.
+    # Both checks can fail: with window.EventSource frozen before the config script runs, the client opens
+    # the real stream, which the server refuses (204: do not reconnect), and the bar shows.
+    live.forget()
     page = browser.new_page(viewport=VIEWPORT)
     try:
-        page.route("**/events/**", lambda route: route.abort())
+        page.add_init_script("Object.defineProperty(window, 'EventSource', {value: window.EventSource, writable: false})")
         page.goto(f"{live.url}/")
         page.wait_for_function(
             f"{json.dumps(STATUS_TEXTS)}.some((text) => document.body.innerText.includes(text))", timeout=10_000
         )
+        assert wait_until(page, lambda: event_stream_requests(live), seconds=10)
     finally:
         page.close()
 
 
-def test_an_open_event_stream_does_not_hold_up_shutdown(live):
-    """The never-ending /events stream starts at once and does not keep a stopping server waiting."""
-    server = BackgroundServer(live.app).start()
-    stopping = threading.Thread(target=server.stop, daemon=True)
-    try:
-        with urllib.request.urlopen(f"{server.url}/events/axonlink", timeout=5) as stream:
-            assert stream.headers["Content-Type"].startswith("text/event-stream")
-            assert stream.readline().startswith(b":")  # the first comment comes at once, not after a keepalive
-            started = time.monotonic()
-            stopping.start()
-            stopping.join(timeout=5)
-            assert not stopping.is_alive(), "the server is still stopping 5 s on, waiting for the open stream"
-            assert time.monotonic() - started < 2.0
-    finally:
-        if not stopping.is_alive() and not stopping.ident:
-            server.stop()
+def test_an_event_stream_request_is_answered_at_once(live):
+    """A page from before the stand-in, or a script, asking for /events/<token> gets 204 at once (EventSource's
+    "stop reconnecting"), not a stream that holds a server thread."""
+    with urllib.request.urlopen(f"{live.url}/events/axonlink?c=an-old-tab", timeout=5) as response:
+        assert response.status == 204 and response.read() == b""
 
 
 def test_share_button_stores_the_state_and_its_link_opens_it(browser, live, dataset):

@@ -2,17 +2,19 @@
 
 The wheel's client is Neuroglancer's Python-integration build: it must run
 under ``/v/<token>/`` and keeps a server-sent-events stream open at
-``/events/<token>``. We serve its page at ``/`` (and ``/v/<token>/``) with one
-script in front that moves the URL to ``/v/axonlink/`` (keeping any ``#!``
-state, or filling in the default state of the first dataset), and answer the
-small protocol ourselves: an event stream that never pushes a state (so the
-URL's state wins), and state/action posts that are accepted and dropped.
+``/events/<token>`` for a Python kernel to push states. We serve its page at
+``/`` (and ``/v/<token>/``) with one script in front that moves the URL to
+``/v/axonlink/`` (keeping any ``#!`` state, or filling in the default state of
+the first dataset) and gives the client a stand-in for that stream: axonlink
+pushes nothing, and an open stream would hold a server thread per open tab.
+The rest of the small protocol we answer ourselves: state/action posts are
+accepted and dropped, and ``/events/<token>`` itself, for a page or script
+that still asks, answers at once and asks it not to come back.
 """
 from __future__ import annotations
 
 import json
 import re
-import time
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -29,8 +31,6 @@ blueprint = Blueprint("viewer", __name__)
 
 VIEWER_TOKEN = "axonlink"
 CLIENT_URL_PREFIX = "/static/neuroglancer/"
-KEEPALIVE_SECONDS = 20
-STREAM_LIFETIME_SECONDS = 12 * 3600
 
 
 @lru_cache(maxsize=1)
@@ -93,6 +93,57 @@ var STATE_SERVERS = %(servers)s;
     history.replaceState(null, "", path + location.search + hash);
   }
 })();
+// The client keeps an EventSource open on /events/<token> for pushes from a Python kernel. axonlink pushes
+// nothing, and an open stream would hold a server thread per tab: same-origin /events/ URLs get a stand-in
+// that reports itself open (after the client has set its handlers, which hides "Connecting to Python server")
+// and never touches the network. Any other URL gets the real EventSource.
+(function () {
+  var RealEventSource = window.EventSource;
+  if (typeof RealEventSource !== "function") {
+    return;
+  }
+  function isViewerStream(url) {
+    try {
+      var parsed = new URL(String(url), location.href);
+      return parsed.origin === location.origin && parsed.pathname.indexOf("/events/") === 0;
+    } catch (error) {
+      return false;
+    }
+  }
+  class QuietEventSource extends EventTarget {
+    constructor(url) {
+      super();
+      this.url = new URL(String(url), location.href).href;
+      this.withCredentials = false;
+      this.readyState = 0;
+      this.onopen = this.onmessage = this.onerror = null;
+      setTimeout(() => {
+        if (this.readyState !== 0) {
+          return;
+        }
+        this.readyState = 1;
+        var event = new Event("open");
+        this.dispatchEvent(event);
+        if (typeof this.onopen === "function") {
+          this.onopen(event);
+        }
+      }, 0);
+    }
+    close() {
+      this.readyState = 2;
+    }
+  }
+  function EventSource(url, init) {
+    return isViewerStream(url) ? new QuietEventSource(url) : new RealEventSource(url, init);
+  }
+  EventSource.prototype = RealEventSource.prototype;
+  [QuietEventSource, EventSource].forEach(function (type) {
+    type.CONNECTING = 0;
+    type.OPEN = 1;
+    type.CLOSED = 2;
+  });
+  window.EventSource = EventSource;
+})();
 """
 
 
@@ -106,18 +157,16 @@ def client_file(filename: str):
 
 
 def viewer_events(token: str):
-    def stream():
-        yield ": axonlink viewer stream\n\n"
-        deadline = time.monotonic() + STREAM_LIFETIME_SECONDS
-        while time.monotonic() < deadline:
-            time.sleep(KEEPALIVE_SECONDS)
-            yield ": keepalive\n\n"
+    """No stream: 204, which tells an EventSource to stop reconnecting (the HTML standard's server-sent events).
 
-    return Response(
-        stream(),
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    The bundled page never asks (its config script gives the client a
+    stand-in). A page loaded before that, or a script, gets its answer at
+    once: no request here holds a thread. Not a finite 200 stream: the
+    client's ``onopen`` resets its back-off and its ``onerror`` reconnects
+    within a second, so an old tab would ask every second; refused, it backs
+    off to once in 30 s.
+    """
+    return Response(status=204, headers={"Cache-Control": "no-store"})
 
 
 def viewer_state(token: str):

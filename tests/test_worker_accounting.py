@@ -1,0 +1,154 @@
+"""The worker's books: however connections end, each leaves gunicorn's connection count and the worker's
+waiting, lingering and body-buffer tallies as it found them, and a stopping worker lets go of the rest.
+
+The worker's real event loop runs in a thread of this process (no fork), serving a small WSGI app, so its
+counters can be read once everything has ended.
+"""
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import threading
+import time
+
+import pytest
+from gunicorn.config import Config
+from gunicorn.glogging import Logger
+
+from server.worker import TIMED_OUT, ConnectionLimits, GuardedThreadWorker
+
+
+def app(environ, start_response):
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(str(len(body)))))])
+    return [str(len(body)).encode()]
+
+
+QUICK = {"header_timeout": 0.5, "body_timeout": 0.5, "waiting_per_address": 3, "linger": 0.5}
+
+
+@pytest.fixture
+def start_worker():
+    """Start a worker with the given ``ConnectionLimits``; stopped (and checked to stop) at the end."""
+    started = []
+
+    def start(**limits):
+        cfg = Config()
+        for name, value in {"threads": 2, "worker_connections": 200, "keepalive": 2, "graceful_timeout": 2}.items():
+            cfg.set(name, value)
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+
+        class Application:
+            connection_limits = ConnectionLimits(**limits)
+
+        served = GuardedThreadWorker(0, os.getppid(), [listener], Application(), 30, cfg, Logger(cfg))
+        served.wsgi = app
+        served.tpool = served.get_thread_pool()
+        served.poller = selectors.DefaultSelector()
+        served.method_queue.init()
+        served.port = listener.getsockname()[1]
+        served.loop = threading.Thread(target=served.run, daemon=True)
+        served.loop.start()
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        stop(served)
+        assert not served.loop.is_alive(), "the worker did not stop"
+
+
+def stop(served) -> None:
+    """What gunicorn's SIGTERM handler does."""
+    served.handle_exit(None, None)
+    served.loop.join(timeout=10)
+
+
+def connect(port, source="127.0.0.1"):
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    sock.settimeout(5)
+    return sock
+
+
+def drain(sock) -> bytes:
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return received
+
+
+def settled(worker, seconds=10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if (worker.nr_conns, len(worker._waiting), len(worker._lingering), worker._buffered_bodies,
+                sum(worker._per_address.values())) == (0, 0, 0, 0, 0) and not worker.keepalived_conns:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_every_way_a_connection_ends_is_counted_once(start_worker):
+    worker = start_worker(**QUICK)
+    port = worker.port
+    # kept alive for three requests (a POST body among them), then closed by the client
+    with connect(port) as sock:
+        for request in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+                        b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"):
+            sock.sendall(request)
+            time.sleep(0.1)
+        assert sock.recv(65536).count(b"HTTP/1.1 200") >= 1
+    # "Connection: close": the server closes (lingering), the client reads to the end
+    with connect(port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert drain(sock).startswith(b"HTTP/1.1 200")
+    # a head that never ends, an idle socket, a stalled body, a chunked body that stops: timed out
+    slow = [connect(port, "127.0.0.2") for _ in range(3)]
+    slow[0].sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    slow[1].sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+    slow[2].sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+    idle = connect(port, "127.0.0.3")
+    # beyond 3 waiting from one address: closed at once
+    crowd = [connect(port, "127.0.0.4") for _ in range(6)]
+    # refused heads, and a client that goes away half-way
+    long_line = connect(port)
+    long_line.sendall(b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n")
+    bare_lf = connect(port)
+    bare_lf.sendall(b"GET / HTTP/1.1\nHost: x\n\n")
+    gone = connect(port)
+    gone.sendall(b"GET / HTTP/1.1\r\nHo")
+    gone.close()
+    assert [drain(sock)[:12] for sock in slow] == [b"HTTP/1.1 408"] * 3
+    assert drain(idle) == b""
+    assert sum(drain(sock) == b"" for sock in crowd) == 6  # 3 closed at once, 3 after the header timeout
+    assert drain(long_line).startswith(b"HTTP/1.1 414")
+    assert drain(bare_lf).startswith(b"HTTP/1.1 400")
+    for sock in [*slow, idle, *crowd, long_line, bare_lf]:
+        sock.close()
+    assert settled(worker), (worker.nr_conns, worker._waiting, worker._lingering, worker._buffered_bodies,
+                             worker._per_address, worker.keepalived_conns)
+
+
+def test_a_stopping_worker_lets_go_of_connections_still_waiting(start_worker):
+    """Heads that would have a minute to arrive: a stopping worker gives them a moment, then closes them."""
+    worker = start_worker(**{**QUICK, "header_timeout": 60})
+    waiting = [connect(worker.port, "127.0.0.2") for _ in range(3)]
+    for sock in waiting:
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+    deadline = time.monotonic() + 5
+    while len(worker._waiting) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert worker.nr_conns == 3
+    stop(worker)
+    assert not worker.loop.is_alive()  # within stop()'s 10 s, not the minute of the header timeout
+    for sock in waiting:
+        assert drain(sock) in (b"", TIMED_OUT)
+        sock.close()
+    assert settled(worker)
