@@ -106,7 +106,7 @@ def test_json_nested_100000_deep_is_a_4xx_on_every_json_route(cg_server):
     Accounts(cg_server.database_url).grant("deep", "cg", "admin", by="tests")
     checked = 0
     for name, spec in endpoints.BY_ENDPOINT.items():
-        if spec.body != "json":
+        if spec.body not in ("json", "ignored"):
             continue
         path = re.sub(r"<(?:([a-z]+):)?([a-z_]+)>",
                       lambda m: "cg" if m.group(2) in endpoints.DATASET_PARAMETERS else
@@ -114,7 +114,8 @@ def test_json_nested_100000_deep_is_a_4xx_on_every_json_route(cg_server):
         for method in set(spec.methods) - {"HEAD"}:
             status, answer = call(cg_server.url + path, DEEP, method=method, token=admin,
                                   headers={"Content-Type": "application/json"})
-            assert 400 <= status < 500, (name, status, answer[:200])
+            # a route that reads its JSON refuses it (4xx); one that ignores its body may accept it; none fails
+            assert 400 <= status < 500 or (spec.body == "ignored" and status < 500), (name, status, answer[:200])
             checked += 1
     assert checked >= 19
 

@@ -19,13 +19,14 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from flask import Blueprint, Response, request, send_from_directory
+from flask import Blueprint, Response, send_from_directory
 
 from frontend_config import default_state
 
 from .. import auth, endpoints, hosts
+from ..request_input import json_body
 from ..errors import json_error
-from . import datasets_registry, has_graph
+from . import has_graph
 
 blueprint = Blueprint("viewer", __name__)
 
@@ -170,7 +171,7 @@ def viewer_events(token: str):
 
 
 def viewer_state(token: str):
-    message = request.get_json(force=True, silent=True)
+    message = json_body(required=False)
     if not isinstance(message, dict) or "g" not in message or "c" not in message:
         return json_error(400, "expected {c, g, pg, s} from the Neuroglancer client")
     return {"g": f"{message['c']}/{message['g']}"}
