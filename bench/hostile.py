@@ -1,11 +1,14 @@
 """Under attack: legitimate clients' latency with and without an attacker, in the same run.
 
 ``axonlink serve`` (gunicorn, 2 workers, rate limits and time budgets as shipped) on the demo.
-Legitimate clients on 127.0.0.1 read chunks, look up roots and resolve links (and one
-proofreader edits now and then) — first alone, then while an "attacker" on 127.0.0.2 holds
-500 idle event streams and 200 slowloris sockets open and loops over the most expensive
-requests it is allowed (split previews, lineage, broad searches, regex queries, leaves of
-many roots, state creation). Prints p50/p99 per kind for both phases and their ratio
+Legitimate clients on 127.0.0.1 read chunks, look up roots and resolve links at a steady
+rate, as people browsing do (``--rate`` requests/s in all, not as fast as possible: a
+saturated server's latency grows with any extra load), and one proofreader edits now and
+then — first alone, then while an "attacker" on 127.0.0.2 holds 500 idle event streams and
+200 slowloris sockets open (re-opening a slowloris socket the server closes at once, an event
+stream after 30 s as a reconnecting client would) and two processes on 127.0.0.3 loop over the
+most expensive requests an anonymous client and a proofreader are allowed (split previews, lineage, broad searches, regex queries,
+leaves of many roots, state creation). Prints p50/p99 per kind for both phases and their ratio
 (target, issue 12: p99 under attack within 2x, 0 5xx, 0 lost edits), what the attacker got
 (429/503 …), and how long an unknown and a private dataset's 404 take (they must not differ).
 
@@ -17,6 +20,7 @@ import argparse
 import http.client
 import json
 import multiprocessing
+import os
 import random
 import socket
 import sys
@@ -35,7 +39,7 @@ from bench.serve_chunks import axonlink_server  # noqa: E402
 from server.cli import ensure_demo  # noqa: E402
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1/test"
-LEGIT, ATTACKER = "127.0.0.1", "127.0.0.2"
+LEGIT, ATTACKER, SPENDER = "127.0.0.1", "127.0.0.2", "127.0.0.3"  # sockets from .2, expensive requests from .3
 KINDS = ("chunk", "root", "resolve")
 CG = "/segmentation/api/v1/table/demo"
 
@@ -89,8 +93,9 @@ def legit_request(kind: str, rng: random.Random, work: dict) -> str:
     return f"/api/v1/states/{rng.choice(work['links'])}"
 
 
-def legit_clients(url: str, work: dict, seconds: float, threads: int, out) -> None:
-    """Readers on 127.0.0.1 (keep-alive connections, as a viewer's), one proofreader editing now and then."""
+def legit_clients(url: str, work: dict, seconds: float, threads: int, rate: float, out) -> None:
+    """Readers on 127.0.0.1 (keep-alive connections, as a viewer's) at ``rate`` requests/s in all, one
+    proofreader editing now and then."""
     times = {kind: [] for kind in KINDS}
     statuses: Counter = Counter()
     acknowledged: list[int] = []
@@ -100,7 +105,10 @@ def legit_clients(url: str, work: dict, seconds: float, threads: int, out) -> No
     def read(n: int):
         rng = random.Random(n)
         connection = connect(url, LEGIT)
+        next_at = time.monotonic() + rng.uniform(0, threads / rate)
         while time.monotonic() < stop_at:
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += threads / rate
             kind = KINDS[n % len(KINDS)]
             start = time.perf_counter()
             try:
@@ -145,6 +153,7 @@ def legit_clients(url: str, work: dict, seconds: float, threads: int, out) -> No
 # ---- the attacker ---------------------------------------------------------------------
 def hold_sockets(url: str, streams: int, slowloris: int, seconds: float, out) -> None:
     """Idle event streams and slowloris sockets from 127.0.0.2, re-opened whenever the server drops one."""
+    os.nice(19)  # the attacker's own CPU would be on another machine: here it yields to the server's
     host, port = url.removeprefix("http://").split(":")
     stop_at = time.monotonic() + seconds
     opened = Counter()
@@ -165,10 +174,13 @@ def hold_sockets(url: str, streams: int, slowloris: int, seconds: float, out) ->
 
     held = {"stream": [open_one("stream") for _ in range(streams)],
             "slow": [open_one("slow") for _ in range(slowloris)]}
+    closed_at = {}  # stream slot -> when the server closed it
     while time.monotonic() < stop_at:
         time.sleep(2)
         for kind, socks in held.items():
             for i, sock in enumerate(socks):
+                if sock is None and kind == "stream" and time.monotonic() - closed_at.get(i, 0) < 30:
+                    continue  # a reconnecting client waits before asking again
                 alive = sock is not None
                 if alive:
                     try:
@@ -186,6 +198,9 @@ def hold_sockets(url: str, streams: int, slowloris: int, seconds: float, out) ->
                 if not alive:
                     if sock is not None:
                         sock.close()
+                    if kind == "stream" and sock is not None:
+                        closed_at[i], socks[i] = time.monotonic(), None
+                        continue
                     socks[i] = open_one(kind)
     for socks in held.values():
         for sock in socks:
@@ -196,6 +211,7 @@ def hold_sockets(url: str, streams: int, slowloris: int, seconds: float, out) ->
 
 def expensive_loop(url: str, work: dict, seconds: float, seed: int, out) -> None:
     """The most expensive requests an anonymous client (and one with a token) may send, in a loop."""
+    os.nice(19)  # see hold_sockets: what the attack costs the server is measured, not what it costs the attacker
     rng = random.Random(seed)
     a, b = work["split"]
     regex = {"filter_regex_dict": {"cell_types": {"cell_type": "^(.*)*(.*)*(.*)*(.*)*Z"}}}
@@ -215,7 +231,7 @@ def expensive_loop(url: str, work: dict, seconds: float, seed: int, out) -> None
             body = {**body, "title": str(rng.random())}  # a new state every time
         try:
             status, _ = ask(url, method, path, json.dumps(body).encode() if body is not None else None,
-                            token=work["token"] if rng.random() < 0.5 else None, source=ATTACKER)
+                            token=work["token"] if rng.random() < 0.5 else None, source=SPENDER)
         except OSError:
             status = 0
         statuses[status] += 1
@@ -223,7 +239,8 @@ def expensive_loop(url: str, work: dict, seconds: float, seed: int, out) -> None
 
 
 # ---- measuring ------------------------------------------------------------------------
-def phase(url: str, work: dict, seconds: float, threads: int, attack: bool) -> tuple[dict, dict, list, list]:
+def phase(url: str, work: dict, seconds: float, threads: int, rate: float,
+          attack: bool) -> tuple[dict, dict, list, list]:
     queue = multiprocessing.Queue()
     attackers = []
     if attack:
@@ -233,7 +250,7 @@ def phase(url: str, work: dict, seconds: float, threads: int, attack: bool) -> t
         for process in attackers:
             process.start()
         time.sleep(5)  # let the sockets pile up before measuring
-    legit = multiprocessing.Process(target=legit_clients, args=(url, work, seconds, threads, queue))
+    legit = multiprocessing.Process(target=legit_clients, args=(url, work, seconds, threads, rate, queue))
     legit.start()
     outcomes = [queue.get() for _ in range(1 + len(attackers))]
     for process in [legit, *attackers]:
@@ -274,6 +291,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=8, help="legitimate reading clients")
+    parser.add_argument("--rate", type=float, default=200.0, help="legitimate reads per second, in all")
     parser.add_argument("--database-url", default=POSTGRES, help="'sqlite' for a SQLite file")
     args = parser.parse_args()
     with fresh_settings(None if args.database_url == "sqlite" else args.database_url) as settings:
@@ -285,9 +303,10 @@ def main() -> int:
                                             segmentation=demo.layer("segmentation").url, public=False)
         with axonlink_server(settings, {"AXONLINK_RATE_LIMITS": ""}) as url:  # the shipped limits
             work = plan(url, settings)
-            print(f"{args.threads} legitimate readers + 1 editor, {args.seconds:.0f} s per phase", flush=True)
-            calm = phase(url, work, args.seconds, args.threads, attack=False)
-            stormy = phase(url, work, args.seconds, args.threads, attack=True)
+            print(f"{args.threads} legitimate readers ({args.rate:.0f} requests/s in all) + 1 editor, "
+                  f"{args.seconds:.0f} s per phase", flush=True)
+            calm = phase(url, work, args.seconds, args.threads, args.rate, attack=False)
+            stormy = phase(url, work, args.seconds, args.threads, args.rate, attack=True)
             timing = not_found_timing(url)
         lost = lost_edits(settings, calm[2] + stormy[2])
     print(f"{'kind':8} {'p50 ms':>8} {'p99 ms':>8} {'attack p50':>11} {'attack p99':>11} {'p99 ratio':>10}")
