@@ -37,10 +37,14 @@ class Settings:
     rate_limit_storage: str | None = None
     # AXONLINK_REQUEST_BUDGET_SECONDS: the most work an edit or expensive read may take (then a 503)
     request_budget_seconds: float = 10.0
+    # AXONLINK_TRUSTED_PROXIES (comma-separated) / --trusted-proxy: front servers whose X-Forwarded-For
+    # names the client (for rate limits and the audit log); nobody else's is believed
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, home: str | os.PathLike | None = None, database_url: str | None = None,
-             anonymous_role: str | None = None, allowed_hosts=None, public_url: str | None = None) -> "Settings":
+             anonymous_role: str | None = None, allowed_hosts=None, public_url: str | None = None,
+             trusted_proxies=None) -> "Settings":
         home_path = Path(home or os.environ.get("AXONLINK_HOME") or DEFAULT_HOME).expanduser().resolve()
         url = database_url or os.environ.get("AXONLINK_DATABASE_URL") or sqlite_url(home_path / "axonlink.sqlite")
         max_state = int(os.environ.get("AXONLINK_MAX_STATE_BYTES") or cls.max_state_bytes)
@@ -62,11 +66,22 @@ class Settings:
         return cls(home=home_path, database_url=url, max_state_bytes=max_state, anonymous_role=anonymous,
                    allowed_hosts=hosts, public_url=public, rate_limits=os.environ.get("AXONLINK_RATE_LIMITS", ""),
                    rate_limit_storage=os.environ.get("AXONLINK_RATE_LIMIT_STORAGE") or None,
-                   request_budget_seconds=budget)
+                   request_budget_seconds=budget, trusted_proxies=_proxies(trusted_proxies))
 
     @property
     def demo_dir(self) -> Path:
         return self.home / "demo"
+
+
+def _proxies(given) -> tuple[str, ...]:
+    import ipaddress
+
+    if given is None:
+        given = [p for p in (os.environ.get("AXONLINK_TRUSTED_PROXIES") or "").split(",") if p.strip()]
+    try:
+        return tuple(str(ipaddress.ip_address(p.strip())) for p in given)
+    except ValueError as error:
+        raise ValueError(f"trusted proxies are IP addresses (e.g. 127.0.0.1): {error}") from None
 
 
 def _checked_public_url(url: str) -> str:

@@ -8,6 +8,7 @@ from segmentation.config import Settings
 from segmentation.datasets import Datasets
 
 from . import auth, caching, endpoints, errors, hosts, rate_limits
+from .proxies import TrustedProxies
 from .blueprints import access, celltypes, chunkedgraph, data, datasets, materialize, meshing, meta, states, viewer
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
         app.register_blueprint(module.blueprint)
     _budget_costly_views(app)
     rate_limits.install(app, rate_limits.parse_limits(settings.rate_limits), settings.rate_limit_storage)
+    if settings.trusted_proxies:
+        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
 
     @app.after_request
     def add_cors(response):

@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.load(home=args.home, database_url=args.database_url,
                                  allowed_hosts=getattr(args, "allowed_host", None) or None,
-                                 public_url=getattr(args, "public_url", None))
+                                 public_url=getattr(args, "public_url", None),
+                                 trusted_proxies=getattr(args, "trusted_proxy", None) or None)
         return args.handler(args, settings) or 0
     except ValueError as error:  # a setting that cannot be (from a flag or the environment)
         print(f"axonlink: error: {error}", file=sys.stderr)
@@ -65,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     network.add_argument("--allowed-host", action="append", metavar="NAME",
                          help="a host name clients use to reach this server (repeat for several; loopback names "
                               "and the public URL's host are always allowed; env AXONLINK_ALLOWED_HOSTS)")
+    network.add_argument("--trusted-proxy", action="append", metavar="ADDRESS",
+                         help="a front server (e.g. 127.0.0.1 for nginx on this machine) whose X-Forwarded-For "
+                              "names the client, for rate limits and the audit log (env AXONLINK_TRUSTED_PROXIES)")
     network.add_argument("--public-url", metavar="URL",
                          help="how clients reach this server, e.g. https://em.example.org; links and redirects "
                               "are built from it (env AXONLINK_PUBLIC_URL)")

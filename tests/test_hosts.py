@@ -51,3 +51,19 @@ def test_a_wildcard_host_list_cannot_go_with_anonymous_editing(tmp_path):
     assert Settings.load(home=tmp_path, allowed_hosts=["*"]).allowed_hosts == ("*",)
     with pytest.raises(ValueError, match="public URL"):
         Settings.load(home=tmp_path, public_url="ftp://x")
+
+
+@SQLITE_ONLY
+def test_the_client_address_comes_from_a_trusted_proxy_only(app, client):
+    """Behind nginx, rate limits and the audit log need the client's address, never a spoofed one."""
+    from flask import request
+
+    from server.proxies import TrustedProxies
+
+    seen = []
+    app.before_request_funcs.setdefault(None, []).insert(0, lambda: seen.append(request.remote_addr))
+    app.wsgi_app = TrustedProxies(app.wsgi_app, ("127.0.0.1",))
+    forwarded = {"X-Forwarded-For": "203.0.113.7"}
+    client.get("/api/v1/datasets", headers=forwarded, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    client.get("/api/v1/datasets", headers=forwarded, environ_base={"REMOTE_ADDR": "198.51.100.9"})
+    assert seen == ["203.0.113.7", "198.51.100.9"]  # the proxy is believed; a client claiming it is not
