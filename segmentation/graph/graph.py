@@ -223,9 +223,13 @@ class Graph:
         state = GraphStateRow.__table__
         with self._lock, self.engine.begin() as connection:
             # the writers' lock: whoever stamped an edit before we started waiting has committed it
-            connection.execute(
-                sa.update(state).where(state.c.dataset_id == self.dataset_id).values(last_seq=state.c.last_seq)
-            )
+            # (PostgreSQL: the row lock, without writing a row version; SQLite: its one writer lock)
+            if self.engine.dialect.name == "postgresql":
+                connection.execute(sa.select(state.c.last_seq).where(state.c.dataset_id == self.dataset_id)
+                                   .with_for_update())
+            else:
+                connection.execute(sa.update(state).where(state.c.dataset_id == self.dataset_id)
+                                   .values(last_seq=state.c.last_seq))
             self._catch_up(connection)
         self._settled_until = max(self._settled_until, started)
         return at <= self._settled_until
