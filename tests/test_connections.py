@@ -321,29 +321,30 @@ def test_a_thousand_event_stream_requests_each_end_at_once(server):
 def test_keepalive_and_pipelined_requests(server):
     """Several requests on one connection, two sent in one write, a POST body followed by the next request,
     and a request whose head arrives in two parts after another: each gets its own, right answer."""
+    host = f"Host: 127.0.0.1:{server.port}"  # as urllib sends it: answers name the server by its Host
     chunk = fetch(server.url + CHUNK)
     datasets = json.loads(fetch(server.url + API))
     with connect(server.port) as sock:
         reader = sock.makefile("rb")
-        sock.sendall(f"GET {API} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET {CHUNK} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        sock.sendall(f"GET {API} HTTP/1.1\r\n{host}\r\n\r\nGET {CHUNK} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      f"Accept-Encoding: identity\r\n\r\n".encode())
         status, _, body = read_response(reader)
         assert status == 200 and json.loads(body) == datasets
         status, _, body = read_response(reader)
         assert status == 200 and body == chunk
         for _ in range(3):  # kept alive
-            sock.sendall(f"GET {CHUNK} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: identity\r\n\r\n".encode())
+            sock.sendall(f"GET {CHUNK} HTTP/1.1\r\n{host}\r\nAccept-Encoding: identity\r\n\r\n".encode())
             status, headers, body = read_response(reader)
             assert status == 200 and body == chunk and headers.get("connection") != "close"
         sock.sendall(b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Content-Length: %d\r\n\r\n%s" % (len(VIEWER_STATE), VIEWER_STATE)
-                     + f"GET {API} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET {API} HTTP/1.1\r\nHo".encode())
+                     + f"GET {API} HTTP/1.1\r\n{host}\r\n\r\nGET {API} HTTP/1.1\r\nHo".encode())
         status, _, body = read_response(reader)
         assert status == 200 and json.loads(body) == {"g": "tests/1"}
         status, _, body = read_response(reader)
         assert status == 200 and json.loads(body) == datasets
         time.sleep(0.3)  # the third request's head is still incomplete
-        sock.sendall(b"st: 127.0.0.1\r\n\r\n")
+        sock.sendall(f"st: 127.0.0.1:{server.port}\r\n\r\n".encode())
         status, _, body = read_response(reader)
         assert status == 200 and json.loads(body) == datasets
 
