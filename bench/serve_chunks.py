@@ -92,7 +92,7 @@ def prepare(settings: Settings, mode: str, layer: str, scratch: Path) -> tuple[s
         registry = Datasets(settings.database_url)
         if not registry.exists(PLAIN):
             registry.add(PLAIN, image=str(demo / "image"), segmentation=str(demo / "segmentation"),
-                         extra_layers={"segmentation_sharded": str(demo / "segmentation_sharded")})
+                         supervoxel_layers={"segmentation_sharded": str(demo / "segmentation_sharded")})
         return PLAIN, demo, layer
     # live: the same chunks, remapped to the current roots once and written as plain files
     from segmentation.precomputed import write_layer

@@ -42,26 +42,58 @@ def layer_state(layer, base_url: str, dataset_ref: str) -> dict:
     return state
 
 
-def default_state(dataset, base_url: str, graphene: bool = False) -> dict:
-    """The state that opens ``dataset`` centred, with its image and segmentation layers.
+GRAPH_LAYER = "segmentation"  # the layer a dataset's graph is built from (segmentation.datasets.GRAPH_LAYER)
 
-    ``graphene``: the dataset has a graph, so its segmentation is the graphene:// source the stock
-    viewer proofreads with (merge and multicut tools bound to shift+M and shift+C).
+
+def default_state(dataset, base_url: str, graphene: bool = False) -> dict:
+    """The state that opens ``dataset`` centred and framed, with its layers.
+
+    Shown: the first image layer and the graph's segmentation; listed but hidden (one click
+    away): further image layers and segmentation layers that are not the graph's (a ground
+    truth, bodies); left out: other layouts of the graph's own supervoxels. ``graphene``: the
+    dataset has a graph, so its segmentation is the graphene:// source the stock viewer
+    proofreads with (merge and multicut tools bound to shift+M and shift+C).
     """
     template = copy.deepcopy(_json("default_state.json"))
-    wanted = template.pop("layerKinds")
-    layers = [dataset.first_layer(kind) for kind in wanted]
+    template.pop("layerKinds", None)
+    images = [layer for layer in dataset.layers if layer.kind == "image"]
+    graph = [layer for layer in dataset.layers if layer.name == GRAPH_LAYER]
+    others = [layer for layer in dataset.layers if layer.kind == "segmentation" and not layer.supervoxels]
+    shown = {layer.name for layer in images[:1] + graph}
+    layers = []
+    for layer in images + graph + others:
+        state_of_layer = layer_state(layer, base_url, dataset.name)
+        if layer.name not in shown:
+            state_of_layer["visible"] = False
+        layers.append(state_of_layer)
     state = {
         "dimensions": {axis: [r * 1e-9, "m"] for axis, r in zip("xyz", dataset.voxel_resolution)},
         "position": dataset.center_voxel,
         **template,
-        "layers": [layer_state(layer, base_url, dataset.name) for layer in layers if layer is not None],
+        **framing(dataset),
+        "layers": layers,
     }
-    segmentation = next((l for l in state["layers"] if l["type"] == "segmentation"), None)
+    segmentation = next((s for s, layer in zip(layers, images + graph + others) if layer in graph), None)
     if graphene and segmentation is not None:
         segmentation["source"] = f"graphene://{base_url}/segmentation/table/{dataset.name}"
         segmentation.update(copy.deepcopy(layer_templates()["graphene"]))
     if state["layers"]:
-        state["selectedLayer"] = {"layer": state["layers"][-1]["name"], "visible": False}
+        selected = segmentation or state["layers"][-1]
+        state["selectedLayer"] = {"layer": selected["name"], "visible": False}
     state["title"] = f"{dataset.name} — axonlink"
     return state
+
+
+def framing(dataset, viewport_pixels: int = 800) -> dict:
+    """Zoom levels that frame the whole volume, whatever its size and voxel size.
+
+    Neuroglancer's ``crossSectionScale`` and ``projectionScale`` are in canonical voxels (the
+    finest of the state's dimensions): the cross-section scale is canonical voxels per screen
+    pixel, the projection scale the height of the 3D view. A fixed value left small volumes a
+    speck among grey planes and large ones a blur.
+    """
+    resolution = [float(r) for r in dataset.voxel_resolution]
+    canonical = min(resolution)
+    widest = max(float(s) * r for s, r in zip(dataset.volume_size, resolution)) / canonical
+    return {"crossSectionScale": round(max(widest / viewport_pixels, 1e-3), 4),
+            "projectionScale": round(1.5 * widest, 1)}

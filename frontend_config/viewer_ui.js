@@ -84,12 +84,17 @@
   }
 
   function userBadge() {
-    var badge = el("div", boxStyle + "right:8px;bottom:8px;");
+    // one line, whatever the number of datasets: roles listed when few, counted (all in the tooltip) when many
+    var badge = el("div", boxStyle + "right:8px;bottom:8px;max-width:40vw;white-space:nowrap;overflow:hidden;" +
+                   "text-overflow:ellipsis;");
     badge.id = "axonlink-user";
     document.body.appendChild(badge);
     fetch("/api/v1/me", {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(function (me) {
-      var roles = Object.keys(me.roles || {}).map(function (d) { return d + ": " + me.roles[d]; }).join(", ");
+      var names = Object.keys(me.roles || {});
+      var all = names.map(function (d) { return d + ": " + me.roles[d]; }).join(", ");
+      var roles = names.length <= 2 ? all : "roles on " + names.length + " datasets";
       badge.dataset.user = me.user;
+      badge.title = all;
       badge.textContent = me.authenticated ? "Signed in as " + me.user + (roles ? " (" + roles + ") " : " ")
                                            : "Viewing without signing in ";
       undoButton(me);

@@ -33,11 +33,15 @@ class DatasetNotFound(LookupError):
     pass
 
 
+GRAPH_LAYER = "segmentation"  # the layer whose labels a dataset's graph is built from
+
+
 @dataclass(frozen=True)
 class Layer:
     name: str
     kind: str
     url: str
+    supervoxels: bool = False  # its labels are the graph's supervoxels: served through the graph
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Dataset:
     created_at: str
     layers: tuple[Layer, ...] = field(default_factory=tuple)
     public: bool = True
+    vocabulary: str | None = None  # the vocabulary its cell types start from (None: the default)
 
     def layer(self, name: str) -> Layer:
         for layer in self.layers:
@@ -71,7 +76,7 @@ class Dataset:
         it is served at there; ``storage`` adds where it is stored (paths, buckets: for admins only)."""
         layers = []
         for layer in self.layers:
-            entry = {"name": layer.name, "type": layer.kind}
+            entry = {"name": layer.name, "type": layer.kind, "supervoxels": layer.supervoxels}
             if served_at is not None:
                 entry["source"] = f"precomputed://{served_at}/data/{self.name}/{layer.name}"
             if storage:
@@ -87,6 +92,7 @@ class Dataset:
             "voxel_offset": self.voxel_offset,
             "created": self.created_at,
             "public": self.public,
+            "vocabulary": self.vocabulary or "default",
             "layers": layers,
         }
 
@@ -114,6 +120,7 @@ class Datasets:
     _STORE_TTL_SECONDS = 10.0
 
     def __init__(self, database_url: str):
+        self.database_url = database_url
         self.engine = engine_for(database_url)
         self._stores: dict[tuple[str, str], tuple[float, Layer, LayerStore, LayerKeys]] = {}
         self._lock = threading.Lock()
@@ -122,32 +129,49 @@ class Datasets:
         self,
         name: str,
         *,
-        image: str,
         segmentation: str,
+        image: str | None = None,
         description: str = "",
         license: str = "",
         citation: str = "",
         extra_layers: dict[str, str] | None = None,
+        supervoxel_layers: dict[str, str] | None = None,
         public: bool = True,
+        vocabulary: str | None = None,
     ) -> Dataset:
+        """Register a dataset. ``segmentation`` holds the supervoxels a graph is built from;
+        ``supervoxel_layers`` are other layouts of the same labels (e.g. a sharded copy), served
+        through the graph like it; ``extra_layers`` (a ground truth, a second channel …) are
+        served as stored."""
         if not NAME_PATTERN.match(name or ""):
             raise DatasetError(
                 "dataset names are 1-64 letters, digits, '_' or '-', starting with a letter or digit"
             )
-        layers = {"image": ("image", image), "segmentation": ("segmentation", segmentation)}
-        for layer_name, url in (extra_layers or {}).items():
-            if not NAME_PATTERN.match(layer_name):
-                raise DatasetError(f"bad layer name {layer_name!r}")
-            layers[layer_name] = (None, url)
+        if vocabulary is not None:
+            from .celltypes.vocabulary import Vocabulary
+
+            Vocabulary.base(vocabulary)  # a vocabulary that exists, or a clear error
+        layers = {GRAPH_LAYER: ("segmentation", segmentation, True)}
+        if image is not None:
+            layers["image"] = ("image", image, False)
+        for supervoxels, given in ((True, supervoxel_layers), (False, extra_layers)):
+            for layer_name, url in (given or {}).items():
+                if not NAME_PATTERN.match(layer_name) or layer_name in layers:
+                    raise DatasetError(f"bad or repeated layer name {layer_name!r}")
+                layers[layer_name] = ("segmentation" if supervoxels else None, url, supervoxels)
         rows, seg_info = [], None
-        for layer_name, (kind, url) in layers.items():
+        for layer_name, (kind, url, supervoxels) in layers.items():
             url = normalize_layer_url(url)
             info = read_info(url)
             if kind is None:
                 kind = "segmentation" if info.get("type") == "segmentation" else "image"
-            if layer_name == "segmentation":
+            elif kind == "segmentation" and info.get("type") not in (None, "segmentation"):
+                raise DatasetError(f"layer {layer_name!r} at {url} is an {info.get('type')} layer, "
+                                   "not a segmentation")
+            if layer_name == GRAPH_LAYER:
                 seg_info = info
-            rows.append(LayerRow(name=layer_name, kind=kind, url=url))
+            rows.append(LayerRow(name=layer_name, kind=kind, url=url, supervoxels=supervoxels))
+        rows.sort(key=lambda row: (row.name != "image", row.name != GRAPH_LAYER))  # image, segmentation, rest
         scale = seg_info["scales"][0]
         row = DatasetRow(
             name=name,
@@ -159,6 +183,7 @@ class Datasets:
             voxel_offset=[int(o) for o in scale.get("voxel_offset", [0, 0, 0])],
             layers=rows,
             public=public,
+            vocabulary=vocabulary,
         )
         with Session(self.engine) as session:
             if session.scalar(sa.select(DatasetRow.id).where(DatasetRow.name == name)) is not None:
@@ -206,6 +231,38 @@ class Datasets:
                    detail={"changed": sorted(changes)}, origin=origin)
         return self.get(name)
 
+    def remove(self, name: str, *, by: str, origin: str = "") -> dict:
+        """Remove a dataset and everything bound to it, in one transaction (audited): its graph
+        (supervoxels, edges, operations), cell-type tags (purged in every process's index), state
+        anchors, grants and layers. Its files are not touched. Stored states that name it are tied
+        to :data:`REMOVED` instead, a name no dataset can have: they read as missing, and never as
+        a later dataset of the same name."""
+        from .access.audit import record
+        from .celltypes.tags import purge_dataset
+        from .graph import Graph
+        from .models import (GrantRow, GraphEdgeRow, GraphOperationRow, GraphStateRow, GraphSupervoxelRow,
+                             StateAnchorRow)
+
+        with self.engine.begin() as connection:
+            dataset_id = connection.scalar(sa.select(DatasetRow.id).where(DatasetRow.name == name))
+            if dataset_id is None:
+                raise DatasetNotFound(f"no dataset named {name!r}")
+            removed = {"tags": purge_dataset(connection, dataset_id, name)}
+            for label, table in (("operations", GraphOperationRow), ("edges", GraphEdgeRow),
+                                 ("supervoxels", GraphSupervoxelRow), ("graph", GraphStateRow),
+                                 ("grants", GrantRow), ("layers", LayerRow)):
+                removed[label] = connection.execute(sa.delete(table).where(table.dataset_id == dataset_id)).rowcount
+            removed["anchors"] = connection.execute(
+                sa.delete(StateAnchorRow).where(StateAnchorRow.dataset == name)).rowcount
+            removed["states"] = _retie_to_removed(connection, name)
+            connection.execute(sa.delete(DatasetRow).where(DatasetRow.id == dataset_id))
+            record(connection, user=by, action="dataset.remove", dataset=name, detail=removed, origin=origin)
+        forget_cached_access()
+        Graph.forget(self.database_url, name)
+        with self._lock:
+            self._stores = {key: value for key, value in self._stores.items() if key[0] != name}
+        return removed
+
     def exists(self, name: str) -> bool:
         with Session(self.engine) as session:
             return session.scalar(sa.select(DatasetRow.id).where(DatasetRow.name == name)) is not None
@@ -230,6 +287,22 @@ class Datasets:
         return found, store, keys
 
 
+REMOVED = "(removed dataset)"  # what states naming a removed dataset are tied to: no dataset has this name
+
+
+def _retie_to_removed(connection, name: str) -> int:
+    from .models import StateDatasetRow
+
+    ties = StateDatasetRow.__table__
+    states = connection.scalars(sa.select(ties.c.state_id).where(ties.c.dataset == name)).all()
+    connection.execute(sa.delete(ties).where(ties.c.dataset == name))
+    already = set(connection.scalars(sa.select(ties.c.state_id).where(ties.c.dataset == REMOVED)).all())
+    fresh = [{"state_id": state_id, "dataset": REMOVED} for state_id in states if state_id not in already]
+    if fresh:
+        connection.execute(sa.insert(ties), fresh)
+    return len(states)
+
+
 def _to_dataset(row: DatasetRow) -> Dataset:
     created = row.created_at
     if created is not None and created.tzinfo is None:  # SQLite keeps no time zone; we store UTC
@@ -243,6 +316,7 @@ def _to_dataset(row: DatasetRow) -> Dataset:
         volume_size=list(row.volume_size),
         voxel_offset=list(row.voxel_offset),
         created_at=created.isoformat() if created else "",
-        layers=tuple(Layer(l.name, l.kind, l.url) for l in row.layers),
+        layers=tuple(Layer(l.name, l.kind, l.url, bool(l.supervoxels)) for l in row.layers),
         public=bool(row.public),
+        vocabulary=row.vocabulary,
     )

@@ -39,6 +39,8 @@ class DatasetRow(Base):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     # public: anyone may read it; private: only users granted a role see that it exists
     public: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
+    # the vocabulary its cell types start from (None: the default, mouse cortex)
+    vocabulary: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
 
     layers: Mapped[list["LayerRow"]] = relationship(
         back_populates="dataset", cascade="all, delete-orphan", order_by="LayerRow.id"
@@ -54,6 +56,8 @@ class LayerRow(Base):
     name: Mapped[str] = mapped_column(sa.String(64))
     kind: Mapped[str] = mapped_column(sa.String(16))  # "image" | "segmentation"
     url: Mapped[str] = mapped_column(sa.Text)
+    # its labels are the graph's supervoxels (served through the graph); else served as stored
+    supervoxels: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
 
     dataset: Mapped[DatasetRow] = relationship(back_populates="layers")
 
@@ -197,6 +201,15 @@ class CellTagStateRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     last_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class CellTagPurgeRow(Base):
+    """A removed dataset's tags, gone at change ``change_seq`` (every process drops them then)."""
+
+    __tablename__ = "cell_tag_purges"
+
+    change_seq: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    dataset: Mapped[str] = mapped_column(sa.String(64))
 
 
 class UserRow(Base):

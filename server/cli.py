@@ -90,19 +90,33 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=cmd_serve)
 
     add = sub.add_parser(
-        "add-dataset", parents=[common], help="register a dataset (image + segmentation layers)",
+        "add-dataset", parents=[common], help="register a dataset (a segmentation, an image, more layers)",
         description="Register precomputed layers at any CloudVolume path (file://, gs://, s3://, http(s)://).",
     )
     add.add_argument("name")
-    add.add_argument("--image", required=True, help="image layer path, e.g. gs://bucket/em")
-    add.add_argument("--segmentation", required=True, help="supervoxel segmentation layer path")
-    add.add_argument("--layer", action="append", default=[], metavar="NAME=URL", help="an extra layer")
+    add.add_argument("--segmentation", required=True,
+                     help="the supervoxel segmentation (the graph is built from it), e.g. gs://bucket/seg")
+    add.add_argument("--image", help="image layer path, e.g. gs://bucket/em (optional)")
+    add.add_argument("--layer", action="append", default=[], metavar="NAME=URL",
+                     help="another layer, served as stored (a ground truth, bodies, a second channel)")
+    add.add_argument("--supervoxel-layer", action="append", default=[], metavar="NAME=URL",
+                     help="another layout of the same supervoxels (e.g. a sharded copy), served through the graph")
+    add.add_argument("--vocabulary", choices=["mouse-cortex", "fly"],
+                     help="the cell-type vocabulary its tags start from (default: mouse-cortex)")
     add.add_argument("--description", default="")
     add.add_argument("--license", default="")
     add.add_argument("--citation", default="", help="citation or DOI to show with the data")
     add.add_argument("--private", action="store_true",
                      help="only users granted a role see it (`axonlink grant NAME DATASET viewer`)")
     add.set_defaults(handler=cmd_add_dataset)
+
+    remove = sub.add_parser(
+        "remove-dataset", parents=[common], help="remove a dataset with its graph, history, tags and anchors",
+        description="Remove a registered dataset and everything axonlink keeps about it (graph, edit history, "
+        "cell-type tags, link anchors, grants); its files are not touched. Asks for the name unless --yes.")
+    remove.add_argument("name")
+    remove.add_argument("--yes", action="store_true", help="do not ask")
+    remove.set_defaults(handler=cmd_remove_dataset)
 
     graph = sub.add_parser(
         "ingest-graph", parents=[common], help="build a dataset's supervoxel graph from its segmentation",
@@ -175,24 +189,52 @@ def _datasets(settings):
     return Datasets(settings.database_url)
 
 
+def _named_urls(items, flag: str) -> dict[str, str]:
+    found = {}
+    for item in items:
+        name, eq, url = item.partition("=")
+        if not eq:
+            raise UserError(f"{flag} wants NAME=URL, got {item!r}")
+        found[name] = url
+    return found
+
+
 def cmd_add_dataset(args, settings):
     from segmentation.datasets import DatasetError
 
-    extra = {}
-    for item in args.layer:
-        name, eq, url = item.partition("=")
-        if not eq:
-            raise UserError(f"--layer wants NAME=URL, got {item!r}")
-        extra[name] = url
     try:
         dataset = _datasets(settings).add(
-            args.name, image=args.image, segmentation=args.segmentation, extra_layers=extra,
+            args.name, image=args.image, segmentation=args.segmentation,
+            extra_layers=_named_urls(args.layer, "--layer"),
+            supervoxel_layers=_named_urls(args.supervoxel_layer, "--supervoxel-layer"),
             description=args.description, license=args.license, citation=args.citation,
-            public=not args.private,
+            public=not args.private, vocabulary=args.vocabulary,
         )
-    except DatasetError as error:
+    except (DatasetError, ValueError) as error:
         raise UserError(str(error)) from None
     print(json.dumps(dataset.to_json(), indent=2))
+
+
+def cmd_remove_dataset(args, settings):
+    from segmentation.datasets import DatasetNotFound
+
+    registry = _datasets(settings)
+    try:
+        dataset = registry.get(args.name)
+    except DatasetNotFound as error:
+        raise UserError(str(error)) from None
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"removing {args.name!r} cannot be undone: confirm with --yes")
+        answer = input(f"Remove dataset {args.name!r} with its graph, edit history, tags and link anchors "
+                       f"(its files at {', '.join(layer.url for layer in dataset.layers)} stay)? "
+                       f"Type the name to confirm: ")
+        if answer.strip() != args.name:
+            raise UserError("not removed")
+    from .cli_access import _actor
+
+    removed = registry.remove(args.name, **_actor())
+    print(json.dumps({"removed": args.name, **removed}))
 
 
 def load_pairs(path: str):
@@ -226,8 +268,13 @@ def cmd_ingest_graph(args, settings):
 
 def _vocabulary(settings, dataset):
     from segmentation.celltypes.vocabulary import Vocabulary
+    from segmentation.datasets import DatasetNotFound
 
-    return Vocabulary.for_dataset(settings.home, dataset)
+    try:
+        base = _datasets(settings).get(dataset).vocabulary
+    except DatasetNotFound:
+        base = None
+    return Vocabulary.for_dataset(settings.home, dataset, base=base)
 
 
 def cmd_tags_import(args, settings):
@@ -258,6 +305,11 @@ def cmd_tags_import(args, settings):
     print(f"added {added} tag(s); rejected {len(rejected)} row(s)")
     for number, reason in sorted(rejected):
         print(f"  row {number}: {reason}")
+    unknown = sorted({reason.split("'")[1] for _, reason in rejected if reason.startswith("unknown cell type '")})
+    if unknown:
+        from segmentation.celltypes.vocabulary import how_to_add
+
+        print(how_to_add(unknown[0], args.dataset).replace(f"to add {unknown[0]!r}", "to add a cell type"))
     return 1 if rejected and not added else 0
 
 
@@ -326,7 +378,7 @@ def ensure_demo(settings, progress: bool = True):
             DEMO_NAME,
             image=str(path / "image"),
             segmentation=str(path / "segmentation"),
-            extra_layers={"segmentation_sharded": str(path / "segmentation_sharded")},
+            supervoxel_layers={"segmentation_sharded": str(path / "segmentation_sharded")},
             **DEMO_METADATA,
         )
     truth = json.loads((path / "ground_truth.json").read_text())
@@ -346,7 +398,8 @@ def _tag_demo(settings, dataset, truth) -> None:
     tags = CellTags.open(settings.database_url)
     if tags.of_dataset(DEMO_NAME, include_retracted=True):
         return
-    tags.add_many(dataset, demo_tag_rows(truth, dataset), "demo", Vocabulary.for_dataset(settings.home, DEMO_NAME))
+    tags.add_many(dataset, demo_tag_rows(truth, dataset), "demo",
+                  Vocabulary.for_dataset(settings.home, DEMO_NAME, base=dataset.vocabulary))
 
 
 DEMO_PROOFREADER = "proofreader"

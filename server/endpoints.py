@@ -112,6 +112,7 @@ VIEWER = {
     "viewer_config": route("GET", "/viewer-config.js", "Script run before the client: default state, URL set-up.",
                            personal=True),
     "client_file": route("GET", "/static/neuroglancer/<path:filename>", "Files of the bundled Neuroglancer client."),
+    "favicon": route("GET", "/favicon.ico", "No icon: 204, so that browsers and tools asking anyway get no 404."),
     "viewer_events": route("GET", "/events/<token>", "The client's event stream: 204, no states are pushed "
                                                       "(the bundled page never asks)."),
     "viewer_state": route("POST", "/state/<token>", "The client reports its state (accepted, not stored).",

@@ -22,7 +22,7 @@ from ..datasets import Dataset
 from ..db import engine_for
 from ..graph import Graph
 from ..graph.points import OnBackground, PointOutsideVolume, supervoxel_at_voxel
-from ..models import MAX_ROW_ID, CellTagRow, CellTagStateRow, DatasetRow
+from ..models import MAX_ROW_ID, CellTagPurgeRow, CellTagRow, CellTagStateRow, DatasetRow
 from .vocabulary import UnknownTerm, Vocabulary
 
 NOT_RETRACTED = math.inf
@@ -32,9 +32,10 @@ _DERIVED_PER_KIND = 16  # e.g. neuron groupings of 16 moments (graph states)
 class TagError(ValueError):
     """A tag that cannot be made or changed (bad term, outside the volume, background …): a 4xx."""
 
-    def __init__(self, message: str, suggestions=()):
+    def __init__(self, message: str, suggestions=(), unknown_term: str | None = None):
         super().__init__(message)
         self.suggestions = list(suggestions)
+        self.unknown_term = unknown_term  # set when the vocabulary does not know the term
 
 
 class TagNotFound(LookupError):
@@ -136,6 +137,20 @@ class TagIndex:
                 self._retractions.append((row["id"], _utc(row["retracted_at"]).timestamp(), row["retracted_by"]))
             self.seq = max(self.seq, int(row["change_seq"]))
 
+    def drop_dataset(self, name: str) -> None:
+        """Forget every tag of a removed dataset (its rows were deleted with a purge)."""
+        code = self.datasets.codes.get(name)
+        if code is None:
+            return
+        self.columns()
+        keep = self.dataset != code
+        dropped = set(self.ids[~keep].tolist())
+        for column in ("ids", "dataset", "sv", "term", "user", "created", "retracted", "xyz", "confidence"):
+            setattr(self, column, getattr(self, column)[keep])
+        self.notes = [note for note, kept in zip(self.notes, keep.tolist()) if kept]
+        self.retracted_by = {k: v for k, v in self.retracted_by.items() if k not in dropped}
+        self._derived = {}
+
     def columns(self) -> "TagIndex":
         """Fold pending rows into the columns (cheap when nothing is pending)."""
         if self._rows:
@@ -217,6 +232,26 @@ class TagIndex:
         )
 
 
+def next_change(connection) -> int:
+    """Take the tag write lock (row lock / SQLite writer) and hand out the next change number."""
+    state = CellTagStateRow.__table__
+    updated = connection.execute(
+        sa.update(state).where(state.c.id == 1).values(last_seq=state.c.last_seq + 1)
+    ).rowcount
+    if not updated:
+        connection.execute(sa.insert(state).values(id=1, last_seq=1))
+        return 1
+    return int(connection.scalar(sa.select(state.c.last_seq).where(state.c.id == 1)))
+
+
+def purge_dataset(connection, dataset_id: int, name: str) -> int:
+    """Delete a removed dataset's tags under the next change number, recorded so that every
+    process drops them from its index; returns how many were deleted."""
+    seq = next_change(connection)
+    connection.execute(sa.insert(CellTagPurgeRow).values(change_seq=seq, dataset=name))
+    return connection.execute(sa.delete(CellTagRow).where(CellTagRow.dataset_id == dataset_id)).rowcount
+
+
 class CellTags:
     """The tags of one database (all datasets), kept in step across processes."""
 
@@ -250,6 +285,13 @@ class CellTags:
             return self.index.columns()
 
     def _catch_up(self, connection) -> None:
+        purges = connection.execute(
+            sa.select(CellTagPurgeRow.change_seq, CellTagPurgeRow.dataset)
+            .where(CellTagPurgeRow.change_seq > self.index.seq).order_by(CellTagPurgeRow.change_seq)
+        ).all()
+        for seq, dataset in purges:  # rows of a dataset of that name added later have higher numbers
+            self.index.drop_dataset(dataset)
+            self.index.seq = max(self.index.seq, int(seq))
         table = CellTagRow.__table__
         rows = connection.execute(
             sa.select(table, DatasetRow.name.label("dataset"))
@@ -260,15 +302,7 @@ class CellTags:
         self.index.add_rows(rows)
 
     def _next_seq(self, connection) -> int:
-        """Take the tag write lock (row lock / SQLite writer) and hand out the next change number."""
-        state = CellTagStateRow.__table__
-        updated = connection.execute(
-            sa.update(state).where(state.c.id == 1).values(last_seq=state.c.last_seq + 1)
-        ).rowcount
-        if not updated:
-            connection.execute(sa.insert(state).values(id=1, last_seq=1))
-            return 1
-        return int(connection.scalar(sa.select(state.c.last_seq).where(state.c.id == 1)))
+        return next_change(connection)
 
     # ---- writes -------------------------------------------------------------
     def add(self, dataset: Dataset, voxel, term: str, user: str, vocabulary: Vocabulary, note: str = "",
@@ -326,7 +360,7 @@ class CellTags:
         try:
             term = vocabulary.resolve(str(row.get("term") or ""))
         except UnknownTerm as error:
-            raise TagError(str(error), error.suggestions) from None
+            raise TagError(str(error), error.suggestions, unknown_term=error.term) from None
         confidence = row.get("confidence")
         if confidence is not None:
             try:

@@ -34,6 +34,9 @@ from typing import Any, Iterable
 __all__ = ["Term", "UnknownTerm", "Vocabulary"]
 
 DEFAULT_RESOURCE = "default_vocabulary.json"
+# The vocabularies a dataset may start from (``add-dataset --vocabulary NAME``); None: the default.
+BASES = {"mouse-cortex": DEFAULT_RESOURCE, "fly": "fly_vocabulary.json"}
+DEFAULT_BASE = "mouse-cortex"
 MAX_SUGGESTIONS = 5
 _FIELDS = ("name", "parent", "synonyms", "description")
 _TOP_LEVEL_KEYS = ("allow_free_terms", "terms")
@@ -41,6 +44,14 @@ _TOP_LEVEL_KEYS = ("allow_free_terms", "terms")
 # module stays free of the database; it also keeps dataset names from escaping <home>.
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _SIMILARITY_CUTOFF = 0.6
+
+
+def how_to_add(term: str, dataset: str | None) -> str:
+    """The exact way to make ``term`` known (what an unknown-term refusal tells the user)."""
+    where = f"<home>/vocabularies/{dataset}.json" if dataset else "<home>/vocabulary.json"
+    entry = json.dumps({"terms": [{"name": term, "parent": "<a known term, or null>", "synonyms": []}]})
+    return (f"to add {term!r}, an admin of this server writes {entry} into {where} "
+            "(read again within seconds; the format is in docs/vocabulary.md)")
 
 
 class UnknownTerm(ValueError):
@@ -248,15 +259,26 @@ class Vocabulary:
         return _default_vocabulary()
 
     @classmethod
-    def for_dataset(cls, home: str | os.PathLike, dataset: str | None = None) -> "Vocabulary":
+    def base(cls, name: str | None) -> "Vocabulary":
+        """One of the shipped vocabularies by name (``BASES``; None or "default": mouse cortex)."""
+        if name in (None, "default"):
+            name = DEFAULT_BASE
+        if name not in BASES:
+            raise ValueError(f"no vocabulary named {name!r}; axonlink ships {', '.join(sorted(BASES))}")
+        return _shipped(BASES[name])
+
+    @classmethod
+    def for_dataset(cls, home: str | os.PathLike, dataset: str | None = None,
+                    base: str | None = None) -> "Vocabulary":
         """The vocabulary a dataset's tags are checked against.
 
-        The default, extended or overridden by ``<home>/vocabulary.json`` (for the whole
-        installation) and then by ``<home>/vocabularies/<dataset>.json`` (a user's own
-        terms for one dataset). Either file may be missing; both may refer to terms
-        defined before them (e.g. a new term whose parent is "pyramidal").
+        The dataset's ``base`` (a shipped vocabulary, e.g. "fly"; None: mouse cortex), extended
+        or overridden by ``<home>/vocabulary.json`` (for the whole installation) and then by
+        ``<home>/vocabularies/<dataset>.json`` (a user's own terms for one dataset). Either file
+        may be missing; both may refer to terms defined before them (e.g. a new term whose
+        parent is "pyramidal").
         """
-        vocabulary = cls.default()
+        vocabulary = cls.base(base)
         paths = [os.path.join(home, "vocabulary.json")]
         if dataset is not None:
             if not isinstance(dataset, str) or not _DATASET_NAME.match(dataset):
@@ -433,7 +455,11 @@ def _read_json(path: str | os.PathLike) -> Any:
         raise ValueError(f"{os.fspath(path)}: not valid JSON: {error}") from None
 
 
-@functools.lru_cache(maxsize=1)
 def _default_vocabulary() -> Vocabulary:
-    text = resources.files(__package__).joinpath(DEFAULT_RESOURCE).read_text(encoding="utf-8")
-    return Vocabulary._from_data(json.loads(text), DEFAULT_RESOURCE)
+    return _shipped(DEFAULT_RESOURCE)
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped(resource: str) -> Vocabulary:
+    text = resources.files(__package__).joinpath(resource).read_text(encoding="utf-8")
+    return Vocabulary._from_data(json.loads(text), resource)

@@ -115,6 +115,7 @@ class Graph:
         return graph
 
     def __init__(self, database_url: str, dataset: str):
+        self.database_url = database_url
         self.engine = engine_for(database_url)
         self.dataset = dataset
         self._lock = threading.RLock()
@@ -188,9 +189,17 @@ class Graph:
         if getattr(self._caught_up, "depth", 0):
             self._caught_up.done = True
         with self.engine.connect() as connection:
-            last = connection.scalar(
-                sa.select(GraphStateRow.last_seq).where(GraphStateRow.dataset_id == self.dataset_id)
-            )
+            found = connection.execute(
+                sa.select(GraphStateRow.last_seq, GraphStateRow.created_at)
+                .where(GraphStateRow.dataset_id == self.dataset_id)
+            ).first()
+            if found is None or _utc(found[1]) != self.created_at:
+                with Graph._open_lock:  # the next find() loads what is there now
+                    if Graph._open.get((self.database_url, self.dataset)) is self:
+                        del Graph._open[(self.database_url, self.dataset)]
+                raise GraphNotIngested(f"the graph of dataset {self.dataset!r} was removed or replaced; "
+                                       "ask again")
+            last = found[0]
             if last != self.index.seq:
                 with self._lock:
                     self._catch_up(connection)

@@ -1,7 +1,7 @@
 """One blueprint per area; routes come from :mod:`server.endpoints`."""
 from flask import current_app
 
-from segmentation.datasets import Datasets
+from segmentation.datasets import GRAPH_LAYER, Datasets
 
 
 def datasets_registry() -> Datasets:
@@ -15,7 +15,10 @@ def dataset_json(dataset) -> dict:
 
     from .. import auth, hosts
 
-    return dataset.to_json(served_at=hosts.base_url(), storage=at_least(auth.role(dataset.name), "admin"))
+    answer = dataset.to_json(served_at=hosts.base_url(), storage=at_least(auth.role(dataset.name), "admin"))
+    if has_graph(dataset.name):
+        answer["graph_layer"] = GRAPH_LAYER  # the layer the graph is built from; served as root ids
+    return answer
 
 
 def has_graph(dataset: str) -> bool:

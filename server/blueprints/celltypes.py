@@ -12,7 +12,7 @@ from segmentation.celltypes.properties import segment_properties
 from segmentation.celltypes.query import QueryError, parse
 from segmentation.celltypes.search import search
 from segmentation.celltypes.tags import CellTags, TagError, TagNotFound
-from segmentation.celltypes.vocabulary import UnknownTerm, Vocabulary
+from segmentation.celltypes.vocabulary import UnknownTerm, Vocabulary, how_to_add
 from segmentation.datasets import DatasetNotFound
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
@@ -40,6 +40,9 @@ def _refused_with_suggestions(error):
     body = response.get_json()
     if getattr(error, "suggestions", None):
         body["suggestions"] = list(error.suggestions)
+    term = getattr(error, "unknown_term", None) or getattr(error, "term", None)
+    if term:
+        body["how_to_add"] = how_to_add(term, (request.view_args or {}).get("dataset") or request.args.get("dataset"))
     response.set_data(json.dumps(body))
     return response
 
@@ -55,12 +58,16 @@ def cell_tags() -> CellTags:
 
 
 def vocabulary_of(dataset: str | None) -> Vocabulary:
-    """The dataset's vocabulary (default + the user's files under the home), re-read every few seconds."""
+    """The dataset's vocabulary (its base + the user's files under the home), re-read every few seconds."""
     cache = current_app.extensions.setdefault("axonlink.vocabularies", {})
     found = cache.get(dataset)
     if found is None or time.monotonic() - found[0] > _VOCABULARY_SECONDS:
-        found = cache[dataset] = (time.monotonic(),
-                                  Vocabulary.for_dataset(current_app.config["AXONLINK_SETTINGS"].home, dataset))
+        try:
+            base = datasets_registry().get(dataset).vocabulary if dataset else None
+        except DatasetNotFound:
+            base = None
+        found = cache[dataset] = (time.monotonic(), Vocabulary.for_dataset(
+            current_app.config["AXONLINK_SETTINGS"].home, dataset, base=base))
     return found[1]
 
 

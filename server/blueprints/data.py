@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.http import parse_range_header
 
 from segmentation.datasets import DatasetNotFound
-from segmentation.graph import GraphError
+from segmentation.graph import GraphError, GraphNotIngested
 from segmentation.graph import meshes
 from segmentation.live import live_segmentation
 from segmentation.storage import InvalidKey, validate_key
@@ -65,9 +65,12 @@ def layer_file(dataset_ref: str, layer: str, key: str):
     except DatasetNotFound as error:
         return json_error(404, str(error))
     database_url = current_app.config["AXONLINK_SETTINGS"].database_url
-    live = live_segmentation(database_url, name, found, store)
+    live = live_segmentation(database_url, name, found, store) if found.supervoxels else None
     if live is not None:
-        answer = _live_file(live, key, moment, view)
+        try:
+            answer = _live_file(live, key, moment, view)
+        except GraphNotIngested as error:  # removed or replaced a moment ago (by another process)
+            return json_error(503, str(error), **{"Retry-After": "1"})
         if answer is not None:
             return answer
         if keys.under_scale(key):  # chunk files of a live layer exist only through the live view

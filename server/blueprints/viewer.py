@@ -170,6 +170,10 @@ def viewer_events(token: str):
     return Response(status=204, headers={"Cache-Control": "no-store"})
 
 
+def favicon():
+    return Response(status=204, headers={"Cache-Control": "public, max-age=86400"})
+
+
 def viewer_state(token: str):
     message = json_body(required=False)
     if not isinstance(message, dict) or "g" not in message or "c" not in message:
@@ -193,6 +197,7 @@ endpoints.register(
         "viewer_page": viewer_page,
         "viewer_config": viewer_config,
         "client_file": client_file,
+        "favicon": favicon,
         "viewer_events": viewer_events,
         "viewer_state": viewer_state,
         "viewer_action": viewer_action,
