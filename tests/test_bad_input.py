@@ -58,7 +58,7 @@ def test_markup_in_titles_and_notes_is_stored_as_text_and_escaped_on_pages(cg_se
     from segmentation.datasets import Datasets
 
     Datasets(cg_server.database_url).add("evil", image=Datasets(cg_server.database_url).get("cg").layer("image").url,
-                                         segmentation=Datasets(cg_server.database_url).get("cg").layer("image").url,
+                                         segmentation=Datasets(cg_server.database_url).get("cg").layer("segmentation").url,
                                          description=evil, citation=evil)
     status, page = call(f"{cg_server.url}/datasets", token=cg_server.token)
     assert status == 200 and b"<script>alert" not in page and b"&lt;script&gt;" in page

@@ -325,17 +325,20 @@ def test_json_nested_100000_deep_is_a_400_on_every_state_route(site):
 
 
 # ---- the migration ---------------------------------------------------------------------------
-def test_migration_ties_states_stored_before_it(settings, small_volumes):
+def test_migration_ties_states_stored_before_it(settings):
     """States stored by 0006 (sequential ids, no ties): 0007 ties them to every dataset they name, on any host."""
     from segmentation import db
     from segmentation.access import Accounts
-    from segmentation.datasets import Datasets
     from state_links.codec import encode
 
     db.upgrade(settings.database_url, "0006")
-    datasets = Datasets(settings.database_url)
-    for name, public in (("cg", True), ("secret", False), ("other", False)):
-        datasets.add(name, image=small_volumes["image"], segmentation=small_volumes["segmentation"], public=public)
+    engine = db.engine_for(settings.database_url)
+    with engine.begin() as connection:  # rows as 0006 knew them (today's model has later columns)
+        for name, public in (("cg", True), ("secret", False), ("other", False)):
+            connection.execute(sa.text(
+                "INSERT INTO datasets (name, description, license, citation, voxel_resolution, volume_size, "
+                "voxel_offset, created_at, public) VALUES (:name, '', '', '', '[8, 8, 40]', '[64, 48, 20]', "
+                "'[0, 0, 0]', '2026-01-01 00:00:00', :public)"), {"name": name, "public": public})
     old = {
         1: {"layers": [{"type": "image", "source": "precomputed://http://old-name.example:9000/data/secret/image"}]},
         2: {"layers": [{"type": "segmentation", "name": "cells", "source": "http://localhost:8080/data/cg/seg|zarr2:"},
@@ -344,7 +347,6 @@ def test_migration_ties_states_stored_before_it(settings, small_volumes):
         4: {"layers": [], "see": "http://127.0.0.1:8080/s/aaaaaa1"},  # names state 1 by its short id
         5: {"layers": []},  # tied through its anchor only
     }
-    engine = db.engine_for(settings.database_url)
     with engine.begin() as connection:
         for state_id, state in old.items():
             raw = json.dumps(state).encode()
