@@ -89,6 +89,41 @@ def _table_positions(words: np.ndarray, shape, block_size, dtype=np.uint64, key:
     return np.repeat(tables, counts) + 2 * (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
 
 
+def widen(data: bytes, shape, block_size, key: str = "chunk") -> bytes:
+    """The same uint32 chunk laid out for uint64 labels (each table entry a (low, high) word pair).
+
+    Root ids need 64 bits, so a uint32 layer served through the graph is declared uint64
+    and each chunk widened first: tables double in size, packed values are copied as they
+    are, and every header's offsets move by the growth of the tables before them. Work is
+    linear in the chunk's words, never in its voxels.
+    """
+    words = _words(data, key)
+    table_positions = _table_positions(words, shape, block_size, np.uint32, key)
+    blocks, _ = _blocks(shape, block_size, key)
+    headers_end = 1 + 2 * blocks
+    headers = words[1:headers_end].reshape(blocks, 2)
+    is_table = np.zeros(len(words), dtype=bool)
+    is_table[table_positions] = True
+    is_table[:headers_end] = False
+    # each word after the headers moves by the number of table words before it
+    shift = np.concatenate([[0], np.cumsum(is_table)])
+    new_words = np.zeros(len(words) + int(is_table.sum()), dtype="<u4")
+    new_words[:headers_end] = words[:headers_end]
+    body = np.arange(headers_end, len(words))
+    moved = body + shift[body]
+    new_words[moved] = words[body]  # a table entry's low word; its high word stays 0
+    table_starts = (headers[:, 0] & 0xFFFFFF).astype(np.int64) + 1
+    value_starts = headers[:, 1].astype(np.int64) + 1
+    new_tables = table_starts + shift[table_starts] - 1
+    new_values = value_starts + shift[value_starts] - 1
+    if len(new_tables) and int(new_tables.max()) >= 1 << 24:
+        raise CorruptStoredData(key, "compressed_segmentation chunk too large to widen to 64-bit labels")
+    new_headers = new_words[1:headers_end].reshape(blocks, 2)
+    new_headers[:, 0] = (headers[:, 0] & 0xFF000000) | new_tables.astype(np.uint32)
+    new_headers[:, 1] = new_values.astype(np.uint32)
+    return new_words.tobytes()
+
+
 def _words(data: bytes, key: str) -> np.ndarray:
     if len(data) % 4:
         raise CorruptStoredData(key, f"compressed_segmentation chunk of {len(data)} bytes is not whole words")

@@ -2,9 +2,11 @@
 
 For a dataset with a graph, its segmentation layers are served through
 :class:`LiveSegmentation`: one data path per chunk — read the supervoxel chunk,
-map each supervoxel to its root, answer. compressed_segmentation chunks only
-get their lookup tables rewritten; raw chunks are decoded, remapped with
-fastremap and re-encoded. The view is always unsharded (a shard's byte ranges
+map each supervoxel to its root, answer. Every view declares uint64 labels
+whatever the stored type (uint8/16/32/64): root ids need 64 bits.
+compressed_segmentation chunks only get their lookup tables rewritten (uint32
+tables widened to 64 bits first); raw chunks are decoded, remapped with
+fastremap and re-encoded as uint64. The view is always unsharded (a shard's byte ranges
 cannot be remapped in place), so the info drops ``sharding`` and chunks of
 sharded layers are read out of their shards by :class:`~segmentation.shards.ShardReader`.
 The same chunks with PyChunkedGraph supervoxel ids (layer 1) make the supervoxel
@@ -59,7 +61,10 @@ class LiveSegmentation:
 
     # ---- what the data route asks --------------------------------------------
     def info(self) -> dict:
+        """The stored info as every view of it is served: uint64 labels (root ids need 64 bits,
+        whatever the stored type), unsharded scales."""
         info = copy.deepcopy(self.stored_info)
+        info["data_type"] = "uint64"
         for scale in info["scales"]:
             scale.pop("sharding", None)
         return info
@@ -154,6 +159,8 @@ class LiveSegmentation:
         encoding = scale["encoding"]
         block_size = scale.get("compressed_segmentation_block_size")
         if encoding == "compressed_segmentation":
+            if dtype == np.uint32:  # root ids need 64 bits: the view is uint64, the chunk is widened
+                data, dtype = compressed_segmentation.widen(data, shape, block_size, key), np.dtype(np.uint64)
             labels = compressed_segmentation.table_labels(data, shape, block_size, dtype, key)
             unique = fastremap.unique(labels)
             unique = unique[unique != 0]

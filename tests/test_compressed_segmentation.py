@@ -91,6 +91,31 @@ def test_uint32_tables_remap_in_place(seed, shape, block):
         cseg.remap(encoded, shape, block, present[:1], np.array([2 ** 40], dtype=np.uint64), np.uint32)
 
 
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), shape=st.tuples(st.integers(1, 30), st.integers(1, 30), st.integers(1, 12)),
+       labels=st.integers(1, 300), block=st.sampled_from(BLOCKS))
+def test_widened_uint32_chunk_decodes_as_the_same_uint64_labels(seed, shape, labels, block):
+    """A uint32 chunk served as uint64 (root ids need 64 bits) holds the same labels, then takes 64-bit ones."""
+    values = _chunk(seed, shape, labels, np.uint32)
+    values[values != 0] += np.uint32(2 ** 32 - 400)  # near the top of the type
+    encoded = chunks.encode(values, "compressed_segmentation", block_size=block)
+    wide = cseg.widen(encoded, shape, block)
+    decoded = chunks.decode(wide, "compressed_segmentation", shape=shape + (1,), dtype=np.uint64, block_size=block)
+    assert np.array_equal(decoded, values.astype(np.uint64))
+    present = np.unique(values)
+    roots = (np.uint64(10 << 56) + np.arange(len(present), dtype=np.uint64))
+    remapped = cseg.remap(wide, shape, block, present.astype(np.uint64), roots, np.uint64)
+    decoded = chunks.decode(remapped, "compressed_segmentation", shape=shape + (1,), dtype=np.uint64, block_size=block)
+    assert np.array_equal(decoded, roots[np.searchsorted(present, values)])
+
+
+def test_widening_a_corrupt_chunk_is_corrupt_stored_data():
+    encoded = _words(np.full(SHAPE + (1,), 7, dtype=np.uint32), BLOCK, np.uint32)
+    encoded[1] = 0xFFFFFF  # the first table offset far past the end
+    with pytest.raises(CorruptStoredData):
+        cseg.widen(encoded.tobytes(), SHAPE, BLOCK)
+
+
 def _words(values, block, dtype=np.uint64):
     return np.frombuffer(chunks.encode(values, "compressed_segmentation", block_size=block), dtype="<u4").copy()
 

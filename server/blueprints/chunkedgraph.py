@@ -150,6 +150,7 @@ def cg_info(table):
     scale = info["scales"][0]
     size = scale["size"]
     info.update({
+        "data_type": "uint64",  # supervoxel and root ids have 64 bits, whatever the stored labels have
         # a plain URL (the client reads chunks and meshes under it, never its info)
         "data_dir": f"{base}/data/{table}@supervoxels/segmentation",
         "segment_properties": "segment_properties",  # relative to this info's URL

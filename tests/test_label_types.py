@@ -1,0 +1,151 @@
+"""Every label type labs store, served through the graph: uint8/16/32/64 × raw/compressed_segmentation
+× sharded/unsharded × an odd and a wide chunk shape.
+
+Each combination is written with CloudVolume's own encoders (labels near the top of the type, so a
+view that kept the stored width would clip them), gets a graph, and every view that can carry root
+ids (now, ``@time``, ``@supervoxels``) must declare ``uint64`` and read back, with CloudVolume and with
+tensorstore, as exactly the expected labels; before and after a merge.
+"""
+from __future__ import annotations
+
+import datetime
+import itertools
+import json
+import urllib.request
+
+import numpy as np
+import pytest
+import tinybrain
+from cloudvolume import CloudVolume
+
+from layers import sharding, write_layer
+from segmentation.config import Settings, sqlite_url
+from segmentation.graph import Graph
+from segmentation.graph.ids import supervoxel_ids
+
+SHAPE = (37, 29, 11)
+CHUNKS = {"odd": dict(chunk=(17, 13, 7), offset=(5, 3, 2)), "wide": dict(chunk=(64, 64, 4), offset=(0, 0, 0))}
+TOP = {"uint8": 0, "uint16": 65000, "uint32": 2 ** 32 - 100, "uint64": 2 ** 56 - 100}  # labels are TOP + 1..15
+ENCODINGS = {"uint8": ["raw"], "uint16": ["raw"], "uint32": ["raw", "compressed_segmentation"],
+             "uint64": ["raw", "compressed_segmentation"]}
+COMBOS = [f"{dtype}-{encoding[:4]}-{'shd' if sharded else 'uns'}-{chunk}"
+          for dtype in TOP for encoding in ENCODINGS[dtype] for sharded in (False, True) for chunk in CHUNKS]
+
+
+def combo(name: str) -> tuple[str, str, bool, str]:
+    dtype, encoding, sharded, chunk = name.split("-")
+    return dtype, "raw" if encoding == "raw" else "compressed_segmentation", sharded == "shd", chunk
+
+
+def labels_of(dtype: str) -> np.ndarray:
+    """15 slabs (5 along x, 3 along y) labelled TOP + 1 … TOP + 15, background above z = 9."""
+    x, y, _ = np.indices(SHAPE)
+    index = 1 + np.minimum(x // 8, 4) + 5 * np.minimum(y // 10, 2)
+    labels = (np.uint64(TOP[dtype]) + index.astype(np.uint64)).astype(dtype)
+    labels[:, :, 9:] = 0
+    return labels
+
+
+def agglomeration(dtype: str) -> list[list[int]]:
+    top = TOP[dtype]
+    return [[top + 1, top + 2], [top + 6, top + 7]]  # neighbours along x
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    from segmentation.datasets import Datasets
+    from segmentation.graph import ingest_dataset
+    from server import create_app
+    from server.runner import BackgroundServer
+
+    root = tmp_path_factory.mktemp("label-types")
+    settings = Settings.load(home=root / "home", database_url=sqlite_url(root / "axonlink.sqlite"))
+    app = create_app(settings)
+    levels = {}
+    for name in COMBOS:
+        dtype, encoding, sharded, chunk = combo(name)
+        labels = labels_of(dtype)
+        levels[name] = [labels, *tinybrain.downsample_segmentation(labels, (2, 2, 1), num_mips=1)]
+        url = write_layer(root / name, levels[name], encoding=encoding, block_size=(8, 8, 4),
+                          shard=sharding() if sharded else None, **CHUNKS[chunk])
+        Datasets(settings.database_url).add(name.replace("-", "_"), segmentation=url)
+        ingest_dataset(settings.database_url, name.replace("-", "_"), agglomeration=agglomeration(dtype),
+                       progress=False)
+    with BackgroundServer(app) as server:
+        server.settings, server.levels = settings, levels
+        yield server
+
+
+def as_roots(labels: np.ndarray, graph: Graph) -> np.ndarray:
+    plain = np.unique(labels)
+    plain = plain[plain != 0].astype(np.uint64)
+    lookup = np.zeros(len(plain) + 1, dtype=np.uint64)
+    lookup[1:] = graph.roots(supervoxel_ids(plain).tolist())
+    where = np.searchsorted(plain, labels.astype(np.uint64))
+    return np.where(labels == 0, np.uint64(0), lookup[np.minimum(where, len(plain) - 1) + 1])
+
+
+def read_cloudvolume(site, ref: str, mip: int) -> np.ndarray:
+    volume = CloudVolume(f"{site.url}/data/{ref}/segmentation", mip=mip, progress=False, cache=False)
+    assert volume.dtype == np.uint64
+    return np.asarray(volume[volume.bounds])[..., 0]
+
+
+def read_tensorstore(site, ref: str) -> np.ndarray:
+    ts = pytest.importorskip("tensorstore")
+    store = ts.open({"driver": "neuroglancer_precomputed", "kvstore": f"{site.url}/data/{ref}/segmentation/",
+                     "context": {"cache_pool": {"total_bytes_limit": 0}}}, read=True).result()
+    assert store.dtype.numpy_dtype == np.uint64
+    return np.asarray(store.read().result())[..., 0]
+
+
+def info_of(site, ref: str) -> dict:
+    with urllib.request.urlopen(f"{site.url}/data/{ref}/segmentation/info") as response:
+        return json.load(response)
+
+
+@pytest.mark.parametrize("name", COMBOS)
+def test_every_view_is_uint64_and_reads_back_before_and_after_an_edit(site, name):
+    dataset = name.replace("-", "_")
+    dtype, _, _, _ = combo(name)
+    graph = Graph.open(site.settings.database_url, dataset)
+    levels = site.levels[name]
+    moment = datetime.datetime.now(datetime.timezone.utc)
+    then = f"{dataset}@{moment.timestamp():.6f}"
+    for ref in (dataset, f"{dataset}@supervoxels", then):
+        info = info_of(site, ref)
+        assert info["data_type"] == "uint64" and all("sharding" not in s for s in info["scales"])
+    before = [as_roots(level, graph) for level in levels]
+    assert len(np.unique(before[0])) == 1 + 15 - 2  # two pairs joined
+    for mip in (0, 1):
+        assert np.array_equal(read_cloudvolume(site, dataset, mip), before[mip])
+        assert np.array_equal(read_cloudvolume(site, f"{dataset}@supervoxels", mip),
+                              supervoxel_ids(levels[mip].astype(np.uint64)))
+    assert np.array_equal(read_tensorstore(site, dataset), before[0])
+    assert np.array_equal(read_tensorstore(site, f"{dataset}@supervoxels"),
+                          supervoxel_ids(levels[0].astype(np.uint64)))
+
+    top = TOP[dtype]
+    graph.merge(int(supervoxel_ids(np.uint64(top + 2))), int(supervoxel_ids(np.uint64(top + 3))), user="t")
+    after = [as_roots(level, graph) for level in levels]
+    assert len(np.unique(after[0])) == len(np.unique(before[0])) - 1
+    for mip in (0, 1):
+        assert np.array_equal(read_cloudvolume(site, dataset, mip), after[mip])
+        assert np.array_equal(read_cloudvolume(site, then, mip), before[mip])
+    assert np.array_equal(read_tensorstore(site, dataset), after[0])
+    assert np.array_equal(read_tensorstore(site, then), before[0])
+
+
+def test_the_chunkedgraph_info_declares_uint64(site):
+    for name in ("uint16-raw-uns-odd", "uint32-comp-shd-odd"):
+        with urllib.request.urlopen(f"{site.url}/segmentation/table/{name.replace('-', '_')}/info") as answer:
+            info = json.load(answer)
+        assert info["data_type"] == "uint64"
+        assert info_of(site, f"{name.replace('-', '_')}@supervoxels")["data_type"] == "uint64"
+
+
+def test_combos_cover_every_type_encoding_sharding_and_chunk_shape():
+    seen = {combo(name) for name in COMBOS}
+    assert {c[0] for c in seen} == set(TOP) and {c[2] for c in seen} == {False, True}
+    assert ("uint32", "compressed_segmentation", True, "odd") in seen
+    assert len(seen) == len(list(itertools.chain.from_iterable(ENCODINGS.values()))) * 2 * len(CHUNKS)
