@@ -48,9 +48,10 @@ GRAPH_LAYER = "segmentation"  # the layer a dataset's graph is built from (segme
 def default_state(dataset, base_url: str, graphene: bool = False) -> dict:
     """The state that opens ``dataset`` centred and framed, with its layers.
 
-    Shown: the first image layer and the graph's segmentation; listed but hidden (one click
-    away): further image layers and segmentation layers that are not the graph's (a ground
-    truth, bodies); left out: other layouts of the graph's own supervoxels. ``graphene``: the
+    Shown: the first image layer, segmentation layers that are not the graph's (a ground
+    truth, bodies: served as stored) and, on top of them and selected, the graph's
+    segmentation; listed but hidden (one click away): further image layers; left out: other
+    layouts of the graph's own supervoxels (they would show the same roots twice). ``graphene``: the
     dataset has a graph, so its segmentation is the graphene:// source the stock viewer
     proofreads with (merge and multicut tools bound to shift+M and shift+C).
     """
@@ -59,9 +60,10 @@ def default_state(dataset, base_url: str, graphene: bool = False) -> dict:
     images = [layer for layer in dataset.layers if layer.kind == "image"]
     graph = [layer for layer in dataset.layers if layer.name == GRAPH_LAYER]
     others = [layer for layer in dataset.layers if layer.kind == "segmentation" and not layer.supervoxels]
-    shown = {layer.name for layer in images[:1] + graph}
+    shown = {layer.name for layer in images[:1] + others + graph}
+    order = images + others + graph  # later layers draw on top: the proofread one last
     layers = []
-    for layer in images + graph + others:
+    for layer in order:
         state_of_layer = layer_state(layer, base_url, dataset.name)
         if layer.name not in shown:
             state_of_layer["visible"] = False
@@ -73,7 +75,7 @@ def default_state(dataset, base_url: str, graphene: bool = False) -> dict:
         **framing(dataset),
         "layers": layers,
     }
-    segmentation = next((s for s, layer in zip(layers, images + graph + others) if layer in graph), None)
+    segmentation = next((s for s, layer in zip(layers, order) if layer in graph), None)
     if graphene and segmentation is not None:
         segmentation["source"] = f"graphene://{base_url}/segmentation/table/{dataset.name}"
         segmentation.update(copy.deepcopy(layer_templates()["graphene"]))

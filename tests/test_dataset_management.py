@@ -60,8 +60,9 @@ def test_layers_that_are_not_the_graphs_are_served_as_stored(layered):
         "image": False, "segmentation": True, "copy": True, "truth": False}
     state = json.loads(call(f"{layered.url}/api/v1/datasets/multi/state")[1])
     shown = {layer["name"]: layer.get("visible", True) for layer in state["layers"]}
-    assert shown == {"image": True, "segmentation": True, "truth": False}  # the copy is not listed twice
-    assert state["layers"][1]["source"].startswith("graphene://")
+    assert shown == {"image": True, "segmentation": True, "truth": True}  # the copy is not listed twice
+    assert [layer["name"] for layer in state["layers"]] == ["image", "truth", "segmentation"]  # proofread on top
+    assert state["layers"][2]["source"].startswith("graphene://") and state["selectedLayer"]["layer"] == "segmentation"
 
 
 @SQLITE_ONLY
