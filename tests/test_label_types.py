@@ -149,3 +149,36 @@ def test_combos_cover_every_type_encoding_sharding_and_chunk_shape():
     assert {c[0] for c in seen} == set(TOP) and {c[2] for c in seen} == {False, True}
     assert ("uint32", "compressed_segmentation", True, "odd") in seen
     assert len(seen) == len(list(itertools.chain.from_iterable(ENCODINGS.values()))) * 2 * len(CHUNKS)
+
+
+def voxel_of(index: int, chunk: str) -> np.ndarray:
+    """A voxel (absolute coordinates) inside slab ``index`` (1 … 15) of a ``chunk`` layout's volume."""
+    column, row = (index - 1) % 5, (index - 1) // 5
+    return np.array(CHUNKS[chunk]["offset"]) + [8 * column + 4, 10 * row + 5, 4]
+
+
+@pytest.mark.parametrize("name", ["uint8-raw-uns-wide", "uint16-raw-shd-odd", "uint32-comp-uns-odd",
+                                  "uint32-comp-shd-wide"])
+def test_proofreading_through_caveclient(site, name, tmp_path, monkeypatch):
+    """Merge by points and split by points on labels of every width, as a proofreader's client does."""
+    caveclient = pytest.importorskip("caveclient")
+    from conftest import proofreader_token
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # caveclient writes its caches under ~
+    dataset = name.replace("-", "_")
+    dtype, _, _, chunk = combo(name)
+    resolution = np.array([8, 8, 40])
+    cg = caveclient.CAVEclient(datastack_name=dataset, server_address=site.url, write_server_cache=False,
+                               auth_token=proofreader_token(site.settings.database_url, dataset)).chunkedgraph
+    four, five = (int(supervoxel_ids(np.uint64(TOP[dtype] + i))) for i in (4, 5))
+    assert cg.get_root_id(four) != cg.get_root_id(five)
+    merged = cg.do_merge([four, five], [voxel_of(4, chunk), voxel_of(5, chunk)], resolution=resolution)
+    (root,) = [int(r) for r in merged["new_root_ids"]]
+    assert cg.get_roots([four, five]).tolist() == [root, root]
+    served = read_cloudvolume(site, dataset, 0)
+    graph = Graph.open(site.settings.database_url, dataset)
+    assert np.array_equal(served, as_roots(site.levels[name][0], graph))
+    assert (served == root).sum() == (np.isin(site.levels[name][0], [TOP[dtype] + 4, TOP[dtype] + 5])).sum()
+    _, parts = cg.execute_split([voxel_of(4, chunk) * resolution], [voxel_of(5, chunk) * resolution], root)
+    assert len(parts) == 2 and cg.get_root_id(four) != cg.get_root_id(five)
+    assert np.array_equal(read_tensorstore(site, dataset), as_roots(site.levels[name][0], graph))
