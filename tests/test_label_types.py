@@ -182,3 +182,31 @@ def test_proofreading_through_caveclient(site, name, tmp_path, monkeypatch):
     _, parts = cg.execute_split([voxel_of(4, chunk) * resolution], [voxel_of(5, chunk) * resolution], root)
     assert len(parts) == 2 and cg.get_root_id(four) != cg.get_root_id(five)
     assert np.array_equal(read_tensorstore(site, dataset), as_roots(site.levels[name][0], graph))
+
+
+@pytest.mark.parametrize("name", ["uint16-raw-shd-odd", "uint32-comp-uns-wide", "uint8-raw-uns-odd"])
+def test_links_and_tags_follow_an_edit_on_every_label_type(site, name):
+    """A voxel link and a cell-type tag on narrow labels find their supervoxel, and follow a merge."""
+    from conftest import call, proofreader_token
+
+    dataset = name.replace("-", "_")
+    dtype, _, _, chunk = combo(name)
+    eleven, twelve = (int(supervoxel_ids(np.uint64(TOP[dtype] + i))) for i in (11, 12))
+    token = proofreader_token(site.settings.database_url, dataset)
+    status, body = call(f"{site.url}/api/v1/links/at",
+                        json.dumps({"dataset": dataset, "voxel": voxel_of(11, chunk).tolist()}).encode(), token=token)
+    assert status == 201, body
+    link = json.loads(body)
+    assert link["anchors"][0]["supervoxel_id"] == str(eleven)
+    status, body = call(f"{site.url}/api/v1/datasets/{dataset}/tags",
+                        json.dumps({"position": voxel_of(12, chunk).tolist(), "term": "astrocyte"}).encode(),
+                        token=token)
+    assert status == 201, body
+    graph = Graph.open(site.settings.database_url, dataset)
+    assert json.loads(body)["root_id"] == str(graph.roots([twelve])[0])
+
+    (merged,) = graph.merge(eleven, twelve, user="t").new_root_ids
+    now = json.loads(call(f"{site.url}/api/v1/states/{link['short_id']}/now.json", token=token)[1])
+    assert [layer for layer in now["layers"] if layer["type"] == "segmentation"][0]["segments"] == [str(merged)]
+    tags = json.loads(call(f"{site.url}/api/v1/datasets/{dataset}/tags", token=token)[1])["tags"]
+    assert [tag["root_id"] for tag in tags] == [str(merged)]
