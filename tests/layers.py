@@ -112,3 +112,36 @@ def write_sparse_sharded(path, *, size, chunk, cells: dict, dtype=np.uint64, enc
     for filename, group in by_shard.items():
         (path / scale["key"] / filename).write_bytes(synthesize_shard_file(spec, group))
     return url
+
+
+def raveler_style(seed: int = 3, shape=(96, 80, 20), neurons: int = 8):
+    """The demo's neurons as a Raveler/NeuTu export has them: per-plane superpixels and a body table.
+
+    Raveler keeps superpixels per z plane (2D pieces, numbered within their plane) and maps each
+    to a body. Exported to precomputed they become ``(z << 16) | superpixel`` (uint32), or, when
+    few enough, one running number (uint16). Returns (uint32 labels, uint16 labels, body of each
+    uint32 label, body of each uint16 label); body ids are the demo's neuron ids.
+    """
+    import cc3d
+
+    from segmentation.demo.phantom import make_phantom
+
+    phantom = make_phantom(seed=seed, neuron_count=neurons, shape=shape)
+    wide = np.zeros(shape, dtype=np.uint32)
+    narrow = np.zeros(shape, dtype=np.uint16)
+    wide_body, narrow_body, running = {}, {}, 0
+    for z in range(shape[2]):
+        plane = phantom.labels[:, :, z]
+        pieces, count = cc3d.connected_components(plane, connectivity=4, return_N=True)
+        pieces = pieces.astype(np.uint32)
+        for piece, supervoxel in zip(*np.unique(np.stack([pieces.ravel(), plane.ravel()]), axis=1)):
+            if piece == 0:
+                continue
+            body = phantom.supervoxel_to_neuron[int(supervoxel)]
+            wide_body[(z << 16) | int(piece)] = body
+            narrow_body[running + int(piece)] = body
+        wide[:, :, z] = np.where(pieces > 0, (z << 16) | pieces, 0)
+        narrow[:, :, z] = np.where(pieces > 0, running + pieces, 0)
+        running += int(count)
+    assert running < 2 ** 16
+    return wide, narrow, wide_body, narrow_body
