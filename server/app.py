@@ -7,7 +7,7 @@ from segmentation import budget, db
 from segmentation.config import Settings
 from segmentation.datasets import Datasets
 
-from . import auth, caching, endpoints, errors, hosts, rate_limits
+from . import auth, caching, endpoints, errors, hosts, rate_limits, request_log
 from .proxies import TrustedProxies
 from .blueprints import access, celltypes, chunkedgraph, data, datasets, materialize, meshing, meta, states, viewer
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
     # no request body may be larger than this, chunked uploads included (routes set tighter limits)
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_state_bytes, MAX_BODY_BYTES)
     app.extensions["axonlink.datasets"] = Datasets(settings.database_url)
+    request_log.install(app)  # first: every request gets an id and a log line, refused ones too
     errors.install(app)
 
     @app.before_request

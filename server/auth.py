@@ -27,6 +27,7 @@ from segmentation.access import (Accounts, Forbidden, InvalidToken, NotVisible, 
 
 from . import endpoints, hosts
 from .errors import json_error
+from .request_log import note_refusal
 
 COOKIE = "axonlink_token"
 CAVE_COOKIE = "middle_auth_token"  # caveclient sends its token in this cookie too
@@ -180,26 +181,32 @@ def install(app) -> None:
 
     @app.errorhandler(InvalidToken)
     def invalid_token(error):
+        note_refusal("InvalidToken")
         return json_error(401, f"invalid token: {error}", **{"WWW-Authenticate": 'Bearer realm="axonlink"'})
 
     @app.errorhandler(SignInRequired)
     def sign_in_required(error):
+        note_refusal("SignInRequired")
         return json_error(401, str(error), **{"WWW-Authenticate": 'Bearer realm="axonlink"'})
 
     @app.errorhandler(Forbidden)
     def forbidden(error):
+        note_refusal("Forbidden")
         return json_error(403, str(error))
 
     @app.errorhandler(NotVisible)
     def not_visible(error):
+        note_refusal("NotVisible")
         return json_error(404, str(error))
 
     @app.errorhandler(CrossSiteRequest)
     def cross_site(error):
+        note_refusal("CrossSiteRequest")
         return json_error(403, str(error))
 
     @app.errorhandler(WrongContentType)
     def wrong_content_type(error):
+        note_refusal("WrongContentType")
         return json_error(415, str(error))
 
 

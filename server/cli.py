@@ -55,7 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     network = argparse.ArgumentParser(add_help=False)
     network.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     network.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    network.add_argument("--access-log", action="store_true", help="print one line per request")
+    network.add_argument("--access-log", action="store_true",
+                         help="log one line per request (method, route, dataset, user, status, ms, bytes, "
+                         "request id); without it only failed requests are logged (AXONLINK_ACCESS_LOG=1)")
+    network.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None,
+                         help="level of axonlink's log (default info; AXONLINK_LOG_LEVEL)")
+    network.add_argument("--log-format", choices=("text", "json"), default=None,
+                         help="text (key=value) or one JSON object per line (default text; AXONLINK_LOG_FORMAT)")
     network.add_argument("--workers", type=int, default=None,
                          help="server processes (default: CPU count, at most 4)")
     network.add_argument("--threads", type=int, default=None, help="request threads per process (default 32)")
@@ -457,6 +463,12 @@ def _serve(args, settings, extra=None):
     from server.hosts import canonical_host, is_loopback
     from server.runner import serve_forever
 
+    from server import logs
+
+    try:
+        logs.configure(args.log_level, args.log_format, access_log=args.access_log or None)
+    except ValueError as error:  # a bad AXONLINK_LOG_LEVEL / AXONLINK_LOG_FORMAT
+        raise UserError(str(error)) from None
     bind = canonical_host(args.host)
     if not is_loopback(bind) and bind not in settings.allowed_hosts:
         settings = dataclasses.replace(settings, allowed_hosts=settings.allowed_hosts + (bind,))
@@ -471,9 +483,8 @@ def _serve(args, settings, extra=None):
         print("press Ctrl-C to stop", flush=True)
 
     try:
-        serve_forever(app, args.host, args.port, workers=args.workers, threads=args.threads,
-                      access_log=args.access_log, on_ready=ready, header_timeout=args.header_timeout,
-                      body_timeout=args.body_timeout)
+        serve_forever(app, args.host, args.port, workers=args.workers, threads=args.threads, on_ready=ready,
+                      header_timeout=args.header_timeout, body_timeout=args.body_timeout)
     except OSError as error:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {error}") from None
 

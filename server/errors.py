@@ -1,6 +1,8 @@
 """Every error leaves as JSON ``{"error": ..., "message": ...}`` with a 4xx/5xx status."""
 from __future__ import annotations
 
+import logging
+
 from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -9,10 +11,19 @@ from segmentation.storage import CorruptStoredData
 
 from .hosts import HostNotAllowed
 from .request_input import BadInput, TooLarge
+from .request_log import request_id
+
+
+errors_log = logging.getLogger("axonlink.errors")
 
 
 def json_error(status: int, message: str, **headers):
-    response = jsonify({"error": _reason(status), "message": message})
+    """The one error answer: ``{"error", "message", "request_id"}`` (the id of the request's log line)."""
+    body = {"error": _reason(status), "message": message}
+    ident = request_id()
+    if ident:
+        body["request_id"] = ident
+    response = jsonify(body)
     response.status_code = status
     response.headers.update(headers)
     return response
@@ -43,11 +54,11 @@ def install(app) -> None:
 
     @app.errorhandler(CorruptStoredData)
     def corrupt_stored_data(error: CorruptStoredData):
-        app.logger.error("%s", error)  # the reason, for the operator; the client learns which file
+        errors_log.error("%s", error, extra={"fields": {"id": request_id()}})  # the reason, for the operator
         return json_error(500, f"the stored file {error.key!r} is corrupt and cannot be served; "
                                "the server's log has the reason")
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
-        app.logger.exception("unhandled error")
+        errors_log.exception("unhandled error", extra={"fields": {"id": request_id()}})
         return json_error(500, "internal server error")

@@ -95,7 +95,7 @@ def worker_connections(open_files: int) -> int:
 
 
 def serve_forever(app, host: str, port: int, *, workers: int | None = None, threads: int | None = None,
-                  access_log: bool = False, on_ready=None, header_timeout: float | None = None,
+                  on_ready=None, header_timeout: float | None = None,
                   body_timeout: float | None = None, waiting_per_address: int | None = None) -> None:
     """Serve ``app`` with gunicorn until interrupted (several processes share the port).
 
@@ -128,7 +128,7 @@ def serve_forever(app, host: str, port: int, *, workers: int | None = None, thre
                 "threads": threads or DEFAULT_THREADS,
                 "worker_connections": connections,
                 "preload_app": True,
-                "accesslog": "-" if access_log else None,
+                "accesslog": None,  # axonlink.requests logs each request (server/request_log.py)
                 "post_fork": lambda _server, _worker: dispose_engines_after_fork(),
                 "when_ready": lambda _server: on_ready and on_ready(f"http://{host}:{port}"),
                 "graceful_timeout": 2,

@@ -6,6 +6,7 @@ triggers refuse UPDATE and DELETE.
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -18,10 +19,27 @@ _TABLE = AuditRow.__table__
 
 def record(connection, *, user: str, action: str, dataset: str | None = None, target: str = "",
            detail: dict | None = None, origin: str = "") -> None:
+    """Write one audit entry in ``connection``'s transaction, and the same as a log line
+    (logger ``axonlink.audit``) for operators who watch logs rather than the table. The line
+    is written with the entry, before the commit: the table, not the log, is the record."""
+    _log.info("%s", action, extra={"fields": {"user": str(user), "dataset": dataset, "target": str(target) or None,
+                                               "client": origin or None, **_short(detail)}})
     connection.execute(sa.insert(_TABLE).values(
         at=datetime.now(timezone.utc), user_id=str(user)[:128], action=action, dataset=dataset,
         target=str(target), detail=detail or {}, origin=(origin or "")[:128],
     ))
+
+
+_log = logging.getLogger("axonlink.audit")
+
+
+def _short(detail: dict | None) -> dict:
+    """The detail's scalar fields and short lists (a log line is not the place for thousands of ids)."""
+    short = {}
+    for key, value in (detail or {}).items():
+        if isinstance(value, (str, int, float, bool)) or (isinstance(value, list) and len(value) <= 8):
+            short[str(key)] = value
+    return short
 
 
 class AuditLog:
