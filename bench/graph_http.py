@@ -6,7 +6,7 @@ p50/p99 per operation beside the naive baseline of the same run (networkx
 connected components of the touched neurons). Targets (issue 3): merge p50 <= 20 ms,
 split p50 <= 200 ms.
 
-    python bench/graph_http.py [--supervoxels 1000000] [--max-neuron 20000] [--edits 40]
+    python -m bench.graph_http [--supervoxels 1000000] [--max-neuron 20000] [--edits 40]
                                [--database-url postgresql+psycopg://postgres@127.0.0.1/test]
 """
 from __future__ import annotations
@@ -16,19 +16,17 @@ import json
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench.graph_ops import naive_components, synthetic_graph  # noqa: E402
-from bench.fresh import fresh_settings, proofreader_token  # noqa: E402
-from bench.serve_chunks import axonlink_server  # noqa: E402
-from segmentation.datasets import Datasets  # noqa: E402
-from segmentation.graph import Graph, store_graph  # noqa: E402
-from segmentation.graph.ids import supervoxel_ids  # noqa: E402
-from segmentation.precomputed import write_layer  # noqa: E402
+from bench.graph_ops import naive_components, synthetic_graph
+from bench.fresh import fresh_settings, proofreader_token
+from bench.serve_chunks import axonlink_server
+from segmentation.datasets import Datasets
+from segmentation.graph import Graph, store_graph
+from segmentation.graph.ids import supervoxel_ids
+from segmentation.precomputed import write_layer
 
 
 def post(url, body, token: str) -> float:

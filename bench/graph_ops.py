@@ -8,7 +8,7 @@ naive recompute: networkx connected components of the touched neurons.
 Targets (issue 3): 1M lookups now <= 100 ms, in the past <= 500 ms; merge p50 <=
 20 ms, split p50 <= 200 ms.
 
-    python bench/graph_ops.py [--supervoxels 10000000] [--max-neuron 100000] [--edits 20]
+    python -m bench.graph_ops [--supervoxels 10000000] [--max-neuron 100000] [--edits 20]
 
 Note: this measures the index alone; the same edits end to end through HTTP and SQL are
 not measured here yet.
@@ -19,16 +19,14 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import networkx as nx  # noqa: E402
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
+import networkx as nx
+import numpy as np
+import psutil
 
-from segmentation.graph.ids import supervoxel_ids  # noqa: E402
-from segmentation.graph.index import Edit, GraphIndex  # noqa: E402
+from segmentation.graph.ids import supervoxel_ids
+from segmentation.graph.index import Edit, GraphIndex
 
 
 def synthetic_graph(n: int, max_neuron: int, rng):

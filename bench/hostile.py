@@ -12,7 +12,7 @@ leaves of many roots, state creation). Prints p50/p99 per kind for both phases a
 (target, issue 12: p99 under attack within 2x, 0 5xx, 0 lost edits), what the attacker got
 (429/503 …), and how long an unknown and a private dataset's 404 take (they must not differ).
 
-    python bench/hostile.py [--seconds 30] [--database-url postgresql+psycopg://postgres@127.0.0.1/test]
+    python -m bench.hostile [--seconds 30] [--database-url postgresql+psycopg://postgres@127.0.0.1/test]
 """
 from __future__ import annotations
 
@@ -27,16 +27,14 @@ import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from urllib.parse import quote
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench.fresh import fresh_settings, proofreader_token  # noqa: E402
-from bench.serve_chunks import axonlink_server  # noqa: E402
-from server.cli import ensure_demo  # noqa: E402
+from bench.fresh import fresh_settings, proofreader_token
+from bench.serve_chunks import axonlink_server
+from server.cli import ensure_demo
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1/test"
 LEGIT, ATTACKER, SPENDER = "127.0.0.1", "127.0.0.2", "127.0.0.3"  # sockets from .2, expensive requests from .3

@@ -7,7 +7,7 @@ per request) under the same gunicorn settings and database. Load comes from seve
 processes with keep-alive connections on the same machine. Targets (issue 4): >= 1,000
 resolves/s, ratio to the floor <= 1.5x.
 
-    python bench/links.py [--seconds 5] [--clients 4] [--threads 4] [--database-url URL]
+    python -m bench.links [--seconds 5] [--clients 4] [--threads 4] [--database-url URL]
 """
 from __future__ import annotations
 
@@ -25,13 +25,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench.fresh import fresh_settings  # noqa: E402
-from bench.serve_chunks import axonlink_server, free_port  # noqa: E402
-from state_links.corpus import generate  # noqa: E402
+from bench.fresh import fresh_settings
+from bench.serve_chunks import axonlink_server, free_port
+from state_links.corpus import generate
 
 
 @contextmanager

@@ -8,7 +8,7 @@ expected 4xx. Afterwards: every acknowledged edit is in the log, the log has no 
 graph loaded afresh from SQL gives the server's roots. Prints requests/s, p50/p99, 4xx and 5xx
 per kind (targets, issue 6: 0 5xx, 0 lost edits, invariants hold).
 
-    python bench/load.py [--seconds 60] [--database-url postgresql+psycopg://postgres@127.0.0.1/test]
+    python -m bench.load [--seconds 60] [--database-url postgresql+psycopg://postgres@127.0.0.1/test]
 """
 from __future__ import annotations
 
@@ -20,16 +20,14 @@ import random
 import sys
 import threading
 import time
-from pathlib import Path
 from urllib.parse import quote
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench.fresh import fresh_settings, proofreader_token  # noqa: E402
-from bench.serve_chunks import axonlink_server  # noqa: E402
-from server.cli import ensure_demo  # noqa: E402
+from bench.fresh import fresh_settings, proofreader_token
+from bench.serve_chunks import axonlink_server
+from server.cli import ensure_demo
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1/test"
 WEIGHTS = {"chunk": 50, "resolve": 25, "search": 15, "edit": 10}

@@ -12,7 +12,7 @@ On a fresh demo served by ``axonlink serve`` (gunicorn), as a signed-in proofrea
   neurons), beside 500 single ``leaves`` requests (a client without leaves_many); and the demo's
   roots within one graph chunk (``bounds``), as the viewer asks when zoomed in.
 
-    python bench/proofread.py [--edits 30] [--database-url sqlite|postgresql+psycopg://...]
+    python -m bench.proofread [--edits 30] [--database-url sqlite|postgresql+psycopg://...]
 """
 from __future__ import annotations
 
@@ -21,15 +21,13 @@ import json
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench.fresh import fresh_settings, proofreader_token  # noqa: E402
-from bench.graph_ops import synthetic_graph  # noqa: E402
-from bench.serve_chunks import axonlink_server  # noqa: E402
+from bench.fresh import fresh_settings, proofreader_token
+from bench.graph_ops import synthetic_graph
+from bench.serve_chunks import axonlink_server
 
 TABLE = "/segmentation/api/v1/table"
 SYNTHETIC_SUPERVOXELS = 150_000  # about 700 neurons of 20-400 supervoxels: 500 roots to ask for

@@ -9,7 +9,7 @@ database (what a search without the in-memory index would at least cost). Also t
 ``segment_properties`` for a dataset with >= 100 k tagged neurons. Targets (issue 5): search
 p50 <= 50 ms and p99 <= 200 ms; segment_properties <= 1 s.
 
-    python bench/search.py [--tags 1000000] [--neurons 500000] [--queries 100] [--database-url URL]
+    python -m bench.search [--tags 1000000] [--neurons 500000] [--queries 100] [--database-url URL]
 """
 from __future__ import annotations
 
@@ -19,26 +19,24 @@ import sys
 import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from urllib.parse import quote
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
+import numpy as np
+import sqlalchemy as sa
 
-from bench.graph_ops import synthetic_graph  # noqa: E402
-from bench.fresh import fresh_settings  # noqa: E402
-from bench.serve_chunks import axonlink_server  # noqa: E402
-from segmentation import db  # noqa: E402
-from segmentation.celltypes.vocabulary import Vocabulary  # noqa: E402
-from segmentation.config import Settings  # noqa: E402
-from segmentation.datasets import Datasets  # noqa: E402
-from segmentation.graph import Graph, store_graph  # noqa: E402
-from segmentation.graph.bulk import write_rows  # noqa: E402
-from segmentation.graph.ids import supervoxel_ids  # noqa: E402
-from segmentation.models import CellTagStateRow  # noqa: E402
-from segmentation.precomputed import write_layer  # noqa: E402
+from bench.graph_ops import synthetic_graph
+from bench.fresh import fresh_settings
+from bench.serve_chunks import axonlink_server
+from segmentation import db
+from segmentation.celltypes.vocabulary import Vocabulary
+from segmentation.config import Settings
+from segmentation.datasets import Datasets
+from segmentation.graph import Graph, store_graph
+from segmentation.graph.bulk import write_rows
+from segmentation.graph.ids import supervoxel_ids
+from segmentation.models import CellTagStateRow
+from segmentation.precomputed import write_layer
 
 DATASETS = ("cortex_a", "cortex_b", "cortex_c")
 USERS = ("ana", "ben", "chen", "dara", "importer")

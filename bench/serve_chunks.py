@@ -11,7 +11,7 @@ Modes:
           request; the baseline serves the same root-id chunks written to disk
           beforehand (issue 3). ``--cold`` turns axonlink's chunk cache off.
 
-    python bench/serve_chunks.py [--mode stored|live] [--layer segmentation|segmentation_sharded|image]
+    python -m bench.serve_chunks [--mode stored|live] [--layer segmentation|segmentation_sharded|image]
                                  [--cold] [--home DIR] [--repeats 7]
 """
 from __future__ import annotations
@@ -28,15 +28,14 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-from cloudvolume import CloudVolume  # noqa: E402
+import numpy as np
+from cloudvolume import CloudVolume
 
-from bench.static_server import StaticServer  # noqa: E402
-from segmentation.config import Settings  # noqa: E402
-from segmentation.datasets import Datasets  # noqa: E402
-from server.cli import DEMO_NAME, ensure_demo  # noqa: E402
+from bench.static_server import StaticServer
+from segmentation.config import Settings
+from segmentation.datasets import Datasets
+from server.cli import DEMO_NAME, ensure_demo
 
 PLAIN = "bench_plain"
 

@@ -11,7 +11,7 @@ dictionary could still win. The breakdown by kind of state shows where the bytes
 states with annotations it also gives the floor no lossless codec beats: the 160 random bits
 of each annotation id (20 bytes), as % of the raw state, before any coordinate or segment id.
 
-    python bench/state_store.py [--states 500] [--seed 7]
+    python -m bench.state_store [--states 500] [--seed 7]
 """
 from __future__ import annotations
 
@@ -21,14 +21,12 @@ import re
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import zstandard  # noqa: E402
+import zstandard
 
-from state_links import codec  # noqa: E402
-from state_links.corpus import EVAL_SEED, TRAIN_SEED, generate  # noqa: E402
+from state_links import codec
+from state_links.corpus import EVAL_SEED, TRAIN_SEED, generate
 
 TARGET = 0.15
 _ANNOTATION_ID = re.compile(rb'"id":"[0-9a-f]{40}"')

@@ -9,7 +9,7 @@ is doing), and the median of the two trees' ratio within each round (the
 two runs of a round are seconds apart, so slow changes in load cancel). wrk must be installed.
 
     git worktree add /tmp/axonlink-before <commit>   # or: git archive <commit> | tar -x -C DIR
-    python bench/worker_throughput.py --home /tmp/axhome --baseline /tmp/axonlink-before
+    python -m bench.worker_throughput --home /tmp/axhome --baseline /tmp/axonlink-before
 
 Defaults: ``wrk -t2 -c16 -d10s`` against a stored chunk (demo image) and a
 live one (demo segmentation, remapped to root ids), 3 rounds. ``--side-by-side``
