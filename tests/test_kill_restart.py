@@ -2,6 +2,7 @@
 every acknowledged write is there and the graph is consistent (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -52,8 +53,8 @@ def post(url: str, body, token: str) -> dict | None:
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response) if response.status < 300 else None
-    except (OSError, urllib.error.HTTPError, ValueError):
-        return None
+    except (OSError, urllib.error.HTTPError, ValueError, http.client.HTTPException):
+        return None  # refused, or cut off mid-answer by the kill (IncompleteRead): not acknowledged
 
 
 def test_acknowledged_writes_survive_sigkill(settings, small_volumes, tmp_path):
