@@ -5,9 +5,8 @@ from flask import Flask
 
 from segmentation import budget, db
 from segmentation.config import Settings
-from segmentation.datasets import Datasets
 
-from . import auth, caching, endpoints, errors, hosts, rate_limits, request_log
+from . import auth, caching, endpoints, errors, hosts, rate_limits, request_log, workspace
 from .proxies import TrustedProxies
 from .blueprints import access, celltypes, chunkedgraph, data, datasets, materialize, meshing, meta, states, viewer
 
@@ -32,7 +31,7 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
     app.config["AXONLINK_SETTINGS"] = settings
     # no request body may be larger than this, chunked uploads included (routes set tighter limits)
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_state_bytes, MAX_BODY_BYTES)
-    app.extensions["axonlink.datasets"] = Datasets(settings.database_url)
+    workspace.install(app, settings)  # the one object views find services through
     request_log.install(app)  # first: every request gets an id and a log line, refused ones too
     errors.install(app)
 

@@ -46,10 +46,9 @@ class WrongContentType(ValueError):
 
 
 def accounts() -> Accounts:
-    app = current_app
-    if "axonlink.accounts" not in app.extensions:
-        app.extensions["axonlink.accounts"] = Accounts(app.config["AXONLINK_SETTINGS"].database_url)
-    return app.extensions["axonlink.accounts"]
+    from .workspace import workspace
+
+    return workspace().accounts
 
 
 def anonymous_role() -> str:

@@ -1,11 +1,38 @@
-"""One blueprint per area; routes come from :mod:`server.endpoints`."""
-from flask import current_app
+"""One blueprint per area; routes come from :mod:`server.endpoints`.
 
+This module is the blueprints' one shared room: services come from the app's
+:class:`~server.workspace.Workspace`, and the helpers more than one blueprint needs live
+here. Blueprints import from here, never from each other.
+"""
 from segmentation.datasets import GRAPH_LAYER, Datasets
+
+from ..workspace import workspace
+
+VIEWER_TOKEN = "axonlink"  # the viewer's path token (/v/<token>/): the same bundle, any state
 
 
 def datasets_registry() -> Datasets:
-    return current_app.extensions["axonlink.datasets"]
+    return workspace().datasets
+
+
+def cell_tags():
+    return workspace().tags
+
+
+def vocabulary_of(dataset: str | None):
+    return workspace().vocabulary(dataset)
+
+
+def graph_for(dataset: str):
+    """The dataset's graph: 404 (DatasetNotFound / GraphNotIngested) when there is none."""
+    return workspace().graph(dataset)
+
+
+def segment_properties_of(dataset: str, moment) -> dict:
+    """The tags of ``dataset`` at ``moment`` as Neuroglancer segment properties (for the segment list)."""
+    from segmentation.celltypes.properties import segment_properties
+
+    return segment_properties(cell_tags(), dataset, moment, vocabulary_of(dataset))
 
 
 def dataset_json(dataset) -> dict:
@@ -23,6 +50,4 @@ def dataset_json(dataset) -> dict:
 
 def has_graph(dataset: str) -> bool:
     """Whether ``dataset`` has a versioned graph (then the viewer proofreads it through graphene://)."""
-    from segmentation.graph import Graph
-
-    return Graph.find(current_app.config["AXONLINK_SETTINGS"].database_url, dataset) is not None
+    return workspace().find_graph(dataset) is not None

@@ -2,28 +2,25 @@
 from __future__ import annotations
 
 import json
-import time
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from segmentation.access import NotVisible
 from segmentation.celltypes.csvio import CsvError, read_tag_rows, write_tags
-from segmentation.celltypes.properties import segment_properties
 from segmentation.celltypes.query import QueryError, parse
 from segmentation.celltypes.search import search
-from segmentation.celltypes.tags import CellTags, TagError, TagNotFound
-from segmentation.celltypes.vocabulary import UnknownTerm, Vocabulary, how_to_add
+from segmentation.celltypes.tags import TagError, TagNotFound
+from segmentation.celltypes.vocabulary import UnknownTerm, how_to_add
 from segmentation.datasets import DatasetNotFound
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
 from .. import auth, endpoints, hosts
 from ..request_input import cap_of, json_object
 from ..errors import json_error
-from . import datasets_registry
+from . import cell_tags, datasets_registry, vocabulary_of
 
 blueprint = Blueprint("celltypes", __name__)
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
-_VOCABULARY_SECONDS = 10.0
 
 
 @blueprint.errorhandler(QueryError)
@@ -51,29 +48,6 @@ def _refused_with_suggestions(error):
 @blueprint.errorhandler(DatasetNotFound)
 def _not_found(error):
     return json_error(404, str(error.args[0] if error.args else error))
-
-
-def cell_tags() -> CellTags:
-    return CellTags.open(current_app.config["AXONLINK_SETTINGS"].database_url)
-
-
-def vocabulary_of(dataset: str | None) -> Vocabulary:
-    """The dataset's vocabulary (its base + the user's files under the home), re-read every few seconds."""
-    cache = current_app.extensions.setdefault("axonlink.vocabularies", {})
-    found = cache.get(dataset)
-    if found is None or time.monotonic() - found[0] > _VOCABULARY_SECONDS:
-        try:
-            base = datasets_registry().get(dataset).vocabulary if dataset else None
-        except DatasetNotFound:
-            base = None
-        found = cache[dataset] = (time.monotonic(), Vocabulary.for_dataset(
-            current_app.config["AXONLINK_SETTINGS"].home, dataset, base=base))
-    return found[1]
-
-
-def segment_properties_of(dataset: str, moment) -> dict:
-    """The tags of ``dataset`` at ``moment`` as Neuroglancer segment properties (for the segment list)."""
-    return segment_properties(cell_tags(), dataset, moment, vocabulary_of(dataset))
 
 
 def _moment(name: str = "t"):

@@ -12,7 +12,7 @@ import math
 from datetime import datetime
 
 import numpy as np
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from segmentation.datasets import DatasetNotFound, read_info
 from segmentation.graph import Graph, GraphError, GraphNotIngested
@@ -24,7 +24,7 @@ from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 from .. import auth, endpoints, hosts
 from ..request_input import BadInput, TooLarge, capped, json_body, json_object, parse_json
 from ..errors import json_error
-from . import datasets_registry
+from . import datasets_registry, graph_for, segment_properties_of
 
 blueprint = Blueprint("chunkedgraph", __name__)
 
@@ -50,15 +50,6 @@ def _not_found(error):
 
 
 # ---- request helpers ---------------------------------------------------------
-def graph_for(table: str) -> Graph:
-    settings = current_app.config["AXONLINK_SETTINGS"]
-    datasets_registry().get(table)  # 404 for unknown datasets
-    try:
-        return Graph.open(settings.database_url, table)
-    except LookupError as error:
-        raise GraphNotIngested(str(error)) from None
-
-
 def body_json():
     return json_body()
 
@@ -175,8 +166,6 @@ def cg_info(table):
 
 
 def cg_segment_properties(table):
-    from .celltypes import segment_properties_of
-
     graph_for(table)
     response = jsonify(segment_properties_of(table, None))
     response.headers["Cache-Control"] = "no-cache"

@@ -15,14 +15,13 @@ from werkzeug.http import parse_range_header
 from segmentation.datasets import DatasetNotFound
 from segmentation.graph import GraphError, GraphNotIngested
 from segmentation.graph import meshes
-from segmentation.live import live_segmentation
 from segmentation.storage import InvalidKey, validate_key
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
 from .. import endpoints
 from ..errors import json_error
-from . import datasets_registry
-from .celltypes import segment_properties_of
+from ..workspace import workspace
+from . import datasets_registry, segment_properties_of
 
 blueprint = Blueprint("data", __name__)
 
@@ -64,8 +63,7 @@ def layer_file(dataset_ref: str, layer: str, key: str):
         found, store, keys = datasets_registry().layer_store(name, layer)
     except DatasetNotFound as error:
         return json_error(404, str(error))
-    database_url = current_app.config["AXONLINK_SETTINGS"].database_url
-    live = live_segmentation(database_url, name, found, store) if found.supervoxels else None
+    live = workspace().live_view(name, found, store)
     if live is not None:
         try:
             answer = _live_file(live, key, moment, view)

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from segmentation.celltypes import materialize as mat
-from segmentation.celltypes.tags import CellTags
 from segmentation.datasets import DatasetNotFound
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
 from .. import endpoints, hosts
 from ..request_input import json_body
 from ..errors import json_error
-from . import datasets_registry
+from ..workspace import workspace
+from . import cell_tags, datasets_registry
 
 blueprint = Blueprint("materialize", __name__)
 
@@ -44,13 +44,9 @@ def _not_implemented(error):
 
 
 # ---- request helpers ---------------------------------------------------------
-def _settings():
-    return current_app.config["AXONLINK_SETTINGS"]
-
-
 def _graph(datastack: str):
     datasets_registry().get(datastack)  # 404 for unknown datastacks
-    return mat.open_graph(_settings().database_url, datastack)
+    return mat.open_graph(workspace().database_url, datastack)
 
 
 def _flag(name: str, default: bool = False) -> bool:
@@ -158,7 +154,7 @@ def mat_tables_metadata(datastack, version):
 def mat_table_count(datastack, version, table):
     mat.find_version(_graph(datastack), version)
     mat.check_table(table)
-    tags = CellTags.open(_settings().database_url)
+    tags = cell_tags()
     return jsonify(len(tags.of_dataset(datastack)))
 
 
@@ -168,7 +164,7 @@ def mat_query(datastack, version, table):
     found = mat.find_version(_graph(datastack), version)
     mat.check_table(table)
     query = _sample(mat.parse_query(_body()))
-    rows = mat.rows(CellTags.open(_settings().database_url), datastack, None, found.time_stamp)
+    rows = mat.rows(cell_tags(), datastack, None, found.time_stamp)
     return _answer(rows, query, datasets_registry().get(datastack).voxel_resolution)
 
 
@@ -193,7 +189,7 @@ def mat_live_query(datastack):
         if invalid:
             raise mat.QueryError(f"root id(s) {invalid} are not roots at {at.isoformat()} "
                                  "(pass allow_invalid_root_ids=True to query anyway)")
-    rows = mat.rows(CellTags.open(_settings().database_url), datastack, at, at)
+    rows = mat.rows(cell_tags(), datastack, at, at)
     return _answer(rows, query, datasets_registry().get(datastack).voxel_resolution)
 
 

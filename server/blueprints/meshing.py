@@ -17,7 +17,7 @@ from segmentation.graph.ids import is_supervoxel
 
 from .. import endpoints
 from ..errors import json_error
-from .chunkedgraph import graph_for
+from . import graph_for
 
 blueprint = Blueprint("meshing", __name__)
 

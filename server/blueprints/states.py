@@ -22,8 +22,8 @@ from state_links.tokens import holds_token
 
 from .. import auth, endpoints, hosts
 from ..errors import json_error
-from . import datasets_registry
-from .viewer import VIEWER_TOKEN
+from ..workspace import workspace
+from . import VIEWER_TOKEN, datasets_registry
 
 blueprint = Blueprint("states", __name__)
 
@@ -52,11 +52,7 @@ def _bad_link(error):
 
 
 def store() -> StateStore:
-    app = current_app
-    if "axonlink.states" not in app.extensions:
-        settings = app.config["AXONLINK_SETTINGS"]
-        app.extensions["axonlink.states"] = StateStore(settings.database_url, settings.max_state_bytes)
-    return app.extensions["axonlink.states"]
+    return workspace().states
 
 
 def base_url() -> str:

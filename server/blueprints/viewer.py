@@ -26,11 +26,10 @@ from frontend_config import default_state
 from .. import auth, endpoints, hosts
 from ..request_input import json_body
 from ..errors import json_error
-from . import has_graph
+from . import VIEWER_TOKEN, has_graph
 
 blueprint = Blueprint("viewer", __name__)
 
-VIEWER_TOKEN = "axonlink"
 CLIENT_URL_PREFIX = "/static/neuroglancer/"
 
 

@@ -1,0 +1,106 @@
+"""The one object views and commands find axonlink's services through.
+
+``Workspace`` is built once per app by :func:`server.create_app` (and once per command by the
+CLI) from the settings, and handed to views by :func:`workspace` — as datasette hands its
+``Datasette`` object to every view and PyChunkedGraph has one ``get_cg``. Nothing else in
+``server/`` keeps services in ``app.extensions`` or threads database URLs to find them.
+
+What it holds: the settings; the dataset registry; accounts (tokens, roles, visibility); the
+state store; cell-type tags; graphs (opened once per process, kept in step with the operation
+log); the live views of segmentation layers; vocabularies (re-read every few seconds, so a
+user's vocabulary file takes effect without a restart). Where a service keeps a cache, its
+expiry is stated here.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from functools import cached_property
+
+from flask import current_app
+
+from segmentation.config import Settings
+
+VOCABULARY_SECONDS = 10.0  # a vocabulary file edited on disk is seen within this
+EXTENSION = "axonlink"
+
+
+class Workspace:
+    def __init__(self, settings: Settings):
+        from segmentation.datasets import Datasets
+
+        self.settings = settings
+        self.database_url = settings.database_url
+        # Datasets keeps each layer's store and info for 10 s (chunk requests skip SQL)
+        self.datasets = Datasets(settings.database_url)
+        self._vocabularies: dict[str | None, tuple[float, object]] = {}
+        self._lock = threading.Lock()
+
+    @cached_property
+    def accounts(self):
+        """Tokens, grants and visibility (cached per process; changes made anywhere are seen)."""
+        from segmentation.access import Accounts
+
+        return Accounts(self.database_url)
+
+    @cached_property
+    def states(self):
+        """Stored viewer states and share links (immutable states cached per process)."""
+        from state_links.store import StateStore
+
+        return StateStore(self.database_url, self.settings.max_state_bytes)
+
+    @property
+    def tags(self):
+        """Cell-type tags, kept in step with the tag log like graphs with the operation log."""
+        from segmentation.celltypes.tags import CellTags
+
+        return CellTags.open(self.database_url)
+
+    def find_graph(self, dataset: str):
+        """The dataset's graph, or None when it has none (an absence is remembered for 5 s)."""
+        from segmentation.graph import Graph
+
+        return Graph.find(self.database_url, dataset)
+
+    def graph(self, dataset: str):
+        """The dataset's graph; DatasetNotFound for an unknown dataset, GraphNotIngested without a graph."""
+        from segmentation.graph import Graph, GraphNotIngested
+
+        self.datasets.get(dataset)
+        try:
+            return Graph.open(self.database_url, dataset)
+        except LookupError as error:
+            raise GraphNotIngested(str(error)) from None
+
+    def live_view(self, dataset: str, layer, store):
+        """The live view of a supervoxel layer of a dataset with a graph (None: served as stored)."""
+        from segmentation.live import live_segmentation
+
+        return live_segmentation(self.database_url, dataset, layer, store) if layer.supervoxels else None
+
+    def vocabulary(self, dataset: str | None):
+        """The dataset's vocabulary: its base (mouse cortex, fly …) and the user's files under the home."""
+        from segmentation.celltypes.vocabulary import Vocabulary
+        from segmentation.datasets import DatasetNotFound
+
+        found = self._vocabularies.get(dataset)
+        if found is None or time.monotonic() - found[0] > VOCABULARY_SECONDS:
+            try:
+                base = self.datasets.get(dataset).vocabulary if dataset else None
+            except DatasetNotFound:
+                base = None
+            found = (time.monotonic(), Vocabulary.for_dataset(self.settings.home, dataset, base=base))
+            with self._lock:
+                self._vocabularies[dataset] = found
+        return found[1]
+
+
+def install(app, settings: Settings) -> Workspace:
+    app.extensions[EXTENSION] = found = Workspace(settings)
+    return found
+
+
+def workspace() -> Workspace:
+    """The workspace of the app serving this request."""
+    return current_app.extensions[EXTENSION]
