@@ -198,7 +198,8 @@ def _read_text(path: str, kind: str, max_rows: int) -> Agglomeration:
                         break
                     values.append(int(value))
                 if values is None:
-                    if n == 0 and not header and not any(problems.values()):
+                    wordy = any(not (f[1:] if f[:1] == "-" else f).isdigit() for f in fields)
+                    if n == 0 and not header and wordy and not any(problems.values()):
                         header = fields  # a first row that is not numbers is a header
                     else:
                         problems["non-integer fields"].append(number)
