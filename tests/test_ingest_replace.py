@@ -175,3 +175,29 @@ def test_a_replace_failing_while_writing_rolls_back(settings, small_volumes, tmp
     assert after.roots(svs).tolist() == before
     assert len(after.index.sv_ids) == 2
     assert AuditLog(settings.database_url).entries(action="graph.replace") == []
+
+
+def test_search_after_replace_answers_from_the_new_graph(home, tmp_path, capsys):
+    """Tags follow their supervoxels to the new roots; cached search answers of the old graph are not reused."""
+    from segmentation.celltypes.query import parse
+    from segmentation.celltypes.search import search
+    from segmentation.celltypes.tags import CellTags
+    from segmentation.celltypes.vocabulary import Vocabulary
+    from segmentation.datasets import Datasets
+
+    url = database(home)
+    assert cli(capsys, home, "ingest-graph", "d")[0] == 0  # 1, 2, 3, 4 each its own neuron
+    tags, vocabulary = CellTags.open(url), Vocabulary.for_dataset(home, "d")
+    rows = [{"voxel": [x, 16, 4], "term": "basket"} for x in (4, 12)]  # in supervoxels 1 and 2
+    added, refused = tags.add_many(Datasets(url).get("d"), rows, "t", vocabulary)
+    assert len(added) == 2 and not refused
+
+    def neurons():
+        return sorted(hit.root_id for hit in search(tags, parse("basket"), lambda _: vocabulary, ["d"]).hits)
+
+    assert len(neurons()) == 2
+    table = tmp_path / "bodies.csv"
+    table.write_text("sv,body\n1,5\n2,5\n")
+    assert cli(capsys, home, "ingest-graph", "d", "--agglomeration", str(table), "--replace", "--yes")[0] == 0
+    Graph.forget(url, "d")
+    assert neurons() == [Graph.open(url, "d").root(SV[0])]  # one neuron now, with both tags
