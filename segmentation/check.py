@@ -79,7 +79,8 @@ def check_layer(url: str, *, max_chunks: int = MAX_SAMPLE_CHUNKS, time_limit: fl
         add(Finding(PROBLEM, "channels", f"{info.get('num_channels')} channels; a segmentation has one"))
     scales = info.get("scales") or []
     findings += _scale_findings(scales)
-    if sample and scales and data_type in LABEL_TYPES and not has_problem(findings):
+    if sample and scales and data_type in LABEL_TYPES and not any(f.topic == "grid" and f.level == PROBLEM
+                                                                  for f in findings):
         labels, sampled = _sample_labels(url, info, max_chunks, time_limit, findings)
         findings += _label_findings(labels, sampled)
         findings.append(_mesh_finding(url, info, labels))
@@ -236,7 +237,7 @@ def _mesh_finding(url: str, info: dict, labels: dict[int, str]) -> Finding:
         return Finding(OK, "meshes", f"sharded meshes at {mesh!r} (manifests not sampled)")
     if not labels:
         return Finding(OK, "meshes", f"meshes at {mesh!r} (no label sampled to look for)")
-    probe = [label for label in sorted(labels) if label >> LAYER_SHIFT == 0][:SHOWN]
+    probe = sorted(labels)[:SHOWN]
     have = [label for label in probe if store.get(f"{mesh}/{label}:0") is not None]
     if probe and not have:
         return Finding(WARNING, "meshes", f"meshes at {mesh!r}, but none of the sampled labels "

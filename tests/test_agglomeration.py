@@ -73,7 +73,7 @@ def test_layer_one_ids_are_accepted(tmp_path):
     ("1,2\n3,4\n1.5,2\n", r"non-integer fields at line 3"),
     ("1,2\n-3,4\n", r"negative values at line 2"),
     ("1,2\n3,4,5\n6\n", r"wrong column count at line 2, line 3"),
-    ("1 2\n3 4 5\n", r"wrong column count at line 2"),
+    ("1 2\n3 4 5\n", r"wrong column count at line 2 .*Raveler's superpixel_to_segment_map.txt has three"),
     ("1,2\n" + "\n".join(f"{i},x" for i in range(10)) + "\n", r"line 2, line 3, line 4, line 5, line 6 … \(10 in all\)"),
     ("1,2\n99999999999999999999999,3\n", r"non-integer fields at line 2"),
 ])

@@ -145,3 +145,21 @@ def test_a_dataset_whose_layers_disagree(tmp_path, capsys, small_volumes):
     assert "ok       graph: dataset 'd' has no graph yet (run ingest-graph)" in out
     status, out, err = run(capsys, "nope", "--home", str(home))
     assert status == 1 and "no dataset named 'nope'" in err and "./nope" in err
+
+
+def test_a_sharded_layer_with_an_offset(tmp_path):
+    from layers import sharding, write_layer
+
+    labels = slabs(shape=(40, 26, 14))
+    url = write_layer(tmp_path / "sharded", [labels], encoding="compressed_segmentation", shard=sharding())
+    findings = check_layer(url)
+    assert not has_problem(findings), [f.line() for f in findings]
+    assert finding(findings, "sharding")[0].reason == "sharded: 8_8_40"
+    assert finding(findings, "chunks")[0].reason.startswith("read 12 of 12 mip-0 chunks")
+    assert finding(findings, "labels")[0].reason.startswith("4 label(s) in the sample")
+    info_path = tmp_path / "sharded" / "info"
+    info = json.loads(info_path.read_text())
+    info["scales"][0]["sharding"]["@type"] = "something_else"
+    info_path.write_text(json.dumps(info))
+    odd = check_layer(url)
+    assert finding(odd, "sharding")[0].level == "problem" and "'something_else'" in finding(odd, "sharding")[0].reason

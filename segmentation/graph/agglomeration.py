@@ -174,6 +174,7 @@ def _read_text(path: str, kind: str, max_rows: int) -> Agglomeration:
     header: list[str] = []
     delimiter = None  # decided by the first non-comment line: "," when it has one, else whitespace
     problems: dict[str, list[int]] = {"non-integer fields": [], "negative values": [], "wrong column count": []}
+    three_columns = False
     try:
         handle = open(path, "r", encoding="utf-8-sig", errors="strict", newline="")
     except OSError as error:
@@ -189,6 +190,7 @@ def _read_text(path: str, kind: str, max_rows: int) -> Agglomeration:
                 fields = [f.strip() for f in text.split(",")] if delimiter == "," else text.split()
                 if len(fields) != 2:
                     problems["wrong column count"].append(number)
+                    three_columns = three_columns or len(fields) == 3
                     continue
                 values = []
                 for value in fields:
@@ -223,8 +225,11 @@ def _read_text(path: str, kind: str, max_rows: int) -> Agglomeration:
              + (f" … ({len(rows)} in all)" if len(rows) > SHOWN else "")
              for what, rows in problems.items() if rows]
     if found:
+        hint = (" — Raveler's superpixel_to_segment_map.txt has three (plane superpixel segment): map its "
+                "segments to bodies with segment_to_body_map.txt into one 'supervoxel body' table first"
+                if three_columns else "")
         raise AgglomerationError(f"{path}: " + "; ".join(found)
-                                 + " (expected two non-negative integer columns per line)")
+                                 + " (expected two non-negative integer columns per line)" + hint)
     return _finish(left[:n].copy(), right[:n].copy(), lines[:n].copy(), path, kind, "line", header)
 
 
