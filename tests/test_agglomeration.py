@@ -134,9 +134,11 @@ def test_oversized_and_binary_files_are_refused(tmp_path):
 def test_no_backtracking_on_hostile_lines(tmp_path):
     import time
 
-    path = write(tmp_path, "h.csv", "1," + "9" * 200_000 + "\n" + ("," * 100_000) + "\n")
+    path = write(tmp_path, "h.csv", "1," + "9" * 900 + "\n" + ("," * 900) + "\n" + "1 2" * 3000)
     started = time.monotonic()
     with pytest.raises(AgglomerationError, match="non-integer fields at line 1; wrong column count at line 2"):
+        read_agglomeration(write(tmp_path, "h2.csv", "1," + "9" * 900 + "\n" + ("," * 900) + "\n"))
+    with pytest.raises(AgglomerationError, match="line 3 is longer than 1000 characters"):
         read_agglomeration(path)
     assert time.monotonic() - started < 2
 

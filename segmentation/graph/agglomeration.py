@@ -38,6 +38,7 @@ from .ids import LAYER_SHIFT, SUPERVOXEL_LAYER
 
 MAX_FILE_BYTES = 4 * 2 ** 30  # refuse larger files: a 4 GiB text table is ~200M rows
 MAX_ROWS = 200_000_000
+MAX_LINE_CHARS = 1000
 MAX_FIELD_CHARS = 20  # 2**64 - 1 has 20 digits; a longer field is never parsed as a number
 SHOWN = 5  # offending rows named per problem
 KINDS = ("auto", "pairs", "bodies")
@@ -168,61 +169,72 @@ def _where(rows: np.ndarray, mask, row_word: str) -> str:
 
 
 def _read_text(path: str, kind: str, max_rows: int) -> Agglomeration:
-    left, right = np.zeros(1 << 16, dtype=np.uint64), np.zeros(1 << 16, dtype=np.uint64)
-    lines = np.zeros(1 << 16, dtype=np.int64)
-    n = 0
+    from array import array
+
+    left, right, lines = array("Q"), array("Q"), array("q")
     header: list[str] = []
     delimiter = None  # decided by the first non-comment line: "," when it has one, else whitespace
     problems: dict[str, list[int]] = {"non-integer fields": [], "negative values": [], "wrong column count": []}
+    counts = dict.fromkeys(problems, 0)  # all of them; only the first few line numbers are kept
     three_columns = False
+
+    def problem(what: str, number: int) -> None:
+        counts[what] += 1
+        if len(problems[what]) < SHOWN:
+            problems[what].append(number)
+
     try:
         handle = open(path, "r", encoding="utf-8-sig", errors="strict", newline="")
     except OSError as error:
         raise AgglomerationError(f"cannot read agglomeration file {path}: {error.strerror or error}") from None
     with handle:
         try:
-            for number, line in enumerate(handle, start=1):
+            number = 0
+            while True:
+                line = handle.readline(MAX_LINE_CHARS + 1)  # a line without end is never read whole
+                if not line:
+                    break
+                number += 1
+                if len(line) > MAX_LINE_CHARS:
+                    raise AgglomerationError(f"{path}: line {number} is longer than {MAX_LINE_CHARS} characters "
+                                             "(expected two integer columns)")
                 text = line.strip()
-                if not text or text.startswith("#"):
+                if not text or text[0] == "#":
                     continue
                 if delimiter is None:
                     delimiter = "," if "," in text else " "
                 fields = [f.strip() for f in text.split(",")] if delimiter == "," else text.split()
                 if len(fields) != 2:
-                    problems["wrong column count"].append(number)
+                    problem("wrong column count", number)
                     three_columns = three_columns or len(fields) == 3
                     continue
-                values = []
-                for value in fields:
-                    digits = value[1:] if value[:1] == "-" else value
-                    if not (0 < len(digits) <= MAX_FIELD_CHARS and digits.isascii() and digits.isdigit()):
-                        values = None
-                        break
-                    values.append(int(value))
-                if values is None:
-                    wordy = any(not (f[1:] if f[:1] == "-" else f).isdigit() for f in fields)
-                    if n == 0 and not header and wordy and not any(problems.values()):
-                        header = fields  # a first row that is not numbers is a header
-                    else:
-                        problems["non-integer fields"].append(number)
+                x, y = fields
+                if x.isdigit() and y.isdigit() and len(x) <= MAX_FIELD_CHARS and len(y) <= MAX_FIELD_CHARS \
+                        and x.isascii() and y.isascii():
+                    vx, vy = int(x), int(y)
+                    if vx <= _UINT64_MAX and vy <= _UINT64_MAX:
+                        if len(left) >= max_rows:
+                            raise AgglomerationError(f"{path} has more than the {max_rows} rows allowed")
+                        left.append(vx)
+                        right.append(vy)
+                        lines.append(number)
+                        continue
+                    problem("non-integer fields", number)  # beyond 64 bits
                     continue
-                if values[0] < 0 or values[1] < 0:
-                    problems["negative values"].append(number)
-                    continue
-                if values[0] > _UINT64_MAX or values[1] > _UINT64_MAX:
-                    problems["non-integer fields"].append(number)
-                    continue
-                if n == len(left):
-                    if n >= max_rows:
-                        raise AgglomerationError(f"{path} has more than the {max_rows} rows allowed")
-                    left, right, lines = (np.resize(a, min(2 * n, max_rows)) for a in (left, right, lines))
-                left[n], right[n], lines[n] = values[0], values[1], number
-                n += 1
+                signless = [f[1:] if f[:1] == "-" else f for f in fields]
+                numeric = all(0 < len(f) <= MAX_FIELD_CHARS and f.isascii() and f.isdigit() for f in signless)
+                if numeric:
+                    problem("negative values", number)
+                elif not len(left) and not header and not any(counts.values()) \
+                        and any(not f.isdigit() for f in signless):
+                    header = fields  # a first row that is not numbers is a header
+                else:
+                    problem("non-integer fields", number)
         except UnicodeDecodeError as error:
             raise AgglomerationError(f"{path} is not text (UTF-8): {error.reason} at byte {error.start}; "
                                      "binary tables must be .npy") from None
-    found = [f"{what} at {', '.join(f'line {r}' for r in rows[:SHOWN])}"
-             + (f" … ({len(rows)} in all)" if len(rows) > SHOWN else "")
+    found = [f"{what} at {', '.join(f'line {r}' for r in rows)}"
+             + (f" … ({counts[what]} in all)" if counts[what] > SHOWN else "")
              for what, rows in problems.items() if rows]
     if found:
         hint = (" — Raveler's superpixel_to_segment_map.txt has three (plane superpixel segment): map its "
@@ -230,7 +242,9 @@ def _read_text(path: str, kind: str, max_rows: int) -> Agglomeration:
                 if three_columns else "")
         raise AgglomerationError(f"{path}: " + "; ".join(found)
                                  + " (expected two non-negative integer columns per line)" + hint)
-    return _finish(left[:n].copy(), right[:n].copy(), lines[:n].copy(), path, kind, "line", header)
+    as_array = [np.frombuffer(a, dtype=a.typecode == "Q" and np.uint64 or np.int64).copy() if len(a)
+                else np.zeros(0, dtype=np.uint64 if a.typecode == "Q" else np.int64) for a in (left, right, lines)]
+    return _finish(*as_array, path, kind, "line", header)
 
 
 def _finish(left, right, rows, source, kind, row_word, header) -> Agglomeration:
