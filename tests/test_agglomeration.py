@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import write_volume
+
 from segmentation import db
 from segmentation.datasets import Datasets
 from segmentation.graph import Graph, GraphError, ingest_dataset

@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import write_volume
+
 from segmentation.check import check_layer, has_problem
 from server.cli import main
 

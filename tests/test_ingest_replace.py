@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import write_volume
+
 from segmentation.access.audit import AuditLog
 from segmentation.config import Settings
 from segmentation.graph import Graph
@@ -45,8 +45,8 @@ class ChunkReads:
     """Counts what reads chunks: the check's sample and the region graph."""
 
     def __init__(self, monkeypatch):
-        import segmentation.check as check
-        import segmentation.graph.ingest as ingest
+        from segmentation import check
+        from segmentation.graph import ingest
 
         self.sampled, self.region_graphs = 0, 0
         sample, region_graph = check._sample_labels, ingest.region_graph
@@ -144,9 +144,9 @@ def test_a_failed_replace_keeps_the_old_graph(home, tmp_path, capsys):
 
 def test_a_replace_failing_while_writing_rolls_back(settings, small_volumes, tmp_path, monkeypatch):
     """The old graph is deleted in the transaction that writes the new one: a failure there undoes both."""
-    import segmentation.graph.ingest as ingest
     from segmentation import db
     from segmentation.datasets import Datasets
+    from segmentation.graph import ingest
 
     db.upgrade(settings.database_url)
     labels = np.zeros((32, 32, 8), dtype=np.uint64)

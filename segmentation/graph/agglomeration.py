@@ -64,7 +64,7 @@ class Agglomeration:
     header: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_pairs(cls, pairs) -> "Agglomeration":
+    def from_pairs(cls, pairs) -> Agglomeration:
         """Pairs given in code (a list or an (N, 2) array), checked like a file's."""
         array = np.asarray(pairs)
         if array.size == 0:

@@ -7,11 +7,17 @@ import sqlalchemy as sa
 from ..datasets import Datasets
 from ..db import engine_for
 from ..models import GraphEdgeRow, GraphStateRow, GraphSupervoxelRow
-from .graph import Graph, _dataset_id
 from .agglomeration import Agglomeration, AgglomerationError
-from .ids import LAYER_SHIFT, SUPERVOXEL_LAYER, LabelLayoutCheck, LabelLayoutError, supervoxel_ids
-from .index import GraphError, GraphIndex
 from .bulk import write_rows
+from .graph import Graph, _dataset_id
+from .ids import (
+    LAYER_SHIFT,
+    SUPERVOXEL_LAYER,
+    LabelLayoutCheck,
+    LabelLayoutError,
+    supervoxel_ids,
+)
+from .index import GraphError, GraphIndex
 from .region_graph import region_graph
 
 BOX_COLUMNS = ("x0", "y0", "z0", "x1", "y1", "z1")
