@@ -226,3 +226,42 @@ def test_mixed_layouts_name_both_values(settings, small_volumes):
     with pytest.raises(GraphError, match=rf"mix plain ids and layered .*plain \d+ in the block .*layered "
                                          rf"{(1 << 56) + 5} \(= layer 1, label 5\)"):
         ingest_dataset(settings.database_url, "m", progress=False)
+
+
+@pytest.mark.parametrize("text", [
+    "sv_id,body_id\n1,10\n2,10\n3,0\n",
+    "# Raveler\n# segment body\n\n1 100\n2\t100\n3  0\n",
+    "sv,body\r\n1,7\r\n2,7\r\n",
+    "\ufeffsupervoxel,body\n5,18446744073709551615\n6,1",  # BOM, a 64-bit body, no final newline
+    "1, 2\n 2 ,3\n",
+])
+def test_regular_files_take_the_fast_path_and_agree_with_the_line_reader(tmp_path, text):
+    from segmentation.graph.agglomeration import _read_regular_text, _read_text_by_line
+
+    path = write(tmp_path, "t.csv", text)
+    fast, slow = _read_regular_text(path, "auto", 100), _read_text_by_line(path, "auto", 100)
+    assert fast is not None
+    for name in ("kind", "why", "header", "row_word"):
+        assert getattr(fast, name) == getattr(slow, name)
+    for name in ("left", "right", "rows"):
+        assert getattr(fast, name).tolist() == getattr(slow, name).tolist()
+
+
+@pytest.mark.parametrize("text", ["1,2\n\n3,4\n", "1,2\n# late comment\n3,4\n", "1,2\n3,x\n", "1,2,3\n",
+                                  "1,2\n" + "9" * 2000 + "\n", "", "# only a comment\n", "1,2\n-3,4\n"])
+def test_irregular_files_leave_the_fast_path(tmp_path, text):
+    from segmentation.graph.agglomeration import _read_regular_text
+
+    assert _read_regular_text(write(tmp_path, "t.csv", text), "auto", 100) is None
+
+
+def test_fast_path_line_numbers_name_clashing_bodies(tmp_path):
+    text = "# exported\nsv,body\n" + "".join(f"{i},{i // 2 + 100}\n" for i in range(1, 50)) + "7,999\n"
+    with pytest.raises(AgglomerationError, match=r"supervoxel\(s\) 7 listed under two different bodies at "
+                                                 r"line 9, line 52"):
+        read_agglomeration(write(tmp_path, "b.csv", text))
+
+
+def test_whitespace_only_line_is_not_miscounted(tmp_path):
+    agg = read_agglomeration(write(tmp_path, "w.txt", "1 7\n   \n2 7\n3 9\n"))
+    assert agg.rows.tolist() == [1, 3, 4] and agg.kind == "bodies"
