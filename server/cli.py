@@ -1,5 +1,6 @@
 """The ``axonlink`` command: demo, serve, add-dataset, ingest-graph, tags, search, datasets, db;
-users, tokens, grant, visibility and audit live in :mod:`server.cli_access`."""
+users, tokens, grant, visibility and audit live in :mod:`server.cli_access`, undo and redo in
+:mod:`server.cli_graph`, check in :mod:`server.cli_check`."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,7 @@ import sys
 
 from segmentation.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 
-from . import cli_access, cli_graph
+from . import cli_access, cli_check, cli_graph
 
 DEMO_NAME = "demo"
 DEMO_METADATA = {
@@ -126,12 +127,24 @@ def _parser() -> argparse.ArgumentParser:
 
     graph = sub.add_parser(
         "ingest-graph", parents=[common], help="build a dataset's supervoxel graph from its segmentation",
-        description="Build the supervoxel adjacency graph chunk by chunk and store it as the dataset's "
-        "versioned graph. Every supervoxel starts as its own neuron unless --agglomeration names pairs to join.",
+        description="Check the segmentation (as `axonlink check` does; a problem stops here), then build the "
+        "supervoxel adjacency graph chunk by chunk and store it as the dataset's versioned graph. Every "
+        "supervoxel starts as its own neuron unless --agglomeration joins them: label pairs, or a "
+        "supervoxel -> body table whose bodies become the neurons.",
     )
     graph.add_argument("name")
     graph.add_argument("--agglomeration", metavar="FILE",
-                       help="label pairs whose edges start active: .npy (N x 2) or CSV with two columns")
+                       help="pairs (two label columns) or a supervoxel->body table: CSV (header optional), "
+                            "whitespace-separated text ('#' comments) or .npy (N x 2)")
+    graph.add_argument("--agglomeration-kind", choices=["auto", "pairs", "bodies"], default="auto",
+                       help="how to read FILE (default auto: a header naming a body/segment column, or a first "
+                            "column without repeats and a second with them, means bodies; else pairs)")
+    graph.add_argument("--replace", action="store_true",
+                       help="the dataset has a graph: build a new one and swap it in (its edit history is "
+                            "dropped; the old graph stays if the new ingest fails). Asks for the name unless --yes")
+    graph.add_argument("--yes", action="store_true", help="with --replace: do not ask")
+    graph.add_argument("--chunks", type=int, default=None, metavar="N",
+                       help="mip-0 chunks the check samples first (default 16)")
     graph.set_defaults(handler=cmd_ingest_graph)
 
     listing = sub.add_parser("datasets", parents=[common], help="list registered datasets as JSON")
@@ -163,6 +176,7 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_access.add_parsers(sub, common)
     cli_graph.add_parsers(sub, common)
+    cli_check.add_parsers(sub, common)
 
     database = sub.add_parser("db", help="database schema commands")
     db_sub = database.add_subparsers(title="db commands")
@@ -243,31 +257,56 @@ def cmd_remove_dataset(args, settings):
     print(json.dumps({"removed": args.name, **removed}))
 
 
-def load_pairs(path: str):
-    import numpy as np
-
-    try:
-        if path.endswith(".npy"):
-            pairs = np.load(path)
-        else:
-            pairs = np.loadtxt(path, delimiter=",", dtype=np.uint64, ndmin=2)
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot read agglomeration pairs from {path}: {error}") from None
-    if pairs.ndim != 2 or pairs.shape[1] != 2:
-        raise UserError(f"{path} must hold two label columns, found shape {pairs.shape}")
-    return pairs
-
-
 def cmd_ingest_graph(args, settings):
+    from segmentation.check import PROBLEM, check_dataset, has_problem
     from segmentation.datasets import DatasetNotFound
     from segmentation.graph import GraphError, ingest_dataset
+    from segmentation.graph.agglomeration import AgglomerationError, read_agglomeration
+    from segmentation.graph.ingest import has_graph
     from segmentation.graph.meshes import build_for_dataset
 
-    pairs = load_pairs(args.agglomeration) if args.agglomeration else None
+    from .cli_access import _actor
+    from .cli_check import sample_options
+
+    registry = _datasets(settings)
     try:
-        summary = ingest_dataset(settings.database_url, args.name, agglomeration=pairs, progress=True)
+        registry.get(args.name)
+    except DatasetNotFound as error:
+        raise UserError(str(error)) from None
+    # everything cheap first: no chunk is read until the graph, the file and the check all pass
+    if has_graph(settings.database_url, args.name) and not args.replace:
+        raise UserError(f"dataset {args.name} already has a graph (use --replace)")
+    if args.replace and has_graph(settings.database_url, args.name) and not args.yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"replacing the graph of {args.name!r} drops its edit history: confirm with --yes")
+        answer = input(f"Replace the graph of {args.name!r}? Its edits (merges, splits) are dropped and root ids "
+                       f"start again; tags and link anchors stay on their supervoxels. Type the name to confirm: ")
+        if answer.strip() != args.name:
+            raise UserError("not replaced")
+    agglomeration = None
+    if args.agglomeration:
+        try:
+            agglomeration = read_agglomeration(args.agglomeration, args.agglomeration_kind)
+        except AgglomerationError as error:
+            raise UserError(str(error)) from None
+        print(f"agglomeration: {agglomeration.describe()}", file=sys.stderr)
+    findings = check_dataset(settings.database_url, args.name, **sample_options(args))
+    for finding in findings:
+        if finding.level != "ok" and finding.topic != "graph":
+            print(f"check: {finding.line()}", file=sys.stderr)
+    if has_problem(findings):
+        reasons = "; ".join(f"{f.topic}: {f.reason}" for f in findings if f.level == PROBLEM)
+        raise UserError(f"{args.name} cannot be ingested: {reasons} (see `axonlink check {args.name}`)")
+    actor = _actor()
+    try:
+        summary = ingest_dataset(settings.database_url, args.name, agglomeration=agglomeration, progress=True,
+                                 replace=args.replace, by=actor["by"], origin=actor["origin"])
     except (DatasetNotFound, GraphError) as error:
         raise UserError(str(error)) from None
+    if summary.get("replaced", {}).get("graph"):
+        print(f"replaced the graph of {args.name}: its root ids start again from the new agglomeration, so a root "
+              "id noted before (in a script, a table, a link without anchors) may now name another neuron; "
+              "cell-type tags and link anchors follow their supervoxels", file=sys.stderr)
     summary["draco_fragments"] = build_for_dataset(settings.database_url, settings.home, args.name, progress=True)
     print(json.dumps(summary))
 

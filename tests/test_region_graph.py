@@ -38,15 +38,21 @@ def test_ingest_dataset_gives_layer_one_ids_and_agglomeration(settings, small_vo
     seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation",
                        encoding="compressed_segmentation", mips=1)
     Datasets(settings.database_url).add("s", image=small_volumes["image"], segmentation=seg)
-    with pytest.raises(GraphError, match="not touching"):
+    with pytest.raises(GraphError, match=r"not in the volume \(row 0; e.g. label\(s\) 999\)"):
         ingest_dataset(settings.database_url, "s", agglomeration=[[11, 999]], progress=False)
+    labels[20:22, 20:22, :] = 7  # inside 42: touches 42 only
+    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation",
+                       encoding="compressed_segmentation", mips=1)
+    with pytest.raises(GraphError, match=r"1 agglomeration pair\(s\) are not touching .*\(row 1\)"):
+        ingest_dataset(settings.database_url, "s", agglomeration=[[11, 42], [7, 11]], progress=False)
     summary = ingest_dataset(settings.database_url, "s", agglomeration=[[11, 42]], progress=False)
-    assert summary == {"supervoxels": 3, "edges": 3, "active_edges": 1}
+    assert {k: summary[k] for k in ("supervoxels", "edges", "active_edges")} == \
+        {"supervoxels": 4, "edges": 4, "active_edges": 1}
     graph = Graph(settings.database_url, "s")
     svs = supervoxel_ids(np.array([11, 42, 5], dtype=np.uint64)).tolist()
     roots = graph.roots(svs)
     assert roots[0] == roots[1] != roots[2]
-    with pytest.raises(GraphError, match="already has a graph"):
+    with pytest.raises(GraphError, match=r"already has a graph \(use --replace\)"):
         ingest_dataset(settings.database_url, "s", progress=False)
 
 
@@ -76,8 +82,10 @@ def test_cli_ingest_graph(tmp_path, small_volumes):
     pairs.write_text("3,4\n")
     done = cli("ingest-graph", "c", "--agglomeration", str(pairs))
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"supervoxels": 2, "edges": 1, "active_edges": 1,
-                                                                  "draco_fragments": 0}  # no meshes in this volume
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["agglomeration"].startswith("1 pairs row(s)")
+    assert {k: summary[k] for k in ("supervoxels", "edges", "active_edges", "draco_fragments")} == \
+        {"supervoxels": 2, "edges": 1, "active_edges": 1, "draco_fragments": 0}  # no meshes in this volume
     again = cli("ingest-graph", "c")
     assert again.returncode == 1 and "already has a graph" in again.stderr
     missing = cli("ingest-graph", "nope")

@@ -95,7 +95,9 @@ def neurons_of(tags: CellTags, index: TagIndex, dataset: str, at) -> tuple[np.nd
     graph = Graph.find(tags.database_url, dataset)
     if graph is not None:
         graph.sync()
-    version = None if graph is None else (graph.index.seq if at is None else graph.seq_at(at))
+    # a graph is known by when it was ingested, and its state by an operation number: a replaced
+    # graph counts its operations from 0 again, so the number alone would name the old graph's answer
+    version = None if graph is None else (graph.created_at, graph.index.seq if at is None else graph.seq_at(at))
     key = ("neurons", dataset, version)
     cached = index.derived(key)
     if cached is None:

@@ -7,10 +7,17 @@ import sqlalchemy as sa
 from ..datasets import Datasets
 from ..db import engine_for
 from ..models import GraphEdgeRow, GraphStateRow, GraphSupervoxelRow
-from .graph import Graph, _dataset_id
-from .ids import LAYER_SHIFT, SUPERVOXEL_LAYER, supervoxel_ids
-from .index import GraphError, GraphIndex
+from .agglomeration import Agglomeration, AgglomerationError
 from .bulk import write_rows
+from .graph import Graph, _dataset_id
+from .ids import (
+    LAYER_SHIFT,
+    SUPERVOXEL_LAYER,
+    LabelLayoutCheck,
+    LabelLayoutError,
+    supervoxel_ids,
+)
+from .index import GraphError, GraphIndex
 from .region_graph import region_graph
 
 BOX_COLUMNS = ("x0", "y0", "z0", "x1", "y1", "z1")
@@ -27,39 +34,133 @@ def as_supervoxel_ids(labels) -> np.ndarray:
     raise GraphError("labels mix plain ids and layered ids; a volume must use one or the other")
 
 
-def ingest_dataset(database_url: str, dataset: str, agglomeration=None, progress: bool = True) -> dict:
+def ingest_dataset(database_url: str, dataset: str, agglomeration=None, progress: bool = True, *,
+                   replace: bool = False, by: str = "system", origin: str = "") -> dict:
     """Build and store the graph of ``dataset``'s segmentation.
 
-    ``agglomeration`` is an optional (N, 2) array of label pairs whose edges
-    start active (plain labels or supervoxel ids); without it every supervoxel
-    starts as its own root.
+    ``agglomeration`` is an :class:`~segmentation.graph.agglomeration.Agglomeration` (pairs or a
+    body table, see :func:`~segmentation.graph.agglomeration.read_agglomeration`) or an (N, 2)
+    array of label pairs whose edges start active (plain labels or supervoxel ids); without it
+    every supervoxel starts as its own root. A dataset that has a graph is refused before any
+    chunk is read, unless ``replace``: then the new graph is computed first and swapped in in one
+    transaction (audited as ``by``), so a failed ingest leaves the old graph in place.
     """
     layer = Datasets(database_url).get(dataset).layer("segmentation")
-    plain_svs, a, b, area, boxes = region_graph(layer.url, progress=progress)
+    if not replace and has_graph(database_url, dataset):
+        raise GraphError(f"dataset {dataset!r} already has a graph (use --replace)")
+    if agglomeration is not None and not isinstance(agglomeration, Agglomeration):
+        agglomeration = Agglomeration.from_pairs(agglomeration)
+    try:
+        plain_svs, a, b, area, boxes = region_graph(layer.url, progress=progress, check_labels=LabelLayoutCheck())
+    except LabelLayoutError as error:
+        raise GraphError(f"{layer.url}: {error}") from None
     supervoxels = as_supervoxel_ids(plain_svs)
     a, b = as_supervoxel_ids(a), as_supervoxel_ids(b)
+    area = np.asarray(area, dtype=np.float64)
     active = np.zeros(len(a), dtype=bool)
-    if agglomeration is not None and len(agglomeration):
-        pairs = np.asarray(agglomeration, dtype=np.uint64).reshape(-1, 2)
-        pa, pb = as_supervoxel_ids(pairs[:, 0]), as_supervoxel_ids(pairs[:, 1])
-        wanted = {(min(x, y), max(x, y)) for x, y in zip(pa.tolist(), pb.tolist())}
-        active = np.array([(min(x, y), max(x, y)) in wanted for x, y in zip(a.tolist(), b.tolist())], dtype=bool)
-        missing = len(wanted) - int(active.sum())
-        if missing:
-            raise GraphError(f"{missing} agglomeration pair(s) are not touching supervoxels of the volume")
-    store_graph(database_url, dataset, supervoxels, a, b, area, active, boxes=boxes)
-    return {"supervoxels": len(supervoxels), "edges": len(a), "active_edges": int(active.sum())}
+    summary = {"supervoxels": len(supervoxels), "edges": len(a), "active_edges": 0}
+    if agglomeration is not None and len(agglomeration.left):
+        try:
+            agglomeration.check_in_volume(supervoxels)
+        except AgglomerationError as error:
+            raise GraphError(str(error)) from None
+        if agglomeration.kind == "pairs":
+            active = _active_pairs(agglomeration, a, b)
+        else:
+            a, b, area, active, made = _active_bodies(agglomeration, supervoxels, a, b, area)
+            summary.update(made)
+        summary["agglomeration"] = agglomeration.describe()
+    summary["active_edges"] = int(active.sum())
+    replaced = store_graph(database_url, dataset, supervoxels, a, b, area, active, boxes=boxes, replace=replace,
+                           by=by, origin=origin, summary=summary)
+    if replace:
+        summary["replaced"] = replaced
+    return summary
 
 
-def store_graph(database_url: str, dataset: str, supervoxels, edge_a, edge_b, area, active, boxes=None) -> None:
-    """Write a dataset's supervoxels (with their voxel boxes, if known) and adjacency in one transaction."""
+def has_graph(database_url: str, dataset: str) -> bool:
+    with engine_for(database_url).connect() as connection:
+        dataset_id = _dataset_id(connection, dataset)
+        return connection.scalar(
+            sa.select(GraphStateRow.dataset_id).where(GraphStateRow.dataset_id == dataset_id)) is not None
+
+
+def _active_pairs(agglomeration: Agglomeration, a, b) -> np.ndarray:
+    """Edges named by the pairs start active; a pair that does not touch is refused (named)."""
+    pa, pb = agglomeration.supervoxel_ids(agglomeration.left), agglomeration.supervoxel_ids(agglomeration.right)
+    wanted = {(min(x, y), max(x, y)) for x, y in zip(pa.tolist(), pb.tolist())}
+    active = np.array([(min(x, y), max(x, y)) in wanted for x, y in zip(a.tolist(), b.tolist())], dtype=bool)
+    if len(wanted) != int(active.sum()):
+        present = {(min(x, y), max(x, y)) for x, y in zip(a[active].tolist(), b[active].tolist())}
+        apart = np.array([(min(x, y), max(x, y)) not in present for x, y in zip(pa.tolist(), pb.tolist())])
+        raise GraphError(f"{agglomeration.source}: {len(wanted) - len(present)} agglomeration pair(s) are not "
+                         f"touching supervoxels of the volume ({agglomeration.where(apart)}); a body table "
+                         "(supervoxel body) may join supervoxels that do not touch")
+    return active
+
+
+def _active_bodies(agglomeration: Agglomeration, supervoxels, a, b, area):
+    """Edges within a body start active, edges between bodies not; a body whose supervoxels do not
+    all touch gets agglomeration-only edges (area 0, active) chaining its pieces, so that its root
+    is exactly the body (and a split cuts those first: they are the cheapest edges)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(supervoxels)
+    body = np.zeros(n, dtype=np.uint64)  # 0: its own neuron
+    listed = agglomeration.supervoxel_ids(agglomeration.left)
+    body[np.searchsorted(supervoxels, listed)] = agglomeration.right
+    ia, ib = np.searchsorted(supervoxels, a), np.searchsorted(supervoxels, b)
+    active = (body[ia] == body[ib]) & (body[ia] != 0)
+    graph = coo_matrix((np.ones(int(active.sum())), (ia[active], ib[active])), shape=(n, n))
+    _, piece = connected_components(graph, directed=False)
+    in_body = np.flatnonzero(body != 0)
+    # one representative (the smallest supervoxel) per (body, piece), ordered by body
+    keys = np.stack([body[in_body], piece[in_body].astype(np.uint64)], axis=1)
+    _, first = np.unique(keys, axis=0, return_index=True)
+    reps = in_body[first]
+    order = np.lexsort((supervoxels[reps], body[reps]))
+    reps = reps[order]
+    chain = body[reps][1:] == body[reps][:-1]
+    extra_a, extra_b = supervoxels[reps[:-1][chain]], supervoxels[reps[1:][chain]]
+    bodies = len(np.unique(body[in_body]))
+    made = {"bodies": bodies, "bodies_made_whole": len(np.unique(body[reps[1:][chain]])),
+            "agglomeration_only_edges": len(extra_a), "unlisted_supervoxels": int(n - len(np.unique(listed)))}
+    if len(extra_a):
+        a = np.concatenate([a, np.minimum(extra_a, extra_b)])
+        b = np.concatenate([b, np.maximum(extra_a, extra_b)])
+        area = np.concatenate([area, np.zeros(len(extra_a))])
+        active = np.concatenate([active, np.ones(len(extra_a), dtype=bool)])
+    return a, b, area, active, made
+
+
+def store_graph(database_url: str, dataset: str, supervoxels, edge_a, edge_b, area, active, boxes=None, *,
+                replace: bool = False, by: str = "system", origin: str = "", summary: dict | None = None) -> dict:
+    """Write a dataset's supervoxels (with their voxel boxes, if known) and adjacency in one transaction.
+
+    With ``replace`` the old graph (its operations, edges, supervoxels and state row) is deleted in
+    that same transaction, so the dataset is never left without a graph; the replacement is audited
+    (``graph.replace``, by ``by``). Returns the number of rows removed per table.
+    """
+    from ..access.audit import record
+    from ..models import GraphOperationRow
+
     engine = engine_for(database_url)
     supervoxels = np.asarray(supervoxels, dtype=np.uint64)
     GraphIndex(supervoxels, edge_a, edge_b, area, active)  # validates ids before anything is written
+    removed = {}
     with engine.begin() as connection:
         dataset_id = _dataset_id(connection, dataset)
         if connection.scalar(sa.select(GraphStateRow.dataset_id).where(GraphStateRow.dataset_id == dataset_id)):
-            raise GraphError(f"dataset {dataset!r} already has a graph")
+            if not replace:
+                raise GraphError(f"dataset {dataset!r} already has a graph (use --replace)")
+            for label, table in (("operations", GraphOperationRow), ("edges", GraphEdgeRow),
+                                 ("supervoxels", GraphSupervoxelRow), ("graph", GraphStateRow)):
+                removed[label] = connection.execute(
+                    sa.delete(table).where(table.dataset_id == dataset_id)).rowcount
+            record(connection, user=by, action="graph.replace", dataset=dataset, origin=origin,
+                   detail={"removed": removed, "new": {k: v for k, v in (summary or {}).items()
+                                                       if isinstance(v, (int, str))}})
         connection.execute(sa.insert(GraphStateRow).values(dataset_id=dataset_id, last_seq=0))
         n = len(supervoxels)
         sv_columns = {"dataset_id": np.full(n, dataset_id, dtype=np.int32), "sv_id": supervoxels.astype(np.int64)}
@@ -76,3 +177,4 @@ def store_graph(database_url: str, dataset: str, supervoxels, edge_a, edge_b, ar
             "initially_active": np.asarray(active, dtype=bool),
         })
     Graph.forget(database_url, dataset)
+    return removed

@@ -43,11 +43,13 @@ def _update_boxes(core: np.ndarray, origin, boxes: dict[int, list[int]]) -> None
             boxes[int(label)] = [min(a, b) for a, b in zip(box[:3], lo)] + [max(a, b) for a, b in zip(box[3:], hi)]
 
 
-def region_graph(volume, mip: int = 0, chunk=None, progress: bool = True):
+def region_graph(volume, mip: int = 0, chunk=None, progress: bool = True, check_labels=None):
     """(supervoxel ids, edge_a, edge_b, contact area in nm², voxel boxes) of a CloudVolume ``volume``.
 
     The boxes are one ``[x0, y0, z0, x1, y1, z1)`` row per supervoxel (voxels at ``mip``),
-    for leaves-within-bounds queries.
+    for leaves-within-bounds queries. ``check_labels(labels, where)`` (e.g. an
+    :class:`~segmentation.graph.ids.LabelLayoutCheck`) sees each block's labels as they are
+    read and may raise, so a bad volume fails at its first bad block, not at the end.
     """
     from cloudvolume import CloudVolume
 
@@ -68,6 +70,8 @@ def region_graph(volume, mip: int = 0, chunk=None, progress: bool = True):
         block = np.asarray(volume[ex:x1, ey:y1, ez:z1])[..., 0]
         dx, dy, dz = x0 - ex, y0 - ey, z0 - ez
         core = block[dx:, dy:, dz:]
+        if check_labels is not None:
+            check_labels(core, f"the block at voxel {x0},{y0},{z0} (to {x1},{y1},{z1})")
         _update_boxes(core, (x0, y0, z0), boxes)
         for (a, b), area in cc3d.contacts(core, connectivity=6, surface_area=True,
                                           anisotropy=(rx, ry, rz)).items():
