@@ -70,6 +70,8 @@ class GraphStateRow(Base):
     dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
     last_seq: Mapped[int] = mapped_column(sa.Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    # root ids of this graph count from root_base + 1 (above every id an earlier graph of the dataset gave)
+    root_base: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
 
 
 class GraphSupervoxelRow(Base):

@@ -279,7 +279,7 @@ def cmd_ingest_graph(args, settings):
     if args.replace and has_graph(settings.database_url, args.name) and not args.yes:
         if not sys.stdin.isatty():
             raise UserError(f"replacing the graph of {args.name!r} drops its edit history: confirm with --yes")
-        answer = input(f"Replace the graph of {args.name!r}? Its edits (merges, splits) are dropped and root ids "
+        answer = input(f"Replace the graph of {args.name!r}? Its edits (merges, splits) are dropped and operation ids "
                        f"start again; tags and link anchors stay on their supervoxels. Type the name to confirm: ")
         if answer.strip() != args.name:
             raise UserError("not replaced")
@@ -304,9 +304,9 @@ def cmd_ingest_graph(args, settings):
     except (DatasetNotFound, GraphError) as error:
         raise UserError(str(error)) from None
     if summary.get("replaced", {}).get("graph"):
-        print(f"replaced the graph of {args.name}: its root ids start again from the new agglomeration, so a root "
-              "id noted before (in a script, a table, a link without anchors) may now name another neuron; "
-              "cell-type tags and link anchors follow their supervoxels", file=sys.stderr)
+        print(f"replaced the graph of {args.name}: its edit history is gone and operation ids start again; new "
+              "root ids count on from the old ones (an old root id names no neuron of the new graph); cell-type "
+              "tags and link anchors follow their supervoxels", file=sys.stderr)
     summary["draco_fragments"] = build_for_dataset(settings.database_url, settings.home, args.name, progress=True)
     print(json.dumps(summary))
 

@@ -116,12 +116,15 @@ def test_replace_swaps_the_graph_and_is_audited(home, tmp_path, capsys):
     assert status == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["replaced"] == {"operations": 1, "edges": 3, "supervoxels": 4, "graph": 1}
-    assert "root ids start again" in err
+    assert "operation ids start again" in err
     fresh = Graph.open(url, "d")
     assert fresh is not graph
     roots = fresh.roots(SV).tolist()
     assert roots[2] == roots[3] and len({roots[0], roots[1], roots[2]}) == 3  # alice's merge is gone
     assert roots != old_roots
+    every_old_root = set(old_roots) | {int(r) for r in graph.index.root_of}  # initial ones too
+    assert not every_old_root & set(roots)  # a root id never comes back naming another neuron
+    assert min(r & ((1 << 56) - 1) for r in roots) > max(r & ((1 << 56) - 1) for r in every_old_root)
     assert fresh.user_operations(None) == []
     (entry,) = AuditLog(url).entries(action="graph.replace")
     assert entry["dataset"] == "d" and entry["user"].startswith("cli:") and entry["origin"] == "cli"
@@ -201,3 +204,21 @@ def test_search_after_replace_answers_from_the_new_graph(home, tmp_path, capsys)
     assert cli(capsys, home, "ingest-graph", "d", "--agglomeration", str(table), "--replace", "--yes")[0] == 0
     Graph.forget(url, "d")
     assert neurons() == [Graph.open(url, "d").root(SV[0])]  # one neuron now, with both tags
+
+
+def test_after_a_replace_no_cached_chunk_is_revalidated(home, tmp_path, capsys):
+    """The live chunk's ETag names the graph it came from: a browser's copy from the old graph is not
+    "not modified" although the new graph has made as many edits (none)."""
+    from server import create_app
+
+    assert cli(capsys, home, "ingest-graph", "d")[0] == 0
+    client = create_app(Settings.load(home=home)).test_client()
+    info = client.get("/data/d/segmentation/info").get_json()
+    key = f"/data/d/segmentation/{info['scales'][0]['key']}/0-16_0-16_0-8"
+    before = client.get(key)
+    assert before.status_code == 200
+    table = tmp_path / "bodies.csv"
+    table.write_text("supervoxel,body\n1,7\n2,7\n")
+    assert cli(capsys, home, "ingest-graph", "d", "--agglomeration", str(table), "--replace", "--yes")[0] == 0
+    after = client.get(key, headers={"If-None-Match": before.headers["ETag"]})
+    assert after.status_code == 200 and after.headers["ETag"] != before.headers["ETag"]

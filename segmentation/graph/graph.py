@@ -122,9 +122,10 @@ class Graph:
         self._caught_up = threading.local()  # per thread: inside caught_up(), and synced already
         with self.engine.connect() as connection:
             self.dataset_id = _dataset_id(connection, dataset)
-            if connection.scalar(
-                sa.select(GraphStateRow.dataset_id).where(GraphStateRow.dataset_id == self.dataset_id)
-            ) is None:
+            state = connection.execute(
+                sa.select(GraphStateRow.root_base).where(GraphStateRow.dataset_id == self.dataset_id)
+            ).first()
+            if state is None:
                 raise GraphNotIngested(f"dataset {dataset!r} has no graph yet (run ingest-graph)")
             where = {"d": self.dataset_id}
             box = {c: (f"COALESCE({c}, -1)", "i4") for c in ("x0", "y0", "z0", "x1", "y1", "z1")}
@@ -139,7 +140,7 @@ class Graph:
         has_boxes = len(boxes) and (boxes[:, 3] >= 0).all()
         self.index = GraphIndex(svs["sv"].astype(np.uint64), edges["a"].astype(np.uint64),
                                 edges["b"].astype(np.uint64), edges["area"], edges["active"],
-                                boxes=boxes if has_boxes else None)
+                                boxes=boxes if has_boxes else None, root_base=int(state[0] or 0))
         self._op_times: list[datetime] = []  # created_at of operation seq i+1
         # operations by their number in this dataset's log (1, 2, 3 ...): the operation ids the API
         # shows, so that ids never reveal how many edits other datasets had (rows are numbered globally)

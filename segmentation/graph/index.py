@@ -51,7 +51,7 @@ class RootRecord:
 class GraphIndex:
     """Supervoxels, adjacency, active edges and root history of one dataset."""
 
-    def __init__(self, supervoxels, edge_a, edge_b, area, active, boxes=None):
+    def __init__(self, supervoxels, edge_a, edge_b, area, active, boxes=None, root_base: int = 0):
         sv = np.asarray(supervoxels, dtype=np.uint64)
         order = np.argsort(sv, kind="stable")
         self.sv_ids = sv[order]
@@ -77,10 +77,12 @@ class GraphIndex:
 
         labels = self._components(np.arange(n), self.edge_lo[self.active], self.edge_hi[self.active])
         ranks = _rank_by_smallest_member(labels)
-        self.root_of = np.array([root_id(r + 1) for r in range(ranks.max() + 1)], dtype=np.uint64)[ranks] \
-            if n else np.zeros(0, dtype=np.uint64)
+        # root counters start after ``root_base``: a re-ingested graph never reuses its predecessor's ids
+        self.root_base = int(root_base)
+        self.root_of = np.array([root_id(self.root_base + r + 1) for r in range(ranks.max() + 1)],
+                                dtype=np.uint64)[ranks] if n else np.zeros(0, dtype=np.uint64)
         self.initial_root_count = int(ranks.max() + 1) if n else 0
-        self.next_root_counter = self.initial_root_count + 1
+        self.next_root_counter = self.root_base + self.initial_root_count + 1
         self._initial_order = np.argsort(self.root_of, kind="stable")
         self._initial_sorted = self.root_of[self._initial_order]
         self._members: dict[int, np.ndarray] = {}
@@ -118,7 +120,8 @@ class GraphIndex:
         from .ids import ROOT_LAYER, LAYER_SHIFT
 
         counter = int(node) & ((1 << LAYER_SHIFT) - 1)
-        return int(node) >> LAYER_SHIFT == ROOT_LAYER and 1 <= counter <= self.initial_root_count
+        return (int(node) >> LAYER_SHIFT == ROOT_LAYER
+                and self.root_base < counter <= self.root_base + self.initial_root_count)
 
     def record(self, root: int) -> RootRecord:
         root = int(root)

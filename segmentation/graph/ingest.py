@@ -149,11 +149,15 @@ def store_graph(database_url: str, dataset: str, supervoxels, edge_a, edge_b, ar
     supervoxels = np.asarray(supervoxels, dtype=np.uint64)
     GraphIndex(supervoxels, edge_a, edge_b, area, active)  # validates ids before anything is written
     removed = {}
+    root_base = 0
     with engine.begin() as connection:
         dataset_id = _dataset_id(connection, dataset)
-        if connection.scalar(sa.select(GraphStateRow.dataset_id).where(GraphStateRow.dataset_id == dataset_id)):
+        old_state = connection.execute(
+            sa.select(GraphStateRow.root_base).where(GraphStateRow.dataset_id == dataset_id)).first()
+        if old_state is not None:
             if not replace:
                 raise GraphError(f"dataset {dataset!r} already has a graph (use --replace)")
+            root_base = _past_root_counters(connection, dataset_id, int(old_state[0] or 0))
             for label, table in (("operations", GraphOperationRow), ("edges", GraphEdgeRow),
                                  ("supervoxels", GraphSupervoxelRow), ("graph", GraphStateRow)):
                 removed[label] = connection.execute(
@@ -161,7 +165,7 @@ def store_graph(database_url: str, dataset: str, supervoxels, edge_a, edge_b, ar
             record(connection, user=by, action="graph.replace", dataset=dataset, origin=origin,
                    detail={"removed": removed, "new": {k: v for k, v in (summary or {}).items()
                                                        if isinstance(v, (int, str))}})
-        connection.execute(sa.insert(GraphStateRow).values(dataset_id=dataset_id, last_seq=0))
+        connection.execute(sa.insert(GraphStateRow).values(dataset_id=dataset_id, last_seq=0, root_base=root_base))
         n = len(supervoxels)
         sv_columns = {"dataset_id": np.full(n, dataset_id, dtype=np.int32), "sv_id": supervoxels.astype(np.int64)}
         if boxes is not None:
@@ -178,3 +182,22 @@ def store_graph(database_url: str, dataset: str, supervoxels, edge_a, edge_b, ar
         })
     Graph.forget(database_url, dataset)
     return removed
+
+
+def _past_root_counters(connection, dataset_id: int, root_base: int) -> int:
+    """A root counter above every root id the dataset's current graph has given: its initial roots
+    (at most one per supervoxel, counted from its own base) and every root its edits created. The
+    replacing graph counts from there, so an old root id (in a link, a notebook, a cached mesh
+    manifest) never names a different neuron of the new graph."""
+    from ..models import GraphOperationRow
+    from .ids import LAYER_SHIFT
+
+    supervoxels = connection.scalar(
+        sa.select(sa.func.count()).select_from(GraphSupervoxelRow).where(GraphSupervoxelRow.dataset_id == dataset_id))
+    highest = root_base + int(supervoxels or 0)
+    mask = (1 << LAYER_SHIFT) - 1
+    for (new_roots,) in connection.execute(
+            sa.select(GraphOperationRow.new_root_ids).where(GraphOperationRow.dataset_id == dataset_id)):
+        for root in new_roots or []:
+            highest = max(highest, int(root) & mask)
+    return highest
