@@ -211,12 +211,12 @@ def test_non_touching_pairs_stay_an_error(slabs, tmp_path):
 
 def test_labels_beyond_the_layout_fail_at_their_block(settings, small_volumes, tmp_path):
     db.upgrade(settings.database_url)
-    labels = np.ones((64, 64, 8), dtype=np.uint64)
-    labels[60, 60, 4] = (5 << 56) + 3
+    labels = np.ones((64, 64, 136), dtype=np.uint64)  # three blocks of reading along z (64 voxels each)
+    labels[60, 60, 130] = (5 << 56) + 3
     seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation",
                        mips=1, chunk=(16, 16, 8))
     Datasets(settings.database_url).add("big", image=small_volumes["image"], segmentation=seg)
-    with pytest.raises(GraphError, match=rf"block at voxel 32,32,0 .* not layer-1 supervoxel ids: {(5 << 56) + 3}"):
+    with pytest.raises(GraphError, match=rf"block at voxel 0,0,128 .* not layer-1 supervoxel ids: {(5 << 56) + 3}"):
         ingest_dataset(settings.database_url, "big", progress=False)
 
 

@@ -1,14 +1,17 @@
 """Every label type labs store, served through the graph: uint8/16/32/64 × raw/compressed_segmentation
 × sharded/unsharded × an odd and a wide chunk shape.
 
-Each combination is written with CloudVolume's own encoders (labels near the top of the type, so a
-view that kept the stored width would clip them), gets a graph, and every view that can carry root
-ids (now, ``@time``, ``@supervoxels``) must declare ``uint64`` and read back, with CloudVolume and with
-tensorstore, as exactly the expected labels; before and after a merge.
+Each combination holds the demo's neurons (its phantom at a small size: 23 supervoxels of 16
+neurons), written with CloudVolume's own encoders with labels near the top of the type (a view
+that kept the stored width would clip root ids), and is ingested with a body table (supervoxel →
+neuron). Every view that can carry root ids (now, ``@time``, ``@supervoxels``) must declare
+``uint64`` and read back, with CloudVolume and with tensorstore, as exactly the expected labels,
+before and after a merge; proofreading goes through caveclient, links and tags follow edits.
 """
 from __future__ import annotations
 
 import datetime
+import functools
 import itertools
 import json
 import urllib.request
@@ -23,9 +26,9 @@ from segmentation.config import Settings, sqlite_url
 from segmentation.graph import Graph
 from segmentation.graph.ids import supervoxel_ids
 
-SHAPE = (37, 29, 11)
+SHAPE = (80, 64, 16)
 CHUNKS = {"odd": dict(chunk=(17, 13, 7), offset=(5, 3, 2)), "wide": dict(chunk=(64, 64, 4), offset=(0, 0, 0))}
-TOP = {"uint8": 0, "uint16": 65000, "uint32": 2 ** 32 - 100, "uint64": 2 ** 56 - 100}  # labels are TOP + 1..15
+TOP = {"uint8": 0, "uint16": 65000, "uint32": 2 ** 32 - 100, "uint64": 2 ** 56 - 100}  # labels are TOP + 1 … 23
 ENCODINGS = {"uint8": ["raw"], "uint16": ["raw"], "uint32": ["raw", "compressed_segmentation"],
              "uint64": ["raw", "compressed_segmentation"]}
 COMBOS = [f"{dtype}-{encoding[:4]}-{'shd' if sharded else 'uns'}-{chunk}"
@@ -37,24 +40,39 @@ def combo(name: str) -> tuple[str, str, bool, str]:
     return dtype, "raw" if encoding == "raw" else "compressed_segmentation", sharded == "shd", chunk
 
 
+@functools.lru_cache(maxsize=1)
+def demo_neurons():
+    """The demo's phantom at a small size: 23 supervoxels of 16 neurons (some in several pieces)."""
+    from segmentation.demo.phantom import make_phantom
+
+    phantom = make_phantom(seed=2, neuron_count=16, shape=SHAPE)
+    return phantom.labels, phantom.supervoxel_to_neuron
+
+
 def labels_of(dtype: str) -> np.ndarray:
-    """15 slabs (5 along x, 3 along y) labelled TOP + 1 … TOP + 15, background above z = 9."""
-    x, y, _ = np.indices(SHAPE)
-    index = 1 + np.minimum(x // 8, 4) + 5 * np.minimum(y // 10, 2)
-    labels = (np.uint64(TOP[dtype]) + index.astype(np.uint64)).astype(dtype)
-    labels[:, :, 9:] = 0
-    return labels
+    """The demo's supervoxels as TOP + 1 … TOP + 23 in ``dtype`` (0 stays background)."""
+    plain, _ = demo_neurons()
+    return np.where(plain == 0, 0, plain.astype(np.uint64) + np.uint64(TOP[dtype])).astype(dtype)
 
 
-def agglomeration(dtype: str) -> list[list[int]]:
-    top = TOP[dtype]
-    return [[top + 1, top + 2], [top + 6, top + 7]]  # neighbours along x
+def bodies_of(dtype: str) -> dict[int, int]:
+    """The body table: each supervoxel label → its demo neuron."""
+    _, neuron_of = demo_neurons()
+    return {TOP[dtype] + sv: neuron for sv, neuron in neuron_of.items()}
+
+
+def supervoxel_of_neuron(dtype: str, rank: int) -> int:
+    """The graph id of the first supervoxel of the ``rank``-th neuron (neurons in id order)."""
+    bodies = bodies_of(dtype)
+    neuron = sorted(set(bodies.values()))[rank]
+    return int(supervoxel_ids(np.uint64(min(label for label, n in bodies.items() if n == neuron))))
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     from segmentation.datasets import Datasets
     from segmentation.graph import ingest_dataset
+    from segmentation.graph.agglomeration import read_agglomeration
     from server import create_app
     from server.runner import BackgroundServer
 
@@ -68,8 +86,10 @@ def site(tmp_path_factory):
         levels[name] = [labels, *tinybrain.downsample_segmentation(labels, (2, 2, 1), num_mips=1)]
         url = write_layer(root / name, levels[name], encoding=encoding, block_size=(8, 8, 4),
                           shard=sharding() if sharded else None, **CHUNKS[chunk])
+        table = root / f"{name}.csv"
+        table.write_text("sv_id,body_id\n" + "".join(f"{sv},{body}\n" for sv, body in bodies_of(dtype).items()))
         Datasets(settings.database_url).add(name.replace("-", "_"), segmentation=url)
-        ingest_dataset(settings.database_url, name.replace("-", "_"), agglomeration=agglomeration(dtype),
+        ingest_dataset(settings.database_url, name.replace("-", "_"), agglomeration=read_agglomeration(str(table)),
                        progress=False)
     with BackgroundServer(app) as server:
         server.settings, server.levels = settings, levels
@@ -116,7 +136,8 @@ def test_every_view_is_uint64_and_reads_back_before_and_after_an_edit(site, name
         info = info_of(site, ref)
         assert info["data_type"] == "uint64" and all("sharding" not in s for s in info["scales"])
     before = [as_roots(level, graph) for level in levels]
-    assert len(np.unique(before[0])) == 1 + 15 - 2  # two pairs joined
+    neurons = len(set(bodies_of(dtype).values()))
+    assert len(np.unique(before[0][before[0] != 0])) == neurons  # the body table's neurons, exactly
     for mip in (0, 1):
         assert np.array_equal(read_cloudvolume(site, dataset, mip), before[mip])
         assert np.array_equal(read_cloudvolume(site, f"{dataset}@supervoxels", mip),
@@ -125,10 +146,9 @@ def test_every_view_is_uint64_and_reads_back_before_and_after_an_edit(site, name
     assert np.array_equal(read_tensorstore(site, f"{dataset}@supervoxels"),
                           supervoxel_ids(levels[0].astype(np.uint64)))
 
-    top = TOP[dtype]
-    graph.merge(int(supervoxel_ids(np.uint64(top + 2))), int(supervoxel_ids(np.uint64(top + 3))), user="t")
+    graph.merge(supervoxel_of_neuron(dtype, 0), supervoxel_of_neuron(dtype, 1), user="t")
     after = [as_roots(level, graph) for level in levels]
-    assert len(np.unique(after[0])) == len(np.unique(before[0])) - 1
+    assert len(np.unique(after[0][after[0] != 0])) == neurons - 1
     for mip in (0, 1):
         assert np.array_equal(read_cloudvolume(site, dataset, mip), after[mip])
         assert np.array_equal(read_cloudvolume(site, then, mip), before[mip])
@@ -151,10 +171,11 @@ def test_combos_cover_every_type_encoding_sharding_and_chunk_shape():
     assert len(seen) == len(list(itertools.chain.from_iterable(ENCODINGS.values()))) * 2 * len(CHUNKS)
 
 
-def voxel_of(index: int, chunk: str) -> np.ndarray:
-    """A voxel (absolute coordinates) inside slab ``index`` (1 … 15) of a ``chunk`` layout's volume."""
-    column, row = (index - 1) % 5, (index - 1) // 5
-    return np.array(CHUNKS[chunk]["offset"]) + [8 * column + 4, 10 * row + 5, 4]
+def voxel_of(site, name: str, supervoxel: int) -> np.ndarray:
+    """A voxel (absolute coordinates) of ``supervoxel`` in the volume of combination ``name``."""
+    label = int(supervoxel) & ((1 << 56) - 1)
+    where = np.argwhere(site.levels[name][0] == label)
+    return where[len(where) // 2] + np.array(CHUNKS[combo(name)[3]]["offset"])
 
 
 @pytest.mark.parametrize("name", ["uint8-raw-uns-wide", "uint16-raw-shd-odd", "uint32-comp-uns-odd",
@@ -166,20 +187,20 @@ def test_proofreading_through_caveclient(site, name, tmp_path, monkeypatch):
 
     monkeypatch.setenv("HOME", str(tmp_path))  # caveclient writes its caches under ~
     dataset = name.replace("-", "_")
-    dtype, _, _, chunk = combo(name)
+    dtype = combo(name)[0]
     resolution = np.array([8, 8, 40])
     cg = caveclient.CAVEclient(datastack_name=dataset, server_address=site.url, write_server_cache=False,
                                auth_token=proofreader_token(site.settings.database_url, dataset)).chunkedgraph
-    four, five = (int(supervoxel_ids(np.uint64(TOP[dtype] + i))) for i in (4, 5))
+    four, five = supervoxel_of_neuron(dtype, 2), supervoxel_of_neuron(dtype, 3)  # two neurons
     assert cg.get_root_id(four) != cg.get_root_id(five)
-    merged = cg.do_merge([four, five], [voxel_of(4, chunk), voxel_of(5, chunk)], resolution=resolution)
+    points = [voxel_of(site, name, four), voxel_of(site, name, five)]
+    merged = cg.do_merge([four, five], points, resolution=resolution)
     (root,) = [int(r) for r in merged["new_root_ids"]]
     assert cg.get_roots([four, five]).tolist() == [root, root]
     served = read_cloudvolume(site, dataset, 0)
     graph = Graph.open(site.settings.database_url, dataset)
     assert np.array_equal(served, as_roots(site.levels[name][0], graph))
-    assert (served == root).sum() == (np.isin(site.levels[name][0], [TOP[dtype] + 4, TOP[dtype] + 5])).sum()
-    _, parts = cg.execute_split([voxel_of(4, chunk) * resolution], [voxel_of(5, chunk) * resolution], root)
+    _, parts = cg.execute_split([points[0] * resolution], [points[1] * resolution], root)
     assert len(parts) == 2 and cg.get_root_id(four) != cg.get_root_id(five)
     assert np.array_equal(read_tensorstore(site, dataset), as_roots(site.levels[name][0], graph))
 
@@ -190,16 +211,16 @@ def test_links_and_tags_follow_an_edit_on_every_label_type(site, name):
     from conftest import call, proofreader_token
 
     dataset = name.replace("-", "_")
-    dtype, _, _, chunk = combo(name)
-    eleven, twelve = (int(supervoxel_ids(np.uint64(TOP[dtype] + i))) for i in (11, 12))
+    dtype = combo(name)[0]
+    eleven, twelve = supervoxel_of_neuron(dtype, 4), supervoxel_of_neuron(dtype, 5)
     token = proofreader_token(site.settings.database_url, dataset)
     status, body = call(f"{site.url}/api/v1/links/at",
-                        json.dumps({"dataset": dataset, "voxel": voxel_of(11, chunk).tolist()}).encode(), token=token)
+                        json.dumps({"dataset": dataset, "voxel": voxel_of(site, name, eleven).tolist()}).encode(), token=token)
     assert status == 201, body
     link = json.loads(body)
     assert link["anchors"][0]["supervoxel_id"] == str(eleven)
     status, body = call(f"{site.url}/api/v1/datasets/{dataset}/tags",
-                        json.dumps({"position": voxel_of(12, chunk).tolist(), "term": "astrocyte"}).encode(),
+                        json.dumps({"position": voxel_of(site, name, twelve).tolist(), "term": "astrocyte"}).encode(),
                         token=token)
     assert status == 201, body
     graph = Graph.open(site.settings.database_url, dataset)

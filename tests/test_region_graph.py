@@ -13,12 +13,13 @@ from segmentation.graph.ids import supervoxel_ids
 from segmentation.graph.region_graph import region_graph
 
 
-def test_chunked_contacts_equal_whole_volume_contacts(tmp_path):
+@pytest.mark.parametrize("block", [None, (16, 16, 8), (32, 16, 8)])  # None: one read (the default's minimum)
+def test_chunked_contacts_equal_whole_volume_contacts(tmp_path, block):
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 7, size=(40, 36, 20)).astype(np.uint64)
     url = write_volume(tmp_path / "seg", labels, layer_type="segmentation",
                        encoding="compressed_segmentation", mips=1, chunk=(16, 16, 8))
-    supervoxels, a, b, area, boxes = region_graph(url, progress=False)
+    supervoxels, a, b, area, boxes = region_graph(url, progress=False, chunk=block)
     got = {(int(x), int(y)): float(w) for x, y, w in zip(a, b, area)}
     whole = cc3d.contacts(labels, connectivity=6, surface_area=True, anisotropy=(8, 8, 40))
     want = {(min(k), max(k)): v for k, v in whole.items() if k[0] and k[1]}

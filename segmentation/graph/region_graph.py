@@ -43,6 +43,9 @@ def _update_boxes(core: np.ndarray, origin, boxes: dict[int, list[int]]) -> None
             boxes[int(label)] = [min(a, b) for a, b in zip(box[:3], lo)] + [max(a, b) for a, b in zip(box[3:], hi)]
 
 
+BLOCK_VOXELS = (256, 256, 64)  # at least this much is read at a time (16 Mi voxels: 128 MiB of uint64)
+
+
 def region_graph(volume, mip: int = 0, chunk=None, progress: bool = True, check_labels=None):
     """(supervoxel ids, edge_a, edge_b, contact area in nm², voxel boxes) of a CloudVolume ``volume``.
 
@@ -56,7 +59,10 @@ def region_graph(volume, mip: int = 0, chunk=None, progress: bool = True, check_
     if isinstance(volume, str):
         volume = CloudVolume(volume, mip=mip, progress=False, fill_missing=True)
     rx, ry, rz = (float(r) for r in volume.resolution)
-    chunk = np.array(chunk or volume.underlying, dtype=int) * np.array([2, 2, 1])
+    if chunk is None:  # whole chunks, enough of them per read that per-read costs (shard lookups) stay small
+        underlying = np.array(volume.underlying, dtype=int)
+        chunk = underlying * np.maximum(1, -(-np.array(BLOCK_VOXELS) // underlying))
+    chunk = np.array(chunk, dtype=int)
     lower = np.array(volume.voxel_offset, dtype=int)
     upper = lower + np.array(volume.volume_size, dtype=int)
     starts = [range(lo, hi, c) for lo, hi, c in zip(lower, upper, chunk)]
