@@ -23,7 +23,6 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloudfiles import CloudFiles
 
 _KEY_SEGMENT = re.compile(r"^[A-Za-z0-9_.,:@~+=-]+$")
 _MAX_KEY_LENGTH = 1024
@@ -275,6 +274,8 @@ class CloudLayerStore(LayerStore):
 
     def __init__(self, url: str):
         self.url = url
+        from cloudfiles import CloudFiles  # imported here: its cloud clients take most of a second to load
+
         self._files = CloudFiles(url, progress=False)
 
     def get(self, key, max_stored_bytes: int | None = None):
