@@ -1,4 +1,5 @@
 """A throwaway axonlink home for a benchmark: a temporary directory and database, gone afterwards."""
+
 from __future__ import annotations
 
 import tempfile

@@ -9,6 +9,7 @@ split p50 <= 200 ms.
     python -m bench.graph_http [--supervoxels 1000000] [--max-neuron 20000] [--edits 40]
                                [--database-url postgresql+psycopg://postgres@127.0.0.1/test]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,11 +18,10 @@ import sys
 import time
 import urllib.request
 
-
 import numpy as np
 
-from bench.graph_ops import naive_components, synthetic_graph
 from bench.fresh import fresh_settings, proofreader_token
+from bench.graph_ops import naive_components, synthetic_graph
 from bench.serve_chunks import axonlink_server
 from segmentation.datasets import Datasets
 from segmentation.graph import Graph, store_graph
@@ -31,8 +31,9 @@ from segmentation.precomputed import write_layer
 
 def post(url, body, token: str) -> float:
     start = time.perf_counter()
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Authorization": f"Bearer {token}"}
+    )
     with urllib.request.urlopen(request, timeout=120) as response:
         json.load(response)
     return time.perf_counter() - start
@@ -49,8 +50,14 @@ def main() -> int:
 
     with fresh_settings(args.database_url) as settings:
         home = settings.home
-        tiny = write_layer(home / "layer", [np.zeros((8, 8, 8), dtype=np.uint64)], "segmentation",
-                           "compressed_segmentation", (8, 8, 40), (8, 8, 8))
+        tiny = write_layer(
+            home / "layer",
+            [np.zeros((8, 8, 8), dtype=np.uint64)],
+            "segmentation",
+            "compressed_segmentation",
+            (8, 8, 40),
+            (8, 8, 8),
+        )
         Datasets(settings.database_url).add("bench", image=tiny, segmentation=tiny)
         edges, active, area, neuron, starts, sizes = synthetic_graph(args.supervoxels, args.max_neuron, rng)
         svs = supervoxel_ids(np.arange(1, args.supervoxels + 1, dtype=np.uint64))
@@ -60,8 +67,10 @@ def main() -> int:
         t = time.perf_counter()
         reference = Graph(settings.database_url, "bench")
         loaded = time.perf_counter() - t
-        print(f"graph: {args.supervoxels:,} supervoxels, {len(edges):,} edges; stored in {stored:.1f} s, "
-              f"loaded from SQL in {loaded:.1f} s")
+        print(
+            f"graph: {args.supervoxels:,} supervoxels, {len(edges):,} edges; stored in {stored:.1f} s, "
+            f"loaded from SQL in {loaded:.1f} s"
+        )
 
         token = proofreader_token(settings, "bench")
         with axonlink_server(settings, {}) as url:
@@ -73,7 +82,7 @@ def main() -> int:
             merges, splits, naive_merge, naive_split = [], [], [], []
             # splits first, on neurons as ingested (up to --max-neuron supervoxels); then merges,
             # which join random neurons into ever larger roots
-            for k in range(max(1, args.edits // 4)):
+            for _k in range(max(1, args.edits // 4)):
                 n = int(rng.integers(0, len(sizes)))
                 at = starts[n] + int(rng.integers(0, max(1, sizes[n] - 100)))
                 first = int(svs[at])  # a proofreader's points: a few dozen supervoxels apart
@@ -81,7 +90,9 @@ def main() -> int:
                 if reference.root(first) != reference.root(second):
                     continue
                 naive_split.append(naive_components(reference.index, reference.index.members(reference.root(first))))
-                splits.append(post(f"{base}/split", {"sources": [[first, 0, 0, 0]], "sinks": [[second, 0, 0, 0]]}, token))
+                splits.append(
+                    post(f"{base}/split", {"sources": [[first, 0, 0, 0]], "sinks": [[second, 0, 0, 0]]}, token)
+                )
             cross = np.flatnonzero(~active)
             for _ in range(args.edits):
                 a, b = (int(x) for x in svs[edges[cross[rng.integers(0, len(cross))]]])
@@ -93,10 +104,14 @@ def main() -> int:
     def pct(values, q):
         return float(np.percentile(values, q)) * 1000 if values else float("nan")
 
-    print(f"merge via HTTP: p50 {pct(merges, 50):7.1f} ms  p99 {pct(merges, 99):7.1f} ms  ({len(merges)})"
-          f"  | naive networkx components p50 {pct(naive_merge, 50):7.1f} ms  (target p50 <= 20)")
-    print(f"split via HTTP: p50 {pct(splits, 50):7.1f} ms  p99 {pct(splits, 99):7.1f} ms  ({len(splits)})"
-          f"  | naive networkx components p50 {pct(naive_split, 50):7.1f} ms  (target p50 <= 200)")
+    print(
+        f"merge via HTTP: p50 {pct(merges, 50):7.1f} ms  p99 {pct(merges, 99):7.1f} ms  ({len(merges)})"
+        f"  | naive networkx components p50 {pct(naive_merge, 50):7.1f} ms  (target p50 <= 20)"
+    )
+    print(
+        f"split via HTTP: p50 {pct(splits, 50):7.1f} ms  p99 {pct(splits, 99):7.1f} ms  ({len(splits)})"
+        f"  | naive networkx components p50 {pct(naive_split, 50):7.1f} ms  (target p50 <= 200)"
+    )
     return 0
 
 

@@ -13,13 +13,13 @@ Targets (issue 3): 1M lookups now <= 100 ms, in the past <= 500 ms; merge p50 <=
 Note: this measures the index alone; the same edits end to end through HTTP and SQL are
 not measured here yet.
 """
+
 from __future__ import annotations
 
 import argparse
 import statistics
 import sys
 import time
-
 
 import networkx as nx
 import numpy as np
@@ -43,8 +43,9 @@ def synthetic_graph(n: int, max_neuron: int, rng):
     skip_to = np.minimum(skip_from + rng.integers(2, 50, n // 2), n - 1)
     skips = np.stack([skip_from, skip_to], 1)[neuron[skip_from] == neuron[skip_to]]
     cross_from = rng.integers(0, n, n // 2)
-    cross_to = np.minimum(starts[np.minimum(neuron[cross_from] + 1, len(sizes) - 1)] + rng.integers(0, 1000, n // 2),
-                          n - 1)
+    cross_to = np.minimum(
+        starts[np.minimum(neuron[cross_from] + 1, len(sizes) - 1)] + rng.integers(0, 1000, n // 2), n - 1
+    )
     cross = np.stack([cross_from, cross_to], 1)[neuron[cross_from] != neuron[cross_to]]
     edges = np.concatenate([chain_edges, skips, cross])
     active = np.concatenate([np.ones(len(chain_edges) + len(skips), bool), np.zeros(len(cross), bool)])
@@ -83,15 +84,17 @@ def main() -> int:
     rss_before = psutil.Process().memory_info().rss
     build, index = timed(GraphIndex, svs, svs[edges[:, 0]], svs[edges[:, 1]], area, active)
     memory = psutil.Process().memory_info().rss - rss_before
-    print(f"graph: {args.supervoxels:,} supervoxels, {len(edges):,} edges, {len(sizes):,} neurons "
-          f"(largest {max(sizes):,}); index built in {build:.1f} s, {memory / args.supervoxels:.0f} bytes/supervoxel")
+    print(
+        f"graph: {args.supervoxels:,} supervoxels, {len(edges):,} edges, {len(sizes):,} neurons "
+        f"(largest {max(sizes):,}); index built in {build:.1f} s, {memory / args.supervoxels:.0f} bytes/supervoxel"
+    )
 
     queries = svs[rng.integers(0, args.supervoxels, 1_000_000)]
     now = statistics.median(timed(index.roots, queries)[0] for _ in range(5))
 
     merges, splits, naive_merge, naive_split = [], [], [], []
     cross = np.flatnonzero(~active)
-    for k in range(args.edits):
+    for _ in range(args.edits):
         a, b = (int(x) for x in svs[edges[cross[rng.integers(0, len(cross))]]])
         if index.roots([a])[0] == index.roots([b])[0]:
             continue
@@ -119,11 +122,15 @@ def main() -> int:
 
     print(f"1M root lookups now:         {now * 1000:8.1f} ms   (target <= 100)")
     print(f"1M root lookups in the past: {past * 1000:8.1f} ms   (target <= 500)")
-    print(f"merge (index): p50 {pct(merges, 50):8.1f} ms  p99 {pct(merges, 99):8.1f} ms  "
-          f"| naive networkx components p50 {pct(naive_merge, 50):8.1f} ms  (target p50 <= 20)")
-    print(f"split (index): p50 {pct(splits, 50):8.1f} ms  p99 {pct(splits, 99):8.1f} ms  "
-          f"| naive networkx components p50 {pct(naive_split, 50):8.1f} ms  (target p50 <= 200)"
-          f"  [{len(splits)} splits, the first on the largest neuron]")
+    print(
+        f"merge (index): p50 {pct(merges, 50):8.1f} ms  p99 {pct(merges, 99):8.1f} ms  "
+        f"| naive networkx components p50 {pct(naive_merge, 50):8.1f} ms  (target p50 <= 20)"
+    )
+    print(
+        f"split (index): p50 {pct(splits, 50):8.1f} ms  p99 {pct(splits, 99):8.1f} ms  "
+        f"| naive networkx components p50 {pct(naive_split, 50):8.1f} ms  (target p50 <= 200)"
+        f"  [{len(splits)} splits, the first on the largest neuron]"
+    )
     return 0
 
 

@@ -14,6 +14,7 @@ leaves of many roots, state creation). Prints p50/p99 per kind for both phases a
 
     python -m bench.hostile [--seconds 30] [--database-url postgresql+psycopg://postgres@127.0.0.1/test]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,6 @@ import threading
 import time
 from collections import Counter
 from urllib.parse import quote
-
 
 import numpy as np
 
@@ -62,9 +62,13 @@ def plan(url: str, settings) -> dict:
     info = json.loads(ask(url, "GET", "/data/demo/segmentation/info")[1])
     scale = info["scales"][0]
     (cx, cy, cz), (sx, sy, sz) = scale["chunk_sizes"][0], scale["size"]
-    chunks = [f"/data/demo/{layer}/{scale['key']}/{x}-{min(x + cx, sx)}_{y}-{min(y + cy, sy)}_{z}-{min(z + cz, sz)}"
-              for layer in ("segmentation", "image") for x in range(0, sx, cx) for y in range(0, sy, cy)
-              for z in range(0, sz, cz)]
+    chunks = [
+        f"/data/demo/{layer}/{scale['key']}/{x}-{min(x + cx, sx)}_{y}-{min(y + cy, sy)}_{z}-{min(z + cz, sz)}"
+        for layer in ("segmentation", "image")
+        for x in range(0, sx, cx)
+        for y in range(0, sy, cy)
+        for z in range(0, sz, cz)
+    ]
     from segmentation.graph import Graph
 
     graph = Graph.open(settings.database_url, "demo")
@@ -79,8 +83,16 @@ def plan(url: str, settings) -> dict:
         links.append(json.loads(ask(url, "POST", "/api/v1/states", json.dumps(state).encode())[1])["short_id"])
     token = proofreader_token(settings, "demo")
     pairs = [(svs[i], svs[i + 1]) for i in range(0, 40, 2)]
-    return {"chunks": chunks, "svs": svs, "roots": roots, "links": links, "token": token, "pairs": pairs,
-            "split": (leaves[0], leaves[-1]), "state": state}
+    return {
+        "chunks": chunks,
+        "svs": svs,
+        "roots": roots,
+        "links": links,
+        "token": token,
+        "pairs": pairs,
+        "split": (leaves[0], leaves[-1]),
+        "state": state,
+    }
 
 
 def legit_request(kind: str, rng: random.Random, work: dict) -> str:
@@ -127,8 +139,11 @@ def legit_clients(url: str, work: dict, seconds: float, threads: int, rate: floa
         rng = random.Random(99)
         while time.monotonic() < stop_at:
             a, b = rng.choice(work["pairs"])
-            body = (json.dumps([[a, 0, 0, 0], [b, 0, 0, 0]]) if rng.random() < 0.5 else
-                    json.dumps({"sources": [[a, 0, 0, 0]], "sinks": [[b, 0, 0, 0]]})).encode()
+            body = (
+                json.dumps([[a, 0, 0, 0], [b, 0, 0, 0]])
+                if rng.random() < 0.5
+                else json.dumps({"sources": [[a, 0, 0, 0]], "sinks": [[b, 0, 0, 0]]})
+            ).encode()
             route = "merge" if body.startswith(b"[") else "split"
             try:
                 status, answer = ask(url, "POST", f"{CG}/{route}", body, token=work["token"])
@@ -170,8 +185,10 @@ def hold_sockets(url: str, streams: int, slowloris: int, seconds: float, out) ->
             opened[f"{kind} refused"] += 1
             return None
 
-    held = {"stream": [open_one("stream") for _ in range(streams)],
-            "slow": [open_one("slow") for _ in range(slowloris)]}
+    held = {
+        "stream": [open_one("stream") for _ in range(streams)],
+        "slow": [open_one("slow") for _ in range(slowloris)],
+    }
     closed_at = {}  # stream slot -> when the server closed it
     while time.monotonic() < stop_at:
         time.sleep(2)
@@ -228,8 +245,14 @@ def expensive_loop(url: str, work: dict, seconds: float, seed: int, out) -> None
         if path == "/api/v1/states":
             body = {**body, "title": str(rng.random())}  # a new state every time
         try:
-            status, _ = ask(url, method, path, json.dumps(body).encode() if body is not None else None,
-                            token=work["token"] if rng.random() < 0.5 else None, source=SPENDER)
+            status, _ = ask(
+                url,
+                method,
+                path,
+                json.dumps(body).encode() if body is not None else None,
+                token=work["token"] if rng.random() < 0.5 else None,
+                source=SPENDER,
+            )
         except OSError:
             status = 0
         statuses[status] += 1
@@ -237,14 +260,16 @@ def expensive_loop(url: str, work: dict, seconds: float, seed: int, out) -> None
 
 
 # ---- measuring ------------------------------------------------------------------------
-def phase(url: str, work: dict, seconds: float, threads: int, rate: float,
-          attack: bool) -> tuple[dict, dict, list, list]:
+def phase(
+    url: str, work: dict, seconds: float, threads: int, rate: float, attack: bool
+) -> tuple[dict, dict, list, list]:
     queue = multiprocessing.Queue()
     attackers = []
     if attack:
         attackers = [multiprocessing.Process(target=hold_sockets, args=(url, 500, 200, seconds + 10, queue))]
-        attackers += [multiprocessing.Process(target=expensive_loop, args=(url, work, seconds + 10, n, queue))
-                      for n in range(2)]
+        attackers += [
+            multiprocessing.Process(target=expensive_loop, args=(url, work, seconds + 10, n, queue)) for n in range(2)
+        ]
         for process in attackers:
             process.start()
         time.sleep(5)  # let the sockets pile up before measuring
@@ -297,18 +322,23 @@ def main() -> int:
         demo = ensure_demo(settings, progress=False)
         from segmentation.datasets import Datasets
 
-        Datasets(settings.database_url).add("hidden", image=demo.layer("image").url,
-                                            segmentation=demo.layer("segmentation").url, public=False)
+        Datasets(settings.database_url).add(
+            "hidden", image=demo.layer("image").url, segmentation=demo.layer("segmentation").url, public=False
+        )
         with axonlink_server(settings, {"AXONLINK_RATE_LIMITS": ""}) as url:  # the shipped limits
             work = plan(url, settings)
-            print(f"{args.threads} legitimate readers ({args.rate:.0f} requests/s in all) + 1 editor, "
-                  f"{args.seconds:.0f} s per phase", flush=True)
+            print(
+                f"{args.threads} legitimate readers ({args.rate:.0f} requests/s in all) + 1 editor, "
+                f"{args.seconds:.0f} s per phase",
+                flush=True,
+            )
             calm = phase(url, work, args.seconds, args.threads, args.rate, attack=False)
             stormy = phase(url, work, args.seconds, args.threads, args.rate, attack=True)
             timing = not_found_timing(url)
         lost = lost_edits(settings, calm[2] + stormy[2])
     print(f"{'kind':8} {'p50 ms':>8} {'p99 ms':>8} {'attack p50':>11} {'attack p99':>11} {'p99 ratio':>10}")
     worst = 0.0
+
     def percentile(values, q):
         return float(np.percentile(values, q)) if len(values) else float("inf")  # nothing answered
 
@@ -316,16 +346,20 @@ def main() -> int:
         a, b = (np.array(run[0][kind]) * 1000 for run in (calm, stormy))
         p50a, p99a, p50b, p99b = (percentile(a, 50), percentile(a, 99), percentile(b, 50), percentile(b, 99))
         worst = max(worst, p99b / p99a)
-        print(f"{kind:8} {p50a:8.1f} {p99a:8.1f} {p50b:11.1f} {p99b:11.1f} {p99b / p99a:10.2f}"
-              f"  ({len(a)} / {len(b)} answered)")
+        print(
+            f"{kind:8} {p50a:8.1f} {p99a:8.1f} {p50b:11.1f} {p99b:11.1f} {p99b / p99a:10.2f}"
+            f"  ({len(a)} / {len(b)} answered)"
+        )
     print(f"requests: calm {sum(calm[1].values())}, under attack {sum(stormy[1].values())}")
     fives = sum(n for run in (calm, stormy) for status, n in run[1].items() if status >= 500 or status == 0)
     print(f"legitimate statuses under attack: {dict(sorted(stormy[1].items()))}")
     for kind, outcome in stormy[3]:
         print(f"attacker {kind}: {dict(sorted(outcome.items(), key=str))}")
     print(f"404 median: unknown dataset {timing['nosuch']:.2f} ms, private dataset {timing['hidden']:.2f} ms")
-    print(f"edits acknowledged: {len(calm[2]) + len(stormy[2])}, lost: {lost}; legitimate 5xx/failed: {fives}; "
-          f"worst p99 ratio {worst:.2f} (targets: <= 2, 0, 0)")
+    print(
+        f"edits acknowledged: {len(calm[2]) + len(stormy[2])}, lost: {lost}; legitimate 5xx/failed: {fives}; "
+        f"worst p99 ratio {worst:.2f} (targets: <= 2, 0, 0)"
+    )
     return 0 if worst <= 2 and not fives and not lost else 1
 
 

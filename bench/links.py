@@ -9,6 +9,7 @@ resolves/s, ratio to the floor <= 1.5x.
 
     python -m bench.links [--seconds 5] [--clients 4] [--threads 4] [--database-url URL]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,13 +25,13 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 import numpy as np
 
 from bench.fresh import fresh_settings
 from bench.serve_chunks import axonlink_server, free_port
 from state_links.corpus import generate
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
@@ -39,16 +40,35 @@ def floor_server(database_url: str, workers: int):
 
     engine = sa.create_engine(database_url)
     with engine.begin() as connection:
-        connection.execute(sa.text("CREATE TABLE IF NOT EXISTS floor_states (id INTEGER PRIMARY KEY, body BLOB)"
-                                   if database_url.startswith("sqlite") else
-                                   "CREATE TABLE IF NOT EXISTS floor_states (id SERIAL PRIMARY KEY, body BYTEA)"))
+        connection.execute(
+            sa.text(
+                "CREATE TABLE IF NOT EXISTS floor_states (id INTEGER PRIMARY KEY, body BLOB)"
+                if database_url.startswith("sqlite")
+                else "CREATE TABLE IF NOT EXISTS floor_states (id SERIAL PRIMARY KEY, body BYTEA)"
+            )
+        )
     engine.dispose()
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "gthread", "--threads", "32",
-         "-b", f"127.0.0.1:{port}", "--preload", "bench.links_floor:app"],
-        env={**os.environ, "FLOOR_DATABASE_URL": database_url}, cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(workers),
+            "-k",
+            "gthread",
+            "--threads",
+            "32",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--preload",
+            "bench.links_floor:app",
+        ],
+        env={**os.environ, "FLOOR_DATABASE_URL": database_url},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -61,7 +81,7 @@ def floor_server(database_url: str, workers: int):
                 break  # answering
             except OSError:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise SystemExit("the floor server did not start")
+                    raise SystemExit("the floor server did not start") from None
                 time.sleep(0.2)
         yield url
     finally:
@@ -69,8 +89,9 @@ def floor_server(database_url: str, workers: int):
         process.wait(timeout=30)
 
 
-def _client(url: str, method: str, paths: list[str], bodies: list[bytes] | None, seconds: float, threads: int,
-            out) -> None:
+def _client(
+    url: str, method: str, paths: list[str], bodies: list[bytes] | None, seconds: float, threads: int, out
+) -> None:
     """One client process: ``threads`` keep-alive connections sending requests until time is up."""
     host, port = url.removeprefix("http://").split(":")
     latencies: list[float] = []
@@ -88,8 +109,9 @@ def _client(url: str, method: str, paths: list[str], bodies: list[bytes] | None,
             k += threads
             start = time.perf_counter()
             try:
-                connection.request(method, path, body=body,
-                                   headers={"Content-Type": "application/json"} if body else {})
+                connection.request(
+                    method, path, body=body, headers={"Content-Type": "application/json"} if body else {}
+                )
                 response = connection.getresponse()
                 response.read()
                 ok = response.status < 300
@@ -118,8 +140,9 @@ def _client(url: str, method: str, paths: list[str], bodies: list[bytes] | None,
 def load(url: str, method: str, paths, bodies, seconds: float, clients: int, threads: int) -> dict:
     queue = multiprocessing.Queue()
     share = [(paths[i::clients], bodies[i::clients] if bodies else None) for i in range(clients)]
-    processes = [multiprocessing.Process(target=_client, args=(url, method, p, b, seconds, threads, queue))
-                 for p, b in share]
+    processes = [
+        multiprocessing.Process(target=_client, args=(url, method, p, b, seconds, threads, queue)) for p, b in share
+    ]
     for process in processes:
         process.start()
     results = [queue.get() for _ in processes]
@@ -131,9 +154,12 @@ def load(url: str, method: str, paths, bodies, seconds: float, clients: int, thr
         for kind, count in found.items():
             kinds[kind] = kinds.get(kind, 0) + count
     return {
-        "rate": len(latencies) / seconds, "p50": float(np.percentile(latencies, 50)) * 1000 if len(latencies) else 0,
+        "rate": len(latencies) / seconds,
+        "p50": float(np.percentile(latencies, 50)) * 1000 if len(latencies) else 0,
         "p99": float(np.percentile(latencies, 99)) * 1000 if len(latencies) else 0,
-        "errors": sum(e for _, e, _ in results), "error_kinds": kinds, "count": len(latencies),
+        "errors": sum(e for _, e, _ in results),
+        "error_kinds": kinds,
+        "count": len(latencies),
     }
 
 
@@ -147,14 +173,17 @@ def main() -> int:
     args = parser.parse_args()
     workers = min(4, os.cpu_count() or 1)
     corpus = generate(args.states, seed=2026)
-    print(f"{len(corpus)} states, median {int(np.median([len(s) for s in corpus])):,} bytes; "
-          f"gunicorn with {workers} workers; {args.clients} client processes x {args.threads} connections")
+    print(
+        f"{len(corpus)} states, median {int(np.median([len(s) for s in corpus])):,} bytes; "
+        f"gunicorn with {workers} workers; {args.clients} client processes x {args.threads} connections"
+    )
 
     with fresh_settings(args.database_url) as settings:
         rows = []
         with axonlink_server(settings, {}) as server:
-            created = load(server, "POST", ["/api/v1/states"] * len(corpus), corpus, args.seconds,
-                           args.clients, args.threads)
+            created = load(
+                server, "POST", ["/api/v1/states"] * len(corpus), corpus, args.seconds, args.clients, args.threads
+            )
             import sqlalchemy as sa
 
             engine = sa.create_engine(settings.database_url)
@@ -163,30 +192,45 @@ def main() -> int:
             engine.dispose()
             with urllib.request.urlopen(f"{server}/api/v1/states/{shorts[0]}/info") as response:
                 json.load(response)  # stored and readable (ids are random: there is no "state 1")
-            resolved = load(server, "GET", [f"/api/v1/states/{s}" for s in shorts], None, args.seconds,
-                            args.clients, args.threads)
+            resolved = load(
+                server, "GET", [f"/api/v1/states/{s}" for s in shorts], None, args.seconds, args.clients, args.threads
+            )
             rows += [("create", created), ("resolve", resolved)]
         with floor_server(settings.database_url, workers) as floor:
-            floor_created = load(floor, "POST", ["/floor/states"] * len(corpus), corpus, args.seconds,
-                                 args.clients, args.threads)
-            floor_resolved = load(floor, "GET", [f"/floor/states/{i}" for i in range(1, floor_created["count"] + 1)],
-                                  None, args.seconds, args.clients, args.threads)
+            floor_created = load(
+                floor, "POST", ["/floor/states"] * len(corpus), corpus, args.seconds, args.clients, args.threads
+            )
+            floor_resolved = load(
+                floor,
+                "GET",
+                [f"/floor/states/{i}" for i in range(1, floor_created["count"] + 1)],
+                None,
+                args.seconds,
+                args.clients,
+                args.threads,
+            )
         floors = {"create": floor_created, "resolve": floor_resolved}
 
-    print(f"{'':8} {'axonlink req/s':>15} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} | "
-          f"{'floor req/s':>12} {'p50 ms':>8} {'p99 ms':>8} | floor/axonlink")
+    print(
+        f"{'':8} {'axonlink req/s':>15} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} | "
+        f"{'floor req/s':>12} {'p50 ms':>8} {'p99 ms':>8} | floor/axonlink"
+    )
     for name, ours in rows:
         base = floors[name]
         ratio = base["rate"] / ours["rate"] if ours["rate"] else float("inf")
-        print(f"{name:8} {ours['rate']:15,.0f} {ours['p50']:8.1f} {ours['p99']:8.1f} {ours['errors']:7} | "
-              f"{base['rate']:12,.0f} {base['p50']:8.1f} {base['p99']:8.1f} | {ratio:.2f}x")
+        print(
+            f"{name:8} {ours['rate']:15,.0f} {ours['p50']:8.1f} {ours['p99']:8.1f} {ours['errors']:7} | "
+            f"{base['rate']:12,.0f} {base['p50']:8.1f} {base['p99']:8.1f} | {ratio:.2f}x"
+        )
     for name, ours in rows:
         if ours["errors"]:
             print(f"{name} errors by kind: {ours['error_kinds']}")
     resolves = dict(rows)["resolve"]["rate"]
     ratio = floors["resolve"]["rate"] / dict(rows)["resolve"]["rate"]
-    print(f"target: >= 1,000 resolves/s ({'met' if resolves >= 1000 else 'NOT met'}), "
-          f"floor ratio <= 1.5x ({'met' if ratio <= 1.5 else 'NOT met'})")
+    print(
+        f"target: >= 1,000 resolves/s ({'met' if resolves >= 1000 else 'NOT met'}), "
+        f"floor ratio <= 1.5x ({'met' if ratio <= 1.5 else 'NOT met'})"
+    )
     return 0
 
 

@@ -3,6 +3,7 @@
 Served by gunicorn exactly like ``axonlink serve`` (gthread workers), on the same database
 (``FLOOR_DATABASE_URL``), so the ratio shows what axonlink adds on top of HTTP + SQL.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,9 @@ import sqlalchemy as sa
 from flask import Flask, Response, request
 
 engine = sa.create_engine(os.environ["FLOOR_DATABASE_URL"])
-table = sa.Table("floor_states", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
-                 sa.Column("body", sa.LargeBinary))
+table = sa.Table(
+    "floor_states", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("body", sa.LargeBinary)
+)
 app = Flask(__name__)
 
 

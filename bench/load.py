@@ -10,6 +10,7 @@ per kind (targets, issue 6: 0 5xx, 0 lost edits, invariants hold).
 
     python -m bench.load [--seconds 60] [--database-url postgresql+psycopg://postgres@127.0.0.1/test]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,6 @@ import sys
 import threading
 import time
 from urllib.parse import quote
-
 
 import numpy as np
 
@@ -43,9 +43,13 @@ def plan(url: str, settings) -> dict:
     scale = info["scales"][0]
     cx, cy, cz = scale["chunk_sizes"][0]
     sx, sy, sz = scale["size"]
-    chunks = [f"/data/demo/{layer}/{scale['key']}/{x}-{min(x + cx, sx)}_{y}-{min(y + cy, sy)}_{z}-{min(z + cz, sz)}"
-              for layer in ("segmentation", "image") for x in range(0, sx, cx) for y in range(0, sy, cy)
-              for z in range(0, sz, cz)]
+    chunks = [
+        f"/data/demo/{layer}/{scale['key']}/{x}-{min(x + cx, sx)}_{y}-{min(y + cy, sy)}_{z}-{min(z + cz, sz)}"
+        for layer in ("segmentation", "image")
+        for x in range(0, sx, cx)
+        for y in range(0, sy, cy)
+        for z in range(0, sz, cz)
+    ]
     state = json.loads(_get(url, "/api/v1/datasets/demo/state"))
     links = []
     for k in range(100):
@@ -174,8 +178,10 @@ def main() -> int:
             clients = args.processes * args.threads
             print(f"{clients} clients for {args.seconds:.0f} s: {WEIGHTS}", flush=True)
             queue = multiprocessing.Queue()
-            processes = [multiprocessing.Process(target=_client, args=(url, work, args.seconds, args.threads, i, queue))
-                         for i in range(args.processes)]
+            processes = [
+                multiprocessing.Process(target=_client, args=(url, work, args.seconds, args.threads, i, queue))
+                for i in range(args.processes)
+            ]
             for process in processes:
                 process.start()
             outcomes = [queue.get() for _ in processes]
@@ -189,11 +195,15 @@ def main() -> int:
         count = lambda key: sum(results[kind][key] for results, _ in outcomes)  # noqa: E731
         total_5xx += count("5xx")
         p50, p99 = (np.percentile(times, q) if len(times) else float("nan") for q in (50, 99))
-        print(f"{kind:8} {len(times) / args.seconds:8.1f} {p50:8.1f} {p99:8.1f} {count('4xx'):6} {count('5xx'):5} "
-              f"{count('other'):6}")
+        print(
+            f"{kind:8} {len(times) / args.seconds:8.1f} {p50:8.1f} {p99:8.1f} {count('4xx'):6} {count('5xx'):5} "
+            f"{count('other'):6}"
+        )
     acknowledged = sum(len(acked) for _, acked in outcomes)
-    print(f"edits acknowledged: {acknowledged}; invariants: {'hold' if not problems else '; '.join(problems)}; "
-          f"5xx: {total_5xx} (targets: 0 5xx, 0 lost edits)")
+    print(
+        f"edits acknowledged: {acknowledged}; invariants: {'hold' if not problems else '; '.join(problems)}; "
+        f"5xx: {total_5xx} (targets: 0 5xx, 0 lost edits)"
+    )
     return 0 if not problems and not total_5xx else 1
 
 

@@ -14,6 +14,7 @@ On a fresh demo served by ``axonlink serve`` (gunicorn), as a signed-in proofrea
 
     python -m bench.proofread [--edits 30] [--database-url sqlite|postgresql+psycopg://...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,6 @@ import json
 import sys
 import time
 import urllib.request
-
 
 import numpy as np
 
@@ -52,12 +52,16 @@ def pct(values, q):
 
 def edit_to_manifest(base, dataset, route, body, token) -> tuple[float, list[str]]:
     """ms from the edit request to the new roots' manifests and their first fragments, and those roots."""
+
     def run():
         answer = json.loads(request(f"{base}{TABLE}/{dataset}/{route}?int64_as_str=1", body, token))
         for root in answer["new_root_ids"]:
             manifest = json.loads(request(f"{base}/meshing/api/v1/table/{dataset}/manifest/{root}:0?verify=1"))
-            request(f"{base}/data/{dataset}@supervoxels/segmentation/graphene_meshes/dynamic/{manifest['fragments'][0]}")
+            request(
+                f"{base}/data/{dataset}@supervoxels/segmentation/graphene_meshes/dynamic/{manifest['fragments'][0]}"
+            )
         return answer["new_root_ids"]
+
     return timed(run)
 
 
@@ -72,11 +76,12 @@ def remesh_baseline(base, dataset, root: int, graph) -> float:
 
     def run():
         volume = CloudVolume(f"{base}/data/{dataset}/segmentation", mip=0, progress=False, cache=False)
-        labels = np.asarray(volume[low[0]:high[0], low[1]:high[1], low[2]:high[2]])[..., 0]
+        labels = np.asarray(volume[low[0] : high[0], low[1] : high[1], low[2] : high[2]])[..., 0]
         mesher = zmesh.Mesher(volume.resolution)
         mesher.mesh(labels == root)
         mesh = mesher.get(1, normals=False)
         return DracoPy.encode(mesh.vertices.astype(np.float32), mesh.faces)
+
     return timed(run)[0]
 
 
@@ -98,8 +103,9 @@ def main() -> int:
         edges, active, area, _, starts, sizes = synthetic_graph(SYNTHETIC_SUPERVOXELS, 400, rng)
         svs = supervoxel_ids(np.arange(1, SYNTHETIC_SUPERVOXELS + 1, dtype=np.uint64))
         demo = Datasets(settings.database_url).get("demo")
-        Datasets(settings.database_url).add("synthetic", image=demo.layer("image").url,
-                                            segmentation=demo.layer("segmentation").url)
+        Datasets(settings.database_url).add(
+            "synthetic", image=demo.layer("image").url, segmentation=demo.layer("segmentation").url
+        )
         store_graph(settings.database_url, "synthetic", svs, svs[edges[:, 0]], svs[edges[:, 1]], area, active)
         graph = Graph.open(settings.database_url, "demo")
         token = proofreader_token(settings, "demo")
@@ -113,7 +119,7 @@ def main() -> int:
             for sv, neuron in neuron_of.items():
                 by_neuron.setdefault(neuron, []).append(sv)
             pairs = [(a, b) for pieces in by_neuron.values() for a, b in zip(pieces, pieces[1:])]
-            for a, b in pairs[:args.edits]:
+            for a, b in pairs[: args.edits]:
                 graph.sync()
                 if graph.root(a) == graph.root(b):
                     continue
@@ -122,34 +128,58 @@ def main() -> int:
                 graph.sync()
                 if len(remesh) < 10:
                     remesh.append(remesh_baseline(base, "demo", int(roots[0]), graph))
-                ms, _ = edit_to_manifest(base, "demo", "split", {"sources": [[str(a), 0, 0, 0]],
-                                                                  "sinks": [[str(b), 0, 0, 0]]}, token)
+                ms, _ = edit_to_manifest(
+                    base, "demo", "split", {"sources": [[str(a), 0, 0, 0]], "sinks": [[str(b), 0, 0, 0]]}, token
+                )
                 splits.append(ms)
                 # merge back, so the next pair starts from a whole neuron again
                 request(f"{base}{TABLE}/demo/merge", [[str(a), 0, 0, 0], [str(b), 0, 0, 0]], token)
 
             synthetic = Graph.open(settings.database_url, "synthetic")
             roots = sorted({int(r) for r in synthetic.roots(svs[starts[:500]])})
-            leaves_many = [timed(lambda: request(f"{base}{TABLE}/synthetic/node/leaves_many?int64_as_str=1",
-                                                 {"node_ids": [str(r) for r in roots]}))[0] for _ in range(5)]
-            one_by_one = timed(lambda: [request(f"{base}{TABLE}/synthetic/node/{r}/leaves?int64_as_str=1")
-                                        for r in roots])[0]
+            leaves_many = [
+                timed(
+                    lambda: request(
+                        f"{base}{TABLE}/synthetic/node/leaves_many?int64_as_str=1",
+                        {"node_ids": [str(r) for r in roots]},
+                    )
+                )[0]
+                for _ in range(5)
+            ]
+            one_by_one = timed(
+                lambda: [request(f"{base}{TABLE}/synthetic/node/{r}/leaves?int64_as_str=1") for r in roots]
+            )[0]
             graph.sync()
             demo_roots = sorted({int(r) for r in graph.roots(graph.index.sv_ids)})
             chunk = json.loads(request(f"{base}/segmentation/table/demo/info"))["graph"]["chunk_size"]
             bounds = "_".join(f"{c}-{2 * c}" for c in chunk)
-            in_chunk = [timed(lambda: request(f"{base}{TABLE}/demo/node/leaves_many?int64_as_str=1&bounds={bounds}",
-                                              {"node_ids": [str(r) for r in demo_roots]}))[0] for _ in range(5)]
+            in_chunk = [
+                timed(
+                    lambda: request(
+                        f"{base}{TABLE}/demo/node/leaves_many?int64_as_str=1&bounds={bounds}",
+                        {"node_ids": [str(r) for r in demo_roots]},
+                    )
+                )[0]
+                for _ in range(5)
+            ]
             total_leaves = int(sum(sizes[:500]))
 
-    print(f"merge → manifest + first fragment: p50 {pct(merges, 50):6.1f} ms  p99 {pct(merges, 99):6.1f} ms "
-          f"({len(merges)} merges; target p50 <= 100 ms)")
-    print(f"split → both manifests + fragments: p50 {pct(splits, 50):6.1f} ms  p99 {pct(splits, 99):6.1f} ms "
-          f"({len(splits)} splits)")
-    print(f"baseline, remeshing the merged root (cutout + zmesh + Draco): p50 {pct(remesh, 50):6.1f} ms "
-          f"→ manifest path is {pct(remesh, 50) / pct(merges, 50):.1f}× faster (CAVE: seconds, meshes gone meanwhile)")
-    print(f"leaves_many, {len(roots)} roots ({total_leaves:,} supervoxels) at once: p50 {pct(leaves_many, 50):6.1f} ms"
-          f"  | {len(roots)} single leaves requests: {one_by_one:7.1f} ms  ({one_by_one / pct(leaves_many, 50):.1f}×)")
+    print(
+        f"merge → manifest + first fragment: p50 {pct(merges, 50):6.1f} ms  p99 {pct(merges, 99):6.1f} ms "
+        f"({len(merges)} merges; target p50 <= 100 ms)"
+    )
+    print(
+        f"split → both manifests + fragments: p50 {pct(splits, 50):6.1f} ms  p99 {pct(splits, 99):6.1f} ms "
+        f"({len(splits)} splits)"
+    )
+    print(
+        f"baseline, remeshing the merged root (cutout + zmesh + Draco): p50 {pct(remesh, 50):6.1f} ms "
+        f"→ manifest path is {pct(remesh, 50) / pct(merges, 50):.1f}× faster (CAVE: seconds, meshes gone meanwhile)"
+    )
+    print(
+        f"leaves_many, {len(roots)} roots ({total_leaves:,} supervoxels) at once: p50 {pct(leaves_many, 50):6.1f} ms"
+        f"  | {len(roots)} single leaves requests: {one_by_one:7.1f} ms  ({one_by_one / pct(leaves_many, 50):.1f}×)"
+    )
     print(f"leaves_many with bounds {bounds}, all {len(demo_roots)} demo roots: p50 {pct(in_chunk, 50):6.1f} ms")
     return 0 if pct(merges, 50) <= 100 else 1
 

@@ -11,6 +11,7 @@ p50 <= 50 ms and p99 <= 200 ms; segment_properties <= 1 s.
 
     python -m bench.search [--tags 1000000] [--neurons 500000] [--queries 100] [--database-url URL]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,15 +19,14 @@ import json
 import sys
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
-
 
 import numpy as np
 import sqlalchemy as sa
 
-from bench.graph_ops import synthetic_graph
 from bench.fresh import fresh_settings
+from bench.graph_ops import synthetic_graph
 from bench.serve_chunks import axonlink_server
 from segmentation import db
 from segmentation.celltypes.vocabulary import Vocabulary
@@ -47,13 +47,19 @@ MEAN_NEURON = 10.5  # supervoxels per neuron in synthetic_graph(max_neuron=20)
 def build(settings: Settings, tags_total: int, neurons: int, rng) -> datetime:
     """Datasets, graphs and tags; returns a moment after the tags and before the merges."""
     home = settings.home
-    tiny = write_layer(home / "layer", [np.zeros((8, 8, 8), dtype=np.uint64)], "segmentation",
-                       "compressed_segmentation", (8, 8, 40), (8, 8, 8))
+    tiny = write_layer(
+        home / "layer",
+        [np.zeros((8, 8, 8), dtype=np.uint64)],
+        "segmentation",
+        "compressed_segmentation",
+        (8, 8, 40),
+        (8, 8, 8),
+    )
     registry = Datasets(settings.database_url)
     terms = [t.name for t in Vocabulary.default().terms()]
     per_dataset = tags_total // len(DATASETS)
     sv_count = int(neurons / len(DATASETS) * MEAN_NEURON)
-    created0 = datetime.now(timezone.utc) - timedelta(days=30)
+    created0 = datetime.now(UTC) - timedelta(days=30)
     engine = db.engine_for(settings.database_url)
     for number, name in enumerate(DATASETS, start=1):
         registry.add(name, image=tiny, segmentation=tiny)
@@ -74,20 +80,24 @@ def build(settings: Settings, tags_total: int, neurons: int, rng) -> datetime:
             users = np.array(USERS, dtype=object)[rng.integers(0, len(USERS), per_dataset)]
             when = [created0 + timedelta(seconds=float(c)) for c in created]
             columns = {
-                "dataset_id": np.full(per_dataset, dataset_id), **rows,
+                "dataset_id": np.full(per_dataset, dataset_id),
+                **rows,
                 "term": np.array(terms, dtype=object)[rng.integers(0, len(terms), per_dataset)],
-                "note": np.full(per_dataset, "", dtype=object), "user_id": users,
+                "note": np.full(per_dataset, "", dtype=object),
+                "user_id": users,
                 "created_at": np.array(when, dtype=object),
-                "retracted_at": np.array([w + timedelta(hours=1) if r else None for w, r in zip(when, retracted)],
-                                         dtype=object),
-                "retracted_by": np.where(retracted, users, None), "change_seq": np.full(per_dataset, number),
+                "retracted_at": np.array(
+                    [w + timedelta(hours=1) if r else None for w, r in zip(when, retracted)], dtype=object
+                ),
+                "retracted_by": np.where(retracted, users, None),
+                "change_seq": np.full(per_dataset, number),
             }
             insert_tags(connection, columns)
             state = CellTagStateRow.__table__
             connection.execute(state.delete())
             connection.execute(state.insert().values(id=1, last_seq=number))
         print(f"  {name}: {sv_count:,} supervoxels, {per_dataset:,} tags", flush=True)
-    past = datetime.now(timezone.utc)
+    past = datetime.now(UTC)
     time.sleep(0.05)
     for name in DATASETS:  # a few merges, so "now" and "past" answer differently
         graph = Graph.open(settings.database_url, name)
@@ -101,15 +111,17 @@ def build(settings: Settings, tags_total: int, neurons: int, rng) -> datetime:
 def insert_tags(connection, columns: dict) -> None:
     """Bulk rows into cell_tags: the driver's executemany on SQLite, SQLAlchemy's on PostgreSQL."""
     if connection.dialect.name == "sqlite":
-        to_sql = {"created_at": lambda d: d.strftime("%Y-%m-%d %H:%M:%S.%f"),
-                  "retracted_at": lambda d: d.strftime("%Y-%m-%d %H:%M:%S.%f") if d else None}
+        to_sql = {
+            "created_at": lambda d: d.strftime("%Y-%m-%d %H:%M:%S.%f"),
+            "retracted_at": lambda d: d.strftime("%Y-%m-%d %H:%M:%S.%f") if d else None,
+        }
         values = {k: [to_sql[k](v) for v in a] if k in to_sql else a for k, a in columns.items()}
         write_rows(connection, "cell_tags", {k: np.asarray(v, dtype=object) for k, v in values.items()})
         return
     table = sa.table("cell_tags", *(sa.column(c) for c in columns))
     records = [dict(zip(columns, row)) for row in zip(*(a.tolist() for a in columns.values()))]
     for start in range(0, len(records), 50_000):
-        connection.execute(table.insert(), records[start:start + 50_000])
+        connection.execute(table.insert(), records[start : start + 50_000])
 
 
 def timed_get(url: str) -> tuple[float, dict]:
@@ -141,11 +153,14 @@ def main() -> int:
         engine = sa.create_engine(settings.database_url)
         baseline = []
         with engine.connect() as connection:
-            for k in range(max(5, args.queries // 10)):
+            for _k in range(max(5, args.queries // 10)):
                 start = time.perf_counter()
-                connection.execute(sa.text(
-                    "SELECT dataset_id, sv_id, term FROM cell_tags WHERE term LIKE :t AND retracted_at IS NULL"
-                ), {"t": "%pyramidal%"}).fetchall()
+                connection.execute(
+                    sa.text(
+                        "SELECT dataset_id, sv_id, term FROM cell_tags WHERE term LIKE :t AND retracted_at IS NULL"
+                    ),
+                    {"t": "%pyramidal%"},
+                ).fetchall()
                 baseline.append(time.perf_counter() - start)
         engine.dispose()
 
@@ -168,8 +183,10 @@ def main() -> int:
             for _ in range(5):
                 elapsed, body = timed_get(f"{server}/data/{DATASETS[0]}/segmentation/segment_properties/info")
                 times.append(elapsed)
-            print(f"segment_properties of {DATASETS[0]} ({len(body['inline']['ids']):,} tagged neurons): "
-                  f"{percentiles(times)}  (target <= 1 s)")
+            print(
+                f"segment_properties of {DATASETS[0]} ({len(body['inline']['ids']):,} tagged neurons): "
+                f"{percentiles(times)}  (target <= 1 s)"
+            )
     return 0
 
 

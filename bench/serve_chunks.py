@@ -14,6 +14,7 @@ Modes:
     python -m bench.serve_chunks [--mode stored|live] [--layer segmentation|segmentation_sharded|image]
                                  [--cold] [--home DIR] [--repeats 7]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,6 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-
 
 import numpy as np
 from cloudvolume import CloudVolume
@@ -54,11 +54,18 @@ def axonlink_server(settings: Settings, extra_env=None):
     """``axonlink serve`` in a subprocess on a free port, until the block ends (no rate limits unless
     ``extra_env`` sets ``AXONLINK_RATE_LIMITS``)."""
     port = free_port()
-    env = {**os.environ, "AXONLINK_HOME": str(settings.home), "AXONLINK_DATABASE_URL": settings.database_url,
-           "AXONLINK_RATE_LIMITS": NO_RATE_LIMITS, **(extra_env or {})}
+    env = {
+        **os.environ,
+        "AXONLINK_HOME": str(settings.home),
+        "AXONLINK_DATABASE_URL": settings.database_url,
+        "AXONLINK_RATE_LIMITS": NO_RATE_LIMITS,
+        **(extra_env or {}),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         cwd=Path(__file__).resolve().parent.parent,
     )
     url = f"http://127.0.0.1:{port}"
@@ -70,7 +77,7 @@ def axonlink_server(settings: Settings, extra_env=None):
                 break
             except OSError:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise SystemExit("axonlink serve did not start")
+                    raise SystemExit("axonlink serve did not start") from None
                 time.sleep(0.2)
         yield url
     finally:
@@ -90,25 +97,30 @@ def prepare(settings: Settings, mode: str, layer: str, scratch: Path) -> tuple[s
     if mode == "stored":
         registry = Datasets(settings.database_url)
         if not registry.exists(PLAIN):
-            registry.add(PLAIN, image=str(demo / "image"), segmentation=str(demo / "segmentation"),
-                         supervoxel_layers={"segmentation_sharded": str(demo / "segmentation_sharded")})
+            registry.add(
+                PLAIN,
+                image=str(demo / "image"),
+                segmentation=str(demo / "segmentation"),
+                supervoxel_layers={"segmentation_sharded": str(demo / "segmentation_sharded")},
+            )
         return PLAIN, demo, layer
     # live: the same chunks, remapped to the current roots once and written as plain files
-    from segmentation.precomputed import write_layer
+    import fastremap
+
     from segmentation.graph import Graph
     from segmentation.graph.ids import supervoxel_ids
-    import fastremap
+    from segmentation.precomputed import write_layer
 
     source = CloudVolume(f"file://{demo / layer}", mip=0, progress=False)
     labels = source[:, :, :][..., 0]
     unique = fastremap.unique(labels)
     unique = unique[unique != 0]
     graph = Graph.open(settings.database_url, DEMO_NAME)
-    roots = fastremap.remap(labels, dict(zip(unique.tolist(), graph.roots(supervoxel_ids(unique)).tolist())),
-                            preserve_missing_labels=True)
+    roots = fastremap.remap(
+        labels, dict(zip(unique.tolist(), graph.roots(supervoxel_ids(unique)).tolist())), preserve_missing_labels=True
+    )
     scale = source.info["scales"][0]
-    write_layer(scratch / layer, [roots], "segmentation", scale["encoding"], source.resolution,
-                scale["chunk_sizes"][0])
+    write_layer(scratch / layer, [roots], "segmentation", scale["encoding"], source.resolution, scale["chunk_sizes"][0])
     return DEMO_NAME, scratch, layer
 
 

@@ -13,6 +13,7 @@ of each annotation id (20 bytes), as % of the raw state, before any coordinate o
 
     python -m bench.state_store [--states 500] [--seed 7]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,6 @@ import re
 import statistics
 import sys
 import time
-
 
 import zstandard
 
@@ -53,9 +53,11 @@ def main(argv=None) -> int:
 
     states = generate(args.states, args.seed)
     sizes = [len(s) for s in states]
-    print(f"{len(states)} states (seed {args.seed}), raw JSON: median {statistics.median(sizes):,.0f} B, "
-          f"p90 {pct(sizes, 90):,} B, max {max(sizes):,} B; codec level {codec.ZSTD_LEVEL}, "
-          f"dictionary {codec.DICTIONARY_V1_FILE.name} ({codec.DICTIONARY_V1_FILE.stat().st_size:,} B)")
+    print(
+        f"{len(states)} states (seed {args.seed}), raw JSON: median {statistics.median(sizes):,.0f} B, "
+        f"p90 {pct(sizes, 90):,} B, max {max(sizes):,} B; codec level {codec.ZSTD_LEVEL}, "
+        f"dictionary {codec.DICTIONARY_V1_FILE.name} ({codec.DICTIONARY_V1_FILE.stat().st_size:,} B)"
+    )
 
     plain = zstandard.ZstdCompressor(level=codec.ZSTD_LEVEL, write_checksum=True)
     plain_d = zstandard.ZstdDecompressor()
@@ -82,22 +84,27 @@ def main(argv=None) -> int:
             enc_ms.append(t_enc)
             dec_ms.append(t_dec)
         median = statistics.median(ratios)
-        print(f"{name:34s} {median * 100:9.1f} {pct(ratios, 90) * 100:7.1f} "
-              f"{stored_total / sum(sizes) * 100:8.1f} {statistics.median(enc_ms):7.2f} "
-              f"{statistics.median(dec_ms):7.3f}")
+        print(
+            f"{name:34s} {median * 100:9.1f} {pct(ratios, 90) * 100:7.1f} "
+            f"{stored_total / sum(sizes) * 100:8.1f} {statistics.median(enc_ms):7.2f} "
+            f"{statistics.median(dec_ms):7.3f}"
+        )
         codec_median, codec_ratios = median, ratios
     oracle_dict = zstandard.train_dictionary(112640, states, k=1024, d=8, level=codec.ZSTD_LEVEL, threads=0)
-    oracle = zstandard.ZstdCompressor(level=codec.ZSTD_LEVEL, dict_data=oracle_dict, write_checksum=True,
-                                      write_dict_id=False)
+    oracle = zstandard.ZstdCompressor(
+        level=codec.ZSTD_LEVEL, dict_data=oracle_dict, write_checksum=True, write_dict_id=False
+    )
     oracle_ratios = [len(oracle.compress(raw)) / len(raw) for raw in states]
-    print(f"{'oracle: dict trained on these':34s} {statistics.median(oracle_ratios) * 100:9.1f} "
-          f"{pct(oracle_ratios, 90) * 100:7.1f}")
+    print(
+        f"{'oracle: dict trained on these':34s} {statistics.median(oracle_ratios) * 100:9.1f} "
+        f"{pct(oracle_ratios, 90) * 100:7.1f}"
+    )
 
     kinds: dict[str, list[tuple[float, float]]] = {}
     for raw, ratio in zip(states, codec_ratios):
         ids = len(_ANNOTATION_ID.findall(raw))
         segments = raw.count(b'","') + raw.count(b'":["')  # list items, near enough for sorting
-        kind = ("with annotations" if ids else "segments > 50" if segments > 50 else "small")
+        kind = "with annotations" if ids else "segments > 50" if segments > 50 else "small"
         kinds.setdefault(kind, []).append((ratio, ids * 20 / len(raw)))
     print()
     print("codec median by kind of state:")

@@ -4,6 +4,7 @@ It serves ``key`` from ``key.gz`` with ``Content-Encoding: gzip``, the way a
 bucket holding CloudVolume's gzip objects answers. The benchmark uses it as the
 baseline and the tests as a stand-in remote (``http://``) source.
 """
+
 from __future__ import annotations
 
 import functools
@@ -35,14 +36,13 @@ class GzipAwareHandler(http.server.SimpleHTTPRequestHandler):
             return io.BytesIO(data)
         return super().send_head()
 
-
     def _range(self, path):
         """A single ``Range: bytes=a-b`` (or ``-n``) on a plain file, answered 206, as sharded reads need."""
         header = self.headers.get("Range", "")
         if not header.startswith("bytes=") or "," in header or not os.path.isfile(path):
             return None
         size = os.path.getsize(path)
-        first, _, last = header[len("bytes="):].partition("-")
+        first, _, last = header[len("bytes=") :].partition("-")
         start, end = (size - int(last), size - 1) if not first else (int(first), int(last or size - 1))
         end = min(end, size - 1)
         with open(path, "rb") as handle:

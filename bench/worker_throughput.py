@@ -17,6 +17,7 @@ loads both servers at once instead (one wrk each): on a machine shared with
 other work, both then see the same background load, and their ratio is what
 to read (each gets about half the CPUs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,9 +48,14 @@ def free_port() -> int:
 def serve(tree: Path, home: str, workers: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "AXONLINK_HOME": home, "PYTHONPATH": str(tree)}
-    process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port),
-                                "--workers", str(workers)], cwd=tree, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        cwd=tree,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -58,7 +64,7 @@ def serve(tree: Path, home: str, workers: int) -> tuple[subprocess.Popen, str]:
             return process, url
         except OSError:
             if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"axonlink serve from {tree} did not start")
+                raise RuntimeError(f"axonlink serve from {tree} did not start") from None
             time.sleep(0.2)
 
 
@@ -78,8 +84,12 @@ def wrk(url: str, threads: int, connections: int, seconds: int, server=None) -> 
 def wrk_together(targets, threads: int, connections: int, seconds: int) -> list[tuple[float, float]]:
     """wrk against each (url, server process) at the same time; per target (req/s, server CPU ms/request)."""
     before = [cpu_seconds(server) if server else 0.0 for _, server in targets]
-    runs = [subprocess.Popen(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", url],
-                             stdout=subprocess.PIPE, text=True) for url, _ in targets]
+    runs = [
+        subprocess.Popen(
+            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", url], stdout=subprocess.PIPE, text=True
+        )
+        for url, _ in targets
+    ]
     outs = [run.communicate()[0] for run in runs]
     results = []
     for (url, server), out, start in zip(targets, outs, before):
@@ -109,43 +119,59 @@ def main() -> None:
     servers = {name: serve(tree, args.home, args.workers) for name, tree in trees.items()}
     results = {(name, kind): [] for name in trees for kind in PATHS}
     try:
-        for name, (_, url) in servers.items():  # warm up: caches, connections, the live chunk's remapping
+        for _name, (_, url) in servers.items():  # warm up: caches, connections, the live chunk's remapping
             for path in PATHS.values():
                 wrk(url + path, args.threads, args.connections, 2)
         for round_ in range(args.rounds):
             order = list(servers) if round_ % 2 == 0 else list(reversed(servers))
             for kind, path in PATHS.items():
                 if args.side_by_side:
-                    both = wrk_together([(servers[name][1] + path, servers[name][0]) for name in order],
-                                        args.threads, args.connections, args.seconds)
+                    both = wrk_together(
+                        [(servers[name][1] + path, servers[name][0]) for name in order],
+                        args.threads,
+                        args.connections,
+                        args.seconds,
+                    )
                     for name, (rate, cpu) in zip(order, both):
                         results[(name, kind)].append((rate, cpu))
-                        print(f"round {round_ + 1} {kind:6} {name:9} {rate:8.0f} req/s {cpu:6.3f} ms CPU/request",
-                              flush=True)
+                        print(
+                            f"round {round_ + 1} {kind:6} {name:9} {rate:8.0f} req/s {cpu:6.3f} ms CPU/request",
+                            flush=True,
+                        )
                     continue
                 for name in order:
                     process, url = servers[name]
                     rate, cpu = wrk(url + path, args.threads, args.connections, args.seconds, process)
                     results[(name, kind)].append((rate, cpu))
-                    print(f"round {round_ + 1} {kind:6} {name:9} {rate:8.0f} req/s {cpu:6.3f} ms CPU/request",
-                          flush=True)
+                    print(
+                        f"round {round_ + 1} {kind:6} {name:9} {rate:8.0f} req/s {cpu:6.3f} ms CPU/request", flush=True
+                    )
     finally:
         for process, _ in servers.values():
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=15)
-    print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.seconds}s, {args.workers} workers, "
-          f"median of {args.rounds} rounds" + (", both servers loaded at once" if args.side_by_side else ""))
+    print(
+        f"\nwrk -t{args.threads} -c{args.connections} -d{args.seconds}s, {args.workers} workers, "
+        f"median of {args.rounds} rounds" + (", both servers loaded at once" if args.side_by_side else "")
+    )
     baseline, this = trees
     for kind in PATHS:
-        paired = statistics.median(new / old for (old, _), (new, _) in zip(results[(baseline, kind)],
-                                                                           results[(this, kind)]))
+        paired = statistics.median(
+            new / old for (old, _), (new, _) in zip(results[(baseline, kind)], results[(this, kind)])
+        )
         print(f"  {kind:6} req/s, this tree / baseline within each round, median: {paired:.3f}")
     for kind in PATHS:
         (base, base_cpu), (new, new_cpu) = (
-            (statistics.median(r for r, _ in results[(name, kind)]), statistics.median(c for _, c in results[(name, kind)]))
-            for name in trees)
-        print(f"  {kind:6} req/s: baseline {base:6.0f}  this tree {new:6.0f}  ratio {new / base:.3f}   "
-              f"CPU ms/request: baseline {base_cpu:.3f}  this tree {new_cpu:.3f}  ratio {new_cpu / base_cpu:.3f}")
+            (
+                statistics.median(r for r, _ in results[(name, kind)]),
+                statistics.median(c for _, c in results[(name, kind)]),
+            )
+            for name in trees
+        )
+        print(
+            f"  {kind:6} req/s: baseline {base:6.0f}  this tree {new:6.0f}  ratio {new / base:.3f}   "
+            f"CPU ms/request: baseline {base_cpu:.3f}  this tree {new_cpu:.3f}  ratio {new_cpu / base_cpu:.3f}"
+        )
 
 
 if __name__ == "__main__":

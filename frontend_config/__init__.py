@@ -3,22 +3,23 @@
 The JSON and GLSL files beside this module are the configuration; this module
 only fills them in for a dataset (sources, dimensions, centre).
 """
+
 from __future__ import annotations
 
 import copy
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 HERE = Path(__file__).parent
 
 
-@lru_cache(maxsize=None)
+@cache
 def _json(name: str) -> dict:
     return json.loads((HERE / name).read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def shader(name: str) -> str:
     """A shader preset from ``shaders/<name>.glsl``."""
     path = HERE / "shaders" / f"{name}.glsl"
@@ -97,5 +98,7 @@ def framing(dataset, viewport_pixels: int = 800) -> dict:
     resolution = [float(r) for r in dataset.voxel_resolution]
     canonical = min(resolution)
     widest = max(float(s) * r for s, r in zip(dataset.volume_size, resolution)) / canonical
-    return {"crossSectionScale": round(max(widest / viewport_pixels, 1e-3), 4),
-            "projectionScale": round(1.5 * widest, 1)}
+    return {
+        "crossSectionScale": round(max(widest / viewport_pixels, 1e-3), 4),
+        "projectionScale": round(1.5 * widest, 1),
+    }

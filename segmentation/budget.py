@@ -6,6 +6,7 @@ back to the whole neuron) calls :func:`check` between steps, and raises
 :class:`OverBudget` once the budget set by :func:`time_budget` for the current context
 is spent. Outside a budget, :func:`check` does nothing (the CLI and tests run unbounded).
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -19,8 +20,10 @@ class OverBudget(RuntimeError):
     """The work took longer than its budget and was stopped (a 503: the worker lives on)."""
 
     def __init__(self, seconds: float):
-        super().__init__(f"this request needed more than {seconds:g} s of work and was stopped; "
-                         "ask for less (fewer ids, ?bounds=, a narrower query)")
+        super().__init__(
+            f"this request needed more than {seconds:g} s of work and was stopped; "
+            "ask for less (fewer ids, ?bounds=, a narrower query)"
+        )
         self.seconds = seconds
 
 

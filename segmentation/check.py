@@ -7,6 +7,7 @@ adds what only a registered dataset has: whether its layers agree with the segme
 whether it already has a graph. ``axonlink check`` prints them; ``ingest-graph`` runs the same
 check first and stops at a problem, before the region graph reads any chunk.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,10 +45,16 @@ def has_problem(findings) -> bool:
 
 
 def as_json(target: str, findings) -> str:
-    return json.dumps({"target": target, "ok": not has_problem(findings),
-                       "problems": sum(f.level == PROBLEM for f in findings),
-                       "warnings": sum(f.level == WARNING for f in findings),
-                       "findings": [asdict(f) for f in findings]}, indent=2)
+    return json.dumps(
+        {
+            "target": target,
+            "ok": not has_problem(findings),
+            "problems": sum(f.level == PROBLEM for f in findings),
+            "warnings": sum(f.level == WARNING for f in findings),
+            "findings": [asdict(f) for f in findings],
+        },
+        indent=2,
+    )
 
 
 def _info(url: str) -> dict:
@@ -56,8 +63,9 @@ def _info(url: str) -> dict:
     return read_info(url)
 
 
-def check_layer(url: str, *, max_chunks: int = MAX_SAMPLE_CHUNKS, time_limit: float = SAMPLE_SECONDS,
-                sample: bool = True) -> list[Finding]:
+def check_layer(
+    url: str, *, max_chunks: int = MAX_SAMPLE_CHUNKS, time_limit: float = SAMPLE_SECONDS, sample: bool = True
+) -> list[Finding]:
     """Findings about the segmentation layer at ``url`` (its info, then a sample of mip-0 chunks)."""
     from .datasets import DatasetError
 
@@ -79,8 +87,12 @@ def check_layer(url: str, *, max_chunks: int = MAX_SAMPLE_CHUNKS, time_limit: fl
         add(Finding(PROBLEM, "channels", f"{info.get('num_channels')} channels; a segmentation has one"))
     scales = info.get("scales") or []
     findings += _scale_findings(scales)
-    if sample and scales and data_type in LABEL_TYPES and not any(f.topic == "grid" and f.level == PROBLEM
-                                                                  for f in findings):
+    if (
+        sample
+        and scales
+        and data_type in LABEL_TYPES
+        and not any(f.topic == "grid" and f.level == PROBLEM for f in findings)
+    ):
         labels, sampled = _sample_labels(url, info, max_chunks, time_limit, findings)
         findings += _label_findings(labels, sampled)
         findings.append(_mesh_finding(url, info, labels))
@@ -102,8 +114,7 @@ def _scale_findings(scales: list[dict]) -> list[Finding]:
         sharding = scale.get("sharding")
         if sharding:
             if sharding.get("@type") != SHARDING_TYPE:
-                found.append(Finding(PROBLEM, "sharding", f"{key} uses {sharding.get('@type')!r}, "
-                                                          f"not {SHARDING_TYPE}"))
+                found.append(Finding(PROBLEM, "sharding", f"{key} uses {sharding.get('@type')!r}, not {SHARDING_TYPE}"))
             else:
                 sharded.append(key)
         try:
@@ -116,21 +127,38 @@ def _scale_findings(scales: list[dict]) -> list[Finding]:
             if (res <= 0).any() or not np.isfinite(res).all():
                 found.append(Finding(PROBLEM, "voxel size", f"resolution {res.tolist()} is not positive"))
             elif (res < MIN_RESOLUTION_NM).any() or (res > MAX_RESOLUTION_NM).any():
-                found.append(Finding(WARNING, "voxel size", f"resolution {res.tolist()} nm is outside "
-                                     f"{MIN_RESOLUTION_NM} nm .. {MAX_RESOLUTION_NM / 1000:g} µm: is the unit nm?"))
+                found.append(
+                    Finding(
+                        WARNING,
+                        "voxel size",
+                        f"resolution {res.tolist()} nm is outside "
+                        f"{MIN_RESOLUTION_NM} nm .. {MAX_RESOLUTION_NM / 1000:g} µm: is the unit nm?",
+                    )
+                )
             else:
                 found.append(Finding(OK, "voxel size", f"{' x '.join(f'{r:g}' for r in res)} nm"))
         elif (res > 0).all():
             lo0, hi0 = _bounds_nm(base)
             lo, hi = _bounds_nm(scale)
             if (np.abs(lo - lo0) > res).any() or (np.abs(hi - hi0) > res).any():
-                found.append(Finding(WARNING, "grid", f"{key} covers {lo.tolist()}..{hi.tolist()} nm, "
-                                     f"mip 0 covers {lo0.tolist()}..{hi0.tolist()} nm"))
+                found.append(
+                    Finding(
+                        WARNING,
+                        "grid",
+                        f"{key} covers {lo.tolist()}..{hi.tolist()} nm, mip 0 covers {lo0.tolist()}..{hi0.tolist()} nm",
+                    )
+                )
     if not any(f.topic == "grid" for f in found):
         found.append(Finding(OK, "grid", f"{len(scales)} scale(s); voxel offsets, sizes and chunk sizes agree"))
     if unusable:
-        found.append(Finding(PROBLEM, "encoding", f"{', '.join(unusable)} cannot be served live through the "
-                             f"graph (only {' and '.join(SERVED_LIVE)} can): re-encode the scale"))
+        found.append(
+            Finding(
+                PROBLEM,
+                "encoding",
+                f"{', '.join(unusable)} cannot be served live through the "
+                f"graph (only {' and '.join(SERVED_LIVE)} can): re-encode the scale",
+            )
+        )
     else:
         found.append(Finding(OK, "encoding", "; ".join(encodings) + " (served live through the graph)"))
     found.append(Finding(OK, "sharding", f"sharded: {', '.join(sharded)}" if sharded else "unsharded"))
@@ -168,14 +196,17 @@ def _sample_labels(url, info, max_chunks, time_limit, findings) -> tuple[dict[in
     points = sample_gridpoints(grid, max_chunks)
     for point in points:
         if time.monotonic() - started > time_limit:
-            findings.append(Finding(WARNING, "chunks", f"stopped sampling after {time_limit:g} s "
-                                                       f"({read} of {len(points)} chunks read)"))
+            findings.append(
+                Finding(
+                    WARNING, "chunks", f"stopped sampling after {time_limit:g} s ({read} of {len(points)} chunks read)"
+                )
+            )
             break
         lo = [o + p * c for o, p, c in zip(grid.offset, point, grid.chunk)]
         hi = [min(l + c, o + s) for l, c, o, s in zip(lo, grid.chunk, grid.offset, grid.size)]
         name = f"{lo[0]}-{hi[0]}_{lo[1]}-{hi[1]}_{lo[2]}-{hi[2]}"
         try:
-            block = np.asarray(volume[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])
+            block = np.asarray(volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]])
         except Exception as error:  # noqa: BLE001
             if type(error).__name__ == "EmptyVolumeException":
                 missing += 1
@@ -187,12 +218,19 @@ def _sample_labels(url, info, max_chunks, time_limit, findings) -> tuple[dict[in
             if value and value not in labels:
                 labels[int(value)] = name
     if failed:
-        findings.append(Finding(PROBLEM, "chunks", f"{len(failed)} sampled chunk(s) cannot be read: "
-                                                   + "; ".join(failed[:3])))
+        findings.append(
+            Finding(PROBLEM, "chunks", f"{len(failed)} sampled chunk(s) cannot be read: " + "; ".join(failed[:3]))
+        )
     elif read:
-        findings.append(Finding(OK, "chunks", f"read {read} of {grid.shape[0] * grid.shape[1] * grid.shape[2]} "
-                                              f"mip-0 chunks in {time.monotonic() - started:.1f} s"
-                                              + (f"; {missing} sampled chunk(s) missing (empty)" if missing else "")))
+        findings.append(
+            Finding(
+                OK,
+                "chunks",
+                f"read {read} of {grid.shape[0] * grid.shape[1] * grid.shape[2]} "
+                f"mip-0 chunks in {time.monotonic() - started:.1f} s"
+                + (f"; {missing} sampled chunk(s) missing (empty)" if missing else ""),
+            )
+        )
     elif missing:
         findings.append(Finding(WARNING, "chunks", f"none of the {missing} sampled chunk(s) exists (empty volume?)"))
     return labels, read
@@ -208,18 +246,35 @@ def _label_findings(labels: dict[int, str], sampled: int) -> list[Finding]:
     found = []
     bad = values[(layers != 0) & (layers != SUPERVOXEL_LAYER)]
     if len(bad):
-        found.append(Finding(PROBLEM, "labels", "label(s) of 2**56 or more that are not layer-1 ids, which the id "
-                             "layout cannot hold: " + ", ".join(f"{int(v)} (in {labels[int(v)]})"
-                                                                for v in bad[:SHOWN])))
+        found.append(
+            Finding(
+                PROBLEM,
+                "labels",
+                "label(s) of 2**56 or more that are not layer-1 ids, which the id "
+                "layout cannot hold: " + ", ".join(f"{int(v)} (in {labels[int(v)]})" for v in bad[:SHOWN]),
+            )
+        )
     plain, layered = values[layers == 0], values[layers == SUPERVOXEL_LAYER]
     if len(plain) and len(layered):
-        found.append(Finding(PROBLEM, "labels", f"plain ids ({', '.join(str(int(v)) for v in plain[:3])}) and "
-                             f"layered layer-1 ids ({', '.join(str(int(v)) for v in layered[:3])}) are mixed; "
-                             "a volume must use one or the other"))
+        found.append(
+            Finding(
+                PROBLEM,
+                "labels",
+                f"plain ids ({', '.join(str(int(v)) for v in plain[:3])}) and "
+                f"layered layer-1 ids ({', '.join(str(int(v)) for v in layered[:3])}) are mixed; "
+                "a volume must use one or the other",
+            )
+        )
     if not found:
         kind = "layer-1 supervoxel ids" if len(layered) else "plain ids"
-        found.append(Finding(OK, "labels", f"{len(values)} label(s) in the sample, {kind}, largest "
-                                           f"{int(values[-1]) & ((1 << LAYER_SHIFT) - 1)} (< 2**56)"))
+        found.append(
+            Finding(
+                OK,
+                "labels",
+                f"{len(values)} label(s) in the sample, {kind}, largest "
+                f"{int(values[-1]) & ((1 << LAYER_SHIFT) - 1)} (< 2**56)",
+            )
+        )
     return found
 
 
@@ -240,8 +295,11 @@ def _mesh_finding(url: str, info: dict, labels: dict[int, str]) -> Finding:
     probe = sorted(labels)[:SHOWN]
     have = [label for label in probe if store.get(f"{mesh}/{label}:0") is not None]
     if probe and not have:
-        return Finding(WARNING, "meshes", f"meshes at {mesh!r}, but none of the sampled labels "
-                                          f"({', '.join(map(str, probe))}) has a manifest")
+        return Finding(
+            WARNING,
+            "meshes",
+            f"meshes at {mesh!r}, but none of the sampled labels ({', '.join(map(str, probe))}) has a manifest",
+        )
     return Finding(OK, "meshes", f"meshes at {mesh!r}: {len(have)} of {len(probe)} sampled label(s) have one")
 
 
@@ -277,11 +335,15 @@ def check_dataset(database_url: str, name: str, **sample) -> list[Finding]:
         if reasons:
             level = PROBLEM if layer.supervoxels else WARNING
             differ.append(layer.name)
-            findings.append(Finding(level, "layers", f"layer {layer.name!r} differs from the segmentation: "
-                                                     + "; ".join(reasons)))
+            findings.append(
+                Finding(level, "layers", f"layer {layer.name!r} differs from the segmentation: " + "; ".join(reasons))
+            )
     if base is not None and not differ:
-        findings.append(Finding(OK, "layers", f"all {len(dataset.layers)} layer(s) share the segmentation's "
-                                              "mip-0 bounds and resolution"))
+        findings.append(
+            Finding(
+                OK, "layers", f"all {len(dataset.layers)} layer(s) share the segmentation's mip-0 bounds and resolution"
+            )
+        )
     if has_graph(database_url, name):
         findings.append(Finding(OK, "graph", f"dataset {name!r} already has a graph (ingest-graph needs --replace)"))
     else:

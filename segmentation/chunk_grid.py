@@ -10,6 +10,7 @@ check; it runs per request, so it works on a few Python ints only.
 Sharded scales find a chunk by its grid position's compressed Morton code
 (Neuroglancer's ``volume.md``), given by :meth:`ChunkGrid.morton_code`.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,7 +25,7 @@ _COORD = r"(-?\d{1,19})"
 _NAME = re.compile(rf"^{_COORD}-{_COORD}_{_COORD}-{_COORD}_{_COORD}-{_COORD}$")
 # What the live view treats as a chunk request at all (a grid check then decides if it exists).
 CHUNK_NAME_SHAPE = re.compile(r"^-?\d+--?\d+_-?\d+--?\d+_-?\d+--?\d+$")
-_MAX_COORD = 2 ** 62  # far beyond any real volume; keeps grid arithmetic in small ints
+_MAX_COORD = 2**62  # far beyond any real volume; keeps grid arithmetic in small ints
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class ChunkGrid:
     size: tuple[int, int, int]
 
     @classmethod
-    def from_scale(cls, scale: dict, key: str = "info") -> "ChunkGrid":
+    def from_scale(cls, scale: dict, key: str = "info") -> ChunkGrid:
         """The grid of a scale of an info file; an unusable scale is corrupt stored data (``key`` names it)."""
         try:
             chunk = _triple(scale["chunk_sizes"][0])
@@ -44,10 +45,16 @@ class ChunkGrid:
             size = _triple(scale["size"])
         except (KeyError, IndexError, TypeError, ValueError) as error:
             raise CorruptStoredData(key, f"scale {scale.get('key')!r} has no usable grid: {error}") from None
-        if min(chunk) < 1 or min(size) < 1 or max(map(abs, offset)) > _MAX_COORD or max(size) > _MAX_COORD \
-                or max(chunk) > _MAX_COORD:
-            raise CorruptStoredData(key, f"scale {scale.get('key')!r} has an impossible grid "
-                                         f"(chunk {chunk}, offset {offset}, size {size})")
+        if (
+            min(chunk) < 1
+            or min(size) < 1
+            or max(map(abs, offset)) > _MAX_COORD
+            or max(size) > _MAX_COORD
+            or max(chunk) > _MAX_COORD
+        ):
+            raise CorruptStoredData(
+                key, f"scale {scale.get('key')!r} has an impossible grid (chunk {chunk}, offset {offset}, size {size})"
+            )
         return cls(chunk, offset, size)
 
     @property

@@ -15,6 +15,7 @@ against the buffer: every offset, bit width and table must lie inside the chunk
 (:func:`validate`), or :class:`~segmentation.storage.CorruptStoredData` is raised
 before anything sized by the header is allocated.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +32,7 @@ def _words_per_entry(dtype, key: str) -> int:
     return dtype.itemsize // 4
 
 
-_MAX_BLOCK_VOXELS = 2 ** 30  # far above any real block (8×8×8 is usual); keeps offsets in int64
+_MAX_BLOCK_VOXELS = 2**30  # far above any real block (8×8×8 is usual); keeps offsets in int64
 
 
 def _blocks(shape, block_size, key: str) -> tuple[int, int]:
@@ -67,8 +68,9 @@ def _table_positions(words: np.ndarray, shape, block_size, dtype=np.uint64, key:
     headers = words[channel:headers_end].reshape(blocks, 2)
     bits = (headers[:, 0] >> 24).astype(np.int64)
     if not np.all(np.isin(bits, _BITS)):
-        raise CorruptStoredData(key, f"bit widths {sorted(set(bits.tolist()) - set(_BITS.tolist()))} "
-                                     f"are not 0, 1, 2, 4, 8, 16 or 32")
+        raise CorruptStoredData(
+            key, f"bit widths {sorted(set(bits.tolist()) - set(_BITS.tolist()))} are not 0, 1, 2, 4, 8, 16 or 32"
+        )
     table_starts = (headers[:, 0] & 0xFFFFFF).astype(np.int64) + channel
     value_starts = headers[:, 1].astype(np.int64) + channel
     value_ends = value_starts + -(-(block_voxels * bits) // 32)
@@ -148,8 +150,9 @@ def table_labels(data: bytes, shape, block_size, dtype=np.uint64, key: str = "ch
     return _read_labels(words, positions, _words_per_entry(dtype, key))
 
 
-def remap(data: bytes, shape, block_size, old: np.ndarray, new: np.ndarray, dtype=np.uint64,
-          key: str = "chunk") -> bytes:
+def remap(
+    data: bytes, shape, block_size, old: np.ndarray, new: np.ndarray, dtype=np.uint64, key: str = "chunk"
+) -> bytes:
     """The same chunk with each label ``old[i]`` replaced by ``new[i]`` (others unchanged).
 
     A uint32 chunk's tables are one word per label, so a new label must fit in 32 bits
@@ -168,6 +171,6 @@ def remap(data: bytes, shape, block_size, old: np.ndarray, new: np.ndarray, dtyp
     words[positions] = (labels & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     if per_entry == 2:
         words[positions + 1] = (labels >> np.uint64(32)).astype(np.uint32)
-    elif len(labels) and int(labels.max()) >= 2 ** 32:
+    elif len(labels) and int(labels.max()) >= 2**32:
         raise ValueError("a uint32 compressed_segmentation chunk cannot hold labels of 32 bits or more")
     return words.tobytes()

@@ -5,6 +5,7 @@ Settings come from flags first, then the environment (``AXONLINK_HOME``,
 ``AXONLINK_ALLOWED_HOSTS``, ``AXONLINK_PUBLIC_URL``), then defaults that need nothing installed: a data
 directory ``./axonlink-data`` and a SQLite file inside it, answering only to loopback host names.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,9 +43,15 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
-    def load(cls, home: str | os.PathLike | None = None, database_url: str | None = None,
-             anonymous_role: str | None = None, allowed_hosts=None, public_url: str | None = None,
-             trusted_proxies=None) -> "Settings":
+    def load(
+        cls,
+        home: str | os.PathLike | None = None,
+        database_url: str | None = None,
+        anonymous_role: str | None = None,
+        allowed_hosts=None,
+        public_url: str | None = None,
+        trusted_proxies=None,
+    ) -> Settings:
         home_path = Path(home or os.environ.get("AXONLINK_HOME") or DEFAULT_HOME).expanduser().resolve()
         url = database_url or os.environ.get("AXONLINK_DATABASE_URL") or sqlite_url(home_path / "axonlink.sqlite")
         max_state = int(os.environ.get("AXONLINK_MAX_STATE_BYTES") or cls.max_state_bytes)
@@ -55,18 +62,28 @@ class Settings:
             allowed_hosts = [h for h in (os.environ.get("AXONLINK_ALLOWED_HOSTS") or "").split(",") if h.strip()]
         hosts = tuple(h.strip().lower().rstrip(".") for h in allowed_hosts)
         if "*" in hosts and anonymous == "proofreader":
-            raise ValueError("allowed hosts '*' cannot be combined with AXONLINK_ANONYMOUS_ROLE=proofreader: "
-                             "name the host names this server answers to (--allowed-host)")
+            raise ValueError(
+                "allowed hosts '*' cannot be combined with AXONLINK_ANONYMOUS_ROLE=proofreader: "
+                "name the host names this server answers to (--allowed-host)"
+            )
         public = public_url or os.environ.get("AXONLINK_PUBLIC_URL") or None
         if public is not None:
             public = _checked_public_url(public)
         budget = float(os.environ.get("AXONLINK_REQUEST_BUDGET_SECONDS") or cls.request_budget_seconds)
         if not 0 < budget < 3600:
             raise ValueError("AXONLINK_REQUEST_BUDGET_SECONDS must be a number of seconds between 0 and 3600")
-        return cls(home=home_path, database_url=url, max_state_bytes=max_state, anonymous_role=anonymous,
-                   allowed_hosts=hosts, public_url=public, rate_limits=os.environ.get("AXONLINK_RATE_LIMITS", ""),
-                   rate_limit_storage=os.environ.get("AXONLINK_RATE_LIMIT_STORAGE") or None,
-                   request_budget_seconds=budget, trusted_proxies=_proxies(trusted_proxies))
+        return cls(
+            home=home_path,
+            database_url=url,
+            max_state_bytes=max_state,
+            anonymous_role=anonymous,
+            allowed_hosts=hosts,
+            public_url=public,
+            rate_limits=os.environ.get("AXONLINK_RATE_LIMITS", ""),
+            rate_limit_storage=os.environ.get("AXONLINK_RATE_LIMIT_STORAGE") or None,
+            request_budget_seconds=budget,
+            trusted_proxies=_proxies(trusted_proxies),
+        )
 
     @property
     def demo_dir(self) -> Path:

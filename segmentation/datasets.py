@@ -3,22 +3,23 @@
 ``Datasets`` is the facade the CLI, the server and the tests use; it hides the
 SQL tables and the reading of each layer's precomputed ``info``.
 """
+
 from __future__ import annotations
 
 import json
 import re
 import threading
 import time
-from datetime import timezone
 from dataclasses import dataclass, field
+from datetime import UTC
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from .access.accounts import forget_cached_access
+from .chunk_grid import LayerKeys
 from .db import engine_for
 from .models import DatasetRow, LayerRow
-from .chunk_grid import LayerKeys
 from .storage import CorruptStoredData, LayerStore, normalize_layer_url, open_layer_store
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -144,9 +145,7 @@ class Datasets:
         through the graph like it; ``extra_layers`` (a ground truth, a second channel …) are
         served as stored."""
         if not NAME_PATTERN.match(name or ""):
-            raise DatasetError(
-                "dataset names are 1-64 letters, digits, '_' or '-', starting with a letter or digit"
-            )
+            raise DatasetError("dataset names are 1-64 letters, digits, '_' or '-', starting with a letter or digit")
         if vocabulary is not None:
             from .celltypes.vocabulary import Vocabulary
 
@@ -166,8 +165,7 @@ class Datasets:
             if kind is None:
                 kind = "segmentation" if info.get("type") == "segmentation" else "image"
             elif kind == "segmentation" and info.get("type") not in (None, "segmentation"):
-                raise DatasetError(f"layer {layer_name!r} at {url} is an {info.get('type')} layer, "
-                                   "not a segmentation")
+                raise DatasetError(f"layer {layer_name!r} at {url} is an {info.get('type')} layer, not a segmentation")
             if layer_name == GRAPH_LAYER:
                 seg_info = info
             rows.append(LayerRow(name=layer_name, kind=kind, url=url, supervoxels=supervoxels))
@@ -227,8 +225,14 @@ class Datasets:
                 raise DatasetNotFound(f"no dataset named {name!r}")
             for key, value in changes.items():
                 setattr(row, key, value)
-            record(session.connection(), user=by, action="dataset.update", dataset=name,
-                   detail={"changed": sorted(changes)}, origin=origin)
+            record(
+                session.connection(),
+                user=by,
+                action="dataset.update",
+                dataset=name,
+                detail={"changed": sorted(changes)},
+                origin=origin,
+            )
         return self.get(name)
 
     def remove(self, name: str, *, by: str, origin: str = "") -> dict:
@@ -240,20 +244,25 @@ class Datasets:
         from .access.audit import record
         from .celltypes.tags import purge_dataset
         from .graph import Graph
-        from .models import (GrantRow, GraphEdgeRow, GraphOperationRow, GraphStateRow, GraphSupervoxelRow,
-                             StateAnchorRow)
+        from .models import GrantRow, GraphEdgeRow, GraphOperationRow, GraphStateRow, GraphSupervoxelRow, StateAnchorRow
 
         with self.engine.begin() as connection:
             dataset_id = connection.scalar(sa.select(DatasetRow.id).where(DatasetRow.name == name))
             if dataset_id is None:
                 raise DatasetNotFound(f"no dataset named {name!r}")
             removed = {"tags": purge_dataset(connection, dataset_id, name)}
-            for label, table in (("operations", GraphOperationRow), ("edges", GraphEdgeRow),
-                                 ("supervoxels", GraphSupervoxelRow), ("graph", GraphStateRow),
-                                 ("grants", GrantRow), ("layers", LayerRow)):
+            for label, table in (
+                ("operations", GraphOperationRow),
+                ("edges", GraphEdgeRow),
+                ("supervoxels", GraphSupervoxelRow),
+                ("graph", GraphStateRow),
+                ("grants", GrantRow),
+                ("layers", LayerRow),
+            ):
                 removed[label] = connection.execute(sa.delete(table).where(table.dataset_id == dataset_id)).rowcount
             removed["anchors"] = connection.execute(
-                sa.delete(StateAnchorRow).where(StateAnchorRow.dataset == name)).rowcount
+                sa.delete(StateAnchorRow).where(StateAnchorRow.dataset == name)
+            ).rowcount
             removed["states"] = _retie_to_removed(connection, name)
             connection.execute(sa.delete(DatasetRow).where(DatasetRow.id == dataset_id))
             record(connection, user=by, action="dataset.remove", dataset=name, detail=removed, origin=origin)
@@ -306,7 +315,7 @@ def _retie_to_removed(connection, name: str) -> int:
 def _to_dataset(row: DatasetRow) -> Dataset:
     created = row.created_at
     if created is not None and created.tzinfo is None:  # SQLite keeps no time zone; we store UTC
-        created = created.replace(tzinfo=timezone.utc)
+        created = created.replace(tzinfo=UTC)
     return Dataset(
         name=row.name,
         description=row.description,

@@ -5,6 +5,7 @@ and evolved only through the Alembic migrations shipped in
 ``segmentation/migrations``; :func:`upgrade` brings any database (SQLite or
 PostgreSQL) to the newest revision.
 """
+
 from __future__ import annotations
 
 import uuid

@@ -18,6 +18,7 @@ scale's grid (:mod:`segmentation.chunk_grid`) are read, anything else is missing
 (404) before storage is touched. Stored bytes are checked against the chunk's
 shape before decoding; inconsistent ones raise CorruptStoredData (a 5xx).
 """
+
 from __future__ import annotations
 
 import copy
@@ -170,8 +171,9 @@ class LiveSegmentation:
         unique = fastremap.unique(labels)
         unique = unique[unique != 0]
         report, new = relabel(unique) if len(unique) else (np.zeros(0, dtype=np.int64), unique)
-        relabelled = fastremap.remap(labels, dict(zip(unique.tolist(), new.tolist())),
-                                     preserve_missing_labels=True, in_place=False)
+        relabelled = fastremap.remap(
+            labels, dict(zip(unique.tolist(), new.tolist())), preserve_missing_labels=True, in_place=False
+        )
         return report, chunks.encode(relabelled, encoding, block_size=block_size)
 
     def _decode_raw(self, key: str, data: bytes, encoding: str, shape, dtype) -> np.ndarray:
@@ -182,13 +184,18 @@ class LiveSegmentation:
         served live is compressed_segmentation or raw.
         """
         if encoding != "raw":
-            raise CorruptStoredData(key, f"encoding {encoding!r} is not served live "
-                                         "(only raw and compressed_segmentation are checked before decoding)")
+            raise CorruptStoredData(
+                key,
+                f"encoding {encoding!r} is not served live "
+                "(only raw and compressed_segmentation are checked before decoding)",
+            )
         channels = int(self.stored_info.get("num_channels", 1))
         expected = shape[0] * shape[1] * shape[2] * channels * dtype.itemsize
         if len(data) != expected:
-            raise CorruptStoredData(key, f"raw chunk of {len(data)} bytes, a {shape} chunk of {dtype} "
-                                         f"× {channels} channel(s) holds {expected}")
+            raise CorruptStoredData(
+                key,
+                f"raw chunk of {len(data)} bytes, a {shape} chunk of {dtype} × {channels} channel(s) holds {expected}",
+            )
         return chunks.decode(data, "raw", shape=(*shape, channels), dtype=dtype)
 
     def manifest(self, node: int) -> dict | None:
@@ -219,8 +226,9 @@ class LiveSegmentation:
         if reading is None:
             grid = ChunkGrid.from_scale(scale)
             try:
-                cap = max_chunk_bytes(grid, scale, self.stored_info["data_type"],
-                                      int(self.stored_info.get("num_channels", 1)))
+                cap = max_chunk_bytes(
+                    grid, scale, self.stored_info["data_type"], int(self.stored_info.get("num_channels", 1))
+                )
             except (KeyError, TypeError, ValueError) as error:
                 raise CorruptStoredData("info", f"scale {scale_key!r}: {error}") from None
             reader = None

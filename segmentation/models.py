@@ -1,24 +1,24 @@
 """SQLAlchemy models: the source of truth for everything axonlink stores."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-
-MAX_ROW_ID = 2 ** 31 - 1  # integer primary keys are 32-bit: larger ids name nothing
+MAX_ROW_ID = 2**31 - 1  # integer primary keys are 32-bit: larger ids name nothing
 # State ids are wider: new states get a random id in [MIN_RANDOM_STATE_ID, MAX_STATE_ID] (exact in
 # JavaScript, not enumerable, the size CAVE's state ids have); states stored before migration 0007
 # keep their small sequential ids.
-MIN_RANDOM_STATE_ID = 2 ** 40
-MAX_STATE_ID = 2 ** 53 - 1
+MIN_RANDOM_STATE_ID = 2**40
+MAX_STATE_ID = 2**53 - 1
 # BIGINT on PostgreSQL; SQLite's INTEGER PRIMARY KEY is 64-bit already (and must stay INTEGER to be the rowid)
 STATE_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -42,7 +42,7 @@ class DatasetRow(Base):
     # the vocabulary its cell types start from (None: the default, mouse cortex)
     vocabulary: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
 
-    layers: Mapped[list["LayerRow"]] = relationship(
+    layers: Mapped[list[LayerRow]] = relationship(
         back_populates="dataset", cascade="all, delete-orphan", order_by="LayerRow.id"
     )
 
@@ -148,10 +148,8 @@ class StateAnchorRow(Base):
 
     __tablename__ = "state_anchors"
 
-    state_id: Mapped[int] = mapped_column(STATE_ID, sa.ForeignKey("states.id", ondelete="CASCADE"),
-                                          primary_key=True)
-    layer_index: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False,
-                                             server_default="-1")
+    state_id: Mapped[int] = mapped_column(STATE_ID, sa.ForeignKey("states.id", ondelete="CASCADE"), primary_key=True)
+    layer_index: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False, server_default="-1")
     layer: Mapped[str] = mapped_column(sa.String(256), primary_key=True)
     segment_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
     dataset: Mapped[str] = mapped_column(sa.String(64))
@@ -166,8 +164,7 @@ class StateDatasetRow(Base):
 
     __tablename__ = "state_datasets"
 
-    state_id: Mapped[int] = mapped_column(STATE_ID, sa.ForeignKey("states.id", ondelete="CASCADE"),
-                                          primary_key=True)
+    state_id: Mapped[int] = mapped_column(STATE_ID, sa.ForeignKey("states.id", ondelete="CASCADE"), primary_key=True)
     dataset: Mapped[str] = mapped_column(sa.String(64), primary_key=True, index=True)
 
 

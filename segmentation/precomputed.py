@@ -1,4 +1,5 @@
 """Write Neuroglancer precomputed layers with CloudVolume: scales, sharded scales, legacy meshes."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import tinybrain
+from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
 from cloudvolume.datasource.precomputed.sharding import image_shard_shape_from_spec
-from cloudfiles import CloudFiles
 
 
 def downsamples(array: np.ndarray, kind: str, levels: int, factor=(2, 2, 1)) -> list[np.ndarray]:
@@ -26,36 +27,54 @@ def downsamples(array: np.ndarray, kind: str, levels: int, factor=(2, 2, 1)) -> 
 
 def new_layer_info(kind, dtype, encoding, resolution, size, chunk, mips, factor=(2, 2, 1), **extra):
     info = CloudVolume.create_new_info(
-        num_channels=1, layer_type=kind, data_type=str(np.dtype(dtype)), encoding=encoding,
-        resolution=list(resolution), voxel_offset=[0, 0, 0], volume_size=list(size), chunk_size=list(chunk),
+        num_channels=1,
+        layer_type=kind,
+        data_type=str(np.dtype(dtype)),
+        encoding=encoding,
+        resolution=list(resolution),
+        voxel_offset=[0, 0, 0],
+        volume_size=list(size),
+        chunk_size=list(chunk),
         **({"compressed_segmentation_block_size": [8, 8, 8]} if encoding == "compressed_segmentation" else {}),
     )
     for mip in range(1, mips):
-        scale = [f ** mip for f in factor]
+        scale = [f**mip for f in factor]
         res = [r * s for r, s in zip(resolution, scale)]
-        info["scales"].append({
-            **{k: v for k, v in info["scales"][0].items() if k not in ("key", "resolution", "size")},
-            "key": "_".join(str(int(r)) for r in res),
-            "resolution": res,
-            "size": [int(np.ceil(n / s)) for n, s in zip(size, scale)],
-        })
+        info["scales"].append(
+            {
+                **{k: v for k, v in info["scales"][0].items() if k not in ("key", "resolution", "size")},
+                "key": "_".join(str(int(r)) for r in res),
+                "resolution": res,
+                "size": [int(np.ceil(n / s)) for n, s in zip(size, scale)],
+            }
+        )
     info.update(extra)
     return info
 
 
-def write_layer(path: Path, levels: list[np.ndarray], kind: str, encoding: str, resolution, chunk,
-                sharded: bool = False, **info_extra) -> str:
+def write_layer(
+    path: Path,
+    levels: list[np.ndarray],
+    kind: str,
+    encoding: str,
+    resolution,
+    chunk,
+    sharded: bool = False,
+    **info_extra,
+) -> str:
     """Write every mip of ``levels`` (mip 0 first) as one precomputed layer; returns its file:// URL."""
     url = f"file://{Path(path).resolve()}"
-    info = new_layer_info(kind, levels[0].dtype, encoding, resolution, levels[0].shape, chunk, len(levels),
-                          **info_extra)
+    info = new_layer_info(
+        kind, levels[0].dtype, encoding, resolution, levels[0].shape, chunk, len(levels), **info_extra
+    )
     if sharded:
         for scale in info["scales"]:
             scale["sharding"] = image_sharding_spec(scale["size"], chunk)
     CloudVolume(url, info=info, progress=False).commit_info()
     for mip, level in enumerate(levels):
-        volume = CloudVolume(url, mip=mip, progress=False, compress=False if sharded else None,
-                             non_aligned_writes=False)
+        volume = CloudVolume(
+            url, mip=mip, progress=False, compress=False if sharded else None, non_aligned_writes=False
+        )
         if sharded:
             _write_shards(volume, level, info["scales"][mip]["sharding"], chunk)
         else:
@@ -85,7 +104,7 @@ def _write_shards(volume, level: np.ndarray, spec: dict, chunk) -> None:
         for y in range(0, level.shape[1], shape[1]):
             for z in range(0, level.shape[2], shape[2]):
                 hi = [min(a + s, n) for a, s, n in zip((x, y, z), shape, level.shape)]
-                volume[x:hi[0], y:hi[1], z:hi[2]] = level[x:hi[0], y:hi[1], z:hi[2], np.newaxis]
+                volume[x : hi[0], y : hi[1], z : hi[2]] = level[x : hi[0], y : hi[1], z : hi[2], np.newaxis]
 
 
 def legacy_mesh_fragment(vertices_nm: np.ndarray, faces: np.ndarray) -> bytes:

@@ -16,6 +16,7 @@ and remote layers are read alike, one small range per step: the 16-byte shard
 index entry, the minishard index, the chunk. Shard sizes and decoded minishard
 indexes are kept in a small LRU bounded in bytes.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -33,9 +34,9 @@ try:  # the C extension when installed; CloudVolume ships a pure-Python twin wit
 except ImportError:  # pragma: no cover - depends on the environment
     from cloudvolume.datasource.precomputed import mmh3 as _mmh3
 
-_U64 = 2 ** 64
+_U64 = 2**64
 _ENTRY = 24  # bytes of one minishard index entry (id, offset, size as uint64)
-_MAX_MINISHARD_INDEX = 64 * 2 ** 20  # absolute ceiling, whatever the scale allows
+_MAX_MINISHARD_INDEX = 64 * 2**20  # absolute ceiling, whatever the scale allows
 _GZIP_SLACK = 1024  # gzip header/trailer and stored-block overhead on top of a raw cap
 
 
@@ -56,7 +57,7 @@ class ShardingSpec:
     data_encoding: str
 
     @classmethod
-    def from_dict(cls, spec: dict, key: str = "info") -> "ShardingSpec":
+    def from_dict(cls, spec: dict, key: str = "info") -> ShardingSpec:
         if not isinstance(spec, dict) or spec.get("@type") != "neuroglancer_uint64_sharded_v1":
             raise CorruptStoredData(key, f"unknown sharding {spec!r}")
         try:
@@ -131,7 +132,7 @@ class BytesLRU:
         return self._bytes
 
 
-INDEX_CACHE = BytesLRU(32 * 2 ** 20)  # shared by every reader: shard sizes and minishard indexes
+INDEX_CACHE = BytesLRU(32 * 2**20)  # shared by every reader: shard sizes and minishard indexes
 _reader_ids = itertools.count()
 
 
@@ -162,8 +163,15 @@ class ShardReader:
     ``grid`` bounds how many chunks a minishard can list.
     """
 
-    def __init__(self, store: LayerStore, directory: str, spec: ShardingSpec, grid: ChunkGrid,
-                 max_chunk_bytes: int, cache: BytesLRU | None = None):
+    def __init__(
+        self,
+        store: LayerStore,
+        directory: str,
+        spec: ShardingSpec,
+        grid: ChunkGrid,
+        max_chunk_bytes: int,
+        cache: BytesLRU | None = None,
+    ):
         self.store = store
         self.directory = directory
         self.spec = spec
@@ -187,11 +195,13 @@ class ShardReader:
         if i is None:
             return None
         start, end = int(minishard.starts[i]), int(minishard.ends[i])
-        stored_cap = self.max_chunk_bytes + (self.max_chunk_bytes // 1000 + _GZIP_SLACK
-                                             if self.spec.data_encoding == "gzip" else 0)
+        stored_cap = self.max_chunk_bytes + (
+            self.max_chunk_bytes // 1000 + _GZIP_SLACK if self.spec.data_encoding == "gzip" else 0
+        )
         if end - start > stored_cap:
-            raise CorruptStoredData(key, f"chunk {chunk_id} claims {end - start} bytes, "
-                                         f"more than the {stored_cap}-byte cap of this scale")
+            raise CorruptStoredData(
+                key, f"chunk {chunk_id} claims {end - start} bytes, more than the {stored_cap}-byte cap of this scale"
+            )
         data = self._read(key, start, end)
         if data is None:
             return None
@@ -234,13 +244,16 @@ class ShardReader:
         start, end = int(entry[0]), int(entry[1])
         index_end = self.spec.index_bytes
         if start > end or index_end + end > size:
-            raise CorruptStoredData(key, f"minishard {number} index at {start}-{end} (after the shard index) "
-                                         f"is outside the {size}-byte shard")
+            raise CorruptStoredData(
+                key,
+                f"minishard {number} index at {start}-{end} (after the shard index) is outside the {size}-byte shard",
+            )
         stored, cap = end - start, self.max_minishard_index_bytes
         stored_cap = cap + (cap // 1000 + _GZIP_SLACK if self.spec.minishard_index_encoding == "gzip" else 0)
         if stored > stored_cap:
-            raise CorruptStoredData(key, f"minishard {number} index of {stored} bytes exceeds its "
-                                         f"{stored_cap}-byte cap")
+            raise CorruptStoredData(
+                key, f"minishard {number} index of {stored} bytes exceeds its {stored_cap}-byte cap"
+            )
         if stored == 0:
             self.cache.put(cache_key, (), 100)
             return None
@@ -255,8 +268,9 @@ class ShardReader:
 
     def _decode_minishard(self, key: str, data: bytes, size: int, number: int) -> _Minishard:
         if not data or len(data) % _ENTRY:
-            raise CorruptStoredData(key, f"minishard {number} index of {len(data)} bytes is not a whole number "
-                                         f"of {_ENTRY}-byte entries")
+            raise CorruptStoredData(
+                key, f"minishard {number} index of {len(data)} bytes is not a whole number of {_ENTRY}-byte entries"
+            )
         table = np.frombuffer(data, dtype="<u8").reshape(3, -1)
         # Chunk ids only name chunks (nothing is sized by them): like Neuroglancer, sum them modulo 2**64.
         ids = np.cumsum(table[0], dtype=np.uint64)

@@ -14,6 +14,7 @@ Stored bytes are not trusted either: gzip is inflated through :func:`inflate`,
 which stops at a cap (a few hundred bytes of gzip can expand to gigabytes), and
 any inconsistency in what is stored raises :class:`CorruptStoredData`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,11 +24,10 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 _KEY_SEGMENT = re.compile(r"^[A-Za-z0-9_.,:@~+=-]+$")
 _MAX_KEY_LENGTH = 1024
-MAX_INFLATED_BYTES = 256 * 2 ** 20  # default cap on what one stored gzip object may inflate to
-_INFLATE_STEP = 2 ** 20  # output produced per zlib call while only counting
+MAX_INFLATED_BYTES = 256 * 2**20  # default cap on what one stored gzip object may inflate to
+_INFLATE_STEP = 2**20  # output produced per zlib call while only counting
 
 
 class CorruptStoredData(RuntimeError):
@@ -63,7 +63,7 @@ def inflate(data: bytes, key: str, max_bytes: int = MAX_INFLATED_BYTES, *, prefi
         produced += len(piece)
         if produced > max_bytes:
             if prefix:
-                out.append(piece[:len(piece) - (produced - max_bytes)])
+                out.append(piece[: len(piece) - (produced - max_bytes)])
                 return b"".join(out)
             raise CorruptStoredData(key, f"gzip inflates beyond the {max_bytes}-byte cap")
         out.append(piece)
@@ -194,7 +194,7 @@ def normalize_layer_url(url: str) -> str:
     """Turn what a user typed into a CloudFiles path (``file://`` for bare paths)."""
     url = url.strip()
     if url.startswith("precomputed://"):
-        url = url[len("precomputed://"):]
+        url = url[len("precomputed://") :]
     if "://" not in url:
         url = "file://" + str(Path(url).expanduser().resolve())
     return url.rstrip("/")
@@ -312,5 +312,5 @@ class CloudLayerStore(LayerStore):
 def open_layer_store(url: str) -> LayerStore:
     url = normalize_layer_url(url)
     if url.startswith("file://"):
-        return FileLayerStore(url[len("file://"):])
+        return FileLayerStore(url[len("file://") :])
     return CloudLayerStore(url)

@@ -4,12 +4,13 @@ Only moments from 1970 to the year 3000 are accepted: earlier or later ones mean
 dataset, and at the ends of the calendar (year 1, year 9999 with a negative offset) converting
 to UTC or to Unix seconds overflows.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(3000, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 class InvalidTimestamp(ValueError):
@@ -28,7 +29,7 @@ def parse_timestamp(text: str) -> datetime:
     else:
         if not (0 <= seconds < 32503680000):  # before year 3000
             raise InvalidTimestamp(f"timestamp {text!r} is out of range")
-        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+        return datetime.fromtimestamp(seconds, tz=UTC)
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -36,9 +37,9 @@ def parse_timestamp(text: str) -> datetime:
             f"timestamp {text!r} is neither Unix seconds nor ISO 8601 (e.g. 2026-11-24T10:00:00Z)"
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     try:
-        moment = moment.astimezone(timezone.utc)
+        moment = moment.astimezone(UTC)
     except OverflowError:
         moment = None
     if moment is None or not EARLIEST <= moment < LATEST:

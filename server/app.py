@@ -1,4 +1,5 @@
 """The application factory: settings → database → blueprints."""
+
 from __future__ import annotations
 
 from flask import Flask
@@ -7,8 +8,8 @@ from segmentation import budget, db
 from segmentation.config import Settings
 
 from . import auth, caching, endpoints, errors, hosts, rate_limits, request_log, workspace
-from .proxies import TrustedProxies
 from .blueprints import access, celltypes, chunkedgraph, data, datasets, materialize, meshing, meta, states, viewer
+from .proxies import TrustedProxies
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
         from flask import request
 
         for name, value in (request.view_args or {}).items():
-            if isinstance(value, int) and not 0 <= value < 2 ** 64:
+            if isinstance(value, int) and not 0 <= value < 2**64:
                 return errors.json_error(400, f"{name} {value} is not an id (ids are unsigned 64-bit integers)")
         return None
 

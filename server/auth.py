@@ -18,12 +18,22 @@ thing to the caller: both are refused here, with the same 404 and the same
 work (the visibility of every dataset is cached per process), before any view
 runs.
 """
+
 from __future__ import annotations
 
 from flask import current_app, g, request
 
-from segmentation.access import (Accounts, Forbidden, InvalidToken, NotVisible, Principal, SignInRequired,
-                                 anonymous, require_role, role_on)
+from segmentation.access import (
+    Accounts,
+    Forbidden,
+    InvalidToken,
+    NotVisible,
+    Principal,
+    SignInRequired,
+    anonymous,
+    require_role,
+    role_on,
+)
 
 from . import endpoints, hosts
 from .errors import json_error
@@ -145,7 +155,8 @@ def _refuse_cross_site():
     if not allowed:
         raise CrossSiteRequest(
             "refused: a request that changes something must come from this server's own pages; "
-            "scripts send their token as 'Authorization: Bearer <token>'")
+            "scripts send their token as 'Authorization: Bearer <token>'"
+        )
     spec = _spec()
     wanted = BODY_TYPES.get(spec.body) if spec is not None else None
     if g.get("auth_source") and wanted and request.mimetype != wanted:
@@ -210,5 +221,6 @@ def install(app) -> None:
 
 
 def set_session_cookie(response, token: str) -> None:
-    response.set_cookie(COOKIE, token, max_age=COOKIE_MAX_AGE, path="/", httponly=True, samesite="Strict",
-                        secure=request.is_secure)
+    response.set_cookie(
+        COOKIE, token, max_age=COOKIE_MAX_AGE, path="/", httponly=True, samesite="Strict", secure=request.is_secure
+    )

@@ -9,6 +9,7 @@ the ``Authorization`` header and the session cookie. Routes whose view checks
 access itself (``own``) may say so themselves: a stored state showing only
 public data is the same for everyone; one that sets no header is private.
 """
+
 from __future__ import annotations
 
 from flask import request

@@ -1,11 +1,13 @@
 """The ``axonlink`` command: demo, serve, add-dataset, ingest-graph, tags, search, datasets, db;
 users, tokens, grant, visibility and audit live in :mod:`server.cli_access`, undo and redo in
 :mod:`server.cli_graph`, check in :mod:`server.cli_check`."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from datetime import UTC
 
 from segmentation.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 
@@ -29,10 +31,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        settings = Settings.load(home=args.home, database_url=args.database_url,
-                                 allowed_hosts=getattr(args, "allowed_host", None) or None,
-                                 public_url=getattr(args, "public_url", None),
-                                 trusted_proxies=getattr(args, "trusted_proxy", None) or None)
+        settings = Settings.load(
+            home=args.home,
+            database_url=args.database_url,
+            allowed_hosts=getattr(args, "allowed_host", None) or None,
+            public_url=getattr(args, "public_url", None),
+            trusted_proxies=getattr(args, "trusted_proxy", None) or None,
+        )
         return args.handler(args, settings) or 0
     except ValueError as error:  # a setting that cannot be (from a flag or the environment)
         print(f"axonlink: error: {error}", file=sys.stderr)
@@ -56,29 +61,60 @@ def _parser() -> argparse.ArgumentParser:
     network = argparse.ArgumentParser(add_help=False)
     network.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     network.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    network.add_argument("--access-log", action="store_true",
-                         help="log one line per request (method, route, dataset, user, status, ms, bytes, "
-                         "request id); without it only failed requests are logged (AXONLINK_ACCESS_LOG=1)")
-    network.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None,
-                         help="level of axonlink's log (default info; AXONLINK_LOG_LEVEL)")
-    network.add_argument("--log-format", choices=("text", "json"), default=None,
-                         help="text (key=value) or one JSON object per line (default text; AXONLINK_LOG_FORMAT)")
-    network.add_argument("--workers", type=int, default=None,
-                         help="server processes (default: CPU count, at most 4)")
+    network.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per request (method, route, dataset, user, status, ms, bytes, "
+        "request id); without it only failed requests are logged (AXONLINK_ACCESS_LOG=1)",
+    )
+    network.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=None,
+        help="level of axonlink's log (default info; AXONLINK_LOG_LEVEL)",
+    )
+    network.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="text (key=value) or one JSON object per line (default text; AXONLINK_LOG_FORMAT)",
+    )
+    network.add_argument("--workers", type=int, default=None, help="server processes (default: CPU count, at most 4)")
     network.add_argument("--threads", type=int, default=None, help="request threads per process (default 32)")
-    network.add_argument("--header-timeout", type=float, default=None, metavar="SECONDS",
-                         help="close a connection whose request head takes longer (default 10)")
-    network.add_argument("--body-timeout", type=float, default=None, metavar="SECONDS",
-                         help="close a connection whose request body takes longer, plus 1 s per 64 KiB (default 30)")
-    network.add_argument("--allowed-host", action="append", metavar="NAME",
-                         help="a host name clients use to reach this server (repeat for several; loopback names "
-                              "and the public URL's host are always allowed; env AXONLINK_ALLOWED_HOSTS)")
-    network.add_argument("--trusted-proxy", action="append", metavar="ADDRESS",
-                         help="a front server (e.g. 127.0.0.1 for nginx on this machine) whose X-Forwarded-For "
-                              "names the client, for rate limits and the audit log (env AXONLINK_TRUSTED_PROXIES)")
-    network.add_argument("--public-url", metavar="URL",
-                         help="how clients reach this server, e.g. https://em.example.org; links and redirects "
-                              "are built from it (env AXONLINK_PUBLIC_URL)")
+    network.add_argument(
+        "--header-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="close a connection whose request head takes longer (default 10)",
+    )
+    network.add_argument(
+        "--body-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="close a connection whose request body takes longer, plus 1 s per 64 KiB (default 30)",
+    )
+    network.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="a host name clients use to reach this server (repeat for several; loopback names "
+        "and the public URL's host are always allowed; env AXONLINK_ALLOWED_HOSTS)",
+    )
+    network.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="ADDRESS",
+        help="a front server (e.g. 127.0.0.1 for nginx on this machine) whose X-Forwarded-For "
+        "names the client, for rate limits and the audit log (env AXONLINK_TRUSTED_PROXIES)",
+    )
+    network.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="how clients reach this server, e.g. https://em.example.org; links and redirects "
+        "are built from it (env AXONLINK_PUBLIC_URL)",
+    )
 
     parser = argparse.ArgumentParser(
         prog="axonlink", description="Connectomics on one machine: serve volumes to Neuroglancer."
@@ -86,65 +122,106 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands")
 
     demo = sub.add_parser(
-        "demo", parents=[common, network], help="build the demo dataset if missing, then serve it",
+        "demo",
+        parents=[common, network],
+        help="build the demo dataset if missing, then serve it",
         description="Build the synthetic demo dataset (once) under <home>/demo, register it, serve the viewer.",
     )
     demo.add_argument("--no-serve", action="store_true", help="build and register only")
     demo.set_defaults(handler=cmd_demo)
 
-    serve = sub.add_parser("serve", parents=[common, network], help="serve the viewer, volumes and API",
-                           description="Upgrade the database schema, then serve HTTP until interrupted.")
+    serve = sub.add_parser(
+        "serve",
+        parents=[common, network],
+        help="serve the viewer, volumes and API",
+        description="Upgrade the database schema, then serve HTTP until interrupted.",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     add = sub.add_parser(
-        "add-dataset", parents=[common], help="register a dataset (a segmentation, an image, more layers)",
+        "add-dataset",
+        parents=[common],
+        help="register a dataset (a segmentation, an image, more layers)",
         description="Register precomputed layers at any CloudVolume path (file://, gs://, s3://, http(s)://).",
     )
     add.add_argument("name")
-    add.add_argument("--segmentation", required=True,
-                     help="the supervoxel segmentation (the graph is built from it), e.g. gs://bucket/seg")
+    add.add_argument(
+        "--segmentation",
+        required=True,
+        help="the supervoxel segmentation (the graph is built from it), e.g. gs://bucket/seg",
+    )
     add.add_argument("--image", help="image layer path, e.g. gs://bucket/em (optional)")
-    add.add_argument("--layer", action="append", default=[], metavar="NAME=URL",
-                     help="another layer, served as stored (a ground truth, bodies, a second channel)")
-    add.add_argument("--supervoxel-layer", action="append", default=[], metavar="NAME=URL",
-                     help="another layout of the same supervoxels (e.g. a sharded copy), served through the graph")
-    add.add_argument("--vocabulary", choices=["mouse-cortex", "fly"],
-                     help="the cell-type vocabulary its tags start from (default: mouse-cortex)")
+    add.add_argument(
+        "--layer",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="another layer, served as stored (a ground truth, bodies, a second channel)",
+    )
+    add.add_argument(
+        "--supervoxel-layer",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="another layout of the same supervoxels (e.g. a sharded copy), served through the graph",
+    )
+    add.add_argument(
+        "--vocabulary",
+        choices=["mouse-cortex", "fly"],
+        help="the cell-type vocabulary its tags start from (default: mouse-cortex)",
+    )
     add.add_argument("--description", default="")
     add.add_argument("--license", default="")
     add.add_argument("--citation", default="", help="citation or DOI to show with the data")
-    add.add_argument("--private", action="store_true",
-                     help="only users granted a role see it (`axonlink grant NAME DATASET viewer`)")
+    add.add_argument(
+        "--private", action="store_true", help="only users granted a role see it (`axonlink grant NAME DATASET viewer`)"
+    )
     add.set_defaults(handler=cmd_add_dataset)
 
     remove = sub.add_parser(
-        "remove-dataset", parents=[common], help="remove a dataset with its graph, history, tags and anchors",
+        "remove-dataset",
+        parents=[common],
+        help="remove a dataset with its graph, history, tags and anchors",
         description="Remove a registered dataset and everything axonlink keeps about it (graph, edit history, "
-        "cell-type tags, link anchors, grants); its files are not touched. Asks for the name unless --yes.")
+        "cell-type tags, link anchors, grants); its files are not touched. Asks for the name unless --yes.",
+    )
     remove.add_argument("name")
     remove.add_argument("--yes", action="store_true", help="do not ask")
     remove.set_defaults(handler=cmd_remove_dataset)
 
     graph = sub.add_parser(
-        "ingest-graph", parents=[common], help="build a dataset's supervoxel graph from its segmentation",
+        "ingest-graph",
+        parents=[common],
+        help="build a dataset's supervoxel graph from its segmentation",
         description="Check the segmentation (as `axonlink check` does; a problem stops here), then build the "
         "supervoxel adjacency graph chunk by chunk and store it as the dataset's versioned graph. Every "
         "supervoxel starts as its own neuron unless --agglomeration joins them: label pairs, or a "
         "supervoxel -> body table whose bodies become the neurons.",
     )
     graph.add_argument("name")
-    graph.add_argument("--agglomeration", metavar="FILE",
-                       help="pairs (two label columns) or a supervoxel->body table: CSV (header optional), "
-                            "whitespace-separated text ('#' comments) or .npy (N x 2)")
-    graph.add_argument("--agglomeration-kind", choices=["auto", "pairs", "bodies"], default="auto",
-                       help="how to read FILE (default auto: a header naming a body/segment column, or a first "
-                            "column without repeats and a second with them, means bodies; else pairs)")
-    graph.add_argument("--replace", action="store_true",
-                       help="the dataset has a graph: build a new one and swap it in (its edit history is "
-                            "dropped; the old graph stays if the new ingest fails). Asks for the name unless --yes")
+    graph.add_argument(
+        "--agglomeration",
+        metavar="FILE",
+        help="pairs (two label columns) or a supervoxel->body table: CSV (header optional), "
+        "whitespace-separated text ('#' comments) or .npy (N x 2)",
+    )
+    graph.add_argument(
+        "--agglomeration-kind",
+        choices=["auto", "pairs", "bodies"],
+        default="auto",
+        help="how to read FILE (default auto: a header naming a body/segment column, or a first "
+        "column without repeats and a second with them, means bodies; else pairs)",
+    )
+    graph.add_argument(
+        "--replace",
+        action="store_true",
+        help="the dataset has a graph: build a new one and swap it in (its edit history is "
+        "dropped; the old graph stays if the new ingest fails). Asks for the name unless --yes",
+    )
     graph.add_argument("--yes", action="store_true", help="with --replace: do not ask")
-    graph.add_argument("--chunks", type=int, default=None, metavar="N",
-                       help="mip-0 chunks the check samples first (default 16)")
+    graph.add_argument(
+        "--chunks", type=int, default=None, metavar="N", help="mip-0 chunks the check samples first (default 16)"
+    )
     graph.set_defaults(handler=cmd_ingest_graph)
 
     listing = sub.add_parser("datasets", parents=[common], help="list registered datasets as JSON")
@@ -153,9 +230,12 @@ def _parser() -> argparse.ArgumentParser:
     tags = sub.add_parser("tags", help="cell-type tags: import and export CSV")
     tags_sub = tags.add_subparsers(title="tags commands")
     tag_import = tags_sub.add_parser(
-        "import", parents=[common], help="add tags from a CAVE-style CSV",
+        "import",
+        parents=[common],
+        help="add tags from a CAVE-style CSV",
         description="Columns pt_position_x/_y/_z (or pt_position) in voxels, cell_type, optional note, "
-        "confidence. Bad rows are reported and skipped; the others are all added.")
+        "confidence. Bad rows are reported and skipped; the others are all added.",
+    )
     tag_import.add_argument("dataset")
     tag_import.add_argument("file", help="CSV file ('-' for standard input)")
     tag_import.add_argument("--user", default="cli", help="who the tags are from (default: cli)")
@@ -167,9 +247,12 @@ def _parser() -> argparse.ArgumentParser:
     tag_export.set_defaults(handler=cmd_tags_export)
 
     find = sub.add_parser(
-        "search", parents=[common], help="neurons by cell type across datasets, as a table",
+        "search",
+        parents=[common],
+        help="neurons by cell type across datasets, as a table",
         description="Query language: a type term (its subtypes included), dataset:NAME, user:NAME, "
-        "note:TEXT, t:MOMENT; AND (implicit), OR, NOT or -. Example: 'L2/3 pyramidal OR basket dataset:demo'.")
+        "note:TEXT, t:MOMENT; AND (implicit), OR, NOT or -. Example: 'L2/3 pyramidal OR basket dataset:demo'.",
+    )
     find.add_argument("query")
     find.add_argument("--limit", type=int, default=50)
     find.set_defaults(handler=cmd_search)
@@ -224,11 +307,16 @@ def cmd_add_dataset(args, settings):
 
     try:
         dataset = _datasets(settings).add(
-            args.name, image=args.image, segmentation=args.segmentation,
+            args.name,
+            image=args.image,
+            segmentation=args.segmentation,
             extra_layers=_named_urls(args.layer, "--layer"),
             supervoxel_layers=_named_urls(args.supervoxel_layer, "--supervoxel-layer"),
-            description=args.description, license=args.license, citation=args.citation,
-            public=not args.private, vocabulary=args.vocabulary,
+            description=args.description,
+            license=args.license,
+            citation=args.citation,
+            public=not args.private,
+            vocabulary=args.vocabulary,
         )
     except (DatasetError, ValueError) as error:
         raise UserError(str(error)) from None
@@ -246,9 +334,11 @@ def cmd_remove_dataset(args, settings):
     if not args.yes:
         if not sys.stdin.isatty():
             raise UserError(f"removing {args.name!r} cannot be undone: confirm with --yes")
-        answer = input(f"Remove dataset {args.name!r} with its graph, edit history, tags and link anchors "
-                       f"(its files at {', '.join(layer.url for layer in dataset.layers)} stay)? "
-                       f"Type the name to confirm: ")
+        answer = input(
+            f"Remove dataset {args.name!r} with its graph, edit history, tags and link anchors "
+            f"(its files at {', '.join(layer.url for layer in dataset.layers)} stay)? "
+            f"Type the name to confirm: "
+        )
         if answer.strip() != args.name:
             raise UserError("not removed")
     from .cli_access import _actor
@@ -279,8 +369,10 @@ def cmd_ingest_graph(args, settings):
     if args.replace and has_graph(settings.database_url, args.name) and not args.yes:
         if not sys.stdin.isatty():
             raise UserError(f"replacing the graph of {args.name!r} drops its edit history: confirm with --yes")
-        answer = input(f"Replace the graph of {args.name!r}? Its edits (merges, splits) are dropped and operation ids "
-                       f"start again; tags and link anchors stay on their supervoxels. Type the name to confirm: ")
+        answer = input(
+            f"Replace the graph of {args.name!r}? Its edits (merges, splits) are dropped and operation ids "
+            f"start again; tags and link anchors stay on their supervoxels. Type the name to confirm: "
+        )
         if answer.strip() != args.name:
             raise UserError("not replaced")
     agglomeration = None
@@ -299,14 +391,24 @@ def cmd_ingest_graph(args, settings):
         raise UserError(f"{args.name} cannot be ingested: {reasons} (see `axonlink check {args.name}`)")
     actor = _actor()
     try:
-        summary = ingest_dataset(settings.database_url, args.name, agglomeration=agglomeration, progress=True,
-                                 replace=args.replace, by=actor["by"], origin=actor["origin"])
+        summary = ingest_dataset(
+            settings.database_url,
+            args.name,
+            agglomeration=agglomeration,
+            progress=True,
+            replace=args.replace,
+            by=actor["by"],
+            origin=actor["origin"],
+        )
     except (DatasetNotFound, GraphError) as error:
         raise UserError(str(error)) from None
     if summary.get("replaced", {}).get("graph"):
-        print(f"replaced the graph of {args.name}: its edit history is gone and operation ids start again; new "
-              "root ids count on from the old ones (an old root id names no neuron of the new graph); cell-type "
-              "tags and link anchors follow their supervoxels", file=sys.stderr)
+        print(
+            f"replaced the graph of {args.name}: its edit history is gone and operation ids start again; new "
+            "root ids count on from the old ones (an old root id names no neuron of the new graph); cell-type "
+            "tags and link anchors follow their supervoxels",
+            file=sys.stderr,
+        )
     summary["draco_fragments"] = build_for_dataset(settings.database_url, settings.home, args.name, progress=True)
     print(json.dumps(summary))
 
@@ -340,7 +442,7 @@ def cmd_tags_import(args, settings):
     try:
         with tqdm(total=len(rows), desc="tags", unit="row") as bar:
             for start in range(0, len(rows), batch):
-                chunk = rows[start:start + batch]
+                chunk = rows[start : start + batch]
                 done, refused = tags.add_many(dataset, [row for _, row in chunk], args.user, vocabulary)
                 added += len(done)
                 rejected += [(chunk[number - 1][0], reason) for number, reason in refused]
@@ -385,8 +487,13 @@ def cmd_search(args, settings):
 
     names = [d.name for d in _datasets(settings).list()]
     try:
-        found = search(CellTags.open(settings.database_url), parse(args.query),
-                       lambda name: _vocabulary(settings, name), names, per_page=max(1, args.limit))
+        found = search(
+            CellTags.open(settings.database_url),
+            parse(args.query),
+            lambda name: _vocabulary(settings, name),
+            names,
+            per_page=max(1, args.limit),
+        )
     except (QueryError, UnknownTerm) as error:
         raise UserError(str(error)) from None
     counts = ", ".join(f"{name}: {n}" for name, n in found.counts.items()) or "none"
@@ -443,8 +550,12 @@ def _tag_demo(settings, dataset, truth) -> None:
     tags = CellTags.open(settings.database_url)
     if tags.of_dataset(DEMO_NAME, include_retracted=True):
         return
-    tags.add_many(dataset, demo_tag_rows(truth, dataset), "demo",
-                  Vocabulary.for_dataset(settings.home, DEMO_NAME, base=dataset.vocabulary))
+    tags.add_many(
+        dataset,
+        demo_tag_rows(truth, dataset),
+        "demo",
+        Vocabulary.for_dataset(settings.home, DEMO_NAME, base=dataset.vocabulary),
+    )
 
 
 DEMO_PROOFREADER = "proofreader"
@@ -456,22 +567,31 @@ def demo_proofreader_token(settings) -> str:
     least another week, else a new 30-day one (kept there in its place). Minting a token on every
     start would leave a trail of live tokens behind."""
     import os
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from segmentation.access import Accounts, InvalidToken
 
     accounts, path = Accounts(settings.database_url), settings.home / DEMO_TOKEN_FILE
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     try:
         kept = path.read_text().strip()
         principal = accounts.authenticate(kept)
-        if (principal.name == DEMO_PROOFREADER and principal.grants.get(DEMO_NAME) == "proofreader"
-                and (principal.token_expires_at is None or principal.token_expires_at > now + timedelta(days=7))):
+        if (
+            principal.name == DEMO_PROOFREADER
+            and principal.grants.get(DEMO_NAME) == "proofreader"
+            and (principal.token_expires_at is None or principal.token_expires_at > now + timedelta(days=7))
+        ):
             return kept
     except (OSError, InvalidToken):
         pass
-    token = accounts.role_token(DEMO_PROOFREADER, DEMO_NAME, "proofreader", expires_at=now + timedelta(days=30),
-                                label="axonlink demo", by="demo")
+    token = accounts.role_token(
+        DEMO_PROOFREADER,
+        DEMO_NAME,
+        "proofreader",
+        expires_at=now + timedelta(days=30),
+        label="axonlink demo",
+        by="demo",
+    )
     settings.home.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as out:
@@ -484,11 +604,15 @@ def cmd_demo(args, settings):
     ensure_demo(settings)
     if not args.no_serve:
         token = demo_proofreader_token(settings)
-        _serve(args, settings, extra=lambda url: [
-            "  viewing needs no login; to proofread (merge, split, tag) as user 'proofreader':",
-            f"    browser:    {url}/login#token={token}",
-            f"    caveclient: CAVEclient('{DEMO_NAME}', server_address='{url}', auth_token='{token}')",
-        ])
+        _serve(
+            args,
+            settings,
+            extra=lambda url: [
+                "  viewing needs no login; to proofread (merge, split, tag) as user 'proofreader':",
+                f"    browser:    {url}/login#token={token}",
+                f"    caveclient: CAVEclient('{DEMO_NAME}', server_address='{url}', auth_token='{token}')",
+            ],
+        )
 
 
 def cmd_serve(args, settings):
@@ -498,11 +622,9 @@ def cmd_serve(args, settings):
 def _serve(args, settings, extra=None):
     import dataclasses
 
-    from server import create_app
+    from server import create_app, logs
     from server.hosts import canonical_host, is_loopback
     from server.runner import serve_forever
-
-    from server import logs
 
     try:
         logs.configure(args.log_level, args.log_format, access_log=args.access_log or None)
@@ -517,13 +639,21 @@ def _serve(args, settings, extra=None):
         print(f"axonlink serving {settings.home} on {url}", flush=True)
         print(f"  viewer:   {url}/", flush=True)
         print(f"  datasets: {url}/datasets  (JSON: {url}/api/v1/datasets)", flush=True)
-        for line in (extra(url) if extra else []):
+        for line in extra(url) if extra else []:
             print(line, flush=True)
         print("press Ctrl-C to stop", flush=True)
 
     try:
-        serve_forever(app, args.host, args.port, workers=args.workers, threads=args.threads, on_ready=ready,
-                      header_timeout=args.header_timeout, body_timeout=args.body_timeout)
+        serve_forever(
+            app,
+            args.host,
+            args.port,
+            workers=args.workers,
+            threads=args.threads,
+            on_ready=ready,
+            header_timeout=args.header_timeout,
+            body_timeout=args.body_timeout,
+        )
     except OSError as error:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {error}") from None
 

@@ -3,12 +3,13 @@
 Everything goes through :class:`segmentation.access.Accounts` (the same facade
 the server uses); changes are audited as ``cli:<login name>`` from ``cli``.
 """
+
 from __future__ import annotations
 
 import getpass
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 _DURATION = re.compile(r"^(\d+)([dhm])$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -27,9 +28,12 @@ def add_parsers(sub, common) -> None:
     tokens = sub.add_parser("tokens", help="API tokens: create, list, revoke")
     tokens_sub = tokens.add_subparsers(title="tokens commands")
     create = tokens_sub.add_parser(
-        "create", parents=[common], help="a new token for a user (printed once: only its hash is stored)",
+        "create",
+        parents=[common],
+        help="a new token for a user (printed once: only its hash is stored)",
         description="Prints the token. Use it as `Authorization: Bearer <token>` (caveclient: auth_token=...) "
-        "or sign the browser in at /login.")
+        "or sign the browser in at /login.",
+    )
     create.add_argument("name")
     create.add_argument("--expires", help="a duration (30d, 12h, 90m) or a moment (ISO 8601); default: never")
     create.add_argument("--label", default="", help="what the token is for")
@@ -41,17 +45,24 @@ def add_parsers(sub, common) -> None:
     revoke.add_argument("token")
     revoke.set_defaults(handler=cmd_tokens_revoke)
 
-    grant = sub.add_parser("grant", parents=[common], help="give a user a role on a dataset",
-                           description="viewer reads; proofreader also edits the graph and tags; admin also "
-                           "grants roles and changes dataset settings; none takes the role away.")
+    grant = sub.add_parser(
+        "grant",
+        parents=[common],
+        help="give a user a role on a dataset",
+        description="viewer reads; proofreader also edits the graph and tags; admin also "
+        "grants roles and changes dataset settings; none takes the role away.",
+    )
     grant.add_argument("name")
     grant.add_argument("dataset")
     grant.add_argument("role", choices=["viewer", "proofreader", "admin", "none"])
     grant.set_defaults(handler=cmd_grant)
 
-    visibility = sub.add_parser("visibility", parents=[common], help="make a dataset public or private",
-                                description="public: anyone may view it; private: only users with a role on it "
-                                "see that it exists.")
+    visibility = sub.add_parser(
+        "visibility",
+        parents=[common],
+        help="make a dataset public or private",
+        description="public: anyone may view it; private: only users with a role on it see that it exists.",
+    )
     visibility.add_argument("dataset")
     visibility.add_argument("mode", choices=["public", "private"])
     visibility.set_defaults(handler=cmd_visibility)
@@ -96,7 +107,7 @@ def parse_expiry(text: str | None) -> datetime | None:
         return None
     match = _DURATION.match(text.strip())
     if match:
-        return datetime.now(timezone.utc) + timedelta(**{_UNITS[match[2]]: int(match[1])})
+        return datetime.now(UTC) + timedelta(**{_UNITS[match[2]]: int(match[1])})
     try:
         return parse_timestamp(text)
     except InvalidTimestamp:
@@ -124,13 +135,17 @@ def cmd_tokens_create(args, settings):
     from segmentation.access import AccessError
 
     try:
-        token_id, token = _accounts(settings).create_token(args.name, expires_at=parse_expiry(args.expires),
-                                                           label=args.label, **_actor())
+        token_id, token = _accounts(settings).create_token(
+            args.name, expires_at=parse_expiry(args.expires), label=args.label, **_actor()
+        )
     except AccessError as error:
         raise _user_error(error) from None
     print(token)
-    print(f"(token {token_id} for {args.name}; shown once, only its hash is stored. "
-          f"Revoke with: axonlink tokens revoke {token_id})", file=__import__("sys").stderr)
+    print(
+        f"(token {token_id} for {args.name}; shown once, only its hash is stored. "
+        f"Revoke with: axonlink tokens revoke {token_id})",
+        file=__import__("sys").stderr,
+    )
 
 
 def cmd_tokens_list(args, settings):
@@ -178,12 +193,18 @@ def cmd_audit(args, settings):
         raise _user_error(error) from None
     _accounts(settings)
     entries = AuditLog(settings.database_url).entries(
-        datasets=[args.dataset] if args.dataset else None, user=args.user, action=args.action, since=since,
-        limit=args.limit)
+        datasets=[args.dataset] if args.dataset else None,
+        user=args.user,
+        action=args.action,
+        since=since,
+        limit=args.limit,
+    )
     for entry in entries:
         if args.json:
             print(json.dumps(entry))
         else:
             where = f" [{entry['dataset']}]" if entry["dataset"] else ""
-            print(f"{entry['at'][:19]}  {entry['user']:<16} {entry['action']:<18}{where} {entry['target']}"
-                  f"  from {entry['origin'] or '?'}")
+            print(
+                f"{entry['at'][:19]}  {entry['user']:<16} {entry['action']:<18}{where} {entry['target']}"
+                f"  from {entry['origin'] or '?'}"
+            )

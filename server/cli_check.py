@@ -1,4 +1,5 @@
 """``axonlink check NAME|URL``: what will and will not work with a segmentation, in seconds."""
+
 from __future__ import annotations
 
 import sys
@@ -8,18 +9,21 @@ from .cli_access import _user_error
 
 def add_parsers(sub, common) -> None:
     check = sub.add_parser(
-        "check", parents=[common], help="check a segmentation (a dataset or a layer URL) before ingesting it",
+        "check",
+        parents=[common],
+        help="check a segmentation (a dataset or a layer URL) before ingesting it",
         description="Read a segmentation's info and a small sample of mip-0 chunks and say, one line per "
         "finding (ok / warning / problem), what will and will not work: label type, encodings, sharding, "
         "meshes, label range and id layout, voxel size, grid; for a registered dataset also whether its "
         "layers agree and whether it already has a graph. Exit status 1 when something is a problem. "
-        "A target with '/' or '://' is a layer path (./name for a local directory), else a dataset name.")
+        "A target with '/' or '://' is a layer path (./name for a local directory), else a dataset name.",
+    )
     check.add_argument("target", metavar="NAME|URL")
     check.add_argument("--json", action="store_true", help="print the findings as one JSON object")
-    check.add_argument("--chunks", type=int, default=None, metavar="N",
-                       help="mip-0 chunks to sample (default 16)")
-    check.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                       help="stop sampling after this long (default 20)")
+    check.add_argument("--chunks", type=int, default=None, metavar="N", help="mip-0 chunks to sample (default 16)")
+    check.add_argument(
+        "--time-limit", type=float, default=None, metavar="SECONDS", help="stop sampling after this long (default 20)"
+    )
     check.set_defaults(handler=cmd_check)
 
 

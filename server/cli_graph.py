@@ -1,4 +1,5 @@
 """``axonlink undo | redo``: take back a proofreading edit from the shell (as a new, audited operation)."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,12 @@ from .cli_access import _actor, _user_error
 
 
 def add_parsers(sub, common) -> None:
-    undo = sub.add_parser("undo", parents=[common], help="undo an edit of a dataset's graph (default: the last one)",
-                          description="Undo is itself an operation: the edit stays in the history, and redo can "
-                          "bring it back.")
+    undo = sub.add_parser(
+        "undo",
+        parents=[common],
+        help="undo an edit of a dataset's graph (default: the last one)",
+        description="Undo is itself an operation: the edit stays in the history, and redo can bring it back.",
+    )
     undo.add_argument("dataset")
     undo.add_argument("--operation", type=int, help="the operation id (default: the newest merge or split)")
     undo.add_argument("--user", help="with no --operation: the newest edit of this user")
@@ -46,9 +50,16 @@ def cmd_undo(args, settings):
         result = graph.undo(operation, actor["by"], origin=actor["origin"])
     except GraphError as error:
         raise _user_error(error) from None
-    print(json.dumps({"undone": operation, "operation_id": result.operation_id,
-                      "new_root_ids": [str(r) for r in result.new_root_ids],
-                      "old_root_ids": [str(r) for r in result.old_root_ids]}))
+    print(
+        json.dumps(
+            {
+                "undone": operation,
+                "operation_id": result.operation_id,
+                "new_root_ids": [str(r) for r in result.new_root_ids],
+                "old_root_ids": [str(r) for r in result.old_root_ids],
+            }
+        )
+    )
 
 
 def cmd_redo(args, settings):
@@ -60,5 +71,12 @@ def cmd_redo(args, settings):
         result = graph.redo(args.operation, actor["by"], origin=actor["origin"])
     except GraphError as error:
         raise _user_error(error) from None
-    print(json.dumps({"redone": args.operation, "operation_id": result.operation_id,
-                      "new_root_ids": [str(r) for r in result.new_root_ids]}))
+    print(
+        json.dumps(
+            {
+                "redone": args.operation,
+                "operation_id": result.operation_id,
+                "new_root_ids": [str(r) for r in result.new_root_ids],
+            }
+        )
+    )

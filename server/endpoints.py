@@ -20,6 +20,7 @@ with a 413, and ``cost`` — ``edit``, ``create`` or ``expensive`` — which put
 per-client rate limit (:mod:`server.rate_limits`) and, for edits and expensive reads, a time
 budget (:mod:`segmentation.budget`). The OpenAPI document shows both.
 """
+
 from __future__ import annotations
 
 import re
@@ -65,8 +66,16 @@ class Route:
         return next((p for p in _PARAMETER.findall(self.rule) if p in DATASET_PARAMETERS), None)
 
 
-def route(methods: str, rule: str, summary: str, access: str | None = None, body: str | None = None,
-          personal: bool = False, caps: dict[str, int] | None = None, cost: str | None = None) -> Route:
+def route(
+    methods: str,
+    rule: str,
+    summary: str,
+    access: str | None = None,
+    body: str | None = None,
+    personal: bool = False,
+    caps: dict[str, int] | None = None,
+    cost: str | None = None,
+) -> Route:
     spec = Route(tuple(methods.split(",")), rule, summary)
     access = access or ("view" if spec.dataset_parameter else "open")
     if access not in ACCESS_LEVELS:
@@ -93,10 +102,13 @@ DATA = {
 }
 
 DATASETS = {
-    "datasets_page": route("GET", "/datasets", "A page listing datasets with citation, licence and viewer links.", access="own"),
+    "datasets_page": route(
+        "GET", "/datasets", "A page listing datasets with citation, licence and viewer links.", access="own"
+    ),
     "list_datasets": route("GET", "/api/v1/datasets", "All datasets with their layers and metadata.", access="own"),
-    "get_dataset": route("GET", "/api/v1/datasets/<name>", "One dataset: layers, resolution, licence, citation.",
-                         personal=True),
+    "get_dataset": route(
+        "GET", "/api/v1/datasets/<name>", "One dataset: layers, resolution, licence, citation.", personal=True
+    ),
     "dataset_state": route(
         "GET", "/api/v1/datasets/<name>/state", "The default Neuroglancer state that shows the dataset."
     ),
@@ -109,18 +121,23 @@ META = {
 VIEWER = {
     "viewer_root": route("GET", "/", "The Neuroglancer viewer (a state may follow in the URL fragment, #!...)."),
     "viewer_page": route("GET", "/v/<token>/", "The viewer page where the client runs (it needs /v/<token>/)."),
-    "viewer_config": route("GET", "/viewer-config.js", "Script run before the client: default state, URL set-up.",
-                           personal=True),
+    "viewer_config": route(
+        "GET", "/viewer-config.js", "Script run before the client: default state, URL set-up.", personal=True
+    ),
     "client_file": route("GET", "/static/neuroglancer/<path:filename>", "Files of the bundled Neuroglancer client."),
     "favicon": route("GET", "/favicon.ico", "No icon: 204, so that browsers and tools asking anyway get no 404."),
-    "viewer_events": route("GET", "/events/<token>", "The client's event stream: 204, no states are pushed "
-                                                      "(the bundled page never asks)."),
-    "viewer_state": route("POST", "/state/<token>", "The client reports its state (accepted, not stored).",
-                          body="ignored"),
-    "viewer_action": route("POST", "/action/<token>", "The client reports an action (accepted, ignored).",
-                           body="ignored"),
-    "viewer_credentials": route("POST", "/credentials/<token>", "Credentials for data sources (none needed).",
-                                body="ignored"),
+    "viewer_events": route(
+        "GET", "/events/<token>", "The client's event stream: 204, no states are pushed (the bundled page never asks)."
+    ),
+    "viewer_state": route(
+        "POST", "/state/<token>", "The client reports its state (accepted, not stored).", body="ignored"
+    ),
+    "viewer_action": route(
+        "POST", "/action/<token>", "The client reports an action (accepted, ignored).", body="ignored"
+    ),
+    "viewer_credentials": route(
+        "POST", "/credentials/<token>", "Credentials for data sources (none needed).", body="ignored"
+    ),
 }
 
 # PyChunkedGraph's v1 API as caveclient calls it; the table is the dataset name.
@@ -128,64 +145,124 @@ _CG = "/segmentation/api/v1/table/<table>"
 CHUNKEDGRAPH = {
     "cg_api_versions": route("GET", "/segmentation/api/versions", "Supported chunkedgraph API versions."),
     "cg_version": route("GET", "/segmentation/api/version", "Chunkedgraph server version (a JSON string)."),
-    "cg_info": route("GET", "/segmentation/table/<table>/info",
-                     "Segmentation info with graph and app fields: what a graphene:// source reads first."),
-    "cg_segment_properties": route("GET", "/segmentation/table/<table>/segment_properties/info",
-                                   "The cell-type tags of now as segment properties (for a graphene:// source)."),
+    "cg_info": route(
+        "GET",
+        "/segmentation/table/<table>/info",
+        "Segmentation info with graph and app fields: what a graphene:// source reads first.",
+    ),
+    "cg_segment_properties": route(
+        "GET",
+        "/segmentation/table/<table>/segment_properties/info",
+        "The cell-type tags of now as segment properties (for a graphene:// source).",
+    ),
     "cg_root": route("GET", f"{_CG}/node/<int:node_id>/root", "Root of a supervoxel (?timestamp=)."),
-    "cg_roots": route("POST", f"{_CG}/roots", "Roots of {node_ids} (?timestamp=).",
-                      caps={"node_ids": MAX_IDS}),
-    "cg_roots_binary": route("POST", f"{_CG}/roots_binary", "Roots of little-endian uint64 supervoxels.",
-                             body="binary", caps={"node_ids": MAX_IDS}),
+    "cg_roots": route("POST", f"{_CG}/roots", "Roots of {node_ids} (?timestamp=).", caps={"node_ids": MAX_IDS}),
+    "cg_roots_binary": route(
+        "POST",
+        f"{_CG}/roots_binary",
+        "Roots of little-endian uint64 supervoxels.",
+        body="binary",
+        caps={"node_ids": MAX_IDS},
+    ),
     "cg_leaves": route("GET", f"{_CG}/node/<int:node_id>/leaves", "Supervoxels of a root."),
-    "cg_leaves_many": route("POST", f"{_CG}/node/leaves_many", "Supervoxels of several roots.",
-                           caps={"node_ids": MAX_LEAVES_ROOTS}, cost="expensive"),
+    "cg_leaves_many": route(
+        "POST",
+        f"{_CG}/node/leaves_many",
+        "Supervoxels of several roots.",
+        caps={"node_ids": MAX_LEAVES_ROOTS},
+        cost="expensive",
+    ),
     "cg_merge": route("POST", f"{_CG}/merge", "Merge two points [[id, x, y, z] (nm), ...].", access="edit"),
-    "cg_split": route("POST", f"{_CG}/split", "Split by minimum cut: {sources, sinks} of [id, x, y, z] (nm).", access="edit",
-                      caps={"sources": MAX_POINTS, "sinks": MAX_POINTS}),
-    "cg_split_preview": route("POST", f"{_CG}/graph/split_preview", "The two sides of a split, not committed.",
-                              caps={"sources": MAX_POINTS, "sinks": MAX_POINTS}, cost="expensive"),
+    "cg_split": route(
+        "POST",
+        f"{_CG}/split",
+        "Split by minimum cut: {sources, sinks} of [id, x, y, z] (nm).",
+        access="edit",
+        caps={"sources": MAX_POINTS, "sinks": MAX_POINTS},
+    ),
+    "cg_split_preview": route(
+        "POST",
+        f"{_CG}/graph/split_preview",
+        "The two sides of a split, not committed.",
+        caps={"sources": MAX_POINTS, "sinks": MAX_POINTS},
+        cost="expensive",
+    ),
     "cg_undo": route("POST", f"{_CG}/undo", "Undo {operation_id} (as a new operation).", access="edit"),
     "cg_redo": route("POST", f"{_CG}/redo", "Redo an undone {operation_id} (as a new operation).", access="edit"),
-    "cg_operation_details": route("GET", f"{_CG}/operation_details", "Details of ?operation_ids=[...].",
-                                  caps={"operation_ids": MAX_IDS}),
-    "cg_lineage": route("POST", f"{_CG}/lineage_graph_multiple", "Lineage of {root_ids} (networkx node-link).",
-                        caps={"root_ids": MAX_ROOTS_WALKED}, cost="expensive"),
-    "cg_past_id_mapping": route("GET", f"{_CG}/past_id_mapping", "Past and future roots of a JSON body {root_ids}.",
-                                body="json", caps={"root_ids": MAX_ROOTS_WALKED}, cost="expensive"),
-    "cg_is_latest_roots": route("POST", f"{_CG}/is_latest_roots", "Whether each of {node_ids} is current.",
-                                caps={"node_ids": MAX_IDS}),
-    "cg_root_timestamps": route("POST", f"{_CG}/root_timestamps", "Creation time of each of {node_ids}.",
-                                caps={"node_ids": MAX_IDS}),
-    "cg_change_log": route("GET", f"{_CG}/root/<int:root_id>/change_log", "Edits in a root's past.",
-                          cost="expensive"),
-    "cg_tabular_change_log": route("GET", f"{_CG}/tabular_change_log_many",
-                                   "Per root of a JSON body {root_ids}, its edits as a table (DataFrame JSON).",
-                                   body="json", caps={"root_ids": MAX_ROOTS_WALKED}, cost="expensive"),
-    "cg_merge_log": route("GET", f"{_CG}/root/<int:root_id>/merge_log", "Merges in a root's past with their points.",
-                         cost="expensive"),
-    "cg_user_operations": route("GET", f"{_CG}/user_operations",
-                                "Operations of ?user_id= between ?start_time= and ?end_time= (epoch s).",
-                                cost="expensive"),
-    "cg_valid_nodes": route("GET", f"{_CG}/valid_nodes",
-                            "Which of a JSON body {node_ids} existed between ?start_timestamp= and ?end_timestamp=.",
-                            body="json", caps={"node_ids": MAX_IDS}),
-    "cg_lvl2_graph": route("GET", f"{_CG}/node/<int:root_id>/lvl2_graph",
-                           "Active edges of a root's finest pieces (here: supervoxels), ?bounds= honoured.",
-                           cost="expensive"),
-    "latest_roots": route("GET", "/api/v1/datasets/<dataset>/roots/<int:root_id>/latest",
-                          "The current roots descended from a root (itself if current): what the viewer swaps a "
-                          "retired selection for."),
-    "cg_delta_roots": route("GET", f"{_CG}/delta_roots", "Roots retired and created between two moments.",
-                            cost="expensive"),
+    "cg_operation_details": route(
+        "GET", f"{_CG}/operation_details", "Details of ?operation_ids=[...].", caps={"operation_ids": MAX_IDS}
+    ),
+    "cg_lineage": route(
+        "POST",
+        f"{_CG}/lineage_graph_multiple",
+        "Lineage of {root_ids} (networkx node-link).",
+        caps={"root_ids": MAX_ROOTS_WALKED},
+        cost="expensive",
+    ),
+    "cg_past_id_mapping": route(
+        "GET",
+        f"{_CG}/past_id_mapping",
+        "Past and future roots of a JSON body {root_ids}.",
+        body="json",
+        caps={"root_ids": MAX_ROOTS_WALKED},
+        cost="expensive",
+    ),
+    "cg_is_latest_roots": route(
+        "POST", f"{_CG}/is_latest_roots", "Whether each of {node_ids} is current.", caps={"node_ids": MAX_IDS}
+    ),
+    "cg_root_timestamps": route(
+        "POST", f"{_CG}/root_timestamps", "Creation time of each of {node_ids}.", caps={"node_ids": MAX_IDS}
+    ),
+    "cg_change_log": route("GET", f"{_CG}/root/<int:root_id>/change_log", "Edits in a root's past.", cost="expensive"),
+    "cg_tabular_change_log": route(
+        "GET",
+        f"{_CG}/tabular_change_log_many",
+        "Per root of a JSON body {root_ids}, its edits as a table (DataFrame JSON).",
+        body="json",
+        caps={"root_ids": MAX_ROOTS_WALKED},
+        cost="expensive",
+    ),
+    "cg_merge_log": route(
+        "GET", f"{_CG}/root/<int:root_id>/merge_log", "Merges in a root's past with their points.", cost="expensive"
+    ),
+    "cg_user_operations": route(
+        "GET",
+        f"{_CG}/user_operations",
+        "Operations of ?user_id= between ?start_time= and ?end_time= (epoch s).",
+        cost="expensive",
+    ),
+    "cg_valid_nodes": route(
+        "GET",
+        f"{_CG}/valid_nodes",
+        "Which of a JSON body {node_ids} existed between ?start_timestamp= and ?end_timestamp=.",
+        body="json",
+        caps={"node_ids": MAX_IDS},
+    ),
+    "cg_lvl2_graph": route(
+        "GET",
+        f"{_CG}/node/<int:root_id>/lvl2_graph",
+        "Active edges of a root's finest pieces (here: supervoxels), ?bounds= honoured.",
+        cost="expensive",
+    ),
+    "latest_roots": route(
+        "GET",
+        "/api/v1/datasets/<dataset>/roots/<int:root_id>/latest",
+        "The current roots descended from a root (itself if current): what the viewer swaps a retired selection for.",
+    ),
+    "cg_delta_roots": route(
+        "GET", f"{_CG}/delta_roots", "Roots retired and created between two moments.", cost="expensive"
+    ),
     "cg_oldest_timestamp": route("GET", f"{_CG}/oldest_timestamp", "When the graph was ingested."),
 }
 
 # PyChunkedGraph's meshing service, as Neuroglancer's graphene mesh source calls it.
 MESHING = {
-    "mesh_manifest": route("GET", "/meshing/api/v1/table/<table>/manifest/<node_spec>",
-                           "A root's mesh manifest ({root}:0): its supervoxels' Draco fragments, by supervoxel id "
-                           "(immutable: a root's supervoxels never change)."),
+    "mesh_manifest": route(
+        "GET",
+        "/meshing/api/v1/table/<table>/manifest/<node_spec>",
+        "A root's mesh manifest ({root}:0): its supervoxels' Draco fragments, by supervoxel id "
+        "(immutable: a root's supervoxels never change).",
+    ),
 }
 
 # The part of CAVE's info service caveclient needs to start: one datastack per dataset.
@@ -197,44 +274,92 @@ INFO = {
 
 # Share links: stored states (ours and CAVE's JSON state service), short and exact-voxel links.
 STATES = {
-    "post_state": route("POST", "/api/v1/states",
-                        "Store a Neuroglancer state (the body); ?title=&description= optional. Same state, same ids.", access="own",
-                        cost="create", caps=STATE_CAPS),
-    "get_state": route("GET", "/api/v1/states/<ref>",
-                       "A stored state exactly as posted; ?as=was (pinned to its creation) or ?as=now (latest roots).", access="own"),
-    "get_state_as": route("GET", "/api/v1/states/<ref>/<mode>.json",
-                          "The same as ?as=<mode>, in a form the viewer can load (#!<url>: no query string).", access="own"),
-    "state_info": route("GET", "/api/v1/states/<ref>/info", "Title, owner, dataset, created, views, sizes, anchors.", access="own"),
-    "post_link_at": route("POST", "/api/v1/links/at",
-                          "Store a link to a voxel: {dataset, voxel: [x, y, z], t?, zoom?} → short link.", access="own",
-                          cost="create"),
+    "post_state": route(
+        "POST",
+        "/api/v1/states",
+        "Store a Neuroglancer state (the body); ?title=&description= optional. Same state, same ids.",
+        access="own",
+        cost="create",
+        caps=STATE_CAPS,
+    ),
+    "get_state": route(
+        "GET",
+        "/api/v1/states/<ref>",
+        "A stored state exactly as posted; ?as=was (pinned to its creation) or ?as=now (latest roots).",
+        access="own",
+    ),
+    "get_state_as": route(
+        "GET",
+        "/api/v1/states/<ref>/<mode>.json",
+        "The same as ?as=<mode>, in a form the viewer can load (#!<url>: no query string).",
+        access="own",
+    ),
+    "state_info": route(
+        "GET", "/api/v1/states/<ref>/info", "Title, owner, dataset, created, views, sizes, anchors.", access="own"
+    ),
+    "post_link_at": route(
+        "POST",
+        "/api/v1/links/at",
+        "Store a link to a voxel: {dataset, voxel: [x, y, z], t?, zoom?} → short link.",
+        access="own",
+        cost="create",
+    ),
     "open_short_link": route("GET", "/s/<ref>", "Open a stored state in the viewer (?as=was|now).", access="own"),
-    "open_voxel_link": route("GET", "/at/<dataset>/<coords>",
-                             "Open the viewer centred on voxel x,y,z with its neuron selected (?t=, ?zoom=)."),
+    "open_voxel_link": route(
+        "GET",
+        "/at/<dataset>/<coords>",
+        "Open the viewer centred on voxel x,y,z with its neuron selected (?t=, ?zoom=).",
+    ),
     "nglstate_version": route("GET", "/nglstate/api/v1/version", "CAVE JSON state service version."),
-    "nglstate_post": route("POST", "/nglstate/api/v1/post", "CAVE: store a state; answers its URL as a JSON string.", access="own",
-                            cost="create", caps=STATE_CAPS),
-    "nglstate_get": route("GET", "/nglstate/api/v1/<int:state_id>", "CAVE: a stored state by integer id.", access="own"),
+    "nglstate_post": route(
+        "POST",
+        "/nglstate/api/v1/post",
+        "CAVE: store a state; answers its URL as a JSON string.",
+        access="own",
+        cost="create",
+        caps=STATE_CAPS,
+    ),
+    "nglstate_get": route(
+        "GET", "/nglstate/api/v1/<int:state_id>", "CAVE: a stored state by integer id.", access="own"
+    ),
     "nglstate_raw": route("GET", "/nglstate/api/v1/raw/<int:state_id>", "CAVE: a stored state, raw.", access="own"),
 }
 
 # Cell types: tags bound to a voxel on a neuron, the vocabulary, search across datasets.
 CELLTYPES = {
-    "add_tag": route("POST", "/api/v1/datasets/<dataset>/tags",
-                     "Tag the neuron at {position: [x, y, z] voxels} with {term} (+ note, confidence).", access="edit"),
-    "list_tags": route("GET", "/api/v1/datasets/<dataset>/tags",
-                       "Tags in force (?t= a moment, ?root_id= one neuron, ?include_retracted=1), with roots."),
-    "retract_tag": route("DELETE", "/api/v1/tags/<int:tag_id>", "Retract a tag (kept in the history).", access="own",
-                         cost="edit"),
-    "import_tags": route("POST", "/api/v1/datasets/<dataset>/tags/import",
-                         "Add tags from a CAVE-style CSV body; answers {added, rejected: [{row, reason}]}.", access="edit",
-                         body="csv"),
+    "add_tag": route(
+        "POST",
+        "/api/v1/datasets/<dataset>/tags",
+        "Tag the neuron at {position: [x, y, z] voxels} with {term} (+ note, confidence).",
+        access="edit",
+    ),
+    "list_tags": route(
+        "GET",
+        "/api/v1/datasets/<dataset>/tags",
+        "Tags in force (?t= a moment, ?root_id= one neuron, ?include_retracted=1), with roots.",
+    ),
+    "retract_tag": route(
+        "DELETE", "/api/v1/tags/<int:tag_id>", "Retract a tag (kept in the history).", access="own", cost="edit"
+    ),
+    "import_tags": route(
+        "POST",
+        "/api/v1/datasets/<dataset>/tags/import",
+        "Add tags from a CAVE-style CSV body; answers {added, rejected: [{row, reason}]}.",
+        access="edit",
+        body="csv",
+    ),
     "export_tags": route("GET", "/api/v1/datasets/<dataset>/tags/export", "Tags in force as CSV (?t=)."),
-    "search_neurons": route("GET", "/api/v1/search",
-                            "Neurons by cell type across datasets: ?q= (type, dataset:, user:, note:, t:, "
-                            "AND/OR/NOT), ?page=, ?per_page=.", access="own", cost="expensive",
-                            caps={"per_page": MAX_PER_PAGE}),
-    "get_vocabulary": route("GET", "/api/v1/vocabulary", "The cell-type vocabulary (?dataset= for its own terms).", access="own"),
+    "search_neurons": route(
+        "GET",
+        "/api/v1/search",
+        "Neurons by cell type across datasets: ?q= (type, dataset:, user:, note:, t:, AND/OR/NOT), ?page=, ?per_page=.",
+        access="own",
+        cost="expensive",
+        caps={"per_page": MAX_PER_PAGE},
+    ),
+    "get_vocabulary": route(
+        "GET", "/api/v1/vocabulary", "The cell-type vocabulary (?dataset= for its own terms).", access="own"
+    ),
 }
 
 # CAVE's materialization engine (API v3) as caveclient calls it: one table, "cell_types", per
@@ -244,50 +369,91 @@ _MAT3 = "/materialize/api/v3/datastack/<datastack>"
 MATERIALIZE = {
     "mat_api_versions": route("GET", "/materialize/api/versions", "Supported materialization API versions."),
     "mat_version": route("GET", "/materialize/version", "Materialization server version (a JSON string)."),
-    "mat_versions": route("GET", f"{_MAT3}/versions",
-                          "Version numbers: the first and the newest (?expired=true: every one)."),
-    "mat_version_metadata": route("GET", f"{_MAT3}/version/<int:version>",
-                                  "A version: its time_stamp (the moment of its edit) and expires_on."),
+    "mat_versions": route(
+        "GET", f"{_MAT3}/versions", "Version numbers: the first and the newest (?expired=true: every one)."
+    ),
+    "mat_version_metadata": route(
+        "GET", f"{_MAT3}/version/<int:version>", "A version: its time_stamp (the moment of its edit) and expires_on."
+    ),
     "mat_versions_metadata": route("GET", f"{_MAT3}/metadata", "Metadata of the versions listed (?expired=)."),
-    "mat_tables": route("GET", f"{_MAT2}/version/<int:version>/tables", "Table names of a version: [\"cell_types\"]."),
-    "mat_table_metadata": route("GET", f"{_MAT3}/version/<int:version>/table/<table>/metadata",
-                                "A table's schema type, voxel resolution and description."),
+    "mat_tables": route("GET", f"{_MAT2}/version/<int:version>/tables", 'Table names of a version: ["cell_types"].'),
+    "mat_table_metadata": route(
+        "GET",
+        f"{_MAT3}/version/<int:version>/table/<table>/metadata",
+        "A table's schema type, voxel resolution and description.",
+    ),
     "mat_tables_metadata": route("GET", f"{_MAT3}/version/<int:version>/tables/metadata", "Metadata of every table."),
     "mat_table_count": route("GET", f"{_MAT2}/version/<int:version>/table/<table>/count", "Rows in a table."),
-    "mat_query": route("POST", f"{_MAT3}/version/<int:version>/table/<table>/query",
-                       "Rows of a version (roots of its moment) with filters, columns, offset, limit: Arrow IPC.",
-                       caps={"filter values": MAX_FILTER_VALUES, "regex characters": MAX_REGEX_LENGTH}, cost="expensive"),
-    "mat_live_query": route("POST", f"{_MAT3}/query",
-                            "Rows as of {timestamp} (tags and roots of that moment) with filters: Arrow IPC.",
-                            caps={"filter values": MAX_FILTER_VALUES, "regex characters": MAX_REGEX_LENGTH}, cost="expensive"),
+    "mat_query": route(
+        "POST",
+        f"{_MAT3}/version/<int:version>/table/<table>/query",
+        "Rows of a version (roots of its moment) with filters, columns, offset, limit: Arrow IPC.",
+        caps={"filter values": MAX_FILTER_VALUES, "regex characters": MAX_REGEX_LENGTH},
+        cost="expensive",
+    ),
+    "mat_live_query": route(
+        "POST",
+        f"{_MAT3}/query",
+        "Rows as of {timestamp} (tags and roots of that moment) with filters: Arrow IPC.",
+        caps={"filter values": MAX_FILTER_VALUES, "regex characters": MAX_REGEX_LENGTH},
+        cost="expensive",
+    ),
 }
 
 # Who is signed in, signing in from the browser, grants and the audit log.
 ACCESS = {
-    "whoami": route("GET", "/api/v1/me", "The caller: user name (or anonymous), site admin, role per dataset.",
-                    personal=True),
-    "login_page": route("GET", "/login",
-                        "Sign in the browser: a page that takes a token from its #token=... fragment (never "
-                        "sent to the server in a URL) or a form, and sets an HttpOnly cookie."),
-    "start_session": route("POST", "/api/v1/session", "Body {token}: sets the viewer's cookie (HttpOnly, SameSite).",
-                           personal=True, cost="create"),
+    "whoami": route(
+        "GET", "/api/v1/me", "The caller: user name (or anonymous), site admin, role per dataset.", personal=True
+    ),
+    "login_page": route(
+        "GET",
+        "/login",
+        "Sign in the browser: a page that takes a token from its #token=... fragment (never "
+        "sent to the server in a URL) or a form, and sets an HttpOnly cookie.",
+    ),
+    "start_session": route(
+        "POST",
+        "/api/v1/session",
+        "Body {token}: sets the viewer's cookie (HttpOnly, SameSite).",
+        personal=True,
+        cost="create",
+    ),
     "end_session": route("DELETE", "/api/v1/session", "Sign out: clears the cookie.", personal=True),
-    "update_dataset": route("PATCH", "/api/v1/datasets/<name>",
-                            "Change {description, license, citation, public} of a dataset.", access="admin"),
-    "list_grants": route("GET", "/api/v1/datasets/<name>/grants", "Who has which role on a dataset.",
-                         access="admin"),
-    "set_grant": route("PUT", "/api/v1/datasets/<name>/grants/<user>",
-                       "Body {role: viewer|proofreader|admin|none}: give or take a user's role.", access="admin"),
-    "audit_log": route("GET", "/api/v1/audit",
-                       "Audit entries, newest first (?dataset=, ?user=, ?action= (* wildcard), ?since=, "
-                       "?before_id=, ?limit=): every dataset for site admins, their datasets for dataset admins.",
-                       access="own", caps={"limit": 10_000}),
+    "update_dataset": route(
+        "PATCH",
+        "/api/v1/datasets/<name>",
+        "Change {description, license, citation, public} of a dataset.",
+        access="admin",
+    ),
+    "list_grants": route("GET", "/api/v1/datasets/<name>/grants", "Who has which role on a dataset.", access="admin"),
+    "set_grant": route(
+        "PUT",
+        "/api/v1/datasets/<name>/grants/<user>",
+        "Body {role: viewer|proofreader|admin|none}: give or take a user's role.",
+        access="admin",
+    ),
+    "audit_log": route(
+        "GET",
+        "/api/v1/audit",
+        "Audit entries, newest first (?dataset=, ?user=, ?action= (* wildcard), ?since=, "
+        "?before_id=, ?limit=): every dataset for site admins, their datasets for dataset admins.",
+        access="own",
+        caps={"limit": 10_000},
+    ),
 }
 
 ALL = {
-    "data": DATA, "datasets": DATASETS, "meta": META, "viewer": VIEWER,
-    "chunkedgraph": CHUNKEDGRAPH, "meshing": MESHING, "info": INFO, "states": STATES, "celltypes": CELLTYPES,
-    "materialize": MATERIALIZE, "access": ACCESS,
+    "data": DATA,
+    "datasets": DATASETS,
+    "meta": META,
+    "viewer": VIEWER,
+    "chunkedgraph": CHUNKEDGRAPH,
+    "meshing": MESHING,
+    "info": INFO,
+    "states": STATES,
+    "celltypes": CELLTYPES,
+    "materialize": MATERIALIZE,
+    "access": ACCESS,
 }
 
 BY_ENDPOINT = {name: spec for table in ALL.values() for name, spec in table.items()}

@@ -1,4 +1,5 @@
 """Every error leaves as JSON ``{"error": ..., "message": ...}`` with a 4xx/5xx status."""
+
 from __future__ import annotations
 
 import logging
@@ -12,7 +13,6 @@ from segmentation.storage import CorruptStoredData
 from .hosts import HostNotAllowed
 from .request_input import BadInput, TooLarge
 from .request_log import request_id
-
 
 errors_log = logging.getLogger("axonlink.errors")
 
@@ -45,8 +45,10 @@ EXTRA_HEADERS = {OverBudget: {"Retry-After": "60"}}
 
 def install(app) -> None:
     for error_class, status in STATUS_OF.items():
-        app.register_error_handler(error_class, lambda error, status=status: json_error(
-            status, str(error), **EXTRA_HEADERS.get(type(error), {})))
+        app.register_error_handler(
+            error_class,
+            lambda error, status=status: json_error(status, str(error), **EXTRA_HEADERS.get(type(error), {})),
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
@@ -55,8 +57,9 @@ def install(app) -> None:
     @app.errorhandler(CorruptStoredData)
     def corrupt_stored_data(error: CorruptStoredData):
         errors_log.error("%s", error, extra={"fields": {"id": request_id()}})  # the reason, for the operator
-        return json_error(500, f"the stored file {error.key!r} is corrupt and cannot be served; "
-                               "the server's log has the reason")
+        return json_error(
+            500, f"the stored file {error.key!r} is corrupt and cannot be served; the server's log has the reason"
+        )
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):

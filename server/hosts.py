@@ -9,6 +9,7 @@ whether a URL inside a stored state points at this server, in any spelling a
 browser would accept (case, trailing dot, default port, user info, ``127.1``,
 ``[::1]``, ``0x7f.0.0.1`` ...).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -87,7 +88,8 @@ def check_request_host() -> None:
         return
     raise HostNotAllowed(
         f"this server does not answer to host {host!r}; its operator can add it with "
-        f"`axonlink serve --allowed-host {host}` (or AXONLINK_ALLOWED_HOSTS)")
+        f"`axonlink serve --allowed-host {host}` (or AXONLINK_ALLOWED_HOSTS)"
+    )
 
 
 def base_url() -> str:

@@ -7,13 +7,14 @@ the text format prints them as ``key=value`` pairs, the JSON format (for log shi
 keys of one object per line. Set with ``--log-level``/``--log-format`` or
 ``AXONLINK_LOG_LEVEL`` (debug, info, warning, error) and ``AXONLINK_LOG_FORMAT`` (text, json).
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 ROOT = "axonlink"
 FORMATS = ("text", "json")
@@ -28,7 +29,7 @@ class _Fields:
 
     @staticmethod
     def time(record: logging.LogRecord) -> str:
-        return datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds")
+        return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
 
 
 class TextFormatter(logging.Formatter):
@@ -48,8 +49,12 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and the line's fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        document = {"time": _Fields.time(record), "level": record.levelname, "logger": record.name,
-                    "message": record.getMessage()}
+        document = {
+            "time": _Fields.time(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         document.update({key: value for key, value in _Fields.of(record).items() if value is not None})
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
@@ -63,8 +68,9 @@ def _text(value) -> str:
     return text
 
 
-def configure(level: str | None = None, fmt: str | None = None, access_log: bool | None = None,
-              stream=None) -> logging.Logger:
+def configure(
+    level: str | None = None, fmt: str | None = None, access_log: bool | None = None, stream=None
+) -> logging.Logger:
     """Send the ``axonlink`` loggers to ``stream`` (stderr) in ``fmt`` at ``level``.
 
     Per-request lines are logged at INFO when ``access_log`` (``--access-log``,

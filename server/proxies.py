@@ -6,6 +6,7 @@ client's address and scheme from the ``X-Forwarded-For`` / ``X-Forwarded-Proto``
 proxy set; from anyone else those headers are ignored, so a client cannot claim another
 address by sending them itself.
 """
+
 from __future__ import annotations
 
 from werkzeug.middleware.proxy_fix import ProxyFix

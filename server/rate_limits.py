@@ -8,6 +8,7 @@ workers and servers share one count). ``AXONLINK_RATE_LIMITS`` changes the limit
 ``edit=60/minute;create=30/minute;expensive=120/minute`` (``none`` turns one off). Beyond a
 limit a request gets 429 with ``Retry-After``.
 """
+
 from __future__ import annotations
 
 from flask import current_app, g, request
@@ -55,14 +56,22 @@ def install(app, limits: dict[str, str | None], storage_uri: str | None) -> Limi
     One limiter per app: it keeps its limits by view name, so one shared by several apps (tests
     make many) would count each request once per app."""
     app.config[CONFIG_KEY] = limits
-    limiter = Limiter(key_func=client_key, app=app, headers_enabled=True, strategy="moving-window",
-                      storage_uri=storage_uri or "memory://", key_prefix="axonlink")
+    limiter = Limiter(
+        key_func=client_key,
+        app=app,
+        headers_enabled=True,
+        strategy="moving-window",
+        storage_uri=storage_uri or "memory://",
+        key_prefix="axonlink",
+    )
     for name, spec in endpoints.BY_ENDPOINT.items():
         if spec.cost is None:
             continue
         for endpoint in [e for e in app.view_functions if e.rpartition(".")[2] == name]:
             app.view_functions[endpoint] = limiter.shared_limit(
-                _limit_of(spec.cost), scope=spec.cost, exempt_when=_exempt(spec.cost),
+                _limit_of(spec.cost),
+                scope=spec.cost,
+                exempt_when=_exempt(spec.cost),
                 error_message=f"too many {spec.cost} requests from you; wait a little (Retry-After says how long)",
             )(app.view_functions[endpoint])
     return limiter

@@ -9,6 +9,7 @@ the request afterwards, and a head whose framing it will refuse or decide on
 its own (two lengths, an unknown transfer coding, an expectation other than
 ``100-continue``) is handed on for the parser to answer, not refused here.
 """
+
 from __future__ import annotations
 
 import re
@@ -133,7 +134,7 @@ class ChunkedBody:
             line_end = data.find(b"\r\n", self.pos, self.pos + self.line_limit + 2)
             if line_end < 0:
                 return self.MALFORMED if len(data) - self.pos > self.line_limit + 1 else self.NEED_MORE
-            size_field = bytes(data[self.pos:line_end]).split(b";", 1)[0].rstrip(b" \t")
+            size_field = bytes(data[self.pos : line_end]).split(b";", 1)[0].rstrip(b" \t")
             if not CHUNK_SIZE.fullmatch(size_field):
                 return self.MALFORMED
             size = int(size_field, 16)
@@ -145,7 +146,7 @@ class ChunkedBody:
             following = line_end + 2 + size + 2
             if len(data) < following:
                 return self.NEED_MORE
-            if data[following - 2:following] != b"\r\n":
+            if data[following - 2 : following] != b"\r\n":
                 return self.MALFORMED
             self.size += size
             self.pos = following

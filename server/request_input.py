@@ -5,6 +5,7 @@ a body that is not JSON, not the expected shape, or nested so deeply that parsin
 exhaust the interpreter's stack (``json.loads`` raises RecursionError, not ValueError, which
 would otherwise become a 500).
 """
+
 from __future__ import annotations
 
 import json

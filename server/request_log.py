@@ -11,6 +11,7 @@ group by route), dataset, user, status, duration, bytes, client address, the req
 ``refused`` with the reason's kind. 5xx lines are warnings; the rest are info (shown with
 ``--access-log``).
 """
+
 from __future__ import annotations
 
 import logging

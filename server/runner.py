@@ -5,6 +5,7 @@ their poller before a thread takes it, ``server.worker``; the app built once
 and forked); tests and benchmarks that need a server inside their own process use
 :class:`BackgroundServer` (werkzeug's threaded server in a thread).
 """
+
 from __future__ import annotations
 
 import os
@@ -39,7 +40,7 @@ class BackgroundServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "BackgroundServer":
+    def start(self) -> BackgroundServer:
         self._thread.start()
         return self
 
@@ -94,9 +95,18 @@ def worker_connections(open_files: int) -> int:
     return max(64, min(MAX_WORKER_CONNECTIONS, (open_files - RESERVED_FILES) * 4 // 5))
 
 
-def serve_forever(app, host: str, port: int, *, workers: int | None = None, threads: int | None = None,
-                  on_ready=None, header_timeout: float | None = None,
-                  body_timeout: float | None = None, waiting_per_address: int | None = None) -> None:
+def serve_forever(
+    app,
+    host: str,
+    port: int,
+    *,
+    workers: int | None = None,
+    threads: int | None = None,
+    on_ready=None,
+    header_timeout: float | None = None,
+    body_timeout: float | None = None,
+    waiting_per_address: int | None = None,
+) -> None:
     """Serve ``app`` with gunicorn until interrupted (several processes share the port).
 
     The workers are :class:`server.worker.GuardedThreadWorker`: a thread gets
@@ -113,8 +123,10 @@ def serve_forever(app, host: str, port: int, *, workers: int | None = None, thre
     from .worker import ConnectionLimits
 
     given = {"header_timeout": header_timeout, "body_timeout": body_timeout, "waiting_per_address": waiting_per_address}
-    limits = ConnectionLimits(max_body=getattr(app, "config", {}).get("MAX_CONTENT_LENGTH") or MAX_BODY_BYTES,
-                              **{name: value for name, value in given.items() if value is not None})
+    limits = ConnectionLimits(
+        max_body=getattr(app, "config", {}).get("MAX_CONTENT_LENGTH") or MAX_BODY_BYTES,
+        **{name: value for name, value in given.items() if value is not None},
+    )
     connections = worker_connections(raise_open_file_limit())
 
     class Application(BaseApplication):

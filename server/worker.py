@@ -50,6 +50,7 @@ whose ``SocketUnreader`` reads through ``unreader.sock.recv`` and has
 read raised makes the connection close after the response; the head limits
 of ``gunicorn.http.message``; ``STOP_KEEPALIVE_LINGER``.
 """
+
 from __future__ import annotations
 
 import errno
@@ -160,8 +161,9 @@ def address_key(client) -> str:
 
 def _response(status: str, text: str) -> bytes:
     body = text.encode() + b"\n"
-    return (f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: text/plain\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 TIMED_OUT = _response("408 Request Timeout", "the request did not arrive in time")
@@ -192,7 +194,7 @@ class _Prefetched:
 
     def recv(self, size: int) -> bytes:
         if self._offset < len(self._data):
-            chunk = self._data[self._offset:self._offset + size].tobytes()
+            chunk = self._data[self._offset : self._offset + size].tobytes()
             self._offset += len(chunk)
             return chunk
         prior = self.sock.gettimeout()
@@ -227,7 +229,7 @@ class _Prefetched:
 
     def rest(self) -> bytes:
         """What the parser has not taken (the start of a pipelined request); the source is empty after."""
-        rest = self._data[self._offset:].tobytes()
+        rest = self._data[self._offset :].tobytes()
         self._data, self._offset = memoryview(b""), 0
         return rest
 
@@ -249,8 +251,20 @@ class _Conn(TConn):
 class _Waiting:
     """A connection whose request has not arrived whole: what came so far and until when the rest may take."""
 
-    __slots__ = ("conn", "data", "deadline", "queued", "address", "scan_from", "head_end", "needed", "chunked",
-                 "body_start", "reserved", "done")
+    __slots__ = (
+        "conn",
+        "data",
+        "deadline",
+        "queued",
+        "address",
+        "scan_from",
+        "head_end",
+        "needed",
+        "chunked",
+        "body_start",
+        "reserved",
+        "done",
+    )
 
     def __init__(self, conn, data: bytearray, deadline: float):
         self.conn = conn
@@ -277,8 +291,9 @@ class GuardedThreadWorker(ThreadWorker):
         super().__init__(*args, **kwargs)
         self.limits: ConnectionLimits = getattr(self.app, "connection_limits", None) or ConnectionLimits()
         self.head_limits = HeadLimits.of(self.cfg)
-        self._guarded = (not self.cfg.is_ssl and self.cfg.proxy_protocol == "off"
-                         and getattr(self.cfg, "protocol", "http") == "http")
+        self._guarded = (
+            not self.cfg.is_ssl and self.cfg.proxy_protocol == "off" and getattr(self.cfg, "protocol", "http") == "http"
+        )
         self._waiting: dict = {}  # connection -> _Waiting
         self._per_address: Counter = Counter()
         self._deadlines: list = []  # heap of (deadline, n, _Waiting); stale entries are skipped
@@ -318,8 +333,7 @@ class GuardedThreadWorker(ThreadWorker):
 
     def enqueue_req(self, conn):
         """Every connection passes here on its way to a thread: read its request in the poller first."""
-        if (not self._guarded or conn.is_http2
-                or negotiation.prior_knowledge_allowed(self.cfg, conn.client)):
+        if not self._guarded or conn.is_http2 or negotiation.prior_knowledge_allowed(self.cfg, conn.client):
             super().enqueue_req(conn)
             return
         waiting = _Waiting(conn, bytearray(), time.monotonic() + self.limits.header_timeout)
@@ -476,8 +490,11 @@ class GuardedThreadWorker(ThreadWorker):
 
     def _refuse(self, waiting, response: bytes) -> None:
         client = waiting.conn.client
-        self.log.warning("Invalid request from ip=%s: %s", client[0] if isinstance(client, tuple) else client,
-                         response.split(b"\r\n", 1)[0].decode())
+        self.log.warning(
+            "Invalid request from ip=%s: %s",
+            client[0] if isinstance(client, tuple) else client,
+            response.split(b"\r\n", 1)[0].decode(),
+        )
         self._leave(waiting)
         self._send_quietly(waiting.conn.sock, response)
         self._close_lingering(waiting.conn.sock)
@@ -612,7 +629,10 @@ class GuardedThreadWorker(ThreadWorker):
         if now - self._reported < REPORT_EVERY:
             return
         if self._refused:
-            self.log.warning("Closed in the last %.0f s: %s", now - self._reported,
-                             ", ".join(f"{n} connection(s) {why}" for why, n in self._refused.items()))
+            self.log.warning(
+                "Closed in the last %.0f s: %s",
+                now - self._reported,
+                ", ".join(f"{n} connection(s) {why}" for why, n in self._refused.items()),
+            )
             self._refused.clear()
         self._reported = now

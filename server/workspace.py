@@ -11,6 +11,7 @@ log); the live views of segmentation layers; vocabularies (re-read every few sec
 user's vocabulary file takes effect without a restart). Where a service keeps a cache, its
 expiry is stated here.
 """
+
 from __future__ import annotations
 
 import threading

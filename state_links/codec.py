@@ -14,6 +14,7 @@ A new or retrained dictionary is a NEW codec id and a new file (``states-v2.zdic
 codec ``2``); the old file and its id stay forever, or the links stored with them stop
 decoding.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,18 @@ from pathlib import Path
 
 import zstandard
 
-__all__ = ["StateRejected", "parse_state", "parse_json_object", "content_key", "encode", "decode",
-           "CODEC_RAW", "CODEC_ZSTD_V1", "MAX_STATE_BYTES", "MAX_DEPTH"]
+__all__ = [
+    "StateRejected",
+    "parse_state",
+    "parse_json_object",
+    "content_key",
+    "encode",
+    "decode",
+    "CODEC_RAW",
+    "CODEC_ZSTD_V1",
+    "MAX_STATE_BYTES",
+    "MAX_DEPTH",
+]
 
 CODEC_RAW = 0
 CODEC_ZSTD_V1 = 1
@@ -87,7 +98,7 @@ def _too_deep(raw: bytes, max_depth: int) -> bool:
         return False
     depth = 0
     for start in range(0, len(brackets), _DEPTH_CHUNK):
-        running = list(accumulate(map(_STEP.__getitem__, brackets[start:start + _DEPTH_CHUNK]), initial=depth))
+        running = list(accumulate(map(_STEP.__getitem__, brackets[start : start + _DEPTH_CHUNK]), initial=depth))
         if max(running) > max_depth:
             return True
         depth = running[-1]
@@ -113,11 +124,15 @@ def parse_state(raw: bytes, *, max_bytes: int = MAX_STATE_BYTES, max_depth: int 
     layers = list(layers.values()) if isinstance(layers, dict) else layers if isinstance(layers, list) else []
     if len(layers) > MAX_STATE_LAYERS:
         raise StateRejected(413, f"a state may have at most {MAX_STATE_LAYERS:,} layers (this one has {len(layers):,})")
-    segments = sum(len(layer["segments"]) for layer in layers
-                   if isinstance(layer, dict) and isinstance(layer.get("segments"), list))
+    segments = sum(
+        len(layer["segments"])
+        for layer in layers
+        if isinstance(layer, dict) and isinstance(layer.get("segments"), list)
+    )
     if segments > MAX_STATE_SEGMENTS:
-        raise StateRejected(413, f"a state may list at most {MAX_STATE_SEGMENTS:,} segments (this one lists "
-                                 f"{segments:,})")
+        raise StateRejected(
+            413, f"a state may list at most {MAX_STATE_SEGMENTS:,} segments (this one lists {segments:,})"
+        )
     return state
 
 
@@ -128,8 +143,9 @@ def parse_json_object(raw: bytes, *, max_bytes: int, max_depth: int, what: str =
     a RecursionError.
     """
     if len(raw) > max_bytes:
-        raise StateRejected(413, f"{what} is {len(raw):,} bytes; the limit is {max_bytes:,} bytes "
-                                 f"({_size_text(max_bytes)})")
+        raise StateRejected(
+            413, f"{what} is {len(raw):,} bytes; the limit is {max_bytes:,} bytes ({_size_text(max_bytes)})"
+        )
     try:
         text = bytes(raw).decode("utf-8")
     except UnicodeDecodeError as error:
@@ -143,8 +159,9 @@ def parse_json_object(raw: bytes, *, max_bytes: int, max_depth: int, what: str =
     except RecursionError:  # unreachable after _too_deep, but never let it become a 500
         raise StateRejected(400, f"{what} nests deeper than {max_depth} levels") from None
     except json.JSONDecodeError as error:
-        raise StateRejected(400, f"{what} is not JSON: {error.msg} at line {error.lineno} "
-                                 f"column {error.colno}") from None
+        raise StateRejected(
+            400, f"{what} is not JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
     if not isinstance(state, dict):
         raise StateRejected(400, f"{what} must be a JSON object, not {_json_type(state)}")
     return state
@@ -168,8 +185,7 @@ def content_key(state: dict) -> str:
     Canonical means sorted keys, no whitespace, UTF-8 — so key order and spacing do not
     matter; numbers compare as parsed (``1e-9`` and ``1e-09`` are equal, ``1`` and ``1.0`` not).
     """
-    canonical = json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                           allow_nan=False)
+    canonical = json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     # surrogatepass: a lone "\ud800" escape is valid JSON and must not crash the hash.
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -194,8 +210,10 @@ def dictionary(codec_id: int) -> zstandard.ZstdCompressionDict:
             path, sha256 = _DICTIONARIES[codec_id]
             data = path.read_bytes()
             if hashlib.sha256(data).hexdigest() != sha256:
-                raise RuntimeError(f"{path} is not the dictionary codec {codec_id} was stored with "
-                                   f"(SHA-256 differs); restore the shipped file")
+                raise RuntimeError(
+                    f"{path} is not the dictionary codec {codec_id} was stored with "
+                    f"(SHA-256 differs); restore the shipped file"
+                )
             loaded = zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_FULLDICT)
             loaded.precompute_compress(level=ZSTD_LEVEL)
             _dictionaries[codec_id] = loaded
@@ -207,9 +225,13 @@ def _compressor() -> zstandard.ZstdCompressor:
     if compressor is None:
         # No dictionary id in the frame (the codec id says which); a checksum, since exact bytes
         # back is the promise; the content size, so decode allocates once.
-        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=dictionary(CODEC_ZSTD_V1),
-                                              write_checksum=True, write_content_size=True,
-                                              write_dict_id=False)
+        compressor = zstandard.ZstdCompressor(
+            level=ZSTD_LEVEL,
+            dict_data=dictionary(CODEC_ZSTD_V1),
+            write_checksum=True,
+            write_content_size=True,
+            write_dict_id=False,
+        )
         _local.compressor = compressor
     return compressor
 

@@ -15,6 +15,7 @@ evaluation set and the shipped dictionary are reproducible:
     python -m state_links.corpus --train      # rewrite state_links/dictionaries/states-v1.zdict
     python -m state_links.corpus --sample 1   # print one state
 """
+
 from __future__ import annotations
 
 import argparse
@@ -117,55 +118,206 @@ def f32(value: float) -> float:
 # ---------------------------------------------------------------------------------------------
 # Datasets: drawn per state, from pools wide enough that names repeat but do not all repeat
 
-_SPECIES = ["mouse", "fly", "zebrafish", "human", "worm", "rat", "macaque", "songbird", "octopus",
-            "ferret", "lamprey", "platynereis", "drosophila-larva", "marmoset", "axolotl"]
-_REGIONS = ["v1", "visp", "ca1", "ca3", "cortex", "retina", "cerebellum", "thalamus", "hemibrain",
-            "vnc", "optic-lobe", "l23", "l4", "olfactory-bulb", "striatum", "mb", "spinal-cord",
-            "hippocampus", "s1", "a1", "lgn", "brainstem", "tectum", "whole-brain"]
-_LABS = ["lab", "connectome", "em", "brainlab", "neuro", "cellmap", "seunglab", "vision", "syn",
-         "lichtman", "allen", "janelia", "fmi", "ist", "mpi", "hhmi", "kasthuri"]
+_SPECIES = [
+    "mouse",
+    "fly",
+    "zebrafish",
+    "human",
+    "worm",
+    "rat",
+    "macaque",
+    "songbird",
+    "octopus",
+    "ferret",
+    "lamprey",
+    "platynereis",
+    "drosophila-larva",
+    "marmoset",
+    "axolotl",
+]
+_REGIONS = [
+    "v1",
+    "visp",
+    "ca1",
+    "ca3",
+    "cortex",
+    "retina",
+    "cerebellum",
+    "thalamus",
+    "hemibrain",
+    "vnc",
+    "optic-lobe",
+    "l23",
+    "l4",
+    "olfactory-bulb",
+    "striatum",
+    "mb",
+    "spinal-cord",
+    "hippocampus",
+    "s1",
+    "a1",
+    "lgn",
+    "brainstem",
+    "tectum",
+    "whole-brain",
+]
+_LABS = [
+    "lab",
+    "connectome",
+    "em",
+    "brainlab",
+    "neuro",
+    "cellmap",
+    "seunglab",
+    "vision",
+    "syn",
+    "lichtman",
+    "allen",
+    "janelia",
+    "fmi",
+    "ist",
+    "mpi",
+    "hhmi",
+    "kasthuri",
+]
 _TLDS = ["org", "io", "ai", "net", "de", "ch", "at", "ac.uk", "edu", "dev"]
-_IMAGE_LAYER_NAMES = ["em", "img", "image", "EM", "raw", "em-aligned", "em_v2", "clahe", "imagery",
-                      "em (aligned)", "brightfield", "xray"]
-_SEG_LAYER_NAMES = ["seg", "segmentation", "cells", "roots", "neurons", "proofread", "supervoxels",
-                    "agglomeration", "v117", "flat_seg", "mito", "nuclei", "glia", "axons",
-                    "dendrites", "proofread-2024", "seg (live)", "ws"]
-_ANN_LAYER_NAMES = ["annotation", "annotations", "synapses", "points", "todo", "merge errors",
-                    "split points", "somata", "presyn", "postsyn", "checked", "soma centroids",
-                    "bookmarks", "spines", "boutons", "étiquettes", "シナプス", "erroneous merges"]
-_DESCRIPTIONS = ["merge", "split here", "soma", "check", "axon?", "spine", "bouton", "glia merge",
-                 "orphan", "false split", "unsure", "synapse", "ok", "Pyramidal cell", "basket?",
-                 "truncated", "needs review", "myelin", "mito", "done", "cilium", "dendrite stub"]
+_IMAGE_LAYER_NAMES = [
+    "em",
+    "img",
+    "image",
+    "EM",
+    "raw",
+    "em-aligned",
+    "em_v2",
+    "clahe",
+    "imagery",
+    "em (aligned)",
+    "brightfield",
+    "xray",
+]
+_SEG_LAYER_NAMES = [
+    "seg",
+    "segmentation",
+    "cells",
+    "roots",
+    "neurons",
+    "proofread",
+    "supervoxels",
+    "agglomeration",
+    "v117",
+    "flat_seg",
+    "mito",
+    "nuclei",
+    "glia",
+    "axons",
+    "dendrites",
+    "proofread-2024",
+    "seg (live)",
+    "ws",
+]
+_ANN_LAYER_NAMES = [
+    "annotation",
+    "annotations",
+    "synapses",
+    "points",
+    "todo",
+    "merge errors",
+    "split points",
+    "somata",
+    "presyn",
+    "postsyn",
+    "checked",
+    "soma centroids",
+    "bookmarks",
+    "spines",
+    "boutons",
+    "étiquettes",
+    "シナプス",
+    "erroneous merges",
+]
+_DESCRIPTIONS = [
+    "merge",
+    "split here",
+    "soma",
+    "check",
+    "axon?",
+    "spine",
+    "bouton",
+    "glia merge",
+    "orphan",
+    "false split",
+    "unsure",
+    "synapse",
+    "ok",
+    "Pyramidal cell",
+    "basket?",
+    "truncated",
+    "needs review",
+    "myelin",
+    "mito",
+    "done",
+    "cilium",
+    "dendrite stub",
+]
 _LAYOUTS = ["xy-3d", "xy-3d", "4panel", "4panel", "3d", "xy", "xz-3d", "yz", "4panel-alt"]
-_SHADER_CONTRAST = ("#uicontrol invlerp normalized\n"
-                    "void main() {\n  emitGrayscale(normalized());\n}\n")
-_SHADER_GAMMA = ("#uicontrol invlerp normalized(range=[20, 230])\n"
-                 "#uicontrol float gamma slider(min=0.2, max=3, default=1.0)\n"
-                 "#uicontrol bool invert checkbox(default=false)\n"
-                 "void main() {\n  float v = pow(clamp(normalized(), 0.0, 1.0), gamma);\n"
-                 "  emitGrayscale(invert ? 1.0 - v : v);\n}\n")
-_SHADER_COLOR = ("#uicontrol vec3 color color(default=\"{color}\")\n"
-                 "#uicontrol invlerp normalized(range=[{lo}, {hi}])\n"
-                 "void main() {{\n  emitRGB(color * normalized());\n}}\n")
+_SHADER_CONTRAST = "#uicontrol invlerp normalized\nvoid main() {\n  emitGrayscale(normalized());\n}\n"
+_SHADER_GAMMA = (
+    "#uicontrol invlerp normalized(range=[20, 230])\n"
+    "#uicontrol float gamma slider(min=0.2, max=3, default=1.0)\n"
+    "#uicontrol bool invert checkbox(default=false)\n"
+    "void main() {\n  float v = pow(clamp(normalized(), 0.0, 1.0), gamma);\n"
+    "  emitGrayscale(invert ? 1.0 - v : v);\n}\n"
+)
+_SHADER_COLOR = (
+    '#uicontrol vec3 color color(default="{color}")\n'
+    "#uicontrol invlerp normalized(range=[{lo}, {hi}])\n"
+    "void main() {{\n  emitRGB(color * normalized());\n}}\n"
+)
 
-_VOXEL_SIZES = [(4, 4, 40), (4, 4, 45), (8, 8, 40), (8, 8, 8), (16, 16, 16), (4, 4, 30), (3, 3, 30),
-                (8, 8, 33), (5, 5, 45), (32, 32, 40), (4, 4, 4), (6, 6, 40), (2, 2, 2), (18, 18, 45)]
+_VOXEL_SIZES = [
+    (4, 4, 40),
+    (4, 4, 45),
+    (8, 8, 40),
+    (8, 8, 8),
+    (16, 16, 16),
+    (4, 4, 30),
+    (3, 3, 30),
+    (8, 8, 33),
+    (5, 5, 45),
+    (32, 32, 40),
+    (4, 4, 4),
+    (6, 6, 40),
+    (2, 2, 2),
+    (18, 18, 45),
+]
 
 
 def _dataset(rng: random.Random) -> dict:
     species, region = rng.choice(_SPECIES), rng.choice(_REGIONS)
-    name = rng.choice([f"{species}_{region}", f"{species}-{region}", f"{region}{rng.randint(1, 99)}",
-                       f"{species}{rng.randint(1, 9)}{rng.choice('abcdefgh')}",
-                       f"{species}_{region}_v{rng.randint(1, 12)}"])
+    name = rng.choice(
+        [
+            f"{species}_{region}",
+            f"{species}-{region}",
+            f"{region}{rng.randint(1, 99)}",
+            f"{species}{rng.randint(1, 9)}{rng.choice('abcdefgh')}",
+            f"{species}_{region}_v{rng.randint(1, 12)}",
+        ]
+    )
     lab = rng.choice(_LABS)
-    host_kind = rng.choices(["gs", "s3", "https", "axonlink", "graphene", "zarr"],
-                            weights=[4, 2, 3, 3, 3, 1])[0]
+    host_kind = rng.choices(["gs", "s3", "https", "axonlink", "graphene", "zarr"], weights=[4, 2, 3, 3, 3, 1])[0]
     bucket = rng.choice([f"{lab}-{species}", f"{lab}_public", f"{species}-{region}-data", f"{lab}"])
-    host = rng.choice([f"{lab}.{rng.choice(_TLDS)}", f"data.{lab}.{rng.choice(_TLDS)}",
-                       f"{species}.{lab}.{rng.choice(_TLDS)}", f"localhost:{rng.choice([8080, 8000, 9000])}",
-                       f"{lab}-storage.{rng.choice(_TLDS)}"])
-    version = rng.choice(["", f"/v{rng.randint(1, 9)}", f"/{2018 + rng.randint(0, 7)}"
-                          f"{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"])
+    host = rng.choice(
+        [
+            f"{lab}.{rng.choice(_TLDS)}",
+            f"data.{lab}.{rng.choice(_TLDS)}",
+            f"{species}.{lab}.{rng.choice(_TLDS)}",
+            f"localhost:{rng.choice([8080, 8000, 9000])}",
+            f"{lab}-storage.{rng.choice(_TLDS)}",
+        ]
+    )
+    version = rng.choice(
+        ["", f"/v{rng.randint(1, 9)}", f"/{2018 + rng.randint(0, 7)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"]
+    )
 
     def url(layer: str) -> str:
         if host_kind == "gs":
@@ -183,14 +335,26 @@ def _dataset(rng: random.Random) -> dict:
     extent[1] = int(extent[0] * rng.uniform(0.4, 1.2))
     # Graph-backed ids carry the layer in the top 8 bits (PyChunkedGraph / axonlink): supervoxels
     # 1<<56 (72057594037927936 + n), roots in a higher layer (9<<56 = 648518346349539328 + n ...).
-    id_style = "graphene" if host_kind in ("graphene", "axonlink") else rng.choice(
-        ["plain", "plain", "graphene", "big"])
+    id_style = (
+        "graphene" if host_kind in ("graphene", "axonlink") else rng.choice(["plain", "plain", "graphene", "big"])
+    )
     root_layer = rng.choice([8, 9, 10, 11, 12])
     counter_span = 10 ** rng.uniform(3.5, 8.5)
-    seg_source = (f"graphene://https://{host}/segmentation/table/{name}"
-                  if host_kind == "graphene" else url(rng.choice(["seg", "segmentation", "roots", "v1/seg"])))
-    return {"name": name, "url": url, "voxel": vx, "extent": extent, "id_style": id_style,
-            "root_layer": root_layer, "counter_span": counter_span, "seg_source": seg_source}
+    seg_source = (
+        f"graphene://https://{host}/segmentation/table/{name}"
+        if host_kind == "graphene"
+        else url(rng.choice(["seg", "segmentation", "roots", "v1/seg"]))
+    )
+    return {
+        "name": name,
+        "url": url,
+        "voxel": vx,
+        "extent": extent,
+        "id_style": id_style,
+        "root_layer": root_layer,
+        "counter_span": counter_span,
+        "seg_source": seg_source,
+    }
 
 
 def _segment_ids(rng: random.Random, ds: dict, count: int) -> list[int]:
@@ -199,13 +363,13 @@ def _segment_ids(rng: random.Random, ds: dict, count: int) -> list[int]:
     ids: set[int] = set()
     while len(ids) < count:
         if style == "graphene":
-            if rng.random() < 0.15:   # a few supervoxels pinned alongside roots
+            if rng.random() < 0.15:  # a few supervoxels pinned alongside roots
                 ids.add((1 << 56) + rng.randint(1, int(span) * 50))
             else:
                 ids.add((ds["root_layer"] << 56) + rng.randint(1, int(span)))
-        elif style == "big":          # hashed / 63-bit ids from agglomeration pipelines
+        elif style == "big":  # hashed / 63-bit ids from agglomeration pipelines
             ids.add(rng.randint(1 << 40, (1 << 63) - 1))
-        else:                         # plain precomputed labels
+        else:  # plain precomputed labels
             ids.add(rng.randint(1, max(10, int(span * rng.choice([1, 10, 100])))))
     return list(ids)
 
@@ -260,15 +424,21 @@ def _segmentation_layer(rng: random.Random, ds: dict, name: str) -> dict:
     source = ds["seg_source"]
     if rng.random() < 0.25:
         extra = rng.choice(["skeletons", "properties"])
-        source = {"url": source, "subsources": {"default": True, "mesh": True, extra: True},
-                  "enableDefaultSubsources": False}
+        source = {
+            "url": source,
+            "subsources": {"default": True, "mesh": True, extra: True},
+            "enableDefaultSubsources": False,
+        }
     layer = {"type": "segmentation", "source": source}
     if rng.random() < 0.6:
         layer["tab"] = rng.choice(["segments", "source", "rendering", "graph"])
     if rng.random() < 0.15:
         layer["annotationColor"] = _color(rng)
-    for key, lo, hi, p in (("selectedAlpha", 0.1, 0.9, 0.3), ("notSelectedAlpha", 0, 0.3, 0.15),
-                           ("objectAlpha", 0.3, 1, 0.3)):
+    for key, lo, hi, p in (
+        ("selectedAlpha", 0.1, 0.9, 0.3),
+        ("notSelectedAlpha", 0, 0.3, 0.15),
+        ("objectAlpha", 0.3, 1, 0.3),
+    ):
         if rng.random() < p:
             layer[key] = round(rng.uniform(lo, hi), 2)
     if rng.random() < 0.2:
@@ -281,9 +451,14 @@ def _segmentation_layer(rng: random.Random, ds: dict, name: str) -> dict:
     hidden_fraction = rng.choice([0, 0, 0, 0.05, 0.3])
     layer["segments"] = [s if rng.random() >= hidden_fraction else "!" + s for s in shown]
     if ids and rng.random() < 0.5:
-        query = rng.choice([", ".join(str(i) for i in rng.sample(ids, min(len(ids), rng.randint(1, 6)))),
-                            str(rng.choice(ids)), "/" + rng.choice(["axon", "soma", "^L2", "glia", "pyr"]),
-                            rng.choice(["#cell_type=pyramidal", "basket", ">1000 #proofread"])])
+        query = rng.choice(
+            [
+                ", ".join(str(i) for i in rng.sample(ids, min(len(ids), rng.randint(1, 6)))),
+                str(rng.choice(ids)),
+                "/" + rng.choice(["axon", "soma", "^L2", "glia", "pyr"]),
+                rng.choice(["#cell_type=pyramidal", "basket", ">1000 #proofread"]),
+            ]
+        )
         layer["segmentQuery"] = query
     if rng.random() < 0.4:
         layer["colorSeed"] = rng.getrandbits(32)
@@ -299,8 +474,10 @@ def _segmentation_layer(rng: random.Random, ds: dict, name: str) -> dict:
 
 def _annotation_layer(rng: random.Random, ds: dict, name: str, centre, seg_ids: list[int]) -> dict:
     vx = ds["voxel"]
-    layer = {"type": "annotation",
-             "source": {"url": "local://annotations", "transform": {"outputDimensions": _dimensions(vx)}}}
+    layer = {
+        "type": "annotation",
+        "source": {"url": "local://annotations", "transform": {"outputDimensions": _dimensions(vx)}},
+    }
     layer["tool"] = rng.choice(["annotatePoint", "annotatePoint", "annotateLine", "annotateBoundingBox"])
     if rng.random() < 0.5:
         layer["tab"] = rng.choice(["annotations", "rendering", "source"])
@@ -339,14 +516,16 @@ def state(rng: random.Random) -> dict:
     centre = [rng.uniform(0.1, 0.9) * e for e in extent]
     snapped = rng.random() < 0.6
     position = [math.floor(c) + 0.5 for c in centre] if snapped else [f32(c) for c in centre]
-    out = {"dimensions": _dimensions(vx), "position": position,
-           "crossSectionScale": rng.choice([1, 2, 0.5, f32(math.exp(rng.uniform(-2, 4)))])}
+    out = {
+        "dimensions": _dimensions(vx),
+        "position": position,
+        "crossSectionScale": rng.choice([1, 2, 0.5, f32(math.exp(rng.uniform(-2, 4)))]),
+    }
     if rng.random() < 0.8:
         q = [rng.gauss(0, 1) for _ in range(4)]
         norm = math.sqrt(sum(v * v for v in q))
         out["projectionOrientation"] = [f32(v / norm) for v in q]
-    out["projectionScale"] = rng.choice([1024, 4096, 2 ** rng.randint(8, 16),
-                                         math.exp(rng.uniform(6, 13))])
+    out["projectionScale"] = rng.choice([1024, 4096, 2 ** rng.randint(8, 16), math.exp(rng.uniform(6, 13))])
 
     layers = []
     used = set()
@@ -409,17 +588,22 @@ def train_dictionary(size: int, samples: list[bytes] | None = None) -> bytes:
     from state_links.codec import ZSTD_LEVEL
 
     samples = training_set() if samples is None else samples
-    trained = zstandard.train_dictionary(size, samples, k=1024, d=8, level=ZSTD_LEVEL, threads=0,
-                                         dict_id=0x41584C31)  # "AXL1"
+    trained = zstandard.train_dictionary(
+        size, samples, k=1024, d=8, level=ZSTD_LEVEL, threads=0, dict_id=0x41584C31
+    )  # "AXL1"
     return trained.as_bytes()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train", action="store_true",
-                        help="(re)build dictionaries/states-v1.zdict; refuses to change a shipped file")
-    parser.add_argument("--force", action="store_true",
-                        help="with --train: overwrite even if the bytes differ (only before v1 stores anything)")
+    parser.add_argument(
+        "--train", action="store_true", help="(re)build dictionaries/states-v1.zdict; refuses to change a shipped file"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="with --train: overwrite even if the bytes differ (only before v1 stores anything)",
+    )
     parser.add_argument("--size", type=int, default=None, help="dictionary size in bytes")
     parser.add_argument("--sample", type=int, metavar="N", help="print N evaluation states")
     args = parser.parse_args(argv)
@@ -427,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
         for raw in evaluation_set(args.sample):
             sys.stdout.write(raw.decode("utf-8") + "\n")
     if args.train:
-        from state_links.codec import DICTIONARY_V1_SIZE, DICTIONARY_V1_FILE
+        from state_links.codec import DICTIONARY_V1_FILE, DICTIONARY_V1_SIZE
 
         data = train_dictionary(args.size or DICTIONARY_V1_SIZE)
         digest = hashlib.sha256(data).hexdigest()
@@ -436,14 +620,18 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if DICTIONARY_V1_FILE.exists() and not args.force:
             # Links stored with codec 1 need the old bytes: a different dictionary is a new codec id.
-            print(f"trained dictionary differs from the shipped {DICTIONARY_V1_FILE} (sha256 {digest}); "
-                  "not overwriting. A new dictionary needs a new file and codec id (see codec.py).",
-                  file=sys.stderr)
+            print(
+                f"trained dictionary differs from the shipped {DICTIONARY_V1_FILE} (sha256 {digest}); "
+                "not overwriting. A new dictionary needs a new file and codec id (see codec.py).",
+                file=sys.stderr,
+            )
             return 1
         DICTIONARY_DIR.mkdir(exist_ok=True)
         DICTIONARY_V1_FILE.write_bytes(data)
-        print(f"wrote {DICTIONARY_V1_FILE} ({len(data)} bytes, sha256 {digest}); "
-              "put the sha256 in codec.DICTIONARY_V1_SHA256")
+        print(
+            f"wrote {DICTIONARY_V1_FILE} ({len(data)} bytes, sha256 {digest}); "
+            "put the sha256 in codec.DICTIONARY_V1_SHA256"
+        )
     return 0
 
 

@@ -6,6 +6,7 @@ anchored to one of its supervoxels (which never change). Opening the state
 "as it was" pins those layers to the moment it was stored; "as it is now"
 replaces each anchored root by the root holding its anchor supervoxel today.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,10 +16,13 @@ from datetime import datetime
 import numpy as np
 
 from frontend_config import default_state
-from segmentation.datasets import Dataset, Datasets, DatasetNotFound
+from segmentation.datasets import Dataset, DatasetNotFound, Datasets
 from segmentation.graph import Graph, GraphError
 from segmentation.graph.points import (
-    OnBackground, PointOutsideVolume, supervoxel_at_voxel, voxel_of_supervoxel,
+    OnBackground,
+    PointOutsideVolume,
+    supervoxel_at_voxel,
+    voxel_of_supervoxel,
 )
 
 from .sources import DATASET, IsOurs, first_target, layers, references, source_urls
@@ -28,7 +32,7 @@ MODES = ("was", "now")
 DEFAULT_MODE = "was"  # a link shows what its sender saw unless asked for today's version
 MAX_VOXEL_SEARCHES = 50  # anchors beyond this keep their supervoxel only (one small read each)
 _GRAPHENE_TOOLS = ("grapheneMergeSegments", "grapheneMulticutSegments")
-_MAX_ID = 2 ** 64
+_MAX_ID = 2**64
 
 
 class LinkError(ValueError):
@@ -87,7 +91,7 @@ def _segments(layer: dict) -> list[tuple[str, int]]:
             continue
         text = str(item)
         prefix = "!" if text.startswith("!") else ""
-        digits = text[len(prefix):]
+        digits = text[len(prefix) :]
         if digits.isascii() and digits.isdigit() and 0 < len(digits) <= 20 and 0 < int(digits) < _MAX_ID:
             out.append((prefix, int(digits)))
     return out
@@ -99,15 +103,18 @@ def _position_voxel(state: dict, dataset: Dataset) -> np.ndarray | None:
     if not isinstance(position, list) or len(position) < 3:
         return None
     try:
-        scale = [float(dims[axis][0]) / (r * 1e-9) if axis in dims else 1.0
-                 for axis, r in zip("xyz", dataset.voxel_resolution)]
+        scale = [
+            float(dims[axis][0]) / (r * 1e-9) if axis in dims else 1.0
+            for axis, r in zip("xyz", dataset.voxel_resolution)
+        ]
         return np.floor(np.asarray(position[:3], dtype=float) * scale).astype(int)
     except (TypeError, ValueError, KeyError, IndexError):
         return None
 
 
-def find_anchors(state: dict, is_ours: IsOurs, database_url: str, datasets: Datasets | None = None,
-                 allowed=None) -> list[Anchor]:
+def find_anchors(
+    state: dict, is_ours: IsOurs, database_url: str, datasets: Datasets | None = None, allowed=None
+) -> list[Anchor]:
     """Anchors of every selected root in this server's segmentation layers.
 
     Each layer is anchored in the graph of the one dataset its own sources name, and each anchor
@@ -143,8 +150,9 @@ def _layer_anchors(state, index, name, layer, dataset, graph, already: int) -> l
         except GraphError:
             under_view = None
         for root in dict.fromkeys(root for _, root in _segments(layer)):  # "123" and "!123" are one segment
-            anchor = _anchor(graph, root, under_view, seg_url, already + len(anchors) < MAX_VOXEL_SEARCHES,
-                             name, index, dataset.name)
+            anchor = _anchor(
+                graph, root, under_view, seg_url, already + len(anchors) < MAX_VOXEL_SEARCHES, name, index, dataset.name
+            )
             if anchor is not None:
                 anchors.append(anchor)
     return anchors
@@ -186,8 +194,11 @@ def as_was(state: dict, created_at: datetime, base_url: str, is_ours: IsOurs) ->
                 _drop_graphene_tools(layer)
             elif source.at is None:
                 plain, pinned = f"/data/{source.dataset}/", f"/data/{source.dataset}@{moment}/"
-                url = (source.url.replace(plain, pinned, 1) if plain in source.url else
-                       pinned_source(base_url, source.dataset, moment, source.layer or "segmentation"))
+                url = (
+                    source.url.replace(plain, pinned, 1)
+                    if plain in source.url
+                    else pinned_source(base_url, source.dataset, moment, source.layer or "segmentation")
+                )
                 _set_source(layer, source.index, url)
     return state
 
@@ -216,9 +227,12 @@ def as_now(state: dict, anchors: list[Anchor], database_url: str, is_ours: IsOur
             if source.at is not None:
                 _set_source(layer, source.index, source.url.replace(f"@{source.at}/", "/", 1))
         dataset = layer_dataset(layer, is_ours)
-        mine = {root: anchor
-                for key in ((-1, name[:256]), (index, name[:256]))
-                for root, anchor in by_layer.get(key, {}).items() if anchor.dataset == dataset}
+        mine = {
+            root: anchor
+            for key in ((-1, name[:256]), (index, name[:256]))
+            for root, anchor in by_layer.get(key, {}).items()
+            if anchor.dataset == dataset
+        }
         graph = Graph.find(database_url, dataset) if mine else None
         if graph is not None:
             _replace_segments(layer, mine, graph)
@@ -242,8 +256,9 @@ def _replace_segments(layer: dict, anchors: dict[int, Anchor], graph: Graph) -> 
     layer["segments"] = segments
     colors = layer.get("segmentColors")
     if isinstance(colors, dict):
-        layer["segmentColors"] = {str(now.get(int(k), int(k))) if k.isascii() and k.isdigit() else k: v
-                                  for k, v in colors.items()}
+        layer["segmentColors"] = {
+            str(now.get(int(k), int(k))) if k.isascii() and k.isdigit() else k: v for k, v in colors.items()
+        }
 
 
 def _segmentation_layers(state: dict) -> list[tuple[int, str, dict]]:
@@ -284,8 +299,9 @@ def changed_since(anchors: list[Anchor], database_url: str) -> bool:
     return False
 
 
-def voxel_state(dataset: Dataset, voxel, base_url: str, database_url: str, at: datetime | None = None,
-                zoom: float | None = None) -> tuple[dict, Anchor]:
+def voxel_state(
+    dataset: Dataset, voxel, base_url: str, database_url: str, at: datetime | None = None, zoom: float | None = None
+) -> tuple[dict, Anchor]:
     """A state centred on ``voxel`` (full-resolution voxels) with the neuron there selected, and its anchor."""
     graph = Graph.find(database_url, dataset.name)
     if graph is None:
@@ -300,8 +316,7 @@ def voxel_state(dataset: Dataset, voxel, base_url: str, database_url: str, at: d
     state["position"] = [float(v) + 0.5 for v in voxel]
     if zoom is not None:
         state["crossSectionScale"] = float(zoom)
-    index, segmentation = next((i, layer) for i, layer in enumerate(state["layers"])
-                               if layer["type"] == "segmentation")
+    index, segmentation = next((i, layer) for i, layer in enumerate(state["layers"]) if layer["type"] == "segmentation")
     segmentation["segments"] = [str(root)]
     segmentation["selectedAlpha"] = max(segmentation.get("selectedAlpha", 0.5), 0.5)
     if at is not None:

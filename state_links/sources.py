@@ -28,11 +28,12 @@ A URL of ours is one of:
   POST endpoints that store states (``/api/v1/states``, ``/nglstate/api/v1/post``, ``/api/v1/links/at``);
 * anything else — **unclassified**: the server refuses such a state rather than store it untied.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
 from .walk import has_newlines, spellings, strings
@@ -49,13 +50,24 @@ _URL_END = re.compile(r"[\s|\"'<>`]")
 _TRAILING = ".,;:!?)]}"  # prose around a URL ("see http://…/s/abc.")
 
 _HARMLESS_PATHS = {
-    (), ("viewer-config.js",), ("login",), ("datasets",),
-    ("api", "v1", "datasets"), ("api", "v1", "openapi.json"), ("api", "v1", "me"), ("api", "v1", "session"),
-    ("api", "v1", "states"), ("api", "v1", "links", "at"),
-    ("info", "version"), ("info", "api", "v2", "datastacks"),
-    ("segmentation", "api", "version"), ("segmentation", "api", "versions"),
-    ("materialize", "version"), ("materialize", "api", "versions"),
-    ("nglstate", "api", "v1", "version"), ("nglstate", "api", "v1", "post"),
+    (),
+    ("viewer-config.js",),
+    ("login",),
+    ("datasets",),
+    ("api", "v1", "datasets"),
+    ("api", "v1", "openapi.json"),
+    ("api", "v1", "me"),
+    ("api", "v1", "session"),
+    ("api", "v1", "states"),
+    ("api", "v1", "links", "at"),
+    ("info", "version"),
+    ("info", "api", "v2", "datastacks"),
+    ("segmentation", "api", "version"),
+    ("segmentation", "api", "versions"),
+    ("materialize", "version"),
+    ("materialize", "api", "versions"),
+    ("nglstate", "api", "v1", "version"),
+    ("nglstate", "api", "v1", "post"),
 }
 # The viewer's page, files and the routes its client talks to (nothing there depends on a dataset).
 _HARMLESS_PREFIXES = (("v",), ("static", "neuroglancer"), ("events",), ("state",), ("action",), ("credentials",))
@@ -113,7 +125,7 @@ def classify_path(path: str) -> Target | None:
     """The target of a path at this server; None when it names nothing we know (refuse it)."""
     segments = path_segments(path)
     whole = tuple(segments)
-    if whole in _HARMLESS_PATHS or any(whole[:len(p)] == p for p in _HARMLESS_PREFIXES):
+    if whole in _HARMLESS_PATHS or any(whole[: len(p)] == p for p in _HARMLESS_PREFIXES):
         return Target(HARMLESS)
     if len(segments) >= 2 and segments[0] == "data":
         name, at, view = segments[1].partition("@")
@@ -121,13 +133,13 @@ def classify_path(path: str) -> Target | None:
             return None
         return Target(DATASET, name, "data", view if at else None, segments[2] if len(segments) > 2 else None)
     for prefix, route in _DATASET_PREFIXES.items():
-        if whole[:len(prefix)] == prefix and len(whole) > len(prefix):
+        if whole[: len(prefix)] == prefix and len(whole) > len(prefix):
             return Target(DATASET, segments[len(prefix)], route)
     for prefix in _STATE_PREFIXES:
-        if whole[:len(prefix)] == prefix and len(whole) > len(prefix):
+        if whole[: len(prefix)] == prefix and len(whole) > len(prefix):
             return Target(STATE, segments[len(prefix)], "state")
     if segments and segments[0] in ("materialize", "info") and "datastack" in segments:
-        rest = segments[segments.index("datastack") + 1:]
+        rest = segments[segments.index("datastack") + 1 :]
         if rest and rest[0] == "full" and len(rest) > 1:
             rest = rest[1:]
         if rest:
@@ -140,9 +152,9 @@ def urls_in(text: str, drop_newlines: bool = False) -> Iterator[str]:
     (``scheme://`` restored, backslashes as slashes); duplicates possible."""
     for spelling in spellings(text, drop_newlines):
         for match in _URL_START.finditer(spelling):
-            rest = spelling[match.end():].lstrip("/\\")
+            rest = spelling[match.end() :].lstrip("/\\")
             end = _URL_END.search(rest)
-            rest = (rest[:end.start()] if end else rest).rstrip(_TRAILING)
+            rest = (rest[: end.start()] if end else rest).rstrip(_TRAILING)
             if rest and rest[0] not in "?#":
                 yield f"{match.group(0)[:-1].lower()}://{rest.replace(chr(92), '/')}"
 

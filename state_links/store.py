@@ -12,6 +12,7 @@ tied to the datasets it names (``state_datasets``); :meth:`StateStore.get` is ha
 caller's "may view these datasets?" and answers :class:`StateNotFound` — the same text, after
 the same database read — whether the state does not exist or the caller may not see it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,10 +22,10 @@ import string
 import threading
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
-from typing import Callable, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -48,10 +49,12 @@ MayView = Callable[[frozenset], bool]  # "may the caller view every one of these
 def _head_query(column):
     """A state's id and the datasets it is tied to (one row per dataset; none when it does not exist),
     built once: every read runs it."""
-    return (sa.select(StateRow.id, StateRow.dataset.label("legacy"), StateDatasetRow.dataset.label("tied"))
-            .select_from(StateRow)
-            .outerjoin(StateDatasetRow, StateDatasetRow.state_id == StateRow.id)
-            .where(column == sa.bindparam("key")))
+    return (
+        sa.select(StateRow.id, StateRow.dataset.label("legacy"), StateDatasetRow.dataset.label("tied"))
+        .select_from(StateRow)
+        .outerjoin(StateDatasetRow, StateDatasetRow.state_id == StateRow.id)
+        .where(column == sa.bindparam("key"))
+    )
 
 
 _HEAD = {str: _head_query(StateRow.short_id), int: _head_query(StateRow.id)}
@@ -114,9 +117,14 @@ class StoredState:
             "stored_bytes": self.stored_size,
             "datasets": sorted(self.datasets),
             "anchors": [
-                {"layer": a.layer, "layer_index": a.layer_index if a.layer_index >= 0 else None,
-                 "segment_id": str(a.segment_id), "dataset": a.dataset,
-                 "supervoxel_id": str(a.sv_id), "voxel": list(a.voxel) if a.voxel else None}
+                {
+                    "layer": a.layer,
+                    "layer_index": a.layer_index if a.layer_index >= 0 else None,
+                    "segment_id": str(a.segment_id),
+                    "dataset": a.dataset,
+                    "supervoxel_id": str(a.sv_id),
+                    "voxel": list(a.voxel) if a.voxel else None,
+                }
                 for a in self.anchors
             ],
         }
@@ -155,8 +163,18 @@ class StateStore:
         """The state as a dict, or StateRejected (4xx) for anything Neuroglancer would not have written."""
         return parse_state(raw, max_bytes=self.max_bytes)
 
-    def save(self, raw: bytes, state: dict, *, title: str = "", description: str = "", owner: str = "anonymous",
-             dataset: str | None = None, anchors=(), datasets: Iterable[str] = ()) -> StoredState:
+    def save(
+        self,
+        raw: bytes,
+        state: dict,
+        *,
+        title: str = "",
+        description: str = "",
+        owner: str = "anonymous",
+        dataset: str | None = None,
+        anchors=(),
+        datasets: Iterable[str] = (),
+    ) -> StoredState:
         """Store ``raw`` (already parsed into ``state``) unless the same state is stored; return it.
 
         ``datasets``: every dataset the state names (the caller checked the poster may view them);
@@ -172,16 +190,27 @@ class StateStore:
         codec, blob = encode(raw)
         for _ in range(_ID_ATTEMPTS):
             row = {
-                "id": new_state_id(), "short_id": new_short_id(), "content_key": key, "codec": codec, "blob": blob,
-                "raw_size": len(raw), "title": title[:1000], "description": description[:10000], "owner": owner,
-                "dataset": dataset, "created_at": datetime.now(timezone.utc), "views": 0,
+                "id": new_state_id(),
+                "short_id": new_short_id(),
+                "content_key": key,
+                "codec": codec,
+                "blob": blob,
+                "raw_size": len(raw),
+                "title": title[:1000],
+                "description": description[:10000],
+                "owner": owner,
+                "dataset": dataset,
+                "created_at": datetime.now(UTC),
+                "views": 0,
             }
             try:
                 with self.engine.begin() as connection:
                     connection.execute(sa.insert(StateRow).values(**row))
                     if ties:
-                        connection.execute(sa.insert(StateDatasetRow),
-                                           [{"state_id": row["id"], "dataset": name} for name in sorted(ties)])
+                        connection.execute(
+                            sa.insert(StateDatasetRow),
+                            [{"state_id": row["id"], "dataset": name} for name in sorted(ties)],
+                        )
                     if anchors:
                         connection.execute(sa.insert(StateAnchorRow), [_anchor_row(row["id"], a) for a in anchors])
             except IntegrityError:
@@ -190,9 +219,20 @@ class StateStore:
                     return self._tie_more(existing, ties)
                 continue  # the random id or short id was taken: draw again
             return StoredState(
-                id=row["id"], short_id=row["short_id"], raw=raw, title=row["title"], description=row["description"],
-                owner=owner, dataset=dataset, created_at=row["created_at"], views=0, raw_size=len(raw),
-                stored_size=len(blob), anchors_loader=lambda: list(anchors), created=True, datasets=ties,
+                id=row["id"],
+                short_id=row["short_id"],
+                raw=raw,
+                title=row["title"],
+                description=row["description"],
+                owner=owner,
+                dataset=dataset,
+                created_at=row["created_at"],
+                views=0,
+                raw_size=len(raw),
+                stored_size=len(blob),
+                anchors_loader=lambda: list(anchors),
+                created=True,
+                datasets=ties,
             )
         raise RuntimeError(f"no free state id after {_ID_ATTEMPTS} random draws")
 
@@ -293,7 +333,8 @@ class StateStore:
             with self.engine.begin() as connection:
                 for state_id in sorted(pending):  # one lock order in every process: no deadlocks
                     connection.execute(
-                        sa.update(StateRow).where(StateRow.id == state_id)
+                        sa.update(StateRow)
+                        .where(StateRow.id == state_id)
                         .values(views=StateRow.views + pending[state_id])
                     )
         except sa.exc.DBAPIError:
@@ -314,36 +355,65 @@ class StateStore:
             row = connection.execute(sa.select(StateRow).where(condition)).mappings().first()
             if row is not None and datasets is None:
                 tied = connection.execute(
-                    sa.select(StateDatasetRow.dataset).where(StateDatasetRow.state_id == row["id"])).scalars()
+                    sa.select(StateDatasetRow.dataset).where(StateDatasetRow.state_id == row["id"])
+                ).scalars()
                 datasets = frozenset(tied) | ({row["dataset"]} if row["dataset"] else frozenset())
         if row is None:
             raise StateNotFound(missing)
         created = row["created_at"]
         if created.tzinfo is None:
-            created = created.replace(tzinfo=timezone.utc)
+            created = created.replace(tzinfo=UTC)
         with self._views_lock:
             pending = self._views.get(row["id"], 0)
         return StoredState(
-            id=row["id"], short_id=row["short_id"], raw=decode(row["codec"], row["blob"]), title=row["title"],
-            description=row["description"], owner=row["owner"], dataset=row["dataset"], created_at=created,
-            views=row["views"] + pending, raw_size=row["raw_size"], stored_size=len(row["blob"]),
-            anchors_loader=lambda: self._anchors(row["id"]), datasets=datasets,
+            id=row["id"],
+            short_id=row["short_id"],
+            raw=decode(row["codec"], row["blob"]),
+            title=row["title"],
+            description=row["description"],
+            owner=row["owner"],
+            dataset=row["dataset"],
+            created_at=created,
+            views=row["views"] + pending,
+            raw_size=row["raw_size"],
+            stored_size=len(row["blob"]),
+            anchors_loader=lambda: self._anchors(row["id"]),
+            datasets=datasets,
         )
 
     def _anchors(self, state_id: int) -> list[Anchor]:
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(StateAnchorRow).where(StateAnchorRow.state_id == state_id)
-                .order_by(StateAnchorRow.layer_index, StateAnchorRow.layer, StateAnchorRow.segment_id)
-            ).mappings().all()
+            rows = (
+                connection.execute(
+                    sa.select(StateAnchorRow)
+                    .where(StateAnchorRow.state_id == state_id)
+                    .order_by(StateAnchorRow.layer_index, StateAnchorRow.layer, StateAnchorRow.segment_id)
+                )
+                .mappings()
+                .all()
+            )
         return [
-            Anchor(a["layer"], int(a["segment_id"]), a["dataset"], int(a["sv_id"]),
-                   (a["x"], a["y"], a["z"]) if a["x"] is not None else None, int(a["layer_index"]))
+            Anchor(
+                a["layer"],
+                int(a["segment_id"]),
+                a["dataset"],
+                int(a["sv_id"]),
+                (a["x"], a["y"], a["z"]) if a["x"] is not None else None,
+                int(a["layer_index"]),
+            )
             for a in rows
         ]
 
 
 def _anchor_row(state_id: int, a: Anchor) -> dict:
-    return {"state_id": state_id, "layer_index": a.layer_index, "layer": a.layer[:256], "segment_id": a.segment_id,
-            "dataset": a.dataset, "sv_id": a.sv_id, "x": a.voxel[0] if a.voxel else None,
-            "y": a.voxel[1] if a.voxel else None, "z": a.voxel[2] if a.voxel else None}
+    return {
+        "state_id": state_id,
+        "layer_index": a.layer_index,
+        "layer": a.layer[:256],
+        "segment_id": a.segment_id,
+        "dataset": a.dataset,
+        "sv_id": a.sv_id,
+        "x": a.voxel[0] if a.voxel else None,
+        "y": a.voxel[1] if a.voxel else None,
+        "z": a.voxel[2] if a.voxel else None,
+    }

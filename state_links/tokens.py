@@ -5,6 +5,7 @@ server could decode it to (JSON escapes are gone after parsing; percent-encoding
 however many times it was applied) — not the raw bytes, where ``axl\\u005f…`` or ``axl%5F…``
 would pass a byte scan.
 """
+
 from __future__ import annotations
 
 from segmentation.access import TOKEN_PATTERN

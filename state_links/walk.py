@@ -5,6 +5,7 @@ token) look at every key and string value, whatever the state's shape: Neuroglan
 fields over time and accepts several shapes for old ones. The walk is iterative, so a deep
 document cannot exhaust the stack (the codec limits depth too; this does not rely on it).
 """
+
 from __future__ import annotations
 
 import unicodedata

@@ -1,4 +1,5 @@
 """Shared fixtures: databases (SQLite always, PostgreSQL when it answers), volumes, live servers."""
+
 from __future__ import annotations
 
 import os
@@ -61,24 +62,29 @@ def settings(tmp_path, database_url):
     bursts no client would; tests/test_limits.py sets limits itself."""
     import dataclasses
 
-    return dataclasses.replace(Settings.load(home=tmp_path / "home", database_url=database_url),
-                               rate_limits=NO_RATE_LIMITS)
+    return dataclasses.replace(
+        Settings.load(home=tmp_path / "home", database_url=database_url), rate_limits=NO_RATE_LIMITS
+    )
 
 
-def write_volume(path, array, *, layer_type, encoding, resolution=(8, 8, 40), chunk=(16, 16, 8),
-                 mips=2, compress=True):
+def write_volume(path, array, *, layer_type, encoding, resolution=(8, 8, 40), chunk=(16, 16, 8), mips=2, compress=True):
     """Write ``array`` as a precomputed layer with CloudVolume, downsampled (2,2,1) per mip."""
-    from cloudvolume import CloudVolume
     import tinybrain
+    from cloudvolume import CloudVolume
 
     info = CloudVolume.create_new_info(
-        num_channels=1, layer_type=layer_type, data_type=str(array.dtype), encoding=encoding,
-        resolution=list(resolution), voxel_offset=[0, 0, 0], volume_size=list(array.shape),
+        num_channels=1,
+        layer_type=layer_type,
+        data_type=str(array.dtype),
+        encoding=encoding,
+        resolution=list(resolution),
+        voxel_offset=[0, 0, 0],
+        volume_size=list(array.shape),
         chunk_size=list(chunk),
     )
     vol = CloudVolume(f"file://{path}", info=info, compress=compress, progress=False)
     for mip in range(1, mips):
-        vol.add_scale((2 ** mip, 2 ** mip, 1), chunk_size=list(chunk), encoding=encoding)
+        vol.add_scale((2**mip, 2**mip, 1), chunk_size=list(chunk), encoding=encoding)
     vol.commit_info()
     vol[:, :, :] = array
     levels = (
@@ -99,7 +105,7 @@ def small_volumes(tmp_path_factory):
     image = rng.integers(0, 255, size=(64, 48, 20), dtype=np.uint8)
     labels = np.zeros((64, 48, 20), dtype=np.uint64)
     labels[:32] = 11
-    labels[32:, :24] = 2 ** 56 + 5
+    labels[32:, :24] = 2**56 + 5
     labels[32:, 24:] = 42
     return {
         "image": write_volume(root / "image", image, layer_type="image", encoding="raw"),
@@ -119,8 +125,12 @@ def app(settings, small_volumes):
 
     application = create_app(settings)
     Datasets(settings.database_url).add(
-        "small", image=small_volumes["image"], segmentation=small_volumes["segmentation"],
-        description="tiny test volume", license="CC0-1.0", citation="doi:10.0000/test",
+        "small",
+        image=small_volumes["image"],
+        segmentation=small_volumes["segmentation"],
+        description="tiny test volume",
+        license="CC0-1.0",
+        citation="doi:10.0000/test",
     )
     return application
 
@@ -196,9 +206,8 @@ def cg_server(settings, small_volumes, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # caveclient writes its caches under ~
     labels = np.zeros((32, 32, 8), dtype=np.uint64)
     for label in range(1, 5):
-        labels[(label - 1) * 8:label * 8] = label
-    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation",
-                       encoding="compressed_segmentation", mips=2)
+        labels[(label - 1) * 8 : label * 8] = label
+    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation", mips=2)
     app = create_app(settings)
     Datasets(settings.database_url).add("cg", image=small_volumes["image"], segmentation=seg)
     ingest_dataset(settings.database_url, "cg", agglomeration=[[1, 2], [3, 4]], progress=False)
@@ -209,8 +218,9 @@ def cg_server(settings, small_volumes, tmp_path, monkeypatch):
         yield server
 
 
-def call(url, body: bytes | None = None, method: str | None = None, token: str | None = None,
-         headers: dict | None = None) -> tuple[int, bytes]:
+def call(
+    url, body: bytes | None = None, method: str | None = None, token: str | None = None, headers: dict | None = None
+) -> tuple[int, bytes]:
     """(status, body) of one request to a live test server, error statuses included (POST when a body is given).
 
     ``token`` is sent as ``Authorization: Bearer <token>``.
@@ -218,8 +228,9 @@ def call(url, body: bytes | None = None, method: str | None = None, token: str |
     headers = dict(headers or {})
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=body, method=method or ("POST" if body is not None else "GET"),
-                                     headers=headers)
+    request = urllib.request.Request(
+        url, data=body, method=method or ("POST" if body is not None else "GET"), headers=headers
+    )
     try:
         with urllib.request.urlopen(request) as response:
             return response.status, response.read()

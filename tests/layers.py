@@ -7,6 +7,7 @@ only write a shard from a shard-aligned box, so sharded scales here are assemble
 CloudVolume's own pieces: its chunk encoder, its compressed Morton code, its shard file
 synthesizer and its shard file naming.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -18,15 +19,38 @@ from cloudvolume.datasource.precomputed.common import compressed_morton_code
 from cloudvolume.datasource.precomputed.sharding import ShardingSpecification, ShardReader, synthesize_shard_file
 
 
-def sharding(hash="identity", preshift_bits=1, minishard_bits=2, shard_bits=2, minishard_index_encoding="gzip",
-             data_encoding="gzip") -> dict:
-    return {"@type": "neuroglancer_uint64_sharded_v1", "hash": hash, "preshift_bits": preshift_bits,
-            "minishard_bits": minishard_bits, "shard_bits": shard_bits,
-            "minishard_index_encoding": minishard_index_encoding, "data_encoding": data_encoding}
+def sharding(
+    hash="identity",
+    preshift_bits=1,
+    minishard_bits=2,
+    shard_bits=2,
+    minishard_index_encoding="gzip",
+    data_encoding="gzip",
+) -> dict:
+    return {
+        "@type": "neuroglancer_uint64_sharded_v1",
+        "hash": hash,
+        "preshift_bits": preshift_bits,
+        "minishard_bits": minishard_bits,
+        "shard_bits": shard_bits,
+        "minishard_index_encoding": minishard_index_encoding,
+        "data_encoding": data_encoding,
+    }
 
 
-def write_layer(path, levels, *, encoding, chunk=(17, 13, 7), offset=(5, 3, 2), block_size=(8, 8, 8),
-                shard=None, resolution=(8, 8, 40), layer_type="segmentation", compress=True) -> str:
+def write_layer(
+    path,
+    levels,
+    *,
+    encoding,
+    chunk=(17, 13, 7),
+    offset=(5, 3, 2),
+    block_size=(8, 8, 8),
+    shard=None,
+    resolution=(8, 8, 40),
+    layer_type="segmentation",
+    compress=True,
+) -> str:
     """Write ``levels`` (mip 0 first, each downsampled (2, 2, 1)) as one layer; returns its file:// URL.
 
     Scale ``i`` starts at ``offset // (2**i, 2**i, 1)``. ``shard`` (a sharding dict) makes
@@ -36,18 +60,28 @@ def write_layer(path, levels, *, encoding, chunk=(17, 13, 7), offset=(5, 3, 2), 
     url = f"file://{path}"
     array = levels[0]
     info = CloudVolume.create_new_info(
-        num_channels=1, layer_type=layer_type, data_type=str(array.dtype), encoding=encoding,
-        resolution=list(resolution), voxel_offset=list(offset), volume_size=list(array.shape),
+        num_channels=1,
+        layer_type=layer_type,
+        data_type=str(array.dtype),
+        encoding=encoding,
+        resolution=list(resolution),
+        voxel_offset=list(offset),
+        volume_size=list(array.shape),
         chunk_size=list(chunk),
         compressed_segmentation_block_size=list(block_size) if encoding == "compressed_segmentation" else None,
     )
     base = info["scales"][0]
     info["scales"] = []
     for mip, level in enumerate(levels):
-        factor = np.array([2 ** mip, 2 ** mip, 1])
+        factor = np.array([2**mip, 2**mip, 1])
         res = (np.array(resolution) * factor).tolist()
-        scale = {**base, "key": "_".join(str(int(r)) for r in res), "resolution": res,
-                 "voxel_offset": (np.array(offset) // factor).tolist(), "size": list(level.shape)}
+        scale = {
+            **base,
+            "key": "_".join(str(int(r)) for r in res),
+            "resolution": res,
+            "voxel_offset": (np.array(offset) // factor).tolist(),
+            "size": list(level.shape),
+        }
         if shard is not None:
             scale["sharding"] = dict(shard)
         info["scales"].append(scale)
@@ -57,7 +91,9 @@ def write_layer(path, levels, *, encoding, chunk=(17, 13, 7), offset=(5, 3, 2), 
         if shard is None:
             volume = CloudVolume(url, mip=mip, progress=False, compress=compress)
             lo = scale["voxel_offset"]
-            volume[lo[0]:lo[0] + level.shape[0], lo[1]:lo[1] + level.shape[1], lo[2]:lo[2] + level.shape[2]] = level
+            volume[lo[0] : lo[0] + level.shape[0], lo[1] : lo[1] + level.shape[1], lo[2] : lo[2] + level.shape[2]] = (
+                level
+            )
         else:
             _write_shards(url, path / scale["key"], level, scale)
     return url
@@ -72,10 +108,11 @@ def _write_shards(url, directory: Path, level: np.ndarray, scale: dict) -> None:
     for point in np.ndindex(*grid):
         lo = np.array(point) * chunk
         hi = np.minimum(lo + chunk, level.shape)
-        block = level[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]][..., np.newaxis]
+        block = level[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]][..., np.newaxis]
         code = int(compressed_morton_code([point], grid)[0])
         by_shard[names.get_filename(code)][code] = chunks.encode(
-            block, scale["encoding"], block_size=scale.get("compressed_segmentation_block_size"))
+            block, scale["encoding"], block_size=scale.get("compressed_segmentation_block_size")
+        )
     directory.mkdir(parents=True, exist_ok=True)
     for filename, group in by_shard.items():
         (directory / filename).write_bytes(synthesize_shard_file(spec, group))
@@ -96,8 +133,15 @@ def write_sparse_sharded(path, *, size, chunk, cells: dict, dtype=np.uint64, enc
     path = Path(path)
     url = f"file://{path}"
     info = CloudVolume.create_new_info(
-        num_channels=1, layer_type="segmentation", data_type=np.dtype(dtype).name, encoding=encoding,
-        resolution=[8, 8, 40], voxel_offset=[0, 0, 0], volume_size=list(size), chunk_size=list(chunk))
+        num_channels=1,
+        layer_type="segmentation",
+        data_type=np.dtype(dtype).name,
+        encoding=encoding,
+        resolution=[8, 8, 40],
+        voxel_offset=[0, 0, 0],
+        volume_size=list(size),
+        chunk_size=list(chunk),
+    )
     scale = info["scales"][0]
     scale["sharding"] = dict(shard or sharding(preshift_bits=3, minishard_bits=2, shard_bits=3))
     CloudVolume(url, info=info, progress=False).commit_info()
@@ -143,5 +187,5 @@ def raveler_style(seed: int = 3, shape=(96, 80, 20), neurons: int = 8):
         wide[:, :, z] = np.where(pieces > 0, (z << 16) | pieces, 0)
         narrow[:, :, z] = np.where(pieces > 0, running + pieces, 0)
         running += int(count)
-    assert running < 2 ** 16
+    assert running < 2**16
     return wide, narrow, wide_body, narrow_body

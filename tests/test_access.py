@@ -3,23 +3,28 @@
 Dataset `cg` is public; `secret` is private. Users: vera (viewer on secret), paul (proofreader on
 both), ada (admin on both), otto (no role anywhere), root (site admin).
 """
+
 from __future__ import annotations
 
 import json
 import re
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
-
 from conftest import CG_SV, call, cg_point_nm, write_volume
+
 from segmentation.access import Accounts, AuditLog
 from server import endpoints
 
-ROLES = {"vera": {"secret": "viewer"}, "paul": {"cg": "proofreader", "secret": "proofreader"},
-         "ada": {"cg": "admin", "secret": "admin"}, "otto": {}}
+ROLES = {
+    "vera": {"secret": "viewer"},
+    "paul": {"cg": "proofreader", "secret": "proofreader"},
+    "ada": {"cg": "admin", "secret": "admin"},
+    "otto": {},
+}
 
 
 @pytest.fixture
@@ -29,8 +34,9 @@ def site(cg_server, small_volumes, tmp_path):
 
     labels = np.zeros((32, 32, 8), dtype=np.uint64)
     labels[:16], labels[16:] = 1, 2
-    seg = write_volume(tmp_path / "secret-seg", labels, layer_type="segmentation",
-                       encoding="compressed_segmentation", mips=1)
+    seg = write_volume(
+        tmp_path / "secret-seg", labels, layer_type="segmentation", encoding="compressed_segmentation", mips=1
+    )
     Datasets(cg_server.database_url).add("secret", image=small_volumes["image"], segmentation=seg, public=False)
     ingest_dataset(cg_server.database_url, "secret", progress=False)
     accounts = Accounts(cg_server.database_url)
@@ -67,11 +73,13 @@ def _url_for(spec, dataset):
         if name in endpoints.DATASET_PARAMETERS and name == spec.dataset_parameter:
             return dataset
         return "1" if kind == "int" else ("info" if kind == "path" else "x")
+
     return re.sub(r"<(?:([a-z]+):)?([a-z_]+)>", fill, spec.rule)
 
 
-DATASET_ROUTES = [(name, spec) for name, spec in endpoints.BY_ENDPOINT.items()
-                  if spec.access in ("view", "edit", "admin")]
+DATASET_ROUTES = [
+    (name, spec) for name, spec in endpoints.BY_ENDPOINT.items() if spec.access in ("view", "edit", "admin")
+]
 
 
 def test_every_route_naming_a_dataset_is_guarded():
@@ -126,8 +134,9 @@ def test_tokens_bad_expired_revoked_are_401_and_stored_only_hashed(site):
     status, _ = call(url, headers={"Authorization": "Basic dXNlcjpwYXNz"})
     assert status == 401
     accounts = site.accounts
-    _, soon = accounts.create_token("paul", expires_at=datetime.now(timezone.utc) + timedelta(seconds=1))
+    _, soon = accounts.create_token("paul", expires_at=datetime.now(UTC) + timedelta(seconds=1))
     import time
+
     time.sleep(1.2)
     status, body = call(url, token=soon)
     assert status == 401 and b"expired" in body
@@ -146,15 +155,20 @@ def test_tokens_bad_expired_revoked_are_401_and_stored_only_hashed(site):
 
 def test_caveclient_with_a_token_edits_as_its_user(site):
     caveclient = pytest.importorskip("caveclient")
-    client = caveclient.CAVEclient(datastack_name="cg", server_address=site.url, write_server_cache=False,
-                                   auth_token=site.tokens["paul"])
+    client = caveclient.CAVEclient(
+        datastack_name="cg", server_address=site.url, write_server_cache=False, auth_token=site.tokens["paul"]
+    )
     cg = client.chunkedgraph
-    result = cg.do_merge([CG_SV[1], CG_SV[2]], [np.array(cg_point_nm(2)) / [8, 8, 40],
-                                                np.array(cg_point_nm(3)) / [8, 8, 40]], resolution=[8, 8, 40])
+    result = cg.do_merge(
+        [CG_SV[1], CG_SV[2]],
+        [np.array(cg_point_nm(2)) / [8, 8, 40], np.array(cg_point_nm(3)) / [8, 8, 40]],
+        resolution=[8, 8, 40],
+    )
     details = cg.get_operation_details([result["operation_id"]])
     assert details[str(result["operation_id"])]["user"] == "paul"
-    viewer = caveclient.CAVEclient(datastack_name="cg", server_address=site.url, write_server_cache=False,
-                                   auth_token=site.tokens["otto"])
+    viewer = caveclient.CAVEclient(
+        datastack_name="cg", server_address=site.url, write_server_cache=False, auth_token=site.tokens["otto"]
+    )
     with pytest.raises(Exception, match="403|proofreader"):
         viewer.chunkedgraph.undo_operation(result["operation_id"])
 
@@ -163,8 +177,9 @@ def test_caveclient_with_a_token_edits_as_its_user(site):
 def test_session_cookie_signs_the_viewer_in_and_never_enters_links(site):
     status, body = call(site.url + "/api/v1/session", json.dumps({"token": site.tokens["paul"]}).encode())
     assert status == 200 and json.loads(body) == {"user": "paul"}
-    request = urllib.request.Request(site.url + "/api/v1/session", method="POST",
-                                     data=json.dumps({"token": site.tokens["paul"]}).encode())
+    request = urllib.request.Request(
+        site.url + "/api/v1/session", method="POST", data=json.dumps({"token": site.tokens["paul"]}).encode()
+    )
     with urllib.request.urlopen(request) as response:
         cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
@@ -172,8 +187,11 @@ def test_session_cookie_signs_the_viewer_in_and_never_enters_links(site):
     status, body = call(site.url + "/api/v1/me", headers=jar)
     assert json.loads(body)["user"] == "paul"
     # the viewer's graphene calls carry the cookie (and, being a browser's, their origin): an edit as paul
-    status, body = call(site.url + "/segmentation/api/v1/table/cg/merge", merge_body(),
-                        headers={**jar, "Origin": site.url, "Content-Type": "application/json"})
+    status, body = call(
+        site.url + "/segmentation/api/v1/table/cg/merge",
+        merge_body(),
+        headers={**jar, "Origin": site.url, "Content-Type": "application/json"},
+    )
     assert status == 200, body
     assert AuditLog(site.database_url).entries(action="graph.merge")[0]["user"] == "paul"
     # a stale cookie: anonymous, and the cookie is dropped (viewing public data still works)
@@ -195,14 +213,18 @@ def test_session_cookie_signs_the_viewer_in_and_never_enters_links(site):
 def test_private_dataset_hidden_from_lists_search_and_links(site):
     def names(user):
         return {d["name"] for d in get_json(site, "/api/v1/datasets", user)[1]["datasets"]}
+
     assert names(None) == names("otto") == {"cg"}
     assert names("vera") == names("root") == {"cg", "secret"}
     assert get_json(site, "/info/api/v2/datastacks")[1] == ["cg"]
     assert "secret" not in get_json(site, "/datasets")[1].decode()
     assert get_json(site, "/api/v1/me", "vera")[1]["roles"] == {"cg": "viewer", "secret": "viewer"}
 
-    status, body = call(site.url + "/api/v1/datasets/secret/tags",
-                        json.dumps({"position": [4, 4, 2], "term": "astrocyte"}).encode(), token=site.tokens["paul"])
+    status, body = call(
+        site.url + "/api/v1/datasets/secret/tags",
+        json.dumps({"position": [4, 4, 2], "term": "astrocyte"}).encode(),
+        token=site.tokens["paul"],
+    )
     assert status == 201, body
     assert get_json(site, "/api/v1/search?q=astrocyte", "vera")[1]["total"] == 1
     assert get_json(site, "/api/v1/search?q=astrocyte")[1]["total"] == 0
@@ -211,21 +233,33 @@ def test_private_dataset_hidden_from_lists_search_and_links(site):
 
     status, body = call(site.url + "/api/v1/links/at", json.dumps({"dataset": "secret", "voxel": [4, 4, 2]}).encode())
     assert status == 404
-    status, body = call(site.url + "/api/v1/links/at", json.dumps({"dataset": "secret", "voxel": [4, 4, 2]}).encode(),
-                        token=site.tokens["vera"])
+    status, body = call(
+        site.url + "/api/v1/links/at",
+        json.dumps({"dataset": "secret", "voxel": [4, 4, 2]}).encode(),
+        token=site.tokens["vera"],
+    )
     assert status == 201, body
     link = json.loads(body)
-    for path in (f"/api/v1/states/{link['short_id']}", f"/api/v1/states/{link['short_id']}/was.json",
-                 f"/api/v1/states/{link['short_id']}/info", f"/s/{link['short_id']}",
-                 f"/nglstate/api/v1/{link['id']}", f"/nglstate/api/v1/raw/{link['id']}"):
+    for path in (
+        f"/api/v1/states/{link['short_id']}",
+        f"/api/v1/states/{link['short_id']}/was.json",
+        f"/api/v1/states/{link['short_id']}/info",
+        f"/s/{link['short_id']}",
+        f"/nglstate/api/v1/{link['id']}",
+        f"/nglstate/api/v1/raw/{link['id']}",
+    ):
         assert call(site.url + path)[0] == 404, path
         assert call(site.url + path, token=site.tokens["otto"])[0] == 404, path
         assert call(site.url + path, token=site.tokens["vera"])[0] in (200, 302), path
     assert get_json(site, f"/api/v1/states/{link['short_id']}/info", "vera")[1]["owner"] == "vera"
 
     # made public, it is visible to everyone at once
-    status, _ = call(site.url + "/api/v1/datasets/secret", json.dumps({"public": True}).encode(), method="PATCH",
-                     token=site.tokens["ada"])
+    status, _ = call(
+        site.url + "/api/v1/datasets/secret",
+        json.dumps({"public": True}).encode(),
+        method="PATCH",
+        token=site.tokens["ada"],
+    )
     assert status == 200
     assert names(None) == {"cg", "secret"}
     assert call(site.url + f"/s/{link['short_id']}")[0] == 200  # redirected to the viewer
@@ -252,18 +286,26 @@ def test_admin_grants_and_the_audit_log(site):
     grant = site.url + "/api/v1/datasets/cg/grants/otto"
     assert call(grant, b'{"role": "proofreader"}', method="PUT", token=site.tokens["paul"])[0] == 403
     assert call(grant, b'{"role": "emperor"}', method="PUT", token=site.tokens["ada"])[0] == 400
-    assert call(site.url + "/api/v1/datasets/cg/grants/nobody", b'{"role": "viewer"}', method="PUT",
-                token=site.tokens["ada"])[0] == 400
+    assert (
+        call(
+            site.url + "/api/v1/datasets/cg/grants/nobody",
+            b'{"role": "viewer"}',
+            method="PUT",
+            token=site.tokens["ada"],
+        )[0]
+        == 400
+    )
     assert call(grant, b'{"role": "proofreader"}', method="PUT", token=site.tokens["ada"])[0] == 200
-    assert {"user": "otto", "dataset": "cg", "role": "proofreader"} in get_json(site, "/api/v1/datasets/cg/grants",
-                                                                                "ada")[1]["grants"]
+    assert {"user": "otto", "dataset": "cg", "role": "proofreader"} in get_json(
+        site, "/api/v1/datasets/cg/grants", "ada"
+    )[1]["grants"]
     status, body = call(site.url + "/segmentation/api/v1/table/cg/merge", merge_body(), token=site.tokens["otto"])
     assert status == 200, body
-    status, body = call(site.url + "/api/v1/datasets/cg", b'{"description": "<b>x</b>"}', method="PATCH",
-                        token=site.tokens["ada"])
+    status, body = call(
+        site.url + "/api/v1/datasets/cg", b'{"description": "<b>x</b>"}', method="PATCH", token=site.tokens["ada"]
+    )
     assert status == 200 and json.loads(body)["description"] == "<b>x</b>"
-    assert call(site.url + "/api/v1/datasets/cg", b'{"name": "y"}', method="PATCH",
-                token=site.tokens["ada"])[0] == 400
+    assert call(site.url + "/api/v1/datasets/cg", b'{"name": "y"}', method="PATCH", token=site.tokens["ada"])[0] == 400
 
     assert get_json(site, "/api/v1/audit")[0] == 401
     assert get_json(site, "/api/v1/audit", "paul")[0] == 403
@@ -308,9 +350,11 @@ def test_cli_users_tokens_grants_visibility_audit(settings, small_volumes, capsy
 
     home = ["--home", str(settings.home), "--database-url", settings.database_url]
     from segmentation import db
+
     db.upgrade(settings.database_url)
-    Datasets(settings.database_url).add("small", image=small_volumes["image"],
-                                        segmentation=small_volumes["segmentation"])
+    Datasets(settings.database_url).add(
+        "small", image=small_volumes["image"], segmentation=small_volumes["segmentation"]
+    )
     assert main(["users", "add", "alice", *home]) == 0
     assert main(["users", "add", "alice", *home]) == 1
     assert "already exists" in capsys.readouterr().err
@@ -346,9 +390,15 @@ def test_demo_needs_no_login_to_view_and_prints_a_proofreader_token(fresh_demo):
 
     port = free_port()
     env = {**os.environ, "AXONLINK_HOME": str(fresh_demo.home), "AXONLINK_DATABASE_URL": fresh_demo.database_url}
-    process = subprocess.Popen([sys.executable, "-m", "server.cli", "demo", "--port", str(port), "--workers", "1"],
-                               env=env, cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "demo", "--port", str(port), "--workers", "1"],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         lines = []
         for line in process.stdout:
@@ -362,8 +412,12 @@ def test_demo_needs_no_login_to_view_and_prints_a_proofreader_token(fresh_demo):
         assert call(f"{base}/data/demo/segmentation/info")[0] == 200  # viewing: no login
         assert call(f"{base}/segmentation/api/v1/table/demo/merge", b"[]")[0] == 401
         me = json.loads(call(f"{base}/api/v1/me", token=token)[1])
-        assert me == {"user": "proofreader", "authenticated": True, "site_admin": False,
-                      "roles": {"demo": "proofreader"}}
+        assert me == {
+            "user": "proofreader",
+            "authenticated": True,
+            "site_admin": False,
+            "roles": {"demo": "proofreader"},
+        }
         status, body = call(f"{base}/segmentation/api/v1/table/demo/merge", b"[]", token=token)
         assert status == 400  # past the role check, refused for its (empty) body
     finally:

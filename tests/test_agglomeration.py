@@ -1,4 +1,5 @@
 """Agglomeration files: pairs or supervoxel→body tables in every format, refused rows named, bodies as roots."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,6 +20,7 @@ def write(tmp_path, name, text):
 
 
 # ---- formats ---------------------------------------------------------------------------------
+
 
 def test_csv_with_body_header_is_a_body_table(tmp_path):
     agg = read_agglomeration(write(tmp_path, "a.csv", "sv_id,body_id\n1,10\n2,10\n3,0\n"))
@@ -68,23 +70,33 @@ def test_layer_one_ids_are_accepted(tmp_path):
 
 # ---- refusals name the rows --------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, match", [
-    ("sv,body\n1,2\n3,x\n4,5\n", r"non-integer fields at line 3"),
-    ("1,2\n3,4\n1.5,2\n", r"non-integer fields at line 3"),
-    ("1,2\n-3,4\n", r"negative values at line 2"),
-    ("1,2\n3,4,5\n6\n", r"wrong column count at line 2, line 3"),
-    ("1 2\n3 4 5\n", r"wrong column count at line 2 .*Raveler's superpixel_to_segment_map.txt has three"),
-    ("1,2\n" + "\n".join(f"{i},x" for i in range(10)) + "\n", r"line 2, line 3, line 4, line 5, line 6 … \(10 in all\)"),
-    ("1,2\n99999999999999999999999,3\n", r"non-integer fields at line 2"),
-])
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("sv,body\n1,2\n3,x\n4,5\n", r"non-integer fields at line 3"),
+        ("1,2\n3,4\n1.5,2\n", r"non-integer fields at line 3"),
+        ("1,2\n-3,4\n", r"negative values at line 2"),
+        ("1,2\n3,4,5\n6\n", r"wrong column count at line 2, line 3"),
+        ("1 2\n3 4 5\n", r"wrong column count at line 2 .*Raveler's superpixel_to_segment_map.txt has three"),
+        (
+            "1,2\n" + "\n".join(f"{i},x" for i in range(10)) + "\n",
+            r"line 2, line 3, line 4, line 5, line 6 … \(10 in all\)",
+        ),
+        ("1,2\n99999999999999999999999,3\n", r"non-integer fields at line 2"),
+    ],
+)
 def test_bad_text_rows_are_named(tmp_path, text, match):
     with pytest.raises(AgglomerationError, match=match):
         read_agglomeration(write(tmp_path, "bad.csv", text))
 
 
 def test_supervoxel_under_two_bodies_is_named(tmp_path):
-    with pytest.raises(AgglomerationError, match=r"supervoxel\(s\) 2 listed under two different bodies at "
-                                                 r"line 3, line 5"):
+    with pytest.raises(
+        AgglomerationError,
+        match=r"supervoxel\(s\) 2 listed under two different bodies at "
+        r"line 3, line 5",
+    ):
         read_agglomeration(write(tmp_path, "b.csv", "sv,body\n1,10\n2,10\n3,11\n2,11\n"))
     same = read_agglomeration(write(tmp_path, "ok.csv", "sv,body\n1,10\n1,10\n"))  # the same row twice is fine
     assert same.kind == "bodies"
@@ -153,9 +165,8 @@ def slabs(settings, small_volumes, tmp_path):
     db.upgrade(settings.database_url)
     labels = np.zeros((8 * SLABS, 16, 8), dtype=np.uint64)
     for label in range(1, SLABS + 1):
-        labels[(label - 1) * 8:label * 8] = label
-    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation",
-                       mips=1)
+        labels[(label - 1) * 8 : label * 8] = label
+    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation", mips=1)
     Datasets(settings.database_url).add("b", image=small_volumes["image"], segmentation=seg)
     return settings.database_url
 
@@ -213,8 +224,14 @@ def test_labels_beyond_the_layout_fail_at_their_block(settings, small_volumes, t
     db.upgrade(settings.database_url)
     labels = np.ones((64, 64, 136), dtype=np.uint64)  # three blocks of reading along z (64 voxels each)
     labels[60, 60, 130] = (5 << 56) + 3
-    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation",
-                       mips=1, chunk=(16, 16, 8))
+    seg = write_volume(
+        tmp_path / "seg",
+        labels,
+        layer_type="segmentation",
+        encoding="compressed_segmentation",
+        mips=1,
+        chunk=(16, 16, 8),
+    )
     Datasets(settings.database_url).add("big", image=small_volumes["image"], segmentation=seg)
     with pytest.raises(GraphError, match=rf"block at voxel 0,0,128 .* not layer-1 supervoxel ids: {(5 << 56) + 3}"):
         ingest_dataset(settings.database_url, "big", progress=False)
@@ -223,18 +240,24 @@ def test_labels_beyond_the_layout_fail_at_their_block(settings, small_volumes, t
 def test_mixed_layouts_name_both_values(settings, small_volumes):
     db.upgrade(settings.database_url)
     Datasets(settings.database_url).add("m", image=small_volumes["image"], segmentation=small_volumes["segmentation"])
-    with pytest.raises(GraphError, match=rf"mix plain ids and layered .*plain \d+ in the block .*layered "
-                                         rf"{(1 << 56) + 5} \(= layer 1, label 5\)"):
+    with pytest.raises(
+        GraphError,
+        match=rf"mix plain ids and layered .*plain \d+ in the block .*layered "
+        rf"{(1 << 56) + 5} \(= layer 1, label 5\)",
+    ):
         ingest_dataset(settings.database_url, "m", progress=False)
 
 
-@pytest.mark.parametrize("text", [
-    "sv_id,body_id\n1,10\n2,10\n3,0\n",
-    "# Raveler\n# segment body\n\n1 100\n2\t100\n3  0\n",
-    "sv,body\r\n1,7\r\n2,7\r\n",
-    "\ufeffsupervoxel,body\n5,18446744073709551615\n6,1",  # BOM, a 64-bit body, no final newline
-    "1, 2\n 2 ,3\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sv_id,body_id\n1,10\n2,10\n3,0\n",
+        "# Raveler\n# segment body\n\n1 100\n2\t100\n3  0\n",
+        "sv,body\r\n1,7\r\n2,7\r\n",
+        "\ufeffsupervoxel,body\n5,18446744073709551615\n6,1",  # BOM, a 64-bit body, no final newline
+        "1, 2\n 2 ,3\n",
+    ],
+)
 def test_regular_files_take_the_fast_path_and_agree_with_the_line_reader(tmp_path, text):
     from segmentation.graph.agglomeration import _read_regular_text, _read_text_by_line
 
@@ -247,8 +270,19 @@ def test_regular_files_take_the_fast_path_and_agree_with_the_line_reader(tmp_pat
         assert getattr(fast, name).tolist() == getattr(slow, name).tolist()
 
 
-@pytest.mark.parametrize("text", ["1,2\n\n3,4\n", "1,2\n# late comment\n3,4\n", "1,2\n3,x\n", "1,2,3\n",
-                                  "1,2\n" + "9" * 2000 + "\n", "", "# only a comment\n", "1,2\n-3,4\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1,2\n\n3,4\n",
+        "1,2\n# late comment\n3,4\n",
+        "1,2\n3,x\n",
+        "1,2,3\n",
+        "1,2\n" + "9" * 2000 + "\n",
+        "",
+        "# only a comment\n",
+        "1,2\n-3,4\n",
+    ],
+)
 def test_irregular_files_leave_the_fast_path(tmp_path, text):
     from segmentation.graph.agglomeration import _read_regular_text
 
@@ -257,8 +291,11 @@ def test_irregular_files_leave_the_fast_path(tmp_path, text):
 
 def test_fast_path_line_numbers_name_clashing_bodies(tmp_path):
     text = "# exported\nsv,body\n" + "".join(f"{i},{i // 2 + 100}\n" for i in range(1, 50)) + "7,999\n"
-    with pytest.raises(AgglomerationError, match=r"supervoxel\(s\) 7 listed under two different bodies at "
-                                                 r"line 9, line 52"):
+    with pytest.raises(
+        AgglomerationError,
+        match=r"supervoxel\(s\) 7 listed under two different bodies at "
+        r"line 9, line 52",
+    ):
         read_agglomeration(write(tmp_path, "b.csv", text))
 
 

@@ -1,4 +1,5 @@
 """Cell-type tags through a live server: they follow merges and splits, search, CSV, segment properties."""
+
 from __future__ import annotations
 
 import csv
@@ -8,7 +9,8 @@ import json
 import time
 from urllib.parse import quote
 
-from conftest import CG_SV as SV, call
+from conftest import CG_SV as SV
+from conftest import call
 
 
 def tag(server, position, term, **extra):
@@ -18,7 +20,9 @@ def tag(server, position, term, **extra):
 
 
 def roots(server, svs):
-    status, body = call(f"{server.url}/segmentation/api/v1/table/cg/roots", json.dumps({"node_ids": svs}).encode(), token=server.token)
+    status, body = call(
+        f"{server.url}/segmentation/api/v1/table/cg/roots", json.dumps({"node_ids": svs}).encode(), token=server.token
+    )
     return json.loads(body)["root_ids"]
 
 
@@ -33,26 +37,34 @@ def test_tags_follow_a_merge_and_a_split_and_are_never_deleted(cg_server):
     assert status == 201, first
     assert first["term"] == "L2/3 pyramidal" and first["supervoxel_id"] == str(SV[0])
     assert first["root_id"] == str(roots(cg_server, [SV[0]])[0])
-    before = datetime.datetime.now(datetime.timezone.utc)
+    before = datetime.datetime.now(datetime.UTC)
     time.sleep(0.01)
 
-    status, merged = call(f"{cg_server.url}/segmentation/api/v1/table/cg/merge",
-                          json.dumps([[SV[1], 0, 0, 0], [SV[2], 0, 0, 0]]).encode(), token=cg_server.token)
+    status, merged = call(
+        f"{cg_server.url}/segmentation/api/v1/table/cg/merge",
+        json.dumps([[SV[1], 0, 0, 0], [SV[2], 0, 0, 0]]).encode(),
+        token=cg_server.token,
+    )
     merged_root = json.loads(merged)["new_root_ids"][0]
     status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags?root_id={merged_root}", token=cg_server.token)
     assert [t["id"] for t in json.loads(body)["tags"]] == [first["id"]]  # the tag moved with its neuron
     status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags?t={before.timestamp()}", token=cg_server.token)
     assert json.loads(body)["tags"][0]["root_id"] == first["root_id"]  # and was on the old root before
 
-    call(f"{cg_server.url}/segmentation/api/v1/table/cg/split",
-         json.dumps({"sources": [[SV[3], 0, 0, 0]], "sinks": [[SV[0], 0, 0, 0]]}).encode(), token=cg_server.token)
+    call(
+        f"{cg_server.url}/segmentation/api/v1/table/cg/split",
+        json.dumps({"sources": [[SV[3], 0, 0, 0]], "sinks": [[SV[0], 0, 0, 0]]}).encode(),
+        token=cg_server.token,
+    )
     status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags", token=cg_server.token)
     assert json.loads(body)["tags"][0]["root_id"] == str(roots(cg_server, [SV[0]])[0])
 
     status, body = call(f"{cg_server.url}/api/v1/tags/{first['id']}", method="DELETE", token=cg_server.token)
     assert status == 200 and json.loads(body)["retracted"] is not None
     assert json.loads(call(f"{cg_server.url}/api/v1/datasets/cg/tags", token=cg_server.token)[1])["tags"] == []
-    kept = json.loads(call(f"{cg_server.url}/api/v1/datasets/cg/tags?include_retracted=1", token=cg_server.token)[1])["tags"]
+    kept = json.loads(call(f"{cg_server.url}/api/v1/datasets/cg/tags?include_retracted=1", token=cg_server.token)[1])[
+        "tags"
+    ]
     assert [t["id"] for t in kept] == [first["id"]]
     assert call(f"{cg_server.url}/api/v1/tags/{first['id']}", method="DELETE", token=cg_server.token)[0] == 400
     assert call(f"{cg_server.url}/api/v1/tags/99999", method="DELETE", token=cg_server.token)[0] == 404
@@ -62,7 +74,8 @@ def test_bad_tags_are_refused_clearly(cg_server):
     status, body = tag(cg_server, [4, 16, 4], "pyramidl")
     assert status == 400 and "pyramidal" in body["suggestions"]
     for position, term, words in [
-        ([99, 0, 0], "astrocyte", "outside"), ([1, 2], "astrocyte", "three integers"),
+        ([99, 0, 0], "astrocyte", "outside"),
+        ([1, 2], "astrocyte", "three integers"),
         (["a", 1, 1], "astrocyte", "three integers"),
     ]:
         status, body = tag(cg_server, position, term)
@@ -70,7 +83,14 @@ def test_bad_tags_are_refused_clearly(cg_server):
     status, body = tag(cg_server, [4, 16, 4], "astrocyte", confidence=3)
     assert status == 400 and "confidence" in body["message"]
     assert call(f"{cg_server.url}/api/v1/datasets/cg/tags", b"[]", token=cg_server.token)[0] == 400
-    assert call(f"{cg_server.url}/api/v1/datasets/nope/tags", b'{"position": [1, 1, 1], "term": "glia"}', token=cg_server.token)[0] == 404
+    assert (
+        call(
+            f"{cg_server.url}/api/v1/datasets/nope/tags",
+            b'{"position": [1, 1, 1], "term": "glia"}',
+            token=cg_server.token,
+        )[0]
+        == 404
+    )
     assert json.loads(call(f"{cg_server.url}/api/v1/datasets/cg/tags", token=cg_server.token)[1])["tags"] == []
 
 
@@ -87,10 +107,14 @@ def test_search_by_type_hierarchy_across_time_with_conflicts(cg_server):
     assert find(cg_server, "note:vessel")[1]["results"][0]["terms"] == ["astrocyte"]
     assert find(cg_server, "astrocyte dataset:other")[1]["total"] == 0
     assert find(cg_server, "user:tester")[1]["total"] == 2
-    before = datetime.datetime.now(datetime.timezone.utc)
+    before = datetime.datetime.now(datetime.UTC)
     time.sleep(0.01)
 
-    call(f"{cg_server.url}/segmentation/api/v1/table/cg/merge", json.dumps([[SV[1], 0, 0, 0], [SV[2], 0, 0, 0]]).encode(), token=cg_server.token)
+    call(
+        f"{cg_server.url}/segmentation/api/v1/table/cg/merge",
+        json.dumps([[SV[1], 0, 0, 0], [SV[2], 0, 0, 0]]).encode(),
+        token=cg_server.token,
+    )
     now = find(cg_server, "neuron OR glia")[1]
     assert now["total"] == 1 and now["results"][0]["terms"] == ["L2/3 pyramidal", "astrocyte"]
     assert now["results"][0]["conflict"] is True
@@ -105,12 +129,14 @@ def test_search_by_type_hierarchy_across_time_with_conflicts(cg_server):
 
 
 def test_csv_import_reports_bad_rows_and_export_round_trips(cg_server):
-    rows = ("pt_position_x,pt_position_y,pt_position_z,cell_type,note\n"
-            "4,16,4,L2/3 pyramidal,first\n"
-            "20,16,4,astrocite,typo\n"          # row 2: unknown term
-            "500,16,4,astrocyte,outside\n"      # row 3: outside the volume
-            "x,16,4,astrocyte,not a number\n"   # row 4
-            "28,16,4,basket,fine\n")
+    rows = (
+        "pt_position_x,pt_position_y,pt_position_z,cell_type,note\n"
+        "4,16,4,L2/3 pyramidal,first\n"
+        "20,16,4,astrocite,typo\n"  # row 2: unknown term
+        "500,16,4,astrocyte,outside\n"  # row 3: outside the volume
+        "x,16,4,astrocyte,not a number\n"  # row 4
+        "28,16,4,basket,fine\n"
+    )
     status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags/import", rows.encode(), token=cg_server.token)
     report = json.loads(body)
     assert status == 200 and report["added"] == 2
@@ -120,7 +146,9 @@ def test_csv_import_reports_bad_rows_and_export_round_trips(cg_server):
     status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags/export", token=cg_server.token)
     exported = list(csv.DictReader(io.StringIO(body.decode())))
     assert [(r["cell_type"], r["pt_position_x"], r["note"]) for r in exported] == [
-        ("L2/3 pyramidal", "4", "first"), ("basket", "28", "fine")]
+        ("L2/3 pyramidal", "4", "first"),
+        ("basket", "28", "fine"),
+    ]
     assert exported[0]["pt_root_id"] == str(roots(cg_server, [SV[0]])[0])
     # the export is itself importable (CAVE's columns), giving the same tags again
     status, body = call(f"{cg_server.url}/api/v1/datasets/cg/tags/import", body, token=cg_server.token)
@@ -160,8 +188,11 @@ def test_search_spans_datasets(cg_server):
     ingest_dataset(cg_server.database_url, "cg2", progress=False)
     Accounts(cg_server.database_url).grant("tester", "cg2", "proofreader")
     tag(cg_server, [4, 16, 4], "basket")
-    status, answer = call(f"{cg_server.url}/api/v1/datasets/cg2/tags",
-                          json.dumps({"position": [20, 16, 4], "term": "chandelier"}).encode(), token=cg_server.token)
+    status, answer = call(
+        f"{cg_server.url}/api/v1/datasets/cg2/tags",
+        json.dumps({"position": [20, 16, 4], "term": "chandelier"}).encode(),
+        token=cg_server.token,
+    )
     assert status == 201, answer
     body = find(cg_server, "inhibitory")[1]
     assert body["counts"] == {"cg": 1, "cg2": 1}
@@ -212,8 +243,12 @@ def test_csv_export_never_hands_a_spreadsheet_a_formula(cg_server):
     cells = [row[c] for row in exported for c in row]
     assert not any(cell.startswith(("=", "+", "-", "@")) for cell in cells), cells
     assert sorted(row["note"] for row in exported) == sorted("'" + n if n != "fine" else n for n in notes)
-    status, answer = call(f"{cg_server.url}/api/v1/datasets/cg/tags/import", body, token=cg_server.token,
-                          headers={"Content-Type": "text/csv"})
+    status, answer = call(
+        f"{cg_server.url}/api/v1/datasets/cg/tags/import",
+        body,
+        token=cg_server.token,
+        headers={"Content-Type": "text/csv"},
+    )
     assert status == 200 and json.loads(answer)["added"] == len(notes)
     listed = json.loads(call(f"{cg_server.url}/api/v1/datasets/cg/tags", token=cg_server.token)[1])["tags"]
     assert sorted(t["note"] for t in listed) == sorted(notes * 2)  # the round trip gives the notes back

@@ -1,4 +1,5 @@
 """``axonlink check``: what will and will not work with a segmentation, from its info and a few chunks."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ def slabs(dtype=np.uint64, n=4, shape=(32, 32, 8)):
     labels = np.zeros(shape, dtype=dtype)
     width = shape[0] // n
     for label in range(1, n + 1):
-        labels[(label - 1) * width:label * width] = label
+        labels[(label - 1) * width : label * width] = label
     return labels
 
 
@@ -43,8 +44,10 @@ def test_a_good_volume_passes(tmp_path, capsys):
     assert not any(line.startswith("problem") for line in lines)
 
 
-@pytest.mark.parametrize("dtype, encoding", [(np.uint8, "raw"), (np.uint16, "raw"),
-                                             (np.uint32, "compressed_segmentation"), (np.uint64, "raw")])
+@pytest.mark.parametrize(
+    "dtype, encoding",
+    [(np.uint8, "raw"), (np.uint16, "raw"), (np.uint32, "compressed_segmentation"), (np.uint64, "raw")],
+)
 def test_every_unsigned_label_type_works(tmp_path, dtype, encoding):
     url = write_volume(tmp_path / "seg", slabs(dtype), layer_type="segmentation", encoding=encoding, mips=1)
     findings = check_layer(url)
@@ -66,8 +69,11 @@ def test_float_labels_are_a_problem(tmp_path, capsys):
     assert status == 1
     answer = json.loads(out)
     assert answer["ok"] is False and answer["problems"] >= 1 and answer["target"] == url
-    assert {"level": "problem", "topic": "data type",
-            "reason": "float32 is not a label type (uint8, uint16, uint32 or uint64)"} in answer["findings"]
+    assert {
+        "level": "problem",
+        "topic": "data type",
+        "reason": "float32 is not a label type (uint8, uint16, uint32 or uint64)",
+    } in answer["findings"]
 
 
 def test_labels_beyond_the_id_layout_are_named(tmp_path, capsys):
@@ -77,8 +83,10 @@ def test_labels_beyond_the_id_layout_are_named(tmp_path, capsys):
     url = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation")
     status, out, _ = run(capsys, url)
     assert status == 1
-    assert f"problem  labels: label(s) of 2**56 or more that are not layer-1 ids, which the id layout cannot hold: " \
-           f"{big} (in 16-32_16-32_0-8)" in out
+    assert (
+        f"problem  labels: label(s) of 2**56 or more that are not layer-1 ids, which the id layout cannot hold: "
+        f"{big} (in 16-32_16-32_0-8)" in out
+    )
 
 
 def test_mixed_layered_and_plain_ids(small_volumes, capsys):
@@ -97,8 +105,14 @@ def test_layered_ids_alone_are_fine(tmp_path):
 
 
 def test_the_sample_is_bounded(tmp_path, capsys):
-    url = write_volume(tmp_path / "seg", slabs(shape=(64, 64, 32)), layer_type="segmentation",
-                       encoding="compressed_segmentation", mips=1, chunk=(8, 8, 8))
+    url = write_volume(
+        tmp_path / "seg",
+        slabs(shape=(64, 64, 32)),
+        layer_type="segmentation",
+        encoding="compressed_segmentation",
+        mips=1,
+        chunk=(8, 8, 8),
+    )
     status, out, _ = run(capsys, url, "--chunks", "3")
     assert status == 0 and "ok       chunks: read 3 of 256 mip-0 chunks" in out
     findings = check_layer(url, time_limit=0)
@@ -106,8 +120,9 @@ def test_the_sample_is_bounded(tmp_path, capsys):
 
 
 def test_absurd_voxel_size_and_bad_info(tmp_path, capsys):
-    url = write_volume(tmp_path / "seg", slabs(), layer_type="segmentation", encoding="raw", mips=1,
-                       resolution=(0.01, 0.01, 0.01))
+    url = write_volume(
+        tmp_path / "seg", slabs(), layer_type="segmentation", encoding="raw", mips=1, resolution=(0.01, 0.01, 0.01)
+    )
     findings = check_layer(url)
     assert finding(findings, "voxel size")[0].level == "warning" and not has_problem(findings)
     status, out, _ = run(capsys, str(tmp_path / "nothing-here") + "/")
@@ -132,15 +147,33 @@ def test_meshes_are_looked_for(tmp_path):
 def test_a_dataset_whose_layers_disagree(tmp_path, capsys, small_volumes):
     home = tmp_path / "home"
     seg = write_volume(tmp_path / "seg", slabs(), layer_type="segmentation", encoding="compressed_segmentation")
-    other = write_volume(tmp_path / "other", slabs(shape=(32, 32, 16)), layer_type="segmentation",
-                         encoding="compressed_segmentation")
-    assert main(["add-dataset", "d", "--segmentation", seg, "--image", small_volumes["image"],
-                 "--supervoxel-layer", f"copy={other}", "--home", str(home)]) == 0
+    other = write_volume(
+        tmp_path / "other", slabs(shape=(32, 32, 16)), layer_type="segmentation", encoding="compressed_segmentation"
+    )
+    assert (
+        main(
+            [
+                "add-dataset",
+                "d",
+                "--segmentation",
+                seg,
+                "--image",
+                small_volumes["image"],
+                "--supervoxel-layer",
+                f"copy={other}",
+                "--home",
+                str(home),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     status, out, _ = run(capsys, "d", "--home", str(home))
     assert status == 1  # a supervoxel layer must be the same labels: a problem; the image only warns
-    assert "warning  layers: layer 'image' differs from the segmentation: bounds [0.0, 0.0, 0.0]..[512.0, 384.0, " \
-           "800.0] nm vs [0.0, 0.0, 0.0]..[256.0, 256.0, 320.0] nm" in out
+    assert (
+        "warning  layers: layer 'image' differs from the segmentation: bounds [0.0, 0.0, 0.0]..[512.0, 384.0, "
+        "800.0] nm vs [0.0, 0.0, 0.0]..[256.0, 256.0, 320.0] nm" in out
+    )
     assert "problem  layers: layer 'copy' differs from the segmentation: bounds" in out
     assert "ok       graph: dataset 'd' has no graph yet (run ingest-graph)" in out
     status, out, err = run(capsys, "nope", "--home", str(home))

@@ -1,4 +1,5 @@
 """Chunk names are checked against the scale's grid: every real chunk is found, nothing else is."""
+
 from __future__ import annotations
 
 import tracemalloc
@@ -8,7 +9,8 @@ import pytest
 from cloudvolume import Bbox, Vec
 from cloudvolume.datasource.precomputed.common import compressed_morton_code
 from cloudvolume.datasource.precomputed.image.common import chunknames
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from segmentation.chunk_grid import CHUNK_NAME_SHAPE, ChunkGrid, max_chunk_bytes
 from segmentation.storage import CorruptStoredData
@@ -54,7 +56,7 @@ def test_names_off_the_grid_are_refused(grid, data):
 def _pair(text):
     """'a-b' with either side possibly negative → (a, b)."""
     cut = text.index("-", 1)
-    return text[:cut], text[cut + 1:]
+    return text[:cut], text[cut + 1 :]
 
 
 @settings(max_examples=100, deadline=None)
@@ -118,7 +120,7 @@ def test_unusable_scales_are_corrupt_info():
         {"key": "s", "chunk_sizes": [[64, 64]], "size": [10, 10, 10]},
         {"key": "s", "chunk_sizes": [[64, 64, 64]], "size": [10, -1, 10]},
         {"key": "s", "chunk_sizes": [[64, 64, 64]], "size": [10, 10, 10], "voxel_offset": [0.5, 0, 0]},
-        {"key": "s", "chunk_sizes": [[64, 64, 64]], "size": [10, 10, 2 ** 70]},
+        {"key": "s", "chunk_sizes": [[64, 64, 64]], "size": [10, 10, 2**70]},
         {"key": "s", "size": [10, 10, 10]},
     ]:
         with pytest.raises(CorruptStoredData):
@@ -131,9 +133,13 @@ def test_chunk_byte_cap_covers_the_worst_encodings():
     grid = ChunkGrid((17, 13, 7), (0, 0, 0), (17, 13, 7))
     rng = np.random.default_rng(3)
     for dtype in (np.uint32, np.uint64):
-        noise = rng.integers(0, 2 ** 31, size=(17, 13, 7, 1)).astype(dtype)  # every voxel distinct
-        for encoding, scale in [("raw", {"encoding": "raw"}),
-                                ("compressed_segmentation", {"encoding": "compressed_segmentation",
-                                                             "compressed_segmentation_block_size": [8, 8, 8]})]:
+        noise = rng.integers(0, 2**31, size=(17, 13, 7, 1)).astype(dtype)  # every voxel distinct
+        for encoding, scale in [
+            ("raw", {"encoding": "raw"}),
+            (
+                "compressed_segmentation",
+                {"encoding": "compressed_segmentation", "compressed_segmentation_block_size": [8, 8, 8]},
+            ),
+        ]:
             encoded = chunks.encode(noise, encoding, block_size=scale.get("compressed_segmentation_block_size"))
             assert len(encoded) <= max_chunk_bytes(grid, scale, np.dtype(dtype).name)

@@ -1,4 +1,5 @@
 """The chunkedgraph API driven by the real caveclient against a live server."""
+
 from __future__ import annotations
 
 import datetime
@@ -7,10 +8,12 @@ import urllib.request
 
 import numpy as np
 import pytest
-
-from conftest import CG_SV as SV, CG_RESOLUTION as RES, cg_point_nm as centre_nm
+from conftest import CG_RESOLUTION as RES
+from conftest import CG_SV as SV
+from conftest import cg_point_nm as centre_nm
 
 caveclient = pytest.importorskip("caveclient")
+
 
 def client_for(server):
     return caveclient.CAVEclient(
@@ -26,7 +29,7 @@ def test_caveclient_roots_leaves_merge_split_undo(cg_server):
     assert cg.get_root_id(SV[0]) == roots[0]
     assert sorted(cg.get_leaves(roots[0]).tolist()) == SV[:2]
     assert sorted(cg.get_leaves_many([roots[2]])[roots[2]].tolist()) == SV[2:]
-    before = datetime.datetime.now(datetime.timezone.utc)
+    before = datetime.datetime.now(datetime.UTC)
 
     # merge by points: caveclient multiplies voxel coordinates by `resolution`
     voxel = [np.array(centre_nm(2)) / RES, np.array(centre_nm(3)) / RES]
@@ -66,8 +69,9 @@ def test_bad_requests_are_clear_4xx(cg_server):
     base = f"{cg_server.url}/segmentation/api/v1/table/cg"
 
     def post(path, body: bytes):
-        request = urllib.request.Request(base + path, data=body, method="POST",
-                                         headers={"Authorization": f"Bearer {cg_server.token}"})
+        request = urllib.request.Request(
+            base + path, data=body, method="POST", headers={"Authorization": f"Bearer {cg_server.token}"}
+        )
         try:
             with urllib.request.urlopen(request) as response:
                 return response.status, json.load(response)
@@ -91,8 +95,9 @@ def test_bad_requests_are_clear_4xx(cg_server):
     except urllib.error.HTTPError as error:
         assert error.code == 404
     # roots_binary with int64_as_str and a Neuroglancer-style body with no Content-Type
-    request = urllib.request.Request(base + "/node/leaves_many?int64_as_str=1",
-                                     data=json.dumps({"node_ids": [str(SV[0])]}).encode(), method="POST")
+    request = urllib.request.Request(
+        base + "/node/leaves_many?int64_as_str=1", data=json.dumps({"node_ids": [str(SV[0])]}).encode(), method="POST"
+    )
     with urllib.request.urlopen(request) as response:
         assert json.load(response) == {str(SV[0]): [str(SV[0])]}
 
@@ -107,7 +112,8 @@ def test_leaves_within_bounds(cg_server):
     many = cg.get_leaves_many([root], bounds=np.array([[9, 16], [0, 32], [0, 8]]))
     assert many[root].tolist() == [SV[1]]
     bad = urllib.request.Request(
-        f"{cg_server.url}/segmentation/api/v1/table/cg/node/{root}/leaves?bounds=1-2_3", method="GET")
+        f"{cg_server.url}/segmentation/api/v1/table/cg/node/{root}/leaves?bounds=1-2_3", method="GET"
+    )
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(bad)
     assert error.value.code == 400
@@ -115,10 +121,9 @@ def test_leaves_within_bounds(cg_server):
 
 def test_history_tables_user_operations_valid_nodes_and_level2_graph(cg_server):
     cg = client_for(cg_server).chunkedgraph
-    start = datetime.datetime.now(datetime.timezone.utc)
+    start = datetime.datetime.now(datetime.UTC)
     roots = [int(r) for r in cg.get_roots(SV)]
-    merged = cg.do_merge([SV[1], SV[2]], [np.array(centre_nm(2)) / RES, np.array(centre_nm(3)) / RES],
-                         resolution=RES)
+    merged = cg.do_merge([SV[1], SV[2]], [np.array(centre_nm(2)) / RES, np.array(centre_nm(3)) / RES], resolution=RES)
     (merged_root,) = [int(r) for r in merged["new_root_ids"]]
     op_id, (left, right) = cg.execute_split([centre_nm(1)], [centre_nm(4)], merged_root)
     after_split = int(cg.get_root_id(SV[0]))
@@ -138,7 +143,7 @@ def test_history_tables_user_operations_valid_nodes_and_level2_graph(cg_server):
 
     # valid = alive at some moment between the two timestamps (default: 2000 to now)
     assert cg.is_valid_nodes([merged_root, after_split, 12345, SV[0]]).tolist() == [True, True, False, True]
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     assert cg.is_valid_nodes([merged_root, after_split], start_timestamp=now).tolist() == [False, True]
     assert cg.is_valid_nodes([merged_root], end_timestamp=start).tolist() == [False]
 

@@ -4,6 +4,7 @@ Checked by what gets imported (a clock would fail on a busy machine): the server
 the cloud storage clients and scipy cost seconds to import, and only serving or reading remote
 layers needs them.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,15 +18,21 @@ HEAVY = ("flask", "cloudfiles", "scipy", "google.cloud.storage", "boto3", "alemb
 
 def imported_after(code: str, tmp_path) -> set[str]:
     script = f"import sys\n{code}\nprint('\\n' + __import__('json').dumps(sorted(sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                          env={"PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     return set(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def test_help_loads_no_heavy_module(tmp_path):
-    modules = imported_after("import server.cli\ntry:\n    server.cli.main(['--help'])\nexcept SystemExit:\n"
-                             "    pass", tmp_path)
+    modules = imported_after(
+        "import server.cli\ntry:\n    server.cli.main(['--help'])\nexcept SystemExit:\n    pass", tmp_path
+    )
     assert not {name for name in HEAVY if name in modules}
 
 
@@ -34,8 +41,7 @@ def test_listing_datasets_of_an_up_to_date_home_loads_no_server_or_migrations(tm
     from server.cli import main
 
     assert main(["datasets", "--home", str(home)]) == 0  # the first run creates the database
-    modules = imported_after(f"import server.cli\nserver.cli.main(['datasets', '--home', {str(home)!r}])",
-                             tmp_path)
+    modules = imported_after(f"import server.cli\nserver.cli.main(['datasets', '--home', {str(home)!r}])", tmp_path)
     assert not {name for name in HEAVY if name in modules}
 
 

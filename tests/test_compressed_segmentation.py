@@ -3,6 +3,7 @@
 Corrupt chunks (stored data) are refused with CorruptStoredData before anything sized by
 their headers is allocated, for uint64 (two-word table entries) and uint32 (one word).
 """
+
 from __future__ import annotations
 
 import tracemalloc
@@ -10,7 +11,8 @@ import tracemalloc
 import numpy as np
 import pytest
 from cloudvolume import chunks
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from segmentation import compressed_segmentation as cseg
 from segmentation.storage import CorruptStoredData
@@ -18,23 +20,23 @@ from segmentation.storage import CorruptStoredData
 
 @settings(max_examples=60, deadline=None)
 @given(
-    seed=st.integers(0, 2 ** 32 - 1),
+    seed=st.integers(0, 2**32 - 1),
     shape=st.tuples(st.integers(1, 40), st.integers(1, 40), st.integers(1, 20)),
     labels=st.integers(1, 300),
     block=st.sampled_from([(8, 8, 8), (4, 4, 4), (8, 8, 4)]),
 )
 def test_remap_tables_equals_remap_voxels(seed, shape, labels, block):
     rng = np.random.default_rng(seed)
-    values = rng.choice(np.array([0, 1, 2 ** 56 + 3, 2 ** 63 + 7, *range(5, 5 + labels)], dtype=np.uint64),
-                        size=shape + (1,))
+    values = rng.choice(
+        np.array([0, 1, 2**56 + 3, 2**63 + 7, *range(5, 5 + labels)], dtype=np.uint64), size=shape + (1,)
+    )
     encoded = chunks.encode(values, "compressed_segmentation", block_size=block)
     present = np.unique(values)
     assert set(cseg.table_labels(encoded, shape, block).tolist()) == set(present.tolist())
     old = present[rng.random(len(present)) < 0.7]
-    new = rng.integers(0, 2 ** 63, size=len(old), dtype=np.uint64)
+    new = rng.integers(0, 2**63, size=len(old), dtype=np.uint64)
     remapped = cseg.remap(encoded, shape, block, old, new)
-    decoded = chunks.decode(remapped, "compressed_segmentation", shape=shape + (1,), dtype=np.uint64,
-                            block_size=block)
+    decoded = chunks.decode(remapped, "compressed_segmentation", shape=shape + (1,), dtype=np.uint64, block_size=block)
     mapping = dict(zip(old.tolist(), new.tolist()))
     expected = np.vectorize(lambda v: mapping.get(int(v), int(v)), otypes=[np.uint64])(values)
     assert np.array_equal(decoded, expected)
@@ -50,8 +52,10 @@ BLOCKS = [(8, 8, 8), (4, 4, 4), (8, 8, 4), (3, 5, 2)]
 
 def _chunk(seed, shape, labels, dtype):
     rng = np.random.default_rng(seed)
-    pool = np.array([0, 1, *range(5, 5 + labels)] + ([2 ** 56 + 3, 2 ** 63 + 7] if dtype == np.uint64 else
-                                                    [2 ** 31 + 3, 2 ** 32 - 1]), dtype=dtype)
+    pool = np.array(
+        [0, 1, *range(5, 5 + labels)] + ([2**56 + 3, 2**63 + 7] if dtype == np.uint64 else [2**31 + 3, 2**32 - 1]),
+        dtype=dtype,
+    )
     values = rng.choice(pool, size=shape + (1,))
     values[: shape[0] // 2] = pool[2]  # uniform blocks too (0-bit encodings)
     return values
@@ -59,7 +63,7 @@ def _chunk(seed, shape, labels, dtype):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    seed=st.integers(0, 2 ** 32 - 1),
+    seed=st.integers(0, 2**32 - 1),
     shape=st.tuples(st.integers(1, 40), st.integers(1, 40), st.integers(1, 20)),
     labels=st.integers(1, 300),
     block=st.sampled_from(BLOCKS),
@@ -76,8 +80,11 @@ def test_tables_hold_exactly_the_decoded_labels(seed, shape, labels, block, dtyp
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2 ** 32 - 1), shape=st.tuples(st.integers(1, 30), st.integers(1, 30), st.integers(1, 12)),
-       block=st.sampled_from(BLOCKS))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    shape=st.tuples(st.integers(1, 30), st.integers(1, 30), st.integers(1, 12)),
+    block=st.sampled_from(BLOCKS),
+)
 def test_uint32_tables_remap_in_place(seed, shape, block):
     values = _chunk(seed, shape, 50, np.uint32)
     encoded = chunks.encode(values, "compressed_segmentation", block_size=block)
@@ -88,22 +95,26 @@ def test_uint32_tables_remap_in_place(seed, shape, block):
     mapping = dict(zip(present.tolist(), new.tolist()))
     assert np.array_equal(decoded, np.vectorize(mapping.get, otypes=[np.uint32])(values))
     with pytest.raises(ValueError, match="32"):
-        cseg.remap(encoded, shape, block, present[:1], np.array([2 ** 40], dtype=np.uint64), np.uint32)
+        cseg.remap(encoded, shape, block, present[:1], np.array([2**40], dtype=np.uint64), np.uint32)
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2 ** 32 - 1), shape=st.tuples(st.integers(1, 30), st.integers(1, 30), st.integers(1, 12)),
-       labels=st.integers(1, 300), block=st.sampled_from(BLOCKS))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    shape=st.tuples(st.integers(1, 30), st.integers(1, 30), st.integers(1, 12)),
+    labels=st.integers(1, 300),
+    block=st.sampled_from(BLOCKS),
+)
 def test_widened_uint32_chunk_decodes_as_the_same_uint64_labels(seed, shape, labels, block):
     """A uint32 chunk served as uint64 (root ids need 64 bits) holds the same labels, then takes 64-bit ones."""
     values = _chunk(seed, shape, labels, np.uint32)
-    values[values != 0] += np.uint32(2 ** 32 - 400)  # near the top of the type
+    values[values != 0] += np.uint32(2**32 - 400)  # near the top of the type
     encoded = chunks.encode(values, "compressed_segmentation", block_size=block)
     wide = cseg.widen(encoded, shape, block)
     decoded = chunks.decode(wide, "compressed_segmentation", shape=shape + (1,), dtype=np.uint64, block_size=block)
     assert np.array_equal(decoded, values.astype(np.uint64))
     present = np.unique(values)
-    roots = (np.uint64(10 << 56) + np.arange(len(present), dtype=np.uint64))
+    roots = np.uint64(10 << 56) + np.arange(len(present), dtype=np.uint64)
     remapped = cseg.remap(wide, shape, block, present.astype(np.uint64), roots, np.uint64)
     decoded = chunks.decode(remapped, "compressed_segmentation", shape=shape + (1,), dtype=np.uint64, block_size=block)
     assert np.array_equal(decoded, roots[np.searchsorted(present, values)])
@@ -132,11 +143,23 @@ def _valid(dtype=np.uint64):
 
 
 @pytest.mark.parametrize("dtype", [np.uint32, np.uint64])
-@pytest.mark.parametrize("corrupt", [
-    "empty", "not whole words", "channel offset far away", "two channels", "headers cut off",
-    "table offset past the end", "values offset past the end", "bits 3", "bits 64",
-    "table inside the headers", "truncated values", "table at the very end without room",
-])
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        "empty",
+        "not whole words",
+        "channel offset far away",
+        "two channels",
+        "headers cut off",
+        "table offset past the end",
+        "values offset past the end",
+        "bits 3",
+        "bits 64",
+        "table inside the headers",
+        "truncated values",
+        "table at the very end without room",
+    ],
+)
 def test_corrupt_chunks_raise_corrupt_stored_data(dtype, corrupt):
     words = _valid(dtype)
     n = len(words)
@@ -145,29 +168,32 @@ def test_corrupt_chunks_raise_corrupt_stored_data(dtype, corrupt):
     data = {
         "empty": lambda: b"",
         "not whole words": lambda: words.tobytes()[:-1],
-        "channel offset far away": lambda: _set(words, 0, 2 ** 31),
+        "channel offset far away": lambda: _set(words, 0, 2**31),
         "two channels": lambda: _set(words, 0, 2),
-        "headers cut off": lambda: words[:1 + BLOCK_COUNT].tobytes(),
+        "headers cut off": lambda: words[: 1 + BLOCK_COUNT].tobytes(),
         "table offset past the end": lambda: _set(words, header, (words[header] & 0xFF000000) | 0xFFFFFF),
         "values offset past the end": lambda: _set(words, header + 1, n + 100),
         "bits 3": lambda: _set(words, header, (words[header] & 0xFFFFFF) | (3 << 24)),
         "bits 64": lambda: _set(words, header, (words[header] & 0xFFFFFF) | (64 << 24)),
         "table inside the headers": lambda: _set(words, header, (words[header] & 0xFF000000) | 2),
-        "truncated values": lambda: words[:n // 2].tobytes(),
+        "truncated values": lambda: words[: n // 2].tobytes(),
         "table at the very end without room": lambda: _set(
-            words, header, (words[header] & 0xFF000000) | (n - 1 - 1 + (1 if dtype == np.uint32 else 0))),
+            words, header, (words[header] & 0xFF000000) | (n - 1 - 1 + (1 if dtype == np.uint32 else 0))
+        ),
     }[corrupt]()
     assert bits_of(words[header]) in (1, 2, 4)  # block 5 really has packed values
     tracemalloc.start()
     try:
-        for call in (lambda: cseg.table_labels(data, SHAPE, BLOCK, dtype),
-                     lambda: cseg.remap(data, SHAPE, BLOCK, np.array([3], np.uint64), np.array([4], np.uint64), dtype)):
+        for call in (
+            lambda: cseg.table_labels(data, SHAPE, BLOCK, dtype),
+            lambda: cseg.remap(data, SHAPE, BLOCK, np.array([3], np.uint64), np.array([4], np.uint64), dtype),
+        ):
             with pytest.raises(CorruptStoredData):
                 call()
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 2 ** 20
+    assert peak < 2**20
 
 
 def _set(words, index, value):
@@ -177,12 +203,16 @@ def _set(words, index, value):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(dtype=st.sampled_from([np.uint32, np.uint64]), index=st.integers(0, 1 + 2 * BLOCK_COUNT - 1),
-       value=st.integers(0, 2 ** 32 - 1), cut=st.integers(0, 40))
+@given(
+    dtype=st.sampled_from([np.uint32, np.uint64]),
+    index=st.integers(0, 1 + 2 * BLOCK_COUNT - 1),
+    value=st.integers(0, 2**32 - 1),
+    cut=st.integers(0, 40),
+)
 def test_any_damaged_header_is_corrupt_or_readable_never_a_crash(dtype, index, value, cut):
     words = _valid(dtype)
     words[index] = value
-    data = words.tobytes()[:len(words) * 4 - 4 * cut]
+    data = words.tobytes()[: len(words) * 4 - 4 * cut]
     try:
         labels = cseg.table_labels(data, SHAPE, BLOCK, dtype)
     except CorruptStoredData:

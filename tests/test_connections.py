@@ -6,6 +6,7 @@ Linux), the requests that must keep being answered from 127.0.0.1. Nothing
 here measures speed: a request "answers" if it succeeds within a generous
 timeout.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -62,9 +63,24 @@ class Served:
         env = {**os.environ, "AXONLINK_HOME": str(settings.home), "AXONLINK_DATABASE_URL": settings.database_url}
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), "--workers", str(WORKERS),
-                 "--threads", "2", *flags],
-                env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "server.cli",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(WORKERS),
+                    "--threads",
+                    "2",
+                    *flags,
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + 60
         while True:
@@ -74,7 +90,7 @@ class Served:
             except OSError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
                     self.stop()
-                    raise RuntimeError(f"axonlink serve did not start:\n{self.log.read_text()[-3000:]}")
+                    raise RuntimeError(f"axonlink serve did not start:\n{self.log.read_text()[-3000:]}") from None
                 time.sleep(0.2)
 
     def stop(self) -> int | None:
@@ -92,8 +108,14 @@ class Served:
 
 @pytest.fixture(scope="module")
 def server(demo_home, tmp_path_factory):
-    served = Served(demo_home, tmp_path_factory.mktemp("connections"),
-                    "--header-timeout", str(HEADER_TIMEOUT), "--body-timeout", str(BODY_TIMEOUT))
+    served = Served(
+        demo_home,
+        tmp_path_factory.mktemp("connections"),
+        "--header-timeout",
+        str(HEADER_TIMEOUT),
+        "--body-timeout",
+        str(BODY_TIMEOUT),
+    )
     yield served
     served.stop()
 
@@ -206,7 +228,8 @@ def test_slowloris_from_one_address_leaves_others_answered(server):
     try:
         others_are_answered(server)
         assert attack.wait_all_closed(timeout=10 * HEADER_TIMEOUT), (
-            f"{len(attack.sockets) - len(attack.ended)} slow sockets still open")
+            f"{len(attack.sockets) - len(attack.ended)} slow sockets still open"
+        )
         timed_out = [data for data in attack.ended.values() if data.startswith(b"HTTP/1.1 408 ")]
         closed_at_once = [data for data in attack.ended.values() if data == b""]
         assert len(timed_out) + len(closed_at_once) == len(attack.sockets), set(attack.ended.values())
@@ -260,13 +283,17 @@ def test_a_stalled_body_holds_no_thread_and_is_closed_after_the_body_timeout(ser
     try:
         for _ in range(8):
             sock = connect(server.port, "127.0.0.3")
-            sock.sendall(b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 1000\r\n\r\n0123456789")
+            sock.sendall(
+                b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n0123456789"
+            )
             stalled.append(sock)
         for _ in range(4):
             sock = connect(server.port, "127.0.0.3")
-            sock.sendall(b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                         b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"c\":\r\n")
+            sock.sendall(
+                b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"c":\r\n'
+            )
             stalled.append(sock)
         others_are_answered(server)
         for sock in stalled:
@@ -305,6 +332,7 @@ def test_clients_that_never_close_do_not_stall_the_server(server):
 def test_a_thousand_event_stream_requests_each_end_at_once(server):
     """/events/axonlink (what old viewer pages and scripts may still ask for) answers at once and holds no
     thread: 1,000 of them, 8 at a time, with API requests among them, all complete; the API answers after."""
+
     def call(n: int):
         path = API if n % 50 == 0 else f"/events/axonlink?c=tab{n}"
         with urllib.request.urlopen(server.url + path, timeout=10) as response:
@@ -326,8 +354,10 @@ def test_keepalive_and_pipelined_requests(server):
     datasets = json.loads(fetch(server.url + API))
     with connect(server.port) as sock:
         reader = sock.makefile("rb")
-        sock.sendall(f"GET {API} HTTP/1.1\r\n{host}\r\n\r\nGET {CHUNK} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     f"Accept-Encoding: identity\r\n\r\n".encode())
+        sock.sendall(
+            f"GET {API} HTTP/1.1\r\n{host}\r\n\r\nGET {CHUNK} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Accept-Encoding: identity\r\n\r\n".encode()
+        )
         status, _, body = read_response(reader)
         assert status == 200 and json.loads(body) == datasets
         status, _, body = read_response(reader)
@@ -336,9 +366,12 @@ def test_keepalive_and_pipelined_requests(server):
             sock.sendall(f"GET {CHUNK} HTTP/1.1\r\n{host}\r\nAccept-Encoding: identity\r\n\r\n".encode())
             status, headers, body = read_response(reader)
             assert status == 200 and body == chunk and headers.get("connection") != "close"
-        sock.sendall(b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\n\r\n%s" % (len(VIEWER_STATE), VIEWER_STATE)
-                     + f"GET {API} HTTP/1.1\r\n{host}\r\n\r\nGET {API} HTTP/1.1\r\nHo".encode())
+        sock.sendall(
+            b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s"
+            % (len(VIEWER_STATE), VIEWER_STATE)
+            + f"GET {API} HTTP/1.1\r\n{host}\r\n\r\nGET {API} HTTP/1.1\r\nHo".encode()
+        )
         status, _, body = read_response(reader)
         assert status == 200 and json.loads(body) == {"g": "tests/1"}
         status, _, body = read_response(reader)
@@ -353,16 +386,21 @@ def test_request_bodies_chunked_and_after_100_continue(server):
     with connect(server.port) as sock:
         reader = sock.makefile("rb")
         half = len(VIEWER_STATE) // 2
-        sock.sendall(b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (half, VIEWER_STATE[:half]))
+        sock.sendall(
+            b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (half, VIEWER_STATE[:half])
+        )
         time.sleep(0.3)
-        sock.sendall(b"%x;note=rest\r\n%s\r\n0\r\nX-Trailer: yes\r\n\r\n" % (len(VIEWER_STATE) - half,
-                                                                            VIEWER_STATE[half:]))
+        sock.sendall(
+            b"%x;note=rest\r\n%s\r\n0\r\nX-Trailer: yes\r\n\r\n" % (len(VIEWER_STATE) - half, VIEWER_STATE[half:])
+        )
         status, _, body = read_response(reader)
         assert status == 200 and json.loads(body) == {"g": "tests/1"}
         # a client that waits for "100 Continue" gets it before it sends the body, and only once
-        sock.sendall(b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(VIEWER_STATE))
+        sock.sendall(
+            b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(VIEWER_STATE)
+        )
         assert read_response(reader)[0] == 100
         sock.sendall(VIEWER_STATE)
         status, _, body = read_response(reader)
@@ -406,8 +444,10 @@ def test_a_body_larger_than_the_app_accepts_is_refused_without_waiting_for_it(se
     try:
         for _ in range(16):
             sock = connect(server.port, "127.0.0.5")
-            sock.sendall(b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n" % (65 * 1024 * 1024))
+            sock.sendall(
+                b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % (65 * 1024 * 1024)
+            )
             refused.append(sock)
         others_are_answered(server)
         for sock in refused:

@@ -4,13 +4,13 @@ The session cookie is SameSite=Strict, but "same site" includes other ports of t
 server whose anonymous users may edit needs no cookie at all: so every state-changing request that
 is not authenticated by a Bearer header must come from this server's own pages.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 
 import pytest
-
 from conftest import CG_SV, SQLITE_ONLY, call, cg_point_nm, proofreader_token
 
 CG = "/segmentation/api/v1/table/cg"
@@ -29,20 +29,28 @@ def cookie(cg_server):
     return {"Cookie": f"axonlink_token={cg_server.token}"}
 
 
-@pytest.mark.parametrize("browser", [
-    {"Origin": "http://evil.example"},                           # a page of another site
-    {"Origin": "http://127.0.0.1:1"},                            # same host, another port: "same site"
-    {"Origin": "null"},                                          # a sandboxed frame or a data: page
-    {"Sec-Fetch-Site": "cross-site"},
-    {"Sec-Fetch-Site": "same-site"},
-    {},                                                          # a cookie but no origin at all
-])
+@pytest.mark.parametrize(
+    "browser",
+    [
+        {"Origin": "http://evil.example"},  # a page of another site
+        {"Origin": "http://127.0.0.1:1"},  # same host, another port: "same site"
+        {"Origin": "null"},  # a sandboxed frame or a data: page
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {},  # a cookie but no origin at all
+    ],
+)
 def test_cookie_edits_from_elsewhere_are_refused(cg_server, cookie, browser):
-    status, body = call(cg_server.url + f"{CG}/merge", _merge_body(),
-                        headers={**cookie, **browser, "Content-Type": "application/json"})
+    status, body = call(
+        cg_server.url + f"{CG}/merge", _merge_body(), headers={**cookie, **browser, "Content-Type": "application/json"}
+    )
     assert status == 403 and b"own pages" in body, body
-    status, body = call(cg_server.url + "/api/v1/datasets/cg/tags", method="POST", headers={**cookie, **browser},
-                        body=json.dumps({"position": [4, 16, 4], "term": "astrocyte"}).encode())
+    status, body = call(
+        cg_server.url + "/api/v1/datasets/cg/tags",
+        method="POST",
+        headers={**cookie, **browser},
+        body=json.dumps({"position": [4, 16, 4], "term": "astrocyte"}).encode(),
+    )
     assert status == 403
 
 
@@ -50,41 +58,48 @@ def test_cookie_edits_from_this_server_pass_with_their_content_type(cg_server, c
     same = {**cookie, "Origin": cg_server.url}
     status, body = call(cg_server.url + f"{CG}/merge", _merge_body(), headers=same)  # text/plain, as a form sends
     assert status == 415 and b"application/json" in body
-    status, body = call(cg_server.url + f"{CG}/merge", _merge_body(),
-                        headers={**same, "Content-Type": "application/json"})
+    status, body = call(
+        cg_server.url + f"{CG}/merge", _merge_body(), headers={**same, "Content-Type": "application/json"}
+    )
     assert status == 200, body
     # a browser that names no origin but says the request is its own page's
-    status, body = call(cg_server.url + "/api/v1/datasets/cg/tags",
-                        json.dumps({"position": [4, 16, 4], "term": "astrocyte"}).encode(),
-                        headers={**cookie, "Sec-Fetch-Site": "same-origin", "Content-Type": "application/json"})
+    status, body = call(
+        cg_server.url + "/api/v1/datasets/cg/tags",
+        json.dumps({"position": [4, 16, 4], "term": "astrocyte"}).encode(),
+        headers={**cookie, "Sec-Fetch-Site": "same-origin", "Content-Type": "application/json"},
+    )
     assert status == 201, body
 
 
 def test_bearer_tokens_and_plain_scripts_are_not_browsers(cg_server):
     # a Bearer header cannot be attached by another site's page: no origin rules for it
-    status, body = call(cg_server.url + f"{CG}/merge", _merge_body(), token=cg_server.token,
-                        headers={"Origin": "http://evil.example"})
+    status, body = call(
+        cg_server.url + f"{CG}/merge", _merge_body(), token=cg_server.token, headers={"Origin": "http://evil.example"}
+    )
     assert status == 200, body
 
 
 def test_login_csrf_is_refused(cg_server):
     """Another site must not sign a visitor in as the attacker (their edits would be the attacker's)."""
     body = json.dumps({"token": cg_server.token}).encode()
-    status, _ = call(cg_server.url + "/api/v1/session", body,
-                     headers={"Origin": "http://evil.example", "Content-Type": "application/json"})
+    status, _ = call(
+        cg_server.url + "/api/v1/session",
+        body,
+        headers={"Origin": "http://evil.example", "Content-Type": "application/json"},
+    )
     assert status == 403
     status, _ = call(cg_server.url + "/api/v1/session", body, headers={"Sec-Fetch-Site": "cross-site"})
     assert status == 403
-    status, _ = call(cg_server.url + "/api/v1/session", body,
-                     headers={"Origin": cg_server.url, "Content-Type": "application/json"})
+    status, _ = call(
+        cg_server.url + "/api/v1/session", body, headers={"Origin": cg_server.url, "Content-Type": "application/json"}
+    )
     assert status == 200
 
 
 def test_anonymous_editing_servers_refuse_other_sites(cg_server):
     """With AXONLINK_ANONYMOUS_ROLE=proofreader no cookie is needed: a cross-site POST would be an edit."""
     app = cg_server._server.app  # the settings are read per request
-    app.config["AXONLINK_SETTINGS"] = dataclasses.replace(app.config["AXONLINK_SETTINGS"],
-                                                          anonymous_role="proofreader")
+    app.config["AXONLINK_SETTINGS"] = dataclasses.replace(app.config["AXONLINK_SETTINGS"], anonymous_role="proofreader")
     status, _ = call(cg_server.url + f"{CG}/merge", _merge_body(), headers={"Origin": "http://evil.example"})
     assert status == 403
     status, body = call(cg_server.url + f"{CG}/merge", _merge_body())  # a script on this machine
@@ -96,8 +111,9 @@ def test_anonymous_editing_servers_refuse_other_sites(cg_server):
 def private_site(cg_server, small_volumes):
     from segmentation.datasets import Datasets
 
-    Datasets(cg_server.database_url).add("hidden", image=small_volumes["image"],
-                                         segmentation=small_volumes["segmentation"], public=False)
+    Datasets(cg_server.database_url).add(
+        "hidden", image=small_volumes["image"], segmentation=small_volumes["segmentation"], public=False
+    )
     cg_server.hidden_token = proofreader_token(cg_server.database_url, "hidden", user="holder")
     return cg_server
 
@@ -116,8 +132,12 @@ def _headers(url, token=None):
 
 def test_private_answers_never_enter_shared_caches(private_site):
     base, token = private_site.url, private_site.hidden_token
-    for path in ("/data/hidden/image/info", "/data/hidden/segmentation/8_8_40/0-16_0-16_0-8",
-                 "/api/v1/datasets/hidden", "/api/v1/datasets/hidden/state"):
+    for path in (
+        "/data/hidden/image/info",
+        "/data/hidden/segmentation/8_8_40/0-16_0-16_0-8",
+        "/api/v1/datasets/hidden",
+        "/api/v1/datasets/hidden/state",
+    ):
         status, headers = _headers(base + path, token)
         assert status == 200, path
         assert "public" not in headers["Cache-Control"] and "private" in headers["Cache-Control"], path
@@ -132,9 +152,15 @@ def test_private_answers_never_enter_shared_caches(private_site):
 
 def test_unknown_and_private_datasets_look_the_same(private_site):
     base = private_site.url
-    for template in ("/data/{}/image/info", "/data/{}@NaN/image/info", "/api/v1/datasets/{}",
-                     f"/segmentation/api/v1/table/{{}}/node/{CG_SV[0]}/root", "/api/v1/datasets/{}/tags",
-                     "/materialize/api/v3/datastack/{}/versions", "/at/{}/1,1,1"):
+    for template in (
+        "/data/{}/image/info",
+        "/data/{}@NaN/image/info",
+        "/api/v1/datasets/{}",
+        f"/segmentation/api/v1/table/{{}}/node/{CG_SV[0]}/root",
+        "/api/v1/datasets/{}/tags",
+        "/materialize/api/v3/datastack/{}/versions",
+        "/at/{}/1,1,1",
+    ):
         hidden = _headers(base + template.format("hidden"))
         unknown = _headers(base + template.format("nosuch"))
         assert hidden[0] == unknown[0] == 404, template
@@ -150,7 +176,9 @@ def test_where_layers_are_stored_is_for_admins_only(private_site):
     base = private_site.url
     _, body = call(base + "/api/v1/datasets/cg")
     layers = json.loads(body)["layers"]
-    assert [layer["source"] for layer in layers] == [f"precomputed://{base}/data/cg/{layer['name']}" for layer in layers]
+    assert [layer["source"] for layer in layers] == [
+        f"precomputed://{base}/data/cg/{layer['name']}" for layer in layers
+    ]
     assert all("storage" not in layer for layer in layers) and b"file://" not in body
     _, body = call(base + "/api/v1/datasets", token=private_site.hidden_token)  # a proofreader is no admin
     assert b"file://" not in body and b"storage" not in body
@@ -160,15 +188,16 @@ def test_where_layers_are_stored_is_for_admins_only(private_site):
 
 
 def test_operation_ids_do_not_reveal_edits_in_other_datasets(private_site, small_volumes, tmp_path):
-    from segmentation.graph import ingest_dataset
-
-    from conftest import write_volume
     import numpy as np
+    from conftest import write_volume
+
+    from segmentation.graph import ingest_dataset
 
     labels = np.zeros((32, 32, 8), dtype=np.uint64)
     labels[:16], labels[16:] = 1, 2
-    seg = write_volume(tmp_path / "other-seg", labels, layer_type="segmentation", encoding="compressed_segmentation",
-                       mips=1)
+    seg = write_volume(
+        tmp_path / "other-seg", labels, layer_type="segmentation", encoding="compressed_segmentation", mips=1
+    )
     from segmentation.datasets import Datasets
 
     Datasets(private_site.database_url).add("other", image=small_volumes["image"], segmentation=seg, public=False)
@@ -177,15 +206,18 @@ def test_operation_ids_do_not_reveal_edits_in_other_datasets(private_site, small
     other_sv = [int(s) for s in (np.array([1, 2], dtype=np.uint64) | np.uint64(1 << 56))]
     merge_other = json.dumps([[other_sv[0], 0, 0, 0], [other_sv[1], 0, 0, 0]]).encode()
     for _ in range(3):  # edits in the other, private dataset
-        status, body = call(private_site.url + "/segmentation/api/v1/table/other/merge", merge_other,
-                            token=other_token)
+        status, body = call(private_site.url + "/segmentation/api/v1/table/other/merge", merge_other, token=other_token)
         operation = json.loads(body)["operation_id"]
-        call(private_site.url + "/segmentation/api/v1/table/other/undo",
-             json.dumps({"operation_id": operation}).encode(), token=other_token)
+        call(
+            private_site.url + "/segmentation/api/v1/table/other/undo",
+            json.dumps({"operation_id": operation}).encode(),
+            token=other_token,
+        )
     status, body = call(private_site.url + f"{CG}/merge", _merge_body(), token=private_site.token)
     assert status == 200 and json.loads(body)["operation_id"] == 1  # the first edit of cg, whatever happened elsewhere
-    status, body = call(private_site.url + f"{CG}/undo", json.dumps({"operation_id": 1}).encode(),
-                        token=private_site.token)
+    status, body = call(
+        private_site.url + f"{CG}/undo", json.dumps({"operation_id": 1}).encode(), token=private_site.token
+    )
     assert status == 200 and json.loads(body)["operation_id"] == 2
     status, body = call(private_site.url + f"{CG}/operation_details?operation_ids=[2]")
     assert status == 200 and json.loads(body)["2"]["target_operation_id"] == 1

@@ -1,5 +1,6 @@
 """Datasets as labs have them: several segmentation layers, no image, a vocabulary of their own,
 removal that leaves nothing behind, and a default view framed to the volume."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cloudvolume import CloudVolume
-
 from conftest import SQLITE_ONLY, call, proofreader_token, write_volume
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,14 +27,19 @@ def layered(settings, small_volumes, tmp_path):
 
     labels = np.zeros((32, 32, 8), dtype=np.uint64)
     for label in range(1, 5):
-        labels[(label - 1) * 8:label * 8] = label
+        labels[(label - 1) * 8 : label * 8] = label
     truth = np.where(labels <= 2, 7, 9).astype(np.uint32)
     seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation")
     copy = write_volume(tmp_path / "copy", labels, layer_type="segmentation", encoding="raw")
     gt = write_volume(tmp_path / "gt", truth, layer_type="segmentation", encoding="compressed_segmentation")
     app = create_app(settings)
-    Datasets(settings.database_url).add("multi", image=small_volumes["image"], segmentation=seg,
-                                        supervoxel_layers={"copy": copy}, extra_layers={"truth": gt})
+    Datasets(settings.database_url).add(
+        "multi",
+        image=small_volumes["image"],
+        segmentation=seg,
+        supervoxel_layers={"copy": copy},
+        extra_layers={"truth": gt},
+    )
     ingest_dataset(settings.database_url, "multi", agglomeration=[[1, 2], [3, 4]], progress=False)
     with BackgroundServer(app) as server:
         server.labels, server.truth, server.database_url = labels, truth, settings.database_url
@@ -57,7 +62,11 @@ def test_layers_that_are_not_the_graphs_are_served_as_stored(layered):
     dataset = json.loads(call(f"{layered.url}/api/v1/datasets/multi")[1])
     assert dataset["graph_layer"] == "segmentation"
     assert {layer["name"]: layer["supervoxels"] for layer in dataset["layers"]} == {
-        "image": False, "segmentation": True, "copy": True, "truth": False}
+        "image": False,
+        "segmentation": True,
+        "copy": True,
+        "truth": False,
+    }
     state = json.loads(call(f"{layered.url}/api/v1/datasets/multi/state")[1])
     shown = {layer["name"]: layer.get("visible", True) for layer in state["layers"]}
     assert shown == {"image": True, "segmentation": True, "truth": True}  # the copy is not listed twice
@@ -77,9 +86,23 @@ def test_a_dataset_without_an_image(settings, small_volumes, tmp_path):
     state = client.get("/api/v1/datasets/segonly/state").get_json()
     assert [layer["name"] for layer in state["layers"]] == ["segmentation"]
     assert client.get("/data/segonly/segmentation/info").status_code == 200
-    result = subprocess.run([sys.executable, "-m", "server.cli", "add-dataset", "cli_segonly", "--segmentation",
-                             small_volumes["segmentation"], "--home", str(tmp_path / "clihome")],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "add-dataset",
+            "cli_segonly",
+            "--segmentation",
+            small_volumes["segmentation"],
+            "--home",
+            str(tmp_path / "clihome"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert [layer["name"] for layer in json.loads(result.stdout)["layers"]] == ["segmentation"]
 
@@ -94,10 +117,24 @@ def test_removing_a_dataset_leaves_nothing_behind(layered, small_volumes, tmp_pa
     from segmentation.graph import Graph, GraphNotIngested, ingest_dataset
 
     url, token = layered.database_url, proofreader_token(layered.database_url, "multi")
-    assert call(f"{layered.url}/api/v1/datasets/multi/tags",
-                json.dumps({"position": [4, 16, 4], "term": "astrocyte"}).encode(), token=token)[0] == 201
-    state = {"layers": [{"type": "segmentation", "name": "s", "segments": [str(Graph.open(url, "multi").root(
-        (1 << 56) | 1))], "source": f"precomputed://{layered.url}/data/multi/segmentation"}]}
+    assert (
+        call(
+            f"{layered.url}/api/v1/datasets/multi/tags",
+            json.dumps({"position": [4, 16, 4], "term": "astrocyte"}).encode(),
+            token=token,
+        )[0]
+        == 201
+    )
+    state = {
+        "layers": [
+            {
+                "type": "segmentation",
+                "name": "s",
+                "segments": [str(Graph.open(url, "multi").root((1 << 56) | 1))],
+                "source": f"precomputed://{layered.url}/data/multi/segmentation",
+            }
+        ]
+    }
     status, body = call(f"{layered.url}/api/v1/states", json.dumps(state).encode())
     short = json.loads(body)["short_id"]
     other_process_graph = Graph(url, "multi")  # what another worker holds
@@ -107,8 +144,16 @@ def test_removing_a_dataset_leaves_nothing_behind(layered, small_volumes, tmp_pa
     removed = Datasets(url).remove("multi", by="tests")
     assert removed["tags"] == 1 and removed["supervoxels"] == 4 and removed["anchors"] == 1
     with engine_for(url).connect() as connection:
-        for table in ("graph_supervoxels", "graph_edges", "graph_operations", "graph_state", "cell_tags",
-                      "grants", "layers", "state_anchors"):
+        for table in (
+            "graph_supervoxels",
+            "graph_edges",
+            "graph_operations",
+            "graph_state",
+            "cell_tags",
+            "grants",
+            "layers",
+            "state_anchors",
+        ):
             assert connection.scalar(sa.text(f"SELECT count(*) FROM {table}")) == 0, table
     assert AuditLog(url).entries(action="dataset.remove")[0]["dataset"] == "multi"
     assert call(f"{layered.url}/api/v1/datasets/multi")[0] == 404
@@ -128,12 +173,23 @@ def test_removing_a_dataset_leaves_nothing_behind(layered, small_volumes, tmp_pa
 @SQLITE_ONLY
 def test_remove_dataset_from_the_cli_asks_first(layered, tmp_path):
     env_args = ["--database-url", layered.database_url, "--home", str(tmp_path)]
-    asked = subprocess.run([sys.executable, "-m", "server.cli", "remove-dataset", "multi", *env_args],
-                           capture_output=True, text=True, cwd=ROOT, timeout=120, stdin=subprocess.DEVNULL)
+    asked = subprocess.run(
+        [sys.executable, "-m", "server.cli", "remove-dataset", "multi", *env_args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert asked.returncode == 1 and "--yes" in asked.stderr
     assert call(f"{layered.url}/api/v1/datasets/multi")[0] == 200
-    done = subprocess.run([sys.executable, "-m", "server.cli", "remove-dataset", "multi", "--yes", *env_args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "remove-dataset", "multi", "--yes", *env_args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["removed"] == "multi"
 
@@ -155,8 +211,9 @@ def test_a_fly_dataset_speaks_fly_and_unknown_terms_say_how_to_add_them(settings
     headers = {"Authorization": f"Bearer {token}"}
     made = client.post("/api/v1/datasets/fly/tags", json={"position": [4, 4, 4], "term": "KC"}, headers=headers)
     assert made.status_code == 201 and made.get_json()["term"] == "Kenyon cell"
-    refused = client.post("/api/v1/datasets/fly/tags", json={"position": [4, 4, 4], "term": "L2/3 PC"},
-                          headers=headers).get_json()
+    refused = client.post(
+        "/api/v1/datasets/fly/tags", json={"position": [4, 4, 4], "term": "L2/3 PC"}, headers=headers
+    ).get_json()
     assert "unknown cell type" in refused["message"]
     assert "vocabularies/fly.json" in refused["how_to_add"] and '"name": "L2/3 PC"' in refused["how_to_add"]
     assert client.get("/api/v1/vocabulary?dataset=fly").get_json()["terms"][0]["name"] == "neuron"
@@ -170,8 +227,17 @@ def test_the_default_view_frames_the_volume():
     from segmentation.datasets import Dataset, Layer
 
     def view(size, resolution):
-        dataset = Dataset("d", "", "", "", list(resolution), list(size), [0, 0, 0], "",
-                          layers=(Layer("segmentation", "segmentation", "file:///x", True),))
+        dataset = Dataset(
+            "d",
+            "",
+            "",
+            "",
+            list(resolution),
+            list(size),
+            [0, 0, 0],
+            "",
+            layers=(Layer("segmentation", "segmentation", "file:///x", True),),
+        )
         state = default_state(dataset, "http://h")
         return state["crossSectionScale"], state["projectionScale"]
 

@@ -1,4 +1,5 @@
 """The dataset registry, its HTTP API and the CLI, on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import sys
 
 import pytest
 
-from segmentation.datasets import DatasetError, DatasetNotFound, Datasets
 from segmentation import db
+from segmentation.datasets import DatasetError, DatasetNotFound, Datasets
 
 
 def test_api_lists_and_describes_datasets(client, small_volumes):
@@ -58,7 +59,7 @@ def test_registry_refuses_bad_input_without_storing_anything(settings, small_vol
 
 def test_layer_urls_are_normalized(settings, small_volumes):
     db.upgrade(settings.database_url)
-    bare_path = small_volumes["image"][len("file://"):]
+    bare_path = small_volumes["image"][len("file://") :]
     dataset = Datasets(settings.database_url).add(
         "paths", image=bare_path, segmentation="precomputed://" + small_volumes["segmentation"]
     )
@@ -84,15 +85,25 @@ def test_migrations_match_the_models(settings):
 def run_cli(*args, env_home):
     return subprocess.run(
         [sys.executable, "-m", "server.cli", *args, "--home", str(env_home)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def test_cli_add_dataset_then_list(tmp_path, small_volumes):
     home = tmp_path / "cli-home"
     added = run_cli(
-        "add-dataset", "mine", "--image", small_volumes["image"], "--segmentation",
-        small_volumes["segmentation"], "--citation", "doi:10.1/abc", "--license", "CC-BY-4.0",
+        "add-dataset",
+        "mine",
+        "--image",
+        small_volumes["image"],
+        "--segmentation",
+        small_volumes["segmentation"],
+        "--citation",
+        "doi:10.1/abc",
+        "--license",
+        "CC-BY-4.0",
         env_home=home,
     )
     assert added.returncode == 0, added.stderr
@@ -101,8 +112,13 @@ def test_cli_add_dataset_then_list(tmp_path, small_volumes):
     assert [d["name"] for d in json.loads(listed.stdout)] == ["mine"]
     assert (home / "axonlink.sqlite").exists()
     again = run_cli(
-        "add-dataset", "mine", "--image", small_volumes["image"], "--segmentation",
-        small_volumes["segmentation"], env_home=home,
+        "add-dataset",
+        "mine",
+        "--image",
+        small_volumes["image"],
+        "--segmentation",
+        small_volumes["segmentation"],
+        env_home=home,
     )
     assert again.returncode == 1 and "already exists" in again.stderr
 
@@ -120,9 +136,7 @@ def test_cli_help(command):
 
 def test_openapi_describes_every_route(app):
     document = app.test_client().get("/api/v1/openapi.json").get_json()
-    described = {
-        (path, method.upper()) for path, item in document["paths"].items() for method in item
-    }
+    described = {(path, method.upper()) for path, item in document["paths"].items() for method in item}
     import re
 
     served = set()

@@ -1,9 +1,11 @@
 """The demo dataset: what it holds, and that it looks like a segmented EM volume."""
+
 from __future__ import annotations
 
 import json
 import struct
 from collections import Counter
+from datetime import UTC
 
 import cc3d
 import fastremap
@@ -57,8 +59,7 @@ def test_image_looks_like_em(demo_home):
 def test_every_mip_exists_and_downsamples(demo_home):
     for layer in ("image", "segmentation", "segmentation_sharded"):
         info = CloudVolume(f"file://{demo_home.demo_dir / layer}", progress=False).info
-        assert [s["size"] for s in info["scales"]] == [[512, 512, 128], [256, 256, 128], [128, 128, 128],
-                                                       [64, 64, 128]]
+        assert [s["size"] for s in info["scales"]] == [[512, 512, 128], [256, 256, 128], [128, 128, 128], [64, 64, 128]]
     assert info["scales"][0]["sharding"]["@type"] == "neuroglancer_uint64_sharded_v1"
     assert len(list((demo_home.demo_dir / "segmentation_sharded" / "8_8_40").glob("*.shard"))) > 1
     assert read(demo_home, "image", mip=2).shape == (128, 128, 128)
@@ -79,7 +80,7 @@ def test_every_supervoxel_has_a_legacy_mesh(demo_home):
 
 def test_demo_is_small_and_marked_complete(demo_home):
     total = sum(p.stat().st_size for p in demo_home.demo_dir.rglob("*") if p.is_file())
-    assert total < 100 * 2 ** 20
+    assert total < 100 * 2**20
     assert demo_is_built(demo_home.demo_dir)
 
 
@@ -102,7 +103,7 @@ def test_false_merges_join_different_neurons(demo_home):
 
 def test_demo_reuses_its_token_while_it_is_valid(fresh_demo):
     import os
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from segmentation.access import Accounts
     from server.cli import DEMO_TOKEN_FILE, demo_proofreader_token
@@ -117,6 +118,6 @@ def test_demo_reuses_its_token_while_it_is_valid(fresh_demo):
     second = demo_proofreader_token(fresh_demo)  # revoked: a new one
     assert second != first and accounts.authenticate(second).name == "proofreader"
     # one about to expire is replaced too
-    _, soon = accounts.create_token("proofreader", expires_at=datetime.now(timezone.utc) + timedelta(days=1))
+    _, soon = accounts.create_token("proofreader", expires_at=datetime.now(UTC) + timedelta(days=1))
     (fresh_demo.home / DEMO_TOKEN_FILE).write_text(soon)
     assert demo_proofreader_token(fresh_demo) not in (soon, second)

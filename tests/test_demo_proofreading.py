@@ -1,4 +1,5 @@
 """The demo can be proofread to its true neurons: split the false merges, merge the pieces."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,9 @@ from segmentation.graph.ids import supervoxel_ids
 
 def test_demo_proofreads_to_the_true_neurons(fresh_demo):
     truth = json.loads((fresh_demo.demo_dir / "ground_truth.json").read_text())
-    neuron_of = {int(supervoxel_ids(np.array([int(k)], dtype=np.uint64))[0]): v
-                 for k, v in truth["supervoxel_to_neuron"].items()}
+    neuron_of = {
+        int(supervoxel_ids(np.array([int(k)], dtype=np.uint64))[0]): v for k, v in truth["supervoxel_to_neuron"].items()
+    }
     graph = Graph.open(fresh_demo.database_url, "demo")
     svs = sorted(neuron_of)
 

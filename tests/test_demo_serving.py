@@ -1,4 +1,5 @@
 """The demo dataset served over HTTP and read back by CloudVolume and tensorstore: every mip, both layouts."""
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,11 @@ def test_tensorstore_over_http_equals_files_at_every_mip(demo_home, demo_server,
     local = f"file://{demo_home.demo_dir / layer}"
     for mip in mips_of(local):
         store = ts.open(
-            {"driver": "neuroglancer_precomputed", "kvstore": f"{demo_server.url}/data/demo/{layer}/",
-             "scale_index": mip},
+            {
+                "driver": "neuroglancer_precomputed",
+                "kvstore": f"{demo_server.url}/data/demo/{layer}/",
+                "scale_index": mip,
+            },
             read=True,
         ).result()
         served = store.read().result()
@@ -77,8 +81,9 @@ def test_sharded_layout_served_by_range_requests(demo_home, tmp_path):
     settings = Settings.load(home=tmp_path, database_url=sqlite_url(tmp_path / "plain.sqlite"))
     app = create_app(settings)
     demo = demo_home.demo_dir
-    Datasets(settings.database_url).add("plain", image=str(demo / "image"),
-                                        segmentation=str(demo / "segmentation_sharded"))
+    Datasets(settings.database_url).add(
+        "plain", image=str(demo / "image"), segmentation=str(demo / "segmentation_sharded")
+    )
     with BackgroundServer(app) as server:
         info = json.load(urllib.request.urlopen(f"{server.url}/data/plain/segmentation/info"))
         assert info["scales"][0]["sharding"]["@type"] == "neuroglancer_uint64_sharded_v1"
@@ -88,10 +93,12 @@ def test_sharded_layout_served_by_range_requests(demo_home, tmp_path):
             direct = CloudVolume(f"file://{demo / 'segmentation'}", mip=mip, progress=False)[:, :, :]
             assert np.array_equal(cv[:, :, :], direct)
         ts = pytest.importorskip("tensorstore")
-        store = ts.open({"driver": "neuroglancer_precomputed",
-                         "kvstore": f"{server.url}/data/plain/segmentation/"}, read=True).result()
-        assert np.array_equal(store.read().result(),
-                              CloudVolume(f"file://{demo / 'segmentation'}", progress=False)[:, :, :])
+        store = ts.open(
+            {"driver": "neuroglancer_precomputed", "kvstore": f"{server.url}/data/plain/segmentation/"}, read=True
+        ).result()
+        assert np.array_equal(
+            store.read().result(), CloudVolume(f"file://{demo / 'segmentation'}", progress=False)[:, :, :]
+        )
 
 
 def test_live_view_of_a_sharded_layer_is_unsharded(demo_server):

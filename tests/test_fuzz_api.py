@@ -3,6 +3,7 @@
 Bounded and deterministic: a few examples per operation (derandomized), a few hundred requests
 in all, on 127.0.0.1. Stored data that a rejected request could harm is checked afterwards.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,13 @@ def test_no_route_answers_5xx_to_generated_input(cg_server):
         if operation.definition.raw.get("operationId") in SKIPPED:
             continue
 
-        @settings(max_examples=EXAMPLES_PER_OPERATION, derandomize=True, database=None, deadline=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES_PER_OPERATION,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=operation.as_strategy(), real=st.booleans(), signed_in=st.booleans())
         def run(case, real, signed_in):
             nonlocal calls
@@ -49,8 +55,7 @@ def test_no_route_answers_5xx_to_generated_input(cg_server):
             response = case.call(base_url=base, timeout=30, headers=admin if signed_in else None)
             calls += 1
             if response.status_code >= 500:
-                failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: "
-                                f"{response.text[:200]}")
+                failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:200]}")
 
         run()
     assert calls > 1000

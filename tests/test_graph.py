@@ -1,15 +1,17 @@
 """The versioned graph on SQLite and PostgreSQL: edits, undo/redo, time travel, several processes."""
+
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
 from segmentation import db
 from segmentation.datasets import Datasets
-from segmentation.graph import Graph, GraphError, store_graph as ingest
+from segmentation.graph import Graph, GraphError
+from segmentation.graph import store_graph as ingest
 from segmentation.graph.ids import is_root, is_supervoxel, supervoxel_ids
 
 SV = [int(x) for x in supervoxel_ids(np.arange(1, 9))]  # 8 supervoxels
@@ -45,7 +47,7 @@ def test_initial_roots_follow_active_edges(graph_db):
 def test_merge_split_undo_redo_and_time_travel(graph_db):
     graph = fresh(graph_db)
     before = graph.roots(SV)
-    t0 = datetime.now(timezone.utc)
+    t0 = datetime.now(UTC)
     merged = graph.merge(SV[3], SV[4], user="alice")
     assert len(merged.new_root_ids) == 1
     assert sorted(merged.old_root_ids) == sorted({int(before[0]), int(before[4])})
@@ -143,7 +145,7 @@ def test_concurrent_edits_are_serialized_and_none_is_lost(graph_db):
 def test_lineage_latest_roots_change_log_and_delta(graph_db):
     graph = fresh(graph_db)
     original = [int(r) for r in sorted(set(graph.roots(SV).tolist()))]
-    t0 = datetime.now(timezone.utc)
+    t0 = datetime.now(UTC)
     merged = graph.merge(SV[3], SV[4], user="alice")
     split = graph.split([SV[0]], [SV[7]], user="bob")
     t_merge = merged.timestamp
@@ -196,8 +198,10 @@ def test_processes_editing_the_same_neurons_lose_nothing(graph_db):
 
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    workers = [context.Process(target=_edit_in_another_process, args=(graph_db, kind, 5, results))
-               for kind in ("merge", "split")]
+    workers = [
+        context.Process(target=_edit_in_another_process, args=(graph_db, kind, 5, results))
+        for kind in ("merge", "split")
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:

@@ -1,4 +1,5 @@
 """Property test: random merges, splits, undos and redos against a plain reference model."""
+
 from __future__ import annotations
 
 import tempfile
@@ -7,12 +8,15 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from segmentation import db
 from segmentation.config import sqlite_url
 from segmentation.datasets import Datasets
-from segmentation.graph import Graph, GraphError, store_graph as ingest
+from segmentation.graph import Graph, GraphError
+from segmentation.graph import store_graph as ingest
 from segmentation.graph.ids import supervoxel_ids
 
 N = 10
@@ -76,9 +80,11 @@ def fresh_database(request):
 
 
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(initial=st.lists(st.booleans(), min_size=len(EDGES), max_size=len(EDGES)),
-       steps=st.lists(operation, min_size=1, max_size=12),
-       stride=st.sampled_from(sorted(ID_LAYOUTS)))
+@given(
+    initial=st.lists(st.booleans(), min_size=len(EDGES), max_size=len(EDGES)),
+    steps=st.lists(operation, min_size=1, max_size=12),
+    stride=st.sampled_from(sorted(ID_LAYOUTS)),
+)
 def test_random_edit_sequences_match_the_reference(volumes, fresh_database, initial, steps, stride):
     SV = ID_LAYOUTS[stride]
     with fresh_database() as url:

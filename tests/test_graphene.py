@@ -3,6 +3,7 @@
 What the stock client asks is summarised in ../shared/docs/neuroglancer-protocols.md; the viewer
 itself is driven in tests/test_graphene_browser.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ import json
 import DracoPy
 import numpy as np
 import pytest
-
 from conftest import call, proofreader_token
 
 
@@ -38,8 +38,7 @@ def test_info_names_a_plain_data_dir_with_a_draco_mesh_directory(demo):
     assert info["data_dir"] == f"{demo.url}/data/demo@supervoxels/segmentation"  # a kvstore URL, no scheme prefix
     assert 1 in info["app"]["supported_api_versions"] and len(info["graph"]["chunk_size"]) == 3
     assert info["type"] == "segmentation" and info["scales"][0]["resolution"] == [8, 8, 40]
-    assert get_json(f"{info['data_dir']}/{info['mesh']}/info") == {"@type": "neuroglancer_legacy_mesh",
-                                                                    "sharding": {}}
+    assert get_json(f"{info['data_dir']}/{info['mesh']}/info") == {"@type": "neuroglancer_legacy_mesh", "sharding": {}}
     properties = get_json(f"{demo.url}/segmentation/table/demo/{info['segment_properties']}/info")
     assert properties["@type"] == "neuroglancer_segment_properties" and properties["inline"]["ids"]
 
@@ -78,11 +77,16 @@ def test_a_merge_gives_a_new_manifest_at_once_and_old_roots_keep_theirs(demo):
     a = int(svs[0])
     b = next(int(s) for s in svs if graph.root(int(s)) != graph.root(a))
     root_a, root_b = graph.root(a), graph.root(b)
-    before = {root: sorted(get_json(f"{demo.url}/meshing/api/v1/table/demo/manifest/{root}:0")["fragments"])
-              for root in (root_a, root_b)}
-    status, body = call(f"{demo.url}/segmentation/api/v1/table/demo/merge?int64_as_str=1",
-                        json.dumps([[str(a), 0, 0, 0], [str(b), 0, 0, 0]]).encode(), token=demo.token,
-                        headers={"Content-Type": "text/plain;charset=UTF-8"})  # what the viewer sends
+    before = {
+        root: sorted(get_json(f"{demo.url}/meshing/api/v1/table/demo/manifest/{root}:0")["fragments"])
+        for root in (root_a, root_b)
+    }
+    status, body = call(
+        f"{demo.url}/segmentation/api/v1/table/demo/merge?int64_as_str=1",
+        json.dumps([[str(a), 0, 0, 0], [str(b), 0, 0, 0]]).encode(),
+        token=demo.token,
+        headers={"Content-Type": "text/plain;charset=UTF-8"},
+    )  # what the viewer sends
     assert status == 200, body
     (merged,) = json.loads(body)["new_root_ids"]
     assert isinstance(merged, str)
@@ -90,20 +94,28 @@ def test_a_merge_gives_a_new_manifest_at_once_and_old_roots_keep_theirs(demo):
     assert after == sorted(before[root_a] + before[root_b])
     for root in (root_a, root_b):  # a retired root still names what it was
         assert sorted(get_json(f"{demo.url}/meshing/api/v1/table/demo/manifest/{root}:0")["fragments"]) == before[root]
-    latest = json.loads(call(f"{demo.url}/segmentation/api/v1/table/demo/is_latest_roots",
-                             json.dumps({"node_ids": [merged, str(root_a)]}).encode())[1])
+    latest = json.loads(
+        call(
+            f"{demo.url}/segmentation/api/v1/table/demo/is_latest_roots",
+            json.dumps({"node_ids": [merged, str(root_a)]}).encode(),
+        )[1]
+    )
     assert latest["is_latest"] == [True, False]
-    assert json.loads(call(f"{demo.url}/segmentation/api/v1/table/demo/is_latest_roots",
-                           b'{"node_ids": []}')[1]) == {"is_latest": []}
+    assert json.loads(call(f"{demo.url}/segmentation/api/v1/table/demo/is_latest_roots", b'{"node_ids": []}')[1]) == {
+        "is_latest": []
+    }
 
 
 def test_private_graphene_source_is_hidden_like_the_rest(demo):
     from segmentation.access import Accounts
 
     Accounts(demo.settings.database_url).set_public("demo", False)
-    for path in ("/segmentation/table/demo/info", "/meshing/api/v1/table/demo/manifest/1:0",
-                 "/data/demo@supervoxels/segmentation/graphene_meshes/info",
-                 "/segmentation/table/demo/segment_properties/info"):
+    for path in (
+        "/segmentation/table/demo/info",
+        "/meshing/api/v1/table/demo/manifest/1:0",
+        "/data/demo@supervoxels/segmentation/graphene_meshes/info",
+        "/segmentation/table/demo/segment_properties/info",
+    ):
         assert call(demo.url + path)[0] == 404, path
     assert call(demo.url + "/segmentation/table/demo/info", token=demo.token)[0] == 200
 

@@ -8,6 +8,7 @@ need pixel positions of supervoxels that vary with rendering; the functions are 
 JavaScript API, so the requests, the selection update and the mesh reload are the stock ones.
 Screenshots before and after each edit go to $AXONLINK_SCREENSHOTS (default test-artifacts/screenshots).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,17 +18,19 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
-
 from conftest import proofreader_token
 from test_viewer_browser import VIEWPORT, RecordingServer, browser, wait_until  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOTS = Path(os.environ.get("AXONLINK_SCREENSHOTS")
-                   or Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots")
+SCREENSHOTS = Path(
+    os.environ.get("AXONLINK_SCREENSHOTS") or Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+)
 GC = "viewer.layerManager.getLayerByName('segmentation').layer.graphConnection.value"
-SELECTED = ("[...viewer.layerManager.getLayerByName('segmentation').layer.displayState"
-            ".segmentationGroupState.value.selectedSegments].map(String)")
+SELECTED = (
+    "[...viewer.layerManager.getLayerByName('segmentation').layer.displayState"
+    ".segmentationGroupState.value.selectedSegments].map(String)"
+)
 
 
 @pytest.fixture
@@ -84,14 +87,16 @@ def sign_in_and_open(browser, server, state):  # noqa: F811
     # sign in as the login page does (its own flow is tested in test_viewer_browser.py); the login page
     # then opens "/", whose state would race with the one opened here
     page.goto(f"{server.url}/login")
-    signed_in = page.evaluate("""token => fetch('/api/v1/session', {method: 'POST', body: JSON.stringify({token})})
-                                          .then(r => r.json())""", server.token)
+    signed_in = page.evaluate(
+        """token => fetch('/api/v1/session', {method: 'POST', body: JSON.stringify({token})})
+                                          .then(r => r.json())""",
+        server.token,
+    )
     assert signed_in["user"], signed_in
     server.forget()
     page.goto(f"{server.url}/v/axonlink/#!" + quote(json.dumps(state), safe=""))
     page.wait_for_function("typeof window.viewer !== 'undefined' && window.viewer.isReady()", timeout=30_000)
-    page.wait_for_function(f"(() => {{ try {{ return !!{GC}; }} catch (e) {{ return false; }} }})()",
-                           timeout=30_000)
+    page.wait_for_function(f"(() => {{ try {{ return !!{GC}; }} catch (e) {{ return false; }} }})()", timeout=30_000)
     return context, page, errors
 
 
@@ -113,12 +118,14 @@ def test_merge_and_multicut_in_the_stock_viewer(browser, proofread):  # noqa: F8
         # what the 2D and 3D views asked of the server
         def asked(fragment):
             return [p for p in server.paths() if fragment in p]
+
         assert patient(page, lambda: asked("/segmentation/table/demo/info"))
         for selected in (root, other):  # both selected neurons get their mesh manifests
             assert patient(page, lambda: asked(f"/meshing/api/v1/table/demo/manifest/{selected}:0")), selected
         assert patient(page, lambda: asked("/data/demo@supervoxels/segmentation/graphene_meshes/dynamic/"))
-        assert patient(page, lambda: [p for p in asked("/data/demo@supervoxels/segmentation/")
-                                         if "graphene_meshes" not in p])  # supervoxel chunks for 2D
+        assert patient(
+            page, lambda: [p for p in asked("/data/demo@supervoxels/segmentation/") if "graphene_meshes" not in p]
+        )  # supervoxel chunks for 2D
         assert patient(page, lambda: asked(f"/segmentation/api/v1/table/demo/node/{root}/leaves"))
         shot(page, "1-before-merge.png")
 
@@ -165,12 +172,16 @@ def test_merge_and_multicut_in_the_stock_viewer(browser, proofread):  # noqa: F8
         # an edit through the API while the viewer is open: the selection follows within seconds
         from conftest import call
 
-        status, body = call(f"{server.url}/segmentation/api/v1/table/demo/merge",
-                            json.dumps([[str(kept), 0, 0, 0], [str(wrong), 0, 0, 0]]).encode(), token=server.token)
+        status, body = call(
+            f"{server.url}/segmentation/api/v1/table/demo/merge",
+            json.dumps([[str(kept), 0, 0, 0], [str(wrong), 0, 0, 0]]).encode(),
+            token=server.token,
+        )
         assert status == 200, body
         rejoined = json.loads(body)["new_root_ids"][0]
-        assert patient(page, lambda: set(page.evaluate(SELECTED)) == {str(rejoined)}, seconds=15), \
-            page.evaluate(SELECTED)
+        assert patient(page, lambda: set(page.evaluate(SELECTED)) == {str(rejoined)}, seconds=15), page.evaluate(
+            SELECTED
+        )
         assert patient(page, lambda: asked(f"/meshing/api/v1/table/demo/manifest/{rejoined}:0"))
         # the page's undo control takes back this user's newest edit (that API merge)
         page.click("#axonlink-undo")

@@ -1,19 +1,28 @@
 """Host names: only allowed ones are answered; "this server" is recognised in every spelling a browser accepts."""
+
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
-
 from conftest import SQLITE_ONLY
+
 from server.hosts import canonical_host, is_loopback
 
 
-@pytest.mark.parametrize("spelling, canonical", [
-    ("LocalHost.", "localhost"), ("127.1", "127.0.0.1"), ("2130706433", "127.0.0.1"),
-    ("0x7f.0.0.1", "127.0.0.1"), ("[::1]", "::1"), ("[::ffff:127.0.0.1]", "127.0.0.1"),
-    ("Em.Example.ORG.", "em.example.org"), ("my-host", "my-host"),
-])
+@pytest.mark.parametrize(
+    "spelling, canonical",
+    [
+        ("LocalHost.", "localhost"),
+        ("127.1", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("0x7f.0.0.1", "127.0.0.1"),
+        ("[::1]", "::1"),
+        ("[::ffff:127.0.0.1]", "127.0.0.1"),
+        ("Em.Example.ORG.", "em.example.org"),
+        ("my-host", "my-host"),
+    ],
+)
 def test_host_spellings_are_canonical(spelling, canonical):
     assert canonical_host(spelling) == canonical
 
@@ -28,8 +37,9 @@ def test_other_host_headers_are_refused(app, client):
     assert client.get("/api/v1/datasets", headers={"Host": "localhost:8080"}).status_code == 200
     refused = client.get("/api/v1/datasets", headers={"Host": "evil.example:8080"})
     assert refused.status_code == 400 and "--allowed-host evil.example" in refused.get_json()["message"]
-    app.config["AXONLINK_SETTINGS"] = dataclasses.replace(app.config["AXONLINK_SETTINGS"],
-                                                          allowed_hosts=("em.example.org",))
+    app.config["AXONLINK_SETTINGS"] = dataclasses.replace(
+        app.config["AXONLINK_SETTINGS"], allowed_hosts=("em.example.org",)
+    )
     assert client.get("/api/v1/datasets", headers={"Host": "EM.example.org."}).status_code == 200
     assert client.get("/api/v1/datasets", headers={"Host": "evil.example"}).status_code == 400
 
@@ -37,7 +47,8 @@ def test_other_host_headers_are_refused(app, client):
 @SQLITE_ONLY
 def test_links_are_built_from_the_public_url_not_the_host_header(app, client):
     app.config["AXONLINK_SETTINGS"] = dataclasses.replace(
-        app.config["AXONLINK_SETTINGS"], public_url="https://em.example.org", allowed_hosts=("other.example",))
+        app.config["AXONLINK_SETTINGS"], public_url="https://em.example.org", allowed_hosts=("other.example",)
+    )
     state = client.get("/api/v1/datasets/small/state", headers={"Host": "other.example"}).get_json()
     sources = [layer["source"] for layer in state["layers"]]
     assert sources and all("https://em.example.org/data/small/" in str(s) for s in sources), sources

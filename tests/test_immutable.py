@@ -3,6 +3,7 @@
 A reader asking for moment T just after an editor stamped its edit at T' <= T, but before that
 edit is committed, must not be told the answer without the edit is final.
 """
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,10 @@ import random
 import threading
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from conftest import CG_SV as SV, call
+from conftest import CG_SV as SV
+from conftest import call
 
 CG = "/segmentation/api/v1/table/cg"
 CHUNK = "segmentation/8_8_40/0-16_0-16_0-8"  # holds supervoxels 1 and 2, whose roots the edits change
@@ -44,8 +46,9 @@ def test_no_answer_marked_immutable_ever_changes(cg_server, monkeypatch):
                 status, body = call(f"{cg_server.url}{CG}/merge", merge, token=cg_server.token)
                 assert status == 200, body
                 operation = json.loads(body)["operation_id"]
-                status, body = call(f"{cg_server.url}{CG}/undo", json.dumps({"operation_id": operation}).encode(),
-                                    token=cg_server.token)
+                status, body = call(
+                    f"{cg_server.url}{CG}/undo", json.dumps({"operation_id": operation}).encode(), token=cg_server.token
+                )
                 assert status == 200, body
         except AssertionError as error:
             errors.append(error)
@@ -55,7 +58,7 @@ def test_no_answer_marked_immutable_ever_changes(cg_server, monkeypatch):
     def read(seed):
         rng = random.Random(seed)
         while not stop.is_set():
-            moment = f"{datetime.now(timezone.utc).timestamp() - rng.uniform(0, 0.3):.6f}"
+            moment = f"{datetime.now(UTC).timestamp() - rng.uniform(0, 0.3):.6f}"
             body, cache = fetch(f"{cg_server.url}/data/cg@{moment}/{CHUNK}")
             if "immutable" in cache:
                 immutable[moment] = body
@@ -68,6 +71,7 @@ def test_no_answer_marked_immutable_ever_changes(cg_server, monkeypatch):
         thread.join(timeout=120)
     assert not errors, errors
     assert len(immutable) > 10  # moments did become final while the edits went on
-    changed = [moment for moment, body in immutable.items()
-               if fetch(f"{cg_server.url}/data/cg@{moment}/{CHUNK}")[0] != body]
+    changed = [
+        moment for moment, body in immutable.items() if fetch(f"{cg_server.url}/data/cg@{moment}/{CHUNK}")[0] != body
+    ]
     assert not changed, f"{len(changed)} of {len(immutable)} immutable answers changed later"

@@ -1,4 +1,5 @@
 """``ingest-graph``: checks before any chunk is read, body tables from the shell, ``--replace [--yes]``."""
+
 from __future__ import annotations
 
 import json
@@ -21,12 +22,12 @@ def home(tmp_path, small_volumes, capsys):
     """Dataset `d`: labels 1-4 in 8-voxel slabs along x (each touches its neighbours), registered, no graph."""
     labels = np.zeros((32, 32, 8), dtype=np.uint64)
     for label in range(1, 5):
-        labels[(label - 1) * 8:label * 8] = label
-    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation",
-                       mips=1)
+        labels[(label - 1) * 8 : label * 8] = label
+    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation", mips=1)
     home = tmp_path / "home"
-    assert main(["add-dataset", "d", "--segmentation", seg, "--image", small_volumes["image"],
-                 "--home", str(home)]) == 0
+    assert (
+        main(["add-dataset", "d", "--segmentation", seg, "--image", small_volumes["image"], "--home", str(home)]) == 0
+    )
     capsys.readouterr()
     return home
 
@@ -83,8 +84,7 @@ def test_existing_graph_is_refused_before_any_chunk_is_read(home, capsys, monkey
     assert (reads.sampled, reads.region_graphs) == (0, 0)
 
 
-def test_bad_file_and_check_problems_stop_before_the_region_graph(home, tmp_path, capsys, monkeypatch,
-                                                                  small_volumes):
+def test_bad_file_and_check_problems_stop_before_the_region_graph(home, tmp_path, capsys, monkeypatch, small_volumes):
     reads = ChunkReads(monkeypatch)
     bad = tmp_path / "bad.csv"
     bad.write_text("sv,body\n1,5\n2,x\n")
@@ -154,8 +154,7 @@ def test_a_replace_failing_while_writing_rolls_back(settings, small_volumes, tmp
     db.upgrade(settings.database_url)
     labels = np.zeros((32, 32, 8), dtype=np.uint64)
     labels[:16], labels[16:] = 1, 2
-    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation",
-                       mips=1)
+    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation", mips=1)
     Datasets(settings.database_url).add("r", image=small_volumes["image"], segmentation=seg)
     ingest.ingest_dataset(settings.database_url, "r", agglomeration=[[1, 2]], progress=False)
     svs = SV[:2]

@@ -1,5 +1,6 @@
 """SIGKILL the production server in the middle of a stream of edits and link creations, restart it:
 every acknowledged write is there and the graph is consistent (SQLite and PostgreSQL)."""
+
 from __future__ import annotations
 
 import http.client
@@ -15,8 +16,8 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-
-from conftest import CG_SV as SV, proofreader_token, write_volume
+from conftest import CG_SV as SV
+from conftest import proofreader_token, write_volume
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +34,11 @@ def start_server(settings, port: int) -> subprocess.Popen:
     env = {**os.environ, "AXONLINK_HOME": str(settings.home), "AXONLINK_DATABASE_URL": settings.database_url}
     process = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while True:
@@ -42,7 +47,7 @@ def start_server(settings, port: int) -> subprocess.Popen:
             return process
         except OSError:
             if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("axonlink serve did not start")
+                raise RuntimeError("axonlink serve did not start") from None
             time.sleep(0.2)
 
 
@@ -64,7 +69,7 @@ def test_acknowledged_writes_survive_sigkill(settings, small_volumes, tmp_path):
 
     labels = np.zeros((32, 32, 8), dtype=np.uint64)
     for label in range(1, 5):
-        labels[(label - 1) * 8:label * 8] = label
+        labels[(label - 1) * 8 : label * 8] = label
     seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation")
     db.upgrade(settings.database_url)
     Datasets(settings.database_url).add("cg", image=small_volumes["image"], segmentation=seg)
@@ -129,8 +134,9 @@ def test_acknowledged_writes_survive_sigkill(settings, small_volumes, tmp_path):
         Graph.forget(settings.database_url, "cg")
         graph = Graph.open(settings.database_url, "cg")
         assert graph.index.seq == len(seqs)
-        assert sorted(graph.operation(op)["seq"] for op in edits) == sorted(set(
-            graph.operation(op)["seq"] for op in edits))
+        assert sorted(graph.operation(op)["seq"] for op in edits) == sorted(
+            set(graph.operation(op)["seq"] for op in edits)
+        )
         served = post(f"{cg}/roots", {"node_ids": SV}, token)["root_ids"]
         assert served == graph.roots(SV).tolist()
         assert len(set(served[:2])) == 1 and len(set(served[2:])) == 1  # {1,2}{3,4} or all four joined

@@ -8,6 +8,7 @@ neuron). Every view that can carry root ids (now, ``@time``, ``@supervoxels``) m
 ``uint64`` and read back, with CloudVolume and with tensorstore, as exactly the expected labels,
 before and after a merge; proofreading goes through caveclient, links and tags follow edits.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -20,19 +21,28 @@ import numpy as np
 import pytest
 import tinybrain
 from cloudvolume import CloudVolume
-
 from layers import sharding, write_layer
+
 from segmentation.config import Settings, sqlite_url
 from segmentation.graph import Graph
 from segmentation.graph.ids import supervoxel_ids
 
 SHAPE = (80, 64, 16)
 CHUNKS = {"odd": dict(chunk=(17, 13, 7), offset=(5, 3, 2)), "wide": dict(chunk=(64, 64, 4), offset=(0, 0, 0))}
-TOP = {"uint8": 0, "uint16": 65000, "uint32": 2 ** 32 - 100, "uint64": 2 ** 56 - 100}  # labels are TOP + 1 … 23
-ENCODINGS = {"uint8": ["raw"], "uint16": ["raw"], "uint32": ["raw", "compressed_segmentation"],
-             "uint64": ["raw", "compressed_segmentation"]}
-COMBOS = [f"{dtype}-{encoding[:4]}-{'shd' if sharded else 'uns'}-{chunk}"
-          for dtype in TOP for encoding in ENCODINGS[dtype] for sharded in (False, True) for chunk in CHUNKS]
+TOP = {"uint8": 0, "uint16": 65000, "uint32": 2**32 - 100, "uint64": 2**56 - 100}  # labels are TOP + 1 … 23
+ENCODINGS = {
+    "uint8": ["raw"],
+    "uint16": ["raw"],
+    "uint32": ["raw", "compressed_segmentation"],
+    "uint64": ["raw", "compressed_segmentation"],
+}
+COMBOS = [
+    f"{dtype}-{encoding[:4]}-{'shd' if sharded else 'uns'}-{chunk}"
+    for dtype in TOP
+    for encoding in ENCODINGS[dtype]
+    for sharded in (False, True)
+    for chunk in CHUNKS
+]
 
 
 def combo(name: str) -> tuple[str, str, bool, str]:
@@ -84,13 +94,20 @@ def site(tmp_path_factory):
         dtype, encoding, sharded, chunk = combo(name)
         labels = labels_of(dtype)
         levels[name] = [labels, *tinybrain.downsample_segmentation(labels, (2, 2, 1), num_mips=1)]
-        url = write_layer(root / name, levels[name], encoding=encoding, block_size=(8, 8, 4),
-                          shard=sharding() if sharded else None, **CHUNKS[chunk])
+        url = write_layer(
+            root / name,
+            levels[name],
+            encoding=encoding,
+            block_size=(8, 8, 4),
+            shard=sharding() if sharded else None,
+            **CHUNKS[chunk],
+        )
         table = root / f"{name}.csv"
         table.write_text("sv_id,body_id\n" + "".join(f"{sv},{body}\n" for sv, body in bodies_of(dtype).items()))
         Datasets(settings.database_url).add(name.replace("-", "_"), segmentation=url)
-        ingest_dataset(settings.database_url, name.replace("-", "_"), agglomeration=read_agglomeration(str(table)),
-                       progress=False)
+        ingest_dataset(
+            settings.database_url, name.replace("-", "_"), agglomeration=read_agglomeration(str(table)), progress=False
+        )
     with BackgroundServer(app) as server:
         server.settings, server.levels = settings, levels
         yield server
@@ -113,8 +130,14 @@ def read_cloudvolume(site, ref: str, mip: int) -> np.ndarray:
 
 def read_tensorstore(site, ref: str) -> np.ndarray:
     ts = pytest.importorskip("tensorstore")
-    store = ts.open({"driver": "neuroglancer_precomputed", "kvstore": f"{site.url}/data/{ref}/segmentation/",
-                     "context": {"cache_pool": {"total_bytes_limit": 0}}}, read=True).result()
+    store = ts.open(
+        {
+            "driver": "neuroglancer_precomputed",
+            "kvstore": f"{site.url}/data/{ref}/segmentation/",
+            "context": {"cache_pool": {"total_bytes_limit": 0}},
+        },
+        read=True,
+    ).result()
     assert store.dtype.numpy_dtype == np.uint64
     return np.asarray(store.read().result())[..., 0]
 
@@ -130,7 +153,7 @@ def test_every_view_is_uint64_and_reads_back_before_and_after_an_edit(site, name
     dtype, _, _, _ = combo(name)
     graph = Graph.open(site.settings.database_url, dataset)
     levels = site.levels[name]
-    moment = datetime.datetime.now(datetime.timezone.utc)
+    moment = datetime.datetime.now(datetime.UTC)
     then = f"{dataset}@{moment.timestamp():.6f}"
     for ref in (dataset, f"{dataset}@supervoxels", then):
         info = info_of(site, ref)
@@ -140,11 +163,11 @@ def test_every_view_is_uint64_and_reads_back_before_and_after_an_edit(site, name
     assert len(np.unique(before[0][before[0] != 0])) == neurons  # the body table's neurons, exactly
     for mip in (0, 1):
         assert np.array_equal(read_cloudvolume(site, dataset, mip), before[mip])
-        assert np.array_equal(read_cloudvolume(site, f"{dataset}@supervoxels", mip),
-                              supervoxel_ids(levels[mip].astype(np.uint64)))
+        assert np.array_equal(
+            read_cloudvolume(site, f"{dataset}@supervoxels", mip), supervoxel_ids(levels[mip].astype(np.uint64))
+        )
     assert np.array_equal(read_tensorstore(site, dataset), before[0])
-    assert np.array_equal(read_tensorstore(site, f"{dataset}@supervoxels"),
-                          supervoxel_ids(levels[0].astype(np.uint64)))
+    assert np.array_equal(read_tensorstore(site, f"{dataset}@supervoxels"), supervoxel_ids(levels[0].astype(np.uint64)))
 
     graph.merge(supervoxel_of_neuron(dtype, 0), supervoxel_of_neuron(dtype, 1), user="t")
     after = [as_roots(level, graph) for level in levels]
@@ -178,8 +201,9 @@ def voxel_of(site, name: str, supervoxel: int) -> np.ndarray:
     return where[len(where) // 2] + np.array(CHUNKS[combo(name)[3]]["offset"])
 
 
-@pytest.mark.parametrize("name", ["uint8-raw-uns-wide", "uint16-raw-shd-odd", "uint32-comp-uns-odd",
-                                  "uint32-comp-shd-wide"])
+@pytest.mark.parametrize(
+    "name", ["uint8-raw-uns-wide", "uint16-raw-shd-odd", "uint32-comp-uns-odd", "uint32-comp-shd-wide"]
+)
 def test_proofreading_through_caveclient(site, name, tmp_path, monkeypatch):
     """Merge by points and split by points on labels of every width, as a proofreader's client does."""
     caveclient = pytest.importorskip("caveclient")
@@ -189,8 +213,12 @@ def test_proofreading_through_caveclient(site, name, tmp_path, monkeypatch):
     dataset = name.replace("-", "_")
     dtype = combo(name)[0]
     resolution = np.array([8, 8, 40])
-    cg = caveclient.CAVEclient(datastack_name=dataset, server_address=site.url, write_server_cache=False,
-                               auth_token=proofreader_token(site.settings.database_url, dataset)).chunkedgraph
+    cg = caveclient.CAVEclient(
+        datastack_name=dataset,
+        server_address=site.url,
+        write_server_cache=False,
+        auth_token=proofreader_token(site.settings.database_url, dataset),
+    ).chunkedgraph
     four, five = supervoxel_of_neuron(dtype, 2), supervoxel_of_neuron(dtype, 3)  # two neurons
     assert cg.get_root_id(four) != cg.get_root_id(five)
     points = [voxel_of(site, name, four), voxel_of(site, name, five)]
@@ -214,14 +242,19 @@ def test_links_and_tags_follow_an_edit_on_every_label_type(site, name):
     dtype = combo(name)[0]
     eleven, twelve = supervoxel_of_neuron(dtype, 4), supervoxel_of_neuron(dtype, 5)
     token = proofreader_token(site.settings.database_url, dataset)
-    status, body = call(f"{site.url}/api/v1/links/at",
-                        json.dumps({"dataset": dataset, "voxel": voxel_of(site, name, eleven).tolist()}).encode(), token=token)
+    status, body = call(
+        f"{site.url}/api/v1/links/at",
+        json.dumps({"dataset": dataset, "voxel": voxel_of(site, name, eleven).tolist()}).encode(),
+        token=token,
+    )
     assert status == 201, body
     link = json.loads(body)
     assert link["anchors"][0]["supervoxel_id"] == str(eleven)
-    status, body = call(f"{site.url}/api/v1/datasets/{dataset}/tags",
-                        json.dumps({"position": voxel_of(site, name, twelve).tolist(), "term": "astrocyte"}).encode(),
-                        token=token)
+    status, body = call(
+        f"{site.url}/api/v1/datasets/{dataset}/tags",
+        json.dumps({"position": voxel_of(site, name, twelve).tolist(), "term": "astrocyte"}).encode(),
+        token=token,
+    )
     assert status == 201, body
     graph = Graph.open(site.settings.database_url, dataset)
     assert json.loads(body)["root_id"] == str(graph.roots([twelve])[0])

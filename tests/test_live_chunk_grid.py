@@ -6,6 +6,7 @@ compressed_segmentation (identity hash, gzip) and sharded raw (MurmurHash3, gzip
 index). Every chunk of every view reads back with CloudVolume; names off the grid are 404
 without allocating; corrupt stored bytes are a 5xx while other chunks keep being served.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -18,8 +19,8 @@ import numpy as np
 import pytest
 import tinybrain
 from cloudvolume import CloudVolume, chunks
-
 from layers import sharding, write_layer, write_sparse_sharded
+
 from segmentation.config import Settings, sqlite_url
 from segmentation.graph import Graph
 from segmentation.graph.ids import supervoxel_ids
@@ -29,8 +30,10 @@ KINDS = {
     "uns": dict(encoding="compressed_segmentation", block_size=(8, 8, 4)),
     "unsraw": dict(encoding="raw"),
     "shd": dict(encoding="compressed_segmentation", shard=sharding()),
-    "mmh": dict(encoding="raw", shard=sharding("murmurhash3_x86_128", preshift_bits=0, minishard_bits=2,
-                                               shard_bits=3, data_encoding="raw")),
+    "mmh": dict(
+        encoding="raw",
+        shard=sharding("murmurhash3_x86_128", preshift_bits=0, minishard_bits=2, shard_bits=3, data_encoding="raw"),
+    ),
 }
 AGGLOMERATION = [[1, 2], [1, 8], [10, 11]]
 
@@ -50,8 +53,15 @@ def build_dataset(root: Path, settings, name: str, kind: str, image_url: str):
     labels = plain_labels()
     levels = [labels, *tinybrain.downsample_segmentation(labels, (2, 2, 1), num_mips=1)]
     spec = KINDS[kind]
-    url = write_layer(root / name, levels, encoding=spec["encoding"], chunk=CHUNK, offset=OFFSET,
-                      block_size=spec.get("block_size", (8, 8, 8)), shard=spec.get("shard"))
+    url = write_layer(
+        root / name,
+        levels,
+        encoding=spec["encoding"],
+        chunk=CHUNK,
+        offset=OFFSET,
+        block_size=spec.get("block_size", (8, 8, 8)),
+        shard=spec.get("shard"),
+    )
     Datasets(settings.database_url).add(name, image=image_url, segmentation=url)
     ingest_dataset(settings.database_url, name, agglomeration=AGGLOMERATION, progress=False)
     return levels
@@ -64,8 +74,14 @@ def site(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("live-grid")
     settings = Settings.load(home=root / "home", database_url=sqlite_url(root / "axonlink.sqlite"))
-    image = write_layer(root / "image", [np.zeros(SHAPE, dtype=np.uint8)], encoding="raw", chunk=CHUNK,
-                        offset=OFFSET, layer_type="image")
+    image = write_layer(
+        root / "image",
+        [np.zeros(SHAPE, dtype=np.uint8)],
+        encoding="raw",
+        chunk=CHUNK,
+        offset=OFFSET,
+        layer_type="image",
+    )
     app = create_app(settings)
     levels = {name: build_dataset(root, settings, name, name, image) for name in KINDS}
     with BackgroundServer(app) as server:
@@ -75,7 +91,7 @@ def site(tmp_path_factory):
 
 def served(site, ref, mip):
     volume = CloudVolume(f"{site.url}/data/{ref}/segmentation", mip=mip, progress=False, cache=False)
-    assert volume.bounds.minpt.tolist() == (np.array(OFFSET) // [2 ** mip, 2 ** mip, 1]).tolist()
+    assert volume.bounds.minpt.tolist() == (np.array(OFFSET) // [2**mip, 2**mip, 1]).tolist()
     return np.asarray(volume[volume.bounds])[..., 0]
 
 
@@ -96,7 +112,7 @@ def test_every_chunk_of_every_view_reads_back(site, name):
     for mip in (0, 1):
         assert np.array_equal(served(site, name, mip), before[mip])
         assert np.array_equal(served(site, f"{name}@supervoxels", mip), supervoxel_ids(levels[mip]))
-    moment = datetime.datetime.now(datetime.timezone.utc)
+    moment = datetime.datetime.now(datetime.UTC)
     graph.merge(int(supervoxel_ids(np.uint64(1))), int(supervoxel_ids(np.uint64(21))), user="t")
     after = [as_roots(level, graph) for level in levels]
     assert not np.array_equal(after[0], before[0])
@@ -127,9 +143,11 @@ def test_names_off_the_grid_are_404_without_allocating(site, name):
     info = client.get(f"/data/{name}/segmentation/info").get_json()
     moment = "2030-01-01T00:00:00Z"
     for scale in info["scales"]:
-        first = f"{scale['voxel_offset'][0]}-{scale['voxel_offset'][0] + 17}_" \
-                f"{scale['voxel_offset'][1]}-{scale['voxel_offset'][1] + 13}_" \
-                f"{scale['voxel_offset'][2]}-{scale['voxel_offset'][2] + 7}"
+        first = (
+            f"{scale['voxel_offset'][0]}-{scale['voxel_offset'][0] + 17}_"
+            f"{scale['voxel_offset'][1]}-{scale['voxel_offset'][1] + 13}_"
+            f"{scale['voxel_offset'][2]}-{scale['voxel_offset'][2] + 7}"
+        )
         for ref in (name, f"{name}@{moment}", f"{name}@supervoxels"):
             assert client.get(f"/data/{ref}/segmentation/{scale['key']}/{first}").status_code == 200
             tracemalloc.start()
@@ -140,7 +158,7 @@ def test_names_off_the_grid_are_404_without_allocating(site, name):
                 peak = tracemalloc.get_traced_memory()[1]
             finally:
                 tracemalloc.stop()
-            assert peak < 2 * 2 ** 20, (ref, peak)
+            assert peak < 2 * 2**20, (ref, peak)
 
 
 def test_a_huge_off_grid_request_on_a_huge_sharded_layer_allocates_nothing(tmp_path):
@@ -155,12 +173,14 @@ def test_a_huge_off_grid_request_on_a_huge_sharded_layer_allocates_nothing(tmp_p
     key = live.stored_info["scales"][0]["key"]
     tracemalloc.start()
     try:
-        answers = [live.supervoxel_chunk(f"{key}/{name}") for name in (
-            "0-1024_0-1024_0-64", "0-512_0-512_0-64", "0-100000_0-100000_0-1000", "1-65_0-64_0-64")]
+        answers = [
+            live.supervoxel_chunk(f"{key}/{name}")
+            for name in ("0-1024_0-1024_0-64", "0-512_0-512_0-64", "0-100000_0-100000_0-1000", "1-65_0-64_0-64")
+        ]
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 2 ** 20
+    assert peak < 2**20
     assert answers == [None] * 4
     body = live.supervoxel_chunk(f"{key}/192-256_64-128_0-64")
     got = chunks.decode(body, "raw", shape=(64, 64, 64, 1), dtype=np.uint64)[..., 0]
@@ -169,6 +189,7 @@ def test_a_huge_off_grid_request_on_a_huge_sharded_layer_allocates_nothing(tmp_p
 
 
 # ---- corrupt stored bytes: a 5xx for that chunk, the rest keeps being served --------------
+
 
 @pytest.fixture
 def fresh(site, tmp_path):
@@ -208,14 +229,14 @@ def test_corrupt_unsharded_chunk_is_5xx_and_others_still_serve(fresh, name, dama
     plain = gzip.decompress(stored) if path.suffix == ".gz" else stored
     if damage == "bad header":
         words = np.frombuffer(plain, dtype="<u4").copy()
-        words[0] = 2 ** 30  # channel offset (cseg) / the first voxel (raw: still a valid chunk)
+        words[0] = 2**30  # channel offset (cseg) / the first voxel (raw: still a valid chunk)
         words[3] = 0xFFFFFFFF
         body = words.tobytes()
         if name == "unsraw":
             body = plain + b"\0" * 8  # raw has no header: one voxel too many
     elif damage == "gzip bomb":
         body = None
-        path.write_bytes(gzip.compress(bytes(64 * 2 ** 20), compresslevel=1))
+        path.write_bytes(gzip.compress(bytes(64 * 2**20), compresslevel=1))
     elif damage == "truncated gzip":
         body = None
         path.write_bytes(gzip.compress(plain)[:-10])
@@ -232,7 +253,7 @@ def test_corrupt_unsharded_chunk_is_5xx_and_others_still_serve(fresh, name, dama
             tracemalloc.stop()
         assert response.status_code == 500, (ref, response.status_code)
         assert "is corrupt" in response.get_json()["message"]  # a clear reason, not "internal server error"
-        assert peak < 8 * 2 ** 20, peak
+        assert peak < 8 * 2**20, peak
         for other in healthy:
             assert client.get(f"/data/{ref}/segmentation/{scale}/{other}").status_code == 200
         assert client.get(f"/data/{ref}/segmentation/{scale}/{victim}").status_code == 500  # never cached
@@ -246,9 +267,9 @@ def test_corrupt_shard_is_5xx_and_other_shards_still_serve(fresh, name):
     victim = shards[0]
     data = bytearray(victim.read_bytes())
     minishard_bits = json.loads((root / name / "info").read_text())["scales"][0]["sharding"]["minishard_bits"]
-    index = np.frombuffer(bytes(data[:16 << minishard_bits]), dtype="<u8").reshape(-1, 2).copy()
-    index[:, 1] = 2 ** 62  # every minishard index claims to run far past the end of the shard
-    data[:16 << minishard_bits] = index.tobytes()
+    index = np.frombuffer(bytes(data[: 16 << minishard_bits]), dtype="<u8").reshape(-1, 2).copy()
+    index[:, 1] = 2**62  # every minishard index claims to run far past the end of the shard
+    data[: 16 << minishard_bits] = index.tobytes()
     victim.write_bytes(bytes(data))
     statuses = {}
     tracemalloc.start()
@@ -259,7 +280,7 @@ def test_corrupt_shard_is_5xx_and_other_shards_still_serve(fresh, name):
     finally:
         tracemalloc.stop()
     assert set(statuses.values()) == {200, 500}, statuses
-    assert peak < 16 * 2 ** 20
+    assert peak < 16 * 2**20
     healthy = [c for c, s in statuses.items() if s == 200]
     broken = [c for c, s in statuses.items() if s == 500]
     assert client.get(f"/data/{name}@supervoxels/segmentation/{scale}/{healthy[0]}").status_code == 200

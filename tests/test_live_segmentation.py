@@ -1,4 +1,5 @@
 """The served segmentation follows the graph: root ids now, root ids as of a moment."""
+
 from __future__ import annotations
 
 import datetime
@@ -8,8 +9,8 @@ import urllib.request
 import numpy as np
 import pytest
 from cloudvolume import CloudVolume
-
 from conftest import CG_SV as SV
+
 from segmentation.graph import Graph
 
 
@@ -27,7 +28,7 @@ def expected(labels, roots_by_plain):
 def test_volume_is_served_as_root_ids_now_and_then(cg_server):
     graph = Graph.open(cg_server.database_url, "cg")
     roots = graph.roots(SV)
-    before = datetime.datetime.now(datetime.timezone.utc)
+    before = datetime.datetime.now(datetime.UTC)
     assert np.array_equal(served(cg_server), expected(cg_server.labels, dict(zip(range(1, 5), roots))))
     result = graph.merge(SV[1], SV[2], user="t")
     (merged,) = result.new_root_ids
@@ -39,8 +40,9 @@ def test_volume_is_served_as_root_ids_now_and_then(cg_server):
     assert set(np.unique(served(cg_server, mip=1)).tolist()) == {merged}
     # tensorstore reads the live view too
     ts = pytest.importorskip("tensorstore")
-    store = ts.open({"driver": "neuroglancer_precomputed",
-                     "kvstore": f"{cg_server.url}/data/cg/segmentation/"}, read=True).result()
+    store = ts.open(
+        {"driver": "neuroglancer_precomputed", "kvstore": f"{cg_server.url}/data/cg/segmentation/"}, read=True
+    ).result()
     assert set(np.unique(store.read().result()).tolist()) == {merged}
 
 
@@ -64,7 +66,7 @@ def test_live_chunks_revalidate_and_past_chunks_are_immutable(cg_server):
 def test_an_edit_invalidates_only_the_chunks_it_touched(cg_server):
     info = json.load(urllib.request.urlopen(f"{cg_server.url}/data/cg/segmentation/info"))
     scale = info["scales"][0]["key"]
-    touched = f"{cg_server.url}/data/cg/segmentation/{scale}/0-16_0-16_0-8"   # labels 1 and 2
+    touched = f"{cg_server.url}/data/cg/segmentation/{scale}/0-16_0-16_0-8"  # labels 1 and 2
     untouched = f"{cg_server.url}/data/cg/segmentation/{scale}/16-32_0-16_0-8"  # labels 3 and 4
     etags = {url: urllib.request.urlopen(url).headers["ETag"] for url in (touched, untouched)}
     graph = Graph.open(cg_server.database_url, "cg")

@@ -1,4 +1,5 @@
 """Cell-type tags through CAVE's materialization API, driven by the real caveclient."""
+
 from __future__ import annotations
 
 import datetime
@@ -9,7 +10,6 @@ import urllib.request
 
 import pytest
 import requests
-
 from conftest import CG_SV as SV
 
 caveclient = pytest.importorskip("caveclient")
@@ -27,8 +27,9 @@ def client_for(server):
 def call(url, body=None, method=None, token=None):
     data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
-    request = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"),
-                                     headers=headers)
+    request = urllib.request.Request(
+        url, data=data, method=method or ("POST" if data is not None else "GET"), headers=headers
+    )
     try:
         with urllib.request.urlopen(request) as response:
             return response.status, dict(response.headers), response.read()
@@ -37,20 +38,24 @@ def call(url, body=None, method=None, token=None):
 
 
 def tag(server, position, term):
-    status, _, body = call(f"{server.url}/api/v1/datasets/cg/tags", {"position": position, "term": term}, token=server.token)
+    status, _, body = call(
+        f"{server.url}/api/v1/datasets/cg/tags", {"position": position, "term": term}, token=server.token
+    )
     assert status == 201, body
     return json.loads(body)
 
 
 def merge(server, a, b):
-    status, _, body = call(f"{server.url}/segmentation/api/v1/table/cg/merge", [[a, 0, 0, 0], [b, 0, 0, 0]], token=server.token)
+    status, _, body = call(
+        f"{server.url}/segmentation/api/v1/table/cg/merge", [[a, 0, 0, 0], [b, 0, 0, 0]], token=server.token
+    )
     assert status == 200, body
     return json.loads(body)["new_root_ids"][0]
 
 
 def now():
     time.sleep(0.01)
-    moment = datetime.datetime.now(datetime.timezone.utc)
+    moment = datetime.datetime.now(datetime.UTC)
     time.sleep(0.01)
     return moment
 
@@ -68,15 +73,20 @@ def test_versions_tables_and_metadata(cg_server):
     assert meta["voxel_resolution"] == [8.0, 8.0, 40.0] and meta["schema_type"] == "cell_type_local"
     assert meta["reference_table"] is None
     stamp = mat.get_timestamp()
-    assert stamp <= datetime.datetime.now(datetime.timezone.utc)
+    assert stamp <= datetime.datetime.now(datetime.UTC)
     assert mat.get_versions_metadata()[0]["expires_on"] > stamp
 
     merge(cg_server, SV[1], SV[2])  # an edit makes version 2, and version 1 stays as it was
     assert client_for(cg_server).materialize.get_versions() == [1, 2]
     assert mat.get_version_metadata(2)["time_stamp"] > stamp == mat.get_timestamp(1)
     assert mat.get_annotation_count("cell_types") == 0
-    pinned = caveclient.CAVEclient(datastack_name="cg", server_address=cg_server.url, write_server_cache=False,
-                                   auth_token=cg_server.token, version=1)  # caveclient pins its timestamp too
+    pinned = caveclient.CAVEclient(
+        datastack_name="cg",
+        server_address=cg_server.url,
+        write_server_cache=False,
+        auth_token=cg_server.token,
+        version=1,
+    )  # caveclient pins its timestamp too
     assert pinned.materialize.version == 1 and pinned.timestamp == stamp
     assert len(mat.get_tables_metadata()) == 1
 
@@ -105,7 +115,9 @@ def test_live_query_follows_a_merge_at_any_moment(cg_server):
 
     split = by_id(mat.live_query("cell_types", after, split_positions=True, desired_resolution=[1, 1, 1]))
     assert split[["pt_position_x", "pt_position_y", "pt_position_z"]].values.tolist() == [
-        [32.0, 128.0, 160.0], [160.0, 128.0, 160.0]]
+        [32.0, 128.0, 160.0],
+        [160.0, 128.0, 160.0],
+    ]
     assert split.attrs["dataframe_resolution"] == [1.0, 1.0, 1.0]
 
     # a root-id filter at a moment is mapped to the version's roots and back
@@ -133,11 +145,17 @@ def test_query_table_filters_columns_offset_limit(cg_server):
     assert sorted(mat.query_table("cell_types", filter_in_dict={"pt_root_id": [root_12]})["id"]) == ids[:2]
     assert mat.query_table("cell_types", filter_out_dict={"pt_root_id": [root_12]})["id"].tolist() == [ids[2]]
     assert mat.query_table("cell_types", filter_regex_dict={"cell_type": "^L2"})["id"].tolist() == ids[:2]
-    assert mat.query_table("cell_types", filter_spatial_dict={"pt_position": [[0, 0, 0], [16, 32, 8]]},
-                           )["id"].tolist() == ids[:2]
+    assert (
+        mat.query_table(
+            "cell_types",
+            filter_spatial_dict={"pt_position": [[0, 0, 0], [16, 32, 8]]},
+        )["id"].tolist()
+        == ids[:2]
+    )
     assert mat.query_table("cell_types", limit=1, offset=1)["id"].tolist() == [ids[1]]
-    picked = mat.query_table("cell_types", select_columns=["cell_type", "pt_root_id"],
-                             filter_equal_dict={"pt_root_id": root_34})
+    picked = mat.query_table(
+        "cell_types", select_columns=["cell_type", "pt_root_id"], filter_equal_dict={"pt_root_id": root_34}
+    )
     assert list(picked.columns) == ["cell_type", "pt_root_id"]
     assert picked.values.tolist() == [["astrocyte", root_34]]
     assert mat.query_table("cell_types", desired_resolution=[4, 4, 40])["pt_position"].iloc[0].tolist() == [8, 32, 4]
@@ -166,15 +184,31 @@ def test_live_live_query_uses_the_tags_and_roots_of_its_moment(cg_server):
 
 def test_answers_are_arrow_streams_as_cave_sends_them(cg_server):
     tag(cg_server, [4, 16, 4], "L2/3 pyramidal")
-    status, headers, body = call(f"{cg_server.url}{MAT}/cg/version/1/table/cell_types/query"
-                                 "?return_pyarrow=True&arrow_format=True&split_positions=True", {}, token=cg_server.token)
+    status, headers, body = call(
+        f"{cg_server.url}{MAT}/cg/version/1/table/cell_types/query"
+        "?return_pyarrow=True&arrow_format=True&split_positions=True",
+        {},
+        token=cg_server.token,
+    )
     assert status == 200 and headers["Content-Type"] == "data.arrow"
     assert headers["dataframe_resolution"] == "8.0, 8.0, 40.0"
     table = pa.ipc.open_stream(body).read_all()
-    assert table.column_names == ["id", "created", "valid", "classification_system", "cell_type", "pt_position_x",
-                                  "pt_position_y", "pt_position_z", "pt_supervoxel_id", "pt_root_id"]
+    assert table.column_names == [
+        "id",
+        "created",
+        "valid",
+        "classification_system",
+        "cell_type",
+        "pt_position_x",
+        "pt_position_y",
+        "pt_position_z",
+        "pt_supervoxel_id",
+        "pt_root_id",
+    ]
     assert table.schema.field("pt_root_id").type == pa.int64()
-    status, _, body = call(f"{cg_server.url}{MAT}/cg/version/1/table/cell_types/query?count=true", {}, token=cg_server.token)
+    status, _, body = call(
+        f"{cg_server.url}{MAT}/cg/version/1/table/cell_types/query?count=true", {}, token=cg_server.token
+    )
     assert pa.ipc.open_stream(body).read_all().to_pydict() == {"count": [1]}
 
 
@@ -205,8 +239,12 @@ def test_bad_requests_are_clear_4xx(cg_server):
         (base + "?return_pyarrow=maybe", {}, 400, "return_pyarrow"),
         (f"{cg_server.url}{MAT}/cg/query", {"table": "cell_types"}, 400, "timestamp"),
         (f"{cg_server.url}{MAT}/cg/query", {"table": "cell_types", "timestamp": "yesterday"}, 400, "timestamp"),
-        (f"{cg_server.url}{MAT}/cg/query", {"table": "cell_types", "timestamp": "2001-01-01T00:00:00Z"}, 400,
-         "before the graph"),
+        (
+            f"{cg_server.url}{MAT}/cg/query",
+            {"table": "cell_types", "timestamp": "2001-01-01T00:00:00Z"},
+            400,
+            "before the graph",
+        ),
         (f"{cg_server.url}{MAT}/cg/query", {"table": "nope", "timestamp": "2001-01-01T00:00:00Z"}, 404, "no table"),
     ]:
         got, headers, answer = call(url, body)
@@ -224,7 +262,8 @@ def test_without_pyarrow_arrow_is_501_and_json_still_works(cg_server, monkeypatc
     assert status == 501 and "install pyarrow" in json.loads(body)["message"]
     status, _, body = call(base + "?return_pyarrow=False", {"select_columns": ["cell_type", "pt_position"]})
     assert status == 200 and json.loads(body) == [
-        {"cell_type": "L2/3 pyramidal", "pt_position_x": 4, "pt_position_y": 16, "pt_position_z": 4}]
+        {"cell_type": "L2/3 pyramidal", "pt_position_x": 4, "pt_position_y": 16, "pt_position_z": 4}
+    ]
 
 
 CATASTROPHIC = r"^(.*)*(.*)*(.*)*(.*)*(.*)*(.*)*(.*)*(.*)*Z"  # Python's re backtracks for hours on 14 characters

@@ -1,8 +1,10 @@
 """The two minimum-cut paths (networkx for small roots, scipy's Dinic for large) find cuts of equal weight."""
+
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from segmentation.graph import index as graph_index
 
@@ -13,7 +15,7 @@ def cut_weight(side, lo, hi, area):
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(4, 60), extra=st.integers(0, 120))
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(4, 60), extra=st.integers(0, 120))
 def test_scipy_and_networkx_cuts_have_the_same_weight(seed, n, extra):
     rng = np.random.default_rng(seed)
     members = np.sort(rng.choice(10 * n, size=n, replace=False)).astype(np.int64)
@@ -53,7 +55,7 @@ def test_split_cuts_near_the_points_of_a_large_root(monkeypatch):
     weights[5] = 1.0  # globally cheapest, far from the points
     index, svs = _index(200, weights=weights)
     changes, _, groups = index.plan_split([svs[100]], [svs[103]])
-    (a, b, _), = changes
+    ((a, b, _),) = changes
     assert {a, b} <= set(svs[100:104])
     assert len(groups) == 2 and svs[100] in groups[0] and svs[103] in groups[1]
 

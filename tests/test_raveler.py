@@ -7,6 +7,7 @@ number (raw); the body table maps each superpixel to its neuron. After ``ingest-
 are joined by agglomeration-only edges), the views read back with CloudVolume and tensorstore,
 and a proofreader splits a body through caveclient.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,14 +15,13 @@ import json
 import numpy as np
 import pytest
 from cloudvolume import CloudVolume
-
 from conftest import proofreader_token
 from layers import raveler_style, sharding, write_layer
+
 from segmentation.config import Settings
 from segmentation.graph import Graph
 from segmentation.graph.ids import supervoxel_ids
 from server.cli import main
-
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,9 @@ def raveler(tmp_path_factory):
     home = root / "home"
     found = {}
     for name, labels, bodies, spec in (
-            ("wide", wide, wide_body, dict(encoding="compressed_segmentation", shard=sharding())),
-            ("narrow", narrow, narrow_body, dict(encoding="raw"))):
+        ("wide", wide, wide_body, dict(encoding="compressed_segmentation", shard=sharding())),
+        ("narrow", narrow, narrow_body, dict(encoding="raw")),
+    ):
         url = write_layer(root / name, [labels], chunk=(64, 64, 8), offset=(0, 0, 0), **spec)
         table = root / f"{name}_bodies.txt"  # Raveler's whitespace style, with a comment line
         table.write_text("# superpixel body\n" + "".join(f"{sp} {body}\n" for sp, body in sorted(bodies.items())))
@@ -72,8 +73,10 @@ def test_roots_are_exactly_the_bodies_and_every_view_reads_back(raveler, name, c
     import cc3d
 
     body_volume = np.vectorize(lambda v: bodies.get(int(v), 0), otypes=[np.uint32])(labels)
-    apart = sum(cc3d.connected_components(body_volume == body, connectivity=6, return_N=True)[1] > 1
-                for body in set(bodies.values()))
+    apart = sum(
+        cc3d.connected_components(body_volume == body, connectivity=6, return_N=True)[1] > 1
+        for body in set(bodies.values())
+    )
     assert apart >= 1 and summary["bodies_made_whole"] == apart
     assert summary["agglomeration_only_edges"] >= apart
 
@@ -86,8 +89,9 @@ def test_roots_are_exactly_the_bodies_and_every_view_reads_back(raveler, name, c
         assert volume.dtype == np.uint64
         assert np.array_equal(np.asarray(volume[volume.bounds])[..., 0], expected)
         ts = pytest.importorskip("tensorstore")
-        store = ts.open({"driver": "neuroglancer_precomputed",
-                         "kvstore": f"{server.url}/data/{name}/segmentation/"}, read=True).result()
+        store = ts.open(
+            {"driver": "neuroglancer_precomputed", "kvstore": f"{server.url}/data/{name}/segmentation/"}, read=True
+        ).result()
         assert np.array_equal(np.asarray(store.read().result())[..., 0], expected)
 
 
@@ -103,7 +107,7 @@ def test_a_proofreader_splits_a_body_through_caveclient(raveler, capsys, tmp_pat
     if Graph.find(database_url, "wide") is None:
         ingest(capsys, home, "wide", table)
     sizes = {}
-    for label, body in bodies.items():
+    for _label, body in bodies.items():
         sizes[body] = sizes.get(body, 0) + 1
     body = max(sizes, key=sizes.get)
     pieces = sorted(label for label, b in bodies.items() if b == body)
@@ -116,15 +120,21 @@ def test_a_proofreader_splits_a_body_through_caveclient(raveler, capsys, tmp_pat
 
     monkeypatch.setenv("HOME", str(tmp_path))
     with BackgroundServer(create_app(Settings.load(home=home))) as server:
-        cg = caveclient.CAVEclient(datastack_name="wide", server_address=server.url, write_server_cache=False,
-                                   auth_token=proofreader_token(database_url, "wide")).chunkedgraph
+        cg = caveclient.CAVEclient(
+            datastack_name="wide",
+            server_address=server.url,
+            write_server_cache=False,
+            auth_token=proofreader_token(database_url, "wide"),
+        ).chunkedgraph
         svs = [int(s) for s in supervoxel_ids(np.array([first, last], dtype=np.uint64))]
         (root,) = set(cg.get_roots(svs).tolist())
         resolution = np.array([8, 8, 40])
-        _, parts = cg.execute_split([np.array(voxel_in(first)) * resolution],
-                                    [np.array(voxel_in(last)) * resolution], root)
+        _, parts = cg.execute_split(
+            [np.array(voxel_in(first)) * resolution], [np.array(voxel_in(last)) * resolution], root
+        )
         assert len(parts) == 2 and cg.get_root_id(svs[0]) != cg.get_root_id(svs[1])
-        served = np.asarray(CloudVolume(f"{server.url}/data/wide/segmentation", progress=False,
-                                        cache=False)[:, :, :])[..., 0]
+        served = np.asarray(CloudVolume(f"{server.url}/data/wide/segmentation", progress=False, cache=False)[:, :, :])[
+            ..., 0
+        ]
         members = np.isin(labels, pieces)
         assert set(np.unique(served[members]).tolist()) == set(parts)

@@ -1,7 +1,8 @@
 """The cell-type search query language: segmentation.celltypes.query."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -73,14 +74,14 @@ def test_keys_are_case_insensitive_values_keep_case():
     assert groups("DATASET:Demo Ds:Mouse USER:Ann Note:Soma TYPE:Astro") == (
         (D("Demo"), D("Mouse"), U("Ann"), N("Soma"), T("Astro")),
     )
-    assert parse("x T:2026-11-24T10:00:00Z").at == datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+    assert parse("x T:2026-11-24T10:00:00Z").at == datetime(2026, 11, 24, 10, tzinfo=UTC)
 
 
 def test_query_methods_and_text():
-    query = parse("L2/3 pyramidal dataset:a -dataset:b OR NOT astrocyte ds:c -\"L5 ET\"")
+    query = parse('L2/3 pyramidal dataset:a -dataset:b OR NOT astrocyte ds:c -"L5 ET"')
     assert query.terms() == {"L2/3 pyramidal", "astrocyte", "L5 ET"}  # negated terms too
     assert query.datasets() == {"a", "c"}  # negated datasets not
-    assert query.text == "L2/3 pyramidal dataset:a -dataset:b OR NOT astrocyte ds:c -\"L5 ET\""
+    assert query.text == 'L2/3 pyramidal dataset:a -dataset:b OR NOT astrocyte ds:c -"L5 ET"'
     assert query.at is None
 
 
@@ -121,7 +122,7 @@ def test_negation_both_forms():
 
 
 def test_t_anywhere():
-    moment = datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+    moment = datetime(2026, 11, 24, 10, tzinfo=UTC)
     for text in (
         "t:2026-11-24T10:00:00Z basket dataset:x",
         "basket t:2026-11-24T10:00:00Z dataset:x",
@@ -154,7 +155,10 @@ def test_operator_words_only_as_whole_words():
         ("", "empty query"),
         ("   \t ", "empty query"),
         ("x" * 1001, "query too long (1001 characters; at most 1000)"),
-        ("basket foo:bar", "unknown key 'foo' in 'foo:bar' at column 8; known keys: type, dataset (or ds), user, note, t"),
+        (
+            "basket foo:bar",
+            "unknown key 'foo' in 'foo:bar' at column 8; known keys: type, dataset (or ds), user, note, t",
+        ),
         ("FOO:bar", "unknown key 'FOO'"),
         ("L5:ET", "unknown key 'L5'"),
         ("basket limit:10", "the page size is an HTTP parameter"),
@@ -283,19 +287,13 @@ _SAFE_CHARS = st.one_of(
     st.characters(categories=("L", "Nd")),  # unicode letters and digits
     st.sampled_from(" /-_.:'+()"),
 )
-_VALUES = (
-    st.text(_SAFE_CHARS, min_size=1, max_size=20)
-    .map(lambda value: value.strip())
-    .filter(bool)
-)
+_VALUES = st.text(_SAFE_CHARS, min_size=1, max_size=20).map(lambda value: value.strip()).filter(bool)
 _CLAUSES = st.builds(Clause, kind=st.sampled_from(KINDS), value=_VALUES, negated=st.booleans())
 _QUERIES = st.builds(
     Query,
     groups=st.lists(st.lists(_CLAUSES, min_size=1, max_size=4).map(tuple), min_size=1, max_size=4).map(tuple),
     at=st.none()
-    | st.datetimes(
-        min_value=datetime(1970, 1, 1), max_value=datetime(2999, 12, 31), timezones=st.just(timezone.utc)
-    ),
+    | st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2999, 12, 31), timezones=st.just(UTC)),
 )
 
 

@@ -1,4 +1,5 @@
 """Precomputed serving over a real socket, read by real clients (CloudVolume, tensorstore, urllib)."""
+
 from __future__ import annotations
 
 import gzip
@@ -36,9 +37,7 @@ def test_cloudvolume_reads_every_mip_over_http(live, small_volumes, layer):
         assert served.shape == direct.shape
         assert np.array_equal(served, direct)
     array = small_volumes["image_array" if layer == "image" else "labels_array"]
-    assert np.array_equal(
-        CloudVolume(f"{live.url}/data/small/{layer}", mip=0, progress=False)[:, :, :][..., 0], array
-    )
+    assert np.array_equal(CloudVolume(f"{live.url}/data/small/{layer}", mip=0, progress=False)[:, :, :][..., 0], array)
 
 
 @pytest.mark.parametrize("layer", ["image", "segmentation"])
@@ -46,11 +45,19 @@ def test_tensorstore_reads_every_mip_over_http(live, small_volumes, layer):
     """tensorstore cannot read CloudVolume's ``.gz`` files from disk, so compare with CloudVolume's read."""
     ts = pytest.importorskip("tensorstore")
     for mip in range(2):
-        served = ts.open(
-            {"driver": "neuroglancer_precomputed", "kvstore": f"{live.url}/data/small/{layer}/",
-             "scale_index": mip},
-            read=True,
-        ).result().read().result()
+        served = (
+            ts.open(
+                {
+                    "driver": "neuroglancer_precomputed",
+                    "kvstore": f"{live.url}/data/small/{layer}/",
+                    "scale_index": mip,
+                },
+                read=True,
+            )
+            .result()
+            .read()
+            .result()
+        )
         direct = CloudVolume(small_volumes[layer], mip=mip, progress=False)[:, :, :]
         assert np.array_equal(served, np.asarray(direct))
         assert served.any()
@@ -100,8 +107,11 @@ def test_info_is_json_with_cors_and_etag(client):
 def test_preflight(client):
     response = client.options(
         "/data/small/image/info",
-        headers={"Origin": "http://elsewhere", "Access-Control-Request-Method": "GET",
-                 "Access-Control-Request-Headers": "range"},
+        headers={
+            "Origin": "http://elsewhere",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "range",
+        },
     )
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == "*"
@@ -112,9 +122,7 @@ def test_preflight(client):
 def test_range_requests_answer_206_without_content_encoding(client):
     key = chunk_key(client)
     whole = client.get(f"/data/small/segmentation/{key}", headers={"Accept-Encoding": "identity"}).data
-    part = client.get(
-        f"/data/small/segmentation/{key}", headers={"Range": "bytes=10-29", "Accept-Encoding": "gzip"}
-    )
+    part = client.get(f"/data/small/segmentation/{key}", headers={"Range": "bytes=10-29", "Accept-Encoding": "gzip"})
     assert part.status_code == 206
     assert part.headers["Content-Range"] == f"bytes 10-29/{len(whole)}"
     assert "Content-Encoding" not in part.headers

@@ -4,6 +4,7 @@ Layers are written with CloudVolume's shard pieces (tests/layers.py): identity a
 MurmurHash3 hashes, raw and gzip minishard indexes and data, uint32 and uint64,
 compressed_segmentation and raw, an odd 17×13×7 grid from a non-zero offset.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,21 +17,37 @@ import pytest
 from cloudvolume import CloudVolume
 from cloudvolume.datasource.precomputed.sharding import ShardingSpecification
 from cloudvolume.datasource.precomputed.sharding import ShardReader as CloudVolumeShardReader
-
 from layers import sharding, write_layer
+
 from segmentation.chunk_grid import ChunkGrid, max_chunk_bytes
 from segmentation.shards import BytesLRU, ShardingSpec, ShardReader
 from segmentation.storage import CloudLayerStore, CorruptStoredData, FileLayerStore
 
 LAYERS = {
     "cseg_u64_identity_gzip": dict(dtype=np.uint64, encoding="compressed_segmentation", shard=sharding()),
-    "raw_u32_murmur_raw": dict(dtype=np.uint32, encoding="raw", shard=sharding(
-        "murmurhash3_x86_128", preshift_bits=0, minishard_bits=3, shard_bits=5,
-        minishard_index_encoding="raw", data_encoding="raw")),
-    "raw_u64_murmur_gzip_index": dict(dtype=np.uint64, encoding="raw", shard=sharding(
-        "murmurhash3_x86_128", preshift_bits=2, minishard_bits=1, shard_bits=1, data_encoding="raw")),
-    "cseg_u32_one_shard": dict(dtype=np.uint32, encoding="compressed_segmentation", block_size=(4, 4, 2),
-                               shard=sharding(preshift_bits=0, minishard_bits=0, shard_bits=0)),
+    "raw_u32_murmur_raw": dict(
+        dtype=np.uint32,
+        encoding="raw",
+        shard=sharding(
+            "murmurhash3_x86_128",
+            preshift_bits=0,
+            minishard_bits=3,
+            shard_bits=5,
+            minishard_index_encoding="raw",
+            data_encoding="raw",
+        ),
+    ),
+    "raw_u64_murmur_gzip_index": dict(
+        dtype=np.uint64,
+        encoding="raw",
+        shard=sharding("murmurhash3_x86_128", preshift_bits=2, minishard_bits=1, shard_bits=1, data_encoding="raw"),
+    ),
+    "cseg_u32_one_shard": dict(
+        dtype=np.uint32,
+        encoding="compressed_segmentation",
+        block_size=(4, 4, 2),
+        shard=sharding(preshift_bits=0, minishard_bits=0, shard_bits=0),
+    ),
 }
 
 
@@ -39,11 +56,16 @@ def layers(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
     rng = np.random.default_rng(11)
     labels = rng.integers(1, 60, size=(61, 45, 23)).astype(np.uint64)
-    labels[:, :, 10:] = 2 ** 40 + 7
+    labels[:, :, 10:] = 2**40 + 7
     written = {}
     for name, spec in LAYERS.items():
-        url = write_layer(root / name, [labels.astype(spec["dtype"])], encoding=spec["encoding"],
-                          block_size=spec.get("block_size", (8, 8, 8)), shard=spec["shard"])
+        url = write_layer(
+            root / name,
+            [labels.astype(spec["dtype"])],
+            encoding=spec["encoding"],
+            block_size=spec.get("block_size", (8, 8, 8)),
+            shard=spec["shard"],
+        )
         written[name] = (root / name, url)
     return written
 
@@ -54,8 +76,14 @@ def reader_for(path, store=None, cache=None, mip=0):
     grid = ChunkGrid.from_scale(scale)
     spec = ShardingSpec.from_dict(scale["sharding"])
     cap = max_chunk_bytes(grid, scale, info["data_type"])
-    reader = ShardReader(store or FileLayerStore(path), scale["key"], spec, grid, cap,
-                         cache=cache if cache is not None else BytesLRU(2 ** 20))
+    reader = ShardReader(
+        store or FileLayerStore(path),
+        scale["key"],
+        spec,
+        grid,
+        cap,
+        cache=cache if cache is not None else BytesLRU(2**20),
+    )
     return reader, grid, scale
 
 
@@ -67,8 +95,9 @@ def all_codes(grid):
 def test_every_chunk_equals_cloudvolumes(layers, name):
     path, url = layers[name]
     reader, grid, scale = reader_for(path)
-    theirs = CloudVolumeShardReader(url, CloudVolume(url, progress=False).cache,
-                                    ShardingSpecification.from_dict(scale["sharding"]))
+    theirs = CloudVolumeShardReader(
+        url, CloudVolume(url, progress=False).cache, ShardingSpecification.from_dict(scale["sharding"])
+    )
     codes = all_codes(grid)
     assert len(codes) == 4 * 4 * 4
     for code in codes:
@@ -113,6 +142,7 @@ def test_indexes_are_cached_within_a_byte_bound(layers):
 
 # ---- corruption ---------------------------------------------------------------------------
 
+
 def copy_layer(path, tmp_path):
     target = tmp_path / path.name
     shutil.copytree(path, target)
@@ -126,14 +156,14 @@ class Shard:
         self.path = path
         self.data = bytearray(path.read_bytes())
         self.index_end = 16 << minishard_bits
-        self.fixed = np.frombuffer(bytes(self.data[:self.index_end]), dtype="<u8").reshape(-1, 2)
+        self.fixed = np.frombuffer(bytes(self.data[: self.index_end]), dtype="<u8").reshape(-1, 2)
         self.raw_index = raw_index
 
     def nonempty_minishard(self) -> int:
         return int(np.flatnonzero(self.fixed[:, 1] > self.fixed[:, 0])[0])
 
     def set_fixed(self, minishard, start, end):
-        self.data[16 * minishard:16 * minishard + 16] = np.array([start, end], dtype="<u8").tobytes()
+        self.data[16 * minishard : 16 * minishard + 16] = np.array([start, end], dtype="<u8").tobytes()
 
     def minishard_index(self, minishard):
         start, end = (int(v) + self.index_end for v in self.fixed[minishard])
@@ -143,7 +173,7 @@ class Shard:
     def set_minishard_index(self, minishard, table):
         start, _ = self.minishard_index(minishard)
         raw = np.ascontiguousarray(table, dtype="<u8").tobytes()
-        self.data[start:start + len(raw)] = raw
+        self.data[start : start + len(raw)] = raw
 
     def save(self, size=None):
         self.path.write_bytes(bytes(self.data))
@@ -167,7 +197,7 @@ def assert_refused_cheaply(reader, codes, match=None):
     finally:
         tracemalloc.stop()
     assert refused, "no chunk was refused"
-    assert peak < 2 * 2 ** 20, peak
+    assert peak < 2 * 2**20, peak
 
 
 def surgery(layers, tmp_path, name="raw_u32_murmur_raw"):
@@ -181,7 +211,7 @@ def surgery(layers, tmp_path, name="raw_u32_murmur_raw"):
 
 def test_shard_shorter_than_its_index(layers, tmp_path):
     reader, codes, shard = surgery(layers, tmp_path)
-    shard.data = shard.data[:shard.index_end - 3]
+    shard.data = shard.data[: shard.index_end - 3]
     shard.save()
     assert_refused_cheaply(reader, codes, "shard index")
 
@@ -189,7 +219,7 @@ def test_shard_shorter_than_its_index(layers, tmp_path):
 def test_minishard_index_past_the_end_of_the_shard(layers, tmp_path):
     reader, codes, shard = surgery(layers, tmp_path)
     m = shard.nonempty_minishard()
-    shard.set_fixed(m, 0, 2 ** 63)
+    shard.set_fixed(m, 0, 2**63)
     shard.save()
     assert_refused_cheaply(reader, codes, "outside")
 
@@ -206,8 +236,8 @@ def test_huge_minishard_index_inside_a_huge_shard(layers, tmp_path):
     """8 GiB claimed by a minishard index of a (sparse) 16 GiB shard: refused by the cap, not read."""
     reader, codes, shard = surgery(layers, tmp_path)
     m = shard.nonempty_minishard()
-    shard.set_fixed(m, 0, 8 * 2 ** 30)
-    shard.save(size=16 * 2 ** 30)
+    shard.set_fixed(m, 0, 8 * 2**30)
+    shard.save(size=16 * 2**30)
     assert_refused_cheaply(reader, codes, "cap")
 
 
@@ -219,11 +249,14 @@ def test_minishard_index_not_whole_entries(layers, tmp_path):
     assert_refused_cheaply(reader, codes, "entries")
 
 
-@pytest.mark.parametrize("row, value, reason", [
-    (2, 2 ** 62, "past the end"),  # a chunk size far past the end of the shard
-    (1, 2 ** 64 - 1, "overflow"),  # an offset delta that wraps around
-    (1, 2 ** 40, "past the end"),  # an offset far past the end
-])
+@pytest.mark.parametrize(
+    "row, value, reason",
+    [
+        (2, 2**62, "past the end"),  # a chunk size far past the end of the shard
+        (1, 2**64 - 1, "overflow"),  # an offset delta that wraps around
+        (1, 2**40, "past the end"),  # an offset far past the end
+    ],
+)
 def test_minishard_entries_that_lie(layers, tmp_path, row, value, reason):
     reader, codes, shard = surgery(layers, tmp_path)
     m = shard.nonempty_minishard()
@@ -253,8 +286,9 @@ def test_chunk_ids_in_any_order_are_found_as_cloudvolume_finds_them(layers, tmp_
                 swapped += 1
         shard.save()
     assert swapped
-    theirs = CloudVolumeShardReader(f"file://{path}", CloudVolume(f"file://{path}", progress=False).cache,
-                                    ShardingSpecification.from_dict(spec))
+    theirs = CloudVolumeShardReader(
+        f"file://{path}", CloudVolume(f"file://{path}", progress=False).cache, ShardingSpecification.from_dict(spec)
+    )
     for code in all_codes(grid):
         assert reader.chunk(code) == theirs.get_data(code, scale["key"])
 
@@ -264,9 +298,9 @@ def test_huge_chunk_inside_a_huge_shard(layers, tmp_path):
     reader, codes, shard = surgery(layers, tmp_path)
     m = shard.nonempty_minishard()
     _, table = shard.minishard_index(m)
-    table[2, -1] = 4 * 2 ** 30
+    table[2, -1] = 4 * 2**30
     shard.set_minishard_index(m, table)
-    shard.save(size=16 * 2 ** 30)
+    shard.save(size=16 * 2**30)
     assert_refused_cheaply(reader, codes, "cap")
 
 
@@ -296,9 +330,9 @@ def test_gzip_chunk_that_inflates_past_the_cap(layers, tmp_path):
     i = int(np.searchsorted(minishard_data.ids, code))
     start, end = int(minishard_data.starts[i]), int(minishard_data.ends[i])
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
-    bomb = compressor.compress(bytes(2 ** 20)) + compressor.flush()
+    bomb = compressor.compress(bytes(2**20)) + compressor.flush()
     assert len(bomb) <= end - start or pytest.skip("chunk too small to hold the bomb")
-    data[start:start + len(bomb)] = bomb
+    data[start : start + len(bomb)] = bomb
     shard_path.write_bytes(bytes(data))
     fresh, _, _ = reader_for(path)
     assert_refused_cheaply(fresh, [code], "cap")
@@ -306,7 +340,13 @@ def test_gzip_chunk_that_inflates_past_the_cap(layers, tmp_path):
 
 def test_unusable_sharding_specs_are_corrupt_info():
     good = sharding()
-    for change in [{"@type": "x"}, {"hash": "md5"}, {"shard_bits": 60, "minishard_bits": 10},
-                   {"preshift_bits": -1}, {"data_encoding": "zstd"}, {"minishard_bits": "2"}]:
+    for change in [
+        {"@type": "x"},
+        {"hash": "md5"},
+        {"shard_bits": 60, "minishard_bits": 10},
+        {"preshift_bits": -1},
+        {"data_encoding": "zstd"},
+        {"minishard_bits": "2"},
+    ]:
         with pytest.raises(CorruptStoredData):
             ShardingSpec.from_dict({**good, **change})

@@ -1,4 +1,5 @@
 """Share-link state codec: validation, content keys, exact round trips, the shipped dictionary."""
+
 from __future__ import annotations
 
 import gzip
@@ -141,8 +142,10 @@ def test_not_utf8_or_bom_is_400(raw):
     assert _rejected(raw).status == 400
 
 
-@pytest.mark.parametrize("raw", [b"", b"   ", b"{", b'{"a":1,}', b"{'a':1}", b'{"a":1} {"b":2}', b"layout=4panel",
-                                 b'{"a":undefined}', b'{"a":01}'])
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"   ", b"{", b'{"a":1,}', b"{'a':1}", b'{"a":1} {"b":2}', b"layout=4panel", b'{"a":undefined}', b'{"a":01}'],
+)
 def test_not_json_is_400(raw):
     error = _rejected(raw)
     assert error.status == 400 and "not JSON" in str(error)
@@ -169,8 +172,7 @@ def test_hostile_nesting_is_400_and_cheap(monkeypatch):
         raise AssertionError("the parser ran on input the depth scan should have refused")
 
     monkeypatch.setattr(codec.json, "loads", no_parsing)
-    for raw in (b"[" * 100_000, b'{"a":' * 100_000, b"[" * 100_000 + b"]" * 100_000,
-                b"[" * 5_000_000):
+    for raw in (b"[" * 100_000, b'{"a":' * 100_000, b"[" * 100_000 + b"]" * 100_000, b"[" * 5_000_000):
         error = _rejected(raw)
         assert error.status == 400 and "deeper than 100" in str(error)
 
@@ -225,11 +227,23 @@ def test_corpus_is_deterministic_and_seeds_are_disjoint():
     assert generate(5, TRAIN_SEED)[0] != generate(5, EVAL_SEED)[0]
 
 
-@pytest.mark.parametrize("value, spelling", [
-    (8e-9, "8e-9"), (4.5e-8, "4.5e-8"), (1e-7, "1e-7"), (1e-6, "0.000001"), (100.0, "100"), (-0.25, "-0.25"),
-    (1e21, "1e+21"), (1e20, "100000000000000000000"), (0.2887498140335083, "0.2887498140335083"), (0.0, "0"),
-    (123456.296875, "123456.296875"), (18446744073709551615, "18446744073709551615"),
-])
+@pytest.mark.parametrize(
+    "value, spelling",
+    [
+        (8e-9, "8e-9"),
+        (4.5e-8, "4.5e-8"),
+        (1e-7, "1e-7"),
+        (1e-6, "0.000001"),
+        (100.0, "100"),
+        (-0.25, "-0.25"),
+        (1e21, "1e+21"),
+        (1e20, "100000000000000000000"),
+        (0.2887498140335083, "0.2887498140335083"),
+        (0.0, "0"),
+        (123456.296875, "123456.296875"),
+        (18446744073709551615, "18446744073709551615"),
+    ],
+)
 def test_corpus_spells_numbers_like_javascript(value, spelling):
     assert js_number(value) == spelling
 

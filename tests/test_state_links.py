@@ -1,4 +1,5 @@
 """Share links through a live server: stored states, CAVE's state service, /s/ and /at/ links, anchors."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pytest
-
-from conftest import CG_SV as SV, proofreader_token
+from conftest import CG_SV as SV
+from conftest import proofreader_token
 
 caveclient = pytest.importorskip("caveclient")
 
@@ -22,8 +23,9 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 def call(url, body: bytes | None = None, method: str | None = None, follow=True, token: str | None = None):
     """(status, headers, body bytes) of one request, errors included (``token``: a Bearer token)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    request = urllib.request.Request(url, data=body, method=method or ("POST" if body is not None else "GET"),
-                                     headers=headers)
+    request = urllib.request.Request(
+        url, data=body, method=method or ("POST" if body is not None else "GET"), headers=headers
+    )
     opener = urllib.request.build_opener() if follow else urllib.request.build_opener(NoRedirect)
     try:
         with opener.open(request) as response:
@@ -38,8 +40,12 @@ def segmentation_state(server, segments, position=(4, 16, 4)) -> dict:
         "position": [p + 0.5 for p in position],
         "layers": [
             {"type": "image", "source": f"precomputed://{server.url}/data/cg/image", "name": "image"},
-            {"type": "segmentation", "source": f"precomputed://{server.url}/data/cg/segmentation",
-             "segments": [str(s) for s in segments], "name": "cells"},
+            {
+                "type": "segmentation",
+                "source": f"precomputed://{server.url}/data/cg/segmentation",
+                "segments": [str(s) for s in segments],
+                "name": "cells",
+            },
         ],
         "layout": "xy",
     }
@@ -52,8 +58,9 @@ def roots_now(server, svs):
 
 
 def edit(server, route, body):
-    status, _, answer = call(f"{server.url}/segmentation/api/v1/table/cg/{route}", json.dumps(body).encode(),
-                             token=server.token)
+    status, _, answer = call(
+        f"{server.url}/segmentation/api/v1/table/cg/{route}", json.dumps(body).encode(), token=server.token
+    )
     assert status == 200, answer
     return json.loads(answer)
 
@@ -79,14 +86,17 @@ def test_state_is_stored_exactly_deduplicated_and_reachable_by_both_ids(cg_serve
     assert call(f"{cg_server.url}/api/v1/states/999999")[0] == 404
 
 
-@pytest.mark.parametrize("body, status, words", [
-    (b"not json", 400, "JSON"),
-    (b"[1, 2]", 400, "object"),
-    (b'{"a": NaN}', 400, "NaN"),
-    (b"\xff\xfe{}", 400, "UTF-8"),
-    (b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "deep"),
-    (b"", 400, ""),
-])
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        (b"not json", 400, "JSON"),
+        (b"[1, 2]", 400, "object"),
+        (b'{"a": NaN}', 400, "NaN"),
+        (b"\xff\xfe{}", 400, "UTF-8"),
+        (b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "deep"),
+        (b"", 400, ""),
+    ],
+)
 def test_bad_states_are_refused_and_nothing_is_stored(cg_server, body, status, words):
     got, _, answer = call(f"{cg_server.url}/api/v1/states", body, method="POST")
     assert got == status, answer
@@ -111,8 +121,9 @@ def test_state_over_the_limit_is_413_with_the_limit(settings, tmp_path):
 
 
 def test_caveclient_state_service_round_trip(cg_server):
-    client = caveclient.CAVEclient(datastack_name="cg", server_address=cg_server.url,
-                                   write_server_cache=False, auth_token=cg_server.token)
+    client = caveclient.CAVEclient(
+        datastack_name="cg", server_address=cg_server.url, write_server_cache=False, auth_token=cg_server.token
+    )
     state = segmentation_state(cg_server, [roots_now(cg_server, [SV[0]])[0]])
     state_id = client.state.upload_state_json(state)
     assert isinstance(state_id, int)
@@ -177,7 +188,9 @@ def test_voxel_links_open_the_neuron_there(cg_server):
     segmentation = [layer for layer in state["layers"] if layer["type"] == "segmentation"][0]
     assert segmentation["segments"] == [str(third)]
 
-    status, _, body = call(f"{cg_server.url}/api/v1/links/at", json.dumps({"dataset": "cg", "voxel": [2, 3, 1]}).encode())
+    status, _, body = call(
+        f"{cg_server.url}/api/v1/links/at", json.dumps({"dataset": "cg", "voxel": [2, 3, 1]}).encode()
+    )
     assert status == 201
     made = json.loads(body)
     assert made["anchors"][0]["supervoxel_id"] == str(SV[0]) and made["anchors"][0]["voxel"] == [2, 3, 1]
@@ -185,8 +198,11 @@ def test_voxel_links_open_the_neuron_there(cg_server):
     assert [layer for layer in stored["layers"] if layer["type"] == "segmentation"][0]["segments"] == [str(first)]
 
     for url, words in [
-        ("/at/cg/99,0,0", "outside"), ("/at/cg/-1,0,0", "outside"), ("/at/cg/1,2", "x,y,z"),
-        ("/at/cg/1,2,3?t=yesterday", "timestamp"), ("/at/cg/1,2,3?zoom=-1", "zoom"),
+        ("/at/cg/99,0,0", "outside"),
+        ("/at/cg/-1,0,0", "outside"),
+        ("/at/cg/1,2", "x,y,z"),
+        ("/at/cg/1,2,3?t=yesterday", "timestamp"),
+        ("/at/cg/1,2,3?zoom=-1", "zoom"),
     ]:
         status, _, answer = call(cg_server.url + url, follow=False)
         assert status == 400 and words in json.loads(answer)["message"], (url, answer)
@@ -196,12 +212,12 @@ def test_voxel_links_open_the_neuron_there(cg_server):
 
 
 def test_voxel_link_on_background_is_refused(settings, small_volumes, tmp_path):
+    from conftest import write_volume
+
     from segmentation.datasets import Datasets
     from segmentation.graph import ingest_dataset
     from server import create_app
     from server.runner import BackgroundServer
-
-    from conftest import write_volume
 
     labels = np.zeros((16, 16, 4), dtype=np.uint64)
     labels[:8] = 1
@@ -250,8 +266,11 @@ def test_demo_link_as_was_and_as_now_after_a_merge_and_a_split(fresh_demo):
         base = f"{server.url}/segmentation/api/v1/table/demo"
         status, _, body = call(f"{base}/merge", json.dumps([[kept, 0, 0, 0], [piece, 0, 0, 0]]).encode(), token=token)
         assert status == 200, body
-        status, _, body = call(f"{base}/split", json.dumps({"sources": [[kept, 0, 0, 0]],
-                                                            "sinks": [[wrong, 0, 0, 0]]}).encode(), token=token)
+        status, _, body = call(
+            f"{base}/split",
+            json.dumps({"sources": [[kept, 0, 0, 0]], "sinks": [[wrong, 0, 0, 0]]}).encode(),
+            token=token,
+        )
         assert status == 200, body
         graph.sync()
         now_root = graph.root(kept)

@@ -4,6 +4,7 @@ These run without a server: :func:`server.hosts.is_this_server` answers inside a
 made to ``http://127.0.0.1:8080`` (``PORT``). ``SPELLINGS`` is shared with the end-to-end tests in
 test_state_privacy.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,9 @@ SPELLINGS = {
     "percent-encoded URL": lambda u, p, n: quote(f"{u}/data/{n}/image", safe=""),
     "double percent-encoded URL": lambda u, p, n: quote(quote(f"{u}/data/{n}/image", safe=""), safe=""),
     "full-width scheme": lambda u, p, n: f"ｈｔｔｐ：／／127.0.0.1:{p}/data/{n}/image",
-    "inside a viewer link": lambda u, p, n: f"{u}/v/axonlink/#!" + quote(json.dumps(
-        {"layers": [{"source": f"precomputed://{u}/data/{n}/image"}]}), safe=""),
+    "inside a viewer link": lambda u, p, n: (
+        f"{u}/v/axonlink/#!" + quote(json.dumps({"layers": [{"source": f"precomputed://{u}/data/{n}/image"}]}), safe="")
+    ),
     "chunkedgraph API": lambda u, p, n: f"{u}/segmentation/api/v1/table/{n}/node/1/root",
     "meshing API": lambda u, p, n: f"{u}/meshing/api/v1/table/{n}/manifest/1:0",
     "datasets API": lambda u, p, n: f"{u}/api/v1/datasets/{n}/state",
@@ -70,12 +72,21 @@ SPELLINGS = {
 # name -> f(source) giving a state whose layer (or some other field) holds the source
 PLACES = {
     "image layer, string": lambda s: {"layers": [{"type": "image", "name": "em", "source": s}]},
-    "segmentation layer, dict with subsources": lambda s: {"layers": [{
-        "type": "segmentation", "name": "cells", "segments": ["1"],
-        "source": {"url": s, "subsources": {"default": True, "mesh": False}, "enableDefaultSubsources": False}}]},
-    "annotation layer, list of sources": lambda s: {"layers": [{
-        "type": "annotation", "name": "notes",
-        "source": [{"url": "local://annotations"}, s], "annotations": []}]},
+    "segmentation layer, dict with subsources": lambda s: {
+        "layers": [
+            {
+                "type": "segmentation",
+                "name": "cells",
+                "segments": ["1"],
+                "source": {"url": s, "subsources": {"default": True, "mesh": False}, "enableDefaultSubsources": False},
+            }
+        ]
+    },
+    "annotation layer, list of sources": lambda s: {
+        "layers": [
+            {"type": "annotation", "name": "notes", "source": [{"url": "local://annotations"}, s], "annotations": []}
+        ]
+    },
     "legacy dict of layers": lambda s: {"layers": {"em": {"type": "image", "source": s}}},
     "a field the viewer adds one day": lambda s: {"layers": [], "future": {"deep": [[{"x": s}]]}},
     "a key": lambda s: {"layers": [], "notes": {s: 1}},
@@ -104,40 +115,78 @@ def test_every_place_in_a_state_is_searched(this_server, place):
     assert references(state, this_server).datasets == ("secret",)
 
 
-@pytest.mark.parametrize("url", [
-    "precomputed://http://other.example:8080/data/secret/image",  # another host
-    "precomputed://http://127.0.0.1:8081/data/secret/image",  # another port
-    "precomputed://https://127.0.0.1/data/secret/image",  # another scheme's default port
-    "precomputed://gs://bucket/data/secret/image",
-    "local://annotations",
-    "data/secret/image",  # not absolute
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "precomputed://http://other.example:8080/data/secret/image",  # another host
+        "precomputed://http://127.0.0.1:8081/data/secret/image",  # another port
+        "precomputed://https://127.0.0.1/data/secret/image",  # another scheme's default port
+        "precomputed://gs://bucket/data/secret/image",
+        "local://annotations",
+        "data/secret/image",  # not absolute
+    ],
+)
 def test_other_servers_are_not_ours(this_server, url):
     assert references({"layers": [{"type": "image", "source": url}]}, this_server) == references({}, this_server)
 
 
-@pytest.mark.parametrize("path", [
-    "/", "", "/v/axonlink/", "/v/axonlink/index.html", "/static/neuroglancer/main.bundle.js", "/viewer-config.js",
-    "/login", "/datasets", "/api/v1/datasets", "/api/v1/me", "/api/v1/openapi.json", "/info/api/v2/datastacks",
-    "/segmentation/api/versions", "/materialize/api/versions", "/nglstate/api/v1/version", "/api/v1/states",
-    "/nglstate/api/v1/post", "/api/v1/links/at", "/events/axonlink",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "",
+        "/v/axonlink/",
+        "/v/axonlink/index.html",
+        "/static/neuroglancer/main.bundle.js",
+        "/viewer-config.js",
+        "/login",
+        "/datasets",
+        "/api/v1/datasets",
+        "/api/v1/me",
+        "/api/v1/openapi.json",
+        "/info/api/v2/datastacks",
+        "/segmentation/api/versions",
+        "/materialize/api/versions",
+        "/nglstate/api/v1/version",
+        "/api/v1/states",
+        "/nglstate/api/v1/post",
+        "/api/v1/links/at",
+        "/events/axonlink",
+    ],
+)
 def test_harmless_paths(path):
     assert classify_path(path).kind == HARMLESS
 
 
-@pytest.mark.parametrize("path, ref", [
-    ("/api/v1/states/abc1234", "abc1234"), ("/api/v1/states/abc1234/was.json", "abc1234"),
-    ("/api/v1/states/12/info", "12"), ("/s/abc1234", "abc1234"), ("/nglstate/api/v1/1099511627776", "1099511627776"),
-    ("/nglstate/api/v1/raw/7", "7"),
-])
+@pytest.mark.parametrize(
+    "path, ref",
+    [
+        ("/api/v1/states/abc1234", "abc1234"),
+        ("/api/v1/states/abc1234/was.json", "abc1234"),
+        ("/api/v1/states/12/info", "12"),
+        ("/s/abc1234", "abc1234"),
+        ("/nglstate/api/v1/1099511627776", "1099511627776"),
+        ("/nglstate/api/v1/raw/7", "7"),
+    ],
+)
 def test_state_paths_name_the_state(path, ref):
     target = classify_path(path)
     assert (target.kind, target.name) == ("state", ref)
 
 
-@pytest.mark.parametrize("path", ["/api/v1/tags/3", "/api/v1/search", "/api/v1/audit", "/api/v1/vocabulary",
-                                  "/data", "/data/@x/image", "/nope", "/segmentation/table"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/tags/3",
+        "/api/v1/search",
+        "/api/v1/audit",
+        "/api/v1/vocabulary",
+        "/data",
+        "/data/@x/image",
+        "/nope",
+        "/segmentation/table",
+    ],
+)
 def test_paths_naming_nothing_we_know_are_unclassified(this_server, path):
     assert classify_path(path) is None
     found = references({"layers": [], "x": f"http://127.0.0.1:{PORT}{path}"}, this_server)
@@ -145,8 +194,9 @@ def test_paths_naming_nothing_we_know_are_unclassified(this_server, path):
 
 
 def test_a_newline_in_prose_ends_a_url(this_server):
-    found = references({"note": f"see http://127.0.0.1:{PORT}/s/abc1234\nand http://127.0.0.1:{PORT}/data/cg/x"},
-                       this_server)
+    found = references(
+        {"note": f"see http://127.0.0.1:{PORT}/s/abc1234\nand http://127.0.0.1:{PORT}/data/cg/x"}, this_server
+    )
     assert found.states == ("abc1234",) and found.datasets == ("cg",) and not found.unclassified
 
 
@@ -166,14 +216,26 @@ def test_walking_a_very_deep_document_needs_no_recursion():
 TOKEN = "axl_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v"  # the shape of a token (43 characters)
 
 
-@pytest.mark.parametrize("spelling", [
-    TOKEN, f"my token is {TOKEN}!", TOKEN.replace("_", "%5F"), TOKEN.replace("_", "%255F"),
-    _pct(TOKEN), quote(_pct(TOKEN)), TOKEN.replace("axl_", "ａｘｌ＿"), TOKEN.replace("l", "%6c"),
-])
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        TOKEN,
+        f"my token is {TOKEN}!",
+        TOKEN.replace("_", "%5F"),
+        TOKEN.replace("_", "%255F"),
+        _pct(TOKEN),
+        quote(_pct(TOKEN)),
+        TOKEN.replace("axl_", "ａｘｌ＿"),
+        TOKEN.replace("l", "%6c"),
+    ],
+)
 @pytest.mark.parametrize("where", ["value", "key", "deep"])
 def test_tokens_are_found_however_encoded(spelling, where):
-    state = {"value": {"layers": [], "note": spelling}, "key": {"layers": [], spelling: 1},
-             "deep": {"layers": [{"x": [[[{"y": spelling}]]]}]}}[where]
+    state = {
+        "value": {"layers": [], "note": spelling},
+        "key": {"layers": [], spelling: 1},
+        "deep": {"layers": [{"x": [[[{"y": spelling}]]]}]},
+    }[where]
     assert holds_token(state)
 
 

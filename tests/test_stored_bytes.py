@@ -1,4 +1,5 @@
 """Stored gzip never inflates past a cap: a few hundred KB of gzip must not become gigabytes in a worker."""
+
 from __future__ import annotations
 
 import gzip
@@ -9,7 +10,7 @@ import pytest
 
 from segmentation.storage import MAX_INFLATED_BYTES, CorruptStoredData, FileLayerStore, StoredObject, inflate
 
-BOMB_BYTES = MAX_INFLATED_BYTES + 2 ** 20
+BOMB_BYTES = MAX_INFLATED_BYTES + 2**20
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def bomb(tmp_path_factory):
     """A layer directory holding ``bomb.gz``: ~260 KB of gzip inflating to just over the default cap."""
     root = tmp_path_factory.mktemp("bomb")
     compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    zeros = bytes(2 ** 20)
+    zeros = bytes(2**20)
     parts = [compressor.compress(zeros) for _ in range(BOMB_BYTES // len(zeros))]
     (root / "bomb.gz").write_bytes(b"".join(parts) + compressor.flush())
     (root / "fine.gz").write_bytes(gzip.compress(b"0123456789" * 1000) + gzip.compress(b"tail"))
@@ -38,8 +39,8 @@ def test_decoded_refuses_a_bomb_within_its_cap(bomb):
     tracemalloc.start()
     try:
         with pytest.raises(CorruptStoredData, match="'bomb'.*cap"):
-            stored.decoded(2 ** 20)
-        assert tracemalloc.get_traced_memory()[1] < 4 * 2 ** 20
+            stored.decoded(2**20)
+        assert tracemalloc.get_traced_memory()[1] < 4 * 2**20
     finally:
         tracemalloc.stop()
 
@@ -52,7 +53,7 @@ def test_decoded_has_a_default_cap(bomb):
 def test_a_range_of_a_gzip_file_inflates_only_up_to_its_end(bomb):
     body, peak = peak_of(lambda: bomb.get_range("bomb", 10, 26))
     assert body == bytes(16)
-    assert peak < 12 * 2 ** 20
+    assert peak < 12 * 2**20
 
 
 def test_size_of_a_gzip_file_is_counted_not_kept(bomb):
@@ -60,7 +61,7 @@ def test_size_of_a_gzip_file_is_counted_not_kept(bomb):
     try:
         with pytest.raises(CorruptStoredData, match="cap"):
             bomb.size("bomb")
-        assert tracemalloc.get_traced_memory()[1] < 8 * 2 ** 20
+        assert tracemalloc.get_traced_memory()[1] < 8 * 2**20
     finally:
         tracemalloc.stop()
 
@@ -75,7 +76,7 @@ def test_ordinary_gzip_files_read_as_before(bomb):
 
 def test_truncated_or_garbled_gzip_is_corrupt():
     data = gzip.compress(bytes(range(256)) * 100)
-    for bad in (data[:len(data) // 2], data[:-4], b"\x1f\x8b" + bytes(30), data + b"junk"):
+    for bad in (data[: len(data) // 2], data[:-4], b"\x1f\x8b" + bytes(30), data + b"junk"):
         with pytest.raises(CorruptStoredData):
             StoredObject(bad, "gzip", "etag", "k").decoded()
     assert inflate(data, "k", 5, prefix=True) == bytes(range(5))
@@ -102,14 +103,14 @@ def test_remote_objects_in_any_compression_are_decoded_within_a_cap(compress):
 
     url = f"mem://bombs-{uuid.uuid4().hex}"
     CloudFiles(url).put("small", b"hello" * 100, compress=compress, raw=False)
-    CloudFiles(url).put("bomb", bytes(24 * 2 ** 20), compress=compress, raw=False)
+    CloudFiles(url).put("bomb", bytes(24 * 2**20), compress=compress, raw=False)
     store = CloudLayerStore(url)
     assert store.get("small").decoded() == b"hello" * 100
     tracemalloc.start()
     try:
         with pytest.raises(CorruptStoredData, match="cap"):
-            store.get("bomb", max_stored_bytes=2 ** 20)
+            store.get("bomb", max_stored_bytes=2**20)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 12 * 2 ** 20
+    assert peak < 12 * 2**20

@@ -4,11 +4,11 @@ A dataset without a graph serves its layers as stored (no decoding), yet a chunk
 checked against its scale's grid, a sharded scale serves its shard files and nothing named like a
 chunk, and a layer served live never leaks its stored supervoxel files under another name.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from layers import sharding, write_layer
 
 SHAPE, OFFSET, CHUNK = (61, 45, 23), (5, 3, 2), (17, 13, 7)
@@ -23,8 +23,14 @@ def client(tmp_path_factory):
     root = tmp_path_factory.mktemp("stored-keys")
     settings = Settings.load(home=root / "home", database_url=sqlite_url(root / "a.sqlite"))
     labels = (np.arange(np.prod(SHAPE)).reshape(SHAPE) % 7 + 1).astype(np.uint32)
-    image = write_layer(root / "image", [np.zeros(SHAPE, dtype=np.uint8)], encoding="raw", chunk=CHUNK,
-                        offset=OFFSET, layer_type="image")
+    image = write_layer(
+        root / "image",
+        [np.zeros(SHAPE, dtype=np.uint8)],
+        encoding="raw",
+        chunk=CHUNK,
+        offset=OFFSET,
+        layer_type="image",
+    )
     plain = write_layer(root / "plain", [labels], encoding="compressed_segmentation", chunk=CHUNK, offset=OFFSET)
     sharded = write_layer(root / "sharded", [labels], encoding="raw", chunk=CHUNK, offset=OFFSET, shard=sharding())
     app = create_app(settings)
@@ -32,16 +38,19 @@ def client(tmp_path_factory):
     return app.test_client()
 
 
-@pytest.mark.parametrize("name", [
-    "0-100000_0-100000_0-1000",   # the whole world
-    "0-17_0-13_0-7",               # the grid without its offset
-    "5-22_3-16_2-8",               # one voxel short
-    "56-73_3-16_2-9",              # across the volume's edge (x ends at 66)
-    "6-23_3-16_2-9",               # shifted by a voxel
-    "-12-5_3-16_2-9",              # before the first chunk
-    "5-22_3-16_2-9.gz",            # a stored file name, not a chunk name
-    "000005-22_3-16_2-9",          # a non-canonical spelling
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "0-100000_0-100000_0-1000",  # the whole world
+        "0-17_0-13_0-7",  # the grid without its offset
+        "5-22_3-16_2-8",  # one voxel short
+        "56-73_3-16_2-9",  # across the volume's edge (x ends at 66)
+        "6-23_3-16_2-9",  # shifted by a voxel
+        "-12-5_3-16_2-9",  # before the first chunk
+        "5-22_3-16_2-9.gz",  # a stored file name, not a chunk name
+        "000005-22_3-16_2-9",  # a non-canonical spelling
+    ],
+)
 def test_off_grid_names_are_404_on_stored_layers(client, name):
     for layer in ("image", "segmentation"):
         answer = client.get(f"/data/stored/{layer}/8_8_40/{name}")
@@ -56,8 +65,11 @@ def test_on_grid_chunks_and_shards_are_served(client):
     assert "sharding" in info["scales"][0]
     # a sharded scale holds shard files, read by ranges, and no chunk files
     assert client.get("/data/stored/sharded/8_8_40/5-22_3-16_2-9").status_code == 404
-    shards = [k for k in ("0.shard", "1.shard", "2.shard", "3.shard")
-              if client.get(f"/data/stored/sharded/8_8_40/{k}", headers={"Range": "bytes=0-15"}).status_code == 206]
+    shards = [
+        k
+        for k in ("0.shard", "1.shard", "2.shard", "3.shard")
+        if client.get(f"/data/stored/sharded/8_8_40/{k}", headers={"Range": "bytes=0-15"}).status_code == 206
+    ]
     assert shards
     assert client.get("/data/stored/sharded/8_8_40/not-a.shard").status_code == 404
 

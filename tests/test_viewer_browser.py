@@ -4,6 +4,7 @@ The server records the path and status of every request, so the tests can tell
 that the viewer really fetched image and segmentation chunks from it.
 Set ``AXONLINK_VIEWER_SCREENSHOT=/some/file.png`` to keep a copy of the screenshot.
 """
+
 from __future__ import annotations
 
 import io
@@ -21,8 +22,14 @@ from server.runner import BackgroundServer
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
-    "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
 ]
 VIEWPORT = {"width": 1200, "height": 800}
 CLIENT_PATH = "/v/axonlink/"
@@ -104,7 +111,9 @@ class RecordingServer:
         """
         if layer == "segmentation":
             dataset = f"{dataset}@supervoxels"
-        pattern = re.compile(rf"^/data/{re.escape(dataset)}/{re.escape(layer)}/([^/]+)/(\d+)-(\d+)_(\d+)-(\d+)_(\d+)-(\d+)$")
+        pattern = re.compile(
+            rf"^/data/{re.escape(dataset)}/{re.escape(layer)}/([^/]+)/(\d+)-(\d+)_(\d+)-(\d+)_(\d+)-(\d+)$"
+        )
         with self._lock:
             found = [(pattern.match(path), status) for path, status in self.requests]
         return [(m.group(1), [int(g) for g in m.groups()[1:]], status) for m, status in found if m]
@@ -167,15 +176,17 @@ def covering(chunks, position, scale_keys):
     chunk it cancelled half way) answers.
     """
     return [
-        (key, box) for key, box, status in chunks
-        if status in OK_STATUSES and key in scale_keys
+        (key, box)
+        for key, box, status in chunks
+        if status in OK_STATUSES
+        and key in scale_keys
         and all(box[2 * i] <= position[i] < box[2 * i + 1] for i in range(3))
     ]
 
 
 def screenshot_array(page, clip):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB"), dtype=np.int16)
 
@@ -206,7 +217,7 @@ def xy_rendering(page) -> dict:
         set_visible(page, layer, True)
         change = abs(shown - hidden).max(axis=2)
         result[f"{layer}_share"] = float((change > 20).mean())
-        result[f"{layer}_at_position"] = float(change[cy - 10:cy - 3, cx - 10:cx - 3].mean())
+        result[f"{layer}_at_position"] = float(change[cy - 10 : cy - 3, cx - 10 : cx - 3].mean())
         if layer == "segmentation":
             spread = hidden.max(axis=2) - hidden.min(axis=2)
             grey = hidden[spread < 12].mean(axis=1)
@@ -217,7 +228,9 @@ def xy_rendering(page) -> dict:
 
 def assert_em_renders(rendering: dict) -> None:
     assert rendering["image_share"] > 0.3, rendering
-    assert rendering["em_grey_share"] > 0.5 and rendering["em_grey_std"] > 10, f"the EM is not textured grey: {rendering}"
+    assert rendering["em_grey_share"] > 0.5 and rendering["em_grey_std"] > 10, (
+        f"the EM is not textured grey: {rendering}"
+    )
 
 
 def test_fragment_state_is_loaded_and_both_layers_fetch_chunks(browser, live, dataset, tmp_path):
@@ -244,19 +257,28 @@ def test_fragment_state_is_loaded_and_both_layers_fetch_chunks(browser, live, da
     try:
         assert page.evaluate("location.pathname") == CLIENT_PATH
         loaded = page.evaluate("viewer.state.toJSON()")
-        assert [(l["name"], l["type"]) for l in loaded["layers"]] == [("image", "image"), ("segmentation", "segmentation")]
+        assert [(l["name"], l["type"]) for l in loaded["layers"]] == [
+            ("image", "image"),
+            ("segmentation", "segmentation"),
+        ]
         assert all(abs(a - b) < 0.5 for a, b in zip(loaded["position"], position)), loaded["position"]
         seg_layer = next(l for l in loaded["layers"] if l["name"] == "segmentation")
         assert sorted(seg_layer["segments"]) == segments
         # The fragment now carries the loaded state (the client rewrites it).
         assert all(abs(a - b) < 0.5 for a, b in zip(fragment_state(page)["position"], position))
         for layer in ("image", "segmentation"):
-            assert wait_until(page, lambda: covering(live.chunks(name, layer), position, dataset["scale_keys"][layer])), (
+            assert wait_until(
+                page, lambda: covering(live.chunks(name, layer), position, dataset["scale_keys"][layer])
+            ), (
                 f"no {layer} chunk holding {position} reached the server; {layer} requests: "
                 f"{live.chunks(name, layer)[:10]}"
             )
-        failed = [(key, box, status) for layer in ("image", "segmentation")
-                  for key, box, status in live.chunks(name, layer) if status not in OK_STATUSES]
+        failed = [
+            (key, box, status)
+            for layer in ("image", "segmentation")
+            for key, box, status in live.chunks(name, layer)
+            if status not in OK_STATUSES
+        ]
         assert not failed, f"chunk requests that failed: {failed[:10]}"
         # graphene colours a root's supervoxels once it has its leaves (asked per chunk when zoomed in)
         assert wait_until(page, lambda: any(f"/node/{segments[0]}/leaves" in p for p in live.paths()))
@@ -282,7 +304,10 @@ def test_root_without_a_fragment_opens_the_first_dataset(browser, live, dataset)
     try:
         assert page.evaluate("location.pathname") == CLIENT_PATH
         loaded = page.evaluate("viewer.state.toJSON()")
-        assert [(l["name"], l["type"]) for l in loaded["layers"]] == [("image", "image"), ("segmentation", "segmentation")]
+        assert [(l["name"], l["type"]) for l in loaded["layers"]] == [
+            ("image", "image"),
+            ("segmentation", "segmentation"),
+        ]
         by_name = {layer["name"]: json.dumps(layer["source"]) for layer in loaded["layers"]}
         assert f"/data/{dataset['name']}/image" in by_name["image"]
         assert f"graphene://{live.url}/segmentation/table/{dataset['name']}" in by_name["segmentation"]
@@ -292,8 +317,9 @@ def test_root_without_a_fragment_opens_the_first_dataset(browser, live, dataset)
         assert [l["name"] for l in in_url["layers"]] == ["image", "segmentation"]
         assert all(abs(a - b) < 0.5 for a, b in zip(in_url["position"], centre))
         for layer in ("image", "segmentation"):
-            assert wait_until(page, lambda: covering(live.chunks(dataset["name"], layer), centre,
-                                                     dataset["scale_keys"][layer])), f"no {layer} chunk at the centre"
+            assert wait_until(
+                page, lambda: covering(live.chunks(dataset["name"], layer), centre, dataset["scale_keys"][layer])
+            ), f"no {layer} chunk at the centre"
         rendering = xy_rendering(page)
         assert_em_renders(rendering)
         # Nothing selected: every segment is drawn, over much of the panel.
@@ -320,7 +346,8 @@ def test_no_event_stream_and_no_python_server_status(browser, live):
         assert not event_stream_requests(live), event_stream_requests(live)
         assert not page.evaluate(
             "performance.getEntriesByType('resource').map(e => new URL(e.name).pathname)"
-            ".filter(path => path.startsWith('/events/'))")
+            ".filter(path => path.startsWith('/events/'))"
+        )
         assert not errors, errors
     finally:
         page.close()
@@ -329,7 +356,9 @@ def test_no_event_stream_and_no_python_server_status(browser, live):
     live.forget()
     page = browser.new_page(viewport=VIEWPORT)
     try:
-        page.add_init_script("Object.defineProperty(window, 'EventSource', {value: window.EventSource, writable: false})")
+        page.add_init_script(
+            "Object.defineProperty(window, 'EventSource', {value: window.EventSource, writable: false})"
+        )
         page.goto(f"{live.url}/")
         page.wait_for_function(
             f"{json.dumps(STATUS_TEXTS)}.some((text) => document.body.innerText.includes(text))", timeout=10_000
@@ -357,8 +386,9 @@ def test_share_button_stores_the_state_and_its_link_opens_it(browser, live, data
         live.forget()
         page.locator("div.neuroglancer-icon[title='Share State']").click()
         assert wait_until(page, lambda: "/nglstate/api/v1/post" in live.paths()), live.paths()
-        page.wait_for_function("navigator.clipboard.readText().then(t => t.includes('/nglstate/api/v1/'))",
-                               timeout=10_000)
+        page.wait_for_function(
+            "navigator.clipboard.readText().then(t => t.includes('/nglstate/api/v1/'))", timeout=10_000
+        )
         link = page.evaluate("navigator.clipboard.readText()")
         assert link.startswith(f"{live.url}/#!{live.url}/nglstate/api/v1/"), link
     finally:
@@ -378,8 +408,10 @@ def test_short_link_opens_as_it_was_and_says_so(browser, live, dataset):
     name = dataset["name"]
     state = live.get_json(f"/api/v1/datasets/{name}/state")
     centre = [int(c) for c in state["position"]]
-    root = live.get_json(f"/segmentation/api/v1/table/{name}/node/"
-                         f"{live.get_json(f'/api/v1/states/{_voxel_link(live, name, centre)}/info')['anchors'][0]['supervoxel_id']}/root")["root_id"]
+    root = live.get_json(
+        f"/segmentation/api/v1/table/{name}/node/"
+        f"{live.get_json(f'/api/v1/states/{_voxel_link(live, name, centre)}/info')['anchors'][0]['supervoxel_id']}/root"
+    )["root_id"]
     state["layers"][1]["segments"] = [str(root)]
     request = urllib.request.Request(f"{live.url}/api/v1/states", data=json.dumps(state).encode(), method="POST")
     with urllib.request.urlopen(request) as response:
@@ -389,26 +421,30 @@ def test_short_link_opens_as_it_was_and_says_so(browser, live, dataset):
         loaded = page.evaluate("viewer.state.toJSON()")
         segmentation = next(l for l in loaded["layers"] if l["name"] == "segmentation")
         assert f"/data/{name}@" in json.dumps(segmentation["source"]) and segmentation["segments"] == [str(root)]
-        page.wait_for_function("document.querySelector('#axonlink-link-mode')?.textContent.includes('as it was')",
-                               timeout=10_000)
+        page.wait_for_function(
+            "document.querySelector('#axonlink-link-mode')?.textContent.includes('as it was')", timeout=10_000
+        )
         page.click("#axonlink-link-mode a")
         page.wait_for_function("typeof window.viewer !== 'undefined' && window.viewer.isReady()", timeout=30_000)
-        page.wait_for_function("document.querySelector('#axonlink-link-mode')?.textContent.includes('as it is now')",
-                               timeout=10_000)
+        page.wait_for_function(
+            "document.querySelector('#axonlink-link-mode')?.textContent.includes('as it is now')", timeout=10_000
+        )
         now = next(l for l in page.evaluate("viewer.state.toJSON()")["layers"] if l["name"] == "segmentation")
         assert "@" not in json.dumps(now["source"])
         # the viewer's own "Short link" button stores what is on screen
         page.click("#axonlink-short-link")
-        page.wait_for_function("document.querySelector('#axonlink-short-link-url').value.includes('/s/')",
-                               timeout=10_000)
+        page.wait_for_function(
+            "document.querySelector('#axonlink-short-link-url').value.includes('/s/')", timeout=10_000
+        )
         assert not errors, errors
     finally:
         page.close()
 
 
 def _voxel_link(live, name, voxel) -> str:
-    request = urllib.request.Request(f"{live.url}/api/v1/links/at", method="POST",
-                                     data=json.dumps({"dataset": name, "voxel": voxel}).encode())
+    request = urllib.request.Request(
+        f"{live.url}/api/v1/links/at", method="POST", data=json.dumps({"dataset": name, "voxel": voxel}).encode()
+    )
     with urllib.request.urlopen(request) as response:
         return json.load(response)["short_id"]
 
@@ -416,8 +452,10 @@ def _voxel_link(live, name, voxel) -> str:
 def test_segment_list_filters_neurons_by_cell_type_tag(browser, live, dataset):
     """The stock segment list, queried with #L2/3_pyramidal, lists exactly the demo's L2/3 pyramidal neurons."""
     name = dataset["name"]
-    expected = {hit["root_id"] for hit in live.get_json(
-        f"/api/v1/search?q={quote('L2/3 pyramidal dataset:' + name)}&per_page=1000")["results"]}
+    expected = {
+        hit["root_id"]
+        for hit in live.get_json(f"/api/v1/search?q={quote('L2/3 pyramidal dataset:' + name)}&per_page=1000")["results"]
+    }
     assert expected, "the demo ships L2/3 pyramidal tags"
     state = live.get_json(f"/api/v1/datasets/{name}/state")
     segmentation = next(layer for layer in state["layers"] if layer["type"] == "segmentation")
@@ -427,10 +465,19 @@ def test_segment_list_filters_neurons_by_cell_type_tag(browser, live, dataset):
     page, errors = open_viewer(browser, live, f"{live.url}/#!" + quote(json.dumps(state), safe=""))
     try:
         assert wait_until(page, lambda: "/segmentation/table/demo/segment_properties/info" in live.paths())
-        listed = lambda: set(page.evaluate(  # noqa: E731
-            "Array.from(document.querySelectorAll('.neuroglancer-segment-list-entry-id')).map(e => e.textContent)"
-            ".filter(t => /^[0-9]+$/.test(t))"))  # not the column header
-        assert wait_until(page, lambda: listed() == expected), (sorted(listed() - expected), sorted(expected - listed()))
+
+        def listed():  # the ids in the segment list (not the column header)
+            return set(
+                page.evaluate(
+                    "Array.from(document.querySelectorAll('.neuroglancer-segment-list-entry-id'))"
+                    ".map(e => e.textContent).filter(t => /^[0-9]+$/.test(t))"
+                )
+            )
+
+        assert wait_until(page, lambda: listed() == expected), (
+            sorted(listed() - expected),
+            sorted(expected - listed()),
+        )
         assert not errors, errors
     finally:
         page.close()
@@ -441,16 +488,18 @@ def test_signing_in_through_the_login_fragment_keeps_the_token_out_of_urls_and_s
     whose badge names the user; the token is nowhere a page script, a URL or a stored state could carry it."""
     from conftest import proofreader_token
 
-    token = proofreader_token(live.app.config["AXONLINK_SETTINGS"].database_url, dataset["name"],
-                              user="browser-proofreader")
+    token = proofreader_token(
+        live.app.config["AXONLINK_SETTINGS"].database_url, dataset["name"], user="browser-proofreader"
+    )
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     try:
         live.forget()
         page.goto(f"{live.url}/login#token={token}")
         page.wait_for_function("typeof window.viewer !== 'undefined' && window.viewer.isReady()", timeout=30_000)
-        page.wait_for_function("document.querySelector('#axonlink-user')?.dataset.user === 'browser-proofreader'",
-                               timeout=10_000)
+        page.wait_for_function(
+            "document.querySelector('#axonlink-user')?.dataset.user === 'browser-proofreader'", timeout=10_000
+        )
         assert "Signed in as browser-proofreader" in page.inner_text("#axonlink-user")
         assert token not in page.url and token not in page.evaluate("document.cookie")
         cookie = next(c for c in context.cookies() if c["name"] == "axonlink_token")
@@ -460,7 +509,6 @@ def test_signing_in_through_the_login_fragment_keeps_the_token_out_of_urls_and_s
         me = page.evaluate("fetch('/api/v1/me').then(r => r.json())")
         assert me["user"] == "browser-proofreader" and me["roles"][dataset["name"]] == "proofreader"
         page.click("#axonlink-user a")  # sign out
-        page.wait_for_function("document.querySelector('#axonlink-user')?.dataset.user === 'anonymous'",
-                               timeout=30_000)
+        page.wait_for_function("document.querySelector('#axonlink-user')?.dataset.user === 'anonymous'", timeout=30_000)
     finally:
         context.close()

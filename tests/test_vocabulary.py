@@ -1,4 +1,5 @@
 """The cell-type vocabulary: hierarchy, synonyms, suggestions, per-dataset extension, validation."""
+
 from __future__ import annotations
 
 import json
@@ -17,11 +18,13 @@ def vocabulary() -> Vocabulary:
 
 def small(**extra) -> dict:
     """A tiny complete vocabulary to validate variations of."""
-    data = {"terms": [
-        {"name": "neuron", "parent": None, "synonyms": [], "description": "A neuron."},
-        {"name": "pyramidal", "parent": "neuron", "synonyms": ["PC"], "description": "A pyramidal cell."},
-        {"name": "basket", "parent": "neuron", "synonyms": ["PV"], "description": "A basket cell."},
-    ]}
+    data = {
+        "terms": [
+            {"name": "neuron", "parent": None, "synonyms": [], "description": "A neuron."},
+            {"name": "pyramidal", "parent": "neuron", "synonyms": ["PC"], "description": "A pyramidal cell."},
+            {"name": "basket", "parent": "neuron", "synonyms": ["PV"], "description": "A basket cell."},
+        ]
+    }
     data.update(extra)
     return data
 
@@ -32,6 +35,7 @@ def write(path, data) -> None:
 
 
 # -- the shipped vocabulary ----------------------------------------------------------------
+
 
 def test_default_ships_as_package_data_and_is_cached():
     text = resources.files("segmentation.celltypes").joinpath("default_vocabulary.json").read_text("utf-8")
@@ -48,7 +52,14 @@ def test_default_has_the_expected_tree(vocabulary):
     assert vocabulary.children("neuron") == ["excitatory", "inhibitory"]
     assert vocabulary.children("excitatory") == ["pyramidal", "spiny stellate"]
     assert vocabulary.children("pyramidal") == [
-        "L2/3 pyramidal", "L4 pyramidal", "L5 IT", "L5 ET", "L5 NP", "L6 IT", "L6 CT"]
+        "L2/3 pyramidal",
+        "L4 pyramidal",
+        "L5 IT",
+        "L5 ET",
+        "L5 NP",
+        "L6 IT",
+        "L6 CT",
+    ]
     assert vocabulary.children("inhibitory") == ["basket", "chandelier", "Martinotti", "bipolar", "neurogliaform"]
     assert vocabulary.children("glia") == ["astrocyte", "oligodendrocyte", "microglia", "OPC"]
     assert vocabulary.children("non-neuronal") == ["pericyte", "endothelial cell"]
@@ -69,22 +80,25 @@ def test_hierarchy(vocabulary):
     assert vocabulary.ancestors("PV+") == ["neuron", "inhibitory", "basket"]  # resolved first
 
 
-@pytest.mark.parametrize("typed, canonical", [
-    ("L2/3 pyramidal", "L2/3 pyramidal"),
-    ("l23 PYRAMIDAL", "L2/3 pyramidal"),
-    ("  layer   2/3 pyramidal ", "L2/3 pyramidal"),
-    ("L2/3 PC", "L2/3 pyramidal"),
-    ("L5 thick-tufted", "L5 ET"),
-    ("l5 pt", "L5 ET"),
-    ("PV basket", "basket"),
-    ("pv+", "basket"),
-    ("sst", "Martinotti"),
-    ("martinotti", "Martinotti"),
-    ("VIP", "bipolar"),
-    ("Astro", "astrocyte"),
-    ("oligodendrocyte precursor cell", "OPC"),
-    ("opc", "OPC"),
-])
+@pytest.mark.parametrize(
+    "typed, canonical",
+    [
+        ("L2/3 pyramidal", "L2/3 pyramidal"),
+        ("l23 PYRAMIDAL", "L2/3 pyramidal"),
+        ("  layer   2/3 pyramidal ", "L2/3 pyramidal"),
+        ("L2/3 PC", "L2/3 pyramidal"),
+        ("L5 thick-tufted", "L5 ET"),
+        ("l5 pt", "L5 ET"),
+        ("PV basket", "basket"),
+        ("pv+", "basket"),
+        ("sst", "Martinotti"),
+        ("martinotti", "Martinotti"),
+        ("VIP", "bipolar"),
+        ("Astro", "astrocyte"),
+        ("oligodendrocyte precursor cell", "OPC"),
+        ("opc", "OPC"),
+    ],
+)
 def test_synonyms_and_case_resolve(vocabulary, typed, canonical):
     assert vocabulary.resolve(typed) == canonical
     assert typed in vocabulary
@@ -147,21 +161,37 @@ def test_free_terms_when_allowed():
 
 # -- per-installation and per-dataset vocabularies ------------------------------------------
 
+
 def test_for_dataset_without_files_is_the_default(tmp_path):
     assert Vocabulary.for_dataset(tmp_path).to_dict() == Vocabulary.default().to_dict()
     assert Vocabulary.for_dataset(tmp_path, "mouse_v1").to_dict() == Vocabulary.default().to_dict()
 
 
 def test_for_dataset_merges_home_then_dataset(tmp_path):
-    write(tmp_path / "vocabulary.json", {"terms": [
-        {"name": "L2/3 pyramidal type A", "parent": "L2/3 pyramidal", "synonyms": ["23P-A"],
-         "description": "A lab's own subtype."},
-        {"name": "basket", "description": "Home description."},
-    ]})
-    write(tmp_path / "vocabularies" / "mouse_v1.json", {"allow_free_terms": True, "terms": [
-        {"name": "basket", "description": "Dataset description."},
-        {"name": "my interneuron", "parent": "inhibitory"},
-    ]})
+    write(
+        tmp_path / "vocabulary.json",
+        {
+            "terms": [
+                {
+                    "name": "L2/3 pyramidal type A",
+                    "parent": "L2/3 pyramidal",
+                    "synonyms": ["23P-A"],
+                    "description": "A lab's own subtype.",
+                },
+                {"name": "basket", "description": "Home description."},
+            ]
+        },
+    )
+    write(
+        tmp_path / "vocabularies" / "mouse_v1.json",
+        {
+            "allow_free_terms": True,
+            "terms": [
+                {"name": "basket", "description": "Dataset description."},
+                {"name": "my interneuron", "parent": "inhibitory"},
+            ],
+        },
+    )
     other = Vocabulary.for_dataset(tmp_path, "other_dataset")
     assert "L2/3 pyramidal type A" in other.descendants("excitatory")
     assert other.resolve("23p-a") == "L2/3 pyramidal type A"
@@ -191,10 +221,15 @@ def test_for_dataset_reports_the_bad_file(tmp_path):
 
 def test_merged_overrides_terms_and_free_flag():
     base = Vocabulary.from_dict(small())
-    extra = Vocabulary.from_dict({"allow_free_terms": True, "terms": [
-        {"name": "chandelier", "parent": None, "synonyms": ["ChC"], "description": "A chandelier cell."},
-        {"name": "Basket", "description": "Overridden."},
-    ]})
+    extra = Vocabulary.from_dict(
+        {
+            "allow_free_terms": True,
+            "terms": [
+                {"name": "chandelier", "parent": None, "synonyms": ["ChC"], "description": "A chandelier cell."},
+                {"name": "Basket", "description": "Overridden."},
+            ],
+        }
+    )
     merged = base.merged(extra)
     assert merged.allow_free_terms
     assert merged.resolve("chc") == "chandelier"
@@ -216,20 +251,32 @@ def test_load_reads_a_file(tmp_path):
 
 # -- validation and the file format ---------------------------------------------------------
 
-@pytest.mark.parametrize("terms, message", [
-    ([{"name": "a", "parent": "b"}, {"name": "b", "parent": "a"}], r"cycle in the cell-type hierarchy: a -> b -> a"),
-    ([{"name": "a", "parent": "a"}], r"cycle.*a -> a"),
-    ([{"name": "a", "parent": "nope"}], r"term 'a' has unknown parent 'nope'"),
-    ([{"name": "a", "synonyms": ["x"]}, {"name": "b", "synonyms": ["X"]}],
-     r"synonym 'X' of term 'b' clashes with a synonym of 'a'"),
-    ([{"name": "a"}, {"name": "b", "synonyms": ["A"]}], r"synonym 'A' of term 'b' clashes with the name of term 'a'"),
-    ([{"name": "a"}, {"name": " A "}], r"duplicate term name 'A'"),
-    ([{"name": "  "}], r"empty or missing name"),
-    ([{"parent": None}], r"empty or missing name"),
-    ([{"name": "a", "synonyms": [""]}], r"empty or non-text synonym"),
-    ([{"name": "a", "synonyms": "x"}], r"synonyms must be a list"),
-    ([{"name": "a", "synonym": ["x"]}], r"unknown field\(s\) 'synonym'"),
-])
+
+@pytest.mark.parametrize(
+    "terms, message",
+    [
+        (
+            [{"name": "a", "parent": "b"}, {"name": "b", "parent": "a"}],
+            r"cycle in the cell-type hierarchy: a -> b -> a",
+        ),
+        ([{"name": "a", "parent": "a"}], r"cycle.*a -> a"),
+        ([{"name": "a", "parent": "nope"}], r"term 'a' has unknown parent 'nope'"),
+        (
+            [{"name": "a", "synonyms": ["x"]}, {"name": "b", "synonyms": ["X"]}],
+            r"synonym 'X' of term 'b' clashes with a synonym of 'a'",
+        ),
+        (
+            [{"name": "a"}, {"name": "b", "synonyms": ["A"]}],
+            r"synonym 'A' of term 'b' clashes with the name of term 'a'",
+        ),
+        ([{"name": "a"}, {"name": " A "}], r"duplicate term name 'A'"),
+        ([{"name": "  "}], r"empty or missing name"),
+        ([{"parent": None}], r"empty or missing name"),
+        ([{"name": "a", "synonyms": [""]}], r"empty or non-text synonym"),
+        ([{"name": "a", "synonyms": "x"}], r"synonyms must be a list"),
+        ([{"name": "a", "synonym": ["x"]}], r"unknown field\(s\) 'synonym'"),
+    ],
+)
 def test_validation_errors(terms, message):
     with pytest.raises(ValueError, match=message):
         Vocabulary.from_dict({"terms": terms})
@@ -248,8 +295,7 @@ def test_a_merge_that_makes_a_cycle_is_rejected():
     base = Vocabulary.from_dict(small())
     with pytest.raises(ValueError, match="cycle"):
         # Valid alone (pyramidal is top-level there), but pyramidal keeps its parent "neuron" here.
-        base.merged(Vocabulary.from_dict({"terms": [{"name": "neuron", "parent": "pyramidal"},
-                                                   {"name": "pyramidal"}]}))
+        base.merged(Vocabulary.from_dict({"terms": [{"name": "neuron", "parent": "pyramidal"}, {"name": "pyramidal"}]}))
 
 
 def test_to_dict_round_trips(vocabulary):
@@ -262,8 +308,7 @@ def test_to_dict_round_trips(vocabulary):
     free = Vocabulary.from_dict(small(allow_free_terms=True))
     assert Vocabulary.from_dict(free.to_dict()).to_dict() == free.to_dict()
     # Synonyms repeating the name or each other are dropped; parents may be given as a synonym.
-    tidy = Vocabulary.from_dict({"terms": [{"name": "a", "synonyms": ["A", "x", "X "]},
-                                           {"name": "b", "parent": "x"}]})
+    tidy = Vocabulary.from_dict({"terms": [{"name": "a", "synonyms": ["A", "x", "X "]}, {"name": "b", "parent": "x"}]})
     assert tidy.to_dict()["terms"] == [
         {"name": "a", "parent": None, "synonyms": ["x"], "description": ""},
         {"name": "b", "parent": "a", "synonyms": [], "description": ""},

@@ -4,6 +4,7 @@ waiting, lingering and body-buffer tallies as it found them, and a stopping work
 The worker's real event loop runs in a thread of this process (no fork), serving a small WSGI app, so its
 counters can be read once everything has ended.
 """
+
 from __future__ import annotations
 
 import os
@@ -88,8 +89,13 @@ def drain(sock) -> bytes:
 def settled(worker, seconds=10.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if (worker.nr_conns, len(worker._waiting), len(worker._lingering), worker._buffered_bodies,
-                sum(worker._per_address.values())) == (0, 0, 0, 0, 0) and not worker.keepalived_conns:
+        if (
+            worker.nr_conns,
+            len(worker._waiting),
+            len(worker._lingering),
+            worker._buffered_bodies,
+            sum(worker._per_address.values()),
+        ) == (0, 0, 0, 0, 0) and not worker.keepalived_conns:
             return True
         time.sleep(0.1)
     return False
@@ -100,8 +106,11 @@ def test_every_way_a_connection_ends_is_counted_once(start_worker):
     port = worker.port
     # kept alive for three requests (a POST body among them), then closed by the client
     with connect(port) as sock:
-        for request in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
-                        b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"):
+        for request in (
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        ):
             sock.sendall(request)
             time.sleep(0.1)
         assert sock.recv(65536).count(b"HTTP/1.1 200") >= 1
@@ -132,8 +141,14 @@ def test_every_way_a_connection_ends_is_counted_once(start_worker):
     assert drain(bare_lf).startswith(b"HTTP/1.1 400")
     for sock in [*slow, idle, *crowd, long_line, bare_lf]:
         sock.close()
-    assert settled(worker), (worker.nr_conns, worker._waiting, worker._lingering, worker._buffered_bodies,
-                             worker._per_address, worker.keepalived_conns)
+    assert settled(worker), (
+        worker.nr_conns,
+        worker._waiting,
+        worker._lingering,
+        worker._buffered_bodies,
+        worker._per_address,
+        worker.keepalived_conns,
+    )
 
 
 def test_a_stopping_worker_lets_go_of_connections_still_waiting(start_worker):

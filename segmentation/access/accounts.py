@@ -6,6 +6,7 @@ fast hash is enough because the secret is random, not a password. Lookups are
 cached per process for :data:`CACHE_SECONDS`; a change made in this process
 clears the cache at once, other processes see it within that time.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +14,7 @@ import re
 import secrets
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -45,7 +46,7 @@ def hash_token(token: str) -> str:
 
 def _utc(moment: datetime | None) -> datetime | None:
     if moment is not None and moment.tzinfo is None:  # SQLite keeps no time zone; we store UTC
-        return moment.replace(tzinfo=timezone.utc)
+        return moment.replace(tzinfo=UTC)
     return moment
 
 
@@ -88,22 +89,25 @@ class Accounts:
     # ---- users -------------------------------------------------------------------------
     def add_user(self, name: str, *, site_admin: bool = False, by: str = "cli", origin: str = "cli") -> dict:
         if not USER_NAME.match(name or ""):
-            raise AccessError("user names are 1-64 letters, digits, '_', '.', '@' or '-', "
-                              "starting with a letter or digit")
+            raise AccessError(
+                "user names are 1-64 letters, digits, '_', '.', '@' or '-', starting with a letter or digit"
+            )
         with self._change() as connection:
             if connection.execute(sa.select(_users.c.id).where(_users.c.name == name)).first():
                 raise AccessError(f"user {name!r} already exists")
-            connection.execute(sa.insert(_users).values(name=name, site_admin=site_admin,
-                                                        created_at=datetime.now(timezone.utc)))
-            record(connection, user=by, action="user.add", target=name, detail={"site_admin": site_admin},
-                   origin=origin)
+            connection.execute(sa.insert(_users).values(name=name, site_admin=site_admin, created_at=datetime.now(UTC)))
+            record(
+                connection, user=by, action="user.add", target=name, detail={"site_admin": site_admin}, origin=origin
+            )
         return {"name": name, "site_admin": site_admin}
 
     def users(self) -> list[dict]:
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(_users).order_by(_users.c.id)).mappings().all()
-        return [{"name": r["name"], "site_admin": r["site_admin"], "created": _utc(r["created_at"]).isoformat()}
-                for r in rows]
+        return [
+            {"name": r["name"], "site_admin": r["site_admin"], "created": _utc(r["created_at"]).isoformat()}
+            for r in rows
+        ]
 
     def _user_id(self, connection, name: str) -> int:
         found = connection.execute(sa.select(_users.c.id).where(_users.c.name == name)).scalar()
@@ -112,25 +116,47 @@ class Accounts:
         return found
 
     # ---- tokens ------------------------------------------------------------------------
-    def create_token(self, user: str, *, expires_at: datetime | None = None, label: str = "",
-                     by: str = "cli", origin: str = "cli") -> tuple[int, str]:
+    def create_token(
+        self, user: str, *, expires_at: datetime | None = None, label: str = "", by: str = "cli", origin: str = "cli"
+    ) -> tuple[int, str]:
         """A new token for ``user``: (its id, the token). The token is shown this once, never stored."""
-        if expires_at is not None and _utc(expires_at) <= datetime.now(timezone.utc):
+        if expires_at is not None and _utc(expires_at) <= datetime.now(UTC):
             raise AccessError("a token's expiry must be in the future")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self._change() as connection:
             user_id = self._user_id(connection, user)
-            token_id = connection.execute(sa.insert(_tokens).values(
-                user_id=user_id, token_hash=hash_token(token), label=label[:128],
-                created_at=datetime.now(timezone.utc), expires_at=expires_at,
-            ).returning(_tokens.c.id)).scalar_one()
-            record(connection, user=by, action="token.create", target=f"token {token_id} of {user}",
-                   detail={"label": label, "expires_at": expires_at.isoformat() if expires_at else None},
-                   origin=origin)
+            token_id = connection.execute(
+                sa.insert(_tokens)
+                .values(
+                    user_id=user_id,
+                    token_hash=hash_token(token),
+                    label=label[:128],
+                    created_at=datetime.now(UTC),
+                    expires_at=expires_at,
+                )
+                .returning(_tokens.c.id)
+            ).scalar_one()
+            record(
+                connection,
+                user=by,
+                action="token.create",
+                target=f"token {token_id} of {user}",
+                detail={"label": label, "expires_at": expires_at.isoformat() if expires_at else None},
+                origin=origin,
+            )
         return token_id, token
 
-    def role_token(self, user: str, dataset: str, role: str, *, expires_at: datetime | None = None,
-                   label: str = "", by: str = "cli", origin: str = "cli") -> str:
+    def role_token(
+        self,
+        user: str,
+        dataset: str,
+        role: str,
+        *,
+        expires_at: datetime | None = None,
+        label: str = "",
+        by: str = "cli",
+        origin: str = "cli",
+    ) -> str:
         """A new token of ``user`` — made if missing — holding ``role`` on ``dataset`` (demo, tests, benchmarks)."""
         if user not in {u["name"] for u in self.users()}:
             self.add_user(user, by=by, origin=origin)
@@ -146,29 +172,51 @@ class Accounts:
                     where = _tokens.c.id == int(token_or_id)
                 except ValueError:
                     raise AccessError(f"{token_or_id!r} is neither a token nor a token id") from None
-            row = connection.execute(
-                sa.select(_tokens.c.id, _tokens.c.revoked_at, _users.c.name)
-                .join(_users, _users.c.id == _tokens.c.user_id).where(where)).mappings().first()
+            row = (
+                connection.execute(
+                    sa.select(_tokens.c.id, _tokens.c.revoked_at, _users.c.name)
+                    .join(_users, _users.c.id == _tokens.c.user_id)
+                    .where(where)
+                )
+                .mappings()
+                .first()
+            )
             if row is None:
                 raise AccessError("no such token")
             if row["revoked_at"] is None:
-                connection.execute(sa.update(_tokens).where(_tokens.c.id == row["id"])
-                                   .values(revoked_at=datetime.now(timezone.utc)))
-                record(connection, user=by, action="token.revoke", target=f"token {row['id']} of {row['name']}",
-                       origin=origin)
+                connection.execute(
+                    sa.update(_tokens).where(_tokens.c.id == row["id"]).values(revoked_at=datetime.now(UTC))
+                )
+                record(
+                    connection,
+                    user=by,
+                    action="token.revoke",
+                    target=f"token {row['id']} of {row['name']}",
+                    origin=origin,
+                )
         return {"id": row["id"], "user": row["name"]}
 
     def tokens(self, user: str | None = None) -> list[dict]:
-        query = (sa.select(_tokens, _users.c.name.label("user"))
-                 .join(_users, _users.c.id == _tokens.c.user_id).order_by(_tokens.c.id))
+        query = (
+            sa.select(_tokens, _users.c.name.label("user"))
+            .join(_users, _users.c.id == _tokens.c.user_id)
+            .order_by(_tokens.c.id)
+        )
         if user is not None:
             query = query.where(_users.c.name == user)
         with self.engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
-        return [{"id": r["id"], "user": r["user"], "label": r["label"],
-                 "created": _utc(r["created_at"]).isoformat(),
-                 "expires": _utc(r["expires_at"]).isoformat() if r["expires_at"] else None,
-                 "revoked": _utc(r["revoked_at"]).isoformat() if r["revoked_at"] else None} for r in rows]
+        return [
+            {
+                "id": r["id"],
+                "user": r["user"],
+                "label": r["label"],
+                "created": _utc(r["created_at"]).isoformat(),
+                "expires": _utc(r["expires_at"]).isoformat() if r["expires_at"] else None,
+                "revoked": _utc(r["revoked_at"]).isoformat() if r["revoked_at"] else None,
+            }
+            for r in rows
+        ]
 
     def authenticate(self, token: str) -> Principal:
         """The principal a token stands for; :class:`InvalidToken` says why it does not."""
@@ -180,19 +228,35 @@ class Accounts:
             raise InvalidToken("unknown token")
         if found["revoked_at"] is not None:
             raise InvalidToken("this token was revoked")
-        if found["expires_at"] is not None and found["expires_at"] <= datetime.now(timezone.utc):
+        if found["expires_at"] is not None and found["expires_at"] <= datetime.now(UTC):
             raise InvalidToken("this token has expired")
-        return Principal(name=found["name"], authenticated=True, site_admin=found["site_admin"],
-                         grants=self._grants_of(found["user_id"]), token_id=found["id"],
-                         token_expires_at=found["expires_at"])
+        return Principal(
+            name=found["name"],
+            authenticated=True,
+            site_admin=found["site_admin"],
+            grants=self._grants_of(found["user_id"]),
+            token_id=found["id"],
+            token_expires_at=found["expires_at"],
+        )
 
     def _load_token(self, digest: str) -> dict | None:
         with self.engine.connect() as connection:
-            row = connection.execute(
-                sa.select(_tokens.c.id, _tokens.c.user_id, _tokens.c.expires_at, _tokens.c.revoked_at,
-                          _users.c.name, _users.c.site_admin)
-                .join(_users, _users.c.id == _tokens.c.user_id).where(_tokens.c.token_hash == digest)
-            ).mappings().first()
+            row = (
+                connection.execute(
+                    sa.select(
+                        _tokens.c.id,
+                        _tokens.c.user_id,
+                        _tokens.c.expires_at,
+                        _tokens.c.revoked_at,
+                        _users.c.name,
+                        _users.c.site_admin,
+                    )
+                    .join(_users, _users.c.id == _tokens.c.user_id)
+                    .where(_tokens.c.token_hash == digest)
+                )
+                .mappings()
+                .first()
+            )
         if row is None:
             return None
         found = dict(row)
@@ -212,13 +276,17 @@ class Accounts:
             connection.execute(sa.delete(_grants).where(where))
             if role is not None:
                 connection.execute(sa.insert(_grants).values(user_id=user_id, dataset_id=dataset_id, role=role))
-            record(connection, user=by, action="grant", dataset=dataset, target=user, detail={"role": role},
-                   origin=origin)
+            record(
+                connection, user=by, action="grant", dataset=dataset, target=user, detail={"role": role}, origin=origin
+            )
 
     def grants(self, dataset: str | None = None) -> list[dict]:
-        query = (sa.select(_users.c.name.label("user"), _datasets.c.name.label("dataset"), _grants.c.role)
-                 .join(_users, _users.c.id == _grants.c.user_id)
-                 .join(_datasets, _datasets.c.id == _grants.c.dataset_id).order_by(_datasets.c.name, _users.c.name))
+        query = (
+            sa.select(_users.c.name.label("user"), _datasets.c.name.label("dataset"), _grants.c.role)
+            .join(_users, _users.c.id == _grants.c.user_id)
+            .join(_datasets, _datasets.c.id == _grants.c.dataset_id)
+            .order_by(_datasets.c.name, _users.c.name)
+        )
         if dataset is not None:
             query = query.where(_datasets.c.name == dataset)
         with self.engine.connect() as connection:
@@ -229,23 +297,36 @@ class Accounts:
             with self.engine.connect() as connection:
                 rows = connection.execute(
                     sa.select(_datasets.c.name, _grants.c.role)
-                    .join(_datasets, _datasets.c.id == _grants.c.dataset_id).where(_grants.c.user_id == user_id))
+                    .join(_datasets, _datasets.c.id == _grants.c.dataset_id)
+                    .where(_grants.c.user_id == user_id)
+                )
                 return {name: role for name, role in rows}
+
         return _cache.get((self.database_url, "grants", user_id), load)
 
     def set_public(self, dataset: str, public: bool, *, by: str = "cli", origin: str = "cli") -> None:
         with self._change() as connection:
             self._dataset_id(connection, dataset)
             connection.execute(sa.update(_datasets).where(_datasets.c.name == dataset).values(public=public))
-            record(connection, user=by, action="dataset.visibility", dataset=dataset,
-                   detail={"public": public}, origin=origin)
+            record(
+                connection,
+                user=by,
+                action="dataset.visibility",
+                dataset=dataset,
+                detail={"public": public},
+                origin=origin,
+            )
 
     def visibility(self) -> dict[str, bool]:
         """Every dataset name → whether it is public (cached briefly: asked on every request)."""
+
         def load():
             with self.engine.connect() as connection:
-                return {name: bool(public) for name, public in
-                        connection.execute(sa.select(_datasets.c.name, _datasets.c.public))}
+                return {
+                    name: bool(public)
+                    for name, public in connection.execute(sa.select(_datasets.c.name, _datasets.c.public))
+                }
+
         return _cache.get((self.database_url, "visibility"), load)
 
     def is_public(self, dataset: str) -> bool | None:

@@ -4,10 +4,11 @@ Writers call :func:`record` inside the transaction that makes the change, so a
 change and its audit entry are committed together or not at all. The table's
 triggers refuse UPDATE and DELETE.
 """
+
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -17,17 +18,43 @@ from ..models import AuditRow
 _TABLE = AuditRow.__table__
 
 
-def record(connection, *, user: str, action: str, dataset: str | None = None, target: str = "",
-           detail: dict | None = None, origin: str = "") -> None:
+def record(
+    connection,
+    *,
+    user: str,
+    action: str,
+    dataset: str | None = None,
+    target: str = "",
+    detail: dict | None = None,
+    origin: str = "",
+) -> None:
     """Write one audit entry in ``connection``'s transaction, and the same as a log line
     (logger ``axonlink.audit``) for operators who watch logs rather than the table. The line
     is written with the entry, before the commit: the table, not the log, is the record."""
-    _log.info("%s", action, extra={"fields": {"user": str(user), "dataset": dataset, "target": str(target) or None,
-                                               "client": origin or None, **_short(detail)}})
-    connection.execute(sa.insert(_TABLE).values(
-        at=datetime.now(timezone.utc), user_id=str(user)[:128], action=action, dataset=dataset,
-        target=str(target), detail=detail or {}, origin=(origin or "")[:128],
-    ))
+    _log.info(
+        "%s",
+        action,
+        extra={
+            "fields": {
+                "user": str(user),
+                "dataset": dataset,
+                "target": str(target) or None,
+                "client": origin or None,
+                **_short(detail),
+            }
+        },
+    )
+    connection.execute(
+        sa.insert(_TABLE).values(
+            at=datetime.now(UTC),
+            user_id=str(user)[:128],
+            action=action,
+            dataset=dataset,
+            target=str(target),
+            detail=detail or {},
+            origin=(origin or "")[:128],
+        )
+    )
 
 
 _log = logging.getLogger("axonlink.audit")
@@ -48,8 +75,16 @@ class AuditLog:
     def __init__(self, database_url: str):
         self.engine = engine_for(database_url)
 
-    def entries(self, *, datasets: list[str] | None = None, user: str | None = None, action: str | None = None,
-                since: datetime | None = None, before_id: int | None = None, limit: int = 100) -> list[dict]:
+    def entries(
+        self,
+        *,
+        datasets: list[str] | None = None,
+        user: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[dict]:
         query = sa.select(_TABLE).order_by(_TABLE.c.id.desc()).limit(max(1, min(int(limit), 10000)))
         if datasets is not None:
             query = query.where(_TABLE.c.dataset.in_(datasets))
@@ -68,6 +103,14 @@ class AuditLog:
 def _entry(row) -> dict:
     at = row["at"]
     if at.tzinfo is None:  # SQLite keeps no time zone; we store UTC
-        at = at.replace(tzinfo=timezone.utc)
-    return {"id": row["id"], "at": at.isoformat(), "user": row["user_id"], "action": row["action"],
-            "dataset": row["dataset"], "target": row["target"], "detail": row["detail"], "origin": row["origin"]}
+        at = at.replace(tzinfo=UTC)
+    return {
+        "id": row["id"],
+        "at": at.isoformat(),
+        "user": row["user_id"],
+        "action": row["action"],
+        "dataset": row["dataset"],
+        "target": row["target"],
+        "detail": row["detail"],
+        "origin": row["origin"],
+    }

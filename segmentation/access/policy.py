@@ -5,11 +5,12 @@ dataset everyone has at least the server's anonymous role (``viewer`` unless
 configured otherwise); on a private one only granted users have a role, and
 for everybody else the dataset does not exist (404, never 403).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping
 
 ROLES = ("viewer", "proofreader", "admin")
 _RANK = {None: 0, "viewer": 1, "proofreader": 2, "admin": 3}
@@ -56,8 +57,9 @@ def at_least(role: str | None, needed: str) -> bool:
     return _RANK[role] >= _RANK[needed]
 
 
-def require_role(principal: Principal, dataset: str, public: bool | None, needed: str,
-                 anonymous_role: str = "viewer") -> str | None:
+def require_role(
+    principal: Principal, dataset: str, public: bool | None, needed: str, anonymous_role: str = "viewer"
+) -> str | None:
     """The principal's role if it is at least ``needed``, else the right refusal.
 
     ``public`` None means the dataset is unknown: None is returned and the route answers 404 itself.
@@ -72,5 +74,6 @@ def require_role(principal: Principal, dataset: str, public: bool | None, needed
     if not principal.authenticated:
         raise SignInRequired(
             f"this needs the {needed} role on {dataset!r}: send a token (Authorization: Bearer <token>); "
-            "`axonlink tokens create NAME` makes one")
+            "`axonlink tokens create NAME` makes one"
+        )
     raise Forbidden(f"user {principal.name!r} is {role} on {dataset!r}; this needs {needed}")

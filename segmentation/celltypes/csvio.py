@@ -8,6 +8,7 @@ Text cells that a spreadsheet would run as a formula (starting with ``= + - @``,
 carriage return) are exported with a leading apostrophe, as OWASP recommends against CSV
 injection; importing takes that apostrophe off again, so notes survive a round trip.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,8 +17,21 @@ import re
 
 from .tags import Tag
 
-EXPORT_COLUMNS = ("id", "valid", "classification_system", "cell_type", "pt_position_x", "pt_position_y",
-                  "pt_position_z", "pt_supervoxel_id", "pt_root_id", "note", "confidence", "user", "created")
+EXPORT_COLUMNS = (
+    "id",
+    "valid",
+    "classification_system",
+    "cell_type",
+    "pt_position_x",
+    "pt_position_y",
+    "pt_position_z",
+    "pt_supervoxel_id",
+    "pt_root_id",
+    "note",
+    "confidence",
+    "user",
+    "created",
+)
 _NUMBERS = re.compile(r"-?\d+(?:\.\d+)?")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -62,8 +76,17 @@ def read_tag_rows(text: str) -> tuple[list[tuple[int, dict]], list[tuple[int, st
             rejected.append((number, str(error)))
             continue
         confidence = get("confidence")
-        rows.append((number, {"voxel": voxel, "term": _restored(get("cell_type")), "note": _restored(get("note")),
-                              "confidence": confidence if confidence else None}))
+        rows.append(
+            (
+                number,
+                {
+                    "voxel": voxel,
+                    "term": _restored(get("cell_type")),
+                    "note": _restored(get("note")),
+                    "confidence": confidence if confidence else None,
+                },
+            )
+        )
     return rows, rejected
 
 
@@ -84,8 +107,21 @@ def write_tags(tags: list[tuple[Tag, int]]) -> str:
     writer.writerow(EXPORT_COLUMNS)
     for tag, root in tags:
         x, y, z = tag.voxel
-        writer.writerow([tag.id, "t" if tag.retracted_at is None else "f", "axonlink", neutralised(tag.term),
-                         x, y, z, tag.sv_id, root, neutralised(tag.note),
-                         "" if tag.confidence is None else tag.confidence, neutralised(tag.user),
-                         tag.created_at.isoformat()])
+        writer.writerow(
+            [
+                tag.id,
+                "t" if tag.retracted_at is None else "f",
+                "axonlink",
+                neutralised(tag.term),
+                x,
+                y,
+                z,
+                tag.sv_id,
+                root,
+                neutralised(tag.note),
+                "" if tag.confidence is None else tag.confidence,
+                neutralised(tag.user),
+                tag.created_at.isoformat(),
+            ]
+        )
     return out.getvalue()

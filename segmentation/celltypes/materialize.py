@@ -12,10 +12,11 @@ uses the tags and roots of that moment exactly.
 The table follows CAVE's ``cell_type_local`` schema. Pure logic (no Flask); pyarrow is
 imported only to write an answer, so the rest works without it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -34,16 +35,29 @@ CAVE_TIME = "%Y-%m-%dT%H:%M:%S.%f"  # caveclient parses exactly this (naive = UT
 
 INT_COLUMNS = ("id", "pt_supervoxel_id", "pt_root_id")
 STR_COLUMNS = ("classification_system", "cell_type")
-COLUMNS = ("id", "created", "valid", "classification_system", "cell_type", "pt_position",
-           "pt_supervoxel_id", "pt_root_id")
+COLUMNS = (
+    "id",
+    "created",
+    "valid",
+    "classification_system",
+    "cell_type",
+    "pt_position",
+    "pt_supervoxel_id",
+    "pt_root_id",
+)
 _FILTERS = {  # body key -> operation (CAVE accepts filter_out_dict for filter_notin_dict)
-    "filter_equal_dict": "equal", "filter_in_dict": "in", "filter_notin_dict": "notin",
-    "filter_out_dict": "notin", "filter_greater_dict": "greater", "filter_less_dict": "less",
-    "filter_greater_equal_dict": "greater_equal", "filter_less_equal_dict": "less_equal",
-    "filter_spatial_dict": "spatial", "filter_regex_dict": "regex",
+    "filter_equal_dict": "equal",
+    "filter_in_dict": "in",
+    "filter_notin_dict": "notin",
+    "filter_out_dict": "notin",
+    "filter_greater_dict": "greater",
+    "filter_less_dict": "less",
+    "filter_greater_equal_dict": "greater_equal",
+    "filter_less_equal_dict": "less_equal",
+    "filter_spatial_dict": "spatial",
+    "filter_regex_dict": "regex",
 }
-_COMPARE = {"greater": np.greater, "less": np.less, "greater_equal": np.greater_equal,
-            "less_equal": np.less_equal}
+_COMPARE = {"greater": np.greater, "less": np.less, "greater_equal": np.greater_equal, "less_equal": np.less_equal}
 
 
 class QueryError(ValueError):
@@ -66,25 +80,34 @@ class Version:
 
     def to_json(self, datastack: str) -> dict:
         """CAVE's AnalysisVersion; "expires_on" far ahead (never), a date pandas can still hold."""
-        stamp = self.time_stamp.astimezone(timezone.utc).strftime(CAVE_TIME)
-        return {"id": self.number, "version": self.number, "datastack": datastack, "time_stamp": stamp,
-                "expires_on": "2200-01-01T00:00:00.000000", "valid": True, "status": "AVAILABLE",
-                "is_merged": True, "parent_version": None}
+        stamp = self.time_stamp.astimezone(UTC).strftime(CAVE_TIME)
+        return {
+            "id": self.number,
+            "version": self.number,
+            "datastack": datastack,
+            "time_stamp": stamp,
+            "expires_on": "2200-01-01T00:00:00.000000",
+            "valid": True,
+            "status": "AVAILABLE",
+            "is_merged": True,
+            "parent_version": None,
+        }
 
 
 def open_graph(database_url: str, dataset: str) -> Graph:
     try:
         graph = Graph.open(database_url, dataset)
     except LookupError:
-        raise NotFound(f"dataset {dataset!r} has no graph, so no cell-type table: "
-                       f"run `axonlink ingest-graph {dataset}` first") from None
+        raise NotFound(
+            f"dataset {dataset!r} has no graph, so no cell-type table: run `axonlink ingest-graph {dataset}` first"
+        ) from None
     graph.sync()
     return graph
 
 
 def _latest(graph: Graph) -> int:
     """The newest version: edits whose time is known here (read from the log's times, so never ahead of them)."""
-    return graph.seq_at(datetime.now(timezone.utc)) + 1
+    return graph.seq_at(datetime.now(UTC)) + 1
 
 
 def versions(graph: Graph, expired: bool = False) -> list[Version]:
@@ -111,8 +134,11 @@ def rows(tags: CellTags, dataset: str, tags_at: datetime | None, roots_at: datet
     """Columns of the tags in force at ``tags_at`` with their roots at ``roots_at`` (None = now), by id."""
     found = tags.of_dataset(dataset, at=tags_at)
     svs = np.array([tag.sv_id for tag, _ in found], dtype=np.uint64)
-    roots = (np.array([root for _, root in found], dtype=np.uint64) if roots_at == tags_at
-             else tags.roots_of(dataset, svs, roots_at))
+    roots = (
+        np.array([root for _, root in found], dtype=np.uint64)
+        if roots_at == tags_at
+        else tags.roots_of(dataset, svs, roots_at)
+    )
     created = np.array([tag.created_at.timestamp() for tag, _ in found], dtype=np.float64)
     return {
         "id": np.array([tag.id for tag, _ in found], dtype=np.int64),
@@ -168,8 +194,11 @@ def parse_query(body: dict, table: str = TABLE) -> Query:
     query.limit = min(_integer(body.get("limit"), "limit", MAX_ROWS, minimum=1), MAX_ROWS)
     resolution = body.get("desired_resolution")
     if resolution is not None:
-        if (not isinstance(resolution, list) or len(resolution) != 3
-                or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in resolution)):
+        if (
+            not isinstance(resolution, list)
+            or len(resolution) != 3
+            or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in resolution)
+        ):
             raise QueryError("desired_resolution must be three positive numbers (nm)")
         query.resolution = [float(r) for r in resolution]
     return query
@@ -244,8 +273,9 @@ def _linear_regex(pattern: str):
         return re2.compile(pattern, options)
     except re2.error as error:
         message = error.args[0].decode(errors="replace") if error.args and isinstance(error.args[0], bytes) else error
-        raise QueryError(f"bad regular expression {pattern!r} (RE2 syntax, no backreferences or lookaround): "
-                         f"{message}") from None
+        raise QueryError(
+            f"bad regular expression {pattern!r} (RE2 syntax, no backreferences or lookaround): {message}"
+        ) from None
 
 
 def _scalar(column: str, value):
@@ -254,7 +284,7 @@ def _scalar(column: str, value):
             number = int(value) if not isinstance(value, (bool, float)) else None
         except (TypeError, ValueError):
             number = None
-        if number is None or not -2 ** 63 <= number < 2 ** 63:
+        if number is None or not -(2**63) <= number < 2**63:
             raise QueryError(f"{column} takes integer ids, not {value!r}")
         return number
     if column in STR_COLUMNS:
@@ -302,7 +332,7 @@ def run(table: dict, query: Query, voxel_resolution, rng=None) -> Result:
     mask = np.ones(len(keep), dtype=bool)
     for op, column, value in query.filters:
         mask &= _mask(sampled, op, column, value)
-    chosen = np.flatnonzero(mask)[query.offset:query.offset + query.limit]
+    chosen = np.flatnonzero(mask)[query.offset : query.offset + query.limit]
     warnings = [f'201 - "Limited query to {query.limit} rows'] if len(chosen) == query.limit else []
     resolution = query.resolution or [float(r) for r in voxel_resolution]
     scale = np.asarray(voxel_resolution, dtype=np.float64) / np.asarray(resolution)
@@ -331,8 +361,10 @@ def _arrow():
     try:
         import pyarrow
     except ImportError:
-        raise ArrowMissing("this server cannot write Arrow: install pyarrow (pip install 'pyarrow>=14') "
-                           "or ask with return_pyarrow=False for JSON") from None
+        raise ArrowMissing(
+            "this server cannot write Arrow: install pyarrow (pip install 'pyarrow>=14') "
+            "or ask with return_pyarrow=False for JSON"
+        ) from None
     return pyarrow
 
 
@@ -342,8 +374,9 @@ def arrow_stream(result: Result, accept_encoding: str = "") -> bytes:
     arrays = {}
     for name, data in result.columns.items():
         if name == "created":
-            arrays[name] = pa.array(np.round(data * 1e6).astype(np.int64).astype("datetime64[us]"),
-                                     type=pa.timestamp("us"))  # naive UTC, like CAVE
+            arrays[name] = pa.array(
+                np.round(data * 1e6).astype(np.int64).astype("datetime64[us]"), type=pa.timestamp("us")
+            )  # naive UTC, like CAVE
         elif data.dtype == object:
             arrays[name] = pa.array(data.tolist(), type=pa.string())
         else:

@@ -5,6 +5,7 @@ type (``#L2/3_pyramidal``; tags cannot hold spaces there). A neuron's tags inclu
 ancestors, so ``#pyramidal`` finds every pyramidal subtype; ``tag_descriptions`` give the
 terms as written.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -67,8 +68,13 @@ def segment_properties(tags: CellTags, dataset: str, at: datetime | None, vocabu
             "ids": [str(i) for i in ids.tolist()],
             "properties": [
                 {"id": "label", "type": "label", "values": [set_labels[k] for k in inverse]},
-                {"id": "tags", "type": "tags", "tags": list(tag_index), "tag_descriptions": descriptions,
-                 "values": [set_tags[k] for k in inverse]},
+                {
+                    "id": "tags",
+                    "type": "tags",
+                    "tags": list(tag_index),
+                    "tag_descriptions": descriptions,
+                    "values": [set_tags[k] for k in inverse],
+                },
             ],
         },
     }

@@ -55,11 +55,12 @@ The result, :class:`Query`, holds the clauses in disjunctive normal form: an OR 
 AND-groups, plus the moment of ``t:``. :func:`to_text` renders a query back into canonical
 text that :func:`parse` turns into an equal query (equality ignores the original text).
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
@@ -101,10 +102,7 @@ class Query:
     def datasets(self) -> set[str]:
         """The datasets named by non-negated ``dataset:`` clauses."""
         return {
-            clause.value
-            for group in self.groups
-            for clause in group
-            if clause.kind == "dataset" and not clause.negated
+            clause.value for group in self.groups for clause in group if clause.kind == "dataset" and not clause.negated
         }
 
 
@@ -160,8 +158,7 @@ def _syntax_error(text: str, pos: int) -> QueryError:
             return QueryError(f"unterminated quote at column {pos + 1}: {_show(text[start:])}")
         glued = text[start : _NON_SPACE.match(text, end + 1).end()]
         return QueryError(
-            f"text directly after a closing quote at column {end + 2}: {_show(glued)}"
-            " (put a space after the quote)"
+            f"text directly after a closing quote at column {end + 2}: {_show(glued)} (put a space after the quote)"
         )
     quote = text.find('"', pos)
     word = _word_at(text, start)
@@ -234,8 +231,7 @@ def _tokens(text: str):
             else:
                 hint = "quote a term that contains ':'"
             raise QueryError(
-                f"unknown key {_show(key)} in {_show(source)} at column {start + 1};"
-                f" known keys: {_KNOWN_KEYS} ({hint})"
+                f"unknown key {_show(key)} in {_show(source)} at column {start + 1}; known keys: {_KNOWN_KEYS} ({hint})"
             )
         value = bare_value if bare_value is not None else (quoted_value or "").strip()
         if not value:
@@ -277,8 +273,7 @@ def parse(text: str) -> Query:
             if pending_not is not None:
                 if payload.negated:
                     raise QueryError(
-                        f"'NOT {text[start:end]}' at column {pending_not + 1} negates twice;"
-                        " drop the NOT or the '-'"
+                        f"'NOT {text[start:end]}' at column {pending_not + 1} negates twice; drop the NOT or the '-'"
                     )
                 payload = Clause(payload.kind, payload.value, True)
                 pending_not = None
@@ -307,7 +302,7 @@ def parse(text: str) -> Query:
             source = text[start:end]
             if pending_not is not None:
                 raise QueryError(
-                    f"{_show(text[pending_not:pending_not + 3])} at column {pending_not + 1} must be followed"
+                    f"{_show(text[pending_not : pending_not + 3])} at column {pending_not + 1} must be followed"
                     f" by a clause, not {_show(source)}"
                 )
             if pending_op is not None:
@@ -324,7 +319,7 @@ def parse(text: str) -> Query:
 
     if pending_not is not None:
         raise QueryError(
-            f"{_show(text[pending_not:pending_not + 3])} at column {pending_not + 1} has no clause after it"
+            f"{_show(text[pending_not : pending_not + 3])} at column {pending_not + 1} has no clause after it"
         )
     if pending_op is not None:
         raise QueryError(f"{_show(pending_op[1])} at column {pending_op[0] + 1} has no clause after it")
@@ -366,7 +361,7 @@ def _render_clause(clause: Clause) -> str:
 def _render_moment(at: datetime) -> str:
     if at.tzinfo is None or at.utcoffset() is None:
         raise QueryError(f"cannot render t: {at!r} is not timezone-aware")
-    text = at.astimezone(timezone.utc).isoformat()
+    text = at.astimezone(UTC).isoformat()
     return text[: -len("+00:00")] + "Z" if text.endswith("+00:00") else text
 
 

@@ -4,17 +4,18 @@ Everything runs on the in-memory tag columns (:class:`TagIndex`) and the graphs'
 arrays: a query is a few numpy masks over all tags, the matching tags' supervoxels are
 mapped to roots of the moment, and Python objects are built only for the page asked.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 
 import numpy as np
 
-from .query import Clause, Query
 from .. import budget
 from ..graph import Graph
+from .query import Clause, Query
 from .tags import CellTags, TagIndex
 from .vocabulary import UnknownTerm, Vocabulary
 
@@ -32,9 +33,15 @@ class NeuronHit:
     link: str  # path of a link that opens it: /at/<dataset>/<x>,<y>,<z>[?t=…]
 
     def to_json(self) -> dict:
-        return {"dataset": self.dataset, "root_id": str(self.root_id), "terms": self.terms,
-                "conflict": self.conflict, "position": list(self.position), "tag_ids": self.tag_ids,
-                "link": self.link}
+        return {
+            "dataset": self.dataset,
+            "root_id": str(self.root_id),
+            "terms": self.terms,
+            "conflict": self.conflict,
+            "position": list(self.position),
+            "tag_ids": self.tag_ids,
+            "link": self.link,
+        }
 
 
 @dataclass
@@ -47,12 +54,22 @@ class SearchResult:
     hits: list[NeuronHit] = field(default_factory=list)
 
 
-def search(tags: CellTags, query: Query, vocabulary_of: Callable[[str], Vocabulary], datasets: list[str],
-           page: int = 1, per_page: int = 50) -> SearchResult:
+def search(
+    tags: CellTags,
+    query: Query,
+    vocabulary_of: Callable[[str], Vocabulary],
+    datasets: list[str],
+    page: int = 1,
+    per_page: int = 50,
+) -> SearchResult:
     """Neurons of ``datasets`` (the ones the asker may see) with tags matching ``query`` at ``query.at``."""
     index = tags.sync()
-    tables = {clause: _term_table(index, clause.value, vocabulary_of, datasets)
-              for group in query.groups for clause in group if clause.kind == "type"}
+    tables = {
+        clause: _term_table(index, clause.value, vocabulary_of, datasets)
+        for group in query.groups
+        for clause in group
+        if clause.kind == "type"
+    }
     per_dataset: list[tuple[str, np.ndarray]] = []  # (dataset, sorted unique roots matched)
     for name in sorted(datasets):
         code = index.datasets.codes.get(name)
@@ -80,7 +97,7 @@ def search(tags: CellTags, query: Query, vocabulary_of: Callable[[str], Vocabula
         if start >= len(roots):
             start -= len(roots)
             continue
-        chosen = roots[start:start + per_page - len(result.hits)]
+        chosen = roots[start : start + per_page - len(result.hits)]
         start = 0
         result.hits += _describe(tags, index, name, chosen, query.at, vocabulary_of(name))
         if len(result.hits) >= per_page:
@@ -114,8 +131,9 @@ def _term_table(index: TagIndex, term: str, vocabulary_of, datasets) -> np.ndarr
     return table
 
 
-def _clause_hits(index: TagIndex, clause: Clause, positions: np.ndarray, candidates: np.ndarray,
-                 dataset_code: int, tables: dict) -> np.ndarray:
+def _clause_hits(
+    index: TagIndex, clause: Clause, positions: np.ndarray, candidates: np.ndarray, dataset_code: int, tables: dict
+) -> np.ndarray:
     """Mask over ``positions`` (one dataset's tags) of those the clause holds for."""
     if clause.kind == "type":
         return tables[clause][index.term[positions]]
@@ -169,8 +187,17 @@ def _describe(tags: CellTags, index: TagIndex, dataset: str, roots: np.ndarray, 
         mine = mine[np.argsort(index.created[mine], kind="stable")]
         terms = sorted({index.terms.names[t] for t in index.term[mine].tolist()})
         x, y, z = (int(v) for v in index.xyz[mine[0]])
-        hits.append(NeuronHit(dataset, int(root), terms, conflicting(terms, vocabulary), (x, y, z),
-                              [int(i) for i in index.ids[mine]], f"/at/{dataset}/{x},{y},{z}{suffix}"))
+        hits.append(
+            NeuronHit(
+                dataset,
+                int(root),
+                terms,
+                conflicting(terms, vocabulary),
+                (x, y, z),
+                [int(i) for i in index.ids[mine]],
+                f"/at/{dataset}/{x},{y},{z}{suffix}",
+            )
+        )
     return hits
 
 

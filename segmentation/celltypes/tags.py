@@ -7,12 +7,13 @@ when and by whom. SQL is the source of truth; each process keeps every tag in nu
 columns (:class:`TagIndex`) and follows creations and retractions by ``change_seq``, the
 way :class:`segmentation.graph.Graph` follows the operation log.
 """
+
 from __future__ import annotations
 
 import math
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import sqlalchemy as sa
@@ -63,9 +64,15 @@ class Tag:
 
     def to_json(self, root_id: int | None = None) -> dict:
         answer = {
-            "id": self.id, "dataset": self.dataset, "term": self.term, "note": self.note,
-            "confidence": self.confidence, "user": self.user, "position": list(self.voxel),
-            "supervoxel_id": str(self.sv_id), "created": self.created_at.isoformat(),
+            "id": self.id,
+            "dataset": self.dataset,
+            "term": self.term,
+            "note": self.note,
+            "confidence": self.confidence,
+            "user": self.user,
+            "position": list(self.voxel),
+            "supervoxel_id": str(self.sv_id),
+            "created": self.created_at.isoformat(),
             "retracted": self.retracted_at.isoformat() if self.retracted_at else None,
             "retracted_by": self.retracted_by,
         }
@@ -77,7 +84,7 @@ class Tag:
 def _utc(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 class _Codes:
@@ -126,12 +133,20 @@ class TagIndex:
         """Rows of cell_tags (mappings), in change order: new tags are appended, retractions applied."""
         for row in rows:
             if row["id"] > (self._rows[-1][0] if self._rows else (self.ids[-1] if len(self.ids) else 0)):
-                self._rows.append((
-                    row["id"], self.datasets.code(row["dataset"]), int(row["sv_id"]),
-                    self.terms.code(row["term"]), self.users.code(row["user_id"]),
-                    _utc(row["created_at"]).timestamp(), row["x"], row["y"], row["z"],
-                    row["confidence"] if row["confidence"] is not None else math.nan,
-                ))
+                self._rows.append(
+                    (
+                        row["id"],
+                        self.datasets.code(row["dataset"]),
+                        int(row["sv_id"]),
+                        self.terms.code(row["term"]),
+                        self.users.code(row["user_id"]),
+                        _utc(row["created_at"]).timestamp(),
+                        row["x"],
+                        row["y"],
+                        row["z"],
+                        row["confidence"] if row["confidence"] is not None else math.nan,
+                    )
+                )
                 self.notes.append(row["note"] or "")
             if row["retracted_at"] is not None:
                 self._retractions.append((row["id"], _utc(row["retracted_at"]).timestamp(), row["retracted_by"]))
@@ -151,7 +166,7 @@ class TagIndex:
         self.retracted_by = {k: v for k, v in self.retracted_by.items() if k not in dropped}
         self._derived = {}
 
-    def columns(self) -> "TagIndex":
+    def columns(self) -> TagIndex:
         """Fold pending rows into the columns (cheap when nothing is pending)."""
         if self._rows:
             ids, ds, sv, term, user, created, x, y, z, conf = zip(*self._rows)
@@ -221,13 +236,16 @@ class TagIndex:
         retracted = self.retracted[position]
         tag_id = int(self.ids[position])
         return Tag(
-            id=tag_id, dataset=self.datasets.names[self.dataset[position]], sv_id=int(self.sv[position]),
-            voxel=tuple(int(v) for v in self.xyz[position]), term=self.terms.names[self.term[position]],
+            id=tag_id,
+            dataset=self.datasets.names[self.dataset[position]],
+            sv_id=int(self.sv[position]),
+            voxel=tuple(int(v) for v in self.xyz[position]),
+            term=self.terms.names[self.term[position]],
             note=self.notes[position],
             confidence=None if math.isnan(self.confidence[position]) else float(self.confidence[position]),
             user=self.users.names[self.user[position]],
-            created_at=datetime.fromtimestamp(self.created[position], tz=timezone.utc),
-            retracted_at=None if retracted == NOT_RETRACTED else datetime.fromtimestamp(retracted, tz=timezone.utc),
+            created_at=datetime.fromtimestamp(self.created[position], tz=UTC),
+            retracted_at=None if retracted == NOT_RETRACTED else datetime.fromtimestamp(retracted, tz=UTC),
             retracted_by=self.retracted_by.get(tag_id),
         )
 
@@ -235,9 +253,7 @@ class TagIndex:
 def next_change(connection) -> int:
     """Take the tag write lock (row lock / SQLite writer) and hand out the next change number."""
     state = CellTagStateRow.__table__
-    updated = connection.execute(
-        sa.update(state).where(state.c.id == 1).values(last_seq=state.c.last_seq + 1)
-    ).rowcount
+    updated = connection.execute(sa.update(state).where(state.c.id == 1).values(last_seq=state.c.last_seq + 1)).rowcount
     if not updated:
         connection.execute(sa.insert(state).values(id=1, last_seq=1))
         return 1
@@ -255,11 +271,11 @@ def purge_dataset(connection, dataset_id: int, name: str) -> int:
 class CellTags:
     """The tags of one database (all datasets), kept in step across processes."""
 
-    _open: dict[str, "CellTags"] = {}
+    _open: dict[str, CellTags] = {}
     _open_lock = threading.Lock()
 
     @classmethod
-    def open(cls, database_url: str) -> "CellTags":
+    def open(cls, database_url: str) -> CellTags:
         with cls._open_lock:
             found = cls._open.get(database_url)
             if found is None:
@@ -287,31 +303,46 @@ class CellTags:
     def _catch_up(self, connection) -> None:
         purges = connection.execute(
             sa.select(CellTagPurgeRow.change_seq, CellTagPurgeRow.dataset)
-            .where(CellTagPurgeRow.change_seq > self.index.seq).order_by(CellTagPurgeRow.change_seq)
+            .where(CellTagPurgeRow.change_seq > self.index.seq)
+            .order_by(CellTagPurgeRow.change_seq)
         ).all()
         for seq, dataset in purges:  # rows of a dataset of that name added later have higher numbers
             self.index.drop_dataset(dataset)
             self.index.seq = max(self.index.seq, int(seq))
         table = CellTagRow.__table__
-        rows = connection.execute(
-            sa.select(table, DatasetRow.name.label("dataset"))
-            .join(DatasetRow, DatasetRow.id == table.c.dataset_id)
-            .where(table.c.change_seq > self.index.seq)
-            .order_by(table.c.change_seq, table.c.id)
-        ).mappings().all()
+        rows = (
+            connection.execute(
+                sa.select(table, DatasetRow.name.label("dataset"))
+                .join(DatasetRow, DatasetRow.id == table.c.dataset_id)
+                .where(table.c.change_seq > self.index.seq)
+                .order_by(table.c.change_seq, table.c.id)
+            )
+            .mappings()
+            .all()
+        )
         self.index.add_rows(rows)
 
     def _next_seq(self, connection) -> int:
         return next_change(connection)
 
     # ---- writes -------------------------------------------------------------
-    def add(self, dataset: Dataset, voxel, term: str, user: str, vocabulary: Vocabulary, note: str = "",
-            confidence: float | None = None, origin: str = "") -> Tag:
+    def add(
+        self,
+        dataset: Dataset,
+        voxel,
+        term: str,
+        user: str,
+        vocabulary: Vocabulary,
+        note: str = "",
+        confidence: float | None = None,
+        origin: str = "",
+    ) -> Tag:
         """Tag the neuron at ``voxel`` (full-resolution voxels) of ``dataset``; TagError if that cannot be."""
         if Graph.find(self.database_url, dataset.name) is None:
             raise TagError(f"dataset {dataset.name!r} has no graph: run `axonlink ingest-graph {dataset.name}` first")
-        checked = self._checked(dataset, {"voxel": voxel, "term": term, "note": note, "confidence": confidence},
-                                vocabulary)
+        checked = self._checked(
+            dataset, {"voxel": voxel, "term": term, "note": note, "confidence": confidence}, vocabulary
+        )
         return self._store(dataset, [checked], user, origin)[0]
 
     def add_many(self, dataset: Dataset, rows, user: str, vocabulary: Vocabulary, origin: str = ""):
@@ -333,20 +364,39 @@ class CellTags:
     def _store(self, dataset: Dataset, accepted, user: str, origin: str = "") -> list[Tag]:
         """Insert the tags; answer exactly the rows this call wrote (by the ids the insert returned),
         never "the newest rows", which a concurrent writer's tags could be."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self.engine.begin() as connection:
             seq = self._next_seq(connection)
             dataset_id = connection.scalar(sa.select(DatasetRow.id).where(DatasetRow.name == dataset.name))
-            inserted = connection.execute(sa.insert(CellTagRow).returning(CellTagRow.id, sort_by_parameter_order=True), [
-                {"dataset_id": dataset_id, "sv_id": sv, "x": v[0], "y": v[1], "z": v[2], "term": term,
-                 "note": note, "confidence": confidence, "user_id": str(user), "created_at": now,
-                 "change_seq": seq}
-                for sv, v, term, note, confidence in accepted
-            ])
+            inserted = connection.execute(
+                sa.insert(CellTagRow).returning(CellTagRow.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "dataset_id": dataset_id,
+                        "sv_id": sv,
+                        "x": v[0],
+                        "y": v[1],
+                        "z": v[2],
+                        "term": term,
+                        "note": note,
+                        "confidence": confidence,
+                        "user_id": str(user),
+                        "created_at": now,
+                        "change_seq": seq,
+                    }
+                    for sv, v, term, note, confidence in accepted
+                ],
+            )
             ids = np.array(inserted.scalars().all(), dtype=np.int64)
-            audit.record(connection, user=user, action="tag.add", dataset=dataset.name, origin=origin,
-                         target=f"{len(accepted)} tag(s), change {seq}",
-                         detail={"change_seq": seq, "terms": sorted({a[2] for a in accepted})})
+            audit.record(
+                connection,
+                user=user,
+                action="tag.add",
+                dataset=dataset.name,
+                origin=origin,
+                target=f"{len(accepted)} tag(s), change {seq}",
+                detail={"change_seq": seq, "terms": sorted({a[2] for a in accepted})},
+            )
         index = self.sync()
         return [index.tag(int(p)) for p in np.searchsorted(index.ids, ids)]
 
@@ -384,7 +434,8 @@ class CellTags:
         with self.engine.begin() as connection:
             row = connection.execute(
                 sa.select(CellTagRow.retracted_at, DatasetRow.name, CellTagRow.term)
-                .join(DatasetRow, DatasetRow.id == CellTagRow.dataset_id).where(CellTagRow.id == tag_id)
+                .join(DatasetRow, DatasetRow.id == CellTagRow.dataset_id)
+                .where(CellTagRow.id == tag_id)
             ).first()
             if row is None:
                 raise TagNotFound(f"no tag {tag_id}")
@@ -392,11 +443,19 @@ class CellTags:
                 raise TagError(f"tag {tag_id} was already retracted")
             seq = self._next_seq(connection)
             connection.execute(
-                sa.update(CellTagRow).where(CellTagRow.id == tag_id)
-                .values(retracted_at=datetime.now(timezone.utc), retracted_by=str(user), change_seq=seq)
+                sa.update(CellTagRow)
+                .where(CellTagRow.id == tag_id)
+                .values(retracted_at=datetime.now(UTC), retracted_by=str(user), change_seq=seq)
             )
-            audit.record(connection, user=user, action="tag.retract", dataset=row[1], target=f"tag {tag_id}",
-                         detail={"term": row[2]}, origin=origin)
+            audit.record(
+                connection,
+                user=user,
+                action="tag.retract",
+                dataset=row[1],
+                target=f"tag {tag_id}",
+                detail={"term": row[2]},
+                origin=origin,
+            )
         return self.get(tag_id)
 
     # ---- reads --------------------------------------------------------------
@@ -407,8 +466,9 @@ class CellTags:
             raise TagNotFound(f"no tag {tag_id}")
         return index.tag(position)
 
-    def of_dataset(self, dataset: str, at: datetime | None = None, root_id: int | None = None,
-                   include_retracted: bool = False) -> list[tuple[Tag, int]]:
+    def of_dataset(
+        self, dataset: str, at: datetime | None = None, root_id: int | None = None, include_retracted: bool = False
+    ) -> list[tuple[Tag, int]]:
         """(tag, root of its supervoxel at ``at``) for the dataset's tags in force at ``at``."""
         index = self.sync()
         code = index.datasets.codes.get(dataset)

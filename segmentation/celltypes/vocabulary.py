@@ -20,6 +20,7 @@ the top; a ``synonyms`` list replaces the old list), so ``{"name": "basket",
 
 Pure Python: no Flask, no database.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -27,9 +28,10 @@ import functools
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any
 
 __all__ = ["Term", "UnknownTerm", "Vocabulary"]
 
@@ -50,8 +52,10 @@ def how_to_add(term: str, dataset: str | None) -> str:
     """The exact way to make ``term`` known (what an unknown-term refusal tells the user)."""
     where = f"<home>/vocabularies/{dataset}.json" if dataset else "<home>/vocabulary.json"
     entry = json.dumps({"terms": [{"name": term, "parent": "<a known term, or null>", "synonyms": []}]})
-    return (f"to add {term!r}, an admin of this server writes {entry} into {where} "
-            "(read again within seconds; the format is in docs/vocabulary.md)")
+    return (
+        f"to add {term!r}, an admin of this server writes {entry} into {where} "
+        "(read again within seconds; the format is in docs/vocabulary.md)"
+    )
 
 
 class UnknownTerm(ValueError):
@@ -103,8 +107,9 @@ def _parse(data: Any, source: str | None) -> tuple[bool | None, list[dict]]:
         raise ValueError(_prefixed(source, f"a vocabulary is a JSON object, not {type(data).__name__}"))
     extra = sorted(set(data) - set(_TOP_LEVEL_KEYS))
     if extra:
-        raise ValueError(_prefixed(source, f"unknown key(s) {', '.join(map(repr, extra))}; "
-                                           f"expected {', '.join(_TOP_LEVEL_KEYS)}"))
+        raise ValueError(
+            _prefixed(source, f"unknown key(s) {', '.join(map(repr, extra))}; expected {', '.join(_TOP_LEVEL_KEYS)}")
+        )
     allow = data.get("allow_free_terms")
     if allow is not None and not isinstance(allow, bool):
         raise ValueError(_prefixed(source, f"allow_free_terms must be true or false, not {allow!r}"))
@@ -124,11 +129,17 @@ def _parse(data: Any, source: str | None) -> tuple[bool | None, list[dict]]:
         where = f"term {name!r}"
         extra = sorted(set(raw) - set(_FIELDS))
         if extra:
-            raise ValueError(_prefixed(source, f"{where} has unknown field(s) {', '.join(map(repr, extra))}; "
-                                               f"expected {', '.join(_FIELDS)}"))
+            raise ValueError(
+                _prefixed(
+                    source, f"{where} has unknown field(s) {', '.join(map(repr, extra))}; expected {', '.join(_FIELDS)}"
+                )
+            )
         if _key(name) in seen:
-            raise ValueError(_prefixed(source, f"duplicate term name {name!r} (also {seen[_key(name)]!r}; "
-                                               "names are case-insensitive)"))
+            raise ValueError(
+                _prefixed(
+                    source, f"duplicate term name {name!r} (also {seen[_key(name)]!r}; names are case-insensitive)"
+                )
+            )
         seen[_key(name)] = name
         entry: dict[str, Any] = {"name": name}
         if "parent" in raw:
@@ -164,8 +175,14 @@ class Vocabulary:
     kept as typed) instead of rejecting them with suggestions.
     """
 
-    def __init__(self, entries: list[dict], allow_free_terms: bool = False, *,
-                 free_terms_given: bool = False, source: str | None = None):
+    def __init__(
+        self,
+        entries: list[dict],
+        allow_free_terms: bool = False,
+        *,
+        free_terms_given: bool = False,
+        source: str | None = None,
+    ):
         """Build and validate from parsed entries; use from_dict/load/default rather than this."""
         self._allow_free_terms = bool(allow_free_terms)
         self._free_terms_given = free_terms_given
@@ -178,8 +195,11 @@ class Vocabulary:
         for entry in entries:
             name = entry["name"]
             if _key(name) in names:
-                raise ValueError(_prefixed(source, f"duplicate term name {name!r} (also {names[_key(name)]!r}; "
-                                                   "names are case-insensitive)"))
+                raise ValueError(
+                    _prefixed(
+                        source, f"duplicate term name {name!r} (also {names[_key(name)]!r}; names are case-insensitive)"
+                    )
+                )
             names[_key(name)] = name
         index = dict(names)  # key -> canonical name, for names and synonyms
         owner_kind: dict[str, str] = {key: "name" for key in names}
@@ -194,8 +214,13 @@ class Vocabulary:
                 other = index.get(key)
                 if other is not None and other != name:
                     what = f"the name of term {other!r}" if owner_kind[key] == "name" else f"a synonym of {other!r}"
-                    raise ValueError(_prefixed(source, f"synonym {synonym!r} of term {name!r} clashes with {what} "
-                                                       "(names and synonyms are case-insensitive)"))
+                    raise ValueError(
+                        _prefixed(
+                            source,
+                            f"synonym {synonym!r} of term {name!r} clashes with {what} "
+                            "(names and synonyms are case-insensitive)",
+                        )
+                    )
                 index[key] = name
                 owner_kind[key] = "synonym"
                 kept.append(synonym)
@@ -215,8 +240,9 @@ class Vocabulary:
                     if hint:
                         message += f"; did you mean: {', '.join(hint)}?"
                     raise ValueError(_prefixed(source, message))
-            terms[name] = Term(name=name, parent=parent, synonyms=synonyms_of[name],
-                               description=entry.get("description", ""))
+            terms[name] = Term(
+                name=name, parent=parent, synonyms=synonyms_of[name], description=entry.get("description", "")
+            )
             given[name] = frozenset(entry)
 
         for name in terms:  # every chain of parents must reach the top
@@ -224,7 +250,7 @@ class Vocabulary:
             parent = terms[name].parent
             while parent is not None:
                 if parent in chain:
-                    cycle = chain[chain.index(parent):] + [parent]
+                    cycle = chain[chain.index(parent) :] + [parent]
                     raise ValueError(_prefixed(source, "cycle in the cell-type hierarchy: " + " -> ".join(cycle)))
                 chain.append(parent)
                 parent = terms[parent].parent
@@ -239,27 +265,27 @@ class Vocabulary:
         self._children = children
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Vocabulary":
+    def from_dict(cls, data: dict) -> Vocabulary:
         """A complete vocabulary from the file format; raises ValueError saying what is wrong."""
         return cls._from_data(data, None)
 
     @classmethod
-    def _from_data(cls, data: Any, source: str | None) -> "Vocabulary":
+    def _from_data(cls, data: Any, source: str | None) -> Vocabulary:
         allow, entries = _parse(data, source)
         return cls(entries, bool(allow), free_terms_given=allow is not None, source=source)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Vocabulary":
+    def load(cls, path: str | os.PathLike) -> Vocabulary:
         """A complete vocabulary from a JSON file (errors name the file)."""
         return cls._from_data(_read_json(path), os.fspath(path))
 
     @classmethod
-    def default(cls) -> "Vocabulary":
+    def default(cls) -> Vocabulary:
         """The vocabulary shipped with axonlink (parsed once; vocabularies are immutable)."""
         return _default_vocabulary()
 
     @classmethod
-    def base(cls, name: str | None) -> "Vocabulary":
+    def base(cls, name: str | None) -> Vocabulary:
         """One of the shipped vocabularies by name (``BASES``; None or "default": mouse cortex)."""
         if name in (None, "default"):
             name = DEFAULT_BASE
@@ -268,8 +294,7 @@ class Vocabulary:
         return _shipped(BASES[name])
 
     @classmethod
-    def for_dataset(cls, home: str | os.PathLike, dataset: str | None = None,
-                    base: str | None = None) -> "Vocabulary":
+    def for_dataset(cls, home: str | os.PathLike, dataset: str | None = None, base: str | None = None) -> Vocabulary:
         """The vocabulary a dataset's tags are checked against.
 
         The dataset's ``base`` (a shipped vocabulary, e.g. "fly"; None: mouse cortex), extended
@@ -290,16 +315,17 @@ class Vocabulary:
                 vocabulary = vocabulary._overlay(entries, allow, path)
         return vocabulary
 
-    def merged(self, other: "Vocabulary") -> "Vocabulary":
+    def merged(self, other: Vocabulary) -> Vocabulary:
         """This vocabulary with other's terms added or overriding (field by field, as given in
         other's source); other's allow_free_terms wins only if its file set it."""
-        entries = [{field: value for field, value in other._entry(term).items()
-                    if field in other._given[term.name]}
-                   for term in other._terms.values()]
+        entries = [
+            {field: value for field, value in other._entry(term).items() if field in other._given[term.name]}
+            for term in other._terms.values()
+        ]
         allow = other._allow_free_terms if other._free_terms_given else None
         return self._overlay(entries, allow, None)
 
-    def _overlay(self, entries: list[dict], allow: bool | None, source: str | None) -> "Vocabulary":
+    def _overlay(self, entries: list[dict], allow: bool | None, source: str | None) -> Vocabulary:
         """A new vocabulary: ``entries`` (only given fields) laid over this one's terms."""
         combined = {_key(name): self._entry(term) for name, term in self._terms.items()}
         given = {_key(name): set(fields) for name, fields in self._given.items()}
@@ -323,13 +349,19 @@ class Vocabulary:
 
     @staticmethod
     def _entry(term: Term) -> dict:
-        return {"name": term.name, "parent": term.parent, "synonyms": list(term.synonyms),
-                "description": term.description}
+        return {
+            "name": term.name,
+            "parent": term.parent,
+            "synonyms": list(term.synonyms),
+            "description": term.description,
+        }
 
     def to_dict(self) -> dict:
         """The file format; ``Vocabulary.from_dict(v.to_dict())`` gives the same vocabulary."""
-        return {"allow_free_terms": self._allow_free_terms,
-                "terms": [self._entry(term) for term in self._terms.values()]}
+        return {
+            "allow_free_terms": self._allow_free_terms,
+            "terms": [self._entry(term) for term in self._terms.values()],
+        }
 
     # -- queries -----------------------------------------------------------------------
 
@@ -360,8 +392,7 @@ class Vocabulary:
         return self._suggest_from(text, self._index, list(self._terms), limit)
 
     @staticmethod
-    def _suggest_from(text: str, index: dict[str, str], order: list[str],
-                      limit: int = MAX_SUGGESTIONS) -> list[str]:
+    def _suggest_from(text: str, index: dict[str, str], order: list[str], limit: int = MAX_SUGGESTIONS) -> list[str]:
         query = _key(text)
         if not query:
             return []
@@ -459,7 +490,7 @@ def _default_vocabulary() -> Vocabulary:
     return _shipped(DEFAULT_RESOURCE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shipped(resource: str) -> Vocabulary:
     text = resources.files(__package__).joinpath(resource).read_text(encoding="utf-8")
     return Vocabulary._from_data(json.loads(text), resource)

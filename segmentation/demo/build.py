@@ -1,4 +1,5 @@
 """``axonlink demo``'s dataset: build the phantom once and write it as precomputed layers."""
+
 from __future__ import annotations
 
 import json
@@ -42,19 +43,26 @@ def build_demo(dest: str | os.PathLike, *, progress: bool = True, seed: int = 0)
     steps.update()
 
     steps.set_postfix_str("image layer (jpeg)")
-    write_layer(dest / "image", downsamples(phantom.image, "image", MIPS - 1), "image", "jpeg",
-                RESOLUTION, CHUNK)
+    write_layer(dest / "image", downsamples(phantom.image, "image", MIPS - 1), "image", "jpeg", RESOLUTION, CHUNK)
     steps.update()
 
     steps.set_postfix_str("segmentation layer")
     labels = downsamples(phantom.labels, "segmentation", MIPS - 1)
-    seg_url = write_layer(dest / "segmentation", labels, "segmentation", "compressed_segmentation",
-                          RESOLUTION, CHUNK, mesh="mesh")
+    seg_url = write_layer(
+        dest / "segmentation", labels, "segmentation", "compressed_segmentation", RESOLUTION, CHUNK, mesh="mesh"
+    )
     steps.update()
 
     steps.set_postfix_str("sharded segmentation")
-    write_layer(dest / "segmentation_sharded", labels, "segmentation", "compressed_segmentation",
-                RESOLUTION, CHUNK, sharded=True)
+    write_layer(
+        dest / "segmentation_sharded",
+        labels,
+        "segmentation",
+        "compressed_segmentation",
+        RESOLUTION,
+        CHUNK,
+        sharded=True,
+    )
     steps.update()
 
     steps.set_postfix_str("meshes")
@@ -110,8 +118,11 @@ def false_merges(labels: np.ndarray, supervoxel_to_neuron: dict[int, int], count
     """
     contacts = cc3d.contacts(labels, connectivity=6, surface_area=True, anisotropy=RESOLUTION)
     wrong = sorted(
-        ((area, min(a, b), max(a, b)) for (a, b), area in contacts.items()
-         if a and b and supervoxel_to_neuron[int(a)] != supervoxel_to_neuron[int(b)]),
+        (
+            (area, min(a, b), max(a, b))
+            for (a, b), area in contacts.items()
+            if a and b and supervoxel_to_neuron[int(a)] != supervoxel_to_neuron[int(b)]
+        ),
         reverse=True,
     )
     chosen, used = [], set()

@@ -8,6 +8,7 @@ segmentations over-segment. The image then draws dark membranes on every
 boundary, textured cytoplasm, dark mitochondria, lighter extracellular space
 and noise.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -79,8 +80,14 @@ def make_neurites(rng, count, extent) -> list[Neurite]:
             at = trunk[rng.integers(len(trunk) // 5, max(len(trunk) * 4 // 5, len(trunk) // 5 + 1))]
             heading = trunk[-1] - trunk[0]
             side = np.cross(heading, rng.normal(size=3))
-            branch = _smooth_path(rng, at, side / np.linalg.norm(side) + 0.3 * heading / np.linalg.norm(heading),
-                                  rng.uniform(1500, 4500), extent, wiggle=0.09)
+            branch = _smooth_path(
+                rng,
+                at,
+                side / np.linalg.norm(side) + 0.3 * heading / np.linalg.norm(heading),
+                rng.uniform(1500, 4500),
+                extent,
+                wiggle=0.09,
+            )
             if len(branch) > 10:
                 neurite.points_nm.append(branch)
                 neurite.radii_nm.append(radius * rng.uniform(0.45, 0.7))
@@ -162,8 +169,8 @@ def make_image(rng, labels, neurites, resolution=RESOLUTION) -> np.ndarray:
                 continue
             grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1)
             inside = ((((grid + 0.5) * res - centre) / semi) ** 2).sum(-1) <= 1
-            region = image[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-            own = labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] != 0
+            region = image[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+            own = labels[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] != 0
             region[inside & own] = 92 + 10 * rng.random()
     image = ndimage.gaussian_filter(image, sigma=(0.9, 0.9, 0))
     image += rng.normal(0, 9, shape).astype(np.float32)

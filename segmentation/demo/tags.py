@@ -5,6 +5,7 @@ inside the neuron. Some neurons get only a coarse type ("pyramidal", "inhibitory
 fine one; the demo's false merges then join neurons of different types, which search and
 the viewer show as conflicts until they are split.
 """
+
 from __future__ import annotations
 
 from ..graph.points import supervoxel_at_voxel
@@ -12,8 +13,18 @@ from ..graph.points import supervoxel_at_voxel
 _PLAIN = (1 << 56) - 1  # a supervoxel id without its layer bits: the demo volume's own label
 
 TYPES = (
-    "L2/3 pyramidal", "L2/3 pyramidal", "L5 ET", "L4 pyramidal", "pyramidal", "basket", "Martinotti",
-    "inhibitory", "chandelier", "astrocyte", "L6 CT", "bipolar",
+    "L2/3 pyramidal",
+    "L2/3 pyramidal",
+    "L5 ET",
+    "L4 pyramidal",
+    "pyramidal",
+    "basket",
+    "Martinotti",
+    "inhibitory",
+    "chandelier",
+    "astrocyte",
+    "L6 CT",
+    "bipolar",
 )
 
 
@@ -26,12 +37,14 @@ def demo_tag_rows(truth: dict, dataset) -> list[dict]:
         voxel = _voxel_on(neuron, facts["skeleton_voxels"], truth["supervoxel_to_neuron"], dataset, falsely_merged)
         if voxel is None:
             continue
-        rows.append({
-            "voxel": voxel,
-            "term": TYPES[number % len(TYPES)],
-            "note": f"demo neuron {neuron}",
-            "confidence": 0.9 if number % 3 else 0.6,
-        })
+        rows.append(
+            {
+                "voxel": voxel,
+                "term": TYPES[number % len(TYPES)],
+                "note": f"demo neuron {neuron}",
+                "confidence": 0.9 if number % 3 else 0.6,
+            }
+        )
     return rows
 
 

@@ -1,4 +1,5 @@
 """The versioned supervoxel graph: merges, splits, undo/redo, lineage, time travel."""
+
 from .graph import Graph, GraphNotIngested, OperationResult
 from .index import GraphError
 from .ingest import ingest_dataset, store_graph

@@ -31,6 +31,7 @@ Cheap checks (fields, columns, negative values, labels the id layout cannot hold
 listed under two bodies) run here, before any chunk of the volume is read;
 :meth:`Agglomeration.check_in_volume` runs once the volume's supervoxels are known.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,14 +41,14 @@ import numpy as np
 
 from .ids import LAYER_SHIFT, SUPERVOXEL_LAYER
 
-MAX_FILE_BYTES = 4 * 2 ** 30  # refuse larger files: a 4 GiB text table is ~200M rows
+MAX_FILE_BYTES = 4 * 2**30  # refuse larger files: a 4 GiB text table is ~200M rows
 MAX_ROWS = 200_000_000
 MAX_LINE_CHARS = 1000
 MAX_FIELD_CHARS = 20  # 2**64 - 1 has 20 digits; a longer field is never parsed as a number
 SHOWN = 5  # offending rows named per problem
 KINDS = ("auto", "pairs", "bodies")
 BODY_WORDS = ("body", "segment", "neuron")
-_UINT64_MAX = 2 ** 64 - 1
+_UINT64_MAX = 2**64 - 1
 
 
 class AgglomerationError(ValueError):
@@ -102,18 +103,21 @@ class Agglomeration:
         if missing.any():
             raise AgglomerationError(
                 f"{self.source}: {int(missing.sum())} row(s) name labels that are not in the volume "
-                f"({self.where(missing)}; e.g. label(s) {', '.join(map(str, sorted(labels)[:SHOWN]))})")
+                f"({self.where(missing)}; e.g. label(s) {', '.join(map(str, sorted(labels)[:SHOWN]))})"
+            )
 
     @staticmethod
     def supervoxel_ids(labels: np.ndarray) -> np.ndarray:
         """Plain labels get layer 1; labels already in layer 1 stay (the file's check refused others)."""
         labels = np.asarray(labels, dtype=np.uint64)
-        return np.where((labels >> np.uint64(LAYER_SHIFT)) == 0,
-                        labels | np.uint64(SUPERVOXEL_LAYER << LAYER_SHIFT), labels)
+        return np.where(
+            (labels >> np.uint64(LAYER_SHIFT)) == 0, labels | np.uint64(SUPERVOXEL_LAYER << LAYER_SHIFT), labels
+        )
 
 
-def read_agglomeration(path: str, kind: str = "auto", *, max_bytes: int | None = None,
-                       max_rows: int | None = None) -> Agglomeration:
+def read_agglomeration(
+    path: str, kind: str = "auto", *, max_bytes: int | None = None, max_rows: int | None = None
+) -> Agglomeration:
     """Read ``path`` (CSV, whitespace text or .npy) as pairs or a body table; raise
     :class:`AgglomerationError` naming the offending rows."""
     if kind not in KINDS:
@@ -125,8 +129,10 @@ def read_agglomeration(path: str, kind: str = "auto", *, max_bytes: int | None =
     except OSError as error:
         raise AgglomerationError(f"cannot read agglomeration file {path}: {error.strerror or error}") from None
     if size > max_bytes:
-        raise AgglomerationError(f"{path} is {size / 2 ** 30:.1f} GiB, more than the {max_bytes / 2 ** 30:.1f} GiB "
-                                 "an agglomeration file may have (split it, or store it as .npy)")
+        raise AgglomerationError(
+            f"{path} is {size / 2**30:.1f} GiB, more than the {max_bytes / 2**30:.1f} GiB "
+            "an agglomeration file may have (split it, or store it as .npy)"
+        )
     if str(path).endswith(".npy"):
         return _read_npy(path, kind, max_rows)
     return _read_text(path, kind, max_rows)
@@ -182,7 +188,7 @@ def _read_text(path: str, kind: str, max_rows: int) -> Agglomeration:
     return found if found is not None else _read_text_by_line(path, kind, max_rows)
 
 
-_SCAN_BYTES = 16 * 2 ** 20
+_SCAN_BYTES = 16 * 2**20
 _IRREGULAR = (b"\n\n", b"\n#", b"\n\r")  # blank or comment lines (others: loadtxt fails or counts differ)
 
 
@@ -234,8 +240,9 @@ def _read_regular_text(path: str, kind: str, max_rows: int) -> Agglomeration | N
     if lines > max_rows:
         return None
     try:
-        table = np.loadtxt(path, dtype=np.uint64, delimiter=delimiter, comments=None, skiprows=skip,
-                           ndmin=2, encoding="utf-8-sig")  # at most max_rows lines: counted above
+        table = np.loadtxt(
+            path, dtype=np.uint64, delimiter=delimiter, comments=None, skiprows=skip, ndmin=2, encoding="utf-8-sig"
+        )  # at most max_rows lines: counted above
     except (ValueError, UnicodeDecodeError):
         return None
     if table.shape[1:] != (2,) or len(table) != lines:
@@ -260,7 +267,7 @@ def _read_text_by_line(path: str, kind: str, max_rows: int) -> Agglomeration:
             problems[what].append(number)
 
     try:
-        handle = open(path, "r", encoding="utf-8-sig", errors="strict", newline="")
+        handle = open(path, encoding="utf-8-sig", errors="strict", newline="")
     except OSError as error:
         raise AgglomerationError(f"cannot read agglomeration file {path}: {error.strerror or error}") from None
     with handle:
@@ -272,8 +279,10 @@ def _read_text_by_line(path: str, kind: str, max_rows: int) -> Agglomeration:
                     break
                 number += 1
                 if len(line) > MAX_LINE_CHARS:
-                    raise AgglomerationError(f"{path}: line {number} is longer than {MAX_LINE_CHARS} characters "
-                                             "(expected two integer columns)")
+                    raise AgglomerationError(
+                        f"{path}: line {number} is longer than {MAX_LINE_CHARS} characters "
+                        "(expected two integer columns)"
+                    )
                 text = line.strip()
                 if not text or text[0] == "#":
                     continue
@@ -285,8 +294,14 @@ def _read_text_by_line(path: str, kind: str, max_rows: int) -> Agglomeration:
                     three_columns = three_columns or len(fields) == 3
                     continue
                 x, y = fields
-                if x.isdigit() and y.isdigit() and len(x) <= MAX_FIELD_CHARS and len(y) <= MAX_FIELD_CHARS \
-                        and x.isascii() and y.isascii():
+                if (
+                    x.isdigit()
+                    and y.isdigit()
+                    and len(x) <= MAX_FIELD_CHARS
+                    and len(y) <= MAX_FIELD_CHARS
+                    and x.isascii()
+                    and y.isascii()
+                ):
                     vx, vy = int(x), int(y)
                     if vx <= _UINT64_MAX and vy <= _UINT64_MAX:
                         if len(left) >= max_rows:
@@ -301,31 +316,43 @@ def _read_text_by_line(path: str, kind: str, max_rows: int) -> Agglomeration:
                 numeric = all(0 < len(f) <= MAX_FIELD_CHARS and f.isascii() and f.isdigit() for f in signless)
                 if numeric:
                     problem("negative values", number)
-                elif not len(left) and not header and not any(counts.values()) \
-                        and any(not f.isdigit() for f in signless):
+                elif (
+                    not len(left) and not header and not any(counts.values()) and any(not f.isdigit() for f in signless)
+                ):
                     header = fields  # a first row that is not numbers is a header
                 else:
                     problem("non-integer fields", number)
         except UnicodeDecodeError as error:
-            raise AgglomerationError(f"{path} is not text (UTF-8): {error.reason} at byte {error.start}; "
-                                     "binary tables must be .npy") from None
-    found = [f"{what} at {', '.join(f'line {r}' for r in rows)}"
-             + (f" … ({counts[what]} in all)" if counts[what] > SHOWN else "")
-             for what, rows in problems.items() if rows]
+            raise AgglomerationError(
+                f"{path} is not text (UTF-8): {error.reason} at byte {error.start}; binary tables must be .npy"
+            ) from None
+    found = [
+        f"{what} at {', '.join(f'line {r}' for r in rows)}"
+        + (f" … ({counts[what]} in all)" if counts[what] > SHOWN else "")
+        for what, rows in problems.items()
+        if rows
+    ]
     if found:
-        hint = (" — Raveler's superpixel_to_segment_map.txt has three (plane superpixel segment): map its "
-                "segments to bodies with segment_to_body_map.txt into one 'supervoxel body' table first"
-                if three_columns else "")
-        raise AgglomerationError(f"{path}: " + "; ".join(found)
-                                 + " (expected two non-negative integer columns per line)" + hint)
-    as_array = [np.frombuffer(a, dtype=a.typecode == "Q" and np.uint64 or np.int64).copy() if len(a)
-                else np.zeros(0, dtype=np.uint64 if a.typecode == "Q" else np.int64) for a in (left, right, lines)]
+        hint = (
+            " — Raveler's superpixel_to_segment_map.txt has three (plane superpixel segment): map its "
+            "segments to bodies with segment_to_body_map.txt into one 'supervoxel body' table first"
+            if three_columns
+            else ""
+        )
+        raise AgglomerationError(
+            f"{path}: " + "; ".join(found) + " (expected two non-negative integer columns per line)" + hint
+        )
+    as_array = [
+        np.frombuffer(a, dtype=a.typecode == "Q" and np.uint64 or np.int64).copy()
+        if len(a)
+        else np.zeros(0, dtype=np.uint64 if a.typecode == "Q" else np.int64)
+        for a in (left, right, lines)
+    ]
     return _finish(*as_array, path, kind, "line", header)
 
 
 def _finish(left, right, rows, source, kind, row_word, header) -> Agglomeration:
-    agg = Agglomeration(kind=kind, left=left, right=right, rows=rows, source=source, row_word=row_word,
-                        header=header)
+    agg = Agglomeration(kind=kind, left=left, right=right, rows=rows, source=source, row_word=row_word, header=header)
     if kind == "auto":
         agg.kind, agg.why = _decide_kind(left, right, header)
     else:
@@ -361,7 +388,8 @@ def _check_layout(agg: Agglomeration) -> None:
             values = sorted({int(v) for v in column[bad][:SHOWN]})
             raise AgglomerationError(
                 f"{agg.source}: labels of 2**56 or more that are not layer-1 supervoxel ids at {agg.where(bad)} "
-                f"(e.g. {', '.join(map(str, values))}): the id layout keeps 56 bits for a label")
+                f"(e.g. {', '.join(map(str, values))}): the id layout keeps 56 bits for a label"
+            )
     if agg.kind == "pairs":
         zero = (agg.left == 0) | (agg.right == 0)
     else:
@@ -381,4 +409,5 @@ def _check_one_body_each(agg: Agglomeration) -> None:
         examples = sorted({int(v) for v in agg.left[clashing]})[:SHOWN]
         raise AgglomerationError(
             f"{agg.source}: supervoxel(s) {', '.join(map(str, examples))} listed under two different bodies "
-            f"at {agg.where(clashing)}")
+            f"at {agg.where(clashing)}"
+        )

@@ -7,6 +7,7 @@ binary aggregates out, and on SQLite ``executemany`` and C iterators over the ra
 Columns are fixed-width numbers only (no NULLs: select them with COALESCE; on
 PostgreSQL the SQL types must have the widths asked).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -40,7 +41,7 @@ def write_rows(connection, table: str, columns: dict[str, np.ndarray]) -> None:
     sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})"
     cursor = _raw(connection).cursor()
     for start in range(0, len(arrays[0]), _SQLITE_BATCH):
-        cursor.executemany(sql, zip(*(a[start:start + _SQLITE_BATCH].tolist() for a in arrays)))
+        cursor.executemany(sql, zip(*(a[start : start + _SQLITE_BATCH].tolist() for a in arrays)))
 
 
 def _pg_copy_in(connection, table, names, arrays) -> None:
@@ -58,12 +59,13 @@ def _pg_copy_in(connection, table, names, arrays) -> None:
             copy.write(_PG_HEADER)
             step = 1_000_000
             for start in range(0, len(rows), step):
-                copy.write(rows[start:start + step].tobytes())
+                copy.write(rows[start : start + step].tobytes())
             copy.write(_PG_TRAILER)
 
 
-def read_rows(connection, columns: dict[str, tuple[str, str]], source: str, params: dict,
-              order_by: str) -> dict[str, np.ndarray]:
+def read_rows(
+    connection, columns: dict[str, tuple[str, str]], source: str, params: dict, order_by: str
+) -> dict[str, np.ndarray]:
     """``SELECT`` columns ``{name: (sql expression, dtype)}`` ``FROM source ORDER BY order_by`` as arrays.
 
     ``source`` is a table with its WHERE clause and named ``:params``.

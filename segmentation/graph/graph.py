@@ -15,6 +15,7 @@ the newest one this process has seen, and (2) once a reader has held the lock it
 every edit stamped before it started waiting has been committed. :meth:`is_settled`
 uses both, taking the lock at most twice a second per process and dataset.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -22,7 +23,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import sqlalchemy as sa
@@ -54,7 +55,7 @@ class OperationResult:
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _dataset_id(connection, name: str) -> int:
@@ -76,13 +77,13 @@ def _edit_params(sources, sinks, coords) -> dict:
 class Graph:
     """Reads (optionally as of a moment) and edits of one dataset's supervoxel graph."""
 
-    _open: dict[tuple[str, str], "Graph"] = {}
+    _open: dict[tuple[str, str], Graph] = {}
     _open_lock = threading.Lock()
     _absent: dict[tuple[str, str], float] = {}
     _ABSENT_TTL_SECONDS = 5.0
 
     @classmethod
-    def find(cls, database_url: str, dataset: str) -> "Graph | None":
+    def find(cls, database_url: str, dataset: str) -> Graph | None:
         """The dataset's graph, or None when it has none (remembered briefly, so serving skips SQL)."""
         key = (database_url, dataset)
         graph = cls._open.get(key)
@@ -105,7 +106,7 @@ class Graph:
             cls._absent.pop((database_url, dataset), None)
 
     @classmethod
-    def open(cls, database_url: str, dataset: str) -> "Graph":
+    def open(cls, database_url: str, dataset: str) -> Graph:
         """The process-wide graph of ``dataset`` (loaded once, then kept in step with the log)."""
         key = (database_url, dataset)
         with cls._open_lock:
@@ -129,38 +130,53 @@ class Graph:
                 raise GraphNotIngested(f"dataset {dataset!r} has no graph yet (run ingest-graph)")
             where = {"d": self.dataset_id}
             box = {c: (f"COALESCE({c}, -1)", "i4") for c in ("x0", "y0", "z0", "x1", "y1", "z1")}
-            svs = read_rows(connection, {"sv": ("sv_id", "i8"), **box},
-                            "graph_supervoxels WHERE dataset_id = :d", where, "sv_id")
+            svs = read_rows(
+                connection, {"sv": ("sv_id", "i8"), **box}, "graph_supervoxels WHERE dataset_id = :d", where, "sv_id"
+            )
             edges = read_rows(
                 connection,
                 {"a": ("sv_a", "i8"), "b": ("sv_b", "i8"), "area": ("area", "f8"), "active": ("initially_active", "?")},
-                "graph_edges WHERE dataset_id = :d", where, "sv_a, sv_b",
+                "graph_edges WHERE dataset_id = :d",
+                where,
+                "sv_a, sv_b",
             )
         boxes = np.stack([svs[c] for c in ("x0", "y0", "z0", "x1", "y1", "z1")], axis=1)
         has_boxes = len(boxes) and (boxes[:, 3] >= 0).all()
-        self.index = GraphIndex(svs["sv"].astype(np.uint64), edges["a"].astype(np.uint64),
-                                edges["b"].astype(np.uint64), edges["area"], edges["active"],
-                                boxes=boxes if has_boxes else None, root_base=int(state[0] or 0))
+        self.index = GraphIndex(
+            svs["sv"].astype(np.uint64),
+            edges["a"].astype(np.uint64),
+            edges["b"].astype(np.uint64),
+            edges["area"],
+            edges["active"],
+            boxes=boxes if has_boxes else None,
+            root_base=int(state[0] or 0),
+        )
         self._op_times: list[datetime] = []  # created_at of operation seq i+1
         # operations by their number in this dataset's log (1, 2, 3 ...): the operation ids the API
         # shows, so that ids never reveal how many edits other datasets had (rows are numbered globally)
         self._ops: dict[int, dict] = {}
         self._seq_of_row: dict[int, int] = {}
         with self.engine.connect() as connection:
-            self.created_at = _utc(connection.scalar(
-                sa.select(GraphStateRow.created_at).where(GraphStateRow.dataset_id == self.dataset_id)
-            ))
+            self.created_at = _utc(
+                connection.scalar(
+                    sa.select(GraphStateRow.created_at).where(GraphStateRow.dataset_id == self.dataset_id)
+                )
+            )
             self._settled_until = self.created_at  # moments up to this one can no longer change
             self._settle_checked = -float("inf")
             self._catch_up(connection)
 
     # ---- keeping in step with the log ---------------------------------------
     def _catch_up(self, connection) -> None:
-        rows = connection.execute(
-            sa.select(GraphOperationRow.__table__)
-            .where(GraphOperationRow.dataset_id == self.dataset_id, GraphOperationRow.seq > self.index.seq)
-            .order_by(GraphOperationRow.seq)
-        ).mappings().all()
+        rows = (
+            connection.execute(
+                sa.select(GraphOperationRow.__table__)
+                .where(GraphOperationRow.dataset_id == self.dataset_id, GraphOperationRow.seq > self.index.seq)
+                .order_by(GraphOperationRow.seq)
+            )
+            .mappings()
+            .all()
+        )
         for row in rows:
             self._apply_row(dict(row))
 
@@ -191,15 +207,15 @@ class Graph:
             self._caught_up.done = True
         with self.engine.connect() as connection:
             found = connection.execute(
-                sa.select(GraphStateRow.last_seq, GraphStateRow.created_at)
-                .where(GraphStateRow.dataset_id == self.dataset_id)
+                sa.select(GraphStateRow.last_seq, GraphStateRow.created_at).where(
+                    GraphStateRow.dataset_id == self.dataset_id
+                )
             ).first()
             if found is None or _utc(found[1]) != self.created_at:
                 with Graph._open_lock:  # the next find() loads what is there now
                     if Graph._open.get((self.database_url, self.dataset)) is self:
                         del Graph._open[(self.database_url, self.dataset)]
-                raise GraphNotIngested(f"the graph of dataset {self.dataset!r} was removed or replaced; "
-                                       "ask again")
+                raise GraphNotIngested(f"the graph of dataset {self.dataset!r} was removed or replaced; ask again")
             last = found[0]
             if last != self.index.seq:
                 with self._lock:
@@ -226,7 +242,7 @@ class Graph:
         at = _utc(at)
         if at <= self._settled_until:
             return True
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         if at >= started or time.monotonic() - self._settle_checked < self._SETTLE_CHECK_SECONDS:
             return False
         self._settle_checked = time.monotonic()
@@ -235,11 +251,13 @@ class Graph:
             # the writers' lock: whoever stamped an edit before we started waiting has committed it
             # (PostgreSQL: the row lock, without writing a row version; SQLite: its one writer lock)
             if self.engine.dialect.name == "postgresql":
-                connection.execute(sa.select(state.c.last_seq).where(state.c.dataset_id == self.dataset_id)
-                                   .with_for_update())
+                connection.execute(
+                    sa.select(state.c.last_seq).where(state.c.dataset_id == self.dataset_id).with_for_update()
+                )
             else:
-                connection.execute(sa.update(state).where(state.c.dataset_id == self.dataset_id)
-                                   .values(last_seq=state.c.last_seq))
+                connection.execute(
+                    sa.update(state).where(state.c.dataset_id == self.dataset_id).values(last_seq=state.c.last_seq)
+                )
             self._catch_up(connection)
         self._settled_until = max(self._settled_until, started)
         return at <= self._settled_until
@@ -270,8 +288,10 @@ class Graph:
     def leaves_many(self, nodes, bounds=None) -> dict[int, np.ndarray]:
         """Supervoxels of each of ``nodes`` (a supervoxel stands for itself), after one catch-up with the log."""
         self.sync()
-        return {int(node): (np.array([node], dtype=np.uint64) if is_supervoxel(node)
-                            else self.index.leaves(node, bounds)) for node in nodes}
+        return {
+            int(node): (np.array([node], dtype=np.uint64) if is_supervoxel(node) else self.index.leaves(node, bounds))
+            for node in nodes
+        }
 
     def representative(self, root: int) -> tuple[int, tuple[int, ...] | None]:
         """(the supervoxel with the largest box in ``root``, its box or None): where to anchor a neuron."""
@@ -391,20 +411,23 @@ class Graph:
         rows = []
         for seq in sorted(made_by):
             op = self._ops[seq]
-            rows.append({
-                "operation_id": op["id"],
-                "timestamp": int(op["created_at"].timestamp() * 1000),
-                "user_id": op["user_id"],
-                "before_root_ids": list(op["old_root_ids"]),
-                "after_root_ids": [made_by[seq]],
-                "is_merge": self._is_merge_like(op),
-                "user_name": op["user_id"],
-                "user_affiliation": "",
-            })
+            rows.append(
+                {
+                    "operation_id": op["id"],
+                    "timestamp": int(op["created_at"].timestamp() * 1000),
+                    "user_id": op["user_id"],
+                    "before_root_ids": list(op["old_root_ids"]),
+                    "after_root_ids": [made_by[seq]],
+                    "is_merge": self._is_merge_like(op),
+                    "user_name": op["user_id"],
+                    "user_affiliation": "",
+                }
+            )
         return rows
 
-    def user_operations(self, user: str | None, start: datetime | None = None, end: datetime | None = None,
-                        include_undo: bool = True) -> list[dict]:
+    def user_operations(
+        self, user: str | None, start: datetime | None = None, end: datetime | None = None, include_undo: bool = True
+    ) -> list[dict]:
         """Operations by ``user`` (None: everyone) between two moments, oldest first."""
         self.sync()
         first = 1 if start is None else bisect.bisect_left(self._op_times, _utc(start)) + 1
@@ -473,6 +496,7 @@ class Graph:
     # ---- edits --------------------------------------------------------------
     def merge(self, sv_a: int, sv_b: int, user: str, coords=None, origin: str = "") -> OperationResult:
         """Join the roots of two supervoxels; ``coords`` (the clicked points, voxels) are kept in the log."""
+
         def plan(index: GraphIndex):
             changes, _ = index.plan_merge(sv_a, sv_b)
             return changes, _edit_params([sv_a], [sv_b], coords), None
@@ -481,6 +505,7 @@ class Graph:
 
     def split(self, sources, sinks, user: str, coords=None, origin: str = "") -> OperationResult:
         """Minimum cut between sources and sinks of one root; ``coords`` = (source points, sink points)."""
+
         def plan(index: GraphIndex):
             changes, _, _ = index.plan_split(sources, sinks)
             return changes, _edit_params(sources, sinks, coords), None
@@ -499,8 +524,9 @@ class Graph:
     def redo(self, operation_id: int, user: str, origin: str = "") -> OperationResult:
         return self._replay_edges("redo", operation_id, user, inverse=False, origin=origin)
 
-    def _replay_edges(self, kind: str, operation_id: int, user: str, inverse: bool,
-                      origin: str = "") -> OperationResult:
+    def _replay_edges(
+        self, kind: str, operation_id: int, user: str, inverse: bool, origin: str = ""
+    ) -> OperationResult:
         def plan(index: GraphIndex):
             target = self._ops.get(operation_id)
             if target is None:
@@ -508,9 +534,7 @@ class Graph:
             wanted = [(int(a), int(b), bool(on) != inverse) for a, b, on in target["edge_changes"]]
             current = [index.edge_state(a, b) for a, b, _ in wanted]
             if all(bool(state) == on for state, (_, _, on) in zip(current, wanted)):
-                raise GraphError(
-                    f"operation {operation_id} is already {'undone' if inverse else 'in effect'}"
-                )
+                raise GraphError(f"operation {operation_id} is already {'undone' if inverse else 'in effect'}")
             if any(state is None or bool(state) == on for state, (_, _, on) in zip(current, wanted)):
                 raise GraphError(f"operation {operation_id} was partly changed by later edits; undo those first")
             return tuple(wanted), {"operation_id": operation_id}, target["row_id"]
@@ -530,7 +554,7 @@ class Graph:
             old_roots = self.index.plan_toggle(changes)
             new_roots = self.index.allocate_root_ids(self.index.count_components_after(changes))
             seq = self.index.seq + 1
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             if self._op_times and now <= self._op_times[-1]:
                 now = self._op_times[-1] + timedelta(microseconds=1)
             row = {
@@ -550,10 +574,15 @@ class Graph:
                 sa.insert(GraphOperationRow.__table__).values(**row).returning(GraphOperationRow.__table__.c.id)
             ).scalar_one()
             connection.execute(sa.update(state).where(state.c.dataset_id == self.dataset_id).values(last_seq=seq))
-            audit.record(connection, user=user, action=f"graph.{kind}", dataset=self.dataset,
-                         target=f"operation {seq}", origin=origin,
-                         detail={"old_root_ids": [str(r) for r in old_roots],
-                                 "new_root_ids": [str(r) for r in new_roots]})
+            audit.record(
+                connection,
+                user=user,
+                action=f"graph.{kind}",
+                dataset=self.dataset,
+                target=f"operation {seq}",
+                origin=origin,
+                detail={"old_root_ids": [str(r) for r in old_roots], "new_root_ids": [str(r) for r in new_roots]},
+            )
             row["id"] = operation_id
         with self._lock:
             if self.index.seq == seq - 1:

@@ -3,6 +3,7 @@
 Neuroglancer's ``graphene://`` source treats ``id >> 56 == 1`` as a supervoxel,
 so supervoxels live in layer 1 and roots in :data:`ROOT_LAYER`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -67,7 +68,8 @@ class LabelLayoutCheck:
                 f"{where} has label(s) of 2**56 or more that are not layer-1 supervoxel ids: "
                 f"{', '.join(str(int(v)) for v in bad[:SHOWN_VALUES])}"
                 f"{f' … ({len(bad)} in all)' if len(bad) > SHOWN_VALUES else ''}; the id layout keeps 56 bits "
-                "for a label (relabel the volume, e.g. with fastremap.renumber)")
+                "for a label (relabel the volume, e.g. with fastremap.renumber)"
+            )
         plain, layered = values[layers == 0], values[layers == SUPERVOXEL_LAYER]
         if len(plain) and self.seen_plain is None:
             self.seen_plain = (int(plain[0]), where)
@@ -77,4 +79,5 @@ class LabelLayoutCheck:
             (p, p_at), (q, q_at) = self.seen_plain, self.seen_layered
             raise LabelLayoutError(
                 f"labels mix plain ids and layered (layer-1) ids: plain {p} in {p_at}, layered {q} "
-                f"(= layer 1, label {q & _COUNTER_MASK}) in {q_at}; a volume must use one or the other")
+                f"(= layer 1, label {q & _COUNTER_MASK}) in {q_at}; a volume must use one or the other"
+            )

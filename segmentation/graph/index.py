@@ -8,6 +8,7 @@ the database by :mod:`segmentation.graph.graph`, then applied here with
 :meth:`GraphIndex.apply` — the same call that replays the operation log, so
 every process ends in the same state.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -79,8 +80,11 @@ class GraphIndex:
         ranks = _rank_by_smallest_member(labels)
         # root counters start after ``root_base``: a re-ingested graph never reuses its predecessor's ids
         self.root_base = int(root_base)
-        self.root_of = np.array([root_id(self.root_base + r + 1) for r in range(ranks.max() + 1)],
-                                dtype=np.uint64)[ranks] if n else np.zeros(0, dtype=np.uint64)
+        self.root_of = (
+            np.array([root_id(self.root_base + r + 1) for r in range(ranks.max() + 1)], dtype=np.uint64)[ranks]
+            if n
+            else np.zeros(0, dtype=np.uint64)
+        )
         self.initial_root_count = int(ranks.max() + 1) if n else 0
         self.next_root_counter = self.root_base + self.initial_root_count + 1
         self._initial_order = np.argsort(self.root_of, kind="stable")
@@ -117,11 +121,13 @@ class GraphIndex:
         return node in self.records or self._is_initial(node)
 
     def _is_initial(self, node: int) -> bool:
-        from .ids import ROOT_LAYER, LAYER_SHIFT
+        from .ids import LAYER_SHIFT, ROOT_LAYER
 
         counter = int(node) & ((1 << LAYER_SHIFT) - 1)
-        return (int(node) >> LAYER_SHIFT == ROOT_LAYER
-                and self.root_base < counter <= self.root_base + self.initial_root_count)
+        return (
+            int(node) >> LAYER_SHIFT == ROOT_LAYER
+            and self.root_base < counter <= self.root_base + self.initial_root_count
+        )
 
     def record(self, root: int) -> RootRecord:
         root = int(root)
@@ -182,8 +188,14 @@ class GraphIndex:
                 raise GraphError("this graph was ingested without supervoxel boxes; bounds cannot be applied")
             (x0, x1), (y0, y1), (z0, z1) = bounds
             box = self.boxes[members]
-            touching = ((box[:, 0] < x1) & (box[:, 3] > x0) & (box[:, 1] < y1) & (box[:, 4] > y0)
-                        & (box[:, 2] < z1) & (box[:, 5] > z0))
+            touching = (
+                (box[:, 0] < x1)
+                & (box[:, 3] > x0)
+                & (box[:, 1] < y1)
+                & (box[:, 4] > y0)
+                & (box[:, 2] < z1)
+                & (box[:, 5] > z0)
+            )
             members = members[touching]
         return members
 
@@ -241,9 +253,7 @@ class GraphIndex:
                 break
         else:
             raise GraphError("the cut would leave a source and a sink connected")
-        changes = tuple(
-            (int(self.sv_ids[u]), int(self.sv_ids[v]), False) for u, v in zip(lo[cut], hi[cut])
-        )
+        changes = tuple((int(self.sv_ids[u]), int(self.sv_ids[v]), False) for u, v in zip(lo[cut], hi[cut]))
         components = [np.sort(c) for c in self._group(members, labels)]
         by_smallest = sorted(components, key=lambda c: int(c[0]))
         self._planned = ((self.seq, changes), ([root], by_smallest))  # what applying it will need
@@ -295,9 +305,7 @@ class GraphIndex:
             raise GraphError(f"operation {seq} applied out of order (at {self.seq})")
         old_roots, components = self._resulting_components(edit.edge_changes, mutate=True)
         if len(components) != len(edit.new_root_ids):
-            raise GraphError(
-                f"operation {seq} yields {len(components)} roots but recorded {len(edit.new_root_ids)}"
-            )
+            raise GraphError(f"operation {seq} yields {len(components)} roots but recorded {len(edit.new_root_ids)}")
         for root in old_roots:
             rec = self.record(root)
             rec.retired_seq = seq
@@ -501,9 +509,9 @@ def _scipy_source_side(members, lo, hi, capacity, sources, sinks) -> np.ndarray:
 
     m = len(members)
     source, sink = m, m + 1
-    scale = min(1.0, 2 ** 29 / max(float(capacity.sum()), 1.0))  # integer capacities; flows fit int32
+    scale = min(1.0, 2**29 / max(float(capacity.sum()), 1.0))  # integer capacities; flows fit int32
     weights = np.maximum(np.round(capacity * scale), 1).astype(np.int64)
-    infinite = int(min(weights.sum() + 1, 2 ** 31 - 1))
+    infinite = int(min(weights.sum() + 1, 2**31 - 1))
     u, v = local(lo), local(hi)
     s_nodes, t_nodes = local(sources), local(sinks)
     rows = np.concatenate([u, v, np.full(len(s_nodes), source), t_nodes])

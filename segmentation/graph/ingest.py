@@ -1,4 +1,5 @@
 """Give a dataset its graph: supervoxels and adjacency from the volume, an initial agglomeration."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,8 +35,16 @@ def as_supervoxel_ids(labels) -> np.ndarray:
     raise GraphError("labels mix plain ids and layered ids; a volume must use one or the other")
 
 
-def ingest_dataset(database_url: str, dataset: str, agglomeration=None, progress: bool = True, *,
-                   replace: bool = False, by: str = "system", origin: str = "") -> dict:
+def ingest_dataset(
+    database_url: str,
+    dataset: str,
+    agglomeration=None,
+    progress: bool = True,
+    *,
+    replace: bool = False,
+    by: str = "system",
+    origin: str = "",
+) -> dict:
     """Build and store the graph of ``dataset``'s segmentation.
 
     ``agglomeration`` is an :class:`~segmentation.graph.agglomeration.Agglomeration` (pairs or a
@@ -71,8 +80,20 @@ def ingest_dataset(database_url: str, dataset: str, agglomeration=None, progress
             summary.update(made)
         summary["agglomeration"] = agglomeration.describe()
     summary["active_edges"] = int(active.sum())
-    replaced = store_graph(database_url, dataset, supervoxels, a, b, area, active, boxes=boxes, replace=replace,
-                           by=by, origin=origin, summary=summary)
+    replaced = store_graph(
+        database_url,
+        dataset,
+        supervoxels,
+        a,
+        b,
+        area,
+        active,
+        boxes=boxes,
+        replace=replace,
+        by=by,
+        origin=origin,
+        summary=summary,
+    )
     if replace:
         summary["replaced"] = replaced
     return summary
@@ -81,8 +102,10 @@ def ingest_dataset(database_url: str, dataset: str, agglomeration=None, progress
 def has_graph(database_url: str, dataset: str) -> bool:
     with engine_for(database_url).connect() as connection:
         dataset_id = _dataset_id(connection, dataset)
-        return connection.scalar(
-            sa.select(GraphStateRow.dataset_id).where(GraphStateRow.dataset_id == dataset_id)) is not None
+        return (
+            connection.scalar(sa.select(GraphStateRow.dataset_id).where(GraphStateRow.dataset_id == dataset_id))
+            is not None
+        )
 
 
 def _active_pairs(agglomeration: Agglomeration, a, b) -> np.ndarray:
@@ -93,9 +116,11 @@ def _active_pairs(agglomeration: Agglomeration, a, b) -> np.ndarray:
     if len(wanted) != int(active.sum()):
         present = {(min(x, y), max(x, y)) for x, y in zip(a[active].tolist(), b[active].tolist())}
         apart = np.array([(min(x, y), max(x, y)) not in present for x, y in zip(pa.tolist(), pb.tolist())])
-        raise GraphError(f"{agglomeration.source}: {len(wanted) - len(present)} agglomeration pair(s) are not "
-                         f"touching supervoxels of the volume ({agglomeration.where(apart)}); a body table "
-                         "(supervoxel body) may join supervoxels that do not touch")
+        raise GraphError(
+            f"{agglomeration.source}: {len(wanted) - len(present)} agglomeration pair(s) are not "
+            f"touching supervoxels of the volume ({agglomeration.where(apart)}); a body table "
+            "(supervoxel body) may join supervoxels that do not touch"
+        )
     return active
 
 
@@ -124,8 +149,12 @@ def _active_bodies(agglomeration: Agglomeration, supervoxels, a, b, area):
     chain = body[reps][1:] == body[reps][:-1]
     extra_a, extra_b = supervoxels[reps[:-1][chain]], supervoxels[reps[1:][chain]]
     bodies = len(np.unique(body[in_body]))
-    made = {"bodies": bodies, "bodies_made_whole": len(np.unique(body[reps[1:][chain]])),
-            "agglomeration_only_edges": len(extra_a), "unlisted_supervoxels": int(n - len(np.unique(listed)))}
+    made = {
+        "bodies": bodies,
+        "bodies_made_whole": len(np.unique(body[reps[1:][chain]])),
+        "agglomeration_only_edges": len(extra_a),
+        "unlisted_supervoxels": int(n - len(np.unique(listed))),
+    }
     if len(extra_a):
         a = np.concatenate([a, np.minimum(extra_a, extra_b)])
         b = np.concatenate([b, np.maximum(extra_a, extra_b)])
@@ -134,8 +163,21 @@ def _active_bodies(agglomeration: Agglomeration, supervoxels, a, b, area):
     return a, b, area, active, made
 
 
-def store_graph(database_url: str, dataset: str, supervoxels, edge_a, edge_b, area, active, boxes=None, *,
-                replace: bool = False, by: str = "system", origin: str = "", summary: dict | None = None) -> dict:
+def store_graph(
+    database_url: str,
+    dataset: str,
+    supervoxels,
+    edge_a,
+    edge_b,
+    area,
+    active,
+    boxes=None,
+    *,
+    replace: bool = False,
+    by: str = "system",
+    origin: str = "",
+    summary: dict | None = None,
+) -> dict:
     """Write a dataset's supervoxels (with their voxel boxes, if known) and adjacency in one transaction.
 
     With ``replace`` the old graph (its operations, edges, supervoxels and state row) is deleted in
@@ -153,18 +195,30 @@ def store_graph(database_url: str, dataset: str, supervoxels, edge_a, edge_b, ar
     with engine.begin() as connection:
         dataset_id = _dataset_id(connection, dataset)
         old_state = connection.execute(
-            sa.select(GraphStateRow.root_base).where(GraphStateRow.dataset_id == dataset_id)).first()
+            sa.select(GraphStateRow.root_base).where(GraphStateRow.dataset_id == dataset_id)
+        ).first()
         if old_state is not None:
             if not replace:
                 raise GraphError(f"dataset {dataset!r} already has a graph (use --replace)")
             root_base = _past_root_counters(connection, dataset_id, int(old_state[0] or 0))
-            for label, table in (("operations", GraphOperationRow), ("edges", GraphEdgeRow),
-                                 ("supervoxels", GraphSupervoxelRow), ("graph", GraphStateRow)):
-                removed[label] = connection.execute(
-                    sa.delete(table).where(table.dataset_id == dataset_id)).rowcount
-            record(connection, user=by, action="graph.replace", dataset=dataset, origin=origin,
-                   detail={"removed": removed, "new": {k: v for k, v in (summary or {}).items()
-                                                       if isinstance(v, (int, str))}})
+            for label, table in (
+                ("operations", GraphOperationRow),
+                ("edges", GraphEdgeRow),
+                ("supervoxels", GraphSupervoxelRow),
+                ("graph", GraphStateRow),
+            ):
+                removed[label] = connection.execute(sa.delete(table).where(table.dataset_id == dataset_id)).rowcount
+            record(
+                connection,
+                user=by,
+                action="graph.replace",
+                dataset=dataset,
+                origin=origin,
+                detail={
+                    "removed": removed,
+                    "new": {k: v for k, v in (summary or {}).items() if isinstance(v, (int, str))},
+                },
+            )
         connection.execute(sa.insert(GraphStateRow).values(dataset_id=dataset_id, last_seq=0, root_base=root_base))
         n = len(supervoxels)
         sv_columns = {"dataset_id": np.full(n, dataset_id, dtype=np.int32), "sv_id": supervoxels.astype(np.int64)}
@@ -173,13 +227,17 @@ def store_graph(database_url: str, dataset: str, supervoxels, edge_a, edge_b, ar
             sv_columns.update({name: boxes[:, k] for k, name in enumerate(BOX_COLUMNS)})
         write_rows(connection, GraphSupervoxelRow.__tablename__, sv_columns)
         a, b = np.asarray(edge_a, dtype=np.uint64), np.asarray(edge_b, dtype=np.uint64)
-        write_rows(connection, GraphEdgeRow.__tablename__, {
-            "dataset_id": np.full(len(a), dataset_id, dtype=np.int32),
-            "sv_a": np.minimum(a, b).astype(np.int64),
-            "sv_b": np.maximum(a, b).astype(np.int64),
-            "area": np.asarray(area, dtype=np.float64),
-            "initially_active": np.asarray(active, dtype=bool),
-        })
+        write_rows(
+            connection,
+            GraphEdgeRow.__tablename__,
+            {
+                "dataset_id": np.full(len(a), dataset_id, dtype=np.int32),
+                "sv_a": np.minimum(a, b).astype(np.int64),
+                "sv_b": np.maximum(a, b).astype(np.int64),
+                "area": np.asarray(area, dtype=np.float64),
+                "initially_active": np.asarray(active, dtype=bool),
+            },
+        )
     Graph.forget(database_url, dataset)
     return removed
 
@@ -193,11 +251,13 @@ def _past_root_counters(connection, dataset_id: int, root_base: int) -> int:
     from .ids import LAYER_SHIFT
 
     supervoxels = connection.scalar(
-        sa.select(sa.func.count()).select_from(GraphSupervoxelRow).where(GraphSupervoxelRow.dataset_id == dataset_id))
+        sa.select(sa.func.count()).select_from(GraphSupervoxelRow).where(GraphSupervoxelRow.dataset_id == dataset_id)
+    )
     highest = root_base + int(supervoxels or 0)
     mask = (1 << LAYER_SHIFT) - 1
     for (new_roots,) in connection.execute(
-            sa.select(GraphOperationRow.new_root_ids).where(GraphOperationRow.dataset_id == dataset_id)):
+        sa.select(GraphOperationRow.new_root_ids).where(GraphOperationRow.dataset_id == dataset_id)
+    ):
         for root in new_roots or []:
             highest = max(highest, int(root) & mask)
     return highest

@@ -7,6 +7,7 @@ layer's legacy per-supervoxel meshes with DracoPy — all of them when the graph
 ingested (:func:`build_fragments`), any still missing on first request — and kept
 under ``<home>/graphene/<dataset>/<supervoxel id>.drc``.
 """
+
 from __future__ import annotations
 
 import os

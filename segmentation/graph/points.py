@@ -1,4 +1,5 @@
 """Find the supervoxel under a point given in nanometres, as merge and split requests send them."""
+
 from __future__ import annotations
 
 import threading
@@ -39,7 +40,7 @@ def supervoxels_near(segmentation_url: str, point_nm) -> tuple[int, np.ndarray]:
     lo = np.maximum(voxel - _SEARCH_RADIUS, lower)
     hi = np.minimum(voxel + _SEARCH_RADIUS + 1, upper)
     with lock:
-        block = np.asarray(volume[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])[..., 0]
+        block = np.asarray(volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]])[..., 0]
     labels = _as_supervoxels(block.astype(np.uint64))
     centre = tuple(voxel - lo)
     grid = np.stack(np.meshgrid(*[np.arange(s) for s in block.shape], indexing="ij"), axis=-1)
@@ -51,7 +52,9 @@ def supervoxels_near(segmentation_url: str, point_nm) -> tuple[int, np.ndarray]:
     return int(labels[centre]), nearest[np.sort(first)]
 
 
-def voxel_of_supervoxel(segmentation_url: str, supervoxel: int, box, window=(64, 64, 16)) -> tuple[int, int, int] | None:
+def voxel_of_supervoxel(
+    segmentation_url: str, supervoxel: int, box, window=(64, 64, 16)
+) -> tuple[int, int, int] | None:
     """A voxel inside ``supervoxel`` near the centre of its ``box`` ([x0, y0, z0, x1, y1, z1)), or None.
 
     Reads one small window (at most ``window`` voxels) rather than the whole box.
@@ -63,7 +66,7 @@ def voxel_of_supervoxel(segmentation_url: str, supervoxel: int, box, window=(64,
     lo = np.maximum(centre - half, box[:3])
     hi = np.minimum(centre + half, box[3:])
     with lock:
-        block = np.asarray(volume[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])[..., 0]
+        block = np.asarray(volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]])[..., 0]
     inside = np.argwhere(_as_supervoxels(block.astype(np.uint64)) == np.uint64(supervoxel))
     if not len(inside):
         return None
@@ -82,12 +85,14 @@ def supervoxel_at_voxel(dataset, voxel) -> int:
     """
     lower = np.asarray(dataset.voxel_offset)
     upper = lower + np.asarray(dataset.volume_size)
-    if len(voxel) != 3 or any(not -2 ** 31 <= int(v) < 2 ** 31 for v in voxel):
+    if len(voxel) != 3 or any(not -(2**31) <= int(v) < 2**31 for v in voxel):
         raise PointOutsideVolume(f"voxel {list(voxel)} is outside the volume of {dataset.name!r}")
     voxel = np.asarray(voxel, dtype=np.int64)
     if np.any(voxel < lower) or np.any(voxel >= upper):
-        raise PointOutsideVolume(f"voxel {voxel.tolist()} is outside the volume of {dataset.name!r} "
-                                 f"({lower.tolist()} to {(upper - 1).tolist()})")
+        raise PointOutsideVolume(
+            f"voxel {voxel.tolist()} is outside the volume of {dataset.name!r} "
+            f"({lower.tolist()} to {(upper - 1).tolist()})"
+        )
     point_nm = (voxel + 0.5) * np.asarray(dataset.voxel_resolution, dtype=float)
     sv, _ = supervoxels_near(dataset.layer("segmentation").url, point_nm)
     if not sv:

@@ -5,6 +5,7 @@ area); across each chunk's lower x, y and z faces the touching label pairs are
 counted with numpy against the last plane of the neighbouring chunk, so every
 contact is counted exactly once and no voxel loop runs in Python.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -79,8 +80,7 @@ def region_graph(volume, mip: int = 0, chunk=None, progress: bool = True, check_
         if check_labels is not None:
             check_labels(core, f"the block at voxel {x0},{y0},{z0} (to {x1},{y1},{z1})")
         _update_boxes(core, (x0, y0, z0), boxes)
-        for (a, b), area in cc3d.contacts(core, connectivity=6, surface_area=True,
-                                          anisotropy=(rx, ry, rz)).items():
+        for (a, b), area in cc3d.contacts(core, connectivity=6, surface_area=True, anisotropy=(rx, ry, rz)).items():
             if a and b:
                 key = (min(a, b), max(a, b))
                 contacts[key] = contacts.get(key, 0.0) + area

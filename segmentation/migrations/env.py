@@ -1,4 +1,5 @@
 """Alembic environment: runs on the connection handed over by segmentation.db.upgrade."""
+
 from alembic import context
 
 from segmentation.models import Base

@@ -4,6 +4,7 @@ This module is the blueprints' one shared room: services come from the app's
 :class:`~server.workspace.Workspace`, and the helpers more than one blueprint needs live
 here. Blueprints import from here, never from each other.
 """
+
 from segmentation.datasets import GRAPH_LAYER, Datasets
 
 from ..workspace import workspace

@@ -3,8 +3,8 @@
 The rules and the storage are :mod:`segmentation.access`; this module only
 parses requests and shapes answers.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 from flask import Blueprint, jsonify, make_response, render_template, request
 
@@ -14,8 +14,8 @@ from segmentation.datasets import DatasetError, DatasetNotFound
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
 from .. import auth, endpoints
-from ..request_input import cap_of, json_object
 from ..errors import json_error
+from ..request_input import cap_of, json_object
 from . import dataset_json, datasets_registry
 
 blueprint = Blueprint("access", __name__)
@@ -40,8 +40,14 @@ def _json_object(example: str) -> dict:
 def whoami():
     me = auth.principal()
     roles = {d.name: auth.role(d.name) for d in auth.visible_datasets()}
-    return jsonify({"user": me.name, "authenticated": me.authenticated, "site_admin": me.site_admin,
-                    "roles": {name: role for name, role in roles.items() if role}})
+    return jsonify(
+        {
+            "user": me.name,
+            "authenticated": me.authenticated,
+            "site_admin": me.site_admin,
+            "roles": {name: role for name, role in roles.items() if role},
+        }
+    )
 
 
 def login_page():
@@ -113,8 +119,13 @@ def audit_log():
         raise AccessError(f"limit must be from 1 to {cap_of('limit')}")
     since = parse_timestamp(request.args["since"]) if request.args.get("since") else None
     entries = AuditLog(auth.accounts().database_url).entries(
-        datasets=administered, user=request.args.get("user"), action=request.args.get("action"),
-        since=since, before_id=before_id, limit=limit)
+        datasets=administered,
+        user=request.args.get("user"),
+        action=request.args.get("action"),
+        since=since,
+        before_id=before_id,
+        limit=limit,
+    )
     return jsonify({"entries": entries})
 
 

@@ -1,4 +1,5 @@
 """Cell-type tags, the vocabulary and search over HTTP (logic in :mod:`segmentation.celltypes`)."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ from segmentation.datasets import DatasetNotFound
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
 from .. import auth, endpoints, hosts
-from ..request_input import cap_of, json_object
 from ..errors import json_error
+from ..request_input import cap_of, json_object
 from . import cell_tags, datasets_registry, vocabulary_of
 
 blueprint = Blueprint("celltypes", __name__)
@@ -64,8 +65,16 @@ def add_tag(dataset):
     body = _json_body()
     if "position" not in body or "term" not in body:
         raise TagError('a tag needs "position" [x, y, z] (voxels) and "term"')
-    tag = cell_tags().add(found, body["position"], body["term"], auth.user_name(), vocabulary_of(dataset),
-                          note=body.get("note") or "", confidence=body.get("confidence"), origin=auth.origin())
+    tag = cell_tags().add(
+        found,
+        body["position"],
+        body["term"],
+        auth.user_name(),
+        vocabulary_of(dataset),
+        note=body.get("note") or "",
+        confidence=body.get("confidence"),
+        origin=auth.origin(),
+    )
     root = int(cell_tags().roots_of(dataset, [tag.sv_id], None)[0])
     response = jsonify(tag.to_json(root))
     response.status_code = 201
@@ -77,15 +86,16 @@ def list_tags(dataset):
     root = request.args.get("root_id")
     try:
         root_id = int(root) if root else None
-        if root_id is not None and not 0 <= root_id < 2 ** 64:
+        if root_id is not None and not 0 <= root_id < 2**64:
             raise ValueError
     except ValueError:
         raise TagError(f"root_id must be a uint64 id, not {root!r}") from None
     include_retracted = request.args.get("include_retracted", "").lower() in ("1", "true")
     at = _moment()
     found = cell_tags().of_dataset(dataset, at=at, root_id=root_id, include_retracted=include_retracted)
-    return jsonify({"dataset": dataset, "at": at.isoformat() if at else None,
-                    "tags": [tag.to_json(root) for tag, root in found]})
+    return jsonify(
+        {"dataset": dataset, "at": at.isoformat() if at else None, "tags": [tag.to_json(root) for tag, root in found]}
+    )
 
 
 def retract_tag(tag_id):
@@ -106,8 +116,9 @@ def import_tags(dataset):
     except UnicodeDecodeError:
         raise CsvError("the CSV is not UTF-8 text") from None
     rows, rejected = read_tag_rows(text)
-    added, refused = cell_tags().add_many(found, [row for _, row in rows], auth.user_name(),
-                                            vocabulary_of(dataset), origin=auth.origin())
+    added, refused = cell_tags().add_many(
+        found, [row for _, row in rows], auth.user_name(), vocabulary_of(dataset), origin=auth.origin()
+    )
     rejected += [(rows[number - 1][0], reason) for number, reason in refused]
     return jsonify({"added": len(added), "rejected": [{"row": n, "reason": r} for n, r in sorted(rejected)]})
 
@@ -115,8 +126,11 @@ def import_tags(dataset):
 def export_tags(dataset):
     datasets_registry().get(dataset)
     found = cell_tags().of_dataset(dataset, at=_moment())
-    return Response(write_tags(found), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{dataset}-cell-types.csv"'})
+    return Response(
+        write_tags(found),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{dataset}-cell-types.csv"'},
+    )
 
 
 def search_neurons():
@@ -131,11 +145,17 @@ def search_neurons():
     names = [d.name for d in auth.visible_datasets()]
     found = search(cell_tags(), query, vocabulary_of, names, page=page, per_page=per_page)
     base = hosts.base_url()
-    return jsonify({
-        "query": query.text, "at": query.at.isoformat() if query.at else None, "total": found.total,
-        "counts": found.counts, "page": page, "per_page": per_page,
-        "results": [{**hit.to_json(), "link": base + hit.link} for hit in found.hits],
-    })
+    return jsonify(
+        {
+            "query": query.text,
+            "at": query.at.isoformat() if query.at else None,
+            "total": found.total,
+            "counts": found.counts,
+            "page": page,
+            "per_page": per_page,
+            "results": [{**hit.to_json(), "link": base + hit.link} for hit in found.hits],
+        }
+    )
 
 
 def get_vocabulary():

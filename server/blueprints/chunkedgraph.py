@@ -5,6 +5,7 @@ Only HTTP lives here: parsing ids, points and timestamps, and shaping answers
 ``roots_binary``). Bodies are read raw because Neuroglancer posts them without
 a Content-Type.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,15 +16,14 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from segmentation.datasets import DatasetNotFound, read_info
-from segmentation.graph import Graph, GraphError, GraphNotIngested
-from segmentation.graph import meshes
+from segmentation.graph import Graph, GraphError, GraphNotIngested, meshes
 from segmentation.graph.ids import is_supervoxel
 from segmentation.graph.points import PointOutsideVolume, supervoxels_near
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
 from .. import auth, endpoints, hosts
-from ..request_input import BadInput, TooLarge, capped, json_body, json_object, parse_json
 from ..errors import json_error
+from ..request_input import BadInput, TooLarge, capped, json_body, json_object, parse_json
 from . import datasets_registry, graph_for, segment_properties_of
 
 blueprint = Blueprint("chunkedgraph", __name__)
@@ -70,7 +70,7 @@ def id_list(value, what: str) -> list[int]:
         ids = [int(v) for v in value]
     except (TypeError, ValueError, OverflowError):
         raise BadRequest(f"{what} must hold integer ids") from None
-    if any(i < 0 or i >= 2 ** 64 for i in ids):
+    if any(i < 0 or i >= 2**64 for i in ids):
         raise BadRequest(f"{what} must hold uint64 ids")
     return ids
 
@@ -93,7 +93,7 @@ def resolve_point(graph: Graph, table: str, item, what: str) -> int:
         node, point = int(item[0]), [float(c) for c in item[1:]]
     except (TypeError, ValueError, OverflowError):
         raise BadRequest(f"bad {what}: {item!r}") from None
-    if not all(math.isfinite(c) for c in point) or not 0 <= node < 2 ** 64:
+    if not all(math.isfinite(c) for c in point) or not 0 <= node < 2**64:
         raise BadRequest(f"bad {what}: {item!r} (the id must be a uint64 and the coordinates finite numbers)")
     if is_supervoxel(node):
         return node
@@ -117,11 +117,13 @@ def voxel_coords(table: str, points) -> list[list[float]]:
 
 
 def operation_answer(result):
-    return jsonify({
-        "operation_id": result.operation_id,
-        "new_root_ids": ids_out(result.new_root_ids),
-        "old_root_ids": ids_out(result.old_root_ids),
-    })
+    return jsonify(
+        {
+            "operation_id": result.operation_id,
+            "new_root_ids": ids_out(result.new_root_ids),
+            "old_root_ids": ids_out(result.old_root_ids),
+        }
+    )
 
 
 # ---- versions and info -------------------------------------------------------
@@ -140,22 +142,24 @@ def cg_info(table):
     info = read_info(dataset.layer("segmentation").url)
     scale = info["scales"][0]
     size = scale["size"]
-    info.update({
-        "data_type": "uint64",  # supervoxel and root ids have 64 bits, whatever the stored labels have
-        # a plain URL (the client reads chunks and meshes under it, never its info)
-        "data_dir": f"{base}/data/{table}@supervoxels/segmentation",
-        "segment_properties": "segment_properties",  # relative to this info's URL
-        "app": {"supported_api_versions": [0, 1]},
-        "graph": {
-            "chunk_size": scale["chunk_sizes"][0],
-            "bounding_box": [scale.get("voxel_offset", [0, 0, 0]), size],
-            "n_bits_for_layer_id": 8,
-            "cv_mip": 0,
-            "n_layers": 10,
-            "spatial_bit_masks": {},
-        },
-        "verify_mesh": False,
-    })
+    info.update(
+        {
+            "data_type": "uint64",  # supervoxel and root ids have 64 bits, whatever the stored labels have
+            # a plain URL (the client reads chunks and meshes under it, never its info)
+            "data_dir": f"{base}/data/{table}@supervoxels/segmentation",
+            "segment_properties": "segment_properties",  # relative to this info's URL
+            "app": {"supported_api_versions": [0, 1]},
+            "graph": {
+                "chunk_size": scale["chunk_sizes"][0],
+                "bounding_box": [scale.get("voxel_offset", [0, 0, 0]), size],
+                "n_bits_for_layer_id": 8,
+                "cv_mip": 0,
+                "n_layers": 10,
+                "spatial_bit_masks": {},
+            },
+            "verify_mesh": False,
+        }
+    )
     if info.get("mesh"):  # per-supervoxel legacy meshes, served to the graphene source as Draco
         info["mesh"] = meshes.MESH_DIR
     else:
@@ -221,8 +225,10 @@ def cg_leaves_many(table):
     ids = id_list(body_object().get("node_ids"), "node_ids")
     found = graph.leaves_many(ids, bounds_arg())  # one catch-up with the log for all of them
     if sum(len(leaves) for leaves in found.values()) > MAX_LEAVES_ANSWERED:
-        raise TooLarge(f"these roots hold more than {MAX_LEAVES_ANSWERED:,} supervoxels; ask for fewer roots "
-                       "at once, or pass ?bounds=")
+        raise TooLarge(
+            f"these roots hold more than {MAX_LEAVES_ANSWERED:,} supervoxels; ask for fewer roots "
+            "at once, or pass ?bounds="
+        )
     return jsonify({str(i): ids_out(found[i]) for i in ids})
 
 
@@ -280,8 +286,13 @@ def cg_past_id_mapping(table):
             lineage = graph.lineage([root], past=past_at, future=future_at)
             nodes = {n["id"] for n in lineage["nodes"]}
             parents = {l["target"]: l["source"] for l in lineage["links"]}
-            ancestors = {n for n in nodes if n not in parents and n != root and graph.index.record(n).created_seq
-                         <= (graph.seq_at(past_at) if past_at else 0)}
+            ancestors = {
+                n
+                for n in nodes
+                if n not in parents
+                and n != root
+                and graph.index.record(n).created_seq <= (graph.seq_at(past_at) if past_at else 0)
+            }
             past_map[str(root)] = sorted(ancestors) or [root]
             future_map[str(root)] = graph.latest_roots(root, at=future_at)
     return jsonify({"past_id_map": past_map, "future_id_map": future_map})
@@ -322,8 +333,16 @@ def cg_tabular_change_log(table):
 
 def _dataframe_json(rows: list[dict]) -> str:
     """Rows as ``pandas.DataFrame.to_json()`` writes them (column → {row number → value}), without pandas."""
-    columns = ("operation_id", "timestamp", "user_id", "before_root_ids", "after_root_ids", "is_merge",
-               "user_name", "user_affiliation")
+    columns = (
+        "operation_id",
+        "timestamp",
+        "user_id",
+        "before_root_ids",
+        "after_root_ids",
+        "is_merge",
+        "user_name",
+        "user_affiliation",
+    )
     return json.dumps({c: {str(i): row[c] for i, row in enumerate(rows)} for c in columns})
 
 
@@ -344,13 +363,22 @@ def cg_merge_log(table, root_id):
 def cg_user_operations(table):
     graph = graph_for(table)
     include_undo = request.args.get("include_undo", "true").lower() not in ("false", "0")
-    ops = graph.user_operations(request.args.get("user_id") or None, moment("start_time"), moment("end_time"),
-                                include_undo=include_undo)
-    return jsonify([
-        {"operation_id": op["id"], "timestamp": int(op["created_at"].timestamp() * 1000), "user_id": op["user_id"],
-         "operation_type": op["kind"], "old_root_ids": op["old_root_ids"], "new_root_ids": op["new_root_ids"]}
-        for op in ops
-    ])
+    ops = graph.user_operations(
+        request.args.get("user_id") or None, moment("start_time"), moment("end_time"), include_undo=include_undo
+    )
+    return jsonify(
+        [
+            {
+                "operation_id": op["id"],
+                "timestamp": int(op["created_at"].timestamp() * 1000),
+                "user_id": op["user_id"],
+                "operation_type": op["kind"],
+                "old_root_ids": op["old_root_ids"],
+                "new_root_ids": op["new_root_ids"],
+            }
+            for op in ops
+        ]
+    )
 
 
 def cg_valid_nodes(table):
@@ -462,21 +490,27 @@ def info_datastack(name):
     dataset = datasets_registry().get(name)
     base = hosts.base_url()
     rx, ry, rz = dataset.voxel_resolution
-    return jsonify({
-        "datastack": dataset.name,
-        "description": dataset.description,
-        "aligned_volume": {
-            "name": dataset.name, "id": 1, "description": dataset.description,
-            "image_source": f"precomputed://{base}/data/{dataset.name}/image",
-        },
-        "segmentation_source": f"graphene://{base}/segmentation/table/{dataset.name}",
-        "local_server": base,
-        "viewer_site": base,
-        "synapse_table": None,
-        "soma_table": None,
-        "analysis_database": None,
-        "viewer_resolution_x": rx, "viewer_resolution_y": ry, "viewer_resolution_z": rz,
-    })
+    return jsonify(
+        {
+            "datastack": dataset.name,
+            "description": dataset.description,
+            "aligned_volume": {
+                "name": dataset.name,
+                "id": 1,
+                "description": dataset.description,
+                "image_source": f"precomputed://{base}/data/{dataset.name}/image",
+            },
+            "segmentation_source": f"graphene://{base}/segmentation/table/{dataset.name}",
+            "local_server": base,
+            "viewer_site": base,
+            "synapse_table": None,
+            "soma_table": None,
+            "analysis_database": None,
+            "viewer_resolution_x": rx,
+            "viewer_resolution_y": ry,
+            "viewer_resolution_z": rz,
+        }
+    )
 
 
 _VIEWS = {name: globals()[name] for name in endpoints.CHUNKEDGRAPH}

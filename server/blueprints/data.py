@@ -3,6 +3,7 @@
 One data path per request: validate the key → read stored bytes (or a byte
 range) from the layer's store → pick encoding and headers → respond.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -13,8 +14,7 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.http import parse_range_header
 
 from segmentation.datasets import DatasetNotFound
-from segmentation.graph import GraphError, GraphNotIngested
-from segmentation.graph import meshes
+from segmentation.graph import GraphError, GraphNotIngested, meshes
 from segmentation.storage import InvalidKey, validate_key
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
@@ -126,8 +126,11 @@ def _live_file(live, key: str, moment, view: str):
         body = live.supervoxel_chunk(key)
         if body is None:
             return _missing(key)
-        return Response(body, status=200, headers={
-            "Content-Type": "application/octet-stream", "Cache-Control": IMMUTABLE, "ETag": '"supervoxels"'})
+        return Response(
+            body,
+            status=200,
+            headers={"Content-Type": "application/octet-stream", "Cache-Control": IMMUTABLE, "ETag": '"supervoxels"'},
+        )
     # a past moment is final only once no edit stamped at or before it can still be committed;
     # asked before reading the graph, so that the answer is computed with every such edit in it
     final = moment is not None and live.graph.is_settled(moment)
@@ -155,7 +158,7 @@ def _graphene_mesh_file(live, name: str):
     if name == "info":
         return _json_answer(meshes.MESH_INFO, etag="graphene-mesh-info", cache="public, max-age=3600")
     folder, _, fragment = name.partition("/")
-    if folder != "dynamic" or not fragment.isdigit() or not 0 < int(fragment) < 2 ** 64:
+    if folder != "dynamic" or not fragment.isdigit() or not 0 < int(fragment) < 2**64:
         return _missing(f"{meshes.MESH_DIR}/{name}")
     supervoxel = int(fragment)
     etag = f"sv-{supervoxel}"
@@ -165,8 +168,11 @@ def _graphene_mesh_file(live, name: str):
     body = meshes.fragments_of(live, home).fragment(supervoxel) if live.graph.index.has(supervoxel) else None
     if body is None:
         return _missing(f"{meshes.MESH_DIR}/{name}")
-    return Response(body, status=200, headers={
-        "Content-Type": "application/octet-stream", "Cache-Control": IMMUTABLE, "ETag": f'"{etag}"'})
+    return Response(
+        body,
+        status=200,
+        headers={"Content-Type": "application/octet-stream", "Cache-Control": IMMUTABLE, "ETag": f'"{etag}"'},
+    )
 
 
 def _json_answer(document, etag: str | None, cache: str):
@@ -214,11 +220,7 @@ def _whole(store, key, headers):
         headers["Content-Encoding"] = "gzip"
     else:
         body = obj.decoded()
-        if (
-            accepts_gzip
-            and headers["Content-Type"] == "application/json"
-            and len(body) >= _GZIP_ON_THE_FLY_MIN_BYTES
-        ):
+        if accepts_gzip and headers["Content-Type"] == "application/json" and len(body) >= _GZIP_ON_THE_FLY_MIN_BYTES:
             body = gzip.compress(body, compresslevel=5)
             headers["Content-Encoding"] = "gzip"
     if request.method == "HEAD":

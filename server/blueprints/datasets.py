@@ -1,4 +1,5 @@
 """Dataset listing and description as JSON (``/api/v1/datasets``)."""
+
 from __future__ import annotations
 
 import json
@@ -52,5 +53,10 @@ def datasets_page():
 endpoints.register(
     blueprint,
     endpoints.DATASETS,
-    {"datasets_page": datasets_page, "list_datasets": list_datasets, "get_dataset": get_dataset, "dataset_state": dataset_state},
+    {
+        "datasets_page": datasets_page,
+        "list_datasets": list_datasets,
+        "get_dataset": get_dataset,
+        "dataset_state": dataset_state,
+    },
 )

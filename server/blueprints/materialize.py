@@ -4,6 +4,7 @@ Only HTTP lives here: routes, flags, bodies and answer shapes (Arrow IPC with th
 Content-Type ``data.arrow`` CAVE sends, or JSON records); the table, versions and
 filters are :mod:`segmentation.celltypes.materialize`. A datastack is a dataset.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ from segmentation.datasets import DatasetNotFound
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
 from .. import endpoints, hosts
-from ..request_input import json_body
 from ..errors import json_error
+from ..request_input import json_body
 from ..workspace import workspace
 from . import cell_tags, datasets_registry
 
@@ -65,8 +66,10 @@ def _body() -> dict:
     if body is None:
         return {}
     if not isinstance(body, dict):
-        raise mat.QueryError("the body must be a JSON object of filters, e.g. "
-                             '{"filter_equal_dict": {"cell_types": {"cell_type": "astrocyte"}}}')
+        raise mat.QueryError(
+            "the body must be a JSON object of filters, e.g. "
+            '{"filter_equal_dict": {"cell_types": {"cell_type": "astrocyte"}}}'
+        )
     return body
 
 
@@ -102,15 +105,28 @@ def _table_metadata(datastack: str, version: int) -> dict:
     dataset = datasets_registry().get(datastack)
     rx, ry, rz = (float(r) for r in dataset.voxel_resolution)
     return {
-        "table_name": mat.TABLE, "schema": mat.SCHEMA, "schema_type": mat.SCHEMA, "aligned_volume": datastack,
-        "analysisversion_id": version, "valid": True, "created": dataset.created_at,
-        "description": (f"Cell-type tags of {datastack}: one row per tag in force, on the supervoxel under its "
-                        "point, so pt_root_id follows merges and splits. pt_position in voxels."),
-        "notice_text": None, "reference_table": None, "flat_segmentation_source": None,
-        "user_id": "axonlink", "read_permission": "PUBLIC", "write_permission": "PRIVATE",
+        "table_name": mat.TABLE,
+        "schema": mat.SCHEMA,
+        "schema_type": mat.SCHEMA,
+        "aligned_volume": datastack,
+        "analysisversion_id": version,
+        "valid": True,
+        "created": dataset.created_at,
+        "description": (
+            f"Cell-type tags of {datastack}: one row per tag in force, on the supervoxel under its "
+            "point, so pt_root_id follows merges and splits. pt_position in voxels."
+        ),
+        "notice_text": None,
+        "reference_table": None,
+        "flat_segmentation_source": None,
+        "user_id": "axonlink",
+        "read_permission": "PUBLIC",
+        "write_permission": "PRIVATE",
         "segmentation_source": f"graphene://{hosts.base_url()}/segmentation/table/{datastack}",
         "pcg_table_name": datastack,
-        "voxel_resolution_x": rx, "voxel_resolution_y": ry, "voxel_resolution_z": rz,
+        "voxel_resolution_x": rx,
+        "voxel_resolution_y": ry,
+        "voxel_resolution_z": rz,
     }
 
 
@@ -180,15 +196,18 @@ def mat_live_query(datastack):
         raise mat.QueryError('a live query needs "timestamp" (ISO 8601, UTC)')
     at = parse_timestamp(str(body["timestamp"]))
     if at < graph.created_at:
-        raise mat.QueryError(f"timestamp {at.isoformat()} is before the graph was ingested "
-                             f"({graph.created_at.isoformat()})")
+        raise mat.QueryError(
+            f"timestamp {at.isoformat()} is before the graph was ingested ({graph.created_at.isoformat()})"
+        )
     query = _sample(mat.parse_query(body, table))
     named = query.root_ids()
     if named and not _flag("allow_invalid_root_ids"):
         invalid = [r for r, ok in zip(named, graph.is_latest(named, at)) if not ok]
         if invalid:
-            raise mat.QueryError(f"root id(s) {invalid} are not roots at {at.isoformat()} "
-                                 "(pass allow_invalid_root_ids=True to query anyway)")
+            raise mat.QueryError(
+                f"root id(s) {invalid} are not roots at {at.isoformat()} "
+                "(pass allow_invalid_root_ids=True to query anyway)"
+            )
     rows = mat.rows(cell_tags(), datastack, at, at)
     return _answer(rows, query, datasets_registry().get(datastack).voxel_resolution)
 

@@ -6,6 +6,7 @@ graphene ``data_dir`` (``graphene_meshes/dynamic/<supervoxel>``, see
 manifest never goes stale: the ETag is the root id, and a merge or a split shows
 in 3D as soon as the viewer asks for the new root's manifest.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,7 +28,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 def mesh_manifest(table, node_spec):
     match = _NODE_SPEC.match(node_spec)
-    if not match or int(match.group(1)) >= 2 ** 64:
+    if not match or int(match.group(1)) >= 2**64:
         return json_error(400, f"the manifest key is <root id>:0, not {node_spec!r}")
     node = int(match.group(1))
     graph = graph_for(table)

@@ -1,4 +1,5 @@
 """The OpenAPI document, generated from :mod:`server.endpoints`."""
+
 from __future__ import annotations
 
 import re
@@ -24,15 +25,20 @@ _ACCESS_TEXT = {
 def _limits_text(spec) -> list[str]:
     text = []
     if spec.caps:
-        text.append("Limits per request: " + ", ".join(f"at most {n:,} {what}" for what, n in spec.caps)
-                    + " (413 beyond).")
+        text.append(
+            "Limits per request: " + ", ".join(f"at most {n:,} {what}" for what, n in spec.caps) + " (413 beyond)."
+        )
     if spec.cost:
         limit = rate_limits.DEFAULT_LIMITS[spec.cost]
-        text.append(f"Rate limit: shared by all '{spec.cost}' routes, {limit} per client (token, else address) "
-                    "by default (429 with Retry-After beyond; AXONLINK_RATE_LIMITS changes it).")
+        text.append(
+            f"Rate limit: shared by all '{spec.cost}' routes, {limit} per client (token, else address) "
+            "by default (429 with Retry-After beyond; AXONLINK_RATE_LIMITS changes it)."
+        )
     if spec.cost in ("edit", "expensive"):
-        text.append("Time budget: a request needing more than AXONLINK_REQUEST_BUDGET_SECONDS (default 10 s) "
-                    "of work is stopped with 503.")
+        text.append(
+            "Time budget: a request needing more than AXONLINK_REQUEST_BUDGET_SECONDS (default 10 s) "
+            "of work is stopped with 503."
+        )
     return text
 
 
@@ -81,10 +87,15 @@ def openapi_document() -> dict:
         "openapi": "3.0.3",
         "info": {"title": "axonlink", "version": "1"},
         "paths": paths,
-        "components": {"securitySchemes": {"bearer": {
-            "type": "http", "scheme": "bearer",
-            "description": "An axonlink token (`axonlink tokens create NAME`); the viewer uses a cookie set at /login.",
-        }}},
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An axonlink token (`axonlink tokens create NAME`); the viewer uses a cookie set at /login.",
+                }
+            }
+        },
     }
 
 

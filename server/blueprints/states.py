@@ -3,6 +3,7 @@
 Only HTTP lives here; storing is :class:`state_links.store.StateStore`, anchoring
 and "as it was / as it is now" are :mod:`state_links.links`.
 """
+
 from __future__ import annotations
 
 import json
@@ -110,8 +111,11 @@ def _shows_owner(ref, stored) -> bool:
     """Owner and short id: for callers who reached the state by its short id (they hold the link), its
     signed-in owner and site admins — not for a caller who came by integer id (old ones are sequential)."""
     principal = auth.principal()
-    return (_reached_by_short_id(ref) or principal.site_admin
-            or (principal.authenticated and principal.name == stored.owner))
+    return (
+        _reached_by_short_id(ref)
+        or principal.site_admin
+        or (principal.authenticated and principal.name == stored.owner)
+    )
 
 
 # ---- storing ------------------------------------------------------------------------
@@ -135,8 +139,11 @@ def _save(raw: bytes, state: dict, title: str | None = None, anchors=None, datas
     """
     named = references(state, hosts.is_this_server)
     if named.unclassified:
-        raise StateRejected(400, f"this state points at {named.unclassified[0]} on this server, which shows no "
-                                 f"dataset axonlink can check access to: remove it, or link a dataset's data")
+        raise StateRejected(
+            400,
+            f"this state points at {named.unclassified[0]} on this server, which shows no "
+            f"dataset axonlink can check access to: remove it, or link a dataset's data",
+        )
     datasets = set(named.datasets) | ({dataset} if dataset else set())
     for ref in named.states:  # a state pointing at a state: it shows what that one shows
         datasets |= store().get(ref, may_view=_may_view).datasets
@@ -146,9 +153,16 @@ def _save(raw: bytes, state: dict, title: str | None = None, anchors=None, datas
     if anchors is None:
         anchors = find_anchors(state, hosts.is_this_server, _database_url(), datasets_registry(), allowed=datasets)
     title = title if title is not None else request.args.get("title") or str(state.get("title") or "")
-    return store().save(raw, state, title=title, description=request.args.get("description", ""),
-                        dataset=dataset or next(iter(named.datasets), None), anchors=anchors,
-                        owner=auth.user_name(), datasets=datasets)
+    return store().save(
+        raw,
+        state,
+        title=title,
+        description=request.args.get("description", ""),
+        dataset=dataset or next(iter(named.datasets), None),
+        anchors=anchors,
+        owner=auth.user_name(),
+        datasets=datasets,
+    )
 
 
 def _link_answer(stored, status=None):
@@ -239,8 +253,11 @@ def post_link_at():
     if "dataset" not in body or "voxel" not in body:
         raise LinkError(f"body must be {_LINK_AT_BODY}")
     voxel = body["voxel"]
-    if not (isinstance(voxel, list) and len(voxel) == 3 and all(isinstance(v, int) and not isinstance(v, bool)
-                                                                  for v in voxel)):
+    if not (
+        isinstance(voxel, list)
+        and len(voxel) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in voxel)
+    ):
         raise LinkError("voxel must be three integers [x, y, z] (full-resolution voxels)")
     at = parse_timestamp(str(body["t"])) if body.get("t") is not None else None
     zoom = _zoom(body.get("zoom"))
@@ -279,8 +296,14 @@ def open_voxel_link(dataset, coords):
     if not match:
         raise LinkError(f"coordinates must be x,y,z voxels (integers), not {coords!r}")
     at = parse_timestamp(request.args["t"]) if request.args.get("t") else None
-    state, _ = voxel_state(datasets_registry().get(dataset), [int(v) for v in match.groups()], base_url(),
-                           _database_url(), at=at, zoom=_zoom(request.args.get("zoom")))
+    state, _ = voxel_state(
+        datasets_registry().get(dataset),
+        [int(v) for v in match.groups()],
+        base_url(),
+        _database_url(),
+        at=at,
+        zoom=_zoom(request.args.get("zoom")),
+    )
     fragment = quote(json.dumps(state, separators=(",", ":")), safe="")
     return redirect(f"{base_url()}/v/{VIEWER_TOKEN}/#!{fragment}", code=302)
 

@@ -11,6 +11,7 @@ The rest of the small protocol we answer ourselves: state/action posts are
 accepted and dropped, and ``/events/<token>`` itself, for a page or script
 that still asks, answers at once and asks it not to come back.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,8 @@ from flask import Blueprint, Response, send_from_directory
 from frontend_config import default_state
 
 from .. import auth, endpoints, hosts
-from ..request_input import json_body
 from ..errors import json_error
+from ..request_input import json_body
 from . import VIEWER_TOKEN, has_graph
 
 blueprint = Blueprint("viewer", __name__)
@@ -69,7 +70,9 @@ def viewer_config():
     state = default_state(datasets[0], base, graphene=has_graph(datasets[0].name)) if datasets else None
     servers = {"axonlink": {"url": f"{base}/nglstate/api/v1/post", "default": True}}
     script = _CONFIG_SCRIPT % {
-        "token": json.dumps(VIEWER_TOKEN), "state": json.dumps(state), "servers": json.dumps(servers),
+        "token": json.dumps(VIEWER_TOKEN),
+        "state": json.dumps(state),
+        "servers": json.dumps(servers),
     }
     return Response(script + viewer_ui_script(), mimetype="text/javascript", headers={"Cache-Control": "no-cache"})
 

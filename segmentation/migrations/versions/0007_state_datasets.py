@@ -21,6 +21,7 @@ This file is self-contained on purpose: migrations run years later against code 
 on, so it carries its own small copy of the path classification (``state_links.sources`` is
 the living one) and of blob decoding (codec ids and the v1 dictionary file are permanent).
 """
+
 import json
 import re
 import unicodedata
@@ -72,9 +73,11 @@ def downgrade() -> None:
         sa.Column("z", sa.Integer, nullable=True),
     )
     # two layers of one name collapse into one (the older schema cannot tell them apart)
-    op.execute("INSERT INTO state_anchors_old (state_id, layer, segment_id, dataset, sv_id, x, y, z) "
-               "SELECT state_id, layer, segment_id, MIN(dataset), MIN(sv_id), MIN(x), MIN(y), MIN(z) "
-               "FROM state_anchors GROUP BY state_id, layer, segment_id")
+    op.execute(
+        "INSERT INTO state_anchors_old (state_id, layer, segment_id, dataset, sv_id, x, y, z) "
+        "SELECT state_id, layer, segment_id, MIN(dataset), MIN(sv_id), MIN(x), MIN(y), MIN(z) "
+        "FROM state_anchors GROUP BY state_id, layer, segment_id"
+    )
     op.drop_table("state_anchors")
     op.rename_table("state_anchors_old", "state_anchors")
 
@@ -94,14 +97,17 @@ def _rebuild_anchors(postgres: bool) -> None:
         sa.Column("z", sa.Integer, nullable=True),
         sa.PrimaryKeyConstraint("state_id", "layer_index", "layer", "segment_id", name="state_anchors_new_pkey"),
     )
-    op.execute("INSERT INTO state_anchors_new (state_id, layer_index, layer, segment_id, dataset, sv_id, x, y, z) "
-               "SELECT state_id, -1, layer, segment_id, dataset, sv_id, x, y, z FROM state_anchors")
+    op.execute(
+        "INSERT INTO state_anchors_new (state_id, layer_index, layer, segment_id, dataset, sv_id, x, y, z) "
+        "SELECT state_id, -1, layer, segment_id, dataset, sv_id, x, y, z FROM state_anchors"
+    )
     op.drop_table("state_anchors")
     op.rename_table("state_anchors_new", "state_anchors")
     if postgres:  # the names PostgreSQL would have given the table had it been created so
         op.execute("ALTER TABLE state_anchors RENAME CONSTRAINT state_anchors_new_pkey TO state_anchors_pkey")
-        op.execute("ALTER TABLE state_anchors RENAME CONSTRAINT state_anchors_new_state_id_fkey "
-                   "TO state_anchors_state_id_fkey")
+        op.execute(
+            "ALTER TABLE state_anchors RENAME CONSTRAINT state_anchors_new_state_id_fkey TO state_anchors_state_id_fkey"
+        )
 
 
 # ---- backfill ------------------------------------------------------------------------------
@@ -112,8 +118,9 @@ def _backfill(bind) -> None:
     short_ids: dict[str, int] = {}
     last = None
     while True:
-        page = sa.text(f"SELECT id, short_id, codec, blob, dataset FROM states WHERE id > :last "
-                       f"ORDER BY id LIMIT {_PAGE}")
+        page = sa.text(
+            f"SELECT id, short_id, codec, blob, dataset FROM states WHERE id > :last ORDER BY id LIMIT {_PAGE}"
+        )
         rows = bind.execute(page, {"last": -1 if last is None else last}).all()
         if not rows:
             break
@@ -139,7 +146,7 @@ def _backfill(bind) -> None:
     rows = [{"state_id": s, "dataset": d} for s, names in ties.items() for d in sorted(names)]
     table = sa.table("state_datasets", sa.column("state_id"), sa.column("dataset"))
     for start in range(0, len(rows), _PAGE):
-        bind.execute(sa.insert(table), rows[start:start + _PAGE])
+        bind.execute(sa.insert(table), rows[start : start + _PAGE])
 
 
 _decompressors: dict = {}
@@ -153,16 +160,23 @@ def _decode(codec: int, blob: bytes) -> bytes:
         if codec not in _decompressors:
             import zstandard
 
-            dictionary = zstandard.ZstdCompressionDict(_DICTIONARY_V1.read_bytes(),
-                                                       dict_type=zstandard.DICT_TYPE_FULLDICT)
+            dictionary = zstandard.ZstdCompressionDict(
+                _DICTIONARY_V1.read_bytes(), dict_type=zstandard.DICT_TYPE_FULLDICT
+            )
             _decompressors[codec] = zstandard.ZstdDecompressor(dict_data=dictionary)
         return _decompressors[codec].decompress(bytes(blob))
     raise RuntimeError(f"a stored state has codec {codec}, which this migration does not know")
 
 
 _URL = re.compile(r"https?:[/\\]*([^\s|\"'<>`]+)", re.IGNORECASE)
-_DATASET_ROUTES = (("data",), ("segmentation", "table"), ("segmentation", "api", "v1", "table"),
-                   ("meshing", "api", "v1", "table"), ("api", "v1", "datasets"), ("at",))
+_DATASET_ROUTES = (
+    ("data",),
+    ("segmentation", "table"),
+    ("segmentation", "api", "v1", "table"),
+    ("meshing", "api", "v1", "table"),
+    ("api", "v1", "datasets"),
+    ("at",),
+)
 _STATE_ROUTES = (("api", "v1", "states"), ("s",), ("nglstate", "api", "v1", "raw"), ("nglstate", "api", "v1"))
 
 
@@ -207,13 +221,13 @@ def _classify(path: str) -> tuple[str | None, str]:
             segments.append(segment)
     whole = tuple(segments)
     for prefix in _DATASET_ROUTES:
-        if whole[:len(prefix)] == prefix and len(whole) > len(prefix):
+        if whole[: len(prefix)] == prefix and len(whole) > len(prefix):
             return "dataset", segments[len(prefix)].partition("@")[0]
     for prefix in _STATE_ROUTES:
-        if whole[:len(prefix)] == prefix and len(whole) > len(prefix):
+        if whole[: len(prefix)] == prefix and len(whole) > len(prefix):
             return "state", segments[len(prefix)]
     if segments and segments[0] in ("materialize", "info") and "datastack" in segments:
-        rest = segments[segments.index("datastack") + 1:]
+        rest = segments[segments.index("datastack") + 1 :]
         rest = rest[1:] if rest[:1] == ["full"] and len(rest) > 1 else rest
         if rest:
             return "dataset", rest[0]

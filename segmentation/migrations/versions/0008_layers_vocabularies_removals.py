@@ -13,6 +13,7 @@ Create Date: 2026-12-02
 * ``cell_tag_purges``: a removed dataset's tags are deleted with the next change number, and
   every process drops them from its tag index when it reaches that number.
 """
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -8,6 +8,7 @@ Create Date: 2026-12-03
   --replace`` sets it above every root id the replaced graph gave, so an old root id (in a link,
   a notebook or a cached mesh manifest) never names a different neuron. Existing graphs: 0.
 """
+
 import sqlalchemy as sa
 from alembic import op
 
