@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from conftest import CG_SV, call, cg_point_nm, write_volume
 
 from segmentation.access import Accounts, AuditLog
 from server import endpoints
+from tests.helpers import CG_SV, call, cg_point_nm, write_volume
 
 ROLES = {
     "vera": {"secret": "viewer"},
@@ -386,7 +386,7 @@ def test_demo_needs_no_login_to_view_and_prints_a_proofreader_token(fresh_demo):
     import sys
     from pathlib import Path
 
-    from test_kill_restart import free_port
+    from tests.test_kill_restart import free_port
 
     port = free_port()
     env = {**os.environ, "AXONLINK_HOME": str(fresh_demo.home), "AXONLINK_DATABASE_URL": fresh_demo.database_url}

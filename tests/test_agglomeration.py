@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import write_volume
 
 from segmentation import db
 from segmentation.datasets import Datasets
 from segmentation.graph import Graph, GraphError, ingest_dataset
 from segmentation.graph.agglomeration import AgglomerationError, read_agglomeration
 from segmentation.graph.ids import supervoxel_ids
+from tests.helpers import write_volume
 
 
 def write(tmp_path, name, text):

@@ -6,8 +6,9 @@ import json
 import re
 
 import pytest
-from conftest import CG_SV as SV
-from conftest import SQLITE_ONLY, call, proofreader_token
+
+from tests.helpers import CG_SV as SV
+from tests.helpers import SQLITE_ONLY, call, proofreader_token
 
 CG = "/segmentation/api/v1/table/cg"
 

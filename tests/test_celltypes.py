@@ -9,8 +9,8 @@ import json
 import time
 from urllib.parse import quote
 
-from conftest import CG_SV as SV
-from conftest import call
+from tests.helpers import CG_SV as SV
+from tests.helpers import call
 
 
 def tag(server, position, term, **extra):

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_volume
 
 from segmentation.check import check_layer, has_problem
 from server.cli import main
+from tests.helpers import write_volume
 
 
 def run(capsys, *args):
@@ -181,7 +181,7 @@ def test_a_dataset_whose_layers_disagree(tmp_path, capsys, small_volumes):
 
 
 def test_a_sharded_layer_with_an_offset(tmp_path):
-    from layers import sharding, write_layer
+    from tests.layers import sharding, write_layer
 
     labels = slabs(shape=(40, 26, 14))
     url = write_layer(tmp_path / "sharded", [labels], encoding="compressed_segmentation", shard=sharding())

@@ -8,9 +8,10 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import CG_RESOLUTION as RES
-from conftest import CG_SV as SV
-from conftest import cg_point_nm as centre_nm
+
+from tests.helpers import CG_RESOLUTION as RES
+from tests.helpers import CG_SV as SV
+from tests.helpers import cg_point_nm as centre_nm
 
 caveclient = pytest.importorskip("caveclient")
 

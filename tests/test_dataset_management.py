@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cloudvolume import CloudVolume
-from conftest import SQLITE_ONLY, call, proofreader_token, write_volume
+
+from tests.helpers import SQLITE_ONLY, call, proofreader_token, write_volume
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -58,7 +58,7 @@ def fresh_database(request):
     """A factory of empty databases, one per hypothesis example."""
     import contextlib
 
-    from conftest import POSTGRES_URL, postgres_available
+    from tests.helpers import POSTGRES_URL, postgres_available
 
     if request.param == "postgresql":
         reason = postgres_available()

@@ -11,7 +11,8 @@ import json
 import DracoPy
 import numpy as np
 import pytest
-from conftest import call, proofreader_token
+
+from tests.helpers import call, proofreader_token
 
 
 @pytest.fixture

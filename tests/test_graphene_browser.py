@@ -18,8 +18,9 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
-from conftest import proofreader_token
-from test_viewer_browser import VIEWPORT, RecordingServer, browser, wait_until  # noqa: F401 (fixture)
+
+from tests.helpers import proofreader_token
+from tests.test_viewer_browser import VIEWPORT, RecordingServer, browser, wait_until  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -170,7 +171,7 @@ def test_merge_and_multicut_in_the_stock_viewer(browser, proofread):  # noqa: F8
         shot(page, "3-after-split.png")
 
         # an edit through the API while the viewer is open: the selection follows within seconds
-        from conftest import call
+        from tests.helpers import call
 
         status, body = call(
             f"{server.url}/segmentation/api/v1/table/demo/merge",

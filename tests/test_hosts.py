@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import SQLITE_ONLY
 
 from server.hosts import canonical_host, is_loopback
+from tests.helpers import SQLITE_ONLY
 
 
 @pytest.mark.parametrize(

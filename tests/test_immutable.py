@@ -13,8 +13,8 @@ import time
 import urllib.request
 from datetime import UTC, datetime
 
-from conftest import CG_SV as SV
-from conftest import call
+from tests.helpers import CG_SV as SV
+from tests.helpers import call
 
 CG = "/segmentation/api/v1/table/cg"
 CHUNK = "segmentation/8_8_40/0-16_0-16_0-8"  # holds supervoxels 1 and 2, whose roots the edits change

@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_volume
 
 from segmentation.access.audit import AuditLog
 from segmentation.config import Settings
 from segmentation.graph import Graph
 from segmentation.graph.ids import supervoxel_ids
 from server.cli import main
+from tests.helpers import write_volume
 
 SV = [int(s) for s in supervoxel_ids(np.arange(1, 5))]
 

@@ -16,8 +16,9 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from conftest import CG_SV as SV
-from conftest import proofreader_token, write_volume
+
+from tests.helpers import CG_SV as SV
+from tests.helpers import proofreader_token, write_volume
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import tinybrain
 from cloudvolume import CloudVolume
-from layers import sharding, write_layer
 
 from segmentation.config import Settings, sqlite_url
 from segmentation.graph import Graph
 from segmentation.graph.ids import supervoxel_ids
+from tests.layers import sharding, write_layer
 
 SHAPE = (80, 64, 16)
 CHUNKS = {"odd": dict(chunk=(17, 13, 7), offset=(5, 3, 2)), "wide": dict(chunk=(64, 64, 4), offset=(0, 0, 0))}
@@ -207,7 +207,7 @@ def voxel_of(site, name: str, supervoxel: int) -> np.ndarray:
 def test_proofreading_through_caveclient(site, name, tmp_path, monkeypatch):
     """Merge by points and split by points on labels of every width, as a proofreader's client does."""
     caveclient = pytest.importorskip("caveclient")
-    from conftest import proofreader_token
+    from tests.helpers import proofreader_token
 
     monkeypatch.setenv("HOME", str(tmp_path))  # caveclient writes its caches under ~
     dataset = name.replace("-", "_")
@@ -236,7 +236,7 @@ def test_proofreading_through_caveclient(site, name, tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", ["uint16-raw-shd-odd", "uint32-comp-uns-wide", "uint8-raw-uns-odd"])
 def test_links_and_tags_follow_an_edit_on_every_label_type(site, name):
     """A voxel link and a cell-type tag on narrow labels find their supervoxel, and follow a merge."""
-    from conftest import call, proofreader_token
+    from tests.helpers import call, proofreader_token
 
     dataset = name.replace("-", "_")
     dtype = combo(name)[0]

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import CG_SV as SV
-from conftest import SQLITE_ONLY, call, proofreader_token
+
+from tests.helpers import CG_SV as SV
+from tests.helpers import SQLITE_ONLY, call, proofreader_token
 
 CG = "/segmentation/api/v1/table/cg"
 

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import tinybrain
 from cloudvolume import CloudVolume, chunks
-from layers import sharding, write_layer, write_sparse_sharded
 
 from segmentation.config import Settings, sqlite_url
 from segmentation.graph import Graph
 from segmentation.graph.ids import supervoxel_ids
+from tests.layers import sharding, write_layer, write_sparse_sharded
 
 SHAPE, OFFSET, CHUNK = (61, 45, 23), (5, 3, 2), (17, 13, 7)
 KINDS = {

@@ -9,9 +9,9 @@ import urllib.request
 import numpy as np
 import pytest
 from cloudvolume import CloudVolume
-from conftest import CG_SV as SV
 
 from segmentation.graph import Graph
+from tests.helpers import CG_SV as SV
 
 
 def served(server, ref="cg", mip=0):

@@ -10,7 +10,8 @@ import urllib.request
 
 import pytest
 import requests
-from conftest import CG_SV as SV
+
+from tests.helpers import CG_SV as SV
 
 caveclient = pytest.importorskip("caveclient")
 pa = pytest.importorskip("pyarrow")

@@ -15,13 +15,13 @@ import json
 import numpy as np
 import pytest
 from cloudvolume import CloudVolume
-from conftest import proofreader_token
-from layers import raveler_style, sharding, write_layer
 
 from segmentation.config import Settings
 from segmentation.graph import Graph
 from segmentation.graph.ids import supervoxel_ids
 from server.cli import main
+from tests.helpers import proofreader_token
+from tests.layers import raveler_style, sharding, write_layer
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import cc3d
 import numpy as np
 import pytest
-from conftest import write_volume
 
 from segmentation import db
 from segmentation.datasets import Datasets
 from segmentation.graph import Graph, GraphError, ingest_dataset
 from segmentation.graph.ids import supervoxel_ids
 from segmentation.graph.region_graph import region_graph
+from tests.helpers import write_volume
 
 
 @pytest.mark.parametrize("block", [None, (16, 16, 8), (32, 16, 8)])  # None: one read (the default's minimum)

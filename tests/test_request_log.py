@@ -7,7 +7,8 @@ import json
 import logging
 
 import pytest
-from conftest import SQLITE_ONLY
+
+from tests.helpers import SQLITE_ONLY
 
 
 @pytest.fixture

@@ -17,11 +17,11 @@ import pytest
 from cloudvolume import CloudVolume
 from cloudvolume.datasource.precomputed.sharding import ShardingSpecification
 from cloudvolume.datasource.precomputed.sharding import ShardReader as CloudVolumeShardReader
-from layers import sharding, write_layer
 
 from segmentation.chunk_grid import ChunkGrid, max_chunk_bytes
 from segmentation.shards import BytesLRU, ShardingSpec, ShardReader
 from segmentation.storage import CloudLayerStore, CorruptStoredData, FileLayerStore
+from tests.layers import sharding, write_layer
 
 LAYERS = {
     "cseg_u64_identity_gzip": dict(dtype=np.uint64, encoding="compressed_segmentation", shard=sharding()),

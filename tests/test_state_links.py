@@ -9,8 +9,9 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pytest
-from conftest import CG_SV as SV
-from conftest import proofreader_token
+
+from tests.helpers import CG_SV as SV
+from tests.helpers import proofreader_token
 
 caveclient = pytest.importorskip("caveclient")
 
@@ -212,12 +213,11 @@ def test_voxel_links_open_the_neuron_there(cg_server):
 
 
 def test_voxel_link_on_background_is_refused(settings, small_volumes, tmp_path):
-    from conftest import write_volume
-
     from segmentation.datasets import Datasets
     from segmentation.graph import ingest_dataset
     from server import create_app
     from server.runner import BackgroundServer
+    from tests.helpers import write_volume
 
     labels = np.zeros((16, 16, 4), dtype=np.uint64)
     labels[:8] = 1

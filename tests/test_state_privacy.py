@@ -14,8 +14,9 @@ from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
-from conftest import CG_SV, write_volume
-from test_state_sources import PLACES, SPELLINGS
+
+from tests.helpers import CG_SV, write_volume
+from tests.test_state_sources import PLACES, SPELLINGS
 
 NOT_FOUND = {"error": "Not Found"}
 

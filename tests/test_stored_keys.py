@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from layers import sharding, write_layer
+
+from tests.layers import sharding, write_layer
 
 SHAPE, OFFSET, CHUNK = (61, 45, 23), (5, 3, 2), (17, 13, 7)
 
@@ -76,7 +77,7 @@ def test_on_grid_chunks_and_shards_are_served(client):
 
 def test_a_live_layer_never_serves_its_stored_chunk_files(cg_server):
     """Supervoxel chunks of a layer served live exist only through the live view (roots, or @supervoxels)."""
-    from conftest import call
+    from tests.helpers import call
 
     status, _ = call(f"{cg_server.url}/data/cg/segmentation/8_8_40/0-16_0-16_0-8")
     assert status == 200

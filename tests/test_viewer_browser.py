@@ -486,7 +486,7 @@ def test_segment_list_filters_neurons_by_cell_type_tag(browser, live, dataset):
 def test_signing_in_through_the_login_fragment_keeps_the_token_out_of_urls_and_scripts(browser, live, dataset):
     """/login#token=... sets an HttpOnly cookie, drops the token from the address and opens the viewer,
     whose badge names the user; the token is nowhere a page script, a URL or a stored state could carry it."""
-    from conftest import proofreader_token
+    from tests.helpers import proofreader_token
 
     token = proofreader_token(
         live.app.config["AXONLINK_SETTINGS"].database_url, dataset["name"], user="browser-proofreader"

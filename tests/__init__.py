@@ -1,0 +1,1 @@
+"""axonlink's tests: a package, so they share helpers by import (``tests.helpers``, ``tests.layers``)."""

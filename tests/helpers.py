@@ -1,0 +1,109 @@
+"""Helpers the tests share: databases, volumes, tokens, requests to live servers.
+
+Fixtures live in ``conftest.py``; what a test imports lives here (``from tests.helpers import …``).
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+POSTGRES_URL = os.environ.get("AXONLINK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def postgres_available() -> str | None:
+    """None when PostgreSQL answers, else why not (used as the skip reason)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return "psycopg is not installed"
+    try:
+        engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 2})
+        with engine.connect() as connection:
+            connection.execute(sa.text("select 1"))
+        engine.dispose()
+    except Exception as error:  # noqa: BLE001 - any failure means "not here"
+        return f"PostgreSQL at {POSTGRES_URL} does not answer: {error.__class__.__name__}"
+    return None
+
+
+NO_RATE_LIMITS = "edit=none;create=none;expensive=none"
+
+
+# For tests of HTTP behaviour that does not depend on the database (origins, caps, cache headers, parsing):
+# ``pytestmark = SQLITE_ONLY`` (or as a decorator) runs them once, on SQLite.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+def write_volume(path, array, *, layer_type, encoding, resolution=(8, 8, 40), chunk=(16, 16, 8), mips=2, compress=True):
+    """Write ``array`` as a precomputed layer with CloudVolume, downsampled (2,2,1) per mip."""
+    import tinybrain
+    from cloudvolume import CloudVolume
+
+    info = CloudVolume.create_new_info(
+        num_channels=1,
+        layer_type=layer_type,
+        data_type=str(array.dtype),
+        encoding=encoding,
+        resolution=list(resolution),
+        voxel_offset=[0, 0, 0],
+        volume_size=list(array.shape),
+        chunk_size=list(chunk),
+    )
+    vol = CloudVolume(f"file://{path}", info=info, compress=compress, progress=False)
+    for mip in range(1, mips):
+        vol.add_scale((2**mip, 2**mip, 1), chunk_size=list(chunk), encoding=encoding)
+    vol.commit_info()
+    vol[:, :, :] = array
+    levels = (
+        tinybrain.downsample_segmentation(array, (2, 2, 1), num_mips=mips - 1)
+        if layer_type == "segmentation"
+        else tinybrain.downsample_with_averaging(array, (2, 2, 1), num_mips=mips - 1)
+    )
+    for mip, level in enumerate(levels, start=1):
+        CloudVolume(f"file://{path}", mip=mip, compress=compress, progress=False)[:, :, :] = level
+    return f"file://{path}"
+
+
+CG_RESOLUTION = np.array([8, 8, 40])
+
+
+CG_SV = [int(s) for s in (np.arange(1, 5, dtype=np.uint64) | np.uint64(1 << 56))]
+
+
+def cg_point_nm(label: int) -> list[float]:
+    """A point (nm) inside plain label ``label`` of the `cg` volume."""
+    x = (label - 1) * 8 + 4
+    return [x * 8 + 4, 16 * 8 + 4, 4 * 40 + 20]
+
+
+def proofreader_token(database_url: str, dataset: str, user: str = "tester") -> str:
+    """A token of ``user`` (made if missing) with the proofreader role on ``dataset``."""
+    from segmentation.access import Accounts
+
+    return Accounts(database_url).role_token(user, dataset, "proofreader", by="tests")
+
+
+def call(
+    url, body: bytes | None = None, method: str | None = None, token: str | None = None, headers: dict | None = None
+) -> tuple[int, bytes]:
+    """(status, body) of one request to a live test server, error statuses included (POST when a body is given).
+
+    ``token`` is sent as ``Authorization: Bearer <token>``.
+    """
+    headers = dict(headers or {})
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(
+        url, data=body, method=method or ("POST" if body is not None else "GET"), headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
