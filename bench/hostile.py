@@ -34,7 +34,7 @@ import numpy as np
 
 from bench.fresh import fresh_settings, proofreader_token
 from bench.serve_chunks import axonlink_server
-from server.cli import ensure_demo
+from segmentation.demo.install import ensure_demo
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1/test"
 LEGIT, ATTACKER, SPENDER = "127.0.0.1", "127.0.0.2", "127.0.0.3"  # sockets from .2, expensive requests from .3

@@ -27,7 +27,7 @@ import numpy as np
 
 from bench.fresh import fresh_settings, proofreader_token
 from bench.serve_chunks import axonlink_server
-from server.cli import ensure_demo
+from segmentation.demo.install import ensure_demo
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1/test"
 WEIGHTS = {"chunk": 50, "resolve": 25, "search": 15, "edit": 10}

@@ -91,9 +91,9 @@ def main() -> int:
     parser.add_argument("--database-url", default="sqlite", help="'sqlite' for a SQLite file, or a PostgreSQL URL")
     args = parser.parse_args()
     from segmentation.datasets import Datasets
+    from segmentation.demo.install import ensure_demo
     from segmentation.graph import Graph, store_graph
     from segmentation.graph.ids import supervoxel_ids
-    from server.cli import ensure_demo
 
     with fresh_settings(None if args.database_url == "sqlite" else args.database_url) as settings:
         print("building the demo ...", flush=True)

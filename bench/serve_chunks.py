@@ -35,7 +35,7 @@ from cloudvolume import CloudVolume
 from bench.static_server import StaticServer
 from segmentation.config import Settings
 from segmentation.datasets import Datasets
-from server.cli import DEMO_NAME, ensure_demo
+from segmentation.demo.install import DEMO_NAME, ensure_demo
 
 PLAIN = "bench_plain"
 

@@ -87,7 +87,7 @@ def client(app):
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory):
     """The real demo dataset, built once per test session and registered in a SQLite database."""
-    from server.cli import ensure_demo
+    from segmentation.demo.install import ensure_demo
 
     home = tmp_path_factory.mktemp("demo-home")
     settings = Settings.load(home=home, database_url=sqlite_url(home / "axonlink.sqlite"))
@@ -100,7 +100,7 @@ def fresh_demo(demo_home, tmp_path):
     """The built demo volumes with a database of their own (edits here leave the shared demo alone)."""
     import shutil
 
-    from server.cli import ensure_demo
+    from segmentation.demo.install import ensure_demo
 
     home = tmp_path / "home"
     shutil.copytree(demo_home.demo_dir, home / "demo", symlinks=True)

@@ -106,7 +106,7 @@ def test_demo_reuses_its_token_while_it_is_valid(fresh_demo):
     from datetime import datetime, timedelta
 
     from segmentation.access import Accounts
-    from server.cli import DEMO_TOKEN_FILE, demo_proofreader_token
+    from segmentation.demo.install import DEMO_TOKEN_FILE, demo_proofreader_token
 
     accounts = Accounts(fresh_demo.database_url)
     first = demo_proofreader_token(fresh_demo)
