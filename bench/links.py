@@ -1,7 +1,7 @@
 """Share links: create and resolve throughput through HTTP, beside a bare Flask + SQL floor.
 
 ``axonlink serve`` (gunicorn, gthread workers, 2 on a 2-core machine) answers
-``POST /api/v1/states`` (realistic states from state_links.corpus, all different) and
+``POST /api/v1/states`` (realistic states from bench.state_corpus, all different) and
 ``GET /api/v1/states/<short id>``; the floor is bench/links_floor.py (one INSERT or SELECT
 per request) under the same gunicorn settings and database. Load comes from several client
 processes with keep-alive connections on the same machine. Targets (issue 4): >= 1,000
@@ -29,7 +29,7 @@ import numpy as np
 
 from bench.fresh import fresh_settings
 from bench.serve_chunks import axonlink_server, free_port
-from state_links.corpus import generate
+from bench.state_corpus import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 

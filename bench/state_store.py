@@ -1,6 +1,6 @@
 """Benchmark share-link storage: stored bytes as % of the raw JSON Neuroglancer posts.
 
-Evaluation states come from ``state_links.corpus`` with a seed the dictionary was not
+Evaluation states come from ``bench.state_corpus`` with a seed the dictionary was not
 trained on. Compared: gzip -9 (baseline), zstd at the codec's level without a dictionary,
 and the codec itself (zstd + shipped dictionary v1, raw when that is smaller). Every blob is
 decoded and checked byte for byte. Target (issue 4): median stored <= 15 % of raw.
@@ -25,8 +25,8 @@ import time
 
 import zstandard
 
+from bench.state_corpus import EVAL_SEED, TRAIN_SEED, generate
 from state_links import codec
-from state_links.corpus import EVAL_SEED, TRAIN_SEED, generate
 
 TARGET = 0.15
 _ANNOTATION_ID = re.compile(rb'"id":"[0-9a-f]{40}"')

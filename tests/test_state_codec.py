@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from bench.state_corpus import EVAL_SEED, TRAIN_SEED, evaluation_set, generate, js_number, stringify
 from state_links import codec
 from state_links.codec import StateRejected, content_key, decode, encode, parse_state
-from state_links.corpus import EVAL_SEED, TRAIN_SEED, evaluation_set, generate, js_number, stringify
 
 ODD_STATES = [
     b"{}",

@@ -12,8 +12,8 @@ seed is measured on states it has not seen.
 Everything is a function of a seeded :class:`random.Random`, so the training set, the
 evaluation set and the shipped dictionary are reproducible:
 
-    python -m state_links.corpus --train      # rewrite state_links/dictionaries/states-v1.zdict
-    python -m state_links.corpus --sample 1   # print one state
+    python -m bench.state_corpus --train      # rewrite state_links/dictionaries/states-v1.zdict
+    python -m bench.state_corpus --sample 1   # print one state
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ TRAIN_SEED = 20240501
 EVAL_SEED = 7
 TRAIN_STATES = 4000
 
-DICTIONARY_DIR = Path(__file__).resolve().parent / "dictionaries"
+DICTIONARY_DIR = Path(__file__).resolve().parent.parent / "state_links" / "dictionaries"
 
 # ---------------------------------------------------------------------------------------------
 # JSON.stringify
