@@ -342,7 +342,7 @@ def cmd_ingest_graph(args, settings):
     from segmentation.graph import GraphError, ingest_dataset
     from segmentation.graph.agglomeration import AgglomerationError, read_agglomeration
     from segmentation.graph.ingest import has_graph
-    from segmentation.graph.meshes import build_for_dataset
+    from segmentation.meshes import build_for_dataset
 
     from .cli_access import _actor
     from .cli_check import sample_options

@@ -29,7 +29,7 @@ def ensure_demo(settings, progress: bool = True):
     from .. import db
     from ..datasets import Datasets
     from ..graph import Graph, ingest_dataset
-    from ..graph.meshes import build_for_dataset
+    from ..meshes import build_for_dataset
     from .build import build_demo, demo_is_built
 
     db.upgrade(settings.database_url)

@@ -15,8 +15,9 @@ from datetime import datetime
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
+from segmentation import meshes
 from segmentation.datasets import DatasetNotFound, read_info
-from segmentation.graph import Graph, GraphError, GraphNotIngested, meshes
+from segmentation.graph import Graph, GraphError, GraphNotIngested
 from segmentation.graph.ids import is_supervoxel
 from segmentation.graph.points import PointOutsideVolume, supervoxels_near
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp

@@ -13,8 +13,9 @@ import re
 from flask import Blueprint, Response, current_app, request
 from werkzeug.http import parse_range_header
 
+from segmentation import meshes
 from segmentation.datasets import DatasetNotFound
-from segmentation.graph import GraphError, GraphNotIngested, meshes
+from segmentation.graph import GraphError, GraphNotIngested
 from segmentation.storage import InvalidKey, validate_key
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 

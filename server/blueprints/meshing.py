@@ -2,7 +2,7 @@
 
 A root's manifest names its supervoxels; each name is a Draco fragment under the
 graphene ``data_dir`` (``graphene_meshes/dynamic/<supervoxel>``, see
-:mod:`segmentation.graph.meshes`). A root's supervoxels never change, so its
+:mod:`segmentation.meshes`). A root's supervoxels never change, so its
 manifest never goes stale: the ETag is the root id, and a merge or a split shows
 in 3D as soon as the viewer asks for the new root's manifest.
 """
