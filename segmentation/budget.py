@@ -13,11 +13,15 @@ import contextvars
 import time
 from contextlib import contextmanager
 
+from .errors import Unavailable
+
 _deadline: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar("deadline", default=None)
 
 
-class OverBudget(RuntimeError):
+class OverBudget(Unavailable):
     """The work took longer than its budget and was stopped (a 503: the worker lives on)."""
+
+    headers = {"Retry-After": "60"}
 
     def __init__(self, seconds: float):
         super().__init__(

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 from .access.accounts import forget_cached_access
 from .chunk_grid import LayerKeys
 from .db import engine_for
+from .errors import Invalid, NotFound
 from .models import DatasetRow, LayerRow
 from .storage import CorruptStoredData, LayerStore, normalize_layer_url, open_layer_store
 
@@ -26,11 +27,11 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 LAYER_KINDS = ("image", "segmentation")
 
 
-class DatasetError(ValueError):
+class DatasetError(Invalid):
     """A dataset request that cannot be satisfied (bad name, unreadable layer...)."""
 
 
-class DatasetNotFound(LookupError):
+class DatasetNotFound(NotFound):
     pass
 
 

@@ -24,6 +24,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import Invalid
+
 _KEY_SEGMENT = re.compile(r"^[A-Za-z0-9_.,:@~+=-]+$")
 _MAX_KEY_LENGTH = 1024
 MAX_INFLATED_BYTES = 256 * 2**20  # default cap on what one stored gzip object may inflate to
@@ -152,7 +154,7 @@ def decompress(data: bytes, encoding: str, key: str, max_bytes: int = MAX_INFLAT
     raise CorruptStoredData(key, f"stored with an unknown compression {encoding!r}")
 
 
-class InvalidKey(ValueError):
+class InvalidKey(Invalid):
     """The key is malformed or tries to leave the layer."""
 
 

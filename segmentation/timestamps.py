@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from .errors import Invalid
+
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 
 
-class InvalidTimestamp(ValueError):
+class InvalidTimestamp(Invalid):
     pass
 
 

@@ -34,10 +34,9 @@ from segmentation.access import (
     require_role,
     role_on,
 )
+from segmentation.errors import Invalid, Refused
 
 from . import endpoints, hosts
-from .errors import json_error
-from .request_log import note_refusal
 
 COOKIE = "axonlink_token"
 CAVE_COOKIE = "middle_auth_token"  # caveclient sends its token in this cookie too
@@ -47,12 +46,15 @@ UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 BODY_TYPES = {"json": "application/json", "csv": "text/csv", "binary": "application/octet-stream"}
 
 
-class CrossSiteRequest(PermissionError):
+class CrossSiteRequest(Refused):
     """A state-changing request from another site's page (CSRF), or one a browser could forge."""
 
 
-class WrongContentType(ValueError):
+class WrongContentType(Invalid):
     """A cookie-authenticated body without the content type its route takes."""
+
+    status = 415
+    refusal = True
 
 
 def accounts() -> Accounts:
@@ -188,36 +190,6 @@ def install(app) -> None:
         if stale:
             response.delete_cookie(stale, path="/")
         return response
-
-    @app.errorhandler(InvalidToken)
-    def invalid_token(error):
-        note_refusal("InvalidToken")
-        return json_error(401, f"invalid token: {error}", **{"WWW-Authenticate": 'Bearer realm="axonlink"'})
-
-    @app.errorhandler(SignInRequired)
-    def sign_in_required(error):
-        note_refusal("SignInRequired")
-        return json_error(401, str(error), **{"WWW-Authenticate": 'Bearer realm="axonlink"'})
-
-    @app.errorhandler(Forbidden)
-    def forbidden(error):
-        note_refusal("Forbidden")
-        return json_error(403, str(error))
-
-    @app.errorhandler(NotVisible)
-    def not_visible(error):
-        note_refusal("NotVisible")
-        return json_error(404, str(error))
-
-    @app.errorhandler(CrossSiteRequest)
-    def cross_site(error):
-        note_refusal("CrossSiteRequest")
-        return json_error(403, str(error))
-
-    @app.errorhandler(WrongContentType)
-    def wrong_content_type(error):
-        note_refusal("WrongContentType")
-        return json_error(415, str(error))
 
 
 def set_session_cookie(response, token: str) -> None:

@@ -1,4 +1,8 @@
-"""Every error leaves as JSON ``{"error": ..., "message": ...}`` with a 4xx/5xx status."""
+"""Every error leaves as JSON ``{"error", "message", "request_id"}`` with a 4xx/5xx status.
+
+The error family (:mod:`segmentation.errors`) is mapped here, once: each error carries its
+status and headers. Corrupt stored data and unexpected failures are logged for the operator.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,10 @@ import logging
 from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
-from segmentation.budget import OverBudget
+from segmentation.errors import AxonlinkError
 from segmentation.storage import CorruptStoredData
 
-from .hosts import HostNotAllowed
-from .request_input import BadInput, TooLarge
-from .request_log import request_id
+from .request_log import note_refusal, request_id
 
 errors_log = logging.getLogger("axonlink.errors")
 
@@ -38,17 +40,13 @@ def _reason(status: int) -> str:
         return "Error"
 
 
-# Errors of the request that the whole app maps the same way (blueprints map their own domain errors).
-STATUS_OF = {HostNotAllowed: 400, BadInput: 400, TooLarge: 413, OverBudget: 503}
-EXTRA_HEADERS = {OverBudget: {"Retry-After": "60"}}
-
-
 def install(app) -> None:
-    for error_class, status in STATUS_OF.items():
-        app.register_error_handler(
-            error_class,
-            lambda error, status=status: json_error(status, str(error), **EXTRA_HEADERS.get(type(error), {})),
-        )
+    @app.errorhandler(AxonlinkError)
+    def domain_error(error: AxonlinkError):
+        """Every error of the family, mapped once: its status, its message, its headers."""
+        if error.refusal:
+            note_refusal(type(error).__name__)
+        return json_error(error.status, error.message(), **error.headers)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

@@ -18,11 +18,13 @@ from urllib.parse import urlsplit
 
 from flask import current_app, request
 
+from segmentation.errors import Invalid
+
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
-class HostNotAllowed(ValueError):
+class HostNotAllowed(Invalid):
     """The request's Host header names a host this server was not told to answer to."""
 
 

@@ -12,12 +12,15 @@ import json
 
 from flask import request
 
+from segmentation import errors
+from segmentation.errors import Invalid
 
-class BadInput(ValueError):
+
+class BadInput(Invalid):
     """A request whose body or parameters cannot be read: a 400 with this message."""
 
 
-class TooLarge(ValueError):
+class TooLarge(errors.TooLarge):
     """More items in one request than its route takes (its ``caps`` in the route table): a 413."""
 
 

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import zstandard
 
+from segmentation.errors import Invalid
+
 __all__ = [
     "StateRejected",
     "parse_state",
@@ -62,13 +64,12 @@ DICTIONARY_V1_SHA256 = "48f137d503e353900d45f510840a0561ecd5addf04d89b160238f305
 _DICTIONARIES = {CODEC_ZSTD_V1: (DICTIONARY_V1_FILE, DICTIONARY_V1_SHA256)}
 
 
-class StateRejected(ValueError):
+class StateRejected(Invalid):
     """A posted state we refuse; ``status`` is the HTTP status to answer with (400 or 413)."""
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
-        self.message = message
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import numpy as np
 
 from frontend_config import default_state
 from segmentation.datasets import Dataset, DatasetNotFound, Datasets
+from segmentation.errors import Invalid
 from segmentation.graph import Graph, GraphError
 from segmentation.graph.points import (
     OnBackground,
@@ -35,7 +36,7 @@ _GRAPHENE_TOOLS = ("grapheneMergeSegments", "grapheneMulticutSegments")
 _MAX_ID = 2**64
 
 
-class LinkError(ValueError):
+class LinkError(Invalid):
     """A link that cannot be made (a voxel outside the volume, on background …): a 4xx."""
 
 

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from segmentation.db import engine_for
+from segmentation.errors import NotFound
 from segmentation.models import MAX_STATE_ID, MIN_RANDOM_STATE_ID, StateAnchorRow, StateDatasetRow, StateRow
 
 from .codec import MAX_STATE_BYTES, content_key, decode, encode, parse_state
@@ -60,7 +61,7 @@ def _head_query(column):
 _HEAD = {str: _head_query(StateRow.short_id), int: _head_query(StateRow.id)}
 
 
-class StateNotFound(LookupError):
+class StateNotFound(NotFound):
     pass
 
 

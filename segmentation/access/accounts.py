@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from ..db import engine_for
+from ..errors import Invalid, Unauthenticated
 from ..models import DatasetRow, GrantRow, TokenRow, UserRow
 from .audit import record
 from .policy import ROLES, Principal
@@ -32,12 +33,15 @@ _users, _tokens, _grants = UserRow.__table__, TokenRow.__table__, GrantRow.__tab
 _datasets = DatasetRow.__table__
 
 
-class AccessError(ValueError):
+class AccessError(Invalid):
     """A request about users, tokens or grants that cannot be done (unknown user, bad role...)."""
 
 
-class InvalidToken(Exception):
+class InvalidToken(Unauthenticated):
     """A token that is malformed, unknown, expired or revoked (the message says which)."""
+
+    def message(self) -> str:
+        return f"invalid token: {self}"
 
 
 def hash_token(token: str) -> str:

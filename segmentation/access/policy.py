@@ -12,21 +12,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..errors import NotFound, Refused, Unauthenticated
+
 ROLES = ("viewer", "proofreader", "admin")
 _RANK = {None: 0, "viewer": 1, "proofreader": 2, "admin": 3}
 ANONYMOUS = "anonymous"
 ANONYMOUS_ROLES = ("none",) + ROLES[:2]  # what a server may give anonymous users on public datasets
 
 
-class NotVisible(LookupError):
+class NotVisible(NotFound):
     """The dataset is private and the principal has no role on it: answer as if it did not exist."""
 
+    refusal = True  # logged as refused: unknown and private look alike to the caller
 
-class SignInRequired(PermissionError):
+
+class SignInRequired(Unauthenticated, PermissionError):
     """Anonymous, and the action needs a role anonymous users do not have."""
 
 
-class Forbidden(PermissionError):
+class Forbidden(Refused):
     """Signed in, but the role on this dataset is too low."""
 
 

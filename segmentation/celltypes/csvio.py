@@ -15,6 +15,7 @@ import csv
 import io
 import re
 
+from ..errors import Invalid
 from .tags import Tag
 
 EXPORT_COLUMNS = (
@@ -45,7 +46,7 @@ def _restored(text: str) -> str:
     return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_STARTS) else text
 
 
-class CsvError(ValueError):
+class CsvError(Invalid):
     pass
 
 

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from .. import errors
+from ..errors import AxonlinkError, Invalid
 from ..graph import Graph
 from ..timestamps import InvalidTimestamp, parse_timestamp
 from .tags import CellTags
@@ -60,16 +62,18 @@ _FILTERS = {  # body key -> operation (CAVE accepts filter_out_dict for filter_n
 _COMPARE = {"greater": np.greater, "less": np.less, "greater_equal": np.greater_equal, "less_equal": np.less_equal}
 
 
-class QueryError(ValueError):
+class QueryError(Invalid):
     """A query this table cannot answer as asked (a 400)."""
 
 
-class NotFound(LookupError):
+class NotFound(errors.NotFound):
     """No such table, version or graph (a 404)."""
 
 
-class ArrowMissing(RuntimeError):
+class ArrowMissing(AxonlinkError):
     """pyarrow is not installed on the server (a 501)."""
+
+    status = 501  # the server lacks pyarrow
 
 
 # ---- versions ----------------------------------------------------------------

@@ -64,6 +64,8 @@ from datetime import UTC, datetime
 
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
+from ..errors import Invalid
+
 __all__ = ["Clause", "Query", "QueryError", "KINDS", "MAX_LENGTH", "parse", "to_text"]
 
 MAX_LENGTH = 1000
@@ -78,7 +80,7 @@ _BARE_VALUE = re.compile(r'[^\s"]+')
 _NON_SPACE = re.compile(r"\S*")
 
 
-class QueryError(ValueError):
+class QueryError(Invalid):
     """The query text is not valid; the message says why, quoting the offending part."""
 
 

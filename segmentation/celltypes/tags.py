@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from ..access import audit
 from ..datasets import Dataset
 from ..db import engine_for
+from ..errors import Invalid, NotFound
 from ..graph import Graph
 from ..graph.points import OnBackground, PointOutsideVolume, supervoxel_at_voxel
 from ..models import MAX_ROW_ID, CellTagPurgeRow, CellTagRow, CellTagStateRow, DatasetRow
@@ -30,7 +31,7 @@ NOT_RETRACTED = math.inf
 _DERIVED_PER_KIND = 16  # e.g. neuron groupings of 16 moments (graph states)
 
 
-class TagError(ValueError):
+class TagError(Invalid):
     """A tag that cannot be made or changed (bad term, outside the volume, background …): a 4xx."""
 
     def __init__(self, message: str, suggestions=(), unknown_term: str | None = None):
@@ -39,7 +40,7 @@ class TagError(ValueError):
         self.unknown_term = unknown_term  # set when the vocabulary does not know the term
 
 
-class TagNotFound(LookupError):
+class TagNotFound(NotFound):
     pass
 
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from ..errors import Invalid
+
 __all__ = ["Term", "UnknownTerm", "Vocabulary"]
 
 DEFAULT_RESOURCE = "default_vocabulary.json"
@@ -58,7 +60,7 @@ def how_to_add(term: str, dataset: str | None) -> str:
     )
 
 
-class UnknownTerm(ValueError):
+class UnknownTerm(Invalid):
     """A cell type that is not in the vocabulary, with the nearest known terms to offer."""
 
     def __init__(self, term: str, suggestions: Iterable[str] = ()):

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import Invalid
 from .ids import LAYER_SHIFT, SUPERVOXEL_LAYER
 
 MAX_FILE_BYTES = 4 * 2**30  # refuse larger files: a 4 GiB text table is ~200M rows
@@ -51,7 +52,7 @@ BODY_WORDS = ("body", "segment", "neuron")
 _UINT64_MAX = 2**64 - 1
 
 
-class AgglomerationError(ValueError):
+class AgglomerationError(Invalid):
     """The file cannot be used; the message names the offending rows."""
 
 

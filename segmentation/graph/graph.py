@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from .. import budget
 from ..access import audit
 from ..db import engine_for
+from ..errors import NotFound
 from ..models import (
     DatasetRow,
     GraphEdgeRow,
@@ -42,7 +43,7 @@ from .ids import is_supervoxel
 from .index import Edit, GraphError, GraphIndex
 
 
-class GraphNotIngested(LookupError):
+class GraphNotIngested(NotFound):
     pass
 
 

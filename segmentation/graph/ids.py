@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import Invalid
+
 LAYER_SHIFT = 56
 SUPERVOXEL_LAYER = 1
 ROOT_LAYER = 10
@@ -38,7 +40,7 @@ def is_root(node_id: int) -> bool:
     return layer_of(node_id) == ROOT_LAYER
 
 
-class LabelLayoutError(ValueError):
+class LabelLayoutError(Invalid):
     """A volume's labels do not fit the id layout (too large, or layered and plain ids mixed)."""
 
 

@@ -19,12 +19,13 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .. import budget
+from ..errors import Invalid
 from .ids import root_id
 
 _SEQ_BITS = 32
 
 
-class GraphError(ValueError):
+class GraphError(Invalid):
     """An edit or query that cannot be done (unknown id, illegal split...)."""
 
 

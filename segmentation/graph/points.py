@@ -7,12 +7,13 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..errors import Invalid
 from .ids import LAYER_SHIFT, SUPERVOXEL_LAYER, supervoxel_ids
 
 _SEARCH_RADIUS = 2  # voxels around the point, for clicks that land on a membrane or a neighbour
 
 
-class PointOutsideVolume(ValueError):
+class PointOutsideVolume(Invalid):
     pass
 
 
@@ -74,7 +75,7 @@ def voxel_of_supervoxel(
     return tuple(int(v) for v in nearest + lo)
 
 
-class OnBackground(ValueError):
+class OnBackground(Invalid):
     pass
 
 

@@ -10,8 +10,7 @@ from flask import Blueprint, jsonify, make_response, render_template, request
 
 from segmentation.access import AccessError, AuditLog, SignInRequired
 from segmentation.access.policy import at_least
-from segmentation.datasets import DatasetError, DatasetNotFound
-from segmentation.timestamps import InvalidTimestamp, parse_timestamp
+from segmentation.timestamps import parse_timestamp
 
 from .. import auth, endpoints
 from ..errors import json_error
@@ -19,18 +18,6 @@ from ..request_input import cap_of, json_object
 from . import dataset_json, datasets_registry
 
 blueprint = Blueprint("access", __name__)
-
-
-@blueprint.errorhandler(AccessError)
-@blueprint.errorhandler(DatasetError)
-@blueprint.errorhandler(InvalidTimestamp)
-def _bad_request(error):
-    return json_error(400, str(error))
-
-
-@blueprint.errorhandler(DatasetNotFound)
-def _not_found(error):
-    return json_error(404, str(error.args[0] if error.args else error))
 
 
 def _json_object(example: str) -> dict:

@@ -13,7 +13,7 @@ from segmentation.celltypes.search import search
 from segmentation.celltypes.tags import TagError, TagNotFound
 from segmentation.celltypes.vocabulary import UnknownTerm, how_to_add
 from segmentation.datasets import DatasetNotFound
-from segmentation.timestamps import InvalidTimestamp, parse_timestamp
+from segmentation.timestamps import parse_timestamp
 
 from .. import auth, endpoints, hosts
 from ..errors import json_error
@@ -24,17 +24,10 @@ blueprint = Blueprint("celltypes", __name__)
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
 
 
-@blueprint.errorhandler(QueryError)
-@blueprint.errorhandler(InvalidTimestamp)
-@blueprint.errorhandler(CsvError)
-def _bad_request(error):
-    return json_error(400, str(error))
-
-
 @blueprint.errorhandler(UnknownTerm)
 @blueprint.errorhandler(TagError)
 def _refused_with_suggestions(error):
-    response = json_error(400, str(error))
+    response = json_error(error.status, error.message())
     body = response.get_json()
     if getattr(error, "suggestions", None):
         body["suggestions"] = list(error.suggestions)
@@ -43,12 +36,6 @@ def _refused_with_suggestions(error):
         body["how_to_add"] = how_to_add(term, (request.view_args or {}).get("dataset") or request.args.get("dataset"))
     response.set_data(json.dumps(body))
     return response
-
-
-@blueprint.errorhandler(TagNotFound)
-@blueprint.errorhandler(DatasetNotFound)
-def _not_found(error):
-    return json_error(404, str(error.args[0] if error.args else error))
 
 
 def _moment(name: str = "t"):

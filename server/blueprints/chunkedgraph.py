@@ -16,14 +16,14 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from segmentation import meshes
-from segmentation.datasets import DatasetNotFound, read_info
-from segmentation.graph import Graph, GraphError, GraphNotIngested
+from segmentation.datasets import read_info
+from segmentation.errors import Invalid
+from segmentation.graph import Graph, GraphError
 from segmentation.graph.ids import is_supervoxel
-from segmentation.graph.points import PointOutsideVolume, supervoxels_near
-from segmentation.timestamps import InvalidTimestamp, parse_timestamp
+from segmentation.graph.points import supervoxels_near
+from segmentation.timestamps import parse_timestamp
 
 from .. import auth, endpoints, hosts
-from ..errors import json_error
 from ..request_input import BadInput, TooLarge, capped, json_body, json_object, parse_json
 from . import datasets_registry, graph_for, segment_properties_of
 
@@ -32,22 +32,8 @@ blueprint = Blueprint("chunkedgraph", __name__)
 API_VERSION = "2.21.1"
 
 
-class BadRequest(ValueError):
+class BadRequest(Invalid):
     pass
-
-
-@blueprint.errorhandler(BadRequest)
-@blueprint.errorhandler(GraphError)
-@blueprint.errorhandler(InvalidTimestamp)
-@blueprint.errorhandler(PointOutsideVolume)
-def _bad_request(error):
-    return json_error(400, str(error))
-
-
-@blueprint.errorhandler(DatasetNotFound)
-@blueprint.errorhandler(GraphNotIngested)
-def _not_found(error):
-    return json_error(404, str(error.args[0] if error.args else error))
 
 
 # ---- request helpers ---------------------------------------------------------

@@ -12,11 +12,9 @@ import json
 from flask import Blueprint, Response, jsonify, request
 
 from segmentation.celltypes import materialize as mat
-from segmentation.datasets import DatasetNotFound
-from segmentation.timestamps import InvalidTimestamp, parse_timestamp
+from segmentation.timestamps import parse_timestamp
 
 from .. import endpoints, hosts
-from ..errors import json_error
 from ..request_input import json_body
 from ..workspace import workspace
 from . import cell_tags, datasets_registry
@@ -25,23 +23,6 @@ blueprint = Blueprint("materialize", __name__)
 
 SERVER_VERSION = "5.26.4"  # caveclient's query_table/live_query need >= 5.13.0
 API_VERSIONS = [3]  # caveclient picks the newest it shares; the v2 routes it still uses are served
-
-
-@blueprint.errorhandler(mat.QueryError)
-@blueprint.errorhandler(InvalidTimestamp)
-def _bad_request(error):
-    return json_error(400, str(error))
-
-
-@blueprint.errorhandler(mat.NotFound)
-@blueprint.errorhandler(DatasetNotFound)
-def _not_found(error):
-    return json_error(404, str(error.args[0] if error.args else error))
-
-
-@blueprint.errorhandler(mat.ArrowMissing)
-def _not_implemented(error):
-    return json_error(501, str(error))
 
 
 # ---- request helpers ---------------------------------------------------------

@@ -14,15 +14,14 @@ from flask import Blueprint, Response, current_app, jsonify, redirect, request
 
 from segmentation.access import Forbidden, NotVisible, SignInRequired, require_role
 from segmentation.datasets import DatasetNotFound
-from segmentation.timestamps import InvalidTimestamp, parse_timestamp
+from segmentation.timestamps import parse_timestamp
 from state_links.codec import StateRejected, parse_json_object
 from state_links.links import DEFAULT_MODE, MODES, LinkError, as_now, as_was, changed_since, find_anchors, voxel_state
 from state_links.sources import references
-from state_links.store import StateNotFound, StateStore
+from state_links.store import StateStore
 from state_links.tokens import holds_token
 
 from .. import auth, endpoints, hosts
-from ..errors import json_error
 from ..workspace import workspace
 from . import VIEWER_TOKEN, datasets_registry
 
@@ -33,23 +32,6 @@ _COORDS = re.compile(r"^\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*$")
 _LINK_AT_BODY = '{"dataset": NAME, "voxel": [x, y, z], "t": optional, "zoom": optional}'
 _MAX_LINK_AT_BYTES = 1024 * 1024  # a voxel link body is tiny; read no more than this
 PRIVATE_CACHE = "private, no-store"
-
-
-@blueprint.errorhandler(StateRejected)
-def _rejected(error):
-    return json_error(error.status, str(error))
-
-
-@blueprint.errorhandler(StateNotFound)
-@blueprint.errorhandler(DatasetNotFound)
-def _not_found(error):
-    return json_error(404, str(error.args[0] if error.args else error))
-
-
-@blueprint.errorhandler(LinkError)
-@blueprint.errorhandler(InvalidTimestamp)
-def _bad_link(error):
-    return json_error(400, str(error))
 
 
 def store() -> StateStore:
@@ -249,7 +231,7 @@ def post_link_at():
     try:
         body = parse_json_object(raw, max_bytes=_MAX_LINK_AT_BYTES, max_depth=8, what="body")
     except StateRejected as error:
-        raise StateRejected(error.status, f"{error.message}; send {_LINK_AT_BODY}") from None
+        raise StateRejected(error.status, f"{error.message()}; send {_LINK_AT_BODY}") from None
     if "dataset" not in body or "voxel" not in body:
         raise LinkError(f"body must be {_LINK_AT_BODY}")
     voxel = body["voxel"]
