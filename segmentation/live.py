@@ -251,18 +251,23 @@ class LiveSegmentation:
         return self.graph.index.index_of(as_supervoxel_ids(unique))
 
 
-_views: dict[tuple[str, str, str], LiveSegmentation] = {}
+class LiveViews:
+    """The live views of one database's segmentation layers, kept by whoever serves them (the
+    server's workspace): one per layer, rebuilt when its graph or its store is replaced."""
 
+    def __init__(self, graphs):
+        self.graphs = graphs  # a segmentation.graph.registry.Graphs
+        self._views: dict[tuple[str, str], LiveSegmentation] = {}
 
-def live_segmentation(database_url: str, dataset: str, layer, store: LayerStore) -> LiveSegmentation | None:
-    """The live view of a segmentation layer, or None when the layer is served as stored."""
-    if layer.kind != "segmentation":
-        return None
-    graph = Graph.find(database_url, dataset)
-    if graph is None:
-        return None
-    key = (database_url, dataset, layer.name)
-    view = _views.get(key)
-    if view is None or view.graph is not graph or view.store is not store:
-        view = _views[key] = LiveSegmentation(layer.url, store, graph)
-    return view
+    def view(self, dataset: str, layer, store: LayerStore) -> LiveSegmentation | None:
+        """The live view of a segmentation layer, or None when the layer is served as stored."""
+        if layer.kind != "segmentation":
+            return None
+        graph = self.graphs.find(dataset)
+        if graph is None:
+            return None
+        key = (dataset, layer.name)
+        view = self._views.get(key)
+        if view is None or view.graph is not graph or view.store is not store:
+            view = self._views[key] = LiveSegmentation(layer.url, store, graph)
+        return view

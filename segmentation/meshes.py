@@ -96,10 +96,11 @@ def fragments_of(live, home: Path) -> DracoFragments:
 def build_for_dataset(database_url: str, home: Path, dataset: str, progress: bool = False) -> int:
     """Make the Draco fragments of every supervoxel of ``dataset`` (at ingest); the number made."""
     from .datasets import Datasets
-    from .live import live_segmentation
+    from .graph.registry import Graphs
+    from .live import LiveViews
 
     layer, store, _ = Datasets(database_url).layer_store(dataset, "segmentation")
-    live = live_segmentation(database_url, dataset, layer, store)
+    live = LiveViews(Graphs(database_url)).view(dataset, layer, store)
     if live is None or not live.mesh_dir:
         return 0
     supervoxels = live.graph.index.sv_ids

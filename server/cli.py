@@ -426,7 +426,7 @@ def cmd_tags_import(args, settings):
         rows, rejected = read_tag_rows(text)
     except (DatasetNotFound, CsvError, OSError) as error:
         raise UserError(str(error)) from None
-    tags, vocabulary, added = CellTags.open(settings.database_url), _vocabulary(settings, args.dataset), 0
+    tags, vocabulary, added = CellTags(settings.database_url), _vocabulary(settings, args.dataset), 0
     batch = 1000
     try:
         with tqdm(total=len(rows), desc="tags", unit="row") as bar:
@@ -460,7 +460,7 @@ def cmd_tags_export(args, settings):
         at = parse_timestamp(args.at) if args.at else None
     except (DatasetNotFound, InvalidTimestamp) as error:
         raise UserError(str(error)) from None
-    text = write_tags(CellTags.open(settings.database_url).of_dataset(args.dataset, at=at))
+    text = write_tags(CellTags(settings.database_url).of_dataset(args.dataset, at=at))
     if args.output:
         with open(args.output, "w", encoding="utf-8") as out:
             out.write(text)
@@ -477,7 +477,7 @@ def cmd_search(args, settings):
     names = [d.name for d in _datasets(settings).list()]
     try:
         found = search(
-            CellTags.open(settings.database_url),
+            CellTags(settings.database_url),
             parse(args.query),
             lambda name: _vocabulary(settings, name),
             names,

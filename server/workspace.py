@@ -6,10 +6,11 @@ CLI) from the settings, and handed to views by :func:`workspace` — as datasett
 ``server/`` keeps services in ``app.extensions`` or threads database URLs to find them.
 
 What it holds: the settings; the dataset registry; accounts (tokens, roles, visibility); the
-state store; cell-type tags; graphs (opened once per process, kept in step with the operation
-log); the live views of segmentation layers; vocabularies (re-read every few seconds, so a
-user's vocabulary file takes effect without a restart). Where a service keeps a cache, its
-expiry is stated here.
+state store; graphs (each loaded once, kept in step with the operation log); cell-type tags
+(following the tag log); the live views of segmentation layers; vocabularies (re-read every few
+seconds, so a user's vocabulary file takes effect without a restart). Where a service keeps a
+cache, its expiry is stated here. Two workspaces of one database in a process (tests make many
+apps) each hold their own graphs; they agree through the operation log.
 """
 
 from __future__ import annotations
@@ -51,34 +52,45 @@ class Workspace:
 
         return StateStore(self.database_url, self.settings.max_state_bytes)
 
-    @property
+    @cached_property
+    def graphs(self):
+        """The datasets' graphs, each loaded once and kept in step with the operation log (that a
+        dataset has none is remembered for 5 s; an ingest or removal in this process is seen at once)."""
+        from segmentation.graph.registry import Graphs
+
+        return Graphs(self.database_url)
+
+    @cached_property
     def tags(self):
         """Cell-type tags, kept in step with the tag log like graphs with the operation log."""
         from segmentation.celltypes.tags import CellTags
 
-        return CellTags.open(self.database_url)
+        return CellTags(self.database_url, self.graphs)
+
+    @cached_property
+    def live_views(self):
+        """One live view per supervoxel layer (its chunk cache: AXONLINK_LIVE_CACHE_CHUNKS chunks)."""
+        from segmentation.live import LiveViews
+
+        return LiveViews(self.graphs)
 
     def find_graph(self, dataset: str):
-        """The dataset's graph, or None when it has none (an absence is remembered for 5 s)."""
-        from segmentation.graph import Graph
-
-        return Graph.find(self.database_url, dataset)
+        """The dataset's graph, or None when it has none."""
+        return self.graphs.find(dataset)
 
     def graph(self, dataset: str):
         """The dataset's graph; DatasetNotFound for an unknown dataset, GraphNotIngested without a graph."""
-        from segmentation.graph import Graph, GraphNotIngested
+        from segmentation.graph import GraphNotIngested
 
         self.datasets.get(dataset)
         try:
-            return Graph.open(self.database_url, dataset)
+            return self.graphs.open(dataset)
         except LookupError as error:
             raise GraphNotIngested(str(error)) from None
 
     def live_view(self, dataset: str, layer, store):
         """The live view of a supervoxel layer of a dataset with a graph (None: served as stored)."""
-        from segmentation.live import live_segmentation
-
-        return live_segmentation(self.database_url, dataset, layer, store) if layer.supervoxels else None
+        return self.live_views.view(dataset, layer, store) if layer.supervoxels else None
 
     def vocabulary(self, dataset: str | None):
         """The dataset's vocabulary: its base (mouse cortex, fly …) and the user's files under the home."""

@@ -25,6 +25,7 @@ from segmentation.graph.points import (
     supervoxel_at_voxel,
     voxel_of_supervoxel,
 )
+from segmentation.graph.registry import Graphs
 
 from .sources import DATASET, IsOurs, first_target, layers, references, source_urls
 from .store import Anchor
@@ -114,7 +115,7 @@ def _position_voxel(state: dict, dataset: Dataset) -> np.ndarray | None:
 
 
 def find_anchors(
-    state: dict, is_ours: IsOurs, database_url: str, datasets: Datasets | None = None, allowed=None
+    state: dict, is_ours: IsOurs, graphs: Graphs, datasets: Datasets | None = None, allowed=None
 ) -> list[Anchor]:
     """Anchors of every selected root in this server's segmentation layers.
 
@@ -122,7 +123,7 @@ def find_anchors(
     remembers its layer by position and name: "as it is now" resolves it for that layer only.
     ``allowed``: datasets the caller was checked for; no other graph is read.
     """
-    datasets = datasets or Datasets(database_url)
+    datasets = datasets or Datasets(graphs.database_url)
     anchors: list[Anchor] = []
     for index, name, layer in layers(state):
         if layer.get("type") != "segmentation" or not our_sources(layer, is_ours):
@@ -130,7 +131,7 @@ def find_anchors(
         dataset_name = layer_dataset(layer, is_ours)
         if dataset_name is None or (allowed is not None and dataset_name not in allowed):
             continue
-        graph = Graph.find(database_url, dataset_name)
+        graph = graphs.find(dataset_name)
         if graph is None:
             continue
         try:
@@ -212,7 +213,7 @@ def _drop_graphene_tools(layer: dict) -> None:
             del layer["toolBindings"]
 
 
-def as_now(state: dict, anchors: list[Anchor], database_url: str, is_ours: IsOurs) -> dict:
+def as_now(state: dict, anchors: list[Anchor], graphs: Graphs, is_ours: IsOurs) -> dict:
     """The state with each anchored root replaced by the root that holds its anchor today, sources unpinned.
 
     An anchor is used only for the layer it came from (position and name; anchors stored before
@@ -234,7 +235,7 @@ def as_now(state: dict, anchors: list[Anchor], database_url: str, is_ours: IsOur
             for root, anchor in by_layer.get(key, {}).items()
             if anchor.dataset == dataset
         }
-        graph = Graph.find(database_url, dataset) if mine else None
+        graph = graphs.find(dataset) if mine else None
         if graph is not None:
             _replace_segments(layer, mine, graph)
     return state
@@ -281,13 +282,13 @@ def _set_source(layer: dict, index: int, url: str, whole: bool = False) -> None:
         layer["source"] = url
 
 
-def changed_since(anchors: list[Anchor], database_url: str) -> bool:
+def changed_since(anchors: list[Anchor], graphs: Graphs) -> bool:
     """Whether any anchored neuron has been edited since (its anchor's root, in its own dataset's graph, differs)."""
     by_dataset: dict[str, list[Anchor]] = {}
     for anchor in anchors:
         by_dataset.setdefault(anchor.dataset, []).append(anchor)
     for dataset, mine in by_dataset.items():
-        graph = Graph.find(database_url, dataset)
+        graph = graphs.find(dataset)
         if graph is None:
             continue
         with graph.caught_up():
@@ -301,10 +302,10 @@ def changed_since(anchors: list[Anchor], database_url: str) -> bool:
 
 
 def voxel_state(
-    dataset: Dataset, voxel, base_url: str, database_url: str, at: datetime | None = None, zoom: float | None = None
+    dataset: Dataset, voxel, base_url: str, graphs: Graphs, at: datetime | None = None, zoom: float | None = None
 ) -> tuple[dict, Anchor]:
     """A state centred on ``voxel`` (full-resolution voxels) with the neuron there selected, and its anchor."""
-    graph = Graph.find(database_url, dataset.name)
+    graph = graphs.find(dataset.name)
     if graph is None:
         raise LinkError(f"dataset {dataset.name!r} has no graph: run `axonlink ingest-graph {dataset.name}`")
     try:

@@ -210,7 +210,7 @@ def test_demo_false_merge_shows_as_a_conflict_until_split(fresh_demo):
     from segmentation.graph import Graph
     from segmentation.graph.ids import supervoxel_ids
 
-    tags = CellTags.open(fresh_demo.database_url)
+    tags = CellTags(fresh_demo.database_url)
     graph = Graph.open(fresh_demo.database_url, "demo")
     vocabulary = Vocabulary.for_dataset(fresh_demo.home, "demo")
     everything = parse("neuron OR glia")

@@ -166,7 +166,7 @@ def test_removing_a_dataset_leaves_nothing_behind(layered, small_volumes, tmp_pa
     again = write_volume(tmp_path / "again", layered.labels, layer_type="segmentation", encoding="raw")
     Datasets(url).add("multi", segmentation=again)
     ingest_dataset(url, "multi", progress=False)
-    assert other_process_tags.of_dataset("multi") == [] and CellTags.open(url).of_dataset("multi") == []
+    assert other_process_tags.of_dataset("multi") == [] and CellTags(url).of_dataset("multi") == []
     assert call(f"{layered.url}/api/v1/states/{short}")[0] == 404  # old links do not show the new dataset
     assert Accounts(url).grants("multi") == []
 

@@ -189,7 +189,7 @@ def test_search_after_replace_answers_from_the_new_graph(home, tmp_path, capsys)
 
     url = database(home)
     assert cli(capsys, home, "ingest-graph", "d")[0] == 0  # 1, 2, 3, 4 each its own neuron
-    tags, vocabulary = CellTags.open(url), Vocabulary.for_dataset(home, "d")
+    tags, vocabulary = CellTags(url), Vocabulary.for_dataset(home, "d")
     rows = [{"voxel": [x, 16, 4], "term": "basket"} for x in (4, 12)]  # in supervoxels 1 and 2
     added, refused = tags.add_many(Datasets(url).get("d"), rows, "t", vocabulary)
     assert len(added) == 2 and not refused

@@ -19,6 +19,7 @@ from cloudvolume import CloudVolume
 from segmentation.config import Settings
 from segmentation.graph import Graph
 from segmentation.graph.ids import supervoxel_ids
+from segmentation.graph.ingest import has_graph
 from server.cli import main
 from tests.helpers import proofreader_token
 from tests.layers import raveler_style, sharding, write_layer
@@ -104,7 +105,7 @@ def test_a_proofreader_splits_a_body_through_caveclient(raveler, capsys, tmp_pat
     home, found = raveler
     labels, bodies, table = found["wide"]
     database_url = Settings.load(home=home).database_url
-    if Graph.find(database_url, "wide") is None:
+    if not has_graph(database_url, "wide"):
         ingest(capsys, home, "wide", table)
     sizes = {}
     for _label, body in bodies.items():

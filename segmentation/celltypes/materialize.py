@@ -98,9 +98,10 @@ class Version:
         }
 
 
-def open_graph(database_url: str, dataset: str) -> Graph:
+def open_graph(graphs, dataset: str) -> Graph:
+    """The dataset's graph from ``graphs`` (a :class:`~segmentation.graph.registry.Graphs`), caught up."""
     try:
-        graph = Graph.open(database_url, dataset)
+        graph = graphs.open(dataset)
     except LookupError:
         raise NotFound(
             f"dataset {dataset!r} has no graph, so no cell-type table: run `axonlink ingest-graph {dataset}` first"

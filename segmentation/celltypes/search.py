@@ -14,7 +14,6 @@ from datetime import datetime
 import numpy as np
 
 from .. import budget
-from ..graph import Graph
 from .query import Clause, Query
 from .tags import CellTags, TagIndex
 from .vocabulary import UnknownTerm, Vocabulary
@@ -109,7 +108,7 @@ def neurons_of(tags: CellTags, index: TagIndex, dataset: str, at) -> tuple[np.nd
     """(sorted roots holding the dataset's tags at ``at``, each tag's position in them), aligned with
     ``index.positions_of``. Cached per graph state: a query then marks neurons without sorting.
     """
-    graph = Graph.find(tags.database_url, dataset)
+    graph = tags.graphs.find(dataset)
     if graph is not None:
         graph.sync()
     # a graph is known by when it was ingested, and its state by an operation number: a replaced
@@ -173,7 +172,7 @@ def _describe(tags: CellTags, index: TagIndex, dataset: str, roots: np.ndarray, 
     of the dataset to its root.
     """
     svs, positions = index.by_supervoxel(index.datasets.codes[dataset])
-    graph = Graph.find(tags.database_url, dataset)
+    graph = tags.graphs.find(dataset)
     if graph is not None:
         graph.sync()  # once: the roots below came from this state of the graph
     suffix = f"?t={at.timestamp():.6f}" if at is not None else ""

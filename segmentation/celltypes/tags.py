@@ -22,7 +22,6 @@ from ..access import audit
 from ..datasets import Dataset
 from ..db import engine_for
 from ..errors import Invalid, NotFound
-from ..graph import Graph
 from ..graph.points import OnBackground, PointOutsideVolume, supervoxel_at_voxel
 from ..models import MAX_ROW_ID, CellTagPurgeRow, CellTagRow, CellTagStateRow, DatasetRow
 from .vocabulary import UnknownTerm, Vocabulary
@@ -272,19 +271,12 @@ def purge_dataset(connection, dataset_id: int, name: str) -> int:
 class CellTags:
     """The tags of one database (all datasets), kept in step across processes."""
 
-    _open: dict[str, CellTags] = {}
-    _open_lock = threading.Lock()
+    def __init__(self, database_url: str, graphs=None):
+        """``graphs``: the registry whose graphs give tags their roots (the workspace's; else its own)."""
+        from ..graph.registry import Graphs
 
-    @classmethod
-    def open(cls, database_url: str) -> CellTags:
-        with cls._open_lock:
-            found = cls._open.get(database_url)
-            if found is None:
-                found = cls._open[database_url] = cls(database_url)
-        return found
-
-    def __init__(self, database_url: str):
         self.database_url = database_url
+        self.graphs = graphs if graphs is not None else Graphs(database_url)
         self.engine = engine_for(database_url)
         self.index = TagIndex()
         self._lock = threading.RLock()
@@ -339,7 +331,7 @@ class CellTags:
         origin: str = "",
     ) -> Tag:
         """Tag the neuron at ``voxel`` (full-resolution voxels) of ``dataset``; TagError if that cannot be."""
-        if Graph.find(self.database_url, dataset.name) is None:
+        if self.graphs.find(dataset.name) is None:
             raise TagError(f"dataset {dataset.name!r} has no graph: run `axonlink ingest-graph {dataset.name}` first")
         checked = self._checked(
             dataset, {"voxel": voxel, "term": term, "note": note, "confidence": confidence}, vocabulary
@@ -352,7 +344,7 @@ class CellTags:
         A refused row (bad term, outside the volume, background, bad confidence) is reported and
         skipped; the others are all stored, or none if the database fails.
         """
-        if Graph.find(self.database_url, dataset.name) is None:
+        if self.graphs.find(dataset.name) is None:
             raise TagError(f"dataset {dataset.name!r} has no graph: run `axonlink ingest-graph {dataset.name}` first")
         accepted, rejected = [], []
         for number, row in enumerate(rows, start=1):
@@ -486,7 +478,7 @@ class CellTags:
         return [(index.tag(int(p)), int(r)) for p, r in zip(positions, roots)]
 
     def roots_of(self, dataset: str, supervoxels: np.ndarray, at: datetime | None) -> np.ndarray:
-        graph = Graph.find(self.database_url, dataset)
+        graph = self.graphs.find(dataset)
         if graph is None or not len(supervoxels):
             return np.asarray(supervoxels, dtype=np.uint64)
         return graph.roots(supervoxels, at)

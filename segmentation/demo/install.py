@@ -28,7 +28,8 @@ def ensure_demo(settings, progress: bool = True):
     """
     from .. import db
     from ..datasets import Datasets
-    from ..graph import Graph, ingest_dataset
+    from ..graph import ingest_dataset
+    from ..graph.ingest import has_graph
     from ..meshes import build_for_dataset
     from .build import build_demo, demo_is_built
 
@@ -48,7 +49,7 @@ def ensure_demo(settings, progress: bool = True):
             **DEMO_METADATA,
         )
     truth = json.loads((path / "ground_truth.json").read_text())
-    if Graph.find(settings.database_url, DEMO_NAME) is None:
+    if not has_graph(settings.database_url, DEMO_NAME):
         ingest_dataset(settings.database_url, DEMO_NAME, agglomeration=truth["false_merges"], progress=progress)
     build_for_dataset(settings.database_url, settings.home, DEMO_NAME)  # 3D for the graphene source
     _tag_demo(settings, registry.get(DEMO_NAME), truth)
@@ -61,7 +62,7 @@ def _tag_demo(settings, dataset, truth) -> None:
     from ..celltypes.vocabulary import Vocabulary
     from .tags import demo_tag_rows
 
-    tags = CellTags.open(settings.database_url)
+    tags = CellTags(settings.database_url)
     if tags.of_dataset(DEMO_NAME, include_retracted=True):
         return
     tags.add_many(

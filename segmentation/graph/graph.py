@@ -78,45 +78,21 @@ def _edit_params(sources, sinks, coords) -> dict:
 class Graph:
     """Reads (optionally as of a moment) and edits of one dataset's supervoxel graph."""
 
-    _open: dict[tuple[str, str], Graph] = {}
-    _open_lock = threading.Lock()
-    _absent: dict[tuple[str, str], float] = {}
-    _ABSENT_TTL_SECONDS = 5.0
-
-    @classmethod
-    def find(cls, database_url: str, dataset: str) -> Graph | None:
-        """The dataset's graph, or None when it has none (remembered briefly, so serving skips SQL)."""
-        key = (database_url, dataset)
-        graph = cls._open.get(key)
-        if graph is not None:
-            return graph
-        checked = cls._absent.get(key)
-        if checked is not None and time.monotonic() - checked < cls._ABSENT_TTL_SECONDS:
-            return None
-        try:
-            return cls.open(database_url, dataset)
-        except LookupError:  # no such dataset, or no graph ingested yet
-            cls._absent[key] = time.monotonic()
-            return None
-
-    @classmethod
-    def forget(cls, database_url: str, dataset: str) -> None:
-        """Drop what this process remembers of a dataset's graph (after an ingest)."""
-        with cls._open_lock:
-            cls._open.pop((database_url, dataset), None)
-            cls._absent.pop((database_url, dataset), None)
-
     @classmethod
     def open(cls, database_url: str, dataset: str) -> Graph:
-        """The process-wide graph of ``dataset`` (loaded once, then kept in step with the log)."""
-        key = (database_url, dataset)
-        with cls._open_lock:
-            graph = cls._open.get(key)
-            if graph is None:
-                graph = cls._open[key] = cls(database_url, dataset)
-        return graph
+        """A graph of one's own (loaded now; kept in step with the log by its reads), for scripts and
+        tests. Services keep theirs in a :class:`~segmentation.graph.registry.Graphs` registry."""
+        return cls(database_url, dataset)
+
+    @staticmethod
+    def forget(database_url: str, dataset: str) -> None:
+        """Every registry of this process drops the dataset's graph (after an ingest or a removal)."""
+        from .registry import forget_everywhere
+
+        forget_everywhere(database_url, dataset)
 
     def __init__(self, database_url: str, dataset: str):
+        self.on_gone = None  # called with the dataset's name when its graph is found removed or replaced
         self.database_url = database_url
         self.engine = engine_for(database_url)
         self.dataset = dataset
@@ -213,9 +189,8 @@ class Graph:
                 )
             ).first()
             if found is None or _utc(found[1]) != self.created_at:
-                with Graph._open_lock:  # the next find() loads what is there now
-                    if Graph._open.get((self.database_url, self.dataset)) is self:
-                        del Graph._open[(self.database_url, self.dataset)]
+                if self.on_gone is not None:  # the registry holding it loads what is there now
+                    self.on_gone(self.dataset)
                 raise GraphNotIngested(f"the graph of dataset {self.dataset!r} was removed or replaced; ask again")
             last = found[0]
             if last != self.index.seq:

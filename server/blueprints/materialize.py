@@ -28,7 +28,7 @@ API_VERSIONS = [3]  # caveclient picks the newest it shares; the v2 routes it st
 # ---- request helpers ---------------------------------------------------------
 def _graph(datastack: str):
     datasets_registry().get(datastack)  # 404 for unknown datastacks
-    return mat.open_graph(workspace().database_url, datastack)
+    return mat.open_graph(workspace().graphs, datastack)
 
 
 def _flag(name: str, default: bool = False) -> bool:

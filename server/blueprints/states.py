@@ -10,7 +10,7 @@ import json
 import re
 from urllib.parse import quote, urlencode
 
-from flask import Blueprint, Response, current_app, jsonify, redirect, request
+from flask import Blueprint, Response, jsonify, redirect, request
 
 from segmentation.access import Forbidden, NotVisible, SignInRequired, require_role
 from segmentation.datasets import DatasetNotFound
@@ -42,8 +42,8 @@ def base_url() -> str:
     return hosts.base_url()
 
 
-def _database_url() -> str:
-    return current_app.config["AXONLINK_SETTINGS"].database_url
+def _graphs():
+    return workspace().graphs
 
 
 # ---- who may see what a state names ------------------------------------------------
@@ -133,7 +133,7 @@ def _save(raw: bytes, state: dict, title: str | None = None, anchors=None, datas
     if hidden:
         raise DatasetNotFound(f"no dataset named {hidden[0]!r}")
     if anchors is None:
-        anchors = find_anchors(state, hosts.is_this_server, _database_url(), datasets_registry(), allowed=datasets)
+        anchors = find_anchors(state, hosts.is_this_server, _graphs(), datasets_registry(), allowed=datasets)
     title = title if title is not None else request.args.get("title") or str(state.get("title") or "")
     return store().save(
         raw,
@@ -187,7 +187,7 @@ def _state_json(stored, mode: str | None) -> Response:
         if mode == "was":
             state = as_was(state, stored.created_at, base_url(), hosts.is_this_server)
         else:
-            state = as_now(state, stored.anchors, _database_url(), hosts.is_this_server)
+            state = as_now(state, stored.anchors, _graphs(), hosts.is_this_server)
         response = jsonify(state)
     return _private_if_needed(response, stored.datasets)
 
@@ -218,7 +218,7 @@ def get_state_as(ref, mode):
 def state_info(ref):
     stored = _get(ref, fresh=True)
     info = stored.info()
-    info["changed_since"] = changed_since(stored.anchors, _database_url())
+    info["changed_since"] = changed_since(stored.anchors, _graphs())
     if _shows_owner(ref, stored):
         info["short_url"] = f"{base_url()}/s/{stored.short_id}"
     else:
@@ -247,7 +247,7 @@ def post_link_at():
     if _hidden([name]):  # unknown or private: one answer, the same work
         raise DatasetNotFound(f"no dataset named {name!r}")
     dataset = datasets_registry().get(name)
-    state, anchor = voxel_state(dataset, voxel, base_url(), _database_url(), at=at, zoom=zoom)
+    state, anchor = voxel_state(dataset, voxel, base_url(), _graphs(), at=at, zoom=zoom)
     raw = json.dumps(state, separators=(",", ":")).encode()
     return _link_answer(_save(raw, state, title=state["title"], anchors=[anchor], dataset=dataset.name))
 
@@ -282,7 +282,7 @@ def open_voxel_link(dataset, coords):
         datasets_registry().get(dataset),
         [int(v) for v in match.groups()],
         base_url(),
-        _database_url(),
+        _graphs(),
         at=at,
         zoom=_zoom(request.args.get("zoom")),
     )

@@ -1,0 +1,67 @@
+"""The graphs of one database that a service keeps open: ``Graphs``.
+
+A graph is loaded once and then kept in step with the operation log, so whoever serves requests
+holds its graphs here — the server's :class:`~server.workspace.Workspace` owns one ``Graphs`` —
+instead of in class or module state. That a dataset has no graph is remembered for
+:data:`ABSENT_SECONDS` (serving skips SQL for it). An ingest, a replace or a removal in this
+process reaches every open registry of its database through :func:`forget_everywhere`; other
+processes notice at their next read (the graph's state row is gone or newer).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+
+from .graph import Graph
+
+ABSENT_SECONDS = 5.0
+_registries: weakref.WeakSet[Graphs] = weakref.WeakSet()  # only to reach them on forget_everywhere
+
+
+class Graphs:
+    def __init__(self, database_url: str):
+        self.database_url = database_url
+        self._open: dict[str, Graph] = {}
+        self._absent: dict[str, float] = {}
+        self._lock = threading.Lock()
+        _registries.add(self)
+
+    def find(self, dataset: str) -> Graph | None:
+        """The dataset's graph, or None when it has none."""
+        graph = self._open.get(dataset)
+        if graph is not None:
+            return graph
+        checked = self._absent.get(dataset)
+        if checked is not None and time.monotonic() - checked < ABSENT_SECONDS:
+            return None
+        try:
+            return self.open(dataset)
+        except LookupError:  # no such dataset, or no graph ingested yet
+            self._absent[dataset] = time.monotonic()
+            return None
+
+    def open(self, dataset: str) -> Graph:
+        """The dataset's graph (loaded on first use); LookupError (GraphNotIngested …) without one."""
+        with self._lock:
+            graph = self._open.get(dataset)
+            if graph is None:
+                graph = Graph(self.database_url, dataset)
+                graph.on_gone = self.forget
+                self._open[dataset] = graph
+                self._absent.pop(dataset, None)
+        return graph
+
+    def forget(self, dataset: str) -> None:
+        """Drop the dataset's graph and any remembered absence: the next find() reads what is there."""
+        with self._lock:
+            self._open.pop(dataset, None)
+            self._absent.pop(dataset, None)
+
+
+def forget_everywhere(database_url: str, dataset: str) -> None:
+    """Every open registry of ``database_url`` in this process forgets ``dataset``'s graph."""
+    for registry in list(_registries):
+        if registry.database_url == database_url:
+            registry.forget(dataset)
