@@ -14,6 +14,7 @@ import re
 import secrets
 import threading
 import time
+import weakref
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -80,15 +81,21 @@ class _Cache:
             self._items.clear()
 
 
-_cache = _Cache()
+_caches: weakref.WeakSet[_Cache] = weakref.WeakSet()  # only to clear them all when access changes here
 
 
 class Accounts:
-    """The facade over users, tokens, grants and dataset visibility; every change is audited."""
+    """The facade over users, tokens, grants and dataset visibility; every change is audited.
+
+    Each instance keeps its own answers for CACHE_SECONDS (the server's lives in its workspace);
+    a change made through any instance in this process clears them all, other processes see it
+    when their answers expire."""
 
     def __init__(self, database_url: str):
         self.database_url = database_url
         self.engine = engine_for(database_url)
+        self._cache = _Cache()
+        _caches.add(self._cache)
 
     # ---- users -------------------------------------------------------------------------
     def add_user(self, name: str, *, site_admin: bool = False, by: str = "cli", origin: str = "cli") -> dict:
@@ -227,7 +234,7 @@ class Accounts:
         if not TOKEN_PATTERN.fullmatch(token or ""):
             raise InvalidToken("malformed token (axonlink tokens look like axl_ followed by 43 characters)")
         digest = hash_token(token)
-        found = _cache.get((self.database_url, "token", digest), lambda: self._load_token(digest))
+        found = self._cache.get(("token", digest), lambda: self._load_token(digest))
         if found is None:
             raise InvalidToken("unknown token")
         if found["revoked_at"] is not None:
@@ -306,7 +313,7 @@ class Accounts:
                 )
                 return {name: role for name, role in rows}
 
-        return _cache.get((self.database_url, "grants", user_id), load)
+        return self._cache.get(("grants", user_id), load)
 
     def set_public(self, dataset: str, public: bool, *, by: str = "cli", origin: str = "cli") -> None:
         with self._change() as connection:
@@ -331,7 +338,7 @@ class Accounts:
                     for name, public in connection.execute(sa.select(_datasets.c.name, _datasets.c.public))
                 }
 
-        return _cache.get((self.database_url, "visibility"), load)
+        return self._cache.get("visibility", load)
 
     def is_public(self, dataset: str) -> bool | None:
         """Whether ``dataset`` is public; None if there is no such dataset.
@@ -365,9 +372,10 @@ class _Change:
         try:
             return self._begin.__exit__(*exc)
         finally:
-            _cache.clear()
+            forget_cached_access()
 
 
 def forget_cached_access() -> None:
-    """Drop cached token, grant and visibility answers (a dataset was added or changed elsewhere here)."""
-    _cache.clear()
+    """Drop every cached token, grant and visibility answer in this process (access changed here)."""
+    for cache in list(_caches):
+        cache.clear()
