@@ -86,7 +86,7 @@ class LiveSegmentation:
     def version(self, at: datetime | None) -> int:
         """The operation sequence number the answer depends on (part of ETags and cache keys)."""
         self.graph.sync()
-        return self.graph.index.seq if at is None else self.graph.seq_at(at)
+        return self.graph.seq if at is None else self.graph.seq_at(at)
 
     def chunk(self, key: str, seq: int) -> tuple[int, bytes] | None:
         """(content version, encoded chunk of root ids after operation ``seq``), or None when missing.
@@ -95,25 +95,25 @@ class LiveSegmentation:
         chunk stays cached (and its ETag unchanged) until an edit touches one of its
         supervoxels. Past moments are immutable and cached under their operation number.
         """
-        now = seq >= self.graph.index.seq
+        now = seq >= self.graph.seq
         cache_key = key if now else (key, seq)
         with self._lock:
             entry = self._cache.get(cache_key)
         if entry is not None:
             version, sv_index, encoded = entry
-            if not now or self.graph.index.last_change(sv_index) == version:
+            if not now or self.graph.last_change(sv_index) == version:
                 self._remember(cache_key, entry)
                 return version, encoded
 
         def to_roots(unique):
             sv_index = self._supervoxel_index(unique)
-            return sv_index, self.graph.index.roots_by_index(sv_index, seq)
+            return sv_index, self.graph.roots_at_positions(sv_index, seq)
 
         computed = self._compute_chunk(key, to_roots)
         if computed is None:
             return None
         sv_index, encoded = computed
-        version = self.graph.index.last_change(sv_index) if now else seq
+        version = self.graph.last_change(sv_index) if now else seq
         self._remember(cache_key, (version, sv_index, encoded))
         return version, encoded
 
@@ -239,7 +239,7 @@ class LiveSegmentation:
 
     def _stores_plain_ids(self) -> bool:
         if self.plain_ids is None:
-            first = int(self.graph.index.sv_ids[0]) if len(self.graph.index.sv_ids) else 0
+            first = int(self.graph.supervoxel_ids[0]) if len(self.graph.supervoxel_ids) else 0
             probe = self.store.get(f"{self.mesh_dir}/{first}:0") if self.mesh_dir else None
             self.plain_ids = probe is None
         return self.plain_ids
@@ -248,7 +248,7 @@ class LiveSegmentation:
         """Graph indices of the nonzero stored labels ``unique``."""
         if self.plain_ids is None:
             self.plain_ids = bool(np.all((unique >> np.uint64(LAYER_SHIFT)) != SUPERVOXEL_LAYER))
-        return self.graph.index.index_of(as_supervoxel_ids(unique))
+        return self.graph.positions(as_supervoxel_ids(unique))
 
 
 class LiveViews:

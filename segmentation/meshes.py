@@ -103,7 +103,7 @@ def build_for_dataset(database_url: str, home: Path, dataset: str, progress: boo
     live = LiveViews(Graphs(database_url)).view(dataset, layer, store)
     if live is None or not live.mesh_dir:
         return 0
-    supervoxels = live.graph.index.sv_ids
+    supervoxels = live.graph.supervoxel_ids
     bar = None
     if progress:
         from tqdm import tqdm

@@ -51,3 +51,16 @@ def test_blueprints_never_import_each_other():
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("server.blueprints."):
                 wrong.append(f"{path.name} imports {node.module}")
     assert not wrong, wrong
+
+
+def test_the_graph_is_read_through_its_facade():
+    """Outside segmentation/graph/ nobody reaches into a graph's index (``graph.index.…``)."""
+    wrong = []
+    for package in ("server", "state_links", "segmentation", "frontend_config"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path.is_relative_to(ROOT / "segmentation" / "graph"):
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                if "graph.index." in line:
+                    wrong.append(f"{path.relative_to(ROOT)}:{number}")
+    assert not wrong, wrong

@@ -7,6 +7,7 @@ mapped to roots of the moment, and Python objects are built only for the page as
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -113,7 +114,7 @@ def neurons_of(tags: CellTags, index: TagIndex, dataset: str, at) -> tuple[np.nd
         graph.sync()
     # a graph is known by when it was ingested, and its state by an operation number: a replaced
     # graph counts its operations from 0 again, so the number alone would name the old graph's answer
-    version = None if graph is None else (graph.created_at, graph.index.seq if at is None else graph.seq_at(at))
+    version = None if graph is None else (graph.created_at, graph.seq if at is None else graph.seq_at(at))
     key = ("neurons", dataset, version)
     cached = index.derived(key)
     if cached is None:
@@ -173,30 +174,30 @@ def _describe(tags: CellTags, index: TagIndex, dataset: str, roots: np.ndarray, 
     """
     svs, positions = index.by_supervoxel(index.datasets.codes[dataset])
     graph = tags.graphs.find(dataset)
-    if graph is not None:
-        graph.sync()  # once: the roots below came from this state of the graph
+    caught_up = graph.caught_up() if graph is not None else contextlib.nullcontext()
     suffix = f"?t={at.timestamp():.6f}" if at is not None else ""
     hits = []
-    for root in roots.tolist():
-        leaves = graph.index.leaves(root) if graph is not None else np.array([root], dtype=np.uint64)
-        lo, hi = np.searchsorted(svs, leaves, "left"), np.searchsorted(svs, leaves, "right")
-        counts = hi - lo  # tags per supervoxel: gather every range [lo, hi) at once
-        mine = positions[np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))]
-        mine = mine[index.alive_among(mine, at)]
-        mine = mine[np.argsort(index.created[mine], kind="stable")]
-        terms = sorted({index.terms.names[t] for t in index.term[mine].tolist()})
-        x, y, z = (int(v) for v in index.xyz[mine[0]])
-        hits.append(
-            NeuronHit(
-                dataset,
-                int(root),
-                terms,
-                conflicting(terms, vocabulary),
-                (x, y, z),
-                [int(i) for i in index.ids[mine]],
-                f"/at/{dataset}/{x},{y},{z}{suffix}",
+    with caught_up:  # one catch-up with the log: the roots above came from this state of the graph
+        for root in roots.tolist():
+            leaves = graph.leaves(root) if graph is not None else np.array([root], dtype=np.uint64)
+            lo, hi = np.searchsorted(svs, leaves, "left"), np.searchsorted(svs, leaves, "right")
+            counts = hi - lo  # tags per supervoxel: gather every range [lo, hi) at once
+            mine = positions[np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))]
+            mine = mine[index.alive_among(mine, at)]
+            mine = mine[np.argsort(index.created[mine], kind="stable")]
+            terms = sorted({index.terms.names[t] for t in index.term[mine].tolist()})
+            x, y, z = (int(v) for v in index.xyz[mine[0]])
+            hits.append(
+                NeuronHit(
+                    dataset,
+                    int(root),
+                    terms,
+                    conflicting(terms, vocabulary),
+                    (x, y, z),
+                    [int(i) for i in index.ids[mine]],
+                    f"/at/{dataset}/{x},{y},{z}{suffix}",
+                )
             )
-        )
     return hits
 
 

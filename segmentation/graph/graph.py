@@ -256,6 +256,40 @@ class Graph:
     def root(self, supervoxel: int, at: datetime | None = None) -> int:
         return int(self.roots([supervoxel], at)[0])
 
+    # ---- the index as it is now, for callers that read many ids per request (they sync first) ----
+    @property
+    def seq(self) -> int:
+        """The number of the newest operation applied here."""
+        return self.index.seq
+
+    @property
+    def supervoxel_ids(self) -> np.ndarray:
+        """Every supervoxel id of the graph, sorted."""
+        return self.index.sv_ids
+
+    def has_supervoxel(self, supervoxel: int) -> bool:
+        return self.index.has(supervoxel)
+
+    def is_root(self, node: int) -> bool:
+        """Whether ``node`` is a root this graph has had (now or before)."""
+        return self.index.is_root(node)
+
+    def root_created_seq(self, root: int) -> int:
+        """The operation that made ``root`` (0: it was there at ingest)."""
+        return self.index.record(root).created_seq
+
+    def positions(self, supervoxels) -> np.ndarray:
+        """Dense positions of supervoxel ids (GraphError for ids not in the graph)."""
+        return self.index.index_of(supervoxels)
+
+    def roots_at_positions(self, positions: np.ndarray, seq: int | None = None) -> np.ndarray:
+        """Roots of the supervoxels at ``positions`` after operation ``seq`` (None: now)."""
+        return self.index.roots_by_index(positions, seq)
+
+    def last_change(self, positions: np.ndarray) -> int:
+        """The newest operation that gave any of the supervoxels at ``positions`` a new root."""
+        return self.index.last_change(positions)
+
     def leaves(self, root: int, bounds=None) -> np.ndarray:
         """Supervoxels of a root; with ``bounds`` ((x0, x1), (y0, y1), (z0, z1) voxels) only those touching it."""
         self.sync()

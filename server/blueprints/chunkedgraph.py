@@ -278,7 +278,7 @@ def cg_past_id_mapping(table):
                 for n in nodes
                 if n not in parents
                 and n != root
-                and graph.index.record(n).created_seq <= (graph.seq_at(past_at) if past_at else 0)
+                and graph.root_created_seq(n) <= (graph.seq_at(past_at) if past_at else 0)
             }
             past_map[str(root)] = sorted(ancestors) or [root]
             future_map[str(root)] = graph.latest_roots(root, at=future_at)
@@ -287,7 +287,7 @@ def cg_past_id_mapping(table):
 
 def latest_roots(dataset, root_id):
     graph = graph_for(dataset)
-    if not graph.index.is_root(root_id):
+    if not graph.is_root(root_id):
         raise BadRequest(f"{root_id} is not a root of {dataset}")
     return jsonify({"root_id": str(root_id), "latest_roots": [str(r) for r in graph.latest_roots(root_id)]})
 

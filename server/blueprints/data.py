@@ -166,7 +166,7 @@ def _graphene_mesh_file(live, name: str):
     if request.if_none_match.contains_weak(etag):
         return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": IMMUTABLE})
     home = current_app.config["AXONLINK_SETTINGS"].home
-    body = meshes.fragments_of(live, home).fragment(supervoxel) if live.graph.index.has(supervoxel) else None
+    body = meshes.fragments_of(live, home).fragment(supervoxel) if live.graph.has_supervoxel(supervoxel) else None
     if body is None:
         return _missing(f"{meshes.MESH_DIR}/{name}")
     return Response(
