@@ -1,4 +1,4 @@
-"""Reading what a request sends, once and safely: JSON bodies and JSON-valued parameters.
+"""Reading what a request sends, once and safely: JSON bodies, JSON-valued parameters, flags, moments.
 
 Every JSON a client sends goes through here, so every route answers the same clear 400 for
 a body that is not JSON, not the expected shape, or nested so deeply that parsing it would
@@ -68,3 +68,29 @@ def json_object(example: str) -> dict:
     if not isinstance(body, dict):
         raise BadInput(f"the request body must be a JSON object like {example}")
     return body
+
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def flag(name: str, default: bool = False) -> bool:
+    """A boolean query parameter, one dialect everywhere: 1/true/yes/on or 0/false/no/off (any case);
+    absent or empty: ``default``; anything else: a 400 saying so."""
+    value = request.args.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in TRUE_WORDS:
+        return True
+    if value.lower() in FALSE_WORDS:
+        return False
+    raise BadInput(f"{name} must be true or false, not {value!r}")
+
+
+def moment(name: str = "t"):
+    """A moment named by a query parameter (Unix seconds or ISO 8601); absent, empty, ``None`` or
+    ``null`` (what some clients send for "now"): None. A bad one is a 400 (InvalidTimestamp)."""
+    from segmentation.timestamps import parse_timestamp
+
+    value = request.args.get(name)
+    return None if value in (None, "", "None", "null") else parse_timestamp(value)

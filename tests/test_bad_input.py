@@ -213,3 +213,21 @@ def test_states_too_large_to_anchor_are_a_413(cg_server):
     for state, words in ((many_layers, b"layers"), (many_segments, b"segments")):
         status, answer = call(cg_server.url + "/api/v1/states", json.dumps(state).encode())
         assert status == 413 and words in answer, answer[:200]
+
+
+def test_flags_speak_one_dialect_on_every_route(cg_server):
+    """1/true/yes/on and 0/false/no/off, any case, wherever a route takes a flag; anything else is a 400."""
+    root_url = f"{cg_server.url}/segmentation/api/v1/table/cg/node/{SV[0]}/root"
+    for word in ("1", "true", "Yes", "ON"):
+        status, body = call(f"{root_url}?int64_as_str={word}")
+        assert status == 200 and isinstance(json.loads(body)["root_id"], str), word
+    for word in ("0", "False", "no", "off", ""):
+        status, body = call(f"{root_url}?int64_as_str={word}")
+        assert status == 200 and isinstance(json.loads(body)["root_id"], int), word
+    for url in (
+        f"{root_url}?int64_as_str=maybe",
+        f"{cg_server.url}/api/v1/datasets/cg/tags?include_retracted=2",
+        f"{cg_server.url}/segmentation/api/v1/table/cg/user_operations?include_undo=perhaps",
+    ):
+        status, body = call(url, token=cg_server.token)
+        assert status == 400 and "must be true or false" in json.loads(body)["message"], (url, body)

@@ -10,11 +10,10 @@ from flask import Blueprint, jsonify, make_response, render_template, request
 
 from segmentation.access import AccessError, AuditLog, SignInRequired
 from segmentation.access.policy import at_least
-from segmentation.timestamps import parse_timestamp
 
 from .. import auth, endpoints
 from ..errors import json_error
-from ..request_input import cap_of, json_object
+from ..request_input import cap_of, json_object, moment
 from . import dataset_json, datasets_registry
 
 blueprint = Blueprint("access", __name__)
@@ -104,7 +103,7 @@ def audit_log():
         raise AccessError("limit and before_id must be integers") from None
     if not 1 <= limit <= cap_of("limit"):
         raise AccessError(f"limit must be from 1 to {cap_of('limit')}")
-    since = parse_timestamp(request.args["since"]) if request.args.get("since") else None
+    since = moment("since")
     entries = AuditLog(auth.accounts().database_url).entries(
         datasets=administered,
         user=request.args.get("user"),

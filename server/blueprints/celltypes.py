@@ -13,11 +13,10 @@ from segmentation.celltypes.search import search
 from segmentation.celltypes.tags import TagError, TagNotFound
 from segmentation.celltypes.vocabulary import UnknownTerm, how_to_add
 from segmentation.datasets import DatasetNotFound
-from segmentation.timestamps import parse_timestamp
 
 from .. import auth, endpoints, hosts
 from ..errors import json_error
-from ..request_input import cap_of, json_object
+from ..request_input import cap_of, flag, json_object, moment
 from . import cell_tags, datasets_registry, vocabulary_of
 
 blueprint = Blueprint("celltypes", __name__)
@@ -36,11 +35,6 @@ def _refused_with_suggestions(error):
         body["how_to_add"] = how_to_add(term, (request.view_args or {}).get("dataset") or request.args.get("dataset"))
     response.set_data(json.dumps(body))
     return response
-
-
-def _moment(name: str = "t"):
-    value = request.args.get(name)
-    return parse_timestamp(value) if value else None
 
 
 def _json_body() -> dict:
@@ -77,8 +71,8 @@ def list_tags(dataset):
             raise ValueError
     except ValueError:
         raise TagError(f"root_id must be a uint64 id, not {root!r}") from None
-    include_retracted = request.args.get("include_retracted", "").lower() in ("1", "true")
-    at = _moment()
+    include_retracted = flag("include_retracted")
+    at = moment()
     found = cell_tags().of_dataset(dataset, at=at, root_id=root_id, include_retracted=include_retracted)
     return jsonify(
         {"dataset": dataset, "at": at.isoformat() if at else None, "tags": [tag.to_json(root) for tag, root in found]}
@@ -112,7 +106,7 @@ def import_tags(dataset):
 
 def export_tags(dataset):
     datasets_registry().get(dataset)
-    found = cell_tags().of_dataset(dataset, at=_moment())
+    found = cell_tags().of_dataset(dataset, at=moment())
     return Response(
         write_tags(found),
         mimetype="text/csv",

@@ -21,9 +21,8 @@ from segmentation.errors import Invalid
 from segmentation.graph import Graph, GraphError
 from segmentation.graph.ids import is_supervoxel
 from segmentation.graph.points import supervoxels_near
-from segmentation.timestamps import parse_timestamp
 
-from .. import auth, endpoints, hosts
+from .. import auth, endpoints, hosts, request_input
 from ..request_input import BadInput, TooLarge, capped, json_body, json_object, parse_json
 from . import datasets_registry, graph_for, segment_properties_of
 
@@ -63,12 +62,12 @@ def id_list(value, what: str) -> list[int]:
 
 
 def moment(name: str = "timestamp") -> datetime | None:
-    value = request.args.get(name)
-    return parse_timestamp(value) if value not in (None, "", "None", "null") else None
+    """PyChunkedGraph names its moments ``timestamp`` (and ``…_past``, ``start_time`` …)."""
+    return request_input.moment(name)
 
 
 def ids_out(ids):
-    as_str = request.args.get("int64_as_str", "").lower() in ("1", "true")
+    as_str = request_input.flag("int64_as_str")
     return [str(int(i)) if as_str else int(i) for i in ids]
 
 
@@ -349,7 +348,7 @@ def cg_merge_log(table, root_id):
 
 def cg_user_operations(table):
     graph = graph_for(table)
-    include_undo = request.args.get("include_undo", "true").lower() not in ("false", "0")
+    include_undo = request_input.flag("include_undo", default=True)
     ops = graph.user_operations(
         request.args.get("user_id") or None, moment("start_time"), moment("end_time"), include_undo=include_undo
     )

@@ -15,7 +15,7 @@ from segmentation.celltypes import materialize as mat
 from segmentation.timestamps import parse_timestamp
 
 from .. import endpoints, hosts
-from ..request_input import json_body
+from ..request_input import flag, json_body
 from ..workspace import workspace
 from . import cell_tags, datasets_registry
 
@@ -29,17 +29,6 @@ API_VERSIONS = [3]  # caveclient picks the newest it shares; the v2 routes it st
 def _graph(datastack: str):
     datasets_registry().get(datastack)  # 404 for unknown datastacks
     return mat.open_graph(workspace().graphs, datastack)
-
-
-def _flag(name: str, default: bool = False) -> bool:
-    value = request.args.get(name)
-    if value is None or value == "":
-        return default
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise mat.QueryError(f"{name} must be true or false, not {value!r}")
 
 
 def _body() -> dict:
@@ -68,13 +57,13 @@ def _sample(query: mat.Query) -> mat.Query:
 
 def _answer(table: dict, query: mat.Query, voxel_resolution) -> Response:
     """Arrow IPC (``return_pyarrow``, the default) or JSON records; warnings and resolution in headers."""
-    result = mat.count(table, query) if _flag("count") else mat.run(table, query, voxel_resolution)
+    result = mat.count(table, query) if flag("count") else mat.run(table, query, voxel_resolution)
     headers = {}
     if result.warnings:
         headers["Warning"] = "; ".join(result.warnings)
     if result.resolution:
         headers["dataframe_resolution"] = ", ".join(str(float(r)) for r in result.resolution)
-    if not _flag("return_pyarrow", True):
+    if not flag("return_pyarrow", True):
         return Response(json.dumps(mat.records(result)), mimetype="application/json", headers=headers)
     stream = mat.arrow_stream(result, request.headers.get("Accept-Encoding", ""))
     response = Response(stream, headers=headers)
@@ -121,7 +110,7 @@ def mat_version():
 
 
 def mat_versions(datastack):
-    return jsonify([v.number for v in mat.versions(_graph(datastack), _flag("expired"))])
+    return jsonify([v.number for v in mat.versions(_graph(datastack), flag("expired"))])
 
 
 def mat_version_metadata(datastack, version):
@@ -129,7 +118,7 @@ def mat_version_metadata(datastack, version):
 
 
 def mat_versions_metadata(datastack):
-    return jsonify([v.to_json(datastack) for v in mat.versions(_graph(datastack), _flag("expired"))])
+    return jsonify([v.to_json(datastack) for v in mat.versions(_graph(datastack), flag("expired"))])
 
 
 def mat_tables(datastack, version):
@@ -182,7 +171,7 @@ def mat_live_query(datastack):
         )
     query = _sample(mat.parse_query(body, table))
     named = query.root_ids()
-    if named and not _flag("allow_invalid_root_ids"):
+    if named and not flag("allow_invalid_root_ids"):
         invalid = [r for r, ok in zip(named, graph.is_latest(named, at)) if not ok]
         if invalid:
             raise mat.QueryError(

@@ -21,7 +21,7 @@ from state_links.sources import references
 from state_links.store import StateStore
 from state_links.tokens import holds_token
 
-from .. import auth, endpoints, hosts
+from .. import auth, endpoints, hosts, request_input
 from ..workspace import workspace
 from . import VIEWER_TOKEN, datasets_registry
 
@@ -277,7 +277,7 @@ def open_voxel_link(dataset, coords):
     match = _COORDS.match(coords)
     if not match:
         raise LinkError(f"coordinates must be x,y,z voxels (integers), not {coords!r}")
-    at = parse_timestamp(request.args["t"]) if request.args.get("t") else None
+    at = request_input.moment("t")
     state, _ = voxel_state(
         datasets_registry().get(dataset),
         [int(v) for v in match.groups()],
