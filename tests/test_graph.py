@@ -215,3 +215,28 @@ def test_processes_editing_the_same_neurons_lose_nothing(graph_db):
     roots = final.roots(SV)
     for root in set(roots.tolist()):
         assert sorted(final.leaves(root).tolist()) == sorted(s for s, r in zip(SV, roots) if r == root)
+
+
+def test_operations_are_objects_that_invert(graph_db):
+    """Merge, Split, Undo and Redo as values: applied by Graph.apply, each committed one taken back by
+    its invert(); Undo and Redo invert each other."""
+    from segmentation.graph.operations import Merge, Redo, Split, Undo
+
+    graph = fresh(graph_db)
+    before = graph.roots(SV).tolist()
+    merge = Merge(SV[3], SV[4])
+    merged = graph.apply(merge, user="alice")
+    assert len(set(graph.roots(SV).tolist())) == 1 and graph.operation(merged.operation_id)["kind"] == "merge"
+    undone = graph.apply(merge.invert(merged.operation_id), user="alice")
+    assert [len(set(graph.roots(SV[:4]).tolist())), len(set(graph.roots(SV[4:]).tolist()))] == [1, 1]
+    assert graph.roots(SV).tolist() != before  # new roots, the same neurons as before the merge
+    assert Undo(merged.operation_id).invert() == Redo(merged.operation_id)
+    assert Redo(merged.operation_id).invert() == Undo(merged.operation_id)
+    graph.apply(Undo(merged.operation_id).invert(), user="alice")  # redo the merge
+    assert len(set(graph.roots(SV).tolist())) == 1
+    split = graph.apply(Split((SV[0],), (SV[7],)), user="bob")
+    assert len(split.new_root_ids) == 2
+    graph.apply(Split((SV[0],), (SV[7],)).invert(split.operation_id), user="bob")
+    assert len(set(graph.roots(SV).tolist())) == 1
+    assert [op["kind"] for op in graph.user_operations(None)][-5:] == ["merge", "undo", "redo", "split", "undo"]
+    assert undone.operation_id == merged.operation_id + 1

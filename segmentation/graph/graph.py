@@ -41,6 +41,7 @@ from ..models import (
 from .bulk import read_rows
 from .ids import is_supervoxel
 from .index import Edit, GraphError, GraphIndex
+from .operations import Merge, Operation, Redo, Split, Undo
 
 
 class GraphNotIngested(NotFound):
@@ -64,15 +65,6 @@ def _dataset_id(connection, name: str) -> int:
     if dataset_id is None:
         raise LookupError(f"no dataset named {name!r}")
     return dataset_id
-
-
-def _edit_params(sources, sinks, coords) -> dict:
-    params = {"source_ids": [int(s) for s in sources], "sink_ids": [int(s) for s in sinks]}
-    if coords is not None:
-        source_coords, sink_coords = coords
-        params["source_coords"] = [[float(c) for c in p] for p in source_coords]
-        params["sink_coords"] = [[float(c) for c in p] for p in sink_coords]
-    return params
 
 
 class Graph:
@@ -506,21 +498,11 @@ class Graph:
     # ---- edits --------------------------------------------------------------
     def merge(self, sv_a: int, sv_b: int, user: str, coords=None, origin: str = "") -> OperationResult:
         """Join the roots of two supervoxels; ``coords`` (the clicked points, voxels) are kept in the log."""
-
-        def plan(index: GraphIndex):
-            changes, _ = index.plan_merge(sv_a, sv_b)
-            return changes, _edit_params([sv_a], [sv_b], coords), None
-
-        return self._edit("merge", user, plan, origin)
+        return self.apply(Merge(int(sv_a), int(sv_b), coords), user, origin)
 
     def split(self, sources, sinks, user: str, coords=None, origin: str = "") -> OperationResult:
         """Minimum cut between sources and sinks of one root; ``coords`` = (source points, sink points)."""
-
-        def plan(index: GraphIndex):
-            changes, _, _ = index.plan_split(sources, sinks)
-            return changes, _edit_params(sources, sinks, coords), None
-
-        return self._edit("split", user, plan, origin)
+        return self.apply(Split(tuple(int(s) for s in sources), tuple(int(s) for s in sinks), coords), user, origin)
 
     def preview_split(self, sources, sinks) -> list[list[int]]:
         """The supervoxel groups a split would make (sources' side first), without committing."""
@@ -529,27 +511,23 @@ class Graph:
             return self.index.plan_split(sources, sinks)[2]
 
     def undo(self, operation_id: int, user: str, origin: str = "") -> OperationResult:
-        return self._replay_edges("undo", operation_id, user, inverse=True, origin=origin)
+        return self.apply(Undo(int(operation_id)), user, origin)
 
     def redo(self, operation_id: int, user: str, origin: str = "") -> OperationResult:
-        return self._replay_edges("redo", operation_id, user, inverse=False, origin=origin)
+        return self.apply(Redo(int(operation_id)), user, origin)
 
-    def _replay_edges(
-        self, kind: str, operation_id: int, user: str, inverse: bool, origin: str = ""
-    ) -> OperationResult:
+    def apply(self, operation: Operation, user: str, origin: str = "") -> OperationResult:
+        """Commit one edit (a :mod:`~segmentation.graph.operations` object); ``operation.invert(id)``
+        of the result's ``operation_id`` takes it back."""
+
         def plan(index: GraphIndex):
-            target = self._ops.get(operation_id)
-            if target is None:
-                raise GraphError(f"no operation {operation_id} in dataset {self.dataset!r}")
-            wanted = [(int(a), int(b), bool(on) != inverse) for a, b, on in target["edge_changes"]]
-            current = [index.edge_state(a, b) for a, b, _ in wanted]
-            if all(bool(state) == on for state, (_, _, on) in zip(current, wanted)):
-                raise GraphError(f"operation {operation_id} is already {'undone' if inverse else 'in effect'}")
-            if any(state is None or bool(state) == on for state, (_, _, on) in zip(current, wanted)):
-                raise GraphError(f"operation {operation_id} was partly changed by later edits; undo those first")
-            return tuple(wanted), {"operation_id": operation_id}, target["row_id"]
+            target = getattr(operation, "operation_id", None)
+            if target is not None and target not in self._ops:
+                raise GraphError(f"no operation {target} in dataset {self.dataset!r}")
+            planned = operation.plan(index, self._ops)
+            return planned.changes, planned.params, planned.target_row
 
-        return self._edit(kind, user, plan, origin)
+        return self._edit(operation.kind, user, plan, origin)
 
     def _edit(self, kind: str, user: str, plan, origin: str = "") -> OperationResult:
         """One edit in one transaction: lock, catch up, plan, write the operation and its audit entry."""
