@@ -1,8 +1,12 @@
-"""A throwaway axonlink home for a benchmark: a temporary directory and database, gone afterwards."""
+"""What benchmarks share: a throwaway home and database, a token, a tiny layer, the demo's chunk
+paths, and waiting for a server they started."""
 
 from __future__ import annotations
 
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,3 +38,48 @@ def _migrated(home: Path, url: str) -> Settings:
     settings = Settings.load(home=home, database_url=url)
     db.upgrade(settings.database_url)
     return settings
+
+
+def tiny_layer(home: Path) -> str:
+    """An 8×8×8 all-background segmentation layer: the segmentation of synthetic-graph datasets."""
+    import numpy as np
+
+    from segmentation.precomputed import write_layer
+
+    return write_layer(
+        home / "layer",
+        [np.zeros((8, 8, 8), dtype=np.uint64)],
+        "segmentation",
+        "compressed_segmentation",
+        (8, 8, 40),
+        (8, 8, 8),
+    )
+
+
+def chunk_paths(info: dict, dataset: str = "demo", layers=("segmentation", "image")) -> list[str]:
+    """Every mip-0 chunk path of ``layers`` of a dataset whose layers share ``info``'s grid."""
+    scale = info["scales"][0]
+    (cx, cy, cz), (sx, sy, sz) = scale["chunk_sizes"][0], scale["size"]
+    return [
+        f"/data/{dataset}/{layer}/{scale['key']}/{x}-{min(x + cx, sx)}_{y}-{min(y + cy, sy)}_{z}-{min(z + cz, sz)}"
+        for layer in layers
+        for x in range(0, sx, cx)
+        for y in range(0, sy, cy)
+        for z in range(0, sz, cz)
+    ]
+
+
+def wait_until_answering(url: str, process, what: str, seconds: float = 60) -> None:
+    """Poll ``url`` until the server ``process`` started answers (any HTTP status); SystemExit if it
+    dies or does not answer within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except urllib.error.HTTPError:
+            return  # answering
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit(f"{what} did not start") from None
+            time.sleep(0.2)

@@ -20,13 +20,12 @@ import urllib.request
 
 import numpy as np
 
-from bench.fresh import fresh_settings, proofreader_token
+from bench.fresh import fresh_settings, proofreader_token, tiny_layer
 from bench.graph_ops import naive_components, synthetic_graph
 from bench.serve_chunks import axonlink_server
 from segmentation.datasets import Datasets
 from segmentation.graph import Graph, store_graph
 from segmentation.graph.ids import supervoxel_ids
-from segmentation.precomputed import write_layer
 
 
 def post(url, body, token: str) -> float:
@@ -50,14 +49,7 @@ def main() -> int:
 
     with fresh_settings(args.database_url) as settings:
         home = settings.home
-        tiny = write_layer(
-            home / "layer",
-            [np.zeros((8, 8, 8), dtype=np.uint64)],
-            "segmentation",
-            "compressed_segmentation",
-            (8, 8, 40),
-            (8, 8, 8),
-        )
+        tiny = tiny_layer(home)
         Datasets(settings.database_url).add("bench", image=tiny, segmentation=tiny)
         edges, active, area, neuron, starts, sizes = synthetic_graph(args.supervoxels, args.max_neuron, rng)
         svs = supervoxel_ids(np.arange(1, args.supervoxels + 1, dtype=np.uint64))

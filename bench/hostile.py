@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from bench.fresh import fresh_settings, proofreader_token
+from bench.fresh import chunk_paths, fresh_settings, proofreader_token
 from bench.serve_chunks import axonlink_server
 from segmentation.demo.install import ensure_demo
 
@@ -60,15 +60,7 @@ def ask(url, method, path, body=None, token=None, source=LEGIT) -> tuple[int, by
 # ---- what the clients ask for ---------------------------------------------------------
 def plan(url: str, settings) -> dict:
     info = json.loads(ask(url, "GET", "/data/demo/segmentation/info")[1])
-    scale = info["scales"][0]
-    (cx, cy, cz), (sx, sy, sz) = scale["chunk_sizes"][0], scale["size"]
-    chunks = [
-        f"/data/demo/{layer}/{scale['key']}/{x}-{min(x + cx, sx)}_{y}-{min(y + cy, sy)}_{z}-{min(z + cz, sz)}"
-        for layer in ("segmentation", "image")
-        for x in range(0, sx, cx)
-        for y in range(0, sy, cy)
-        for z in range(0, sz, cz)
-    ]
+    chunks = chunk_paths(info)
     from segmentation.graph import Graph
 
     graph = Graph.open(settings.database_url, "demo")

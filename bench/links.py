@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.fresh import fresh_settings
+from bench.fresh import fresh_settings, wait_until_answering
 from bench.serve_chunks import axonlink_server, free_port
 from bench.state_corpus import generate
 
@@ -72,17 +72,7 @@ def floor_server(database_url: str, workers: int):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/floor/states/1", timeout=2)
-                break
-            except urllib.error.HTTPError:
-                break  # answering
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise SystemExit("the floor server did not start") from None
-                time.sleep(0.2)
+        wait_until_answering(f"{url}/floor/states/1", process, "the floor server", seconds=30)
         yield url
     finally:
         process.terminate()

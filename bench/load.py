@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from bench.fresh import fresh_settings, proofreader_token
+from bench.fresh import chunk_paths, fresh_settings, proofreader_token
 from bench.serve_chunks import axonlink_server
 from segmentation.demo.install import ensure_demo
 
@@ -40,16 +40,7 @@ def plan(url: str, settings) -> dict:
 
     truth = json.loads((settings.demo_dir / "ground_truth.json").read_text())
     info = json.loads(_get(url, "/data/demo/segmentation/info"))
-    scale = info["scales"][0]
-    cx, cy, cz = scale["chunk_sizes"][0]
-    sx, sy, sz = scale["size"]
-    chunks = [
-        f"/data/demo/{layer}/{scale['key']}/{x}-{min(x + cx, sx)}_{y}-{min(y + cy, sy)}_{z}-{min(z + cz, sz)}"
-        for layer in ("segmentation", "image")
-        for x in range(0, sx, cx)
-        for y in range(0, sy, cy)
-        for z in range(0, sz, cz)
-    ]
+    chunks = chunk_paths(info)
     state = json.loads(_get(url, "/api/v1/datasets/demo/state"))
     links = []
     for k in range(100):

@@ -25,7 +25,7 @@ from urllib.parse import quote
 import numpy as np
 import sqlalchemy as sa
 
-from bench.fresh import fresh_settings
+from bench.fresh import fresh_settings, tiny_layer
 from bench.graph_ops import synthetic_graph
 from bench.serve_chunks import axonlink_server
 from segmentation import db
@@ -36,7 +36,6 @@ from segmentation.graph import Graph, store_graph
 from segmentation.graph.bulk import write_rows
 from segmentation.graph.ids import supervoxel_ids
 from segmentation.models import CellTagStateRow
-from segmentation.precomputed import write_layer
 
 DATASETS = ("cortex_a", "cortex_b", "cortex_c")
 USERS = ("ana", "ben", "chen", "dara", "importer")
@@ -47,14 +46,7 @@ MEAN_NEURON = 10.5  # supervoxels per neuron in synthetic_graph(max_neuron=20)
 def build(settings: Settings, tags_total: int, neurons: int, rng) -> datetime:
     """Datasets, graphs and tags; returns a moment after the tags and before the merges."""
     home = settings.home
-    tiny = write_layer(
-        home / "layer",
-        [np.zeros((8, 8, 8), dtype=np.uint64)],
-        "segmentation",
-        "compressed_segmentation",
-        (8, 8, 40),
-        (8, 8, 8),
-    )
+    tiny = tiny_layer(home)
     registry = Datasets(settings.database_url)
     terms = [t.name for t in Vocabulary.default().terms()]
     per_dataset = tags_total // len(DATASETS)

@@ -25,13 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from cloudvolume import CloudVolume
 
+from bench.fresh import wait_until_answering
 from bench.static_server import StaticServer
 from segmentation.config import Settings
 from segmentation.datasets import Datasets
@@ -70,15 +70,7 @@ def axonlink_server(settings: Settings, extra_env=None):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/v1/datasets", timeout=2).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise SystemExit("axonlink serve did not start") from None
-                time.sleep(0.2)
+        wait_until_answering(f"{url}/api/v1/datasets", process, "axonlink serve")
         yield url
     finally:
         process.terminate()
