@@ -107,8 +107,6 @@ def decompress(data: bytes, encoding: str, key: str, max_bytes: int = MAX_INFLAT
 
     encoding = encoding.lower()
     try:
-        if encoding == "gzip":
-            return inflate(data, key, max_bytes)
         if encoding == "br":
             import brotli
 

@@ -5,6 +5,7 @@ Fixtures live in ``conftest.py``; what a test imports lives here (``from tests.h
 
 from __future__ import annotations
 
+import json
 import os
 import urllib.error
 import urllib.request
@@ -107,3 +108,14 @@ def call(
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+
+
+def without_request_id(answer):
+    """An error answer (a dict, or JSON bytes) without its request id: each request has its own."""
+    if isinstance(answer, dict):
+        return {key: value for key, value in answer.items() if key != "request_id"}
+    try:
+        document = json.loads(answer)
+    except ValueError:
+        return answer
+    return json.dumps(without_request_id(document) if isinstance(document, dict) else document).encode()

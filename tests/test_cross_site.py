@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.helpers import CG_SV, SQLITE_ONLY, call, cg_point_nm, proofreader_token
+from tests.helpers import CG_SV, SQLITE_ONLY, call, cg_point_nm, proofreader_token, without_request_id
 
 CG = "/segmentation/api/v1/table/cg"
 
@@ -151,17 +151,6 @@ def test_private_answers_never_enter_shared_caches(private_site):
     assert status == 200 and headers["Cache-Control"].startswith("public")
 
 
-def _without_request_id(body: bytes) -> bytes:
-    """An error body without its request id (every request has its own)."""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return body
-    if isinstance(document, dict):
-        document.pop("request_id", None)
-    return json.dumps(document, sort_keys=True).encode()
-
-
 def test_unknown_and_private_datasets_look_the_same(private_site):
     base = private_site.url
     for template in (
@@ -179,7 +168,7 @@ def test_unknown_and_private_datasets_look_the_same(private_site):
         assert dict(hidden[1]).keys() == dict(unknown[1]).keys(), template
         _, hidden_body = call(base + template.format("hidden"))
         _, unknown_body = call(base + template.format("nosuch"))
-        assert _without_request_id(hidden_body.replace(b"hidden", b"X")) == _without_request_id(
+        assert without_request_id(hidden_body.replace(b"hidden", b"X")) == without_request_id(
             unknown_body.replace(b"nosuch", b"X")
         ), template
 

@@ -15,24 +15,10 @@ from contextlib import contextmanager
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import CG_SV, write_volume
+from tests.helpers import CG_SV, without_request_id, write_volume
 from tests.test_state_sources import PLACES, SPELLINGS
 
 NOT_FOUND = {"error": "Not Found"}
-
-
-def without_request_id(body: bytes) -> bytes:
-    """A JSON error body without its request id; other bodies as they are."""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return body
-    return json.dumps(bare(document) if isinstance(document, dict) else document).encode()
-
-
-def bare(answer: dict) -> dict:
-    """An error answer without its request id (each request has its own)."""
-    return {key: value for key, value in answer.items() if key != "request_id"}
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -163,8 +149,14 @@ def test_every_spelling_and_place_of_a_private_dataset_ties_the_state(site):
             status, _, answer = post(site, state("secret"), user)
             unknown_status, _, unknown = post(site, state("nosuch"), user)
             assert (status, unknown_status) == (404, 404), (spelling, user, answer)
-            assert bare(answer) == {**NOT_FOUND, "message": "no dataset named 'secret'"}, (spelling, answer)
-            assert bare(unknown) == {**NOT_FOUND, "message": "no dataset named 'nosuch'"}, (spelling, unknown)
+            assert without_request_id(answer) == {**NOT_FOUND, "message": "no dataset named 'secret'"}, (
+                spelling,
+                answer,
+            )
+            assert without_request_id(unknown) == {**NOT_FOUND, "message": "no dataset named 'nosuch'"}, (
+                spelling,
+                unknown,
+            )
         status, _, made = post(site, state("secret"), "vera")
         assert status == 201 and "secret" in made["datasets"], (spelling, made)
         for path in read_paths(made):
@@ -184,7 +176,7 @@ def test_the_dataset_404_is_the_same_everywhere(site):
         ]
         status, _, body = call(f"{site.url}/api/v1/datasets/{name}")
         answers.append((status, None, json.loads(body)))
-        assert [(s, bare(a)) for s, _, a in answers] == [(404, expected)] * 4, answers
+        assert [(s, without_request_id(a)) for s, _, a in answers] == [(404, expected)] * 4, answers
 
 
 def test_unknown_and_private_cost_the_same_work(site):
