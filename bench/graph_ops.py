@@ -82,7 +82,7 @@ def main() -> int:
     edges, active, area, neuron, starts, sizes = synthetic_graph(args.supervoxels, args.max_neuron, rng)
     svs = supervoxel_ids(np.arange(1, args.supervoxels + 1, dtype=np.uint64))
     rss_before = psutil.Process().memory_info().rss
-    build, index = timed(GraphIndex, svs, svs[edges[:, 0]], svs[edges[:, 1]], area, active)
+    build, index = timed(GraphIndex.from_arrays, svs, svs[edges[:, 0]], svs[edges[:, 1]], area, active)
     memory = psutil.Process().memory_info().rss - rss_before
     print(
         f"graph: {args.supervoxels:,} supervoxels, {len(edges):,} edges, {len(sizes):,} neurons "

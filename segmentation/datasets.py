@@ -238,19 +238,23 @@ class Datasets:
 
     def remove(self, name: str, *, by: str, origin: str = "") -> dict:
         """Remove a dataset and everything bound to it, in one transaction (audited): its graph
-        (supervoxels, edges, operations), cell-type tags (purged in every process's index), state
+        (its base files, operations), cell-type tags (purged in every process's index), state
         anchors, grants and layers. Its files are not touched. Stored states that name it are tied
         to :data:`REMOVED` instead, a name no dataset can have: they read as missing, and never as
         a later dataset of the same name."""
         from .access.audit import record
         from .celltypes.tags import purge_dataset
         from .graph import Graph
+        from .graph.store import discard_base, open_base
         from .models import GrantRow, GraphEdgeRow, GraphOperationRow, GraphStateRow, GraphSupervoxelRow, StateAnchorRow
 
         with self.engine.begin() as connection:
             dataset_id = connection.scalar(sa.select(DatasetRow.id).where(DatasetRow.name == name))
             if dataset_id is None:
                 raise DatasetNotFound(f"no dataset named {name!r}")
+            base_url = connection.scalar(
+                sa.select(GraphStateRow.base_url).where(GraphStateRow.dataset_id == dataset_id)
+            )
             removed = {"tags": purge_dataset(connection, dataset_id, name)}
             for label, table in (
                 ("operations", GraphOperationRow),
@@ -261,6 +265,10 @@ class Datasets:
                 ("layers", LayerRow),
             ):
                 removed[label] = connection.execute(sa.delete(table).where(table.dataset_id == dataset_id)).rowcount
+            if base_url is not None:  # the graph's base: its files go once this commits
+                base = open_base(base_url)
+                removed["supervoxels"] += base.supervoxel_count
+                removed["edges"] += base.edge_count
             removed["anchors"] = connection.execute(
                 sa.delete(StateAnchorRow).where(StateAnchorRow.dataset == name)
             ).rowcount
@@ -269,6 +277,7 @@ class Datasets:
             record(connection, user=by, action="dataset.remove", dataset=name, detail=removed, origin=origin)
         forget_cached_access()
         Graph.forget(self.database_url, name)
+        discard_base(base_url)  # the graph's files (the dataset's own files are not touched)
         with self._lock:
             self._stores = {key: value for key, value in self._stores.items() if key[0] != name}
         return removed

@@ -72,9 +72,14 @@ class GraphStateRow(Base):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     # root ids of this graph count from root_base + 1 (above every id an earlier graph of the dataset gave)
     root_base: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    # the graph's immutable base (segmentation.graph.base), e.g. file:///…/graphs/dataset-3-0-…;
+    # None only for a graph ingested before bases existed (converted when first opened)
+    base_url: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
 
 
 class GraphSupervoxelRow(Base):
+    """Supervoxels of graphs ingested before bases existed (read once to write their base, then deleted)."""
+
     __tablename__ = "graph_supervoxels"
 
     dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
@@ -89,7 +94,8 @@ class GraphSupervoxelRow(Base):
 
 
 class GraphEdgeRow(Base):
-    """Adjacency from ingest (contact area) plus edges that merges added (area 0)."""
+    """Adjacency of graphs ingested before bases existed, plus edges their merges added (area 0); read
+    once to write their base, then deleted."""
 
     __tablename__ = "graph_edges"
 

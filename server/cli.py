@@ -388,6 +388,7 @@ def cmd_ingest_graph(args, settings):
             replace=args.replace,
             by=actor["by"],
             origin=actor["origin"],
+            home=settings.home,
         )
     except (DatasetNotFound, GraphError) as error:
         raise UserError(str(error)) from None

@@ -54,6 +54,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # which server worker wrote it
         }
         document.update({key: value for key, value in _Fields.of(record).items() if value is not None})
         if record.exc_info:

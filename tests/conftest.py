@@ -15,6 +15,14 @@ from tests.helpers import (
 )
 
 
+@pytest.fixture(autouse=True)
+def graph_store(tmp_path, monkeypatch):
+    """Graph bases written by a test go to its own folder (with PostgreSQL nothing else says where)."""
+    store = tmp_path / "graph-store"
+    monkeypatch.setenv("AXONLINK_GRAPH_STORE", str(store))
+    return store
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
     """A fresh, empty database: a SQLite file, or a private schema in PostgreSQL's `test` database."""

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -158,6 +159,7 @@ def test_removing_a_dataset_leaves_nothing_behind(layered, small_volumes, tmp_pa
             assert connection.scalar(sa.text(f"SELECT count(*) FROM {table}")) == 0, table
     assert AuditLog(url).entries(action="dataset.remove")[0]["dataset"] == "multi"
     assert call(f"{layered.url}/api/v1/datasets/multi")[0] == 404
+    assert not Path(urlsplit(other_process_graph.base_url).path).exists()  # the graph's files are gone too
     assert call(f"{layered.url}/api/v1/states/{short}")[0] == 404  # its links read as missing
     with pytest.raises(GraphNotIngested):
         other_process_graph.roots([(1 << 56) | 1])  # a worker holding the old graph learns at its next read

@@ -122,7 +122,7 @@ def test_replace_swaps_the_graph_and_is_audited(home, tmp_path, capsys):
     roots = fresh.roots(SV).tolist()
     assert roots[2] == roots[3] and len({roots[0], roots[1], roots[2]}) == 3  # alice's merge is gone
     assert roots != old_roots
-    every_old_root = set(old_roots) | {int(r) for r in graph.index.root_of}  # initial ones too
+    every_old_root = set(old_roots) | {int(r) for r in graph.index.base.root_ids}  # initial ones too
     assert not every_old_root & set(roots)  # a root id never comes back naming another neuron
     assert min(r & ((1 << 56) - 1) for r in roots) > max(r & ((1 << 56) - 1) for r in every_old_root)
     assert fresh.user_operations(None) == []
@@ -145,10 +145,12 @@ def test_a_failed_replace_keeps_the_old_graph(home, tmp_path, capsys):
     assert AuditLog(url).entries(action="graph.replace") == []
 
 
-def test_a_replace_failing_while_writing_rolls_back(settings, small_volumes, tmp_path, monkeypatch):
-    """The old graph is deleted in the transaction that writes the new one: a failure there undoes both."""
+def test_a_replace_failing_while_writing_rolls_back(settings, small_volumes, tmp_path, monkeypatch, graph_store):
+    """The new base is written first and the old graph is deleted in the transaction that points to the
+    new one: a failure while writing or swapping leaves the old graph and no stray files."""
     from segmentation import db
     from segmentation.datasets import Datasets
+    from segmentation.graph import base as base_module
     from segmentation.graph import ingest
 
     db.upgrade(settings.database_url)
@@ -160,19 +162,31 @@ def test_a_replace_failing_while_writing_rolls_back(settings, small_volumes, tmp
     svs = SV[:2]
     before = Graph(settings.database_url, "r").roots(svs).tolist()
     assert before[0] == before[1]
-    calls = []
+    store = graph_store  # the folder the bases are written to
+    old_files = sorted(p.name for p in store.iterdir())
+    saved = []
 
-    def failing_write(connection, table, columns):
-        calls.append(table)
-        if table == "graph_edges":
-            raise RuntimeError("disk full")
-        return write_rows(connection, table, columns)
+    def failing_save(file, array):  # the disk fills up while the new base is being written
+        saved.append(file)
+        if len(saved) == 3:
+            raise OSError("disk full")
+        return save(file, array)
 
-    write_rows = ingest.write_rows
-    monkeypatch.setattr(ingest, "write_rows", failing_write)
-    with pytest.raises(RuntimeError, match="disk full"):
+    save = base_module.np.save
+    monkeypatch.setattr(base_module.np, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
         ingest.ingest_dataset(settings.database_url, "r", replace=True, progress=False)
-    assert calls == ["graph_supervoxels", "graph_edges"]  # it got as far as writing
+    monkeypatch.undo()
+    assert len(saved) == 3  # it got as far as writing
+    assert sorted(p.name for p in store.iterdir()) == old_files  # nothing half-written is left
+
+    def failing_audit(*args, **kwargs):  # the base is written, then the swap's transaction fails
+        raise RuntimeError("connection lost")
+
+    monkeypatch.setattr("segmentation.access.audit.record", failing_audit)
+    with pytest.raises(RuntimeError, match="connection lost"):
+        ingest.ingest_dataset(settings.database_url, "r", replace=True, progress=False)
+    assert sorted(p.name for p in store.iterdir()) == old_files  # the unused new base is deleted
     after = Graph(settings.database_url, "r")
     assert after.roots(svs).tolist() == before
     assert len(after.index.sv_ids) == 2

@@ -44,7 +44,9 @@ def _index(n, extra_edges=(), weights=None):
     svs = supervoxel_ids(np.arange(1, n + 1))
     pairs = [(i, i + 1) for i in range(n - 1)] + list(extra_edges)
     area = weights or [100.0] * len(pairs)
-    index = GraphIndex(svs, [svs[a] for a, _ in pairs], [svs[b] for _, b in pairs], area, [True] * len(pairs))
+    index = GraphIndex.from_arrays(
+        svs, [svs[a] for a, _ in pairs], [svs[b] for _, b in pairs], area, [True] * len(pairs)
+    )
     return index, [int(s) for s in svs]
 
 

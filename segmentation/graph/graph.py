@@ -1,8 +1,9 @@
 """``Graph``: the versioned proofreading graph of one dataset.
 
-SQL is the source of truth (supervoxels, edges, the operation log); each
-process keeps a :class:`~segmentation.graph.index.GraphIndex` in memory and
-replays new operations from the log before answering, so several processes
+The graph as ingested is an immutable base of files (:mod:`segmentation.graph.base`) that
+every process memory-maps; SQL holds the operation log, the source of truth for every edit.
+Each process keeps a :class:`~segmentation.graph.index.GraphIndex` (the base plus what edits
+changed) and replays new operations from the log before answering, so several processes
 agree at once. An edit runs in one transaction that first takes the dataset's
 ``graph_state`` row lock (PostgreSQL row lock, SQLite's single writer), catches
 up with the log, plans the edit on the index, writes the operation, commits,
@@ -32,16 +33,12 @@ from .. import budget
 from ..access import audit
 from ..db import engine_for
 from ..errors import NotFound
-from ..models import (
-    DatasetRow,
-    GraphEdgeRow,
-    GraphOperationRow,
-    GraphStateRow,
-)
-from .bulk import read_rows
+from ..models import DatasetRow, GraphOperationRow, GraphStateRow
 from .ids import is_supervoxel
 from .index import Edit, GraphError, GraphIndex
+from .legacy import write_legacy_base
 from .operations import Merge, Operation, Redo, Split, Undo
+from .store import open_base
 
 
 class GraphNotIngested(NotFound):
@@ -93,33 +90,13 @@ class Graph:
         with self.engine.connect() as connection:
             self.dataset_id = _dataset_id(connection, dataset)
             state = connection.execute(
-                sa.select(GraphStateRow.root_base).where(GraphStateRow.dataset_id == self.dataset_id)
+                sa.select(GraphStateRow.base_url).where(GraphStateRow.dataset_id == self.dataset_id)
             ).first()
-            if state is None:
-                raise GraphNotIngested(f"dataset {dataset!r} has no graph yet (run ingest-graph)")
-            where = {"d": self.dataset_id}
-            box = {c: (f"COALESCE({c}, -1)", "i4") for c in ("x0", "y0", "z0", "x1", "y1", "z1")}
-            svs = read_rows(
-                connection, {"sv": ("sv_id", "i8"), **box}, "graph_supervoxels WHERE dataset_id = :d", where, "sv_id"
-            )
-            edges = read_rows(
-                connection,
-                {"a": ("sv_a", "i8"), "b": ("sv_b", "i8"), "area": ("area", "f8"), "active": ("initially_active", "?")},
-                "graph_edges WHERE dataset_id = :d",
-                where,
-                "sv_a, sv_b",
-            )
-        boxes = np.stack([svs[c] for c in ("x0", "y0", "z0", "x1", "y1", "z1")], axis=1)
-        has_boxes = len(boxes) and (boxes[:, 3] >= 0).all()
-        self.index = GraphIndex(
-            svs["sv"].astype(np.uint64),
-            edges["a"].astype(np.uint64),
-            edges["b"].astype(np.uint64),
-            edges["area"],
-            edges["active"],
-            boxes=boxes if has_boxes else None,
-            root_base=int(state[0] or 0),
-        )
+        if state is None:
+            raise GraphNotIngested(f"dataset {dataset!r} has no graph yet (run ingest-graph)")
+        base_url = state[0] or write_legacy_base(self.engine, self.database_url, self.dataset_id, dataset)
+        self.base_url = base_url
+        self.index = GraphIndex(open_base(base_url))
         self._op_times: list[datetime] = []  # created_at of operation seq i+1
         # operations by their number in this dataset's log (1, 2, 3 ...): the operation ids the API
         # shows, so that ids never reveal how many edits other datasets had (rows are numbered globally)
@@ -557,7 +534,6 @@ class Graph:
                 "new_root_ids": list(new_roots),
                 "target_operation_id": target,
             }
-            self._add_new_edges(connection, changes)
             operation_id = connection.execute(
                 sa.insert(GraphOperationRow.__table__).values(**row).returning(GraphOperationRow.__table__.c.id)
             ).scalar_one()
@@ -576,14 +552,3 @@ class Graph:
             if self.index.seq == seq - 1:
                 self._apply_row(row)
         return OperationResult(seq, list(new_roots), old_roots, now)
-
-    def _add_new_edges(self, connection, changes) -> None:
-        """Merges of supervoxels that never touched add an edge (area 0) to the adjacency."""
-        for a, b, on in changes:
-            if on and self.index.edge_state(a, b) is None:
-                lo, hi = min(a, b), max(a, b)
-                connection.execute(
-                    sa.insert(GraphEdgeRow).values(
-                        dataset_id=self.dataset_id, sv_a=lo, sv_b=hi, area=0.0, initially_active=False
-                    )
-                )

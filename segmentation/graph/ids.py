@@ -24,6 +24,16 @@ def root_id(counter: int) -> int:
     return (ROOT_LAYER << LAYER_SHIFT) | int(counter)
 
 
+def root_ids(counters) -> np.ndarray:
+    """:func:`root_id` of many counters at once."""
+    return np.asarray(counters, dtype=np.uint64) | np.uint64(ROOT_LAYER << LAYER_SHIFT)
+
+
+def counter_of(node_id: int) -> int:
+    """The counter part of an id (its low 56 bits)."""
+    return int(node_id) & _COUNTER_MASK
+
+
 def supervoxel_ids(plain: np.ndarray) -> np.ndarray:
     """Give plain labels (1, 2, 3 ...) the supervoxel layer; 0 (background) stays 0."""
     plain = np.asarray(plain, dtype=np.uint64)

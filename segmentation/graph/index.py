@@ -1,8 +1,8 @@
-"""The in-memory supervoxel graph of one dataset, with its full edit history.
+"""The supervoxel graph of one dataset as a process reads it, with its full edit history.
 
-This is what makes reads fast: numpy arrays for the adjacency (CSR), which
-edges are active, every supervoxel's current root, and an append-only history
-of root assignments for time travel. It knows nothing of SQL: an edit is
+Reads are array lookups: the adjacency (CSR), the edges' states and every supervoxel's root
+come from the memory-mapped base (:mod:`segmentation.graph.base`), corrected by what edits
+changed since (:mod:`segmentation.graph.changes`, kept per process and small). It knows nothing of SQL: an edit is
 computed as an :class:`Edit` (edge changes + the new root ids), committed to
 the database by :mod:`segmentation.graph.graph`, then applied here with
 :meth:`GraphIndex.apply` — the same call that replays the operation log, so
@@ -20,9 +20,9 @@ from scipy.sparse.csgraph import connected_components
 
 from .. import budget
 from ..errors import Invalid
-from .ids import root_id
-
-_SEQ_BITS = 32
+from .base import BaseError, GraphBase, positions_of
+from .changes import NEWEST, RootChanges
+from .ids import ROOT_LAYER, counter_of, layer_of, root_id
 
 
 class GraphError(Invalid):
@@ -51,51 +51,49 @@ class RootRecord:
 
 
 class GraphIndex:
-    """Supervoxels, adjacency, active edges and root history of one dataset."""
+    """Supervoxels, adjacency, active edges and root history of one dataset: a base plus edits.
 
-    def __init__(self, supervoxels, edge_a, edge_b, area, active, boxes=None, root_base: int = 0):
-        sv = np.asarray(supervoxels, dtype=np.uint64)
-        order = np.argsort(sv, kind="stable")
-        self.sv_ids = sv[order]
-        # [x0, y0, z0, x1, y1, z1) voxel box of each supervoxel, when the ingest recorded them
-        self.boxes = None if boxes is None else np.asarray(boxes, dtype=np.int32).reshape(-1, 6)[order]
-        if len(self.sv_ids) and np.any(np.diff(self.sv_ids) == 0):
-            raise GraphError("duplicate supervoxel ids")
-        n = len(self.sv_ids)
-        self._contiguous = bool(n) and int(self.sv_ids[-1] - self.sv_ids[0]) == n - 1
-        a = self.index_of(np.asarray(edge_a, dtype=np.uint64))
-        b = self.index_of(np.asarray(edge_b, dtype=np.uint64))
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        keys = lo.astype(np.int64) * n + hi
-        order = np.argsort(keys, kind="stable")
-        self._edge_keys = keys[order]
-        self.edge_lo, self.edge_hi = lo[order], hi[order]
-        self.area = np.asarray(area, dtype=np.float32)[order]
-        self.active = np.asarray(active, dtype=bool)[order].copy()
-        self._build_csr()
-        self._extra_edges: dict[tuple[int, int], int] = {}
+    The base (:class:`~segmentation.graph.base.GraphBase`, memory-mapped and shared between
+    processes) is never written; what edits change lives here: root assignments
+    (:class:`~segmentation.graph.changes.RootChanges`), the members and lineage of roots they
+    made, edges switched on or off and edges merges added. No edit touches an array of the
+    dataset's size.
+    """
+
+    def __init__(self, base: GraphBase):
+        self.base = base
+        n = base.supervoxel_count
+        self._contiguous = bool(n) and int(base.supervoxels[-1]) - int(base.supervoxels[0]) == n - 1
+        self._first = int(base.supervoxels[0]) if n else 0
+        self._changes = RootChanges(n)
+        self._edge_state: dict[int, bool] = {}  # edges switched since the base (and edges merges added)
+        self._edge_state_arrays = None  # the same, as sorted arrays, built when a read needs them
+        self._extra_edges: dict[tuple[int, int], int] = {}  # (lo, hi) positions -> edge number (>= m)
         self._extra_neighbors: dict[int, list[tuple[int, int]]] = {}
         self._planned = None  # (operation number, edge changes) -> components, see _resulting_components
-
-        labels = self._components(np.arange(n), self.edge_lo[self.active], self.edge_hi[self.active])
-        ranks = _rank_by_smallest_member(labels)
-        # root counters start after ``root_base``: a re-ingested graph never reuses its predecessor's ids
-        self.root_base = int(root_base)
-        self.root_of = (
-            np.array([root_id(self.root_base + r + 1) for r in range(ranks.max() + 1)], dtype=np.uint64)[ranks]
-            if n
-            else np.zeros(0, dtype=np.uint64)
-        )
-        self.initial_root_count = int(ranks.max() + 1) if n else 0
-        self.next_root_counter = self.root_base + self.initial_root_count + 1
-        self._initial_order = np.argsort(self.root_of, kind="stable")
-        self._initial_sorted = self.root_of[self._initial_order]
+        self.root_base = base.root_base
+        self.next_root_counter = base.next_root_counter
         self._members: dict[int, np.ndarray] = {}
         self.records: dict[int, RootRecord] = {}
-        self.seq = 0
-        self._history = [(np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.int64), self.root_of.copy())]
-        self._last_change = np.zeros(n, dtype=np.int64)  # operation that last gave each supervoxel a root
-        self._history_keys = None
+        self.seq = base.seq
+
+    @classmethod
+    def from_arrays(cls, supervoxels, edge_a, edge_b, area, active, boxes=None, root_base: int = 0) -> GraphIndex:
+        """An index over a base built in memory (scripts, tests)."""
+        try:
+            return cls(GraphBase.build(supervoxels, edge_a, edge_b, area, active, boxes=boxes, root_base=root_base))
+        except BaseError as error:
+            raise GraphError(str(error)) from None
+
+    @property
+    def sv_ids(self) -> np.ndarray:
+        """Every supervoxel id, sorted (a position is an index into this)."""
+        return self.base.supervoxels
+
+    @property
+    def boxes(self) -> np.ndarray | None:
+        """[x0, y0, z0, x1, y1, z1) voxel box of each supervoxel, when the ingest recorded them."""
+        return self.base.boxes
 
     # ---- ids ---------------------------------------------------------------
     def index_of(self, ids) -> np.ndarray:
@@ -103,14 +101,15 @@ class GraphIndex:
         ids = np.asarray(ids, dtype=np.uint64).ravel()
         n = len(self.sv_ids)
         if n and self._contiguous:  # ids first..first+n-1: the index is a subtraction
-            pos = (ids - self.sv_ids[0]).astype(np.int64)
-            bad = (ids < self.sv_ids[0]) | (pos >= n)
-        else:
-            pos = np.minimum(np.searchsorted(self.sv_ids, ids), max(n - 1, 0)).astype(np.int64)
-            bad = self.sv_ids[pos] != ids if n else np.ones(len(ids), dtype=bool)
-        if bad.any():
-            raise GraphError(f"unknown supervoxel id(s): {[int(x) for x in ids[bad][:5]]}")
-        return pos
+            pos = (ids - np.uint64(self._first)).astype(np.int64)
+            bad = (ids < np.uint64(self._first)) | (pos >= n)
+            if bad.any():
+                raise GraphError(f"unknown supervoxel id(s): {[int(x) for x in ids[bad][:5]]}")
+            return pos
+        try:
+            return positions_of(self.sv_ids, ids)
+        except BaseError as error:
+            raise GraphError(str(error)) from None
 
     def has(self, supervoxel: int) -> bool:
         """Whether ``supervoxel`` is a supervoxel of this graph."""
@@ -119,23 +118,22 @@ class GraphIndex:
         return position < n and int(self.sv_ids[position]) == int(supervoxel)
 
     def is_root(self, node: int) -> bool:
-        return node in self.records or self._is_initial(node)
+        return int(node) in self.records or self._base_root(node) is not None
 
-    def _is_initial(self, node: int) -> bool:
-        from .ids import LAYER_SHIFT, ROOT_LAYER
-
-        counter = int(node) & ((1 << LAYER_SHIFT) - 1)
-        return (
-            int(node) >> LAYER_SHIFT == ROOT_LAYER
-            and self.root_base < counter <= self.root_base + self.initial_root_count
-        )
+    def _base_root(self, node: int) -> int | None:
+        """Where the base lists root ``node`` (None: not a root of the base)."""
+        ids = self.base.root_ids
+        if not len(ids) or layer_of(node) != ROOT_LAYER:
+            return None
+        at = int(np.searchsorted(ids, np.uint64(node)))
+        return at if at < len(ids) and int(ids[at]) == int(node) else None
 
     def record(self, root: int) -> RootRecord:
         root = int(root)
         if root not in self.records:
-            if not self._is_initial(root):
+            if self._base_root(root) is None:
                 raise GraphError(f"unknown root id {root}")
-            self.records[root] = RootRecord(created_seq=0)
+            self.records[root] = RootRecord(created_seq=self.base.seq)
         return self.records[root]
 
     # ---- reads -------------------------------------------------------------
@@ -145,30 +143,36 @@ class GraphIndex:
 
     def last_change(self, idx: np.ndarray) -> int:
         """The last operation that gave any of these supervoxels (dense indices) a new root."""
-        return int(self._last_change[idx].max()) if len(idx) else 0
+        idx = np.asarray(idx, dtype=np.int64)
+        edited = idx[self._changes.edited(idx)]
+        if not len(edited):
+            return 0
+        found, _, seqs = self._changes.lookup(edited)
+        return int(seqs[found].max()) if found.any() else 0
 
     def roots_by_index(self, idx: np.ndarray, seq: int | None = None) -> np.ndarray:
         """Like :meth:`roots`, for dense indices."""
-        roots = self.root_of[idx]
-        if seq is None or seq >= self.seq:
-            return roots
-        changed = self._last_change[idx] > seq  # only these need the history
-        if changed.any():
-            _, _, h_root, keys = self._history_arrays()
-            query = (idx[changed] << _SEQ_BITS) | max(seq, 0)
-            roots[changed] = h_root[np.searchsorted(keys, query, side="right") - 1]
+        idx = np.asarray(idx, dtype=np.int64)
+        roots = np.array(self.base.root_of[idx], dtype=np.uint64)
+        edited = self._changes.edited(idx)
+        if edited.any():
+            at = NEWEST if seq is None or seq >= self.seq else seq
+            found, changed, _ = self._changes.lookup(idx[edited], at)
+            subset = roots[edited]
+            subset[found] = changed[found]
+            roots[edited] = subset
         return roots
 
     def members(self, root: int) -> np.ndarray:
-        """Dense indices of a root's supervoxels (roots never change, so any time)."""
+        """Dense indices of a root's supervoxels, sorted (roots never change, so any time)."""
         root = int(root)
         if root in self._members:
             return self._members[root]
-        if not self._is_initial(root):
+        at = self._base_root(root)
+        if at is None:
             raise GraphError(f"unknown root id {root}")
-        lo = np.searchsorted(self._initial_sorted, np.uint64(root), side="left")
-        hi = np.searchsorted(self._initial_sorted, np.uint64(root), side="right")
-        return self._initial_order[lo:hi]
+        start, stop = int(self.base.root_indptr[at]), int(self.base.root_indptr[at + 1])
+        return np.asarray(self.base.root_members[start:stop], dtype=np.int64)
 
     def leaves(self, root: int, bounds=None) -> np.ndarray:
         return self.sv_ids[self._members_within(root, bounds)]
@@ -238,10 +242,14 @@ class GraphIndex:
         for nodes in ([region] if len(region) < len(members) else []) + [members]:
             budget.check()  # the whole-root cut after a local one can take long on a huge neuron
             inside = np.isin(lo, nodes) & np.isin(hi, nodes) if len(nodes) < len(members) else slice(None)
-            in_source = np.zeros(len(self.sv_ids), dtype=bool)
-            in_source[source_side(nodes, lo[inside], hi[inside], self.area[edge_ids][inside], src_idx, snk_idx)] = True
+            # which members are on the sources' side (an array over the members, not the dataset)
+            in_source = np.zeros(len(members), dtype=bool)
+            side = source_side(nodes, lo[inside], hi[inside], self._area(edge_ids)[inside], src_idx, snk_idx)
+            in_source[np.searchsorted(members, side)] = True
             cut = np.zeros(len(lo), dtype=bool)
-            cut[inside] = in_source[lo[inside]] != in_source[hi[inside]]
+            cut[inside] = (
+                in_source[np.searchsorted(members, lo[inside])] != in_source[np.searchsorted(members, hi[inside])]
+            )
             labels = self._components(members, lo[~cut], hi[~cut])
             member_order = np.argsort(members, kind="stable")
 
@@ -291,7 +299,7 @@ class GraphIndex:
 
     def edge_state(self, sv_a: int, sv_b: int) -> bool | None:
         k = self._edge_index(*self.index_of([sv_a, sv_b]).tolist())
-        return None if k is None else bool(self.active[k])
+        return None if k is None else bool(self._active(np.array([k]))[0])
 
     def count_components_after(self, edge_changes) -> int:
         """How many roots the touched roots become once ``edge_changes`` apply."""
@@ -312,13 +320,10 @@ class GraphIndex:
             rec.retired_seq = seq
             rec.children.extend(edit.new_root_ids)
         for new_root, comp in zip(edit.new_root_ids, components):
-            self.root_of[comp] = np.uint64(new_root)
-            self._last_change[comp] = seq
+            self._changes.add(comp, seq, new_root)
             self._members[new_root] = comp
             self.records[new_root] = RootRecord(created_seq=seq, parents=tuple(old_roots))
-            self._history.append((comp, np.full(len(comp), seq, dtype=np.int64), self.root_of[comp].copy()))
-        self._history_keys = None
-        counters = [r & ((1 << 56) - 1) for r in edit.new_root_ids]
+        counters = [counter_of(r) for r in edit.new_root_ids]
         self.next_root_counter = max([self.next_root_counter, *(c + 1 for c in counters)])
         self.seq = seq
         return old_roots, list(edit.new_root_ids)
@@ -352,7 +357,7 @@ class GraphIndex:
             components = self._group(members, labels)
         finally:
             for k, previous in reversed(saved):
-                self.active[k] = previous
+                self._switch(k, previous)
         components = [np.sort(c, kind="stable") for c in components]
         components.sort(key=lambda c: int(c[0]))
         return old_roots, components
@@ -366,10 +371,41 @@ class GraphIndex:
             if k is None:
                 if not active:
                     raise GraphError(f"no edge between {a} and {b} to remove")
-                k = self._add_edge(i, j)  # replaces self.active: index it only afterwards
-            saved.append((k, bool(self.active[k])))
-            self.active[k] = active
+                k = self._add_edge(i, j)
+            saved.append((k, bool(self._active(np.array([k]))[0])))
+            self._switch(k, active)
         return saved
+
+    def _switch(self, edge: int, active: bool) -> None:
+        self._edge_state[int(edge)] = bool(active)
+        self._edge_state_arrays = None
+
+    def _active(self, edges: np.ndarray) -> np.ndarray:
+        """Whether each edge (by number) is active now: the base's state unless an edit switched it."""
+        edges = np.asarray(edges, dtype=np.int64)
+        m = self.base.edge_count
+        in_base = edges < m
+        active = np.zeros(len(edges), dtype=bool)
+        active[in_base] = self.base.active[edges[in_base]]
+        if self._edge_state:
+            if self._edge_state_arrays is None:
+                numbers = np.fromiter(self._edge_state.keys(), dtype=np.int64, count=len(self._edge_state))
+                states = np.fromiter(self._edge_state.values(), dtype=bool, count=len(self._edge_state))
+                order = np.argsort(numbers)
+                self._edge_state_arrays = (numbers[order], states[order])
+            numbers, states = self._edge_state_arrays
+            at = np.minimum(np.searchsorted(numbers, edges), len(numbers) - 1)
+            switched = numbers[at] == edges
+            active[switched] = states[at[switched]]
+        return active
+
+    def _area(self, edges: np.ndarray) -> np.ndarray:
+        """Contact area of each edge (edges merges added have none)."""
+        edges = np.asarray(edges, dtype=np.int64)
+        in_base = edges < self.base.edge_count
+        area = np.zeros(len(edges), dtype=np.float32)
+        area[in_base] = self.base.area[edges[in_base]]
+        return area
 
     def _joined_components(self, edge_changes, old_roots) -> list[np.ndarray]:
         """Only edges switched on: the result is the touched roots joined by them (no graph search)."""
@@ -392,54 +428,45 @@ class GraphIndex:
         components.sort(key=lambda c: int(c[0]))
         return components
 
-    def _build_csr(self):
-        n = len(self.sv_ids)
-        m = len(self.edge_lo)
-        heads = np.concatenate([self.edge_lo, self.edge_hi])
-        tails = np.concatenate([self.edge_hi, self.edge_lo])
-        edge_ids = np.concatenate([np.arange(m), np.arange(m)])
-        order = np.argsort(heads, kind="stable")
-        self._csr_neighbors = tails[order]
-        self._csr_edges = edge_ids[order]
-        self._csr_indptr = np.concatenate([[0], np.cumsum(np.bincount(heads, minlength=n))]).astype(np.int64)
-
     def _edge_index(self, i: int, j: int) -> int | None:
-        lo, hi = min(i, j), max(i, j)
-        key = lo * len(self.sv_ids) + hi
-        pos = int(np.searchsorted(self._edge_keys, key))
-        if pos < len(self._edge_keys) and self._edge_keys[pos] == key:
-            return pos
-        return self._extra_edges.get((lo, hi))
+        """The number of the edge between positions i and j, or None."""
+        start, stop = int(self.base.csr_indptr[i]), int(self.base.csr_indptr[i + 1])
+        row = self.base.csr_neighbors[start:stop]  # sorted
+        at = int(np.searchsorted(row, j))
+        if at < len(row) and int(row[at]) == j:
+            return int(self.base.csr_edges[start + at])
+        return self._extra_edges.get((min(i, j), max(i, j)))
 
     def _add_edge(self, i: int, j: int) -> int:
-        """A new edge (a merge of non-adjacent supervoxels); kept outside the CSR."""
+        """A new edge (a merge of supervoxels that do not touch), numbered after the base's edges."""
         lo, hi = min(i, j), max(i, j)
-        k = len(self.active)
-        self.active = np.append(self.active, False)
-        self.area = np.append(self.area, np.float32(0))
-        self.edge_lo = np.append(self.edge_lo, lo)
-        self.edge_hi = np.append(self.edge_hi, hi)
+        k = self.base.edge_count + len(self._extra_edges)
         self._extra_edges[(lo, hi)] = k
         self._extra_neighbors.setdefault(lo, []).append((hi, k))
         self._extra_neighbors.setdefault(hi, []).append((lo, k))
+        self._switch(k, False)
         return k
 
     def _active_edges_within(self, members: np.ndarray):
         """Active edges among ``members`` (each once): lo, hi dense indices and edge ids."""
-        starts = self._csr_indptr[members]
-        counts = self._csr_indptr[members + 1] - starts
+        members = np.asarray(members, dtype=np.int64)
+        indptr = self.base.csr_indptr
+        starts = indptr[members]
+        counts = indptr[members + 1] - starts
         total = int(counts.sum())
         offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
         positions = offsets + np.arange(total)
         heads = np.repeat(members, counts)
-        tails = self._csr_neighbors[positions]
-        edges = self._csr_edges[positions]
+        tails = np.asarray(self.base.csr_neighbors[positions], dtype=np.int64)
+        edges = np.asarray(self.base.csr_edges[positions], dtype=np.int64)
         if self._extra_neighbors:
             extra = [(m, t, k) for m in members.tolist() for t, k in self._extra_neighbors.get(m, ())]
             if extra:
                 h, t, k = (np.array(x, dtype=np.int64) for x in zip(*extra))
                 heads, tails, edges = (np.concatenate(p) for p in ((heads, h), (tails, t), (edges, k)))
-        keep = self.active[edges] & (heads < tails)
+        keep = heads < tails
+        heads, tails, edges = heads[keep], tails[keep], edges[keep]
+        keep = self._active(edges)
         return heads[keep], tails[keep], edges[keep]
 
     def _components(self, members: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -459,16 +486,6 @@ class GraphIndex:
         order = np.argsort(labels, kind="stable")
         bounds = np.flatnonzero(np.diff(labels[order])) + 1
         return [members[part] for part in np.split(order, bounds)]
-
-    def _history_arrays(self):
-        if self._history_keys is None:
-            h_idx = np.concatenate([h[0] for h in self._history])
-            h_seq = np.concatenate([h[1] for h in self._history])
-            h_root = np.concatenate([h[2] for h in self._history])
-            keys = (h_idx << _SEQ_BITS) | h_seq
-            order = np.argsort(keys, kind="stable")
-            self._history_keys = (h_idx[order], h_seq[order], h_root[order], keys[order])
-        return self._history_keys
 
 
 def source_side(members, lo, hi, area, sources, sinks) -> np.ndarray:
@@ -527,14 +544,3 @@ def _scipy_source_side(members, lo, hi, capacity, sources, sinks) -> np.ndarray:
     reached = breadth_first_order(residual, source, directed=True, return_predecessors=False)
     reached = reached[reached < m]
     return members[reached]
-
-
-def _rank_by_smallest_member(labels: np.ndarray) -> np.ndarray:
-    """Relabel components 0..k-1 in order of their smallest member index."""
-    if len(labels) == 0:
-        return labels
-    smallest = np.full(labels.max() + 1, len(labels), dtype=np.int64)
-    np.minimum.at(smallest, labels, np.arange(len(labels)))
-    rank = np.empty_like(smallest)
-    rank[np.argsort(smallest, kind="stable")] = np.arange(len(smallest))
-    return rank[labels]

@@ -9,7 +9,7 @@ from ..datasets import Datasets
 from ..db import engine_for
 from ..models import GraphEdgeRow, GraphStateRow, GraphSupervoxelRow
 from .agglomeration import Agglomeration, AgglomerationError
-from .bulk import write_rows
+from .base import BaseError, GraphBase
 from .graph import Graph, _dataset_id
 from .ids import (
     LAYER_SHIFT,
@@ -18,10 +18,9 @@ from .ids import (
     LabelLayoutError,
     supervoxel_ids,
 )
-from .index import GraphError, GraphIndex
+from .index import GraphError
 from .region_graph import region_graph
-
-BOX_COLUMNS = ("x0", "y0", "z0", "x1", "y1", "z1")
+from .store import discard_base, open_base, write_base
 
 
 def as_supervoxel_ids(labels) -> np.ndarray:
@@ -44,6 +43,7 @@ def ingest_dataset(
     replace: bool = False,
     by: str = "system",
     origin: str = "",
+    home=None,
 ) -> dict:
     """Build and store the graph of ``dataset``'s segmentation.
 
@@ -52,7 +52,8 @@ def ingest_dataset(
     array of label pairs whose edges start active (plain labels or supervoxel ids); without it
     every supervoxel starts as its own root. A dataset that has a graph is refused before any
     chunk is read, unless ``replace``: then the new graph is computed first and swapped in in one
-    transaction (audited as ``by``), so a failed ingest leaves the old graph in place.
+    transaction (audited as ``by``), so a failed ingest leaves the old graph in place. The base is
+    written to the graph store (:func:`~segmentation.graph.store.graph_store`; ``home``: the server's).
     """
     layer = Datasets(database_url).get(dataset).layer("segmentation")
     if not replace and has_graph(database_url, dataset):
@@ -93,6 +94,7 @@ def ingest_dataset(
         by=by,
         origin=origin,
         summary=summary,
+        home=home,
     )
     if replace:
         summary["replaced"] = replaced
@@ -177,87 +179,95 @@ def store_graph(
     by: str = "system",
     origin: str = "",
     summary: dict | None = None,
+    home=None,
 ) -> dict:
-    """Write a dataset's supervoxels (with their voxel boxes, if known) and adjacency in one transaction.
+    """Give a dataset its graph: write the base (supervoxels with their voxel boxes, if known, and the
+    adjacency) into the graph store, then point the database at it in one transaction.
 
-    With ``replace`` the old graph (its operations, edges, supervoxels and state row) is deleted in
-    that same transaction, so the dataset is never left without a graph; the replacement is audited
-    (``graph.replace``, by ``by``). Returns the number of rows removed per table.
+    With ``replace`` the old graph (its operations and state row) is deleted in that same
+    transaction, so the dataset is never left without a graph, and its base files afterwards; the
+    replacement is audited (``graph.replace``, by ``by``). Returns the number of rows removed per table.
     """
     from ..access.audit import record
     from ..models import GraphOperationRow
 
     engine = engine_for(database_url)
-    supervoxels = np.asarray(supervoxels, dtype=np.uint64)
-    GraphIndex(supervoxels, edge_a, edge_b, area, active)  # validates ids before anything is written
-    removed = {}
-    root_base = 0
-    with engine.begin() as connection:
+    with engine.connect() as connection:
         dataset_id = _dataset_id(connection, dataset)
-        old_state = connection.execute(
-            sa.select(GraphStateRow.root_base).where(GraphStateRow.dataset_id == dataset_id)
+        old = connection.execute(
+            sa.select(GraphStateRow.root_base, GraphStateRow.base_url).where(GraphStateRow.dataset_id == dataset_id)
         ).first()
-        if old_state is not None:
-            if not replace:
-                raise GraphError(f"dataset {dataset!r} already has a graph (use --replace)")
-            root_base = _past_root_counters(connection, dataset_id, int(old_state[0] or 0))
-            for label, table in (
-                ("operations", GraphOperationRow),
-                ("edges", GraphEdgeRow),
-                ("supervoxels", GraphSupervoxelRow),
-                ("graph", GraphStateRow),
-            ):
-                removed[label] = connection.execute(sa.delete(table).where(table.dataset_id == dataset_id)).rowcount
-            record(
-                connection,
-                user=by,
-                action="graph.replace",
-                dataset=dataset,
-                origin=origin,
-                detail={
-                    "removed": removed,
-                    "new": {k: v for k, v in (summary or {}).items() if isinstance(v, (int, str))},
-                },
+        if old is not None and not replace:
+            raise GraphError(f"dataset {dataset!r} already has a graph (use --replace)")
+        root_base = 0 if old is None else _past_root_counters(connection, dataset_id, int(old[0] or 0), old[1])
+        old_base = open_base(old[1]) if old is not None and old[1] else None
+    try:
+        base = GraphBase.build(supervoxels, edge_a, edge_b, area, active, boxes=boxes, root_base=root_base)
+    except BaseError as error:
+        raise GraphError(str(error)) from None
+    url = write_base(base, database_url, f"dataset-{dataset_id}", home)
+    removed = {}
+    try:
+        with engine.begin() as connection:
+            old = connection.execute(
+                sa.select(GraphStateRow.base_url).where(GraphStateRow.dataset_id == dataset_id).with_for_update()
+            ).first()
+            if old is not None:
+                if not replace:
+                    raise GraphError(f"dataset {dataset!r} already has a graph (use --replace)")
+                for label, table in (
+                    ("operations", GraphOperationRow),
+                    ("edges", GraphEdgeRow),  # rows only of a graph ingested before bases
+                    ("supervoxels", GraphSupervoxelRow),
+                    ("graph", GraphStateRow),
+                ):
+                    removed[label] = connection.execute(sa.delete(table).where(table.dataset_id == dataset_id)).rowcount
+                if old_base is not None:
+                    removed["edges"] += old_base.edge_count
+                    removed["supervoxels"] += old_base.supervoxel_count
+                record(
+                    connection,
+                    user=by,
+                    action="graph.replace",
+                    dataset=dataset,
+                    origin=origin,
+                    detail={
+                        "removed": removed,
+                        "new": {k: v for k, v in (summary or {}).items() if isinstance(v, (int, str))},
+                    },
+                )
+            connection.execute(
+                sa.insert(GraphStateRow).values(dataset_id=dataset_id, last_seq=0, root_base=root_base, base_url=url)
             )
-        connection.execute(sa.insert(GraphStateRow).values(dataset_id=dataset_id, last_seq=0, root_base=root_base))
-        n = len(supervoxels)
-        sv_columns = {"dataset_id": np.full(n, dataset_id, dtype=np.int32), "sv_id": supervoxels.astype(np.int64)}
-        if boxes is not None:
-            boxes = np.asarray(boxes, dtype=np.int32).reshape(-1, 6)
-            sv_columns.update({name: boxes[:, k] for k, name in enumerate(BOX_COLUMNS)})
-        write_rows(connection, GraphSupervoxelRow.__tablename__, sv_columns)
-        a, b = np.asarray(edge_a, dtype=np.uint64), np.asarray(edge_b, dtype=np.uint64)
-        write_rows(
-            connection,
-            GraphEdgeRow.__tablename__,
-            {
-                "dataset_id": np.full(len(a), dataset_id, dtype=np.int32),
-                "sv_a": np.minimum(a, b).astype(np.int64),
-                "sv_b": np.maximum(a, b).astype(np.int64),
-                "area": np.asarray(area, dtype=np.float64),
-                "initially_active": np.asarray(active, dtype=bool),
-            },
-        )
+    except BaseException:
+        discard_base(url)
+        raise
+    if old is not None:
+        discard_base(old[0])
     Graph.forget(database_url, dataset)
     return removed
 
 
-def _past_root_counters(connection, dataset_id: int, root_base: int) -> int:
+def _past_root_counters(connection, dataset_id: int, root_base: int, base_url: str | None) -> int:
     """A root counter above every root id the dataset's current graph has given: its initial roots
     (at most one per supervoxel, counted from its own base) and every root its edits created. The
     replacing graph counts from there, so an old root id (in a link, a notebook, a cached mesh
     manifest) never names a different neuron of the new graph."""
     from ..models import GraphOperationRow
-    from .ids import LAYER_SHIFT
+    from .ids import counter_of
 
-    supervoxels = connection.scalar(
-        sa.select(sa.func.count()).select_from(GraphSupervoxelRow).where(GraphSupervoxelRow.dataset_id == dataset_id)
-    )
+    if base_url is not None:
+        supervoxels = open_base(base_url).supervoxel_count
+    else:  # a graph stored as rows (before bases)
+        supervoxels = connection.scalar(
+            sa.select(sa.func.count())
+            .select_from(GraphSupervoxelRow)
+            .where(GraphSupervoxelRow.dataset_id == dataset_id)
+        )
     highest = root_base + int(supervoxels or 0)
-    mask = (1 << LAYER_SHIFT) - 1
     for (new_roots,) in connection.execute(
         sa.select(GraphOperationRow.new_root_ids).where(GraphOperationRow.dataset_id == dataset_id)
     ):
         for root in new_roots or []:
-            highest = max(highest, int(root) & mask)
+            highest = max(highest, counter_of(root))
     return highest
