@@ -8,10 +8,12 @@ entry still has its base root.
 
 Entries are kept in sorted runs, merged as in a log-structured merge tree (a new run is
 folded into the one before it while it is at least half that size), so an edit costs time
-in proportion to what it changed and a lookup searches a logarithmic number of runs. A
-bitmap of the supervoxels that have entries (one bit each: 12 MB at 10^8 supervoxels,
-allocated at the first edit) lets a lookup skip the runs for supervoxels never edited —
-most of them.
+in proportion to what it changed and a lookup in the past searches a logarithmic number of
+runs. "Now" needs no search: a dense array gives each supervoxel its current slot (the root and
+operation of its newest entry; 0 for never edited). It is allocated as zero pages, which the
+operating system backs with memory only where an edit wrote, so its cost follows the
+supervoxels edits touched, not the dataset's size. Past lookups search only the supervoxels
+changed since the moment asked.
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ class RootChanges:
     def __init__(self, supervoxel_count: int):
         self.supervoxel_count = supervoxel_count
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (keys sorted, roots), oldest first
-        self._edited: np.ndarray | None = None  # bitmap: which positions have entries
+        # now: each edited position's slot (0: never edited); a slot is one (root, operation) an edit made
+        self._slot: np.ndarray | None = None
+        self._slot_root = np.zeros(1, dtype=np.uint64)
+        self._slot_seq = np.zeros(1, dtype=np.int64)
+        self._slots = 1
         self.entries = 0
 
     def add(self, positions: np.ndarray, seq: int, root: int) -> None:
@@ -38,16 +44,20 @@ class RootChanges:
             return
         if not 0 < seq < NEWEST:
             raise ValueError(f"operation number {seq} is out of range")
+        if self._slot is None:
+            # zero pages cost nothing until written: memory grows with the positions edits touch
+            self._slot = np.zeros(self.supervoxel_count, dtype=np.int32)
+        if self._slots == len(self._slot_root):
+            self._slot_root = np.concatenate([self._slot_root, np.zeros(len(self._slot_root), dtype=np.uint64)])
+            self._slot_seq = np.concatenate([self._slot_seq, np.zeros(len(self._slot_seq), dtype=np.int64)])
+        slot = self._slots
+        self._slots += 1
+        self._slot_root[slot], self._slot_seq[slot] = root, seq
+        self._slot[positions] = slot
         positions = np.asarray(positions, dtype=np.uint64)
         keys = (positions << np.uint64(SEQ_BITS)) | np.uint64(seq)
         self._runs.append((keys, np.full(len(keys), root, dtype=np.uint64)))
         self.entries += len(keys)
-        if self._edited is None:
-            self._edited = np.zeros((self.supervoxel_count + 7) // 8, dtype=np.uint8)
-        bits = positions.astype(np.int64)  # sorted: the bits of one byte are neighbours
-        byte = bits >> 3
-        starts = np.flatnonzero(np.concatenate([[True], byte[1:] != byte[:-1]]))
-        self._edited[byte[starts]] |= np.bitwise_or.reduceat((1 << (bits & 7)).astype(np.uint8), starts)
         while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
             (k1, r1), (k2, r2) = self._runs[-2], self._runs[-1]
             keys = np.concatenate([k1, k2])
@@ -55,19 +65,36 @@ class RootChanges:
             self._runs[-2:] = [(keys[order], np.concatenate([r1, r2])[order])]
 
     def edited(self, positions: np.ndarray) -> np.ndarray:
-        """Which of ``positions`` have any entry (a bitmap test, no search)."""
-        if self._edited is None:
+        """Which of ``positions`` have any entry (no search)."""
+        if self._slot is None:
             return np.zeros(len(positions), dtype=bool)
-        positions = np.asarray(positions, dtype=np.int64)
-        return (self._edited[positions >> 3] >> (positions & 7).astype(np.uint8)) & 1 == 1
+        return self._slot[positions] != 0
 
     def lookup(self, positions: np.ndarray, seq: int = NEWEST) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For each position, its newest entry at or before operation ``seq``.
 
         Returns (found, root, operation) arrays; where ``found`` is False the base root holds.
         """
+        if self._slot is None:
+            empty = np.zeros(len(positions), dtype=np.uint64)
+            return np.zeros(len(positions), dtype=bool), empty, empty.astype(np.int64)
+        slots = self._slot[positions]
+        if seq >= NEWEST or seq >= self._slot_seq[self._slots - 1]:  # now: one gather
+            return slots != 0, self._slot_root[slots], self._slot_seq[slots]
+        past = slots != 0
+        past[past] = self._slot_seq[slots[past]] > seq  # only these changed since ``seq``: search the history
+        found, roots, seqs = slots != 0, self._slot_root[slots], self._slot_seq[slots]
+        if past.any():
+            f, r, s = self._search(np.asarray(positions)[past], seq)
+            found[past], roots[past], seqs[past] = f, r, s
+        return found, roots, seqs
+
+    def _search(self, positions, seq: int):
+        """The history's newest entry at or before ``seq`` for each position (searched in sorted order)."""
         positions = np.asarray(positions, dtype=np.uint64)
-        wanted = (positions << np.uint64(SEQ_BITS)) | np.uint64(min(max(seq, 0), NEWEST))
+        order = np.argsort(positions, kind="stable")  # sorted needles: each search starts where the last ended
+        positions = positions[order]
+        wanted = (positions << np.uint64(SEQ_BITS)) | np.uint64(max(seq, 0))
         best = np.zeros(len(positions), dtype=np.uint64)  # the best key found (0: none yet)
         roots = np.zeros(len(positions), dtype=np.uint64)
         found = np.zeros(len(positions), dtype=bool)
@@ -80,4 +107,6 @@ class RootChanges:
             better = ok & (~found | (key > best))
             best[better], roots[better] = key[better], run_roots[at[better]]
             found |= ok
-        return found, roots, (best & _SEQ_MASK).astype(np.int64)
+        result = np.empty_like(found), np.empty_like(roots), np.empty(len(best), dtype=np.int64)
+        result[0][order], result[1][order], result[2][order] = found, roots, (best & _SEQ_MASK).astype(np.int64)
+        return result
