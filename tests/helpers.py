@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import urllib.error
 import urllib.request
 
@@ -34,6 +35,13 @@ def postgres_available() -> str | None:
 
 
 NO_RATE_LIMITS = "edit=none;create=none;expensive=none"
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on (for a server a test starts as a process)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 # For tests of HTTP behaviour that does not depend on the database (origins, caps, cache headers, parsing):

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from segmentation.access import Accounts, AuditLog
 from server import endpoints
-from tests.helpers import CG_SV, call, cg_point_nm, write_volume
+from tests.helpers import CG_SV, call, cg_point_nm, free_port, write_volume
 
 ROLES = {
     "vera": {"secret": "viewer"},
@@ -385,8 +385,6 @@ def test_demo_needs_no_login_to_view_and_prints_a_proofreader_token(fresh_demo):
     import subprocess
     import sys
     from pathlib import Path
-
-    from tests.test_kill_restart import free_port
 
     port = free_port()
     env = {**os.environ, "AXONLINK_HOME": str(fresh_demo.home), "AXONLINK_DATABASE_URL": fresh_demo.database_url}

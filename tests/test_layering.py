@@ -64,3 +64,20 @@ def test_the_graph_is_read_through_its_facade():
                 if "graph.index." in line:
                     wrong.append(f"{path.relative_to(ROOT)}:{number}")
     assert not wrong, wrong
+
+
+def test_tests_never_import_test_modules():
+    """What several test modules share lives in helper modules (tests/helpers.py, tests/browser.py …) or
+    in conftest.py: importing a test module runs its collection again elsewhere and ties the two together."""
+    wrong = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(filter(None, ["tests" if node.level else "", node.module or ""]))
+                names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            wrong += [f"{path.name} imports {name}" for name in names if name.startswith("tests.test_")]
+    assert not wrong, wrong
