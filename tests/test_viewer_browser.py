@@ -55,6 +55,14 @@ def open_viewer(browser, live, url):
     return page, errors
 
 
+def loaded_state(page) -> dict:
+    """The state the client has loaded, once it is seen to run under CLIENT_PATH with the image and segmentation layers."""
+    assert page.evaluate("location.pathname") == CLIENT_PATH
+    loaded = page.evaluate("viewer.state.toJSON()")
+    assert [(l["name"], l["type"]) for l in loaded["layers"]] == [("image", "image"), ("segmentation", "segmentation")]
+    return loaded
+
+
 def fragment_state(page) -> dict:
     hash_ = page.evaluate("location.hash")
     assert hash_.startswith("#!"), f"no state in the URL fragment: {hash_[:80]!r}"
@@ -147,12 +155,7 @@ def test_fragment_state_is_loaded_and_both_layers_fetch_chunks(browser, live, da
 
     page, errors = open_viewer(browser, live, f"{live.url}/#!" + quote(json.dumps(state), safe=""))
     try:
-        assert page.evaluate("location.pathname") == CLIENT_PATH
-        loaded = page.evaluate("viewer.state.toJSON()")
-        assert [(l["name"], l["type"]) for l in loaded["layers"]] == [
-            ("image", "image"),
-            ("segmentation", "segmentation"),
-        ]
+        loaded = loaded_state(page)
         assert all(abs(a - b) < 0.5 for a, b in zip(loaded["position"], position)), loaded["position"]
         seg_layer = next(l for l in loaded["layers"] if l["name"] == "segmentation")
         assert sorted(seg_layer["segments"]) == segments
@@ -194,12 +197,7 @@ def test_root_without_a_fragment_opens_the_first_dataset(browser, live, dataset)
     """``/`` alone: the default state of the first dataset, centred, and the URL then carries it."""
     page, errors = open_viewer(browser, live, f"{live.url}/")
     try:
-        assert page.evaluate("location.pathname") == CLIENT_PATH
-        loaded = page.evaluate("viewer.state.toJSON()")
-        assert [(l["name"], l["type"]) for l in loaded["layers"]] == [
-            ("image", "image"),
-            ("segmentation", "segmentation"),
-        ]
+        loaded = loaded_state(page)
         by_name = {layer["name"]: json.dumps(layer["source"]) for layer in loaded["layers"]}
         assert f"/data/{dataset['name']}/image" in by_name["image"]
         assert f"graphene://{live.url}/segmentation/table/{dataset['name']}" in by_name["segmentation"]
