@@ -35,7 +35,7 @@ from bench.fresh import wait_until_answering
 from bench.static_server import StaticServer
 from segmentation.config import Settings
 from segmentation.datasets import Datasets
-from segmentation.demo.install import DEMO_NAME, ensure_demo
+from segmentation.demo.install import DEMO_NAME, demo_layers, ensure_demo
 
 PLAIN = "bench_plain"
 
@@ -89,12 +89,7 @@ def prepare(settings: Settings, mode: str, layer: str, scratch: Path) -> tuple[s
     if mode == "stored":
         registry = Datasets(settings.database_url)
         if not registry.exists(PLAIN):
-            registry.add(
-                PLAIN,
-                image=str(demo / "image"),
-                segmentation=str(demo / "segmentation"),
-                supervoxel_layers={"segmentation_sharded": str(demo / "segmentation_sharded")},
-            )
+            registry.add(PLAIN, **demo_layers(demo))
         return PLAIN, demo, layer
     # live: the same chunks, remapped to the current roots once and written as plain files
     import fastremap
