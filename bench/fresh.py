@@ -1,8 +1,9 @@
 """What benchmarks share: a throwaway home and database, a token, a tiny layer, the demo's chunk
-paths, and waiting for a server they started."""
+paths, a free port, and waiting for a server they started."""
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import time
 import urllib.error
@@ -67,6 +68,13 @@ def chunk_paths(info: dict, dataset: str = "demo", layers=("segmentation", "imag
         for y in range(0, sy, cy)
         for z in range(0, sz, cz)
     ]
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on, for a server the benchmark starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_until_answering(url: str, process, what: str, seconds: float = 60) -> None:

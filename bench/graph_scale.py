@@ -37,9 +37,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from bench.fresh import fresh_settings, proofreader_token, tiny_layer
+from bench.fresh import free_port, fresh_settings, proofreader_token, tiny_layer
 from bench.graph_http import post
-from bench.serve_chunks import NO_RATE_LIMITS, free_port
+from bench.serve_chunks import NO_RATE_LIMITS
 from segmentation.datasets import Datasets
 from segmentation.graph import Graph, store_graph
 from segmentation.graph.ids import supervoxel_ids

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.fresh import fresh_settings, wait_until_answering
-from bench.serve_chunks import axonlink_server, free_port
+from bench.fresh import free_port, fresh_settings, wait_until_answering
+from bench.serve_chunks import axonlink_server
 from bench.state_corpus import generate
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -50,6 +50,12 @@ def pct(values, q):
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
+def leaves_many_ms(base, dataset, roots, query: str = "", repeats: int = 5) -> list[float]:
+    """ms of each of ``repeats`` leaves_many requests for ``roots`` (``query`` adds e.g. ``&bounds=…``)."""
+    url = f"{base}{TABLE}/{dataset}/node/leaves_many?int64_as_str=1{query}"
+    return [timed(lambda: request(url, {"node_ids": [str(r) for r in roots]}))[0] for _ in range(repeats)]
+
+
 def edit_to_manifest(base, dataset, route, body, token) -> tuple[float, list[str]]:
     """ms from the edit request to the new roots' manifests and their first fragments, and those roots."""
 
@@ -137,15 +143,7 @@ def main() -> int:
 
             synthetic = Graph.open(settings.database_url, "synthetic")
             roots = sorted({int(r) for r in synthetic.roots(svs[starts[:500]])})
-            leaves_many = [
-                timed(
-                    lambda: request(
-                        f"{base}{TABLE}/synthetic/node/leaves_many?int64_as_str=1",
-                        {"node_ids": [str(r) for r in roots]},
-                    )
-                )[0]
-                for _ in range(5)
-            ]
+            leaves_many = leaves_many_ms(base, "synthetic", roots)
             one_by_one = timed(
                 lambda: [request(f"{base}{TABLE}/synthetic/node/{r}/leaves?int64_as_str=1") for r in roots]
             )[0]
@@ -153,15 +151,7 @@ def main() -> int:
             demo_roots = sorted({int(r) for r in graph.roots(graph.index.sv_ids)})
             chunk = json.loads(request(f"{base}/segmentation/table/demo/info"))["graph"]["chunk_size"]
             bounds = "_".join(f"{c}-{2 * c}" for c in chunk)
-            in_chunk = [
-                timed(
-                    lambda: request(
-                        f"{base}{TABLE}/demo/node/leaves_many?int64_as_str=1&bounds={bounds}",
-                        {"node_ids": [str(r) for r in demo_roots]},
-                    )
-                )[0]
-                for _ in range(5)
-            ]
+            in_chunk = leaves_many_ms(base, "demo", demo_roots, f"&bounds={bounds}")
             total_leaves = int(sum(sizes[:500]))
 
     print(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,19 +30,13 @@ from pathlib import Path
 import numpy as np
 from cloudvolume import CloudVolume
 
-from bench.fresh import wait_until_answering
+from bench.fresh import free_port, wait_until_answering
 from bench.static_server import StaticServer
 from segmentation.config import Settings
 from segmentation.datasets import Datasets
-from segmentation.demo.install import DEMO_NAME, ensure_demo
+from segmentation.demo.install import DEMO_NAME, demo_layers, ensure_demo
 
 PLAIN = "bench_plain"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 NO_RATE_LIMITS = "edit=none;create=none;expensive=none"  # throughput benchmarks measure the server, not the limiter
@@ -89,12 +82,7 @@ def prepare(settings: Settings, mode: str, layer: str, scratch: Path) -> tuple[s
     if mode == "stored":
         registry = Datasets(settings.database_url)
         if not registry.exists(PLAIN):
-            registry.add(
-                PLAIN,
-                image=str(demo / "image"),
-                segmentation=str(demo / "segmentation"),
-                supervoxel_layers={"segmentation_sharded": str(demo / "segmentation_sharded")},
-            )
+            registry.add(PLAIN, **demo_layers(demo))
         return PLAIN, demo, layer
     # live: the same chunks, remapped to the current roots once and written as plain files
     import fastremap

@@ -24,7 +24,6 @@ import argparse
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,17 +31,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.fresh import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = {
     "stored": "/data/demo/image/8_8_40/0-64_0-64_0-32",
     "live": "/data/demo/segmentation/8_8_40/0-64_0-64_0-32",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(tree: Path, home: str, workers: int) -> tuple[subprocess.Popen, str]:

@@ -105,9 +105,9 @@ def can_view(dataset: str) -> bool:
 
 def visible_datasets():
     """The registered datasets the caller may see (private ones only with a role on them)."""
-    from .blueprints import datasets_registry
+    from .workspace import workspace
 
-    return [d for d in datasets_registry().list() if can_view(d.name)]
+    return [d for d in workspace().datasets.list() if can_view(d.name)]
 
 
 def _token_of_request() -> tuple[str | None, str]:

@@ -1,6 +1,6 @@
 """The ``axonlink`` command: demo, serve, add-dataset, ingest-graph, tags, search, datasets, db;
 users, tokens, grant, visibility and audit live in :mod:`server.cli_access`, undo and redo in
-:mod:`server.cli_graph`, check in :mod:`server.cli_check`."""
+:mod:`server.cli_graph`, check in :mod:`server.cli_check`, what they all use in :mod:`server.cli_common`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 from segmentation.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 
 from . import cli_access, cli_check, cli_graph
+from .cli_common import UserError, actor, confirm_by_name, dataset_registry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,10 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"axonlink: error: {error}", file=sys.stderr)
         return 1
-
-
-class UserError(Exception):
-    pass
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -272,15 +269,6 @@ def cmd_db_current(args, settings):
     print(db.current_revision(settings.database_url) or "empty (run `axonlink db upgrade`)")
 
 
-def _datasets(settings):
-    """The dataset registry, on a database brought up to the newest schema."""
-    from segmentation import db
-    from segmentation.datasets import Datasets
-
-    db.upgrade(settings.database_url)
-    return Datasets(settings.database_url)
-
-
 def _named_urls(items, flag: str) -> dict[str, str]:
     found = {}
     for item in items:
@@ -295,7 +283,7 @@ def cmd_add_dataset(args, settings):
     from segmentation.datasets import DatasetError
 
     try:
-        dataset = _datasets(settings).add(
+        dataset = dataset_registry(settings).add(
             args.name,
             image=args.image,
             segmentation=args.segmentation,
@@ -315,24 +303,20 @@ def cmd_add_dataset(args, settings):
 def cmd_remove_dataset(args, settings):
     from segmentation.datasets import DatasetNotFound
 
-    registry = _datasets(settings)
+    registry = dataset_registry(settings)
     try:
         dataset = registry.get(args.name)
     except DatasetNotFound as error:
         raise UserError(str(error)) from None
     if not args.yes:
-        if not sys.stdin.isatty():
-            raise UserError(f"removing {args.name!r} cannot be undone: confirm with --yes")
-        answer = input(
+        confirm_by_name(
+            args.name,
             f"Remove dataset {args.name!r} with its graph, edit history, tags and link anchors "
-            f"(its files at {', '.join(layer.url for layer in dataset.layers)} stay)? "
-            f"Type the name to confirm: "
+            f"(its files at {', '.join(layer.url for layer in dataset.layers)} stay)?",
+            unconfirmed=f"removing {args.name!r} cannot be undone: confirm with --yes",
+            declined="not removed",
         )
-        if answer.strip() != args.name:
-            raise UserError("not removed")
-    from .cli_access import _actor
-
-    removed = registry.remove(args.name, **_actor())
+    removed = registry.remove(args.name, **actor())
     print(json.dumps({"removed": args.name, **removed}))
 
 
@@ -344,10 +328,9 @@ def cmd_ingest_graph(args, settings):
     from segmentation.graph.ingest import has_graph
     from segmentation.meshes import build_for_dataset
 
-    from .cli_access import _actor
     from .cli_check import sample_options
 
-    registry = _datasets(settings)
+    registry = dataset_registry(settings)
     try:
         registry.get(args.name)
     except DatasetNotFound as error:
@@ -356,14 +339,13 @@ def cmd_ingest_graph(args, settings):
     if has_graph(settings.database_url, args.name) and not args.replace:
         raise UserError(f"dataset {args.name} already has a graph (use --replace)")
     if args.replace and has_graph(settings.database_url, args.name) and not args.yes:
-        if not sys.stdin.isatty():
-            raise UserError(f"replacing the graph of {args.name!r} drops its edit history: confirm with --yes")
-        answer = input(
+        confirm_by_name(
+            args.name,
             f"Replace the graph of {args.name!r}? Its edits (merges, splits) are dropped and operation ids "
-            f"start again; tags and link anchors stay on their supervoxels. Type the name to confirm: "
+            "start again; tags and link anchors stay on their supervoxels.",
+            unconfirmed=f"replacing the graph of {args.name!r} drops its edit history: confirm with --yes",
+            declined="not replaced",
         )
-        if answer.strip() != args.name:
-            raise UserError("not replaced")
     agglomeration = None
     if args.agglomeration:
         try:
@@ -378,7 +360,6 @@ def cmd_ingest_graph(args, settings):
     if has_problem(findings):
         reasons = "; ".join(f"{f.topic}: {f.reason}" for f in findings if f.level == PROBLEM)
         raise UserError(f"{args.name} cannot be ingested: {reasons} (see `axonlink check {args.name}`)")
-    actor = _actor()
     try:
         summary = ingest_dataset(
             settings.database_url,
@@ -386,9 +367,8 @@ def cmd_ingest_graph(args, settings):
             agglomeration=agglomeration,
             progress=True,
             replace=args.replace,
-            by=actor["by"],
-            origin=actor["origin"],
             home=settings.home,
+            **actor(),
         )
     except (DatasetNotFound, GraphError) as error:
         raise UserError(str(error)) from None
@@ -408,7 +388,7 @@ def _vocabulary(settings, dataset):
     from segmentation.datasets import DatasetNotFound
 
     try:
-        base = _datasets(settings).get(dataset).vocabulary
+        base = dataset_registry(settings).get(dataset).vocabulary
     except DatasetNotFound:
         base = None
     return Vocabulary.for_dataset(settings.home, dataset, base=base)
@@ -422,7 +402,7 @@ def cmd_tags_import(args, settings):
     from segmentation.datasets import DatasetNotFound
 
     try:
-        dataset = _datasets(settings).get(args.dataset)
+        dataset = dataset_registry(settings).get(args.dataset)
         text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8-sig").read()
         rows, rejected = read_tag_rows(text)
     except (DatasetNotFound, CsvError, OSError) as error:
@@ -457,7 +437,7 @@ def cmd_tags_export(args, settings):
     from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
     try:
-        _datasets(settings).get(args.dataset)
+        dataset_registry(settings).get(args.dataset)
         at = parse_timestamp(args.at) if args.at else None
     except (DatasetNotFound, InvalidTimestamp) as error:
         raise UserError(str(error)) from None
@@ -475,7 +455,7 @@ def cmd_search(args, settings):
     from segmentation.celltypes.tags import CellTags
     from segmentation.celltypes.vocabulary import UnknownTerm
 
-    names = [d.name for d in _datasets(settings).list()]
+    names = [d.name for d in dataset_registry(settings).list()]
     try:
         found = search(
             CellTags(settings.database_url),
@@ -497,7 +477,7 @@ def cmd_search(args, settings):
 
 
 def cmd_datasets(args, settings):
-    print(json.dumps([d.to_json() for d in _datasets(settings).list()], indent=2))
+    print(json.dumps([d.to_json() for d in dataset_registry(settings).list()], indent=2))
 
 
 def cmd_demo(args, settings):

@@ -6,10 +6,11 @@ the server uses); changes are audited as ``cli:<login name>`` from ``cli``.
 
 from __future__ import annotations
 
-import getpass
 import json
 import re
 from datetime import UTC, datetime, timedelta
+
+from .cli_common import actor, user_error
 
 _DURATION = re.compile(r"^(\d+)([dhm])$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -85,20 +86,6 @@ def _accounts(settings):
     return Accounts(settings.database_url)
 
 
-def _actor() -> dict:
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):
-        name = "unknown"
-    return {"by": f"cli:{name}", "origin": "cli"}
-
-
-def _user_error(error):
-    from .cli import UserError
-
-    return UserError(str(error))
-
-
 def parse_expiry(text: str | None) -> datetime | None:
     """``30d`` / ``12h`` / ``90m`` from now, or a moment (ISO 8601 or Unix seconds)."""
     from segmentation.timestamps import InvalidTimestamp, parse_timestamp
@@ -111,16 +98,16 @@ def parse_expiry(text: str | None) -> datetime | None:
     try:
         return parse_timestamp(text)
     except InvalidTimestamp:
-        raise _user_error(f"--expires wants a duration like 30d, 12h, 90m or a moment, not {text!r}") from None
+        raise user_error(f"--expires wants a duration like 30d, 12h, 90m or a moment, not {text!r}") from None
 
 
 def cmd_users_add(args, settings):
     from segmentation.access import AccessError
 
     try:
-        print(json.dumps(_accounts(settings).add_user(args.name, site_admin=args.site_admin, **_actor())))
+        print(json.dumps(_accounts(settings).add_user(args.name, site_admin=args.site_admin, **actor())))
     except AccessError as error:
-        raise _user_error(error) from None
+        raise user_error(error) from None
 
 
 def cmd_users_list(args, settings):
@@ -136,10 +123,10 @@ def cmd_tokens_create(args, settings):
 
     try:
         token_id, token = _accounts(settings).create_token(
-            args.name, expires_at=parse_expiry(args.expires), label=args.label, **_actor()
+            args.name, expires_at=parse_expiry(args.expires), label=args.label, **actor()
         )
     except AccessError as error:
-        raise _user_error(error) from None
+        raise user_error(error) from None
     print(token)
     print(
         f"(token {token_id} for {args.name}; shown once, only its hash is stored. "
@@ -157,9 +144,9 @@ def cmd_tokens_revoke(args, settings):
     from segmentation.access import AccessError
 
     try:
-        revoked = _accounts(settings).revoke_token(args.token, **_actor())
+        revoked = _accounts(settings).revoke_token(args.token, **actor())
     except AccessError as error:
-        raise _user_error(error) from None
+        raise user_error(error) from None
     print(f"revoked token {revoked['id']} of {revoked['user']}")
 
 
@@ -167,9 +154,9 @@ def cmd_grant(args, settings):
     from segmentation.access import AccessError
 
     try:
-        _accounts(settings).grant(args.name, args.dataset, args.role, **_actor())
+        _accounts(settings).grant(args.name, args.dataset, args.role, **actor())
     except AccessError as error:
-        raise _user_error(error) from None
+        raise user_error(error) from None
     print(f"{args.name} is now {args.role if args.role != 'none' else 'without a role'} on {args.dataset}")
 
 
@@ -177,9 +164,9 @@ def cmd_visibility(args, settings):
     from segmentation.access import AccessError
 
     try:
-        _accounts(settings).set_public(args.dataset, args.mode == "public", **_actor())
+        _accounts(settings).set_public(args.dataset, args.mode == "public", **actor())
     except AccessError as error:
-        raise _user_error(error) from None
+        raise user_error(error) from None
     print(f"{args.dataset} is now {args.mode}")
 
 
@@ -190,7 +177,7 @@ def cmd_audit(args, settings):
     try:
         since = parse_timestamp(args.since) if args.since else None
     except InvalidTimestamp as error:
-        raise _user_error(error) from None
+        raise user_error(error) from None
     _accounts(settings)
     entries = AuditLog(settings.database_url).entries(
         datasets=[args.dataset] if args.dataset else None,

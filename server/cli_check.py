@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .cli_access import _user_error
+from .cli_common import dataset_registry, user_error
 
 
 def add_parsers(sub, common) -> None:
@@ -37,7 +37,7 @@ def sample_options(args) -> dict:
     chunks = MAX_SAMPLE_CHUNKS if getattr(args, "chunks", None) is None else args.chunks
     seconds = SAMPLE_SECONDS if getattr(args, "time_limit", None) is None else args.time_limit
     if not 0 <= chunks <= 1024:
-        raise _user_error("--chunks must be between 0 and 1024")
+        raise user_error("--chunks must be between 0 and 1024")
     return {"max_chunks": chunks, "time_limit": seconds}
 
 
@@ -51,14 +51,12 @@ def cmd_check(args, settings):
         target = normalize_layer_url(args.target)
         findings = check_layer(target, **options)
     else:
-        from .cli import _datasets
-
         target = args.target
-        _datasets(settings)  # the schema, up to date
+        dataset_registry(settings)  # the schema, up to date
         try:
             findings = check_dataset(settings.database_url, target, **options)
         except DatasetNotFound as error:
-            raise _user_error(f"{error} (a layer path needs a '/', e.g. ./{target})") from None
+            raise user_error(f"{error} (a layer path needs a '/', e.g. ./{target})") from None
     if args.json:
         print(as_json(target, findings))
     else:

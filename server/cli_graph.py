@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .cli_access import _actor, _user_error
+from .cli_common import actor, user_error
 
 
 def add_parsers(sub, common) -> None:
@@ -32,7 +32,7 @@ def _graph(settings, dataset):
     try:
         return Graph.open(settings.database_url, dataset)
     except LookupError as error:
-        raise _user_error(error) from None
+        raise user_error(error) from None
 
 
 def cmd_undo(args, settings):
@@ -43,13 +43,13 @@ def cmd_undo(args, settings):
     if operation is None:
         edits = [op for op in graph.user_operations(args.user, include_undo=False)]
         if not edits:
-            raise _user_error(f"no edit to undo in {args.dataset}" + (f" by {args.user}" if args.user else ""))
+            raise user_error(f"no edit to undo in {args.dataset}" + (f" by {args.user}" if args.user else ""))
         operation = edits[-1]["id"]
-    actor = _actor()
+    who = actor()
     try:
-        result = graph.undo(operation, actor["by"], origin=actor["origin"])
+        result = graph.undo(operation, who["by"], origin=who["origin"])
     except GraphError as error:
-        raise _user_error(error) from None
+        raise user_error(error) from None
     print(
         json.dumps(
             {
@@ -66,11 +66,11 @@ def cmd_redo(args, settings):
     from segmentation.graph import GraphError
 
     graph = _graph(settings, args.dataset)
-    actor = _actor()
+    who = actor()
     try:
-        result = graph.redo(args.operation, actor["by"], origin=actor["origin"])
+        result = graph.redo(args.operation, who["by"], origin=who["origin"])
     except GraphError as error:
-        raise _user_error(error) from None
+        raise user_error(error) from None
     print(
         json.dumps(
             {

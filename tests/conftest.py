@@ -151,3 +151,29 @@ def cg_server(settings, small_volumes, tmp_path, monkeypatch):
         server.database_url = settings.database_url
         server.token = proofreader_token(settings.database_url, "cg")
         yield server
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, headless with WebGL 2 (SwiftShader); skips where either is missing."""
+    import os
+
+    from tests.browser import ARGS, CHROMIUM, WEBGL_PROBE
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright Python package is not installed (pip install playwright)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page()
+            webgl = page.evaluate(WEBGL_PROBE)
+            page.close()
+            if not webgl["ok"]:
+                pytest.skip(f"Chromium cannot create a WebGL 2 context: {webgl['message']}")
+            yield browser
+        finally:
+            browser.close()

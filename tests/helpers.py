@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import urllib.error
 import urllib.request
 
@@ -34,6 +35,13 @@ def postgres_available() -> str | None:
 
 
 NO_RATE_LIMITS = "edit=none;create=none;expensive=none"
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on (for a server a test starts as a process)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 # For tests of HTTP behaviour that does not depend on the database (origins, caps, cache headers, parsing):
@@ -69,6 +77,21 @@ def write_volume(path, array, *, layer_type, encoding, resolution=(8, 8, 40), ch
     for mip, level in enumerate(levels, start=1):
         CloudVolume(f"file://{path}", mip=mip, compress=compress, progress=False)[:, :, :] = level
     return f"file://{path}"
+
+
+def add_two_neuron_dataset(database_url: str, name: str, image: str, directory, *, public: bool = True) -> None:
+    """Register and ingest dataset ``name``: a 32×32×8 segmentation of two slabs along x (plain labels
+    1 and 2, one neuron each) written under ``directory``, beside the layer ``image``."""
+    from segmentation.datasets import Datasets
+    from segmentation.graph import ingest_dataset
+
+    labels = np.zeros((32, 32, 8), dtype=np.uint64)
+    labels[:16], labels[16:] = 1, 2
+    seg = write_volume(
+        directory / f"{name}-seg", labels, layer_type="segmentation", encoding="compressed_segmentation", mips=1
+    )
+    Datasets(database_url).add(name, image=image, segmentation=seg, public=public)
+    ingest_dataset(database_url, name, progress=False)
 
 
 CG_RESOLUTION = np.array([8, 8, 40])

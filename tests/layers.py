@@ -1,6 +1,6 @@
 """Write precomputed layers shaped like real data with CloudVolume: odd grids, offsets, sharded scales.
 
-``write_volume`` in conftest writes chunk-aligned, offset-0 volumes through CloudVolume's
+``write_volume`` in tests/helpers.py writes chunk-aligned, offset-0 volumes through CloudVolume's
 cutout writer. Real layers are less tidy: a voxel_offset, sizes that are not a multiple of
 the chunk size, and sharded scales hashed with identity or MurmurHash3. CloudVolume can
 only write a shard from a shard-aligned box, so sharded scales here are assembled with
@@ -97,6 +97,13 @@ def write_layer(
         else:
             _write_shards(url, path / scale["key"], level, scale)
     return url
+
+
+def blank_image(path, shape, *, chunk, offset) -> str:
+    """An all-zero uint8 image layer of ``shape`` (raw chunks of ``chunk`` from ``offset``); its file:// URL."""
+    return write_layer(
+        path, [np.zeros(shape, dtype=np.uint8)], encoding="raw", chunk=chunk, offset=offset, layer_type="image"
+    )
 
 
 def _write_shards(url, directory: Path, level: np.ndarray, scale: dict) -> None:

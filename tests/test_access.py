@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from segmentation.access import Accounts, AuditLog
 from server import endpoints
-from tests.helpers import CG_SV, call, cg_point_nm, write_volume
+from tests.helpers import CG_SV, add_two_neuron_dataset, call, cg_point_nm, free_port
 
 ROLES = {
     "vera": {"secret": "viewer"},
@@ -29,16 +29,7 @@ ROLES = {
 
 @pytest.fixture
 def site(cg_server, small_volumes, tmp_path):
-    from segmentation.datasets import Datasets
-    from segmentation.graph import ingest_dataset
-
-    labels = np.zeros((32, 32, 8), dtype=np.uint64)
-    labels[:16], labels[16:] = 1, 2
-    seg = write_volume(
-        tmp_path / "secret-seg", labels, layer_type="segmentation", encoding="compressed_segmentation", mips=1
-    )
-    Datasets(cg_server.database_url).add("secret", image=small_volumes["image"], segmentation=seg, public=False)
-    ingest_dataset(cg_server.database_url, "secret", progress=False)
+    add_two_neuron_dataset(cg_server.database_url, "secret", small_volumes["image"], tmp_path, public=False)
     accounts = Accounts(cg_server.database_url)
     tokens = {}
     for user, grants in ROLES.items():
@@ -385,8 +376,6 @@ def test_demo_needs_no_login_to_view_and_prints_a_proofreader_token(fresh_demo):
     import subprocess
     import sys
     from pathlib import Path
-
-    from tests.test_kill_restart import free_port
 
     port = free_port()
     env = {**os.environ, "AXONLINK_HOME": str(fresh_demo.home), "AXONLINK_DATABASE_URL": fresh_demo.database_url}

@@ -12,8 +12,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("flask", "cloudfiles", "scipy", "google.cloud.storage", "boto3", "alembic", "server.app")
+HEAVY = (
+    "flask",
+    "cloudfiles",
+    "cloudvolume",
+    "scipy",
+    "networkx",
+    "google.cloud.storage",
+    "boto3",
+    "alembic",
+    "server.app",
+)
+# what commands load for their work (the database, the search), and help needs none of
+WORK_ONLY = ("sqlalchemy", "numpy", "segmentation.datasets", "segmentation.celltypes", "segmentation.graph")
 
 
 def imported_after(code: str, tmp_path) -> set[str]:
@@ -29,11 +43,13 @@ def imported_after(code: str, tmp_path) -> set[str]:
     return set(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def test_help_loads_no_heavy_module(tmp_path):
+@pytest.mark.parametrize("command", [["--help"], ["search", "--help"]])
+def test_help_loads_no_heavy_module(tmp_path, command):
+    """Help needs the parser only: not even SQLAlchemy, numpy or the cell-type search behind ``search``."""
     modules = imported_after(
-        "import server.cli\ntry:\n    server.cli.main(['--help'])\nexcept SystemExit:\n    pass", tmp_path
+        f"import server.cli\ntry:\n    server.cli.main({command!r})\nexcept SystemExit:\n    pass", tmp_path
     )
-    assert not {name for name in HEAVY if name in modules}
+    assert not {name for name in HEAVY + WORK_ONLY if name in modules}
 
 
 def test_listing_datasets_of_an_up_to_date_home_loads_no_server_or_migrations(tmp_path):

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 HEADER_TIMEOUT = 2
 BODY_TIMEOUT = 2
@@ -45,12 +47,6 @@ def enough_file_descriptors():
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     yield
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Served:
@@ -279,22 +275,17 @@ def test_idle_connections_beyond_the_per_address_limit_are_closed_at_once(demo_h
 def test_a_stalled_body_holds_no_thread_and_is_closed_after_the_body_timeout(server):
     """POSTs that announce 1,000 bytes and send 10 (and chunked ones that stop after a chunk), more of them
     than the server has threads: others are answered meanwhile, and each stalled one gets 408 and is closed."""
+    head = b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     stalled = []
     try:
-        for _ in range(8):
-            sock = connect(server.port, "127.0.0.3")
-            sock.sendall(
-                b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 1000\r\n\r\n0123456789"
-            )
-            stalled.append(sock)
-        for _ in range(4):
-            sock = connect(server.port, "127.0.0.3")
-            sock.sendall(
-                b"POST /state/axonlink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"c":\r\n'
-            )
-            stalled.append(sock)
+        for count, rest in (
+            (8, b"Content-Length: 1000\r\n\r\n0123456789"),
+            (4, b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"c":\r\n'),
+        ):
+            for _ in range(count):
+                sock = connect(server.port, "127.0.0.3")
+                sock.sendall(head + rest)
+                stalled.append(sock)
         others_are_answered(server)
         for sock in stalled:
             assert ending(sock, timeout=10 * BODY_TIMEOUT).startswith(b"HTTP/1.1 408 ")

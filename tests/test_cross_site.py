@@ -12,7 +12,15 @@ import json
 
 import pytest
 
-from tests.helpers import CG_SV, SQLITE_ONLY, call, cg_point_nm, proofreader_token, without_request_id
+from tests.helpers import (
+    CG_SV,
+    SQLITE_ONLY,
+    add_two_neuron_dataset,
+    call,
+    cg_point_nm,
+    proofreader_token,
+    without_request_id,
+)
 
 CG = "/segmentation/api/v1/table/cg"
 
@@ -193,18 +201,7 @@ def test_where_layers_are_stored_is_for_admins_only(private_site):
 def test_operation_ids_do_not_reveal_edits_in_other_datasets(private_site, small_volumes, tmp_path):
     import numpy as np
 
-    from segmentation.graph import ingest_dataset
-    from tests.helpers import write_volume
-
-    labels = np.zeros((32, 32, 8), dtype=np.uint64)
-    labels[:16], labels[16:] = 1, 2
-    seg = write_volume(
-        tmp_path / "other-seg", labels, layer_type="segmentation", encoding="compressed_segmentation", mips=1
-    )
-    from segmentation.datasets import Datasets
-
-    Datasets(private_site.database_url).add("other", image=small_volumes["image"], segmentation=seg, public=False)
-    ingest_dataset(private_site.database_url, "other", progress=False)
+    add_two_neuron_dataset(private_site.database_url, "other", small_volumes["image"], tmp_path, public=False)
     other_token = proofreader_token(private_site.database_url, "other", user="elsewhere")
     other_sv = [int(s) for s in (np.array([1, 2], dtype=np.uint64) | np.uint64(1 << 56))]
     merge_other = json.dumps([[other_sv[0], 0, 0, 0], [other_sv[1], 0, 0, 0]]).encode()

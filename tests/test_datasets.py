@@ -93,33 +93,21 @@ def run_cli(*args, env_home):
 
 def test_cli_add_dataset_then_list(tmp_path, small_volumes):
     home = tmp_path / "cli-home"
-    added = run_cli(
+    add_mine = (
         "add-dataset",
         "mine",
         "--image",
         small_volumes["image"],
         "--segmentation",
         small_volumes["segmentation"],
-        "--citation",
-        "doi:10.1/abc",
-        "--license",
-        "CC-BY-4.0",
-        env_home=home,
     )
+    added = run_cli(*add_mine, "--citation", "doi:10.1/abc", "--license", "CC-BY-4.0", env_home=home)
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["citation"] == "doi:10.1/abc"
     listed = run_cli("datasets", env_home=home)
     assert [d["name"] for d in json.loads(listed.stdout)] == ["mine"]
     assert (home / "axonlink.sqlite").exists()
-    again = run_cli(
-        "add-dataset",
-        "mine",
-        "--image",
-        small_volumes["image"],
-        "--segmentation",
-        small_volumes["segmentation"],
-        env_home=home,
-    )
+    again = run_cli(*add_mine, env_home=home)
     assert again.returncode == 1 and "already exists" in again.stderr
 
 

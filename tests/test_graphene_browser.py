@@ -19,8 +19,8 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 
+from tests.browser import VIEWPORT, RecordingServer, page_errors, wait_until
 from tests.helpers import proofreader_token
-from tests.test_viewer_browser import VIEWPORT, RecordingServer, browser, wait_until  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -79,12 +79,10 @@ def graphene_state(server, segments, position):
     return state
 
 
-def sign_in_and_open(browser, server, state):  # noqa: F811
+def sign_in_and_open(browser, server, state):
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
-    page.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text}"))
+    errors = page_errors(page)
     # sign in as the login page does (its own flow is tested in test_viewer_browser.py); the login page
     # then opens "/", whose state would race with the one opened here
     page.goto(f"{server.url}/login")
@@ -107,7 +105,7 @@ def shot(page, name):
     page.screenshot(path=str(SCREENSHOTS / name))
 
 
-def test_merge_and_multicut_in_the_stock_viewer(browser, proofread):  # noqa: F811
+def test_merge_and_multicut_in_the_stock_viewer(browser, proofread):
     server, graph = proofread, proofread.graph
     kept, wrong = server.false_merges[0]  # one root holding two neurons
     root = graph.root(kept)
@@ -199,7 +197,7 @@ def test_merge_and_multicut_in_the_stock_viewer(browser, proofread):  # noqa: F8
         context.close()
 
 
-def test_a_viewer_without_the_proofreader_role_is_refused_and_nothing_changes(browser, proofread):  # noqa: F811
+def test_a_viewer_without_the_proofreader_role_is_refused_and_nothing_changes(browser, proofread):
     server, graph = proofread, proofread.graph
     kept, wrong = server.false_merges[0]
     root = graph.root(kept)

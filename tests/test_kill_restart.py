@@ -18,17 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from tests.helpers import CG_SV as SV
-from tests.helpers import proofreader_token, write_volume
+from tests.helpers import free_port, proofreader_token, write_volume
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(settings, port: int) -> subprocess.Popen:

@@ -23,7 +23,7 @@ from cloudvolume import CloudVolume, chunks
 from segmentation.config import Settings, sqlite_url
 from segmentation.graph import Graph
 from segmentation.graph.ids import supervoxel_ids
-from tests.layers import sharding, write_layer, write_sparse_sharded
+from tests.layers import blank_image, sharding, write_layer, write_sparse_sharded
 
 SHAPE, OFFSET, CHUNK = (61, 45, 23), (5, 3, 2), (17, 13, 7)
 KINDS = {
@@ -74,14 +74,7 @@ def site(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("live-grid")
     settings = Settings.load(home=root / "home", database_url=sqlite_url(root / "axonlink.sqlite"))
-    image = write_layer(
-        root / "image",
-        [np.zeros(SHAPE, dtype=np.uint8)],
-        encoding="raw",
-        chunk=CHUNK,
-        offset=OFFSET,
-        layer_type="image",
-    )
+    image = blank_image(root / "image", SHAPE, chunk=CHUNK, offset=OFFSET)
     app = create_app(settings)
     levels = {name: build_dataset(root, settings, name, name, image) for name in KINDS}
     with BackgroundServer(app) as server:

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.helpers import CG_SV, without_request_id, write_volume
-from tests.test_state_sources import PLACES, SPELLINGS
+from tests.spellings import PLACES, SPELLINGS
 
 NOT_FOUND = {"error": "Not Found"}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.layers import sharding, write_layer
+from tests.layers import blank_image, sharding, write_layer
 
 SHAPE, OFFSET, CHUNK = (61, 45, 23), (5, 3, 2), (17, 13, 7)
 
@@ -24,14 +24,7 @@ def client(tmp_path_factory):
     root = tmp_path_factory.mktemp("stored-keys")
     settings = Settings.load(home=root / "home", database_url=sqlite_url(root / "a.sqlite"))
     labels = (np.arange(np.prod(SHAPE)).reshape(SHAPE) % 7 + 1).astype(np.uint32)
-    image = write_layer(
-        root / "image",
-        [np.zeros(SHAPE, dtype=np.uint8)],
-        encoding="raw",
-        chunk=CHUNK,
-        offset=OFFSET,
-        layer_type="image",
-    )
+    image = blank_image(root / "image", SHAPE, chunk=CHUNK, offset=OFFSET)
     plain = write_layer(root / "plain", [labels], encoding="compressed_segmentation", chunk=CHUNK, offset=OFFSET)
     sharded = write_layer(root / "sharded", [labels], encoding="raw", chunk=CHUNK, offset=OFFSET, shard=sharding())
     app = create_app(settings)

@@ -10,117 +10,19 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
-import threading
 import urllib.request
 from urllib.parse import quote, unquote
 
 import pytest
 
-from server import create_app
 from server.runner import BackgroundServer
+from tests.browser import VIEWPORT, RecordingServer, page_errors, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-]
-VIEWPORT = {"width": 1200, "height": 800}
 CLIENT_PATH = "/v/axonlink/"
 OK_STATUSES = (200, 206, 304)
 STATUS_TEXTS = ("Connecting to Python server", "Disconnected from Python server")
 
 pytestmark = pytest.mark.browser
-
-# Runs in a blank page: can this Chromium give us a WebGL 2 context, and if not, why not.
-WEBGL_PROBE = """() => {
-  const canvas = document.createElement("canvas");
-  let message = "";
-  canvas.addEventListener("webglcontextcreationerror", (event) => { message = event.statusMessage || ""; });
-  const gl = canvas.getContext("webgl2");
-  if (!gl) {
-    return {ok: false, message: message || "getContext('webgl2') returned null and gave no status message"};
-  }
-  const debug = gl.getExtension("WEBGL_debug_renderer_info");
-  return {ok: true, renderer: gl.getParameter(debug ? debug.UNMASKED_RENDERER_WEBGL : gl.RENDERER)};
-}"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the playwright Python package is not installed (pip install playwright)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            page = browser.new_page()
-            webgl = page.evaluate(WEBGL_PROBE)
-            page.close()
-            if not webgl["ok"]:
-                pytest.skip(f"Chromium cannot create a WebGL 2 context: {webgl['message']}")
-            yield browser
-        finally:
-            browser.close()
-
-
-class RecordingServer:
-    """The axonlink app on a free port of 127.0.0.1, remembering the path and status of every request."""
-
-    def __init__(self, settings):
-        self.app = create_app(settings)
-        self.url = ""  # set once it is listening
-        self.requests: list[tuple[str, int]] = []
-        self._lock = threading.Lock()
-        inner = self.app.wsgi_app
-
-        def record(environ, start_response):
-            path = environ.get("PATH_INFO", "")
-
-            def recording_start_response(status, headers, *exc_info):
-                with self._lock:
-                    self.requests.append((path, int(status.split()[0])))
-                return start_response(status, headers, *exc_info)
-
-            return inner(environ, recording_start_response)
-
-        self.app.wsgi_app = record
-
-    def forget(self) -> None:
-        with self._lock:
-            self.requests.clear()
-
-    def paths(self) -> list[str]:
-        with self._lock:
-            return [path for path, _ in self.requests]
-
-    def chunks(self, dataset: str, layer: str) -> list[tuple[str, list[int], int]]:
-        """(scale key, [x0, x1, y0, y1, z0, z1], status) of each chunk request for ``layer``.
-
-        The segmentation of a dataset with a graph is a graphene:// source: its chunks are the
-        supervoxel view (``<dataset>@supervoxels``), coloured by root in the viewer.
-        """
-        if layer == "segmentation":
-            dataset = f"{dataset}@supervoxels"
-        pattern = re.compile(
-            rf"^/data/{re.escape(dataset)}/{re.escape(layer)}/([^/]+)/(\d+)-(\d+)_(\d+)-(\d+)_(\d+)-(\d+)$"
-        )
-        with self._lock:
-            found = [(pattern.match(path), status) for path, status in self.requests]
-        return [(m.group(1), [int(g) for g in m.groups()[1:]], status) for m, status in found if m]
-
-    def get_json(self, path: str):
-        with urllib.request.urlopen(self.url + path) as response:
-            return json.load(response)
 
 
 @pytest.fixture(scope="module")
@@ -146,21 +48,19 @@ def open_viewer(browser, live, url):
     """Load ``url``; wait until the client exists and has loaded what it shows. Returns (page, errors)."""
     live.forget()
     page = browser.new_page(viewport=VIEWPORT)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
-    page.on("console", lambda message: message.type == "error" and errors.append(f"console: {message.text}"))
+    errors = page_errors(page)
     page.goto(url)
     page.wait_for_function("typeof window.viewer !== 'undefined'", timeout=20_000)
     page.wait_for_function("window.viewer.isReady()", timeout=30_000)
     return page, errors
 
 
-def wait_until(page, condition, seconds=15.0):
-    for _ in range(int(seconds / 0.25)):
-        if condition():
-            return True
-        page.wait_for_timeout(250)
-    return condition()
+def loaded_state(page) -> dict:
+    """The state the client has loaded, once it is seen to run under CLIENT_PATH with the image and segmentation layers."""
+    assert page.evaluate("location.pathname") == CLIENT_PATH
+    loaded = page.evaluate("viewer.state.toJSON()")
+    assert [(l["name"], l["type"]) for l in loaded["layers"]] == [("image", "image"), ("segmentation", "segmentation")]
+    return loaded
 
 
 def fragment_state(page) -> dict:
@@ -255,12 +155,7 @@ def test_fragment_state_is_loaded_and_both_layers_fetch_chunks(browser, live, da
 
     page, errors = open_viewer(browser, live, f"{live.url}/#!" + quote(json.dumps(state), safe=""))
     try:
-        assert page.evaluate("location.pathname") == CLIENT_PATH
-        loaded = page.evaluate("viewer.state.toJSON()")
-        assert [(l["name"], l["type"]) for l in loaded["layers"]] == [
-            ("image", "image"),
-            ("segmentation", "segmentation"),
-        ]
+        loaded = loaded_state(page)
         assert all(abs(a - b) < 0.5 for a, b in zip(loaded["position"], position)), loaded["position"]
         seg_layer = next(l for l in loaded["layers"] if l["name"] == "segmentation")
         assert sorted(seg_layer["segments"]) == segments
@@ -302,12 +197,7 @@ def test_root_without_a_fragment_opens_the_first_dataset(browser, live, dataset)
     """``/`` alone: the default state of the first dataset, centred, and the URL then carries it."""
     page, errors = open_viewer(browser, live, f"{live.url}/")
     try:
-        assert page.evaluate("location.pathname") == CLIENT_PATH
-        loaded = page.evaluate("viewer.state.toJSON()")
-        assert [(l["name"], l["type"]) for l in loaded["layers"]] == [
-            ("image", "image"),
-            ("segmentation", "segmentation"),
-        ]
+        loaded = loaded_state(page)
         by_name = {layer["name"]: json.dumps(layer["source"]) for layer in loaded["layers"]}
         assert f"/data/{dataset['name']}/image" in by_name["image"]
         assert f"graphene://{live.url}/segmentation/table/{dataset['name']}" in by_name["segmentation"]

@@ -14,17 +14,20 @@ import math
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sqlalchemy as sa
 
 from ..access import audit
-from ..datasets import Dataset
 from ..db import engine_for
 from ..errors import Invalid, NotFound
 from ..graph.points import OnBackground, PointOutsideVolume, supervoxel_at_voxel
 from ..models import MAX_ROW_ID, CellTagPurgeRow, CellTagRow, CellTagStateRow, DatasetRow
 from .vocabulary import UnknownTerm, Vocabulary
+
+if TYPE_CHECKING:  # in annotations only: the registry calls in here (purge_dataset), never the other way
+    from ..datasets import Dataset
 
 NOT_RETRACTED = math.inf
 _DERIVED_PER_KIND = 16  # e.g. neuron groupings of 16 moments (graph states)

@@ -41,19 +41,22 @@ def ensure_demo(settings, progress: bool = True):
             print(f"building the demo dataset in {path} ...", flush=True)
         build_demo(path, progress=progress)
     if not registry.exists(DEMO_NAME):
-        registry.add(
-            DEMO_NAME,
-            image=str(path / "image"),
-            segmentation=str(path / "segmentation"),
-            supervoxel_layers={"segmentation_sharded": str(path / "segmentation_sharded")},
-            **DEMO_METADATA,
-        )
+        registry.add(DEMO_NAME, **demo_layers(path), **DEMO_METADATA)
     truth = json.loads((path / "ground_truth.json").read_text())
     if not has_graph(settings.database_url, DEMO_NAME):
         ingest_dataset(settings.database_url, DEMO_NAME, agglomeration=truth["false_merges"], progress=progress)
     build_for_dataset(settings.database_url, settings.home, DEMO_NAME)  # 3D for the graphene source
     _tag_demo(settings, registry.get(DEMO_NAME), truth)
     return registry.get(DEMO_NAME)
+
+
+def demo_layers(path) -> dict:
+    """The layers of the demo volumes built under ``path``, as :meth:`Datasets.add` takes them."""
+    return {
+        "image": str(path / "image"),
+        "segmentation": str(path / "segmentation"),
+        "supervoxel_layers": {"segmentation_sharded": str(path / "segmentation_sharded")},
+    }
 
 
 def _tag_demo(settings, dataset, truth) -> None:
