@@ -244,7 +244,7 @@ class Datasets:
         a later dataset of the same name."""
         from .access.audit import record
         from .celltypes.tags import purge_dataset
-        from .graph import Graph
+        from .graph.registry import forget_everywhere
         from .graph.store import discard_base, open_base
         from .models import GrantRow, GraphEdgeRow, GraphOperationRow, GraphStateRow, GraphSupervoxelRow, StateAnchorRow
 
@@ -276,7 +276,7 @@ class Datasets:
             connection.execute(sa.delete(DatasetRow).where(DatasetRow.id == dataset_id))
             record(connection, user=by, action="dataset.remove", dataset=name, detail=removed, origin=origin)
         forget_cached_access()
-        Graph.forget(self.database_url, name)
+        forget_everywhere(self.database_url, name)
         discard_base(base_url)  # the graph's files (the dataset's own files are not touched)
         with self._lock:
             self._stores = {key: value for key, value in self._stores.items() if key[0] != name}

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from segmentation.graph import Graph, store_graph
 from segmentation.graph.base import BaseError, GraphBase
 from segmentation.graph.changes import NEWEST, RootChanges
+from segmentation.graph.registry import forget_everywhere
 
 
 def random_graph(n: int, seed: int):
@@ -140,7 +141,7 @@ def test_a_graph_stored_as_rows_gets_a_base_when_first_opened(database_url, tmp_
             },
         )
         connection.execute(sa.update(GraphStateRow).values(base_url=None))
-    Graph.forget(database_url, "old")
+    forget_everywhere(database_url, "old")
     Path(urlsplit(reference.base_url).path).rename(tmp_path / "gone")  # the base is not what is read
 
     converted = Graph(database_url, "old")

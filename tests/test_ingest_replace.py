@@ -11,6 +11,7 @@ from segmentation.access.audit import AuditLog
 from segmentation.config import Settings
 from segmentation.graph import Graph
 from segmentation.graph.ids import supervoxel_ids
+from segmentation.graph.registry import forget_everywhere
 from server.cli import main
 from tests.helpers import write_volume
 
@@ -215,7 +216,7 @@ def test_search_after_replace_answers_from_the_new_graph(home, tmp_path, capsys)
     table = tmp_path / "bodies.csv"
     table.write_text("sv,body\n1,5\n2,5\n")
     assert cli(capsys, home, "ingest-graph", "d", "--agglomeration", str(table), "--replace", "--yes")[0] == 0
-    Graph.forget(url, "d")
+    forget_everywhere(url, "d")
     assert neurons() == [Graph.open(url, "d").root(SV[0])]  # one neuron now, with both tags
 
 

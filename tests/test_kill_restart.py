@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segmentation.graph.registry import forget_everywhere
 from tests.helpers import CG_SV as SV
 from tests.helpers import free_port, proofreader_token, write_volume
 
@@ -124,7 +125,7 @@ def test_acknowledged_writes_survive_sigkill(settings, small_volumes, tmp_path):
 
         audited = AuditLog(settings.database_url).entries(action="graph.*", limit=100000)
         assert len(audited) == len(seqs) and {e["user"] for e in audited} == {"tester"}
-        Graph.forget(settings.database_url, "cg")
+        forget_everywhere(settings.database_url, "cg")
         graph = Graph.open(settings.database_url, "cg")
         assert graph.index.seq == len(seqs)
         assert sorted(graph.operation(op)["seq"] for op in edits) == sorted(

@@ -73,13 +73,6 @@ class Graph:
         tests. Services keep theirs in a :class:`~segmentation.graph.registry.Graphs` registry."""
         return cls(database_url, dataset)
 
-    @staticmethod
-    def forget(database_url: str, dataset: str) -> None:
-        """Every registry of this process drops the dataset's graph (after an ingest or a removal)."""
-        from .registry import forget_everywhere
-
-        forget_everywhere(database_url, dataset)
-
     def __init__(self, database_url: str, dataset: str):
         self.on_gone = None  # called with the dataset's name when its graph is found removed or replaced
         self.database_url = database_url

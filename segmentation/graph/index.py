@@ -13,10 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import networkx as nx
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from .. import budget
 from ..errors import Invalid
@@ -471,6 +468,9 @@ class GraphIndex:
 
     def _components(self, members: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Component label of each member over the given edges (labels in member order)."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
         n = len(members)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
@@ -497,6 +497,8 @@ def source_side(members, lo, hi, area, sources, sinks) -> np.ndarray:
     """
     capacity = np.maximum(area, 1.0)
     if len(members) <= _NETWORKX_CUT_MAX_NODES:
+        import networkx as nx  # only here: a search or a read never needs it
+
         graph = nx.DiGraph()
         graph.add_nodes_from(members.tolist())
         for u, v, c in zip(lo.tolist(), hi.tolist(), capacity.tolist()):

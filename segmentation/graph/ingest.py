@@ -10,7 +10,7 @@ from ..db import engine_for
 from ..models import GraphEdgeRow, GraphStateRow, GraphSupervoxelRow
 from .agglomeration import Agglomeration, AgglomerationError
 from .base import BaseError, GraphBase
-from .graph import Graph, _dataset_id
+from .graph import _dataset_id
 from .ids import (
     LAYER_SHIFT,
     SUPERVOXEL_LAYER,
@@ -20,6 +20,7 @@ from .ids import (
 )
 from .index import GraphError
 from .region_graph import region_graph
+from .registry import forget_everywhere
 from .store import discard_base, open_base, write_base
 
 
@@ -244,7 +245,7 @@ def store_graph(
         raise
     if old is not None:
         discard_base(old[0])
-    Graph.forget(database_url, dataset)
+    forget_everywhere(database_url, dataset)
     return removed
 
 
