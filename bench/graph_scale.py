@@ -171,7 +171,8 @@ def main() -> int:
         t = time.perf_counter()
         store_graph(settings.database_url, "bench", svs, svs[lo], svs[hi], area, active)
         figures["ingest_s"] = round(time.perf_counter() - t, 1)
-        cross = np.stack([lo[~active], hi[~active]], axis=1)[:100_000]
+        inactive = np.flatnonzero(~active)
+        cross = np.stack([lo, hi], axis=1)[inactive[rng.integers(0, len(inactive), 20_000)]]
         del lo, hi, active, area
         graph = Graph(settings.database_url, "bench")
         base_dir = Path(urlsplit(graph.base_url).path)
@@ -231,16 +232,30 @@ def main() -> int:
                 far_splits.append(
                     post(f"{base}/split", {"sources": [[first, 0, 0, 0]], "sinks": [[second, 0, 0, 0]]}, token)
                 )
-            for _ in range(args.edits):  # along contacts that exist
-                a, b = (int(svs[x]) for x in cross[rng.integers(0, len(cross))])
-                if graph.root(a) == graph.root(b):
-                    continue
-                merges.append(post(f"{base}/merge", [[a, 0, 0, 0], [b, 0, 0, 0]], token))
-            for _ in range(args.edits):  # supervoxels that do not touch: the merge adds an edge
-                a, b = (int(x) for x in svs[rng.integers(0, n, 2)])
-                if graph.root(a) == graph.root(b):
-                    continue
-                new_edge_merges.append(post(f"{base}/merge", [[a, 0, 0, 0], [b, 0, 0, 0]], token))
+            # merges as a proofreader makes them: two neurons as segmented (2 k-100 k supervoxels each),
+            # each neuron in at most one merge, so roots do not snowball into one giant root
+            merged: set[int] = set()
+
+            def untouched(*positions) -> bool:
+                neurons = {int(np.searchsorted(starts, p, side="right")) for p in positions}
+                if len(neurons) < len(positions) or neurons & merged:
+                    return False
+                merged.update(neurons)
+                return True
+
+            for a, b in cross:  # along contacts that exist
+                if len(merges) == args.edits:
+                    break
+                if untouched(int(a), int(b)):
+                    merges.append(post(f"{base}/merge", [[int(svs[a]), 0, 0, 0], [int(svs[b]), 0, 0, 0]], token))
+            for _ in range(50 * args.edits):  # supervoxels that do not touch: the merge adds an edge
+                if len(new_edge_merges) == args.edits:
+                    break
+                a, b = (int(x) for x in rng.integers(0, n, 2))
+                if untouched(a, b) and graph.index.edge_state(int(svs[a]), int(svs[b])) is None:
+                    new_edge_merges.append(
+                        post(f"{base}/merge", [[int(svs[a]), 0, 0, 0], [int(svs[b]), 0, 0, 0]], token)
+                    )
             memory = [smaps(pid) for pid in worker_pids(process.pid)]
         finally:
             process.terminate()

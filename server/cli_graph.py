@@ -1,4 +1,5 @@
-"""``axonlink undo | redo``: take back a proofreading edit from the shell (as a new, audited operation)."""
+"""``axonlink undo | redo | compact``: take back a proofreading edit from the shell (as a new, audited
+operation); fold a graph's operation log into a new base."""
 
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ def add_parsers(sub, common) -> None:
     redo.add_argument("dataset")
     redo.add_argument("operation", type=int)
     redo.set_defaults(handler=cmd_redo)
+    compact = sub.add_parser(
+        "compact",
+        parents=[common],
+        help="fold a dataset's graph edits into a new base (servers go on answering and editing)",
+        description="Writes a new memory-mapped base holding the graph as of its newest operation, with the "
+        "history for time travel, and switches every process to it at its next read. The operation log is kept.",
+    )
+    compact.add_argument("dataset")
+    compact.set_defaults(handler=cmd_compact)
 
 
 def _graph(settings, dataset):
@@ -80,3 +90,11 @@ def cmd_redo(args, settings):
             }
         )
     )
+
+
+def cmd_compact(args, settings):
+    from segmentation.graph.compaction import compact
+
+    _graph(settings, args.dataset)  # the database is migrated and the graph exists
+    who = actor()
+    print(json.dumps(compact(settings.database_url, args.dataset, **who)))

@@ -22,6 +22,8 @@ int32 below 2^31 supervoxels, else int64):
 - ``csr_indptr`` (n+1,) int64, ``csr_neighbors`` positions, ``csr_edges`` edge numbers: the
   adjacency, every edge in both rows, each row sorted by neighbour
 - ``area`` (m,) float32 contact area, ``active`` (m,) bool: edge state at ``seq``
+- ``history_keys``, ``history_roots`` (compacted bases only): the root assignments of the operations
+  folded in, for time travel to before ``seq`` (see :mod:`segmentation.graph.compaction`)
 """
 
 from __future__ import annotations
@@ -53,7 +55,10 @@ _ARRAYS = (
     "csr_edges",
     "area",
     "active",
+    "history_keys",
+    "history_roots",
 )
+_OPTIONAL = ("boxes", "history_keys", "history_roots")
 
 
 class BaseError(Invalid):
@@ -80,6 +85,10 @@ class GraphBase:
     csr_edges: np.ndarray
     area: np.ndarray
     active: np.ndarray
+    # root assignments before ``seq`` (compacted bases): keys (position << 32 | operation), sorted;
+    # every position listed has an entry at operation 0 (its root as ingested)
+    history_keys: np.ndarray | None = None
+    history_roots: np.ndarray | None = None
     seq: int = 0  # the last operation folded in (0: as ingested)
     root_base: int = 0  # this graph's root counters start above it
     next_root_counter: int = 1
@@ -166,12 +175,14 @@ class GraphBase:
         )
 
     # ---- files -------------------------------------------------------------
-    def write(self, store: str | os.PathLike, name: str = "") -> Path:
+    def write(self, store: str | os.PathLike, name: str = "", reuse: GraphBase | None = None) -> Path:
         """Write this base into a new directory under ``store`` (returned); never overwrites one.
 
         Files go to a temporary directory first, renamed into place when complete, so a
-        reader never sees half a base.
+        reader never sees half a base. Arrays that are ``reuse``'s own (a compaction keeps the
+        supervoxels, boxes, often the adjacency) are hard-linked from its files, not copied.
         """
+        reused = read_manifest(reuse.path)["files"] if reuse is not None and reuse.path is not None else {}
         store = Path(store)
         store.mkdir(parents=True, exist_ok=True)
         final = store / f"{name or 'base'}-{self.seq}-{uuid.uuid4().hex[:12]}"
@@ -184,6 +195,10 @@ class GraphBase:
                 if array is None:
                     continue
                 target = partial / f"{array_name}.npy"
+                if array_name in reused and array is getattr(reuse, array_name):
+                    _link_or_copy(reuse.path / f"{array_name}.npy", target)
+                    files[array_name] = reused[array_name]
+                    continue
                 np.save(target, np.ascontiguousarray(array))
                 files[array_name] = {"bytes": target.stat().st_size, "sha256": _sha256(target)}
             manifest = {
@@ -213,7 +228,7 @@ class GraphBase:
         for array_name in _ARRAYS:
             entry = manifest["files"].get(array_name)
             if entry is None:
-                if array_name != "boxes":
+                if array_name not in _OPTIONAL:
                     raise BaseError(f"graph base {path}: {array_name}.npy is missing from its manifest")
                 arrays[array_name] = None
                 continue
@@ -274,6 +289,13 @@ def positions_of(sorted_ids: np.ndarray, ids) -> np.ndarray:
     if bad.any():
         raise BaseError(f"unknown supervoxel id(s): {[int(x) for x in ids[bad][:5]]}")
     return pos.astype(np.int64)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another filesystem
+        shutil.copyfile(source, target)
 
 
 def _sha256(file: Path) -> str:

@@ -28,9 +28,12 @@ NEWEST = (1 << SEQ_BITS) - 1  # "now": later than any operation
 class RootChanges:
     """``(position, seq) → root`` entries of one graph since its base, with fast lookups."""
 
-    def __init__(self, supervoxel_count: int):
+    def __init__(self, supervoxel_count: int, base_seq: int = 0, base_history=None):
         self.supervoxel_count = supervoxel_count
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (keys sorted, roots), oldest first
+        # a compacted base's history (memory-mapped): searched for moments before the base
+        self._base_seq = base_seq
+        self._base_history = base_history if base_history is not None and len(base_history[0]) else None
         # now: each edited position's slot (0: never edited); a slot is one (root, operation) an edit made
         self._slot: np.ndarray | None = None
         self._slot_root = np.zeros(1, dtype=np.uint64)
@@ -64,6 +67,44 @@ class RootChanges:
             order = np.argsort(keys, kind="stable")  # two sorted runs: timsort merges them in linear time
             self._runs[-2:] = [(keys[order], np.concatenate([r1, r2])[order])]
 
+    def history(self, base_root_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every entry, the base's history included, as one sorted (keys, roots) pair, with an entry at
+        operation 0 (the base's root) for each position edited here that the base's history lacks:
+        what a compacted base keeps for time travel to before it."""
+        runs = self._runs if self._base_history is None else [self._base_history, *self._runs]
+        if not runs:
+            return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
+        keys = np.concatenate([np.asarray(k) for k, _ in runs])
+        roots = np.concatenate([np.asarray(r) for _, r in runs])
+        edited = np.unique(np.concatenate([k >> np.uint64(SEQ_BITS) for k, _ in self._runs])) if self._runs else None
+        if edited is not None and len(edited):
+            if self._base_history is not None:
+                base_keys = self._base_history[0]
+                at = np.minimum(np.searchsorted(base_keys, edited << np.uint64(SEQ_BITS)), len(base_keys) - 1)
+                edited = edited[(base_keys[at] >> np.uint64(SEQ_BITS)) != edited]
+            keys = np.concatenate([keys, edited << np.uint64(SEQ_BITS)])
+            roots = np.concatenate([roots, np.asarray(base_root_of[edited.astype(np.int64)], dtype=np.uint64)])
+        order = np.argsort(keys, kind="stable")
+        return keys[order], roots[order]
+
+    def current(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, root now) of every position edited here."""
+        if self._slot is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+        positions = np.flatnonzero(self._slot)
+        return positions, self._slot_root[self._slot[positions]]
+
+    def newest_change(self, positions: np.ndarray) -> np.ndarray:
+        """The operation that last gave each position a root (0: none since ingest), folded ones too."""
+        found, _, seqs = self.lookup(positions)
+        seqs = np.where(found, seqs, 0)
+        if self._base_history is not None:
+            stale = ~found
+            if stale.any():
+                f, _, s = self._search(np.asarray(positions)[stale], NEWEST - 1)
+                seqs[stale] = np.where(f, s, 0)
+        return seqs
+
     def edited(self, positions: np.ndarray) -> np.ndarray:
         """Which of ``positions`` have any entry (no search)."""
         if self._slot is None:
@@ -75,14 +116,18 @@ class RootChanges:
 
         Returns (found, root, operation) arrays; where ``found`` is False the base root holds.
         """
-        if self._slot is None:
+        before_base = self._base_history is not None and seq < self._base_seq
+        if self._slot is None and not before_base:
             empty = np.zeros(len(positions), dtype=np.uint64)
             return np.zeros(len(positions), dtype=bool), empty, empty.astype(np.int64)
-        slots = self._slot[positions]
-        if seq >= NEWEST or seq >= self._slot_seq[self._slots - 1]:  # now: one gather
+        slots = self._slot[positions] if self._slot is not None else np.zeros(len(positions), dtype=np.int32)
+        if seq >= NEWEST or seq >= self._slot_seq[self._slots - 1] and not before_base:  # now: one gather
             return slots != 0, self._slot_root[slots], self._slot_seq[slots]
-        past = slots != 0
-        past[past] = self._slot_seq[slots[past]] > seq  # only these changed since ``seq``: search the history
+        if before_base:  # any position may have changed since then
+            past = np.ones(len(positions), dtype=bool)
+        else:
+            past = slots != 0
+            past[past] = self._slot_seq[slots[past]] > seq  # only these changed since ``seq``: search the history
         found, roots, seqs = slots != 0, self._slot_root[slots], self._slot_seq[slots]
         if past.any():
             f, r, s = self._search(np.asarray(positions)[past], seq)
@@ -98,7 +143,8 @@ class RootChanges:
         best = np.zeros(len(positions), dtype=np.uint64)  # the best key found (0: none yet)
         roots = np.zeros(len(positions), dtype=np.uint64)
         found = np.zeros(len(positions), dtype=bool)
-        for keys, run_roots in self._runs:
+        runs = self._runs if self._base_history is None else [self._base_history, *self._runs]
+        for keys, run_roots in runs:
             at = np.searchsorted(keys, wanted, side="right") - 1
             ok = at >= 0
             at = np.maximum(at, 0)

@@ -20,6 +20,8 @@ uses both, taking the lock at most twice a second per process and dataset.
 from __future__ import annotations
 
 import bisect
+import logging
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -34,11 +36,14 @@ from ..access import audit
 from ..db import engine_for
 from ..errors import NotFound
 from ..models import DatasetRow, GraphOperationRow, GraphStateRow
+from .base import BaseError
 from .ids import is_supervoxel
 from .index import Edit, GraphError, GraphIndex
 from .legacy import write_legacy_base
 from .operations import Merge, Operation, Redo, Split, Undo
-from .store import open_base
+from .store import discard_base, open_base
+
+DEFAULT_COMPACT_AFTER = 20_000  # operations beyond the base before a background compaction
 
 
 class GraphNotIngested(NotFound):
@@ -75,6 +80,7 @@ class Graph:
 
     def __init__(self, database_url: str, dataset: str):
         self.on_gone = None  # called with the dataset's name when its graph is found removed or replaced
+        self._compacting: threading.Thread | None = None  # a background compaction under way
         self.database_url = database_url
         self.engine = engine_for(database_url)
         self.dataset = dataset
@@ -82,14 +88,7 @@ class Graph:
         self._caught_up = threading.local()  # per thread: inside caught_up(), and synced already
         with self.engine.connect() as connection:
             self.dataset_id = _dataset_id(connection, dataset)
-            state = connection.execute(
-                sa.select(GraphStateRow.base_url).where(GraphStateRow.dataset_id == self.dataset_id)
-            ).first()
-        if state is None:
-            raise GraphNotIngested(f"dataset {dataset!r} has no graph yet (run ingest-graph)")
-        base_url = state[0] or write_legacy_base(self.engine, self.database_url, self.dataset_id, dataset)
-        self.base_url = base_url
-        self.index = GraphIndex(open_base(base_url))
+        self.base_url, self.index = self._open_newest_base()
         self._op_times: list[datetime] = []  # created_at of operation seq i+1
         # operations by their number in this dataset's log (1, 2, 3 ...): the operation ids the API
         # shows, so that ids never reveal how many edits other datasets had (rows are numbered globally)
@@ -105,12 +104,35 @@ class Graph:
             self._settle_checked = -float("inf")
             self._catch_up(connection)
 
+    def _open_newest_base(self) -> tuple[str, GraphIndex]:
+        """The base the database names now, memory-mapped (a compaction may delete the one just read:
+        then read again)."""
+        for attempt in range(3):
+            with self.engine.connect() as connection:
+                state = connection.execute(
+                    sa.select(GraphStateRow.base_url).where(GraphStateRow.dataset_id == self.dataset_id)
+                ).first()
+            if state is None:
+                raise GraphNotIngested(f"dataset {self.dataset!r} has no graph yet (run ingest-graph)")
+            url = state[0] or write_legacy_base(self.engine, self.database_url, self.dataset_id, self.dataset)
+            try:
+                return url, GraphIndex(open_base(url))
+            except BaseError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     # ---- keeping in step with the log ---------------------------------------
+    @property
+    def _seen(self) -> int:
+        """The newest operation of the log read here (operations are numbered 1, 2, 3 … without gaps)."""
+        return len(self._op_times)
+
     def _catch_up(self, connection) -> None:
         rows = (
             connection.execute(
                 sa.select(GraphOperationRow.__table__)
-                .where(GraphOperationRow.dataset_id == self.dataset_id, GraphOperationRow.seq > self.index.seq)
+                .where(GraphOperationRow.dataset_id == self.dataset_id, GraphOperationRow.seq > self._seen)
                 .order_by(GraphOperationRow.seq)
             )
             .mappings()
@@ -120,11 +142,7 @@ class Graph:
             self._apply_row(dict(row))
 
     def _apply_row(self, row: dict) -> None:
-        edit = Edit(
-            tuple((int(a), int(b), bool(on)) for a, b, on in row["edge_changes"]),
-            tuple(int(r) for r in row["new_root_ids"]),
-        )
-        self.index.apply(edit, row["seq"])
+        _replay(self.index, row)
         row["created_at"] = _utc(row["created_at"])
         self._op_times.append(row["created_at"])
         self._settled_until = max(self._settled_until, row["created_at"])
@@ -146,7 +164,7 @@ class Graph:
             self._caught_up.done = True
         with self.engine.connect() as connection:
             found = connection.execute(
-                sa.select(GraphStateRow.last_seq, GraphStateRow.created_at).where(
+                sa.select(GraphStateRow.last_seq, GraphStateRow.created_at, GraphStateRow.base_url).where(
                     GraphStateRow.dataset_id == self.dataset_id
                 )
             ).first()
@@ -154,10 +172,26 @@ class Graph:
                 if self.on_gone is not None:  # the registry holding it loads what is there now
                     self.on_gone(self.dataset)
                 raise GraphNotIngested(f"the graph of dataset {self.dataset!r} was removed or replaced; ask again")
-            last = found[0]
-            if last != self.index.seq:
+            last, base_url = found[0], found[2]
+            if last != self._seen:
                 with self._lock:
                     self._catch_up(connection)
+        if base_url is not None and base_url != self.base_url:
+            self._switch_base(base_url)
+
+    def _switch_base(self, url: str) -> None:
+        """Another process compacted the graph: read the new base and let go of the old one's pages
+        and of the changes it folded in (the answers stay the same)."""
+        try:
+            index = GraphIndex(open_base(url))
+        except BaseError:
+            return  # compacted again meanwhile: the next sync finds the newest
+        with self._lock:
+            if index.base.seq > self._seen:
+                return  # the base folds operations not read here yet: the next sync reads them first
+            for seq in range(1, self._seen + 1):
+                _replay(index, self._ops[seq])
+            self.index, self.base_url = index, url
 
     @contextmanager
     def caught_up(self):
@@ -544,4 +578,82 @@ class Graph:
         with self._lock:
             if self.index.seq == seq - 1:
                 self._apply_row(row)
+        self._compact_if_due()
         return OperationResult(seq, list(new_roots), old_roots, now)
+
+    def compact(self, *, by: str = "system", origin: str = "") -> dict:
+        """Fold every operation so far into a new base (:mod:`segmentation.graph.compaction`), written
+        beside the current one (unchanged arrays hard-linked), and switch the graph to it."""
+        started = time.perf_counter()
+        with self.caught_up():
+            self.sync()
+            with self._lock:
+                old, old_url = self.index.base, self.base_url
+                if self.seq == old.seq:
+                    return {"compacted": False, "seq": self.seq, "reason": "no operation since the base"}
+                base = self.index.compacted()
+        url = base.write(old.path.parent, f"dataset-{self.dataset_id}", reuse=old).as_uri()
+        state = GraphStateRow.__table__
+        with self.engine.begin() as connection:
+            # the graph's write lock (PostgreSQL: its state row; SQLite: the database) while switching
+            connection.execute(
+                sa.update(state).where(state.c.dataset_id == self.dataset_id).values(last_seq=state.c.last_seq)
+            )
+            current = connection.scalar(sa.select(state.c.base_url).where(state.c.dataset_id == self.dataset_id))
+            switched = current == old_url
+            if switched:
+                connection.execute(sa.update(state).where(state.c.dataset_id == self.dataset_id).values(base_url=url))
+                audit.record(
+                    connection,
+                    user=by,
+                    action="graph.compact",
+                    dataset=self.dataset,
+                    origin=origin,
+                    detail={"seq": base.seq, "folded": base.seq - old.seq},
+                )
+        if not switched:  # replaced, removed or compacted by someone else meanwhile
+            discard_base(url)
+            return {"compacted": False, "seq": base.seq, "reason": "the graph changed its base meanwhile"}
+        # processes that mapped the old base keep reading its pages until their next sync switches them
+        discard_base(old_url)
+        return {
+            "compacted": True,
+            "seq": base.seq,
+            "folded_operations": base.seq - old.seq,
+            "history_entries": len(base.history_keys),
+            "seconds": round(time.perf_counter() - started, 2),
+            "base": url,
+        }
+
+    def _compact_if_due(self) -> None:
+        """Past ``AXONLINK_COMPACT_AFTER`` operations beyond the base (0: never), compact in a
+        background thread (one per graph at a time; of processes racing to switch, the losers
+        discard their bases)."""
+        threshold = int(os.environ.get("AXONLINK_COMPACT_AFTER", DEFAULT_COMPACT_AFTER))
+        if threshold <= 0 or self.index.seq - self.index.base.seq < threshold:
+            return
+
+        def run():
+            try:  # on a graph of its own: this one's lock stays free for requests meanwhile
+                Graph(self.database_url, self.dataset).compact(by="system", origin="automatic compaction")
+            except Exception:  # logged; the graph goes on from its old base
+                logging.getLogger("axonlink.graph").exception("compacting %s failed", self.dataset)
+
+        with self._lock:
+            if self._compacting is not None and self._compacting.is_alive():
+                return
+            self._compacting = threading.Thread(target=run, name=f"compact-{self.dataset}", daemon=True)
+            self._compacting.start()
+
+
+def _replay(index: GraphIndex, row: dict) -> None:
+    """Bring ``index`` past one operation of the log: its lineage only when its base folded it in."""
+    seq = row["seq"]
+    if seq <= index.base.seq:
+        index.fold(seq, row["old_root_ids"], row["new_root_ids"])
+        return
+    edit = Edit(
+        tuple((int(a), int(b), bool(on)) for a, b, on in row["edge_changes"]),
+        tuple(int(r) for r in row["new_root_ids"]),
+    )
+    index.apply(edit, seq)

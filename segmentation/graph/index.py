@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import budget
 from ..errors import Invalid
-from .base import BaseError, GraphBase, positions_of
+from .base import BaseError, GraphBase, position_dtype, positions_of
 from .changes import NEWEST, RootChanges
 from .ids import ROOT_LAYER, counter_of, layer_of, root_id
 
@@ -62,7 +62,8 @@ class GraphIndex:
         n = base.supervoxel_count
         self._contiguous = bool(n) and int(base.supervoxels[-1]) - int(base.supervoxels[0]) == n - 1
         self._first = int(base.supervoxels[0]) if n else 0
-        self._changes = RootChanges(n)
+        history = None if base.history_keys is None else (base.history_keys, base.history_roots)
+        self._changes = RootChanges(n, base.seq, history)
         self._edge_state: dict[int, bool] = {}  # edges switched since the base (and edges merges added)
         self._edge_state_arrays = None  # the same, as sorted arrays, built when a read needs them
         self._extra_edges: dict[tuple[int, int], int] = {}  # (lo, hi) positions -> edge number (>= m)
@@ -130,7 +131,7 @@ class GraphIndex:
         if root not in self.records:
             if self._base_root(root) is None:
                 raise GraphError(f"unknown root id {root}")
-            self.records[root] = RootRecord(created_seq=self.base.seq)
+            self.records[root] = RootRecord(created_seq=0)  # a root made by an operation has a record
         return self.records[root]
 
     # ---- reads -------------------------------------------------------------
@@ -141,17 +142,18 @@ class GraphIndex:
     def last_change(self, idx: np.ndarray) -> int:
         """The last operation that gave any of these supervoxels (dense indices) a new root."""
         idx = np.asarray(idx, dtype=np.int64)
-        edited = idx[self._changes.edited(idx)]
-        if not len(edited):
+        if not len(idx):
             return 0
-        found, _, seqs = self._changes.lookup(edited)
-        return int(seqs[found].max()) if found.any() else 0
+        return int(self._changes.newest_change(idx).max())
 
     def roots_by_index(self, idx: np.ndarray, seq: int | None = None) -> np.ndarray:
         """Like :meth:`roots`, for dense indices."""
         idx = np.asarray(idx, dtype=np.int64)
         roots = np.array(self.base.root_of[idx], dtype=np.uint64)
-        edited = self._changes.edited(idx)
+        if seq is not None and seq < self.base.seq:  # before the base: its history may hold any of them
+            edited = np.ones(len(idx), dtype=bool)
+        else:
+            edited = self._changes.edited(idx)
         if edited.any():
             at = NEWEST if seq is None or seq >= self.seq else seq
             found, changed, _ = self._changes.lookup(idx[edited], at)
@@ -180,7 +182,8 @@ class GraphIndex:
         lo, hi, _ = self._active_edges_within(members)
         inside = np.isin(hi, members, assume_unique=False)
         lo, hi = lo[inside], hi[inside]
-        return np.stack([self.sv_ids[lo], self.sv_ids[hi]], axis=1).reshape(-1, 2)
+        order = np.lexsort((hi, lo))  # the same order whatever the storage (added edges sit apart until compaction)
+        return np.stack([self.sv_ids[lo[order]], self.sv_ids[hi[order]]], axis=1).reshape(-1, 2)
 
     def _members_within(self, root: int, bounds=None) -> np.ndarray:
         """Sorted dense indices of a root's supervoxels whose boxes touch ``bounds`` ((x0, x1), (y0, y1), (z0, z1))."""
@@ -304,6 +307,88 @@ class GraphIndex:
 
     def allocate_root_ids(self, count: int) -> tuple[int, ...]:
         return tuple(root_id(self.next_root_counter + i) for i in range(count))
+
+    def compacted(self) -> GraphBase:
+        """A base holding this index as it is now (see :mod:`segmentation.graph.compaction`): current
+        roots, every root's members, the adjacency with the edges merges added, the edges' states
+        and the history of root assignments. Arrays nothing changed are the old base's own."""
+        base = self.base
+        n = base.supervoxel_count
+        root_of = np.array(base.root_of, dtype=np.uint64)
+        positions, roots = self._changes.current()
+        root_of[positions] = roots
+        history_keys, history_roots = self._changes.history(base.root_of)
+        made = np.array(sorted(self._members), dtype=np.uint64)  # counters above every base root: stays sorted
+        sizes = np.array([len(self._members[int(r)]) for r in made], dtype=np.int64)
+        pos = position_dtype(n)
+        root_members = np.concatenate(
+            [np.asarray(base.root_members), *(self._members[int(r)].astype(pos) for r in made)]
+        ).astype(pos, copy=False)
+        root_indptr = np.concatenate([np.asarray(base.root_indptr), base.root_indptr[-1] + np.cumsum(sizes)])
+        csr_indptr, csr_neighbors, csr_edges = base.csr_indptr, base.csr_neighbors, base.csr_edges
+        area, active = base.area, base.active
+        if self._extra_edges:
+            csr_indptr, csr_neighbors, csr_edges = self._csr_with_extra_edges()
+            extra = len(self._extra_edges)
+            area = np.concatenate([np.asarray(base.area), np.zeros(extra, dtype=np.float32)])
+            active = np.concatenate([np.asarray(base.active), np.zeros(extra, dtype=bool)])
+        if self._edge_state:
+            active = np.array(active, dtype=bool)
+            numbers = np.fromiter(self._edge_state.keys(), dtype=np.int64, count=len(self._edge_state))
+            active[numbers] = np.fromiter(self._edge_state.values(), dtype=bool, count=len(self._edge_state))
+        return GraphBase(
+            supervoxels=base.supervoxels,
+            boxes=base.boxes,
+            root_of=root_of,
+            root_ids=np.concatenate([np.asarray(base.root_ids), made]),
+            root_indptr=root_indptr,
+            root_members=root_members,
+            csr_indptr=csr_indptr,
+            csr_neighbors=csr_neighbors,
+            csr_edges=csr_edges,
+            area=area,
+            active=active,
+            history_keys=history_keys,
+            history_roots=history_roots,
+            seq=self.seq,
+            root_base=self.root_base,
+            next_root_counter=self.next_root_counter,
+        )
+
+    def _csr_with_extra_edges(self):
+        """The base's adjacency with the edges merges added inserted in place (rows stay sorted)."""
+        base = self.base
+        rows, tails, numbers = [], [], []
+        for (lo, hi), k in self._extra_edges.items():
+            rows += [lo, hi]
+            tails += [hi, lo]
+            numbers += [k, k]
+        rows, tails, numbers = (np.array(x, dtype=np.int64) for x in (rows, tails, numbers))
+        order = np.lexsort((tails, rows))
+        rows, tails, numbers = rows[order], tails[order], numbers[order]
+        indptr = base.csr_indptr
+        at = np.array(
+            [
+                int(indptr[r]) + int(np.searchsorted(base.csr_neighbors[indptr[r] : indptr[r + 1]], t))
+                for r, t in zip(rows.tolist(), tails.tolist())
+            ],
+            dtype=np.int64,
+        )
+        neighbors = np.insert(np.asarray(base.csr_neighbors), at, tails.astype(base.csr_neighbors.dtype))
+        edge_dtype = position_dtype(base.edge_count + len(self._extra_edges))
+        edges = np.insert(np.asarray(base.csr_edges).astype(edge_dtype, copy=False), at, numbers.astype(edge_dtype))
+        added = np.bincount(rows, minlength=base.supervoxel_count)
+        return np.asarray(indptr) + np.concatenate([[0], np.cumsum(added)]), neighbors, edges
+
+    def fold(self, seq: int, old_roots, new_roots) -> None:
+        """Record the lineage of operation ``seq``, already folded into a compacted base (its roots
+        and edges are there; only who came from whom is kept here)."""
+        for root in old_roots:
+            rec = self.record(int(root))
+            rec.retired_seq = seq
+            rec.children.extend(int(r) for r in new_roots)
+        for root in new_roots:
+            self.records[int(root)] = RootRecord(created_seq=seq, parents=tuple(int(r) for r in old_roots))
 
     def apply(self, edit: Edit, seq: int) -> tuple[list[int], list[int]]:
         """Apply a committed edit as operation ``seq``; returns (retired roots, new roots)."""

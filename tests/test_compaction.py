@@ -1,0 +1,162 @@
+"""Compaction folds the operation log into a new base while others read and edit; nothing changes or is lost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from segmentation import db
+from segmentation.access.audit import AuditLog
+from segmentation.datasets import Datasets
+from segmentation.graph import Graph, GraphError, store_graph
+from segmentation.graph.compaction import compact
+from segmentation.graph.ids import supervoxel_ids
+
+N = 400
+
+
+def chain_of_neurons(url: str, volumes, name: str = "c") -> np.ndarray:
+    """Forty neurons of ten supervoxels in a chain, touching their neighbours (inactive contacts)."""
+    db.upgrade(url)
+    Datasets(url).add(name, image=volumes["image"], segmentation=volumes["segmentation"])
+    svs = supervoxel_ids(np.arange(1, N + 1, dtype=np.uint64) * 3)  # spaced ids: the binary-search path
+    a = np.arange(N - 1)
+    active = (a + 1) % 10 != 0  # within a neuron
+    store_graph(url, name, svs, svs[a], svs[a + 1], np.linspace(1, 9, N - 1), active)
+    return svs
+
+
+def edit_at_random(graph: Graph, svs, rng, count: int) -> list[int]:
+    """Merges (some adding edges), splits, undos; returns the operation ids that succeeded."""
+    done = []
+    for _ in range(count):
+        kind = rng.choice(["merge", "merge", "split", "undo"])
+        try:
+            if kind == "merge":
+                result = graph.merge(int(svs[rng.integers(N)]), int(svs[rng.integers(N)]), user="t")
+            elif kind == "split":
+                first = int(rng.integers(N - 3))
+                result = graph.split([int(svs[first])], [int(svs[first + 2])], user="t")
+            elif done:
+                result = graph.undo(done[int(rng.integers(len(done)))], user="t")
+            else:
+                continue
+        except GraphError:
+            continue
+        done.append(result.operation_id)
+    return done
+
+
+def answers(graph: Graph, svs) -> dict:
+    """Everything a client could ask, now and at every operation's moment."""
+    graph.sync()
+    moments = [graph.operation_time(seq) for seq in range(graph.seq + 1)]
+    roots_then = [graph.roots(svs, at=m).tolist() for m in moments]
+    every_root = sorted({r for roots in roots_then for r in roots})
+    return {
+        "roots_then": roots_then,
+        "leaves": {r: graph.leaves(r).tolist() for r in every_root},
+        "edges": {r: graph.supervoxel_edges(r).tolist() for r in every_root},
+        "lineage": graph.lineage(every_root[:5]),
+        "latest": graph.is_latest(every_root),
+        "change_log": [graph.change_log(r) for r in every_root[-5:]],
+        "last_change": [graph.last_change(graph.positions(svs[k : k + 10])) for k in range(0, N, 10)],
+    }
+
+
+def test_compaction_keeps_every_answer_while_another_thread_edits(database_url, small_volumes):
+    svs = chain_of_neurons(database_url, small_volumes)
+    first = Graph.open(database_url, "c")
+    first_done = edit_at_random(first, svs, np.random.default_rng(1), 30)
+    bystander = Graph.open(database_url, "c")  # another process's graph, on the old base
+    before = answers(bystander, svs)
+    old_base = bystander.base_url
+
+    editor = Graph.open(database_url, "c")
+    finished = []
+
+    def keep_editing():
+        finished.extend(edit_at_random(editor, svs, np.random.default_rng(2), 40))
+
+    thread = threading.Thread(target=keep_editing)
+    thread.start()
+    summaries = []
+    while thread.is_alive() or not summaries:
+        summaries.append(compact(database_url, "c", by="tests"))
+        time.sleep(0.05)
+    thread.join()
+    assert any(s["compacted"] for s in summaries)
+    assert not Path(urlsplit(old_base).path).exists()  # the old base is gone: the bystander reads mapped pages
+
+    fresh = Graph.open(database_url, "c")
+    assert fresh.base_url != old_base and fresh.index.base.seq > 0
+    assert fresh.seq == editor.seq == len(first_done) + len(finished)  # every edit is in the log
+    assert [fresh.operation(s)["seq"] for s in range(1, fresh.seq + 1)] == list(range(1, fresh.seq + 1))
+    after = answers(fresh, svs)
+    assert after == answers(editor, svs) == answers(bystander, svs)  # the bystander switched at its read
+    assert bystander.base_url == fresh.base_url
+    # what the graph was before the concurrent edits is unchanged by them and by compaction
+    for key in ("roots_then",):
+        assert after[key][: len(before[key])] == before[key]
+    for root, leaves in before["leaves"].items():
+        assert after["leaves"][root] == leaves
+    # edits go on from the new base, and a second compaction folds them in too
+    edit_at_random(fresh, svs, np.random.default_rng(3), 10)
+    reference = answers(fresh, svs)
+    assert compact(database_url, "c")["compacted"]
+    assert answers(Graph.open(database_url, "c"), svs) == reference
+    assert compact(database_url, "c")["compacted"] is False  # nothing new to fold
+
+
+def test_compacted_base_keeps_edges_merges_added(database_url, small_volumes):
+    svs = chain_of_neurons(database_url, small_volumes)
+    graph = Graph.open(database_url, "c")
+    far_a, far_b = int(svs[3]), int(svs[250])  # never touching
+    merged = graph.merge(far_a, far_b, user="t")
+    compact(database_url, "c")
+    fresh = Graph.open(database_url, "c")
+    root = fresh.root(far_a)
+    assert root == fresh.root(far_b) == merged.new_root_ids[0]
+    assert sorted([far_a, far_b]) in fresh.supervoxel_edges(root).tolist()
+    split = fresh.split([far_a], [far_b], user="t")  # the added edge is the cut
+    assert fresh.operation(split.operation_id)["edge_changes"] == [[far_a, far_b, False]]
+    assert fresh.root(far_a) != fresh.root(far_b)
+
+
+def test_cli_compact_and_automatic_compaction(tmp_path, small_volumes, monkeypatch):
+    home = tmp_path / "home"
+    url = f"sqlite:///{home / 'axonlink.sqlite'}"
+    home.mkdir()
+    svs = chain_of_neurons(url, small_volumes)
+    graph = Graph.open(url, "c")
+    edit_at_random(graph, svs, np.random.default_rng(4), 12)
+    expected = answers(graph, svs)
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "compact", "c", "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["compacted"] and summary["seq"] == graph.seq and summary["folded_operations"] == graph.seq
+    assert answers(Graph.open(url, "c"), svs) == expected
+    assert AuditLog(url).entries(action="graph.compact")[0]["detail"]["seq"] == graph.seq
+
+    monkeypatch.setenv("AXONLINK_COMPACT_AFTER", "5")  # a server process compacts by itself past 5
+    base_seq = Graph.open(url, "c").index.base.seq
+    edit_at_random(graph, svs, np.random.default_rng(5), 20)
+    deadline = time.monotonic() + 30
+    while Graph.open(url, "c").index.base.seq == base_seq and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert Graph.open(url, "c").index.base.seq > base_seq
+    if graph._compacting is not None:
+        graph._compacting.join(30)
+    assert answers(Graph.open(url, "c"), svs) == answers(graph, svs)
