@@ -15,8 +15,8 @@ as a base, then ``axonlink serve --workers W`` answers it. Measured in one run:
 - merges via HTTP along existing edges and merges creating an edge; splits with a proofreader's
   two points a few dozen supervoxels apart, and with points at the two ends of a neuron
 
-The last line is one JSON object (keys listed in issue 15). Compaction is not built yet: its
-time is reported as null.
+Then the graph is compacted (``compact``) while the server runs, and each worker answers again
+on the new base. The last line is one JSON object (keys listed in issue 15).
 
     python -m bench.graph_scale --supervoxels 10000000 [--workers 4] [--edits 60]
                                 [--database-url postgresql+psycopg://postgres@127.0.0.1/test]
@@ -42,6 +42,7 @@ from bench.graph_http import post
 from bench.serve_chunks import NO_RATE_LIMITS
 from segmentation.datasets import Datasets
 from segmentation.graph import Graph, store_graph
+from segmentation.graph.compaction import compact
 from segmentation.graph.ids import supervoxel_ids
 
 
@@ -168,12 +169,17 @@ def main() -> int:
         lo, hi, active, area, starts, sizes = scale_graph(n, rng)
         print(f"generated {n:,} supervoxels, {len(lo):,} edges in {time.perf_counter() - t:.1f} s", flush=True)
         svs = supervoxel_ids(np.arange(1, n + 1, dtype=np.uint64))
-        t = time.perf_counter()
-        store_graph(settings.database_url, "bench", svs, svs[lo], svs[hi], area, active)
-        figures["ingest_s"] = round(time.perf_counter() - t, 1)
         inactive = np.flatnonzero(~active)
         cross = np.stack([lo, hi], axis=1)[inactive[rng.integers(0, len(inactive), 20_000)]]
-        del lo, hi, active, area
+        del inactive
+        t = time.perf_counter()
+        edge_a = svs[lo]
+        del lo
+        edge_b = svs[hi]
+        del hi
+        store_graph(settings.database_url, "bench", svs, edge_a, edge_b, area, active)
+        figures["ingest_s"] = round(time.perf_counter() - t, 1)
+        del edge_a, edge_b, active, area
         graph = Graph(settings.database_url, "bench")
         base_dir = Path(urlsplit(graph.base_url).path)
         disk = sum(f.stat().st_size for f in base_dir.iterdir())
@@ -257,6 +263,17 @@ def main() -> int:
                         post(f"{base}/merge", [[int(svs[a]), 0, 0, 0], [int(svs[b]), 0, 0, 0]], token)
                     )
             memory = [smaps(pid) for pid in worker_pids(process.pid)]
+            t = time.perf_counter()
+            folded = compact(settings.database_url, "bench")
+            figures["compaction_s"] = round(time.perf_counter() - t, 2)
+            print(
+                f"compaction of {folded.get('folded_operations')} operations: {figures['compaction_s']} s", flush=True
+            )
+            t = time.perf_counter()
+            for _ in range(4 * args.workers):  # every worker switches to the new base at its next read
+                post(f"{base}/roots", {"node_ids": [int(x) for x in svs[:10]]}, token)
+            figures["after_compaction_s"] = round(time.perf_counter() - t, 2)
+            memory_after = [smaps(pid) for pid in worker_pids(process.pid)]
         finally:
             process.terminate()
             process.wait(timeout=60)
@@ -284,10 +301,11 @@ def main() -> int:
             "split_p99_ms": pct(splits, 99),
             "split_far_p50_ms": pct(far_splits, 50),
             "split_far_p99_ms": pct(far_splits, 99),
-            "compaction_s": None,
         }
     )
     print(f"workers after warm-up and edits: RSS/PSS MB {[(round(r), round(p)) for r, p in memory]}")
+    print(f"workers after compaction: RSS/PSS MB {[(round(r), round(p)) for r, p in memory_after]}")
+    figures["pss_mb_per_worker_after_compaction"] = round(max(p for _, p in memory_after))
     print(
         f"merge p50/p99 {figures['merge_p50_ms']}/{figures['merge_p99_ms']} ms ({len(merges)}); creating an edge "
         f"{figures['merge_new_edge_p50_ms']}/{figures['merge_new_edge_p99_ms']} ms ({len(new_edge_merges)})"

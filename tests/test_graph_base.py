@@ -53,7 +53,7 @@ def test_a_written_base_reads_back_memory_mapped_and_checks_itself(tmp_path):
     with pytest.raises(BaseError, match="area.npy is damaged"):
         GraphBase.open(path).verify()
     (path / "active.npy").write_bytes(b"short")
-    with pytest.raises(BaseError, match="active.npy is missing or not the size"):
+    with pytest.raises(BaseError, match="active.npy is not the size"):
         GraphBase.open(path)
     manifest["version"] = 99
     (path / "manifest.json").write_text(json.dumps(manifest))

@@ -23,7 +23,8 @@ int32 below 2^31 supervoxels, else int64):
   adjacency, every edge in both rows, each row sorted by neighbour
 - ``area`` (m,) float32 contact area, ``active`` (m,) bool: edge state at ``seq``
 - ``history_keys``, ``history_roots`` (compacted bases only): the root assignments of the operations
-  folded in, for time travel to before ``seq`` (see :mod:`segmentation.graph.compaction`)
+  folded in, for time travel to before ``seq`` (see :mod:`segmentation.graph.compaction`);
+  ``history_bitmap`` says which positions they list (the rest had their base root all along)
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ _ARRAYS = (
     "active",
     "history_keys",
     "history_roots",
+    "history_bitmap",
 )
-_OPTIONAL = ("boxes", "history_keys", "history_roots")
+_OPTIONAL = ("boxes", "history_keys", "history_roots", "history_bitmap")
 
 
 class BaseError(Invalid):
@@ -89,6 +91,7 @@ class GraphBase:
     # every position listed has an entry at operation 0 (its root as ingested)
     history_keys: np.ndarray | None = None
     history_roots: np.ndarray | None = None
+    history_bitmap: np.ndarray | None = None  # one bit per position: does the history list it?
     seq: int = 0  # the last operation folded in (0: as ingested)
     root_base: int = 0  # this graph's root counters start above it
     next_root_counter: int = 1
@@ -153,10 +156,13 @@ class GraphBase:
         edge_numbers = np.arange(m, dtype=position_dtype(m))
         edge_numbers = np.concatenate([edge_numbers, edge_numbers])
         del lo, hi
-        row_order = np.argsort(heads, kind="stable")
-        csr_neighbors = tails[row_order]
-        csr_edges = edge_numbers[row_order]
         csr_indptr = np.concatenate([[0], np.cumsum(np.bincount(heads, minlength=n))]).astype(np.int64)
+        row_order = np.argsort(heads, kind="stable")
+        del heads
+        csr_neighbors = tails[row_order]
+        del tails  # peaks matter: at 10^8 supervoxels each of these is 0.8-3.2 GB
+        csr_edges = edge_numbers[row_order]
+        del edge_numbers, row_order
         return cls(
             supervoxels=sv,
             boxes=boxes,
@@ -233,9 +239,12 @@ class GraphBase:
                 arrays[array_name] = None
                 continue
             file = path / f"{array_name}.npy"
-            if not file.is_file() or file.stat().st_size != entry["bytes"]:
-                raise BaseError(f"graph base {path}: {file.name} is missing or not the size its manifest says")
-            arrays[array_name] = np.load(file, mmap_mode="r", allow_pickle=False)
+            try:
+                if file.stat().st_size != entry["bytes"]:
+                    raise BaseError(f"graph base {path}: {file.name} is not the size its manifest says")
+                arrays[array_name] = np.load(file, mmap_mode="r", allow_pickle=False)
+            except OSError as error:  # missing (a compaction deleted it just now?) or unreadable
+                raise BaseError(f"graph base {path}: {file.name} cannot be read ({error.strerror})") from None
         base = cls(
             **arrays,
             seq=int(manifest["seq"]),
@@ -284,6 +293,12 @@ def positions_of(sorted_ids: np.ndarray, ids) -> np.ndarray:
         if len(ids):
             raise BaseError(f"unknown supervoxel id(s): {[int(x) for x in ids[:5]]}")
         return np.zeros(0, dtype=np.int64)
+    first = sorted_ids[0]
+    if int(sorted_ids[-1]) - int(first) == n - 1:  # ids first..first+n-1 (often): a subtraction
+        bad = (ids < first) | (ids > sorted_ids[-1])
+        if bad.any():
+            raise BaseError(f"unknown supervoxel id(s): {[int(x) for x in ids[bad][:5]]}")
+        return (ids - first).astype(np.int64)
     pos = np.minimum(np.searchsorted(sorted_ids, ids), n - 1)
     bad = sorted_ids[pos] != ids
     if bad.any():

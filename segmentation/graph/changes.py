@@ -28,12 +28,13 @@ NEWEST = (1 << SEQ_BITS) - 1  # "now": later than any operation
 class RootChanges:
     """``(position, seq) → root`` entries of one graph since its base, with fast lookups."""
 
-    def __init__(self, supervoxel_count: int, base_seq: int = 0, base_history=None):
+    def __init__(self, supervoxel_count: int, base_seq: int = 0, base_history=None, base_bitmap=None):
         self.supervoxel_count = supervoxel_count
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (keys sorted, roots), oldest first
         # a compacted base's history (memory-mapped): searched for moments before the base
         self._base_seq = base_seq
         self._base_history = base_history if base_history is not None and len(base_history[0]) else None
+        self._base_bitmap = base_bitmap  # which positions that history lists (None: search them all)
         # now: each edited position's slot (0: never edited); a slot is one (root, operation) an edit made
         self._slot: np.ndarray | None = None
         self._slot_root = np.zeros(1, dtype=np.uint64)
@@ -87,6 +88,16 @@ class RootChanges:
         order = np.argsort(keys, kind="stable")
         return keys[order], roots[order]
 
+    def bitmap_of(self, keys: np.ndarray) -> np.ndarray:
+        """One bit per position: set for the positions ``keys`` (history keys) list."""
+        bitmap = np.zeros((self.supervoxel_count + 7) // 8, dtype=np.uint8)
+        positions = np.unique((keys >> np.uint64(SEQ_BITS)).astype(np.int64))
+        byte = positions >> 3
+        if len(positions):
+            starts = np.flatnonzero(np.concatenate([[True], byte[1:] != byte[:-1]]))
+            bitmap[byte[starts]] |= np.bitwise_or.reduceat((1 << (positions & 7)).astype(np.uint8), starts)
+        return bitmap
+
     def current(self) -> tuple[np.ndarray, np.ndarray]:
         """(positions, root now) of every position edited here."""
         if self._slot is None:
@@ -123,12 +134,18 @@ class RootChanges:
         slots = self._slot[positions] if self._slot is not None else np.zeros(len(positions), dtype=np.int32)
         if seq >= NEWEST or seq >= self._slot_seq[self._slots - 1] and not before_base:  # now: one gather
             return slots != 0, self._slot_root[slots], self._slot_seq[slots]
-        if before_base:  # any position may have changed since then
-            past = np.ones(len(positions), dtype=bool)
+        if before_base:  # any position the base's history lists may have changed since then
+            if self._base_bitmap is None:
+                past = np.ones(len(positions), dtype=bool)
+            else:
+                at = np.asarray(positions, dtype=np.int64)
+                past = (self._base_bitmap[at >> 3] >> (at & 7).astype(np.uint8)) & 1 == 1
         else:
             past = slots != 0
             past[past] = self._slot_seq[slots[past]] > seq  # only these changed since ``seq``: search the history
         found, roots, seqs = slots != 0, self._slot_root[slots], self._slot_seq[slots]
+        if before_base:  # every entry made here is later than the base, so later than ``seq``
+            found[:] = False
         if past.any():
             f, r, s = self._search(np.asarray(positions)[past], seq)
             found[past], roots[past], seqs[past] = f, r, s

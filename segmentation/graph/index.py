@@ -63,7 +63,7 @@ class GraphIndex:
         self._contiguous = bool(n) and int(base.supervoxels[-1]) - int(base.supervoxels[0]) == n - 1
         self._first = int(base.supervoxels[0]) if n else 0
         history = None if base.history_keys is None else (base.history_keys, base.history_roots)
-        self._changes = RootChanges(n, base.seq, history)
+        self._changes = RootChanges(n, base.seq, history, base.history_bitmap)
         self._edge_state: dict[int, bool] = {}  # edges switched since the base (and edges merges added)
         self._edge_state_arrays = None  # the same, as sorted arrays, built when a read needs them
         self._extra_edges: dict[tuple[int, int], int] = {}  # (lo, hi) positions -> edge number (>= m)
@@ -71,7 +71,8 @@ class GraphIndex:
         self._planned = None  # (operation number, edge changes) -> components, see _resulting_components
         self.root_base = base.root_base
         self.next_root_counter = base.next_root_counter
-        self._members: dict[int, np.ndarray] = {}
+        self._members: dict[int, np.ndarray] = {}  # roots edits made -> their members (positions, sorted)
+        self._position_dtype = position_dtype(n)
         self.records: dict[int, RootRecord] = {}
         self.seq = base.seq
 
@@ -166,7 +167,7 @@ class GraphIndex:
         """Dense indices of a root's supervoxels, sorted (roots never change, so any time)."""
         root = int(root)
         if root in self._members:
-            return self._members[root]
+            return self._members[root].astype(np.int64)
         at = self._base_root(root)
         if at is None:
             raise GraphError(f"unknown root id {root}")
@@ -350,6 +351,7 @@ class GraphIndex:
             active=active,
             history_keys=history_keys,
             history_roots=history_roots,
+            history_bitmap=self._changes.bitmap_of(history_keys),
             seq=self.seq,
             root_base=self.root_base,
             next_root_counter=self.next_root_counter,
@@ -403,7 +405,7 @@ class GraphIndex:
             rec.children.extend(edit.new_root_ids)
         for new_root, comp in zip(edit.new_root_ids, components):
             self._changes.add(comp, seq, new_root)
-            self._members[new_root] = comp
+            self._members[new_root] = comp.astype(self._position_dtype)  # int32 below 2^31: half the memory
             self.records[new_root] = RootRecord(created_seq=seq, parents=tuple(old_roots))
         counters = [counter_of(r) for r in edit.new_root_ids]
         self.next_root_counter = max([self.next_root_counter, *(c + 1 for c in counters)])
