@@ -81,6 +81,7 @@ class Graph:
     def __init__(self, database_url: str, dataset: str):
         self.on_gone = None  # called with the dataset's name when its graph is found removed or replaced
         self._compacting: threading.Thread | None = None  # a background compaction under way
+        self._compaction_started_at = 0  # the operation the last one started here folds up to
         self.database_url = database_url
         self.engine = engine_for(database_url)
         self.dataset = dataset
@@ -630,7 +631,8 @@ class Graph:
         background thread (one per graph at a time; of processes racing to switch, the losers
         discard their bases)."""
         threshold = int(os.environ.get("AXONLINK_COMPACT_AFTER", DEFAULT_COMPACT_AFTER))
-        if threshold <= 0 or self.index.seq - self.index.base.seq < threshold:
+        folded = max(self.index.base.seq, self._compaction_started_at)  # this graph switches at its next read
+        if threshold <= 0 or self.index.seq - folded < threshold:
             return
 
         def run():
@@ -642,6 +644,7 @@ class Graph:
         with self._lock:
             if self._compacting is not None and self._compacting.is_alive():
                 return
+            self._compaction_started_at = self.index.seq
             self._compacting = threading.Thread(target=run, name=f"compact-{self.dataset}", daemon=True)
             self._compacting.start()
 
