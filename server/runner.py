@@ -56,6 +56,23 @@ class BackgroundServer:
 
 
 DEFAULT_THREADS = 32
+# AXONLINK_GRAPH_FOLLOW_SECONDS: how often a server worker replays other workers' edits in the
+# background (0: only when a request reads the graph)
+DEFAULT_GRAPH_FOLLOW_SECONDS = 0.2
+
+
+def after_fork(app) -> None:
+    """In each new worker: fresh database connections, and its graphs followed in the background."""
+    from segmentation.db import dispose_engines_after_fork
+    from segmentation.graph.registry import follow
+
+    from .workspace import EXTENSION
+
+    dispose_engines_after_fork()
+    interval = float(os.environ.get("AXONLINK_GRAPH_FOLLOW_SECONDS", DEFAULT_GRAPH_FOLLOW_SECONDS))
+    found = getattr(app, "extensions", {}).get(EXTENSION)
+    if interval > 0 and found is not None:
+        follow(found.graphs, interval)
 
 
 def default_workers() -> int:
@@ -117,8 +134,6 @@ def serve_forever(
     """
     from gunicorn.app.base import BaseApplication
 
-    from segmentation.db import dispose_engines_after_fork
-
     from .app import MAX_BODY_BYTES
     from .worker import ConnectionLimits
 
@@ -141,7 +156,7 @@ def serve_forever(
                 "worker_connections": connections,
                 "preload_app": True,
                 "accesslog": None,  # axonlink.requests logs each request (server/request_log.py)
-                "post_fork": lambda _server, _worker: dispose_engines_after_fork(),
+                "post_fork": lambda _server, _worker: after_fork(app),
                 "when_ready": lambda _server: on_ready and on_ready(f"http://{host}:{port}"),
                 "graceful_timeout": 2,
             }

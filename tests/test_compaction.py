@@ -160,3 +160,23 @@ def test_cli_compact_and_automatic_compaction(tmp_path, small_volumes, monkeypat
     if graph._compacting is not None:
         graph._compacting.join(30)
     assert answers(Graph.open(url, "c"), svs) == answers(graph, svs)
+
+
+def test_a_followed_registry_replays_other_processes_edits_before_anyone_asks(database_url, small_volumes):
+    from segmentation.graph.registry import Graphs, follow
+
+    svs = chain_of_neurons(database_url, small_volumes)
+    registry = Graphs(database_url)
+    served = registry.open("c")  # a server worker's graph
+    thread = follow(registry, 0.05)
+    done = edit_at_random(Graph.open(database_url, "c"), svs, np.random.default_rng(6), 10)  # another worker
+    deadline = time.monotonic() + 10
+    while served.seq < len(done) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert served.seq == len(done) > 0  # replayed with no request reading it
+    del registry, served
+    import gc
+
+    gc.collect()
+    thread.join(2)
+    assert not thread.is_alive()  # it stops once the registry is gone

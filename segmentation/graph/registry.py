@@ -60,6 +60,36 @@ class Graphs:
             self._absent.pop(dataset, None)
 
 
+def follow(registry: Graphs, interval: float) -> threading.Thread:
+    """Keep ``registry``'s open graphs in step with the log in the background, every ``interval``
+    seconds, so that a request seldom replays other processes' edits itself (a server worker starts
+    this; it stops once the registry is gone)."""
+    reference = weakref.ref(registry)
+
+    def run():
+        while True:
+            time.sleep(interval)
+            found = reference()
+            if found is None:
+                return
+            graphs = list(found._open.values())
+            del found  # hold the registry only while listing its graphs (they point back to it)
+            _sync_all(graphs)
+            del graphs
+
+    thread = threading.Thread(target=run, name="graphs-follow", daemon=True)
+    thread.start()
+    return thread
+
+
+def _sync_all(graphs) -> None:
+    for graph in graphs:
+        try:
+            graph.sync()
+        except Exception:  # removed, replaced, database away: the next request says so
+            pass
+
+
 def forget_everywhere(database_url: str, dataset: str) -> None:
     """Every open registry of ``database_url`` in this process forgets ``dataset``'s graph."""
     for registry in list(_registries):
