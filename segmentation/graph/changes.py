@@ -9,7 +9,7 @@ entry still has its base root.
 Entries are kept in sorted runs, merged as in a log-structured merge tree (a new run is
 folded into the one before it while it is at least half that size), so an edit costs time
 in proportion to what it changed and a lookup in the past searches a logarithmic number of
-runs. "Now" needs no search: a dense array gives each supervoxel its current slot (the root and
+runs (runs stop growing at :data:`MAX_RUN` entries, so no edit pays for a huge merge). "Now" needs no search: a dense array gives each supervoxel its current slot (the root and
 operation of its newest entry; 0 for never edited). It is allocated as zero pages, which the
 operating system backs with memory only where an edit wrote, so its cost follows the
 supervoxels edits touched, not the dataset's size. Past lookups search only the supervoxels
@@ -23,6 +23,9 @@ import numpy as np
 SEQ_BITS = 32
 _SEQ_MASK = np.uint64((1 << SEQ_BITS) - 1)
 NEWEST = (1 << SEQ_BITS) - 1  # "now": later than any operation
+# runs are not merged past this many entries: an edit never waits for a merge of millions of
+# entries (a few runs more to search in the past instead; compaction folds them all)
+MAX_RUN = 1 << 21
 
 
 class RootChanges:
@@ -62,7 +65,11 @@ class RootChanges:
         keys = (positions << np.uint64(SEQ_BITS)) | np.uint64(seq)
         self._runs.append((keys, np.full(len(keys), root, dtype=np.uint64)))
         self.entries += len(keys)
-        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
+        while (
+            len(self._runs) > 1
+            and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0])
+            and len(self._runs[-2][0]) + len(self._runs[-1][0]) <= MAX_RUN
+        ):
             (k1, r1), (k2, r2) = self._runs[-2], self._runs[-1]
             keys = np.concatenate([k1, k2])
             order = np.argsort(keys, kind="stable")  # two sorted runs: timsort merges them in linear time
