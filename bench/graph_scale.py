@@ -173,10 +173,13 @@ def main() -> int:
         cross = np.stack([lo, hi], axis=1)[inactive[rng.integers(0, len(inactive), 20_000)]]
         del inactive
         t = time.perf_counter()
-        edge_a = svs[lo]
-        del lo
-        edge_b = svs[hi]
-        del hi
+        # the edges' supervoxel ids, made in place: ids are 1..N with the layer bits (a big run holds
+        # each array of 2 N entries once)
+        first = np.int64(int(svs[0]))
+        lo += first
+        hi += first
+        edge_a, edge_b = lo.view(np.uint64), hi.view(np.uint64)
+        del lo, hi
         store_graph(settings.database_url, "bench", svs, edge_a, edge_b, area, active)
         figures["ingest_s"] = round(time.perf_counter() - t, 1)
         del edge_a, edge_b, active, area

@@ -122,21 +122,23 @@ class GraphBase:
         if boxes is not None:
             boxes = np.ascontiguousarray(np.asarray(boxes, dtype=np.int32).reshape(-1, 6)[order])
         pos = position_dtype(n)
-        a = positions_of(sv, edge_a).astype(pos)
-        b = positions_of(sv, edge_b).astype(pos)
+        a = positions_of(sv, edge_a, pos)
+        b = positions_of(sv, edge_b, pos)
         if np.any(a == b):
             raise BaseError("an edge joins a supervoxel to itself")
         lo, hi = np.minimum(a, b), np.maximum(a, b)
         del a, b
         key = lo.astype(np.int64) * max(n, 1) + hi
-        order = np.argsort(key, kind="stable")
-        if len(key) and np.any(key[order][1:] == key[order][:-1]):
-            raise BaseError("an edge is listed twice")
+        area = np.asarray(area, dtype=np.float32).ravel()
+        active = np.asarray(active, dtype=bool).ravel()
+        if not np.all(key[1:] > key[:-1]):  # not already sorted and unique (a generator's edges often are)
+            order = np.argsort(key, kind="stable")
+            key = key[order]
+            if np.any(key[1:] == key[:-1]):
+                raise BaseError("an edge is listed twice")
+            lo, hi, area, active = lo[order], hi[order], area[order], active[order]
+            del order
         del key
-        lo, hi = lo[order], hi[order]
-        area = np.asarray(area, dtype=np.float32).ravel()[order]
-        active = np.asarray(active, dtype=bool).ravel()[order]
-        del order
         m = len(lo)
         # initial roots: components over the active edges, ranked by their smallest member
         graph = coo_matrix((np.ones(int(active.sum()), dtype=np.int8), (lo[active], hi[active])), shape=(n, n))
@@ -285,25 +287,25 @@ def remove(path: str | os.PathLike | None) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def positions_of(sorted_ids: np.ndarray, ids) -> np.ndarray:
-    """Positions of ``ids`` in ``sorted_ids``; any id not there raises :class:`BaseError`."""
+def positions_of(sorted_ids: np.ndarray, ids, dtype=np.int64) -> np.ndarray:
+    """Positions of ``ids`` in ``sorted_ids`` (as ``dtype``); any id not there raises :class:`BaseError`."""
     ids = np.asarray(ids, dtype=np.uint64).ravel()
     n = len(sorted_ids)
     if not n:
         if len(ids):
             raise BaseError(f"unknown supervoxel id(s): {[int(x) for x in ids[:5]]}")
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=dtype)
     first = sorted_ids[0]
     if int(sorted_ids[-1]) - int(first) == n - 1:  # ids first..first+n-1 (often): a subtraction
         bad = (ids < first) | (ids > sorted_ids[-1])
         if bad.any():
             raise BaseError(f"unknown supervoxel id(s): {[int(x) for x in ids[bad][:5]]}")
-        return (ids - first).astype(np.int64)
+        return (ids - first).astype(dtype)
     pos = np.minimum(np.searchsorted(sorted_ids, ids), n - 1)
     bad = sorted_ids[pos] != ids
     if bad.any():
         raise BaseError(f"unknown supervoxel id(s): {[int(x) for x in ids[bad][:5]]}")
-    return pos.astype(np.int64)
+    return pos.astype(dtype)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
