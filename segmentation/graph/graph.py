@@ -40,6 +40,7 @@ from .base import BaseError
 from .ids import is_supervoxel
 from .index import Edit, GraphError, GraphIndex
 from .legacy import write_legacy_base
+from .locking import lock_for_writing
 from .operations import Merge, Operation, Redo, Split, Undo
 from .store import discard_base, open_base
 
@@ -228,9 +229,7 @@ class Graph:
                     sa.select(state.c.last_seq).where(state.c.dataset_id == self.dataset_id).with_for_update()
                 )
             else:
-                connection.execute(
-                    sa.update(state).where(state.c.dataset_id == self.dataset_id).values(last_seq=state.c.last_seq)
-                )
+                lock_for_writing(connection, self.dataset_id)
             self._catch_up(connection)
         self._settled_until = max(self._settled_until, started)
         return at <= self._settled_until
@@ -538,10 +537,7 @@ class Graph:
         """One edit in one transaction: lock, catch up, plan, write the operation and its audit entry."""
         with self._lock, self.engine.begin() as connection:
             state = GraphStateRow.__table__
-            # Take the dataset's write lock first: PostgreSQL locks the row, SQLite the database.
-            connection.execute(
-                sa.update(state).where(state.c.dataset_id == self.dataset_id).values(last_seq=state.c.last_seq)
-            )
+            lock_for_writing(connection, self.dataset_id)  # first: edits of the graph go one at a time
             self._catch_up(connection)
             changes, params, target = plan(self.index)
             old_roots = self.index.plan_toggle(changes)
@@ -596,10 +592,7 @@ class Graph:
         url = base.write(old.path.parent, f"dataset-{self.dataset_id}", reuse=old).as_uri()
         state = GraphStateRow.__table__
         with self.engine.begin() as connection:
-            # the graph's write lock (PostgreSQL: its state row; SQLite: the database) while switching
-            connection.execute(
-                sa.update(state).where(state.c.dataset_id == self.dataset_id).values(last_seq=state.c.last_seq)
-            )
+            lock_for_writing(connection, self.dataset_id)  # while switching
             current = connection.scalar(sa.select(state.c.base_url).where(state.c.dataset_id == self.dataset_id))
             switched = current == old_url
             if switched:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from ..models import GraphEdgeRow, GraphStateRow, GraphSupervoxelRow
 from .base import GraphBase
 from .bulk import read_rows
+from .locking import lock_for_writing
 from .store import discard_base, write_base
 
 BOX_COLUMNS = ("x0", "y0", "z0", "x1", "y1", "z1")
@@ -48,8 +49,7 @@ def write_legacy_base(engine, database_url: str, dataset_id: int, dataset: str) 
     url = write_base(base, database_url, f"dataset-{dataset_id}")
     state = GraphStateRow.__table__
     with engine.begin() as connection:
-        # the graph's write lock (PostgreSQL: this row; SQLite: the database)
-        connection.execute(sa.update(state).where(state.c.dataset_id == dataset_id).values(last_seq=state.c.last_seq))
+        lock_for_writing(connection, dataset_id)
         recorded = connection.scalar(sa.select(state.c.base_url).where(state.c.dataset_id == dataset_id))
         if recorded is None:
             connection.execute(sa.update(state).where(state.c.dataset_id == dataset_id).values(base_url=url))
