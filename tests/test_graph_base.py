@@ -154,3 +154,19 @@ def test_a_graph_stored_as_rows_gets_a_base_when_first_opened(database_url, tmp_
         assert connection.scalar(sa.text("SELECT count(*) FROM graph_edges")) == 0
         assert connection.scalar(sa.select(GraphStateRow.base_url)) == converted.base_url
     assert Graph(database_url, "old").base_url == converted.base_url  # the next process reads that base
+
+
+def test_half_written_bases_a_killed_writer_left_are_swept(tmp_path):
+    import os
+    import time
+
+    svs, a, b, area, active = random_graph(50, seed=7)
+    stale, fresh = tmp_path / ".base-3-dead.partial", tmp_path / ".base-4-writing.partial"
+    for partial in (stale, fresh):
+        partial.mkdir()
+        (partial / "supervoxels.npy").write_bytes(b"half")
+    an_hour_ago = time.time() - 3700
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    written = GraphBase.build(svs, a, b, area, active).write(tmp_path)
+    assert not stale.exists() and fresh.exists()  # someone may still be writing that one
+    assert GraphBase.open(written).supervoxel_count == 50

@@ -193,6 +193,7 @@ class GraphBase:
         reused = read_manifest(reuse.path)["files"] if reuse is not None and reuse.path is not None else {}
         store = Path(store)
         store.mkdir(parents=True, exist_ok=True)
+        _sweep_partial(store)
         final = store / f"{name or 'base'}-{self.seq}-{uuid.uuid4().hex[:12]}"
         partial = store / f".{final.name}.partial"
         partial.mkdir()
@@ -306,6 +307,21 @@ def positions_of(sorted_ids: np.ndarray, ids, dtype=np.int64) -> np.ndarray:
     if bad.any():
         raise BaseError(f"unknown supervoxel id(s): {[int(x) for x in ids[bad][:5]]}")
     return pos.astype(dtype)
+
+
+PARTIAL_EXPIRES_SECONDS = 3600.0
+
+
+def _sweep_partial(store: Path) -> None:
+    """Delete half-written bases a killed process left (untouched for an hour: nobody writes them)."""
+    import time
+
+    for partial in store.glob(".*.partial"):
+        try:
+            if time.time() - partial.stat().st_mtime > PARTIAL_EXPIRES_SECONDS:
+                shutil.rmtree(partial, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
