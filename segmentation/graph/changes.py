@@ -71,9 +71,10 @@ class RootChanges:
             and len(self._runs[-2][0]) + len(self._runs[-1][0]) <= MAX_RUN
         ):
             (k1, r1), (k2, r2) = self._runs[-2], self._runs[-1]
-            keys = np.concatenate([k1, k2])
-            order = np.argsort(keys, kind="stable")  # two sorted runs: timsort merges them in linear time
-            self._runs[-2:] = [(keys[order], np.concatenate([r1, r2])[order])]
+            # two sorted runs: insert the newer into the older where it belongs (copies in order, no
+            # sort and no random gathers; keys never repeat, so the side does not matter)
+            at = np.searchsorted(k1, k2)
+            self._runs[-2:] = [(np.insert(k1, at, k2), np.insert(r1, at, r2))]
 
     def history(self, base_root_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every entry, the base's history included, as one sorted (keys, roots) pair, with an entry at

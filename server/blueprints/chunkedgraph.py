@@ -406,7 +406,7 @@ def cg_merge(table):
     if not isinstance(body, list) or len(body) != 2:
         raise BadRequest("merge takes exactly two points: [[id, x, y, z], [id, x, y, z]] (nm)")
     a, b = (resolve_point(graph, table, item, "merge point") for item in body)
-    source, sink = (voxel_coords(table, [item]) for item in body)
+    source, sink = ([point] for point in voxel_coords(table, body))
     return operation_answer(graph.merge(a, b, auth.user_name(), coords=(source, sink), origin=auth.origin()))
 
 
