@@ -71,10 +71,11 @@ class RootChanges:
             and len(self._runs[-2][0]) + len(self._runs[-1][0]) <= MAX_RUN
         ):
             (k1, r1), (k2, r2) = self._runs[-2], self._runs[-1]
-            # two sorted runs: insert the newer into the older where it belongs (copies in order, no
-            # sort and no random gathers; keys never repeat, so the side does not matter)
-            at = np.searchsorted(k1, k2)
-            self._runs[-2:] = [(np.insert(k1, at, k2), np.insert(r1, at, r2))]
+            keys = np.concatenate([k1, k2])
+            # two sorted runs: timsort merges them in linear time, and gallops through the long
+            # stretches an edit's positions (a neuron's supervoxels) make (np.insert measured slower)
+            order = np.argsort(keys, kind="stable")
+            self._runs[-2:] = [(keys[order], np.concatenate([r1, r2])[order])]
 
     def history(self, base_root_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every entry, the base's history included, as one sorted (keys, roots) pair, with an entry at
