@@ -48,7 +48,7 @@ class Graphs:
             graph = self._open.get(dataset)
             if graph is None:
                 graph = Graph(self.database_url, dataset)
-                graph.on_gone = self.forget
+                graph.on_gone = _forgetting(self)
                 self._open[dataset] = graph
                 self._absent.pop(dataset, None)
         return graph
@@ -80,6 +80,19 @@ def follow(registry: Graphs, interval: float) -> threading.Thread:
     thread = threading.Thread(target=run, name="graphs-follow", daemon=True)
     thread.start()
     return thread
+
+
+def _forgetting(registry: Graphs):
+    """``registry.forget`` held weakly: a graph must not keep its registry alive (a follower thread
+    stops when the registry is gone, and no reference cycle waits for the garbage collector)."""
+    reference = weakref.ref(registry)
+
+    def forget(dataset: str) -> None:
+        found = reference()
+        if found is not None:
+            found.forget(dataset)
+
+    return forget
 
 
 def _sync_all(graphs) -> None:
