@@ -119,11 +119,18 @@ class RootChanges:
         found, _, seqs = self.lookup(positions)
         seqs = np.where(found, seqs, 0)
         if self._base_history is not None:
-            stale = ~found
+            stale = ~found & self._in_base_history(positions)
             if stale.any():
                 f, _, s = self._search(np.asarray(positions)[stale], NEWEST - 1)
                 seqs[stale] = np.where(f, s, 0)
         return seqs
+
+    def _in_base_history(self, positions) -> np.ndarray:
+        """Which positions the base's history lists (all, for a base without its bitmap)."""
+        if self._base_bitmap is None:
+            return np.ones(len(positions), dtype=bool)
+        at = np.asarray(positions, dtype=np.int64)
+        return (self._base_bitmap[at >> 3] >> (at & 7).astype(np.uint8)) & 1 == 1
 
     def edited(self, positions: np.ndarray) -> np.ndarray:
         """Which of ``positions`` have any entry (no search)."""
@@ -144,11 +151,7 @@ class RootChanges:
         if seq >= NEWEST or seq >= self._slot_seq[self._slots - 1] and not before_base:  # now: one gather
             return slots != 0, self._slot_root[slots], self._slot_seq[slots]
         if before_base:  # any position the base's history lists may have changed since then
-            if self._base_bitmap is None:
-                past = np.ones(len(positions), dtype=bool)
-            else:
-                at = np.asarray(positions, dtype=np.int64)
-                past = (self._base_bitmap[at >> 3] >> (at & 7).astype(np.uint8)) & 1 == 1
+            past = self._in_base_history(positions)
         else:
             past = slots != 0
             past[past] = self._slot_seq[slots[past]] > seq  # only these changed since ``seq``: search the history

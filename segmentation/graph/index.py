@@ -150,7 +150,7 @@ class GraphIndex:
     def roots_by_index(self, idx: np.ndarray, seq: int | None = None) -> np.ndarray:
         """Like :meth:`roots`, for dense indices."""
         idx = np.asarray(idx, dtype=np.int64)
-        roots = np.array(self.base.root_of[idx], dtype=np.uint64)
+        roots = self.base.root_of[idx]  # a copy already (fancy indexing): corrected in place below
         if seq is not None and seq < self.base.seq:  # before the base: its history may hold any of them
             edited = np.ones(len(idx), dtype=bool)
         else:
