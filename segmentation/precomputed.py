@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import tinybrain
-from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
 from cloudvolume.datasource.precomputed.sharding import image_shard_shape_from_spec
+
+from .storage import cloud_files
 
 
 def downsamples(array: np.ndarray, kind: str, levels: int, factor=(2, 2, 1)) -> list[np.ndarray]:
@@ -115,7 +116,7 @@ def legacy_mesh_fragment(vertices_nm: np.ndarray, faces: np.ndarray) -> bytes:
 
 def write_legacy_meshes(layer_url: str, meshes: dict[int, tuple[np.ndarray, np.ndarray]], mesh_dir: str = "mesh"):
     """One fragment and a ``<id>:0`` manifest per segment, written plain (not gzip) for simple serving."""
-    files = CloudFiles(f"{layer_url}/{mesh_dir}", progress=False)
+    files = cloud_files(f"{layer_url}/{mesh_dir}")
     uploads = [("info", json.dumps({"@type": "neuroglancer_legacy_mesh"}).encode())]
     for segid, (vertices, faces) in meshes.items():
         fragment = f"{segid}:0:whole"

@@ -269,14 +269,25 @@ class FileLayerStore(LayerStore):
         return stat.st_size if encoding is None else inflated_size(path.read_bytes(), key)
 
 
+def cloud_files(url: str):
+    """A CloudFiles for ``url``: the one way axonlink reaches object storage (volumes, graph bases).
+
+    CloudFiles reads AWS keys from the environment only together with ``AWS_SESSION_TOKEN`` (a
+    ``KeyError`` otherwise); long-lived keys have no token, so an empty one is supplied.
+    """
+    from cloudfiles import CloudFiles  # imported here: its cloud clients take most of a second to load
+
+    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault("AWS_SESSION_TOKEN", "")
+    return CloudFiles(url, progress=False)
+
+
 class CloudLayerStore(LayerStore):
     """A layer behind any CloudFiles protocol (gs, s3, http(s), mem, ...)."""
 
     def __init__(self, url: str):
         self.url = url
-        from cloudfiles import CloudFiles  # imported here: its cloud clients take most of a second to load
-
-        self._files = CloudFiles(url, progress=False)
+        self._files = cloud_files(url)
 
     def get(self, key, max_stored_bytes: int | None = None):
         result = self._files.get([validate_key(key)], raw=True, raise_errors=False)[0]

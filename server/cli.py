@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from segmentation.config import DEFAULT_HOST, DEFAULT_PORT, Settings
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
             public_url=getattr(args, "public_url", None),
             trusted_proxies=getattr(args, "trusted_proxy", None) or None,
         )
+        os.environ["AXONLINK_HOME"] = str(settings.home)  # for what finds the home on its own (graph copies)
         return args.handler(args, settings) or 0
     except ValueError as error:  # a setting that cannot be (from a flag or the environment)
         print(f"axonlink: error: {error}", file=sys.stderr)

@@ -20,7 +20,28 @@ def graph_store(tmp_path, monkeypatch):
     """Graph bases written by a test go to its own folder (with PostgreSQL nothing else says where)."""
     store = tmp_path / "graph-store"
     monkeypatch.setenv("AXONLINK_GRAPH_STORE", str(store))
+    monkeypatch.setenv("AXONLINK_GRAPH_CACHE", str(tmp_path / "graph-cache"))
+    monkeypatch.delenv("AXONLINK_HOME", raising=False)  # the CLI sets it in-process: undone after each test
     return store
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 server (SeaweedFS) for the whole session; see :mod:`tests.object_store`."""
+    from tests.object_store import SeaweedS3
+
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """The S3 server, with its credentials in the environment the way a user sets AWS's."""
+    for key, value in s3_server.environment().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    return s3_server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

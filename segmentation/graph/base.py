@@ -209,7 +209,7 @@ class GraphBase:
                     files[array_name] = reused[array_name]
                     continue
                 np.save(target, np.ascontiguousarray(array))
-                files[array_name] = {"bytes": target.stat().st_size, "sha256": _sha256(target)}
+                files[array_name] = {"bytes": target.stat().st_size, "sha256": file_sha256(target)}
             manifest = {
                 "format": FORMAT,
                 "version": VERSION,
@@ -264,7 +264,7 @@ class GraphBase:
         if self.path is None:
             return
         for array_name, entry in read_manifest(self.path)["files"].items():
-            if _sha256(self.path / f"{array_name}.npy") != entry["sha256"]:
+            if file_sha256(self.path / f"{array_name}.npy") != entry["sha256"]:
                 raise BaseError(f"graph base {self.path}: {array_name}.npy is damaged (checksum differs)")
 
 
@@ -331,7 +331,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _sha256(file: Path) -> str:
+def file_sha256(file: Path) -> str:
     digest = hashlib.sha256()
     with open(file, "rb") as stream:
         while block := stream.read(1 << 22):

@@ -42,7 +42,7 @@ from .index import Edit, GraphError, GraphIndex
 from .legacy import write_legacy_base
 from .locking import lock_for_writing
 from .operations import Merge, Operation, Redo, Split, Undo
-from .store import discard_base, open_base
+from .store import discard_base, open_base, write_beside
 
 DEFAULT_COMPACT_AFTER = 20_000  # operations beyond the base before a background compaction
 
@@ -589,7 +589,7 @@ class Graph:
                 if self.seq == old.seq:
                     return {"compacted": False, "seq": self.seq, "reason": "no operation since the base"}
                 base = self.index.compacted()
-        url = base.write(old.path.parent, f"dataset-{self.dataset_id}", reuse=old).as_uri()
+        url = write_beside(base, old_url, f"dataset-{self.dataset_id}", reuse=old)
         state = GraphStateRow.__table__
         with self.engine.begin() as connection:
             lock_for_writing(connection, self.dataset_id)  # while switching

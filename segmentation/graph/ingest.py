@@ -111,6 +111,13 @@ def has_graph(database_url: str, dataset: str) -> bool:
         )
 
 
+def graph_base_url(database_url: str, dataset: str) -> str | None:
+    """The URL of the base the dataset's graph reads (None: no graph, or one still stored as rows)."""
+    with engine_for(database_url).connect() as connection:
+        dataset_id = _dataset_id(connection, dataset)
+        return connection.scalar(sa.select(GraphStateRow.base_url).where(GraphStateRow.dataset_id == dataset_id))
+
+
 def _active_pairs(agglomeration: Agglomeration, a, b) -> np.ndarray:
     """Edges named by the pairs start active; a pair that does not touch is refused (named)."""
     pa, pb = agglomeration.supervoxel_ids(agglomeration.left), agglomeration.supervoxel_ids(agglomeration.right)

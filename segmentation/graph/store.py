@@ -1,11 +1,12 @@
-"""Where graph bases live: a directory (the graph store) that the database points into.
+"""Where graph bases live: a store (a folder, or a prefix in object storage) the database points into.
 
 The database's ``graph_state.base_url`` names the base a graph reads; the files are written
-once (ingest, compaction) and then only read. The store is ``AXONLINK_GRAPH_STORE`` when set,
-else beside a SQLite database file (``<its folder>/graphs``), else ``graphs`` in the server's
-home (``--home``, ``AXONLINK_HOME``).
+once (ingest, compaction) and then only read. The store is ``AXONLINK_GRAPH_STORE`` when set
+(a path, ``file://``, ``s3://``, ``gs://`` …), else beside a SQLite database file
+(``<its folder>/graphs``), else ``graphs`` in the server's home (``--home``, ``AXONLINK_HOME``).
 Several server processes on one machine share a base by mapping the same files; several
-machines need the store on storage they all see.
+machines share one in object storage, each mapping its own verified copy
+(:mod:`segmentation.graph.remote`).
 """
 
 from __future__ import annotations
@@ -16,41 +17,103 @@ from urllib.parse import unquote, urlsplit
 
 from sqlalchemy.engine import make_url
 
+from ..config import DEFAULT_HOME
 from .base import BaseError, GraphBase, remove
+from .remote import cache_root, copy_path, delete, local_copy, upload
 
-DEFAULT_HOME = "axonlink-data"
 
-
-def graph_store(database_url: str, home: str | os.PathLike | None = None) -> Path:
-    """The directory new bases of ``database_url``'s graphs are written to (``home``: the server's)."""
+def graph_store(database_url: str, home: str | os.PathLike | None = None) -> str:
+    """The URL of the store new bases of ``database_url``'s graphs are written to (``home``: the
+    server's): ``file://…`` for a folder, or an object-storage URL (``s3://``, ``gs://``, …)."""
     configured = os.environ.get("AXONLINK_GRAPH_STORE")
     if configured:
-        return Path(configured).expanduser().resolve()
+        if "://" in configured and not configured.startswith("file://"):
+            return configured.rstrip("/")
+        return Path(configured.removeprefix("file://")).expanduser().resolve().as_uri()
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        return Path(url.database).expanduser().resolve().parent / "graphs"
+        return (Path(url.database).expanduser().resolve().parent / "graphs").as_uri()
     home = home or os.environ.get("AXONLINK_HOME") or DEFAULT_HOME
-    return Path(home).expanduser().resolve() / "graphs"
+    return (Path(home).expanduser().resolve() / "graphs").as_uri()
 
 
 def write_base(base: GraphBase, database_url: str, name: str, home=None) -> str:
     """Write ``base`` into the store; returns the URL to record in the database."""
-    return (base.write(graph_store(database_url, home), name)).as_uri()
+    return write_into(base, graph_store(database_url, home), name)
+
+
+def write_beside(base: GraphBase, old_url: str, name: str, reuse: GraphBase | None = None) -> str:
+    """Write ``base`` into the store ``old_url``'s base is in (a compaction); arrays that are
+    ``reuse``'s own are hard-linked locally (object storage gets a full copy)."""
+    return write_into(base, old_url.rstrip("/").rsplit("/", 1)[0], name, reuse)
+
+
+def write_into(base: GraphBase, store_url: str, name: str, reuse: GraphBase | None = None) -> str:
+    if _is_local(store_url):
+        return base.write(_local_path(store_url), name, reuse=reuse).as_uri()
+    staging = cache_root() / ".uploads"
+    local = base.write(staging, name, reuse=reuse if _same_device(reuse, staging) else None)
+    try:
+        url = upload(local, store_url)
+        _keep_as_copy(local, url)  # this machine needs no download of what it just wrote
+    finally:
+        remove(local)
+    return url
 
 
 def open_base(url: str) -> GraphBase:
-    """Memory-map the base at ``url`` (a ``file://`` URL)."""
-    return GraphBase.open(_local_path(url))
+    """Memory-map the base at ``url`` (a remote one through a verified local copy)."""
+    return GraphBase.open(_local_path(url) if _is_local(url) else local_copy(url))
 
 
 def discard_base(url: str | None) -> None:
     """Delete a base nothing refers to any more (after a replacement or a removal)."""
-    if url:
+    if not url:
+        return
+    if _is_local(url):
         remove(_local_path(url))
+    else:
+        delete(url)
+
+
+def _is_local(url: str) -> bool:
+    return urlsplit(url).scheme == "file"
 
 
 def _local_path(url: str) -> Path:
     parts = urlsplit(url)
     if parts.scheme != "file":
-        raise BaseError(f"graph bases are read from file:// URLs here, not {url!r}")
+        raise BaseError(f"not a local graph base: {url!r}")
     return Path(unquote(parts.path))
+
+
+def _same_device(reuse: GraphBase | None, folder: Path) -> bool:
+    """Whether ``reuse``'s files can be hard-linked into ``folder`` (else they are written again)."""
+    if reuse is None or reuse.path is None:
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return os.stat(reuse.path).st_dev == os.stat(folder).st_dev
+    except OSError:
+        return False
+
+
+def _keep_as_copy(local: Path, url: str) -> None:
+    """Turn a just-uploaded folder into this machine's cached copy of ``url`` (hard links)."""
+    import shutil
+
+    target = copy_path(url)
+    if target.exists():
+        return
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for file in local.iterdir():
+        try:
+            os.link(file, partial / file.name)
+        except OSError:
+            shutil.copyfile(file, partial / file.name)
+    try:
+        os.replace(partial, target)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
