@@ -74,6 +74,18 @@ class Workspace:
 
         return LiveViews(self.graphs)
 
+    def dataset(self, name: str):
+        """The dataset named ``name`` (DatasetNotFound), read once per request: a merge needs it for
+        the graph, its points and its coordinates, and each read is a few milliseconds of SQL."""
+        from flask import g, has_request_context
+
+        if not has_request_context():
+            return self.datasets.get(name)
+        read = g.setdefault("datasets_read", {})
+        if name not in read:
+            read[name] = self.datasets.get(name)
+        return read[name]
+
     def find_graph(self, dataset: str):
         """The dataset's graph, or None when it has none."""
         return self.graphs.find(dataset)
@@ -82,7 +94,7 @@ class Workspace:
         """The dataset's graph; DatasetNotFound for an unknown dataset, GraphNotIngested without a graph."""
         from segmentation.graph import GraphNotIngested
 
-        self.datasets.get(dataset)
+        self.dataset(dataset)
         try:
             return self.graphs.open(dataset)
         except LookupError as error:
@@ -100,7 +112,7 @@ class Workspace:
         found = self._vocabularies.get(dataset)
         if found is None or time.monotonic() - found[0] > VOCABULARY_SECONDS:
             try:
-                base = self.datasets.get(dataset).vocabulary if dataset else None
+                base = self.dataset(dataset).vocabulary if dataset else None
             except DatasetNotFound:
                 base = None
             found = (time.monotonic(), Vocabulary.for_dataset(self.settings.home, dataset, base=base))

@@ -6,11 +6,15 @@ asked stay one or two binary searches: the root of a supervoxel now (its newest 
 after operation ``seq`` (its newest entry at or before ``seq``); a supervoxel without an
 entry still has its base root.
 
-Entries are kept in sorted runs, merged as in a log-structured merge tree (a new run is
-folded into the one before it while it is at least half that size), so an edit costs time
-in proportion to what it changed and a lookup in the past searches a logarithmic number of
-runs (runs stop growing at :data:`MAX_RUN` entries, so no edit pays for a huge merge). "Now" needs no search: a dense array gives each supervoxel its current slot (the root and
-operation of its newest entry; 0 for never edited). It is allocated as zero pages, which the
+Each ``add`` makes a *slot*: one (root, operation) pair, numbered in the order operations are
+applied. An entry is one integer, ``position << 32 | slot``: sorted, a position's entries follow
+each other oldest first, and the root and operation are looked up by slot, so runs are plain
+sorted integer arrays (no root array to carry along when merging). Entries are kept in sorted
+runs, merged as in a log-structured merge tree (a new run is folded into the one before it while
+it is at least half that size), so an edit costs time in proportion to what it changed and a
+lookup in the past searches a logarithmic number of runs (runs stop growing at :data:`MAX_RUN`
+entries, so no edit pays for a huge merge). "Now" needs no search: a dense array gives each
+supervoxel its current slot (0 for never edited). It is allocated as zero pages, which the
 operating system backs with memory only where an edit wrote, so its cost follows the
 supervoxels edits touched, not the dataset's size. Past lookups search only the supervoxels
 changed since the moment asked.
@@ -33,7 +37,7 @@ class RootChanges:
 
     def __init__(self, supervoxel_count: int, base_seq: int = 0, base_history=None, base_bitmap=None):
         self.supervoxel_count = supervoxel_count
-        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (keys sorted, roots), oldest first
+        self._runs: list[np.ndarray] = []  # sorted position << 32 | slot keys, oldest run first
         # a compacted base's history (memory-mapped): searched for moments before the base
         self._base_seq = base_seq
         self._base_history = base_history if base_history is not None and len(base_history[0]) else None
@@ -61,32 +65,39 @@ class RootChanges:
         self._slots += 1
         self._slot_root[slot], self._slot_seq[slot] = root, seq
         self._slot[positions] = slot
-        positions = np.asarray(positions, dtype=np.uint64)
-        keys = (positions << np.uint64(SEQ_BITS)) | np.uint64(seq)
-        self._runs.append((keys, np.full(len(keys), root, dtype=np.uint64)))
+        keys = (np.asarray(positions, dtype=np.uint64) << np.uint64(SEQ_BITS)) | np.uint64(slot)
+        self._runs.append(keys)
         self.entries += len(keys)
         while (
             len(self._runs) > 1
-            and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0])
-            and len(self._runs[-2][0]) + len(self._runs[-1][0]) <= MAX_RUN
+            and len(self._runs[-2]) <= 2 * len(self._runs[-1])
+            and len(self._runs[-2]) + len(self._runs[-1]) <= MAX_RUN
         ):
-            (k1, r1), (k2, r2) = self._runs[-2], self._runs[-1]
-            keys = np.concatenate([k1, k2])
-            # two sorted runs: timsort merges them in linear time, and gallops through the long
-            # stretches an edit's positions (a neuron's supervoxels) make (np.insert measured slower)
-            order = np.argsort(keys, kind="stable")
-            self._runs[-2:] = [(keys[order], np.concatenate([r1, r2])[order])]
+            # two sorted runs: timsort merges them in linear time, galloping through the long
+            # stretches an edit's positions (a neuron's supervoxels) make
+            merged = np.concatenate(self._runs[-2:])
+            merged.sort(kind="stable")
+            self._runs[-2:] = [merged]
+
+    def _as_history(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Slot keys as (position << 32 | operation, root): the form a base's history is stored in."""
+        slots = (keys & _SEQ_MASK).astype(np.int64)
+        positions = keys >> np.uint64(SEQ_BITS)
+        seqs = self._slot_seq[slots].astype(np.uint64)
+        return (positions << np.uint64(SEQ_BITS)) | seqs, self._slot_root[slots]
 
     def history(self, base_root_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every entry, the base's history included, as one sorted (keys, roots) pair, with an entry at
         operation 0 (the base's root) for each position edited here that the base's history lacks:
         what a compacted base keeps for time travel to before it."""
-        runs = self._runs if self._base_history is None else [self._base_history, *self._runs]
+        runs = [self._as_history(keys) for keys in self._runs]
+        if self._base_history is not None:
+            runs.insert(0, self._base_history)
         if not runs:
             return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
         keys = np.concatenate([np.asarray(k) for k, _ in runs])
         roots = np.concatenate([np.asarray(r) for _, r in runs])
-        edited = np.unique(np.concatenate([k >> np.uint64(SEQ_BITS) for k, _ in self._runs])) if self._runs else None
+        edited = np.unique(np.concatenate([k >> np.uint64(SEQ_BITS) for k in self._runs])) if self._runs else None
         if edited is not None and len(edited):
             if self._base_history is not None:
                 base_keys = self._base_history[0]
@@ -164,24 +175,42 @@ class RootChanges:
         return found, roots, seqs
 
     def _search(self, positions, seq: int):
-        """The history's newest entry at or before ``seq`` for each position (searched in sorted order)."""
+        """The history's newest entry at or before ``seq`` for each position (searched in sorted order):
+        the runs made here first, then, for positions they do not answer, the base's history (older
+        than every run)."""
         positions = np.asarray(positions, dtype=np.uint64)
         order = np.argsort(positions, kind="stable")  # sorted needles: each search starts where the last ended
         positions = positions[order]
-        wanted = (positions << np.uint64(SEQ_BITS)) | np.uint64(max(seq, 0))
-        best = np.zeros(len(positions), dtype=np.uint64)  # the best key found (0: none yet)
-        roots = np.zeros(len(positions), dtype=np.uint64)
         found = np.zeros(len(positions), dtype=bool)
-        runs = self._runs if self._base_history is None else [self._base_history, *self._runs]
-        for keys, run_roots in runs:
-            at = np.searchsorted(keys, wanted, side="right") - 1
+        roots = np.zeros(len(positions), dtype=np.uint64)
+        seqs = np.zeros(len(positions), dtype=np.int64)
+        # the newest slot made by operation ``seq`` or before (slots are numbered in operation order)
+        last_slot = int(np.searchsorted(self._slot_seq[1 : self._slots], max(seq, 0), side="right"))
+        if self._runs and last_slot > 0:
+            wanted = (positions << np.uint64(SEQ_BITS)) | np.uint64(last_slot)
+            best = np.zeros(len(positions), dtype=np.uint64)  # the best key found (0: none yet)
+            for keys in self._runs:
+                at = np.searchsorted(keys, wanted, side="right") - 1
+                ok = at >= 0
+                key = keys[np.maximum(at, 0)]
+                ok &= (key >> np.uint64(SEQ_BITS)) == positions
+                better = ok & (key > best)
+                best[better] = key[better]
+                found |= ok
+            slots = (best[found] & _SEQ_MASK).astype(np.int64)
+            roots[found], seqs[found] = self._slot_root[slots], self._slot_seq[slots]
+        if self._base_history is not None and not found.all():
+            rest = ~found
+            base_keys, base_roots = self._base_history
+            wanted = (positions[rest] << np.uint64(SEQ_BITS)) | np.uint64(max(min(seq, self._base_seq), 0))
+            at = np.searchsorted(base_keys, wanted, side="right") - 1
             ok = at >= 0
             at = np.maximum(at, 0)
-            key = keys[at]
-            ok &= (key >> np.uint64(SEQ_BITS)) == positions
-            better = ok & (~found | (key > best))
-            best[better], roots[better] = key[better], run_roots[at[better]]
-            found |= ok
-        result = np.empty_like(found), np.empty_like(roots), np.empty(len(best), dtype=np.int64)
-        result[0][order], result[1][order], result[2][order] = found, roots, (best & _SEQ_MASK).astype(np.int64)
+            key = np.asarray(base_keys[at])
+            ok &= (key >> np.uint64(SEQ_BITS)) == positions[rest]
+            found[rest] = ok
+            roots[rest] = np.where(ok, base_roots[at], 0)
+            seqs[rest] = np.where(ok, (key & _SEQ_MASK).astype(np.int64), 0)
+        result = np.empty_like(found), np.empty_like(roots), np.empty_like(seqs)
+        result[0][order], result[1][order], result[2][order] = found, roots, seqs
         return result

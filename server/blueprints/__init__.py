@@ -16,6 +16,11 @@ def datasets_registry() -> Datasets:
     return workspace().datasets
 
 
+def dataset_named(name: str):
+    """The dataset (404 when unknown), read from SQL once per request."""
+    return workspace().dataset(name)
+
+
 def cell_tags():
     return workspace().tags
 

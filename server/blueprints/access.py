@@ -14,7 +14,7 @@ from segmentation.access.policy import at_least
 from .. import auth, endpoints
 from ..errors import json_error
 from ..request_input import cap_of, json_object, moment
-from . import dataset_json, datasets_registry
+from . import dataset_json, dataset_named, datasets_registry
 
 blueprint = Blueprint("access", __name__)
 
@@ -66,11 +66,11 @@ def update_dataset(name):
         datasets_registry().update(name, body, by=auth.user_name(), origin=auth.origin())
     if public is not None:
         auth.accounts().set_public(name, public, by=auth.user_name(), origin=auth.origin())
-    return jsonify(dataset_json(datasets_registry().get(name)))
+    return jsonify(dataset_json(dataset_named(name)))
 
 
 def list_grants(name):
-    datasets_registry().get(name)
+    dataset_named(name)
     return jsonify({"dataset": name, "grants": auth.accounts().grants(name)})
 
 

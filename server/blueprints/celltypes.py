@@ -17,7 +17,7 @@ from segmentation.datasets import DatasetNotFound
 from .. import auth, endpoints, hosts
 from ..errors import json_error
 from ..request_input import cap_of, flag, json_object, moment
-from . import cell_tags, datasets_registry, vocabulary_of
+from . import cell_tags, dataset_named, vocabulary_of
 
 blueprint = Blueprint("celltypes", __name__)
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
@@ -42,7 +42,7 @@ def _json_body() -> dict:
 
 
 def add_tag(dataset):
-    found = datasets_registry().get(dataset)
+    found = dataset_named(dataset)
     body = _json_body()
     if "position" not in body or "term" not in body:
         raise TagError('a tag needs "position" [x, y, z] (voxels) and "term"')
@@ -63,7 +63,7 @@ def add_tag(dataset):
 
 
 def list_tags(dataset):
-    datasets_registry().get(dataset)
+    dataset_named(dataset)
     root = request.args.get("root_id")
     try:
         root_id = int(root) if root else None
@@ -89,7 +89,7 @@ def retract_tag(tag_id):
 
 
 def import_tags(dataset):
-    found = datasets_registry().get(dataset)
+    found = dataset_named(dataset)
     if request.content_length and request.content_length > MAX_IMPORT_BYTES:
         return json_error(413, f"the CSV is larger than the limit of {MAX_IMPORT_BYTES} bytes")
     try:
@@ -105,7 +105,7 @@ def import_tags(dataset):
 
 
 def export_tags(dataset):
-    datasets_registry().get(dataset)
+    dataset_named(dataset)
     found = cell_tags().of_dataset(dataset, at=moment())
     return Response(
         write_tags(found),
@@ -146,7 +146,7 @@ def get_vocabulary():
             auth.require(dataset)
         except NotVisible:
             raise DatasetNotFound(f"no dataset named {dataset!r}") from None
-        datasets_registry().get(dataset)
+        dataset_named(dataset)
     return jsonify(vocabulary_of(dataset or None).to_dict())
 
 

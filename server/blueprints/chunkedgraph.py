@@ -24,7 +24,7 @@ from segmentation.graph.points import supervoxels_near
 
 from .. import auth, endpoints, hosts, request_input
 from ..request_input import BadInput, TooLarge, capped, json_body, json_object, parse_json
-from . import datasets_registry, graph_for, segment_properties_of
+from . import dataset_named, graph_for, segment_properties_of
 
 blueprint = Blueprint("chunkedgraph", __name__)
 
@@ -83,7 +83,7 @@ def resolve_point(graph: Graph, table: str, item, what: str) -> int:
         raise BadRequest(f"bad {what}: {item!r} (the id must be a uint64 and the coordinates finite numbers)")
     if is_supervoxel(node):
         return node
-    url = datasets_registry().get(table).layer("segmentation").url
+    url = dataset_named(table).layer("segmentation").url
     at_point, nearby = supervoxels_near(url, point)
     candidates = [at_point] if at_point else []
     candidates += [int(s) for s in nearby if int(s) != at_point]
@@ -98,7 +98,7 @@ def resolve_point(graph: Graph, table: str, item, what: str) -> int:
 
 def voxel_coords(table: str, points) -> list[list[float]]:
     """The nm points of a request in voxels of the dataset, as CAVE's operation details report them."""
-    resolution = np.asarray(datasets_registry().get(table).voxel_resolution, dtype=float)
+    resolution = np.asarray(dataset_named(table).voxel_resolution, dtype=float)
     return (np.asarray([p[1:] for p in points], dtype=float) / resolution).tolist()
 
 
@@ -123,7 +123,7 @@ def cg_version():
 
 def cg_info(table):
     graph_for(table)  # 404 unless the dataset has a graph
-    dataset = datasets_registry().get(table)
+    dataset = dataset_named(table)
     base = hosts.base_url()
     info = read_info(dataset.layer("segmentation").url)
     scale = info["scales"][0]
@@ -473,7 +473,7 @@ def info_datastacks():
 
 
 def info_datastack(name):
-    dataset = datasets_registry().get(name)
+    dataset = dataset_named(name)
     base = hosts.base_url()
     rx, ry, rz = dataset.voxel_resolution
     return jsonify(

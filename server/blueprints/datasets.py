@@ -12,7 +12,7 @@ from segmentation.datasets import DatasetNotFound
 
 from .. import auth, endpoints, hosts
 from ..errors import json_error
-from . import dataset_json, datasets_registry, has_graph
+from . import dataset_json, dataset_named, has_graph
 
 blueprint = Blueprint("datasets", __name__)
 
@@ -23,7 +23,7 @@ def list_datasets():
 
 def get_dataset(name: str):
     try:
-        dataset = datasets_registry().get(name)
+        dataset = dataset_named(name)
     except DatasetNotFound as error:
         return json_error(404, str(error))
     return jsonify(dataset_json(dataset))
@@ -31,7 +31,7 @@ def get_dataset(name: str):
 
 def dataset_state(name: str):
     try:
-        dataset = datasets_registry().get(name)
+        dataset = dataset_named(name)
     except DatasetNotFound as error:
         return json_error(404, str(error))
     return jsonify(default_state(dataset, hosts.base_url(), graphene=has_graph(name)))

@@ -17,7 +17,7 @@ from segmentation.timestamps import parse_timestamp
 from .. import endpoints, hosts
 from ..request_input import flag, json_body
 from ..workspace import workspace
-from . import cell_tags, datasets_registry
+from . import cell_tags, dataset_named
 
 blueprint = Blueprint("materialize", __name__)
 
@@ -27,7 +27,7 @@ API_VERSIONS = [3]  # caveclient picks the newest it shares; the v2 routes it st
 
 # ---- request helpers ---------------------------------------------------------
 def _graph(datastack: str):
-    datasets_registry().get(datastack)  # 404 for unknown datastacks
+    dataset_named(datastack)  # 404 for unknown datastacks
     return mat.open_graph(workspace().graphs, datastack)
 
 
@@ -72,7 +72,7 @@ def _answer(table: dict, query: mat.Query, voxel_resolution) -> Response:
 
 
 def _table_metadata(datastack: str, version: int) -> dict:
-    dataset = datasets_registry().get(datastack)
+    dataset = dataset_named(datastack)
     rx, ry, rz = (float(r) for r in dataset.voxel_resolution)
     return {
         "table_name": mat.TABLE,
@@ -151,7 +151,7 @@ def mat_query(datastack, version, table):
     mat.check_table(table)
     query = _sample(mat.parse_query(_body()))
     rows = mat.rows(cell_tags(), datastack, None, found.time_stamp)
-    return _answer(rows, query, datasets_registry().get(datastack).voxel_resolution)
+    return _answer(rows, query, dataset_named(datastack).voxel_resolution)
 
 
 def mat_live_query(datastack):
@@ -179,7 +179,7 @@ def mat_live_query(datastack):
                 "(pass allow_invalid_root_ids=True to query anyway)"
             )
     rows = mat.rows(cell_tags(), datastack, at, at)
-    return _answer(rows, query, datasets_registry().get(datastack).voxel_resolution)
+    return _answer(rows, query, dataset_named(datastack).voxel_resolution)
 
 
 _VIEWS = {name: globals()[name] for name in endpoints.MATERIALIZE}

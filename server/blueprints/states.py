@@ -23,7 +23,7 @@ from state_links.tokens import holds_token
 
 from .. import auth, endpoints, hosts, request_input
 from ..workspace import workspace
-from . import VIEWER_TOKEN, datasets_registry
+from . import VIEWER_TOKEN, dataset_named, datasets_registry
 
 blueprint = Blueprint("states", __name__)
 
@@ -246,7 +246,7 @@ def post_link_at():
     name = str(body["dataset"])
     if _hidden([name]):  # unknown or private: one answer, the same work
         raise DatasetNotFound(f"no dataset named {name!r}")
-    dataset = datasets_registry().get(name)
+    dataset = dataset_named(name)
     state, anchor = voxel_state(dataset, voxel, base_url(), _graphs(), at=at, zoom=zoom)
     raw = json.dumps(state, separators=(",", ":")).encode()
     return _link_answer(_save(raw, state, title=state["title"], anchors=[anchor], dataset=dataset.name))
@@ -279,7 +279,7 @@ def open_voxel_link(dataset, coords):
         raise LinkError(f"coordinates must be x,y,z voxels (integers), not {coords!r}")
     at = request_input.moment("t")
     state, _ = voxel_state(
-        datasets_registry().get(dataset),
+        dataset_named(dataset),
         [int(v) for v in match.groups()],
         base_url(),
         _graphs(),
