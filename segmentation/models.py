@@ -123,6 +123,8 @@ class GraphOperationRow(Base):
     old_root_ids: Mapped[list] = mapped_column(sa.JSON)
     new_root_ids: Mapped[list] = mapped_column(sa.JSON)
     target_operation_id: Mapped[int | None] = mapped_column(sa.ForeignKey("graph_operations.id"), nullable=True)
+    # the components a split made but the largest (segmentation.graph.pieces): replay needs no search
+    pieces: Mapped[bytes | None] = mapped_column(sa.LargeBinary, nullable=True)
 
 
 class StateRow(Base):

@@ -36,6 +36,7 @@ from ..access import audit
 from ..db import engine_for
 from ..errors import NotFound
 from ..models import DatasetRow, GraphOperationRow, GraphStateRow
+from . import pieces
 from .base import BaseError
 from .ids import is_supervoxel
 from .index import Edit, GraphError, GraphIndex
@@ -145,6 +146,7 @@ class Graph:
 
     def _apply_row(self, row: dict) -> None:
         _replay(self.index, row)
+        row.pop("pieces", None)  # only replay needs them: not kept in memory
         row["created_at"] = _utc(row["created_at"])
         self._op_times.append(row["created_at"])
         self._settled_until = max(self._settled_until, row["created_at"])
@@ -557,7 +559,10 @@ class Graph:
                 "old_root_ids": old_roots,
                 "new_root_ids": list(new_roots),
                 "target_operation_id": target,
+                "pieces": None,
             }
+            if not all(on for _, _, on in changes):  # a cut: keep its pieces, so replaying it is cheap
+                row["pieces"] = pieces.encode(self.index.planned_components(changes), self.index.sv_ids)
             operation_id = connection.execute(
                 sa.insert(GraphOperationRow.__table__).values(**row).returning(GraphOperationRow.__table__.c.id)
             ).scalar_one()
@@ -648,8 +653,15 @@ def _replay(index: GraphIndex, row: dict) -> None:
     if seq <= index.base.seq:
         index.fold(seq, row["old_root_ids"], row["new_root_ids"])
         return
+    stored = None
+    if row.get("pieces"):
+        try:
+            stored = tuple(pieces.decode(row["pieces"]))
+        except BaseError:  # unreadable: the graph is searched instead
+            logging.getLogger("axonlink.graph").warning("operation %s: stored pieces unreadable", seq)
     edit = Edit(
         tuple((int(a), int(b), bool(on)) for a, b, on in row["edge_changes"]),
         tuple(int(r) for r in row["new_root_ids"]),
+        stored,
     )
     index.apply(edit, seq)

@@ -37,6 +37,9 @@ class Edit:
 
     edge_changes: tuple[tuple[int, int, bool], ...]
     new_root_ids: tuple[int, ...]
+    # the components it made but the largest, as sorted supervoxel ids (segmentation.graph.pieces):
+    # when given, replaying a split needs no graph search
+    pieces: tuple[np.ndarray, ...] | None = None
 
 
 @dataclass
@@ -396,7 +399,7 @@ class GraphIndex:
         """Apply a committed edit as operation ``seq``; returns (retired roots, new roots)."""
         if seq != self.seq + 1:
             raise GraphError(f"operation {seq} applied out of order (at {self.seq})")
-        old_roots, components = self._resulting_components(edit.edge_changes, mutate=True)
+        old_roots, components = self._resulting_components(edit.edge_changes, mutate=True, pieces=edit.pieces)
         if len(components) != len(edit.new_root_ids):
             raise GraphError(f"operation {seq} yields {len(components)} roots but recorded {len(edit.new_root_ids)}")
         for root in old_roots:
@@ -413,17 +416,24 @@ class GraphIndex:
         return old_roots, list(edit.new_root_ids)
 
     # ---- internals ---------------------------------------------------------
-    def _resulting_components(self, edge_changes, mutate: bool = False):
+    def planned_components(self, edge_changes) -> list[np.ndarray]:
+        """The components (dense positions) the touched roots become once ``edge_changes`` apply."""
+        return self._resulting_components(edge_changes)[1]
+
+    def _resulting_components(self, edge_changes, mutate: bool = False, pieces=None):
         """Touched roots and the components (dense index arrays, by smallest sv) after the changes.
 
         An edit asks this twice (to count the new roots, then to apply them): the
-        second call at the same operation number reuses the first answer.
+        second call at the same operation number reuses the first answer. A replayed
+        split brings its ``pieces`` (every component but the largest): no graph search then.
         """
         key = (self.seq, tuple(edge_changes))
         if self._planned is not None and self._planned[0] == key:
             result = self._planned[1]
         else:
-            result = self._compute_components(edge_changes)
+            result = None if pieces is None else self._components_from_pieces(edge_changes, pieces)
+            if result is None:
+                result = self._compute_components(edge_changes)
             self._planned = (key, result)
         if mutate:
             self._set_edges(edge_changes)
@@ -443,6 +453,27 @@ class GraphIndex:
             for k, previous in reversed(saved):
                 self._switch(k, previous)
         components = [np.sort(c, kind="stable") for c in components]
+        components.sort(key=lambda c: int(c[0]))
+        return old_roots, components
+
+    def _components_from_pieces(self, edge_changes, pieces):
+        """The components of a split from its stored pieces: they, and the rest of the touched roots'
+        members. None when the pieces do not fit those members (then the graph is searched)."""
+        old_roots = self.plan_toggle(edge_changes)
+        members = np.sort(np.concatenate([self.members(r) for r in old_roots]), kind="stable")
+        try:
+            parts = [positions_of(self.sv_ids, ids, members.dtype) for ids in pieces]
+        except BaseError:
+            return None
+        taken = np.concatenate(parts) if parts else np.zeros(0, dtype=members.dtype)
+        at = np.minimum(np.searchsorted(members, taken), max(len(members) - 1, 0))
+        if not len(members) or (members[at] != taken).any() or len(np.unique(at)) != len(at):
+            return None
+        rest = np.ones(len(members), dtype=bool)
+        rest[at] = False
+        components = [np.sort(part, kind="stable") for part in parts if len(part)]
+        if rest.any():
+            components.append(members[rest])
         components.sort(key=lambda c: int(c[0]))
         return old_roots, components
 
