@@ -39,7 +39,9 @@ def split_in_the_middle(graph, svs):
     return result
 
 
-def test_another_process_replays_a_split_from_its_pieces_without_a_graph_search(database_url, small_volumes, monkeypatch):
+def test_another_process_replays_a_split_from_its_pieces_without_a_graph_search(
+    database_url, small_volumes, monkeypatch
+):
     svs = chain_of_neurons(database_url, small_volumes)
     graph = Graph.open(database_url, "c")
     split_in_the_middle(graph, svs)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import fastremap
 import numpy as np
 
 from ..errors import Invalid
@@ -372,8 +373,8 @@ def _decide_kind(left, right, header) -> tuple[str, str]:
         return "pairs", f"auto: header {','.join(header)!r} names no body column"
     if not len(left):
         return "pairs", "auto: empty file"
-    column0_unique = len(np.unique(left)) == len(left)
-    column1_repeats = len(np.unique(right)) < len(right) or bool((right == 0).any())
+    column0_unique = len(fastremap.unique(left)) == len(left)
+    column1_repeats = len(fastremap.unique(right)) < len(right) or bool((right == 0).any())
     if column0_unique and column1_repeats:
         return "bodies", "auto: column 1 never repeats and column 2 does (or holds body 0)"
     return "pairs", "auto: column 1 repeats or column 2 never does"

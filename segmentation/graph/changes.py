@@ -22,6 +22,7 @@ changed since the moment asked.
 
 from __future__ import annotations
 
+import fastremap
 import numpy as np
 
 SEQ_BITS = 32
@@ -97,7 +98,9 @@ class RootChanges:
             return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
         keys = np.concatenate([np.asarray(k) for k, _ in runs])
         roots = np.concatenate([np.asarray(r) for _, r in runs])
-        edited = np.unique(np.concatenate([k >> np.uint64(SEQ_BITS) for k in self._runs])) if self._runs else None
+        edited = (
+            fastremap.unique(np.concatenate([k >> np.uint64(SEQ_BITS) for k in self._runs])) if self._runs else None
+        )
         if edited is not None and len(edited):
             if self._base_history is not None:
                 base_keys = self._base_history[0]
@@ -111,7 +114,7 @@ class RootChanges:
     def bitmap_of(self, keys: np.ndarray) -> np.ndarray:
         """One bit per position: set for the positions ``keys`` (history keys) list."""
         bitmap = np.zeros((self.supervoxel_count + 7) // 8, dtype=np.uint8)
-        positions = np.unique((keys >> np.uint64(SEQ_BITS)).astype(np.int64))
+        positions = fastremap.unique((keys >> np.uint64(SEQ_BITS)).astype(np.int64))
         byte = positions >> 3
         if len(positions):
             starts = np.flatnonzero(np.concatenate([[True], byte[1:] != byte[:-1]]))

@@ -6,6 +6,7 @@ so supervoxels live in layer 1 and roots in :data:`ROOT_LAYER`.
 
 from __future__ import annotations
 
+import fastremap
 import numpy as np
 
 from ..errors import Invalid
@@ -69,7 +70,7 @@ class LabelLayoutCheck:
         self.seen_layered: tuple[int, str] | None = None
 
     def __call__(self, labels: np.ndarray, where: str) -> None:
-        values = np.unique(np.asarray(labels).astype(np.uint64, copy=False))
+        values = fastremap.unique(np.asarray(labels).astype(np.uint64, copy=False))
         values = values[values != 0]
         if not len(values):
             return

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import fastremap
 import numpy as np
 
 from .. import budget
@@ -467,7 +468,7 @@ class GraphIndex:
             return None
         taken = np.concatenate(parts) if parts else np.zeros(0, dtype=members.dtype)
         at = np.minimum(np.searchsorted(members, taken), max(len(members) - 1, 0))
-        if not len(members) or (members[at] != taken).any() or len(np.unique(at)) != len(at):
+        if not len(members) or (members[at] != taken).any() or len(fastremap.unique(at)) != len(at):
             return None
         rest = np.ones(len(members), dtype=bool)
         rest[at] = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fastremap
 import numpy as np
 import sqlalchemy as sa
 
@@ -158,12 +159,12 @@ def _active_bodies(agglomeration: Agglomeration, supervoxels, a, b, area):
     reps = reps[order]
     chain = body[reps][1:] == body[reps][:-1]
     extra_a, extra_b = supervoxels[reps[:-1][chain]], supervoxels[reps[1:][chain]]
-    bodies = len(np.unique(body[in_body]))
+    bodies = len(fastremap.unique(body[in_body]))
     made = {
         "bodies": bodies,
-        "bodies_made_whole": len(np.unique(body[reps[1:][chain]])),
+        "bodies_made_whole": len(fastremap.unique(body[reps[1:][chain]])),
         "agglomeration_only_edges": len(extra_a),
-        "unlisted_supervoxels": int(n - len(np.unique(listed))),
+        "unlisted_supervoxels": int(n - len(fastremap.unique(listed))),
     }
     if len(extra_a):
         a = np.concatenate([a, np.minimum(extra_a, extra_b)])
