@@ -58,7 +58,7 @@ class BackgroundServer:
 DEFAULT_THREADS = 32
 # AXONLINK_GRAPH_FOLLOW_SECONDS: how often a server worker replays other workers' edits in the
 # background (0: only when a request reads the graph)
-DEFAULT_GRAPH_FOLLOW_SECONDS = 0.2
+DEFAULT_GRAPH_FOLLOW_SECONDS = 0.03  # measured at 10 M, 4 workers: merge p50 30 ms at 0.2 s, 20 ms at 0.03 s
 
 
 def after_fork(app) -> None:

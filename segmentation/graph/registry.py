@@ -14,6 +14,9 @@ import threading
 import time
 import weakref
 
+import sqlalchemy as sa
+
+from ..models import GraphStateRow
 from .graph import Graph
 
 ABSENT_SECONDS = 5.0
@@ -96,7 +99,21 @@ def _forgetting(registry: Graphs):
 
 
 def _sync_all(graphs) -> None:
+    """One query for the state of every graph (a follower asks often, mostly to hear "nothing new"),
+    then a catch-up of the graphs whose log moved on or whose base changed."""
+    if not graphs:
+        return
+    try:
+        with graphs[0].engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(GraphStateRow.dataset_id, GraphStateRow.last_seq, GraphStateRow.base_url)
+            ).all()
+    except Exception:  # database away: the next request says so
+        return
+    states = {dataset_id: (last, base_url) for dataset_id, last, base_url in rows}
     for graph in graphs:
+        if states.get(graph.dataset_id) == (graph._seen, graph.base_url):
+            continue
         try:
             graph.sync()
         except Exception:  # removed, replaced, database away: the next request says so
