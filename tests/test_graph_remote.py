@@ -3,6 +3,8 @@ verified by each machine that reads them, deleted with their dataset."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -104,3 +106,31 @@ def test_removing_a_dataset_deletes_its_remote_base(database_url, small_volumes,
     assert s3.keys(url)
     Datasets(database_url).remove("c", by="tests")
     assert s3.keys(url) == []
+
+
+def test_a_machine_copies_a_new_remote_base_in_the_background_and_answers_meanwhile(
+    database_url, small_volumes, s3, remote_store, monkeypatch, tmp_path
+):
+    svs = chain_of_neurons(database_url, small_volumes)
+    cache_b = another_machine(monkeypatch, tmp_path, "b")
+    on_b = Graph.open(database_url, "c")
+    old_url = on_b.base_url
+    another_machine(monkeypatch, tmp_path, "a")
+    on_a = Graph.open(database_url, "c")
+    edit_at_random(on_a, svs, np.random.default_rng(8), 15)
+    expected = answers(on_a, svs)
+    new_url = on_a.compact(by="tests")["base"]
+
+    monkeypatch.setenv("AXONLINK_GRAPH_CACHE", str(cache_b))
+    on_b.sync()  # learns of the new base: starts copying it, answers from the old one meanwhile
+    assert on_b.base_url == old_url
+    assert answers(on_b, svs) == expected
+    deadline = time.monotonic() + 60
+    while on_b.base_url != new_url and time.monotonic() < deadline:
+        time.sleep(0.1)
+        on_b.sync()
+    assert on_b.base_url == new_url
+    assert answers(on_b, svs) == expected
+    names = sorted(path.name for path in cache_b.iterdir())
+    assert [name.endswith(new_url.rsplit("/", 1)[1]) for name in names] == [True]  # the old copy is gone
+    assert old_url != new_url

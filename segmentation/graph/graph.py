@@ -43,7 +43,7 @@ from .index import Edit, GraphError, GraphIndex
 from .legacy import write_legacy_base
 from .locking import lock_for_writing
 from .operations import Merge, Operation, Redo, Split, Undo
-from .store import discard_base, open_base, write_beside
+from .store import base_ready, discard_base, open_base, release_base, write_beside
 
 DEFAULT_COMPACT_AFTER = 20_000  # operations beyond the base before a background compaction
 
@@ -185,7 +185,10 @@ class Graph:
 
     def _switch_base(self, url: str) -> None:
         """Another process compacted the graph: read the new base and let go of the old one's pages
-        and of the changes it folded in (the answers stay the same)."""
+        and of the changes it folded in (the answers stay the same). A base in object storage is
+        first copied here in the background; until then the old base and the log answer."""
+        if not base_ready(url):
+            return
         try:
             index = GraphIndex(open_base(url))
         except BaseError:
@@ -195,7 +198,8 @@ class Graph:
                 return  # the base folds operations not read here yet: the next sync reads them first
             for seq in range(1, self._seen + 1):
                 _replay(index, self._ops[seq])
-            self.index, self.base_url = index, url
+            old_url, self.index, self.base_url = self.base_url, index, url
+        release_base(old_url)
 
     @contextmanager
     def caught_up(self):

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+import threading
 import uuid
 from pathlib import Path
 
@@ -115,4 +117,41 @@ def delete(url: str) -> None:
         remote.delete(list(remote.list()))
     except Exception:
         pass
+    shutil.rmtree(copy_path(url), ignore_errors=True)
+
+
+_fetching: dict[str, threading.Thread] = {}
+_fetching_lock = threading.Lock()
+
+
+def has_copy(url: str) -> bool:
+    """Whether this machine has a verified copy of the base at ``url`` (no download needed to map it)."""
+    return (copy_path(url) / MANIFEST).exists()
+
+
+def fetch_in_background(url: str) -> None:
+    """Start copying the base at ``url`` here, in a thread of its own (once per base at a time): a
+    process that learns of a new base goes on answering from the old one meanwhile, instead of
+    making a request wait for gigabytes to arrive."""
+
+    def run():
+        try:
+            local_copy(url)
+        except Exception:  # deleted meanwhile (compacted again), or unreachable: a later sync retries
+            logging.getLogger("axonlink.graph").warning("copying graph base %s failed", url, exc_info=True)
+        finally:
+            with _fetching_lock:
+                _fetching.pop(url, None)
+
+    with _fetching_lock:
+        if url in _fetching:
+            return
+        thread = threading.Thread(target=run, name="graph-base-copy", daemon=True)
+        _fetching[url] = thread
+    thread.start()
+
+
+def forget_copy(url: str) -> None:
+    """Delete this machine's copy of a base the graph no longer reads (processes that still map it
+    keep its pages until they let go)."""
     shutil.rmtree(copy_path(url), ignore_errors=True)

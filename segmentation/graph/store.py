@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from ..config import DEFAULT_HOME
 from .base import BaseError, GraphBase, remove
-from .remote import cache_root, copy_path, delete, local_copy, upload
+from .remote import cache_root, copy_path, delete, fetch_in_background, forget_copy, has_copy, local_copy, upload
 
 
 def graph_store(database_url: str, home: str | os.PathLike | None = None) -> str:
@@ -64,6 +64,22 @@ def write_into(base: GraphBase, store_url: str, name: str, reuse: GraphBase | No
 def open_base(url: str) -> GraphBase:
     """Memory-map the base at ``url`` (a remote one through a verified local copy)."""
     return GraphBase.open(_local_path(url) if _is_local(url) else local_copy(url))
+
+
+def base_ready(url: str) -> bool:
+    """Whether the base at ``url`` can be mapped now; for a remote base without a copy here, this
+    starts copying it in the background and answers False (ask again later)."""
+    if _is_local(url) or has_copy(url):
+        return True
+    fetch_in_background(url)
+    return False
+
+
+def release_base(url: str | None) -> None:
+    """This process switched away from the base at ``url``: a remote base's local copy can go (its
+    files stay in object storage until the base is discarded)."""
+    if url and not _is_local(url):
+        forget_copy(url)
 
 
 def discard_base(url: str | None) -> None:
