@@ -6,7 +6,10 @@ and prints the client's p50/p90 beside the server's own (the ``ms`` of each requ
 Run it with ``--workers 1`` and ``4`` (and ``AXONLINK_GRAPH_FOLLOW_SECONDS``) to see what several
 workers add.
 
-    python -m bench.merge_latency --supervoxels 10000000 --workers 4 [--merges 60]
+    python -m bench.merge_latency --supervoxels 10000000 --workers 4 [--merges 60] [--gap-ms 100]
+
+``--gap-ms`` pauses between merges (a proofreader's pace; by default they go back to back, so each
+arrives while the other workers still replay the one before).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ def main() -> int:
     parser.add_argument("--supervoxels", type=int, default=10_000_000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--merges", type=int, default=60)
+    parser.add_argument("--gap-ms", type=float, default=0.0, help="pause between merges")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     n = args.supervoxels
@@ -54,6 +58,7 @@ def main() -> int:
             for k in range(0, min(2 * args.merges, len(neurons) - 1), 2):
                 a, b = int(svs[starts[neurons[k]]]), int(svs[starts[neurons[k + 1]]])
                 client.append(post(merge, [[a, 0, 0, 0], [b, 0, 0, 0]], token) * 1000)
+                time.sleep(args.gap_ms / 1000)
             time.sleep(1)  # the last log lines
         finally:
             process.terminate()
@@ -69,6 +74,7 @@ def main() -> int:
     figures = {
         "supervoxels": n,
         "workers": args.workers,
+        "gap_ms": args.gap_ms,
         "merges": len(client),
         "client_p50_ms": round(float(np.percentile(client, 50)), 1),
         "client_p90_ms": round(float(np.percentile(client, 90)), 1),
