@@ -303,8 +303,11 @@ def _mesh_finding(url: str, info: dict, labels: dict[int, str]) -> Finding:
     return Finding(OK, "meshes", f"meshes at {mesh!r}: {len(have)} of {len(probe)} sampled label(s) have one")
 
 
-def check_dataset(database_url: str, name: str, **sample) -> list[Finding]:
-    """:func:`check_layer` of the dataset's segmentation, then its layers' agreement and its graph."""
+def check_dataset(database_url: str, name: str, verify_graph_base: bool = False, **sample) -> list[Finding]:
+    """:func:`check_layer` of the dataset's segmentation, then its layers' agreement and its graph.
+
+    ``verify_graph_base`` (``axonlink check``) also reads the whole graph base against its checksums;
+    ``ingest-graph`` leaves it out: a damaged base must not stop ``--replace``, which mends it."""
     from .datasets import GRAPH_LAYER, DatasetError, Datasets
     from .graph.ingest import has_graph
 
@@ -346,7 +349,8 @@ def check_dataset(database_url: str, name: str, **sample) -> list[Finding]:
         )
     if has_graph(database_url, name):
         findings.append(Finding(OK, "graph", f"dataset {name!r} already has a graph (ingest-graph needs --replace)"))
-        findings.append(_graph_base_finding(database_url, name))
+        if verify_graph_base:
+            findings.append(_graph_base_finding(database_url, name))
     else:
         findings.append(Finding(OK, "graph", f"dataset {name!r} has no graph yet (run ingest-graph)"))
     return findings

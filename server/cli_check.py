@@ -54,7 +54,7 @@ def cmd_check(args, settings):
         target = args.target
         dataset_registry(settings)  # the schema, up to date
         try:
-            findings = check_dataset(settings.database_url, target, **options)
+            findings = check_dataset(settings.database_url, target, verify_graph_base=True, **options)
         except DatasetNotFound as error:
             raise user_error(f"{error} (a layer path needs a '/', e.g. ./{target})") from None
     if args.json:

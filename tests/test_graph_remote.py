@@ -50,7 +50,7 @@ def test_an_ingested_base_lives_in_s3_and_another_machine_copies_and_verifies_it
     copies = list(cache.iterdir())
     assert [copy.name.endswith(folder) for copy in copies] == [True]
     assert not list(cache.glob(".*"))  # no half-made copy left behind
-    verified = [f for f in check_dataset(database_url, "c") if "checksum verified" in f.reason]
+    verified = [f for f in check_dataset(database_url, "c", verify_graph_base=True) if "checksum verified" in f.reason]
     assert [f.level for f in verified] == [OK]
 
 
@@ -69,7 +69,7 @@ def test_a_damaged_or_incomplete_remote_base_is_refused(
     with pytest.raises(BaseError, match="root_of.npy is missing or damaged"):
         open_base(url)
     assert not list(cache.glob("*")) and not list(cache.glob(".*"))  # nothing half-copied kept
-    graph_findings = [f for f in check_dataset(database_url, "c") if f.topic == "graph"]
+    graph_findings = [f for f in check_dataset(database_url, "c", verify_graph_base=True) if f.topic == "graph"]
     assert any(f.level == PROBLEM and "root_of.npy is missing or damaged" in f.reason for f in graph_findings)
 
     client.delete_object(Bucket="axonlink", Key=f"{key}/manifest.json")

@@ -236,3 +236,22 @@ def test_after_a_replace_no_cached_chunk_is_revalidated(home, tmp_path, capsys):
     assert cli(capsys, home, "ingest-graph", "d", "--agglomeration", str(table), "--replace", "--yes")[0] == 0
     after = client.get(key, headers={"If-None-Match": before.headers["ETag"]})
     assert after.status_code == 200 and after.headers["ETag"] != before.headers["ETag"]
+
+
+def test_check_names_a_damaged_base_and_replace_still_mends_it(home, capsys):
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    assert cli(capsys, home, "ingest-graph", "d")[0] == 0
+    status, out, _ = cli(capsys, home, "check", "d")
+    assert status == 0 and "every file's checksum verified" in out
+    roots = Path(urlsplit(Graph.open(database(home), "d").base_url).path) / "root_of.npy"
+    data = roots.read_bytes()
+    roots.write_bytes(data[:-8] + bytes(8 * [0xFF]))  # same size: only the checksum tells
+
+    status, out, _ = cli(capsys, home, "check", "d")
+    assert status == 1 and "root_of.npy is damaged" in out
+    status, _, err = cli(capsys, home, "ingest-graph", "d", "--replace", "--yes")  # not stopped by the damage
+    assert status == 0, err
+    status, out, _ = cli(capsys, home, "check", "d")
+    assert status == 0 and "every file's checksum verified" in out

@@ -193,7 +193,7 @@ class GraphBase:
         reused = read_manifest(reuse.path)["files"] if reuse is not None and reuse.path is not None else {}
         store = Path(store)
         store.mkdir(parents=True, exist_ok=True)
-        _sweep_partial(store)
+        sweep_partial(store)
         final = store / f"{name or 'base'}-{self.seq}-{uuid.uuid4().hex[:12]}"
         partial = store / f".{final.name}.partial"
         partial.mkdir()
@@ -312,7 +312,7 @@ def positions_of(sorted_ids: np.ndarray, ids, dtype=np.int64) -> np.ndarray:
 PARTIAL_EXPIRES_SECONDS = 3600.0
 
 
-def _sweep_partial(store: Path) -> None:
+def sweep_partial(store: Path) -> None:
     """Delete half-written bases a killed process left (untouched for an hour: nobody writes them)."""
     import time
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..config import DEFAULT_HOME
 from ..storage import cloud_files
-from .base import FORMAT, VERSION, BaseError, file_sha256
+from .base import FORMAT, VERSION, BaseError, file_sha256, sweep_partial
 
 MANIFEST = "manifest.json"
 
@@ -85,6 +85,7 @@ def local_copy(url: str) -> Path:
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise BaseError(f"graph base {url}: not a {FORMAT} version {VERSION}")
     root.mkdir(parents=True, exist_ok=True)
+    sweep_partial(root)  # copies a killed process left half made
     partial = root / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
     partial.mkdir()
     try:
@@ -117,7 +118,16 @@ def delete(url: str) -> None:
         remote.delete(list(remote.list()))
     except Exception:
         pass
-    shutil.rmtree(copy_path(url), ignore_errors=True)
+    forget_copy(url)
+
+
+def keep_as_copy(local: Path, url: str) -> None:
+    """Make ``local`` (a base folder just uploaded to ``url``, in the cache's folder) this machine's
+    copy of it: renamed into place, so it is not downloaded again."""
+    try:
+        os.replace(local, copy_path(url))
+    except OSError:  # a copy is there already
+        pass
 
 
 _fetching: dict[str, threading.Thread] = {}

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from ..config import DEFAULT_HOME
 from .base import BaseError, GraphBase, remove
-from .remote import cache_root, copy_path, delete, fetch_in_background, forget_copy, has_copy, local_copy, upload
+from .remote import cache_root, delete, fetch_in_background, forget_copy, has_copy, keep_as_copy, local_copy, upload
 
 
 def graph_store(database_url: str, home: str | os.PathLike | None = None) -> str:
@@ -39,23 +39,22 @@ def graph_store(database_url: str, home: str | os.PathLike | None = None) -> str
 
 def write_base(base: GraphBase, database_url: str, name: str, home=None) -> str:
     """Write ``base`` into the store; returns the URL to record in the database."""
-    return write_into(base, graph_store(database_url, home), name)
+    return _write_into(base, graph_store(database_url, home), name)
 
 
 def write_beside(base: GraphBase, old_url: str, name: str, reuse: GraphBase | None = None) -> str:
     """Write ``base`` into the store ``old_url``'s base is in (a compaction); arrays that are
     ``reuse``'s own are hard-linked locally (object storage gets a full copy)."""
-    return write_into(base, old_url.rstrip("/").rsplit("/", 1)[0], name, reuse)
+    return _write_into(base, old_url.rstrip("/").rsplit("/", 1)[0], name, reuse)
 
 
-def write_into(base: GraphBase, store_url: str, name: str, reuse: GraphBase | None = None) -> str:
+def _write_into(base: GraphBase, store_url: str, name: str, reuse: GraphBase | None = None) -> str:
     if _is_local(store_url):
         return base.write(_local_path(store_url), name, reuse=reuse).as_uri()
-    staging = cache_root() / ".uploads"
-    local = base.write(staging, name, reuse=reuse if _same_device(reuse, staging) else None)
+    local = base.write(cache_root() / ".uploads", name, reuse=reuse)  # beside the copies: renamed into one
     try:
         url = upload(local, store_url)
-        _keep_as_copy(local, url)  # this machine needs no download of what it just wrote
+        keep_as_copy(local, url)  # this machine needs no download of what it just wrote
     finally:
         remove(local)
     return url
@@ -101,35 +100,3 @@ def _local_path(url: str) -> Path:
     if parts.scheme != "file":
         raise BaseError(f"not a local graph base: {url!r}")
     return Path(unquote(parts.path))
-
-
-def _same_device(reuse: GraphBase | None, folder: Path) -> bool:
-    """Whether ``reuse``'s files can be hard-linked into ``folder`` (else they are written again)."""
-    if reuse is None or reuse.path is None:
-        return False
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        return os.stat(reuse.path).st_dev == os.stat(folder).st_dev
-    except OSError:
-        return False
-
-
-def _keep_as_copy(local: Path, url: str) -> None:
-    """Turn a just-uploaded folder into this machine's cached copy of ``url`` (hard links)."""
-    import shutil
-
-    target = copy_path(url)
-    if target.exists():
-        return
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for file in local.iterdir():
-        try:
-            os.link(file, partial / file.name)
-        except OSError:
-            shutil.copyfile(file, partial / file.name)
-    try:
-        os.replace(partial, target)
-    except OSError:
-        shutil.rmtree(partial, ignore_errors=True)
