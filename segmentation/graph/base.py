@@ -18,7 +18,8 @@ int32 below 2^31 supervoxels, else int64):
 - ``supervoxels`` (n,) uint64, sorted; ``boxes`` (n, 6) int32 ``[x0, y0, z0, x1, y1, z1)``, optional
 - ``root_of`` (n,) uint64: each supervoxel's root at the base's operation ``seq``
 - ``root_ids`` (r,) uint64 sorted, ``root_indptr`` (r+1,) int64, ``root_members`` positions:
-  the supervoxels of each root the base knows, each run sorted
+  the supervoxels of each root the base knows, each run sorted (roots merges made are not listed:
+  their members are those of the roots they joined, see :mod:`segmentation.graph.joins`)
 - ``csr_indptr`` (n+1,) int64, ``csr_neighbors`` positions, ``csr_edges`` edge numbers: the
   adjacency, every edge in both rows, each row sorted by neighbour
 - ``area`` (m,) float32 contact area, ``active`` (m,) bool: edge state at ``seq``

@@ -1,6 +1,8 @@
-"""Root assignments made by edits since the base: what each process keeps of the graph in memory.
+"""Root assignments made by splits since the base: what each process keeps of the graph in memory.
 
-Every operation gives the supervoxels of the components it makes a new root. This records
+A split (any operation that switches an edge off, or a merge leaving several roots) gives the
+supervoxels of each component it makes a new root. (A merge gives its roots a new root instead:
+:mod:`segmentation.graph.joins`.) This records
 those assignments as ``(position, operation) → root`` so that both questions the graph is
 asked stay one or two binary searches: the root of a supervoxel now (its newest entry) and
 after operation ``seq`` (its newest entry at or before ``seq``); a supervoxel without an
@@ -87,20 +89,20 @@ class RootChanges:
         seqs = self._slot_seq[slots].astype(np.uint64)
         return (positions << np.uint64(SEQ_BITS)) | seqs, self._slot_root[slots]
 
-    def history(self, base_root_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def history(self, base_root_of: np.ndarray, also=None) -> tuple[np.ndarray, np.ndarray]:
         """Every entry, the base's history included, as one sorted (keys, roots) pair, with an entry at
-        operation 0 (the base's root) for each position edited here that the base's history lacks:
-        what a compacted base keeps for time travel to before it."""
+        operation 0 (the base's root) for each position edited here, or listed in ``also`` (those merges
+        moved), that the base's history lacks: what a compacted base keeps for time travel to before it."""
         runs = [self._as_history(keys) for keys in self._runs]
         if self._base_history is not None:
             runs.insert(0, self._base_history)
-        if not runs:
-            return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
-        keys = np.concatenate([np.asarray(k) for k, _ in runs])
-        roots = np.concatenate([np.asarray(r) for _, r in runs])
-        edited = (
-            fastremap.unique(np.concatenate([k >> np.uint64(SEQ_BITS) for k in self._runs])) if self._runs else None
-        )
+        empty = np.zeros(0, dtype=np.uint64)
+        keys = np.concatenate([empty, *(np.asarray(k) for k, _ in runs)])
+        roots = np.concatenate([empty, *(np.asarray(r) for _, r in runs)])
+        moved = [k >> np.uint64(SEQ_BITS) for k in self._runs]
+        if also is not None and len(also):
+            moved.append(np.asarray(also, dtype=np.uint64))
+        edited = fastremap.unique(np.concatenate(moved)) if moved else None
         if edited is not None and len(edited):
             if self._base_history is not None:
                 base_keys = self._base_history[0]
@@ -127,17 +129,6 @@ class RootChanges:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
         positions = np.flatnonzero(self._slot)
         return positions, self._slot_root[self._slot[positions]]
-
-    def newest_change(self, positions: np.ndarray) -> np.ndarray:
-        """The operation that last gave each position a root (0: none since ingest), folded ones too."""
-        found, _, seqs = self.lookup(positions)
-        seqs = np.where(found, seqs, 0)
-        if self._base_history is not None:
-            stale = ~found & self._in_base_history(positions)
-            if stale.any():
-                f, _, s = self._search(np.asarray(positions)[stale], NEWEST - 1)
-                seqs[stale] = np.where(f, s, 0)
-        return seqs
 
     def _in_base_history(self, positions) -> np.ndarray:
         """Which positions the base's history lists (all, for a base without its bitmap)."""

@@ -655,7 +655,8 @@ def _replay(index: GraphIndex, row: dict) -> None:
     """Bring ``index`` past one operation of the log: its lineage only when its base folded it in."""
     seq = row["seq"]
     if seq <= index.base.seq:
-        index.fold(seq, row["old_root_ids"], row["new_root_ids"])
+        joined = all(on for _, _, on in row["edge_changes"])
+        index.fold(seq, row["old_root_ids"], row["new_root_ids"], joined=joined)
         return
     stored = None
     if row.get("pieces"):

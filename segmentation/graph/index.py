@@ -21,6 +21,9 @@ from ..errors import Invalid
 from .base import BaseError, GraphBase, position_dtype, positions_of
 from .changes import NEWEST, RootChanges
 from .ids import ROOT_LAYER, counter_of, layer_of, root_id
+from .joins import RootJoins
+
+_BLOCK = 1 << 23  # supervoxels per step when a compaction walks every root
 
 
 class GraphError(Invalid):
@@ -55,10 +58,11 @@ class GraphIndex:
     """Supervoxels, adjacency, active edges and root history of one dataset: a base plus edits.
 
     The base (:class:`~segmentation.graph.base.GraphBase`, memory-mapped and shared between
-    processes) is never written; what edits change lives here: root assignments
-    (:class:`~segmentation.graph.changes.RootChanges`), the members and lineage of roots they
-    made, edges switched on or off and edges merges added. No edit touches an array of the
-    dataset's size.
+    processes) is never written; what edits change lives here: the supervoxels splits gave new
+    roots (:class:`~segmentation.graph.changes.RootChanges`) and their members, the roots merges
+    joined (:class:`~segmentation.graph.joins.RootJoins`: a merge writes one pointer per root, not
+    one entry per supervoxel), the lineage, edges switched on or off and edges merges added. No
+    edit touches an array of the dataset's size, and a merge costs nothing per supervoxel.
     """
 
     def __init__(self, base: GraphBase):
@@ -75,7 +79,9 @@ class GraphIndex:
         self._planned = None  # (operation number, edge changes) -> components, see _resulting_components
         self.root_base = base.root_base
         self.next_root_counter = base.next_root_counter
-        self._members: dict[int, np.ndarray] = {}  # roots edits made -> their members (positions, sorted)
+        self._members: dict[int, np.ndarray] = {}  # roots splits made -> their members (positions, sorted)
+        first_counter = counter_of(int(base.root_ids[0])) if len(base.root_ids) else base.next_root_counter
+        self._joins = RootJoins(min(first_counter, base.root_base + 1), base.next_root_counter)  # roots merges made
         self._position_dtype = position_dtype(n)
         self.records: dict[int, RootRecord] = {}
         self.seq = base.seq
@@ -145,11 +151,12 @@ class GraphIndex:
         return self.roots_by_index(self.index_of(svs), seq)
 
     def last_change(self, idx: np.ndarray) -> int:
-        """The last operation that gave any of these supervoxels (dense indices) a new root."""
+        """The last operation that gave any of these supervoxels (dense indices) a new root: the one
+        that made the newest of their roots (each operation that changes a root makes a new one)."""
         idx = np.asarray(idx, dtype=np.int64)
         if not len(idx):
             return 0
-        return int(self._changes.newest_change(idx).max())
+        return int(self._joins.created(self.roots_by_index(idx)).max())
 
     def roots_by_index(self, idx: np.ndarray, seq: int | None = None) -> np.ndarray:
         """Like :meth:`roots`, for dense indices."""
@@ -165,11 +172,19 @@ class GraphIndex:
             subset = roots[edited]
             subset[found] = changed[found]
             roots[edited] = subset
+        if self._joins.any:  # then through the merges since
+            roots = self._joins.now(roots) if seq is None or seq >= self.seq else self._joins.at(roots, seq)
         return roots
 
     def members(self, root: int) -> np.ndarray:
         """Dense indices of a root's supervoxels, sorted (roots never change, so any time)."""
         root = int(root)
+        if self._joins.is_joined(root):
+            return self._joins.members(root, self._listed_members)
+        return self._listed_members(root)
+
+    def _listed_members(self, root: int) -> np.ndarray:
+        """Members of a root that is not a merge's: a split made it (kept here) or the base lists it."""
         if root in self._members:
             return self._members[root].astype(np.int64)
         at = self._base_root(root)
@@ -177,6 +192,18 @@ class GraphIndex:
             raise GraphError(f"unknown root id {root}")
         start, stop = int(self.base.root_indptr[at]), int(self.base.root_indptr[at + 1])
         return np.asarray(self.base.root_members[start:stop], dtype=np.int64)
+
+    def _first_member(self, root: int) -> int:
+        """A root's smallest member position, without listing a merged root's members."""
+        root = int(root)
+        if self._joins.is_joined(root):
+            return self._joins.first_member[root]
+        if root in self._members:
+            return int(self._members[root][0])
+        at = self._base_root(root)
+        if at is None:
+            raise GraphError(f"unknown root id {root}")
+        return int(self.base.root_members[int(self.base.root_indptr[at])])
 
     def leaves(self, root: int, bounds=None) -> np.ndarray:
         return self.sv_ids[self._members_within(root, bounds)]
@@ -308,7 +335,34 @@ class GraphIndex:
 
     def count_components_after(self, edge_changes) -> int:
         """How many roots the touched roots become once ``edge_changes`` apply."""
+        groups = self._join_groups(edge_changes)
+        if groups is not None:
+            return len(groups)
         return len(self._resulting_components(edge_changes)[1])
+
+    def _join_groups(self, edge_changes) -> list[list[int]] | None:
+        """For changes that only switch edges on: the touched roots grouped by the roots each group
+        becomes, in order of their smallest supervoxel (None: some change switches an edge off)."""
+        if not all(active for _, _, active in edge_changes):
+            return None
+        old_roots = self.plan_toggle(edge_changes)
+        group = {root: root for root in old_roots}
+
+        def find(root):
+            while group[root] != root:
+                group[root] = group[group[root]]
+                root = group[root]
+            return root
+
+        for a, b, _ in edge_changes:
+            ra, rb = (find(int(r)) for r in self.roots([a, b]))
+            group[ra] = rb
+        joined: dict[int, list[int]] = {}
+        for root in old_roots:
+            joined.setdefault(find(root), []).append(root)
+        groups = list(joined.values())
+        groups.sort(key=lambda roots: min(self._first_member(r) for r in roots))
+        return groups
 
     def allocate_root_ids(self, count: int) -> tuple[int, ...]:
         return tuple(root_id(self.next_root_counter + i) for i in range(count))
@@ -322,7 +376,14 @@ class GraphIndex:
         root_of = np.array(base.root_of, dtype=np.uint64)
         positions, roots = self._changes.current()
         root_of[positions] = roots
-        history_keys, history_roots = self._changes.history(base.root_of)
+        moved = []  # supervoxels whose root changed since the base (merges wrote no entry for them)
+        for start in range(0, n, _BLOCK):
+            block = slice(start, min(start + _BLOCK, n))
+            root_of[block] = self._joins.now(root_of[block])
+            moved.append(start + np.flatnonzero(root_of[block] != base.root_of[block]))
+        moved = np.concatenate(moved) if moved else np.zeros(0, dtype=np.int64)
+        history_keys, history_roots = self._changes.history(base.root_of, also=moved)
+        # the members of roots splits made (those of roots merges made follow from the log's lineage)
         made = np.array(sorted(self._members), dtype=np.uint64)  # counters above every base root: stays sorted
         sizes = np.array([len(self._members[int(r)]) for r in made], dtype=np.int64)
         pos = position_dtype(n)
@@ -386,31 +447,54 @@ class GraphIndex:
         added = np.bincount(rows, minlength=base.supervoxel_count)
         return np.asarray(indptr) + np.concatenate([[0], np.cumsum(added)]), neighbors, edges
 
-    def fold(self, seq: int, old_roots, new_roots) -> None:
+    def fold(self, seq: int, old_roots, new_roots, joined: bool = False) -> None:
         """Record the lineage of operation ``seq``, already folded into a compacted base (its roots
-        and edges are there; only who came from whom is kept here)."""
+        and edges are there; only who came from whom is kept here, and which roots a merge joined:
+        ``joined``, for an operation that only switched edges on and left one root)."""
+        old_roots, new_roots = [int(r) for r in old_roots], [int(r) for r in new_roots]
+        if joined and len(new_roots) == 1:
+            first = min(self._first_member(r) for r in old_roots)
+            self._joins.join(old_roots, new_roots[0], seq, first)
+        else:
+            for root in new_roots:
+                self._joins.made(root, seq)
+            for root in old_roots:
+                self._joins.cut(root)
+        self._record_lineage(old_roots, new_roots, seq)
+
+    def _record_lineage(self, old_roots, new_roots, seq: int) -> None:
         for root in old_roots:
-            rec = self.record(int(root))
+            rec = self.record(root)
             rec.retired_seq = seq
-            rec.children.extend(int(r) for r in new_roots)
+            rec.children.extend(new_roots)
         for root in new_roots:
-            self.records[int(root)] = RootRecord(created_seq=seq, parents=tuple(int(r) for r in old_roots))
+            self.records[root] = RootRecord(created_seq=seq, parents=tuple(old_roots))
 
     def apply(self, edit: Edit, seq: int) -> tuple[list[int], list[int]]:
         """Apply a committed edit as operation ``seq``; returns (retired roots, new roots)."""
         if seq != self.seq + 1:
             raise GraphError(f"operation {seq} applied out of order (at {self.seq})")
-        old_roots, components = self._resulting_components(edit.edge_changes, mutate=True, pieces=edit.pieces)
-        if len(components) != len(edit.new_root_ids):
-            raise GraphError(f"operation {seq} yields {len(components)} roots but recorded {len(edit.new_root_ids)}")
-        for root in old_roots:
-            rec = self.record(root)
-            rec.retired_seq = seq
-            rec.children.extend(edit.new_root_ids)
-        for new_root, comp in zip(edit.new_root_ids, components):
-            self._changes.add(comp, seq, new_root)
-            self._members[new_root] = comp.astype(self._position_dtype)  # int32 below 2^31: half the memory
-            self.records[new_root] = RootRecord(created_seq=seq, parents=tuple(old_roots))
+        new_roots = [int(r) for r in edit.new_root_ids]
+        groups = self._join_groups(edit.edge_changes)
+        if groups is not None and len(groups) == 1:  # a merge: its roots point to the new one, nothing more
+            if len(new_roots) != 1:
+                raise GraphError(f"operation {seq} yields 1 root but recorded {len(new_roots)}")
+            (old_roots,) = groups
+            old_roots = sorted(old_roots)
+            first = min(self._first_member(r) for r in old_roots)
+            self._set_edges(edit.edge_changes)
+            self._joins.join(old_roots, new_roots[0], seq, first)
+        else:  # a cut (or a merge leaving several roots): each component's supervoxels get the new root
+            old_roots, components = self._resulting_components(edit.edge_changes, mutate=True, pieces=edit.pieces)
+            if len(components) != len(new_roots):
+                raise GraphError(f"operation {seq} yields {len(components)} roots but recorded {len(new_roots)}")
+            for new_root, comp in zip(new_roots, components):
+                self._changes.add(comp, seq, new_root)
+                self._members[new_root] = comp.astype(self._position_dtype)  # int32 below 2^31: half the memory
+                self._joins.made(new_root, seq)
+            for root in old_roots:
+                self._joins.cut(root)
+        self._record_lineage(old_roots, new_roots, seq)
         counters = [counter_of(r) for r in edit.new_root_ids]
         self.next_root_counter = max([self.next_root_counter, *(c + 1 for c in counters)])
         self.seq = seq
