@@ -11,7 +11,7 @@ import sys
 
 from segmentation.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 
-from . import cli_access, cli_check, cli_graph
+from . import cli_access, cli_check, cli_graph, cli_mesh
 from .cli_common import UserError, actor, confirm_by_name, dataset_registry
 
 
@@ -188,6 +188,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     graph.add_argument("name")
     graph.add_argument(
+        "--no-mesh",
+        dest="mesh",
+        action="store_false",
+        help="do not mesh the segmentation afterwards (`axonlink mesh NAME` does it later; a layer with "
+        "legacy meshes is never meshed again: they are reused)",
+    )
+    graph.add_argument(
         "--agglomeration",
         metavar="FILE",
         help="pairs (two label columns) or a supervoxel->body table: CSV (header optional), "
@@ -247,6 +254,7 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_access.add_parsers(sub, common)
     cli_graph.add_parsers(sub, common)
+    cli_mesh.add_parsers(sub, common)
     cli_check.add_parsers(sub, common)
 
     database = sub.add_parser("db", help="database schema commands")
@@ -382,6 +390,13 @@ def cmd_ingest_graph(args, settings):
             file=sys.stderr,
         )
     summary["draco_fragments"] = build_for_dataset(settings.database_url, settings.home, args.name, progress=True)
+    if args.mesh and not summary["draco_fragments"]:  # no legacy meshes to reuse: make them
+        from segmentation.meshing import MeshingError, mesh_dataset
+
+        try:
+            summary["meshes"] = mesh_dataset(settings.database_url, settings.home, args.name, progress=True)
+        except MeshingError as error:
+            raise UserError(str(error)) from None
     print(json.dumps(summary))
 
 

@@ -260,8 +260,9 @@ MESHING = {
     "mesh_manifest": route(
         "GET",
         "/meshing/api/v1/table/<table>/manifest/<node_spec>",
-        "A root's mesh manifest ({root}:0): its supervoxels' Draco fragments, by supervoxel id "
-        "(immutable: a root's supervoxels never change).",
+        "A root's mesh manifest ({root}:0): with built-in meshes (axonlink mesh) one Draco fragment per "
+        "chunk it spans, read by byte range (~key:~chunk.frags:offset:size) or made after an edit; else its "
+        "supervoxels' Draco fragments, by supervoxel id.",
     ),
 }
 

@@ -100,6 +100,13 @@ class Workspace:
         except LookupError as error:
             raise GraphNotIngested(str(error)) from None
 
+    def meshes(self, dataset: str, layer_url: str):
+        """The dataset's built-in meshes (:class:`segmentation.meshing.DatasetMeshes`; its manifests
+        answer None until ``axonlink mesh`` has run)."""
+        from segmentation.meshing import DatasetMeshes
+
+        return DatasetMeshes.of(self.settings.home, dataset, layer_url)
+
     def live_view(self, dataset: str, layer, store):
         """The live view of a supervoxel layer of a dataset with a graph (None: served as stored)."""
         return self.live_views.view(dataset, layer, store) if layer.supervoxels else None

@@ -29,6 +29,11 @@ def vocabulary_of(dataset: str | None):
     return workspace().vocabulary(dataset)
 
 
+def meshes_of(dataset: str):
+    """The dataset's built-in meshes (see :meth:`server.workspace.Workspace.meshes`)."""
+    return workspace().meshes(dataset, dataset_named(dataset).layer("segmentation").url)
+
+
 def graph_for(dataset: str):
     """The dataset's graph: 404 (DatasetNotFound / GraphNotIngested) when there is none."""
     return workspace().graph(dataset)

@@ -24,7 +24,7 @@ from segmentation.graph.points import supervoxels_near
 
 from .. import auth, endpoints, hosts, request_input
 from ..request_input import BadInput, TooLarge, capped, json_body, json_object, parse_json
-from . import dataset_named, graph_for, segment_properties_of
+from . import dataset_named, graph_for, meshes_of, segment_properties_of
 
 blueprint = Blueprint("chunkedgraph", __name__)
 
@@ -146,7 +146,8 @@ def cg_info(table):
             "verify_mesh": False,
         }
     )
-    if info.get("mesh"):  # per-supervoxel legacy meshes, served to the graphene source as Draco
+    built_in = meshes_of(table).generation is not None
+    if info.get("mesh") or built_in:  # built-in meshes, or legacy ones served to the graphene source as Draco
         info["mesh"] = meshes.MESH_DIR
     else:
         info.pop("mesh", None)

@@ -22,7 +22,7 @@ from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 from .. import endpoints
 from ..errors import json_error
 from ..workspace import workspace
-from . import datasets_registry, segment_properties_of
+from . import datasets_registry, meshes_of, segment_properties_of
 
 blueprint = Blueprint("data", __name__)
 
@@ -155,11 +155,27 @@ def _live_file(live, key: str, moment, view: str):
 
 
 def _graphene_mesh_file(live, name: str):
-    """``info`` and ``dynamic/<supervoxel>`` (a Draco fragment) of the graphene mesh directory."""
+    """``info``, ``initial/<chunk>.frags`` (a chunk's fragments, read by byte range) and
+    ``dynamic/<chunk>_<hash>`` (made after an edit) of built-in meshes, and ``dynamic/<supervoxel>``
+    (a Draco fragment from legacy meshes) of the graphene mesh directory."""
     if name == "info":
         return _json_answer(meshes.MESH_INFO, etag="graphene-mesh-info", cache="public, max-age=3600")
     folder, _, fragment = name.partition("/")
-    if folder != "dynamic" or not fragment.isdigit() or not 0 < int(fragment) < 2**64:
+    if folder == "initial":
+        path = meshes_of(live.graph.dataset).fragment_file(fragment)
+        if path is None:
+            return _missing(f"{meshes.MESH_DIR}/{name}")
+        return _file_answer(path, etag=f"{path.parent.parent.name}-{fragment}")
+    if folder == "dynamic" and not fragment.isdigit():
+        body = meshes_of(live.graph.dataset).dynamic_fragment(fragment)
+        if body is None:
+            return _missing(f"{meshes.MESH_DIR}/{name}")
+        return Response(
+            body,
+            status=200,
+            headers={"Content-Type": "application/octet-stream", "Cache-Control": IMMUTABLE, "ETag": f'"{fragment}"'},
+        )
+    if folder != "dynamic" or not 0 < int(fragment) < 2**64:
         return _missing(f"{meshes.MESH_DIR}/{name}")
     supervoxel = int(fragment)
     etag = f"sv-{supervoxel}"
@@ -174,6 +190,31 @@ def _graphene_mesh_file(live, name: str):
         status=200,
         headers={"Content-Type": "application/octet-stream", "Cache-Control": IMMUTABLE, "ETag": f'"{etag}"'},
     )
+
+
+def _file_answer(path, etag: str):
+    """A file that never changes under its name, whole or one byte range (206; never gzipped)."""
+    size = path.stat().st_size
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Cache-Control": IMMUTABLE,
+        "ETag": f'"{etag}"',
+        "Accept-Ranges": "bytes",
+    }
+    parsed = parse_range_header(request.headers.get("Range")) if "Range" in request.headers else None
+    if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+        if request.if_none_match.contains_weak(etag):
+            return Response(status=304, headers=headers)
+        return Response(path.read_bytes(), status=200, headers=headers)
+    bounds = parsed.range_for_length(size)
+    if bounds is None:
+        return json_error(416, f"range not satisfiable for {size} bytes", **{"Content-Range": f"bytes */{size}"})
+    start, stop = bounds
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        body = handle.read(stop - start)
+    headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    return Response(body, status=206, headers=headers)
 
 
 def _json_answer(document, etag: str | None, cache: str):

@@ -1,16 +1,19 @@
 """PyChunkedGraph's meshing service as Neuroglancer's graphene mesh source calls it.
 
-A root's manifest names its supervoxels; each name is a Draco fragment under the
-graphene ``data_dir`` (``graphene_meshes/dynamic/<supervoxel>``, see
-:mod:`segmentation.meshes`). A root's supervoxels never change, so its
-manifest never goes stale: the ETag is the root id, and a merge or a split shows
-in 3D as soon as the viewer asks for the new root's manifest.
+With built-in meshes (``axonlink mesh``, :mod:`segmentation.meshing`) a root's manifest lists one
+fragment per chunk it spans, read by byte range from the chunk's fragment file, plus fragments
+made after edits; it changes only when a new meshing run is published (the ETag names the run).
+Without them it names the root's supervoxels, each a Draco fragment made from the layer's legacy
+meshes (``graphene_meshes/dynamic/<supervoxel>``, :mod:`segmentation.meshes`). Either way a root's
+supervoxels never change, so a merge or a split shows in 3D as soon as the viewer asks for the
+new root's manifest.
 """
 
 from __future__ import annotations
 
 import re
 
+import numpy as np
 from flask import Blueprint, jsonify, request
 
 from segmentation.graph import GraphError
@@ -18,12 +21,13 @@ from segmentation.graph.ids import is_supervoxel
 
 from .. import endpoints
 from ..errors import json_error
-from . import graph_for
+from . import graph_for, meshes_of
 
 blueprint = Blueprint("meshing", __name__)
 
 _NODE_SPEC = re.compile(r"^(\d{1,20}):0$")
 IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"  # kept, but asked again (answered 304 while the same run is in use)
 
 
 def mesh_manifest(table, node_spec):
@@ -32,15 +36,26 @@ def mesh_manifest(table, node_spec):
         return json_error(400, f"the manifest key is <root id>:0, not {node_spec!r}")
     node = int(match.group(1))
     graph = graph_for(table)
-    etag = f"manifest-{node}"
-    headers = {"ETag": f'"{etag}"', "Cache-Control": IMMUTABLE}
+    built_in = meshes_of(table)
+    generation = built_in.generation
+    if generation is None:  # legacy fragments: the manifest of a root never changes
+        etag, cache = f"manifest-{node}", IMMUTABLE
+    else:  # until a new meshing run is published
+        etag, cache = f"manifest-{node}-g{generation.number}", REVALIDATE
+    headers = {"ETag": f'"{etag}"', "Cache-Control": cache}
     if request.if_none_match.contains_weak(etag):
         return "", 304, headers
     try:
-        supervoxels = [node] if is_supervoxel(node) else graph.leaves(node).tolist()
+        supervoxels = np.array([node], dtype=np.uint64) if is_supervoxel(node) else graph.leaves(node)
     except GraphError as error:
         return json_error(404, str(error))
-    response = jsonify({"fragments": [str(sv) for sv in supervoxels]})
+    if generation is None:
+        fragments = [str(sv) for sv in supervoxels.tolist()]
+    elif is_supervoxel(node):
+        fragments = []  # the graphene source never asks for a supervoxel's meshes
+    else:
+        fragments = built_in.manifest(node, supervoxels)
+    response = jsonify({"fragments": fragments})
     response.headers.update(headers)
     return response
 

@@ -1,0 +1,71 @@
+"""A root's mesh manifest: the fewest fragments that show exactly its supervoxels.
+
+A meshing run stores, per chunk, one fragment per root of that moment ("group": the root's
+supervoxels in the chunk). For any root R — now or of any moment — a stored group can stand in
+R's manifest when all its supervoxels are R's: after a merge, R's manifest is its parts' stored
+fragments, with nothing remeshed. What no stored group covers (chunks where a split cut a root)
+is shown by one *dynamic* fragment per chunk, named after the supervoxels it shows, made from
+the voxels when first asked for, and kept: the next root with the same supervoxels in that
+chunk (e.g. after a merge with a neighbour that has none there) lists the same name.
+
+Neuroglancer's graphene source reads a name ``~<key>:<rest>``: ``key`` identifies the bytes in
+its cache; a ``rest`` of ``~<path>:<offset>:<size>`` is read by byte range from
+``initial/<path>``, any other ``rest`` whole from ``dynamic/<rest>``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .grid import MeshGrid
+from .store import Generation, write_atomically
+
+_GROUP_KEY_BITS = 40  # a stored fragment's key: generation << 40 | group number
+
+
+def manifest(generation: Generation, supervoxels: np.ndarray) -> tuple[list[str], list[tuple[str, np.ndarray]]]:
+    """(fragment names, the dynamic fragments among them as (name, supervoxels)) for a root with
+    these supervoxel ids."""
+    index = generation.index()
+    svs = np.asarray(supervoxels, dtype=np.uint64)
+    at = np.searchsorted(index["svs"], svs)
+    at = np.minimum(at, max(len(index["svs"]) - 1, 0))
+    known = (index["svs"][at] == svs) if len(index["svs"]) else np.zeros(len(svs), dtype=bool)
+    at, svs = at[known], svs[known]  # supervoxels no chunk showed (none in the volume) have no mesh
+    starts, stops = index["indptr"][at], index["indptr"][at + 1]
+    counts = stops - starts
+    entries = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(int(counts.sum()))
+    entry_sv = np.repeat(svs, counts)
+    groups = index["entry_group"][entries]
+    found, seen = np.unique(groups, return_counts=True)
+    whole = found[seen == index["group_svcount"][found]]  # every supervoxel of the group is the root's
+    names = []
+    number = generation.number
+    for group in whole.tolist():
+        size = int(index["group_nbytes"][group])
+        if size:  # never list an empty fragment
+            chunk = MeshGrid.name(index["chunk_coords"][index["group_chunk"][group]])
+            names.append(
+                f"~{(number << _GROUP_KEY_BITS) | group}:~{chunk}.frags:{int(index['group_offset'][group])}:{size}"
+            )
+    rest = ~np.isin(groups, whole)
+    dynamic = []
+    if rest.any():
+        chunks = index["entry_chunk"][entries[rest]]
+        rest_svs = entry_sv[rest]
+        order = np.lexsort((rest_svs, chunks))
+        chunks, rest_svs = chunks[order], rest_svs[order]
+        bounds = np.flatnonzero(np.diff(chunks)) + 1
+        for part_chunks, part_svs in zip(np.split(chunks, bounds), np.split(rest_svs, bounds)):
+            name = generation.dynamic_name(index["chunk_coords"][part_chunks[0]], part_svs)
+            dynamic.append((name, part_svs))
+            names.append(f"~{name}:{name}")
+    return names, dynamic
+
+
+def remember_dynamic(generation: Generation, dynamic: list[tuple[str, np.ndarray]]) -> None:
+    """Keep which supervoxels each dynamic fragment shows, so that asking for it can make it."""
+    for name, supervoxels in dynamic:
+        path = generation.dynamic_path(name, ".svs")
+        if not path.exists():
+            write_atomically(path, np.asarray(supervoxels, dtype="<u8").tobytes())

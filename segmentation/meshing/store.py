@@ -1,0 +1,216 @@
+"""Where a dataset's built-in meshes live, and the index that says which fragment shows what.
+
+Under ``<home>/meshes/<dataset>/<generation>/`` (a generation is one meshing run):
+
+- ``generation.json``: the grid, the surface parameters, the graph operation whose roots the run
+  meshed (``seq``), and ``complete`` once every chunk is done;
+- ``initial/<x>_<y>_<z>.frags``: one file per chunk, the Draco fragments of the roots in it, one
+  after the other (served by byte range: one file per chunk, however many roots it holds);
+- ``parts/<x>_<y>_<z>.npz``: what a chunk's run found (written after its ``.frags``; a rerun
+  skips chunks that have one);
+- ``index.npz``: all parts in one (written last): for each supervoxel the chunks it is in and the
+  fragment ("group": one root of the run within one chunk) that shows it there;
+- ``dynamic/``: fragments made after edits, named by chunk and a hash of the supervoxels they show.
+
+``current`` (a file beside the generations) names the complete generation in use. Everything is
+written to a temporary name and renamed, so a killed run leaves nothing half-written in use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .grid import MeshGrid
+from .surfaces import SurfaceParams
+
+_INDEX_ARRAYS = (
+    "svs",
+    "indptr",
+    "entry_chunk",
+    "entry_group",
+    "chunk_coords",
+    "group_chunk",
+    "group_root",
+    "group_offset",
+    "group_nbytes",
+    "group_svcount",
+)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "wb") as out:
+        out.write(data)
+    os.replace(temporary, path)
+
+
+def _npz_bytes(**arrays) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+class MeshStore:
+    """The meshes of one dataset: its generations, the one in use, and their indexes."""
+
+    def __init__(self, home: str | os.PathLike, dataset: str):
+        self.root = Path(home) / "meshes" / dataset
+
+    def current(self) -> Generation | None:
+        """The complete generation in use (None: the dataset was never meshed)."""
+        try:
+            name = (self.root / "current").read_text().strip()
+        except FileNotFoundError:
+            return None
+        generation = Generation(self.root / name)
+        return generation if generation.complete else None
+
+    def start(self, grid: MeshGrid, params: SurfaceParams, seq: int, restart: bool = False) -> Generation:
+        """The generation a run writes: an unfinished one with the same settings (resumed), else a new one."""
+        settings = {"grid": grid.to_json(), "params": params.to_json()}
+        if not restart:
+            for folder in sorted(self.root.glob("g*"), reverse=True):
+                generation = Generation(folder)
+                doc = generation.document()
+                if (
+                    doc
+                    and not doc.get("complete")
+                    and {k: doc.get(k) for k in settings} == json.loads(json.dumps(settings))
+                ):
+                    return generation
+        number = 1 + max([int(p.name[1:]) for p in self.root.glob("g*") if p.name[1:].isdigit()] or [0])
+        generation = Generation(self.root / f"g{number}")
+        generation.write_document({**settings, "number": number, "seq": int(seq), "complete": False})
+        return generation
+
+    def publish(self, generation: Generation) -> None:
+        """Make a complete generation the one in use."""
+        write_atomically(self.root / "current", generation.folder.name.encode())
+
+
+class Generation:
+    """One meshing run's files."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self._index = None
+
+    def document(self) -> dict | None:
+        try:
+            return json.loads((self.folder / "generation.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def write_document(self, doc: dict) -> None:
+        write_atomically(self.folder / "generation.json", json.dumps(doc, indent=1).encode())
+
+    @property
+    def complete(self) -> bool:
+        doc = self.document()
+        return bool(doc and doc.get("complete"))
+
+    @property
+    def number(self) -> int:
+        return int(self.document()["number"])
+
+    @property
+    def grid(self) -> MeshGrid:
+        return MeshGrid.from_json(self.document()["grid"])
+
+    @property
+    def params(self) -> SurfaceParams:
+        return SurfaceParams(**self.document()["params"])
+
+    # ---- chunks ----------------------------------------------------------------
+    def fragments_path(self, name: str) -> Path:
+        return self.folder / "initial" / f"{name}.frags"
+
+    def part_path(self, name: str) -> Path:
+        return self.folder / "parts" / f"{name}.npz"
+
+    def has_part(self, name: str) -> bool:
+        return self.part_path(name).exists()
+
+    def write_chunk(self, name: str, core_svs, core_roots, meshes: dict[int, bytes]) -> None:
+        """A chunk's fragments (one per root of its core) and its part of the index."""
+        core_svs = np.asarray(core_svs, dtype=np.uint64)
+        core_roots = np.asarray(core_roots, dtype=np.uint64)
+        roots, sv_group = np.unique(core_roots, return_inverse=True)
+        blobs = [meshes.get(int(r), b"") for r in roots.tolist()]
+        sizes = np.array([len(b) for b in blobs], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        write_atomically(self.fragments_path(name), b"".join(blobs))
+        write_atomically(
+            self.part_path(name),
+            _npz_bytes(
+                svs=core_svs,
+                sv_group=sv_group.astype(np.int32),
+                roots=roots,
+                offsets=offsets,
+                sizes=sizes,
+                svcount=np.bincount(sv_group, minlength=len(roots)).astype(np.int32),
+            ),
+        )
+
+    def finish(self, grid: MeshGrid) -> None:
+        """Join every chunk's part into the index and mark the generation complete."""
+        svs, chunks, groups = [], [], []
+        coords, group_chunk, group_root, group_offset, group_nbytes, group_svcount = [], [], [], [], [], []
+        first_group = 0
+        for number, coord in enumerate(grid.coords()):
+            coords.append(coord)
+            with np.load(self.part_path(MeshGrid.name(coord))) as part:
+                svs.append(part["svs"])
+                chunks.append(np.full(len(part["svs"]), number, dtype=np.int32))
+                groups.append(part["sv_group"] + first_group)
+                group_chunk.append(np.full(len(part["roots"]), number, dtype=np.int32))
+                group_root.append(part["roots"])
+                group_offset.append(part["offsets"])
+                group_nbytes.append(part["sizes"])
+                group_svcount.append(part["svcount"])
+                first_group += len(part["roots"])
+        cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
+        entry_sv, entry_chunk, entry_group = cat(svs, np.uint64), cat(chunks, np.int32), cat(groups, np.int32)
+        order = np.argsort(entry_sv, kind="stable")
+        entry_sv, entry_chunk, entry_group = entry_sv[order], entry_chunk[order], entry_group[order]
+        unique, counts = np.unique(entry_sv, return_counts=True)
+        write_atomically(
+            self.folder / "index.npz",
+            _npz_bytes(
+                svs=unique,
+                indptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                entry_chunk=entry_chunk,
+                entry_group=entry_group,
+                chunk_coords=np.asarray(coords, dtype=np.int32).reshape(-1, 3),
+                group_chunk=cat(group_chunk, np.int32),
+                group_root=cat(group_root, np.uint64),
+                group_offset=cat(group_offset, np.int64),
+                group_nbytes=cat(group_nbytes, np.int64),
+                group_svcount=cat(group_svcount, np.int32),
+            ),
+        )
+        self.write_document({**self.document(), "complete": True})
+
+    def index(self) -> dict[str, np.ndarray]:
+        if self._index is None:
+            with np.load(self.folder / "index.npz") as loaded:
+                self._index = {name: loaded[name] for name in _INDEX_ARRAYS}
+        return self._index
+
+    # ---- fragments made after edits ----------------------------------------------
+    def dynamic_name(self, coord, supervoxels: np.ndarray) -> str:
+        """The name of the fragment showing ``supervoxels`` (sorted) in one chunk: it says what it shows."""
+        digest = hashlib.blake2b(np.asarray(supervoxels, dtype="<u8").tobytes(), digest_size=8).hexdigest()
+        return f"{MeshGrid.name(coord)}_{digest}"
+
+    def dynamic_path(self, name: str, suffix: str) -> Path:
+        return self.folder / "dynamic" / f"{name}{suffix}"

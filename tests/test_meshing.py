@@ -1,0 +1,232 @@
+"""Built-in meshes (segmentation/meshing, `axonlink mesh`): one fragment per root per chunk, manifests
+that cover exactly a root's supervoxels, no remeshing after a merge, only the cut chunks after a split,
+resumable runs, and the graphene mesh routes (byte ranges, fragments made after edits).
+
+The volume has an odd voxel offset and odd storage chunks (uint32, raw), and two tube-shaped neurons
+cut into supervoxels every 10 voxels along x, as oversegmentations are."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segmentation import db
+from segmentation.datasets import Datasets
+from segmentation.graph import Graph, ingest_dataset
+from segmentation.graph.ids import supervoxel_ids
+from segmentation.meshing import DatasetMeshes, mesh_dataset
+from segmentation.meshing import build as build_module
+from segmentation.meshing.surfaces import SurfaceParams, decode
+from server.cli import main
+
+OFFSET = np.array([5, 7, 3])
+SHAPE = (70, 52, 24)
+RESOLUTION = np.array([8.0, 8.0, 40.0])
+MESH_CHUNK = (32, 32, 12)  # a 3 x 2 x 2 grid over the volume
+EXACT = SurfaceParams(reduction_factor=0, max_error_nm=0)  # unsimplified: a vertex at every surface corner
+TUBES = {  # neuron -> (first label, y range, z range), along the whole x extent
+    "a": (1, (10, 20), (2, 14)),
+    "b": (11, (30, 42), (6, 20)),
+}
+
+
+def _labels() -> np.ndarray:
+    labels = np.zeros(SHAPE, dtype=np.uint32)
+    for first, (y0, y1), (z0, z1) in TUBES.values():
+        for k in range(7):
+            labels[10 * k : 10 * (k + 1), y0:y1, z0:z1] = first + k
+    return labels
+
+
+def _write(path) -> str:
+    from cloudvolume import CloudVolume
+
+    info = CloudVolume.create_new_info(
+        num_channels=1,
+        layer_type="segmentation",
+        data_type="uint32",
+        encoding="raw",
+        resolution=RESOLUTION.tolist(),
+        voxel_offset=OFFSET.tolist(),
+        volume_size=list(SHAPE),
+        chunk_size=[20, 19, 7],
+    )
+    volume = CloudVolume(f"file://{path}", info=info, progress=False)
+    volume.commit_info()
+    volume[OFFSET[0] : OFFSET[0] + SHAPE[0], OFFSET[1] : OFFSET[1] + SHAPE[1], OFFSET[2] : OFFSET[2] + SHAPE[2]] = (
+        _labels()
+    )
+    return f"file://{path}"
+
+
+@pytest.fixture
+def tubes(settings, small_volumes, tmp_path):
+    """Dataset `tubes` with its graph: neuron a = supervoxels 1-7, neuron b = 11-17."""
+    db.upgrade(settings.database_url)
+    url = _write(tmp_path / "tubes-seg")
+    Datasets(settings.database_url).add("tubes", image=small_volumes["image"], segmentation=url)
+    pairs = [[first + k, first + k + 1] for first, *_ in TUBES.values() for k in range(6)]
+    ingest_dataset(settings.database_url, "tubes", agglomeration=pairs, progress=False)
+    return settings
+
+
+def _meshes(settings) -> DatasetMeshes:
+    url = Datasets(settings.database_url).get("tubes").layer("segmentation").url
+    return DatasetMeshes(settings.home, "tubes", url)
+
+
+def _sv(label: int) -> int:
+    return int(supervoxel_ids(np.array([label], dtype=np.uint64))[0])
+
+
+def _face_point(label: int) -> np.ndarray:
+    """The middle of the +y face of a supervoxel's voxels, in nm (on its surface)."""
+    for first, (_y0, y1), (z0, z1) in TUBES.values():
+        if first <= label < first + 7:
+            k = label - first
+            voxel = OFFSET + np.array([10 * k + 5, y1, (z0 + z1) / 2])
+            return voxel * RESOLUTION
+    raise AssertionError(label)
+
+
+def _vertices(meshes: DatasetMeshes, names: list[str]) -> np.ndarray:
+    """Every vertex of the fragments a manifest names, read as Neuroglancer's graphene source reads them."""
+    generation = meshes.generation
+    parts = []
+    for name in names:
+        assert name.startswith("~")
+        key, _, rest = name[1:].partition(":")
+        assert key and ":" not in key
+        if rest.startswith("~"):
+            path, offset, size = rest[1:].split(":")
+            data = generation.folder.joinpath("initial", path).read_bytes()[int(offset) : int(offset) + int(size)]
+        else:
+            data = meshes.dynamic_fragment(rest)
+        assert data, name
+        parts.append(decode(data)[0])
+    return np.concatenate(parts)
+
+
+def _shows(vertices: np.ndarray, labels) -> bool:
+    """Whether the surface of each supervoxel label has a vertex where its +y face's middle is."""
+    near = float(np.linalg.norm(RESOLUTION)) / 2 + 0.01  # unsimplified: vertices on a half-voxel grid
+    return all(np.min(np.linalg.norm(vertices - _face_point(label), axis=1)) <= near for label in labels)
+
+
+def _manifest(meshes, graph, root):
+    return meshes.manifest(root, graph.leaves(root))
+
+
+def test_each_root_is_shown_by_one_fragment_per_chunk_covering_exactly_its_supervoxels(tubes):
+    summary = mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False)
+    assert summary["chunks"] == 12 and summary["chunks_meshed"] == 12
+    graph = Graph.open(tubes.database_url, "tubes")
+    meshes = _meshes(tubes)
+    root_a, root_b = (int(graph.root(_sv(first))) for first, *_ in TUBES.values())
+    names = _manifest(meshes, graph, root_a)
+    # tube a spans x 0-70 (3 chunks), y 10-20 (1), z 2-14 (2): one stored fragment per chunk it is in
+    assert len(names) == 6 and all(":~" in n and n.count(":") == 3 for n in names)
+    vertices = _vertices(meshes, names)
+    assert _shows(vertices, range(1, 8))
+    assert not _shows(vertices, [11])
+    lo = (OFFSET + [0, 10, 2]) * RESOLUTION
+    hi = (OFFSET + [70, 20, 14]) * RESOLUTION
+    # nm in the volume's frame (where a tube meets the volume's edge, its surface stops at the last voxels' centres)
+    assert (vertices >= lo - 0.05).all() and (vertices <= hi + 0.05).all()
+    assert _shows(_vertices(meshes, _manifest(meshes, graph, root_b)), range(11, 18))
+
+
+def test_a_merge_lists_both_roots_fragments_and_a_split_remeshes_only_the_chunks_it_cut(tubes):
+    mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False)
+    graph = Graph.open(tubes.database_url, "tubes")
+    meshes = _meshes(tubes)
+    root_a, root_b = (int(graph.root(_sv(first))) for first, *_ in TUBES.values())
+    before = set(_manifest(meshes, graph, root_a)) | set(_manifest(meshes, graph, root_b))
+    merged = graph.merge(_sv(4), _sv(14), user="p").new_root_ids[0]
+    assert set(_manifest(meshes, graph, merged)) == before  # nothing to remesh
+    generation = meshes.generation
+    assert not list(generation.folder.joinpath("dynamic").glob("*"))
+
+    # cut neuron a (now part of the merged root) between supervoxels 3 and 4: x = 30, inside chunk x 0-32
+    graph.split([_sv(1), _sv(2), _sv(3)], [_sv(4)], user="p")
+    piece = int(graph.root(_sv(1)))
+    rest = int(graph.root(_sv(4)))
+    assert piece != rest
+    piece_names, rest_names = _manifest(meshes, graph, piece), _manifest(meshes, graph, rest)
+    made_after = [n for n in piece_names + rest_names if ":~" not in n]
+    assert made_after  # the cut chunks: x 0-32 holds supervoxels 1-3 and 4 of neuron a
+    assert {n.split(":")[1].rsplit("_", 1)[0] for n in made_after} <= {"0_0_0", "0_0_1"}
+    assert set(piece_names + rest_names) - set(made_after) <= before  # elsewhere the stored fragments
+    piece_vertices = _vertices(meshes, piece_names)
+    assert _shows(piece_vertices, [1, 2, 3]) and not _shows(piece_vertices, [5])
+    assert _shows(_vertices(meshes, rest_names), [4, 5, 6, 7, 11, 17])
+    assert len(list(generation.folder.joinpath("dynamic").glob("*.drc"))) == len(made_after)
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tubes, monkeypatch):
+    calls = {"n": 0}
+    real = build_module.mesh_labels
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(build_module, "mesh_labels", failing)
+    with pytest.raises(KeyboardInterrupt):
+        mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False)
+    assert _meshes(tubes).generation is None  # nothing half-done in use
+    monkeypatch.setattr(build_module, "mesh_labels", real)
+    summary = mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False)
+    assert summary["generation"] == 1 and summary["chunks_meshed"] == 12 - 4
+    again = mesh_dataset(
+        tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, restart=True, progress=False
+    )
+    assert again["generation"] == 2 and again["chunks_meshed"] == 12
+
+
+def test_the_graphene_routes_serve_manifests_byte_ranges_and_fragments_made_after_edits(tubes, capsys):
+    from server import create_app
+
+    status = main(
+        ["mesh", "tubes", "--chunk", "32,32,12", "--home", str(tubes.home), "--database-url", tubes.database_url]
+    )
+    assert status == 0
+    assert '"chunks": 12' in capsys.readouterr().out
+    client = create_app(tubes).test_client()
+    assert client.get("/segmentation/table/tubes/info").get_json()["mesh"] == "graphene_meshes"
+    graph = Graph.open(tubes.database_url, "tubes")
+    root = int(graph.root(_sv(1)))
+    answer = client.get(f"/meshing/api/v1/table/tubes/manifest/{root}:0?verify=1&prepend_seg_ids=1")
+    assert answer.status_code == 200 and answer.headers["Cache-Control"] == "no-cache"
+    fragments = answer.get_json()["fragments"]
+    assert (
+        client.get(
+            f"/meshing/api/v1/table/tubes/manifest/{root}:0", headers={"If-None-Match": answer.headers["ETag"]}
+        ).status_code
+        == 304
+    )
+    base = "/data/tubes@supervoxels/segmentation/graphene_meshes"
+    assert client.get(f"{base}/info").get_json()["@type"] == "neuroglancer_legacy_mesh"
+    _, _, rest = fragments[0][1:].partition(":")
+    path, offset, size = rest[1:].split(":")
+    whole = client.get(f"{base}/initial/{path}")
+    assert whole.status_code == 200
+    first, last = int(offset), int(offset) + int(size) - 1
+    ranged = client.get(f"{base}/initial/{path}", headers={"Range": f"bytes={first}-{last}"})
+    assert ranged.status_code == 206 and ranged.headers["Content-Range"] == f"bytes {first}-{last}/{len(whole.data)}"
+    assert ranged.data == whole.data[first : last + 1] and "Content-Encoding" not in ranged.headers
+    assert len(decode(ranged.data)[0])
+    assert client.get(f"{base}/initial/{path}", headers={"Range": "bytes=999999-"}).status_code == 416
+    for bad in ("initial/9_9_9.frags", "initial/../generation.json", "dynamic/0_0_0_0123456789abcdef", "dynamic/x"):
+        assert client.get(f"{base}/{bad}").status_code in (400, 404), bad  # never a file outside the run
+
+    graph.split([_sv(1), _sv(2), _sv(3)], [_sv(4)], user="p")
+    piece = int(graph.root(_sv(1)))
+    names = client.get(f"/meshing/api/v1/table/tubes/manifest/{piece}:0").get_json()["fragments"]
+    made = [n.partition(":")[2] for n in names if ":~" not in n]
+    assert made
+    for rest in made:
+        fragment = client.get(f"{base}/dynamic/{rest}")
+        assert fragment.status_code == 200 and len(decode(fragment.data)[0])
