@@ -230,3 +230,25 @@ def test_the_graphene_routes_serve_manifests_byte_ranges_and_fragments_made_afte
     for rest in made:
         fragment = client.get(f"{base}/dynamic/{rest}")
         assert fragment.status_code == 200 and len(decode(fragment.data)[0])
+
+
+def test_ingest_graph_meshes_a_segmentation_that_has_no_meshes(settings, small_volumes, tmp_path, capsys):
+    import json
+
+    db.upgrade(settings.database_url)
+    url = _write(tmp_path / "plain-seg")
+    Datasets(settings.database_url).add("plain", image=small_volumes["image"], segmentation=url)
+    common = ["--home", str(settings.home), "--database-url", settings.database_url]
+    assert main(["ingest-graph", "plain", *common]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["draco_fragments"] == 0 and summary["meshes"]["fragments"] > 0
+    graph = Graph.open(settings.database_url, "plain")
+    meshes = DatasetMeshes(settings.home, "plain", url)
+    for first, (y0, y1), (z0, z1) in TUBES.values():
+        for k in range(7):  # without an agglomeration every supervoxel is a neuron of its own
+            vertices = _vertices(meshes, _manifest(meshes, graph, int(graph.root(_sv(first + k)))))
+            lo = (OFFSET + [10 * k, y0, z0]) * RESOLUTION
+            hi = (OFFSET + [10 * (k + 1), y1, z1]) * RESOLUTION
+            slack = 40 + RESOLUTION / 2  # simplified (40 nm by default); at the volume's edge, voxel centres
+            assert (vertices >= lo - slack).all() and (vertices <= hi + slack).all()
+            assert (vertices.max(axis=0) - vertices.min(axis=0) >= (hi - lo) / 2).all()  # not a sliver
