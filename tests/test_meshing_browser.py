@@ -1,0 +1,99 @@
+"""A dataset with no meshes of its own, meshed by `axonlink mesh`, shown in 3D by the stock Neuroglancer
+(Debian's Chromium, headless) through its graphene:// source: the manifest, byte-range fragment reads
+(206) and fragments made after a split all succeed, and the 3D panel draws the neuron."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+import numpy as np
+import pytest
+
+from tests.browser import VIEWPORT, RecordingServer, page_errors, wait_until
+from tests.test_graphene_browser import SCREENSHOTS
+from tests.test_meshing import MESH_CHUNK, OFFSET, RESOLUTION, SHAPE, TUBES, _sv, tubes  # noqa: F401
+
+pytestmark = pytest.mark.browser
+
+
+def _state(url: str, segments) -> dict:
+    center = (OFFSET + np.array(SHAPE) / 2).tolist()
+    return {
+        "dimensions": {axis: [float(r) * 1e-9, "m"] for axis, r in zip("xyz", RESOLUTION)},
+        "position": center,
+        "projectionScale": 110,  # in units of x (8 nm): the volume fills the panel
+        "layers": [
+            {
+                "type": "segmentation",
+                "name": "segmentation",
+                "source": f"graphene://{url}/segmentation/table/tubes",
+                "segments": [str(s) for s in segments],
+            }
+        ],
+        "layout": "3d",
+    }
+
+
+def _panel_change(page) -> float:
+    """Share of the 3D panel's pixels the segmentation layer changes (shown against hidden)."""
+    import io
+
+    from PIL import Image
+
+    box = page.evaluate("""(() => {
+      const r = document.querySelector(".neuroglancer-rendered-data-panel").getBoundingClientRect();
+      return {x: r.x, y: r.y, width: r.width, height: r.height};
+    })()""")
+
+    def grab():
+        return np.asarray(Image.open(io.BytesIO(page.screenshot(clip=box))).convert("RGB"), dtype=np.int16)
+
+    shown = grab()
+    page.evaluate("viewer.layerManager.getLayerByName('segmentation').setVisible(false)")
+    page.wait_for_timeout(300)
+    hidden = grab()
+    page.evaluate("viewer.layerManager.getLayerByName('segmentation').setVisible(true)")
+    page.wait_for_timeout(300)
+    return float((abs(shown - hidden).max(axis=2) > 20).mean())
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_stock_viewer_shows_built_in_meshes_and_the_pieces_of_a_split(browser, tubes):  # noqa: F811
+    from segmentation.graph import Graph
+    from segmentation.meshing import mesh_dataset
+    from server.runner import BackgroundServer
+
+    mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, progress=False)
+    graph = Graph.open(tubes.database_url, "tubes")
+    graph.split([_sv(1), _sv(2), _sv(3)], [_sv(4)], user="p")  # chunks on the cut get fragments made on request
+    pieces = sorted({int(graph.root(_sv(1))), int(graph.root(_sv(4)))})
+    recording = RecordingServer(tubes)
+    with BackgroundServer(recording.app) as server:
+        recording.url = server.url
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        errors = page_errors(page)
+        try:
+            page.goto(f"{server.url}/v/axonlink/#!" + quote(json.dumps(_state(server.url, pieces)), safe=""))
+            page.wait_for_function("typeof window.viewer !== 'undefined' && window.viewer.isReady()", timeout=30_000)
+
+            def asked(fragment):
+                return [(p, s) for p, s in recording.requests if fragment in p]
+
+            for piece in pieces:
+                assert wait_until(page, lambda: asked(f"/manifest/{piece}:0"), 30), piece
+            mesh_files = "/data/tubes@supervoxels/segmentation/graphene_meshes/"
+            assert wait_until(page, lambda: asked(mesh_files + "initial/") and asked(mesh_files + "dynamic/"), 30)
+            page.wait_for_function("window.viewer.isReady()", timeout=30_000)
+            page.wait_for_timeout(1500)
+            fragments = asked(mesh_files)
+            assert {s for _, s in asked(mesh_files + "initial/")} <= {206, 200, 304}, fragments
+            assert {s for _, s in asked(mesh_files + "dynamic/")} == {200}, fragments
+            assert not [(p, s) for p, s in recording.requests if s >= 400 and "favicon" not in p]
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "built-in-meshes-after-split.png"))
+            assert _panel_change(page) > 0.01  # the tubes are drawn
+            assert not [e for e in errors if "mesh" in e.lower() or "draco" in e.lower()], errors
+        finally:
+            context.close()
