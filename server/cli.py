@@ -327,6 +327,9 @@ def cmd_remove_dataset(args, settings):
             declined="not removed",
         )
     removed = registry.remove(args.name, **actor())
+    from segmentation.meshing import MeshStore
+
+    removed["meshes"] = MeshStore(settings.home, args.name).remove()  # made here, from its volume
     print(json.dumps({"removed": args.name, **removed}))
 
 

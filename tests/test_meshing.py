@@ -252,3 +252,14 @@ def test_ingest_graph_meshes_a_segmentation_that_has_no_meshes(settings, small_v
             slack = 40 + RESOLUTION / 2  # simplified (40 nm by default); at the volume's edge, voxel centres
             assert (vertices >= lo - slack).all() and (vertices <= hi + slack).all()
             assert (vertices.max(axis=0) - vertices.min(axis=0) >= (hi - lo) / 2).all()  # not a sliver
+
+
+def test_meshes_belong_to_their_volume_and_go_with_their_dataset(tubes, capsys):
+    mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, progress=False)
+    assert _meshes(tubes).generation is not None
+    other = DatasetMeshes(tubes.home, "tubes", "file:///elsewhere/another-volume")
+    assert other.generation is None  # a dataset added again under the name, with another volume
+    common = ["--home", str(tubes.home), "--database-url", tubes.database_url]
+    assert main(["remove-dataset", "tubes", "--yes", *common]) == 0
+    assert '"meshes": true' in capsys.readouterr().out
+    assert not (tubes.home / "meshes" / "tubes").exists()

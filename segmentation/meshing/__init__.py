@@ -19,7 +19,7 @@ from .build import MeshingError, mesh_dataset, mesh_supervoxels, open_volume
 from .cover import manifest, remember_dynamic
 from .store import Generation, MeshStore, write_atomically
 
-__all__ = ["DatasetMeshes", "MeshingError", "mesh_dataset"]
+__all__ = ["DatasetMeshes", "MeshStore", "MeshingError", "mesh_dataset"]
 
 _FRAGMENT_FILE = re.compile(r"^(\d{1,7}_\d{1,7}_\d{1,7})\.frags$")
 _DYNAMIC = re.compile(r"^(\d{1,7}_\d{1,7}_\d{1,7})_[0-9a-f]{16}$")
@@ -56,7 +56,7 @@ class DatasetMeshes:
         """The complete generation in use (re-read at most every second)."""
         now = time.monotonic()
         if now - self._checked > _RECHECK_SECONDS:
-            current = self.store.current()
+            current = self.store.current(self.layer_url)
             with self._lock:
                 self._checked = now
                 if current is None or self._generation is None or current.folder != self._generation.folder:
@@ -112,7 +112,3 @@ class DatasetMeshes:
             return None
         write_atomically(made, data)
         return data
-
-
-def has_meshes(home, dataset: str) -> bool:
-    return MeshStore(home, dataset).current() is not None

@@ -117,7 +117,7 @@ def mesh_dataset(
     volume = open_volume(layer.url)
     grid = MeshGrid.for_volume(volume.voxel_offset, volume.volume_size, volume.underlying, volume.resolution, chunk)
     store = MeshStore(home, dataset)
-    generation = store.start(grid, params, graph.seq, restart=restart)
+    generation = store.start(layer.url, grid, params, graph.seq, restart=restart)
     seq = generation.document()["seq"]
     at = None if seq >= graph.seq else seq
     todo = [c for c in grid.coords() if not generation.has_part(MeshGrid.name(c))]

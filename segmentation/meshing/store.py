@@ -65,18 +65,30 @@ class MeshStore:
     def __init__(self, home: str | os.PathLike, dataset: str):
         self.root = Path(home) / "meshes" / dataset
 
-    def current(self) -> Generation | None:
-        """The complete generation in use (None: the dataset was never meshed)."""
+    def current(self, layer_url: str) -> Generation | None:
+        """The complete generation in use, made from the layer at ``layer_url`` (None: the dataset was
+        never meshed, or its meshes are of another volume: a dataset removed and added again)."""
         try:
             name = (self.root / "current").read_text().strip()
         except FileNotFoundError:
             return None
         generation = Generation(self.root / name)
-        return generation if generation.complete else None
+        doc = generation.document()
+        return generation if doc and doc.get("complete") and doc.get("layer") == layer_url else None
 
-    def start(self, grid: MeshGrid, params: SurfaceParams, seq: int, restart: bool = False) -> Generation:
+    def remove(self) -> bool:
+        """Delete every generation (the dataset is removed); whether there were any."""
+        import shutil
+
+        existed = self.root.exists()
+        shutil.rmtree(self.root, ignore_errors=True)
+        return existed
+
+    def start(
+        self, layer_url: str, grid: MeshGrid, params: SurfaceParams, seq: int, restart: bool = False
+    ) -> Generation:
         """The generation a run writes: an unfinished one with the same settings (resumed), else a new one."""
-        settings = {"grid": grid.to_json(), "params": params.to_json()}
+        settings = {"layer": layer_url, "grid": grid.to_json(), "params": params.to_json()}
         if not restart:
             for folder in sorted(self.root.glob("g*"), reverse=True):
                 generation = Generation(folder)
