@@ -173,7 +173,7 @@ class GraphIndex:
             subset[found] = changed[found]
             roots[edited] = subset
         if self._joins.any:  # then through the merges since
-            roots = self._joins.now(roots) if seq is None or seq >= self.seq else self._joins.at(roots, seq)
+            roots = self._joins.resolve(roots, seq)
         return roots
 
     def members(self, root: int) -> np.ndarray:
@@ -379,7 +379,7 @@ class GraphIndex:
         moved = []  # supervoxels whose root changed since the base (merges wrote no entry for them)
         for start in range(0, n, _BLOCK):
             block = slice(start, min(start + _BLOCK, n))
-            root_of[block] = self._joins.now(root_of[block])
+            root_of[block] = self._joins.resolve(root_of[block])
             moved.append(start + np.flatnonzero(root_of[block] != base.root_of[block]))
         moved = np.concatenate(moved) if moved else np.zeros(0, dtype=np.int64)
         history_keys, history_roots = self._changes.history(base.root_of, also=moved)

@@ -23,6 +23,7 @@ split retires stops collecting absorbed roots: its supervoxels all have entries 
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -49,6 +50,7 @@ class RootJoins:
         self.first_member: dict[int, int] = {}  # joined root -> its smallest member position
         self._members = OrderedDict()  # joined root -> members (most recently listed last)
         self._members_held = 0
+        self._lock = threading.Lock()  # the memos above (jumps, members) are shared by request threads
 
     @property
     def any(self) -> bool:
@@ -74,9 +76,10 @@ class RootJoins:
             absorbed.append(old)
             absorbed.extend(self._absorbed.pop(old, ()))
         self._absorbed[new_root] = absorbed
-        self._now[[self._slot_of(r) for r in absorbed]] = new_root
         self.joined_from[new_root] = tuple(int(r) for r in old_roots)
         self.first_member[new_root] = int(first_member)
+        # last: a reader that finds the new root by these pointers finds all of the above
+        self._now[[self._slot_of(r) for r in absorbed]] = new_root
 
     def cut(self, root: int) -> None:
         """A split retired ``root``: every supervoxel it had gets an entry of its own."""
@@ -93,12 +96,15 @@ class RootJoins:
     def _grow(self, size: int) -> None:
         """Longer arrays (zero pages again); only written entries are copied."""
         size = max(size, 2 * len(self._now))
-        for name in ("_now", "_created"):
+        grown = {}
+        for name in ("_created", "_now"):
             old = getattr(self, name)
-            new = np.zeros(size, dtype=old.dtype)
+            grown[name] = np.zeros(size, dtype=old.dtype)
             written = np.flatnonzero(old)
-            new[written] = old[written]
-            setattr(self, name, new)
+            grown[name][written] = old[written]
+        # operations first: a reader that sees the longer pointer array then reads the longer one of these
+        self._created = grown["_created"]
+        self._now = grown["_now"]
 
     # ---- lookups -------------------------------------------------------------
     def _slots(self, roots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,34 +113,40 @@ class RootJoins:
         inside = (at >= 0) & (at < len(self._now))
         return np.where(inside, at, 0), inside
 
-    def now(self, roots: np.ndarray) -> np.ndarray:
-        """Each root followed to the root it is part of now (in place where possible)."""
-        roots = np.asarray(roots, dtype=np.uint64)
-        if not self._forward or not len(roots):
-            return roots
-        at, inside = self._slots(roots)
-        later = np.where(inside, self._now[at], 0)
-        return np.where(later != 0, later, roots)
+    def resolve(self, roots: np.ndarray, seq: int | None = None) -> np.ndarray:
+        """Each root followed through the joins made by operation ``seq`` (None: all of them).
 
-    def at(self, roots: np.ndarray, seq: int) -> np.ndarray:
-        """Each root followed through the joins made at or before operation ``seq``."""
+        The root a joined root is part of now answers for any ``seq`` at or after the operation
+        that made it (every join along the way is older); older moments walk the chain. Readers do
+        not lock: an edit records the operation of its new root before pointing roots to it, so a
+        lookup made while it is applied sees either the old root or the new one with its operation.
+        """
         roots = np.asarray(roots, dtype=np.uint64)
         if not self._forward or not len(roots):
             return roots
         at, inside = self._slots(roots)
-        joined = inside & (self._now[at] != 0)  # joined by now: maybe already at ``seq``
+        later = np.where(inside, self._now[at], 0).astype(np.uint64)
+        joined = later != 0
         if not joined.any():
             return roots
-        unique, inverse = np.unique(roots[joined], return_inverse=True)
-        resolved = np.array([self._follow(int(r), seq) for r in unique.tolist()], dtype=np.uint64)
-        roots = roots.copy()
-        roots[joined] = resolved[inverse]
-        return roots
+        if seq is not None:
+            made = self.created(later[joined])
+            older = np.flatnonzero(joined)[made > seq]  # made after ``seq``: follow the chain to ``seq``
+            joined[older] = False
+            if len(older):
+                unique, inverse = np.unique(roots[older], return_inverse=True)
+                with self._lock:  # the jump memo is shared by the request threads
+                    walked = np.array([self._follow(int(r), seq) for r in unique.tolist()], dtype=np.uint64)
+                later[older] = walked[inverse]
+                joined[older] = True
+        return np.where(joined, later, roots)
 
     def created(self, roots: np.ndarray) -> np.ndarray:
         """The operation that made each root (0: there at ingest)."""
+        created = self._created
         at, inside = self._slots(roots)
-        return np.where(inside, self._created[at], 0).astype(np.int64)
+        inside &= at < len(created)
+        return np.where(inside, created[np.where(inside, at, 0)], 0).astype(np.int64)
 
     def _follow(self, root: int, seq: int) -> int:
         """``root`` after the joins of operations up to ``seq`` (joins along a chain only get later)."""
@@ -166,14 +178,16 @@ class RootJoins:
     def members(self, root: int, explicit) -> np.ndarray:
         """Sorted member positions of joined root ``root``; ``explicit(r)`` gives those of any other root."""
         root = int(root)
-        if root in self._members:
-            self._members.move_to_end(root)
-            return self._members[root]
+        with self._lock:
+            if root in self._members:
+                self._members.move_to_end(root)
+                return self._members[root]
         parts, stack = [], [root]
         while stack:
             node = stack.pop()
-            if node in self._members:
-                parts.append(self._members[node])
+            cached = self._members.get(node)
+            if cached is not None:
+                parts.append(cached)
             elif node in self.joined_from:
                 stack.extend(self.joined_from[node])
             else:
@@ -181,9 +195,11 @@ class RootJoins:
         # sorted runs: timsort ("stable") merges them
         members = np.sort(np.concatenate(parts), kind="stable") if parts else np.zeros(0, dtype=np.int64)
         members.flags.writeable = False  # shared by every caller until dropped
-        self._members[root] = members
-        self._members_held += len(members)
-        while self._members_held > MEMBERS_CACHED and len(self._members) > 1:
-            _, dropped = self._members.popitem(last=False)
-            self._members_held -= len(dropped)
+        with self._lock:
+            if root not in self._members:
+                self._members[root] = members
+                self._members_held += len(members)
+            while self._members_held > MEMBERS_CACHED and len(self._members) > 1:
+                _, dropped = self._members.popitem(last=False)
+                self._members_held -= len(dropped)
         return members
