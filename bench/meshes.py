@@ -15,7 +15,8 @@ filler neurons around them, with a supervoxel→neuron table as agglomeration. M
 - split → both halves fully meshed: post a split, then fetch both halves' manifests and every
   fragment they name, fragments made for the cut chunks included (p50)
 
-    python -m bench.meshes [--workers 4] [--mesh-workers 2] [--igneous /work/.venv-igneous/bin/igneous]
+    python -m bench.meshes [--workers 4] [--mesh-workers 2] [--mesh-chunk X,Y,Z]
+                           [--igneous /work/.venv-igneous/bin/igneous | none]
 """
 
 from __future__ import annotations
@@ -150,6 +151,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="server workers")
     parser.add_argument("--mesh-workers", type=int, default=2, help="processes meshing chunks")
     parser.add_argument("--edits", type=int, default=14, help="merges and splits (each; 43 filler neurons)")
+    parser.add_argument(
+        "--mesh-chunk",
+        help="X,Y,Z voxels per mesh chunk (default: axonlink's); smaller chunks stand for bigger neurons",
+    )
     parser.add_argument("--keep-log", help="copy the server's JSON request log here")
     parser.add_argument("--igneous", default=os.environ.get("AXONLINK_IGNEOUS", "/work/.venv-igneous/bin/igneous"))
     args = parser.parse_args()
@@ -169,7 +174,10 @@ def main() -> int:
         ingest_dataset(settings.database_url, "bench", agglomeration=bodies, progress=False)
         print(f"volume written and graph ingested in {time.perf_counter() - started:.1f} s", flush=True)
 
-        summary = mesh_dataset(settings.database_url, settings.home, "bench", workers=args.mesh_workers, progress=False)
+        chunk = tuple(int(v) for v in args.mesh_chunk.split(",")) if args.mesh_chunk else None
+        summary = mesh_dataset(
+            settings.database_url, settings.home, "bench", chunk=chunk, workers=args.mesh_workers, progress=False
+        )
         figures["axonlink_mesh"] = summary
         print(f"axonlink mesh: {summary}", flush=True)
         figures["igneous_forge"] = igneous_forge(args.igneous, seg, voxels, args.mesh_workers)
