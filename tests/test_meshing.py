@@ -124,8 +124,8 @@ def test_each_root_is_shown_by_one_fragment_per_chunk_covering_exactly_its_super
     meshes = _meshes(tubes)
     root_a, root_b = (int(graph.root(_sv(first))) for first, *_ in TUBES.values())
     names = _manifest(meshes, graph, root_a)
-    # tube a spans x 0-70 (3 chunks), y 10-20 (1), z 2-14 (2): one stored fragment per chunk it is in
-    assert len(names) == 6 and all(":~" in n and n.count(":") == 3 for n in names)
+    # tube a spans 6 of the 3 x 2 x 2 chunks; the top level (a block of 4 x 4 x 4 chunks) shows it in one fragment
+    assert len(names) == 1 and names[0].split(":")[1] == "~L2_0_0_0.frags" and names[0].count(":") == 3
     vertices = _vertices(meshes, names)
     assert _shows(vertices, range(1, 8))
     assert not _shows(vertices, [11])
@@ -156,7 +156,14 @@ def test_a_merge_lists_both_roots_fragments_and_a_split_remeshes_only_the_chunks
     made_after = [n for n in piece_names + rest_names if ":~" not in n]
     assert made_after  # the cut chunks: x 0-32 holds supervoxels 1-3 and 4 of neuron a
     assert {n.split(":")[1].rsplit("_", 1)[0] for n in made_after} <= {"0_0_0", "0_0_1"}
-    assert set(piece_names + rest_names) - set(made_after) <= before  # elsewhere the stored fragments
+    stored = set(piece_names + rest_names) - set(made_after)
+    # elsewhere stored fragments: neuron b's whole (top level), the level-1 block of chunks x 2, chunks x 1
+    assert sorted(n.split(":")[1] for n in stored) == [
+        "~1_0_0.frags",
+        "~1_0_1.frags",
+        "~L1_1_0_0.frags",
+        "~L2_0_0_0.frags",
+    ]
     piece_vertices = _vertices(meshes, piece_names)
     assert _shows(piece_vertices, [1, 2, 3]) and not _shows(piece_vertices, [5])
     assert _shows(_vertices(meshes, rest_names), [4, 5, 6, 7, 11, 17])
@@ -263,3 +270,16 @@ def test_meshes_belong_to_their_volume_and_go_with_their_dataset(tubes, capsys):
     assert main(["remove-dataset", "tubes", "--yes", *common]) == 0
     assert '"meshes": true' in capsys.readouterr().out
     assert not (tubes.home / "meshes" / "tubes").exists()
+
+
+def test_levels_stop_when_one_block_covers_the_grid_or_blocks_reach_8_chunks():
+    from segmentation.meshing.levels import level_count
+
+    assert [level_count(s) for s in ((1, 1, 1), (2, 1, 1), (3, 2, 2), (8, 8, 8), (9, 1, 1), (500, 3, 2))] == [
+        0,
+        1,
+        2,
+        3,
+        3,
+        3,
+    ]

@@ -21,7 +21,7 @@ from .store import Generation, MeshStore, write_atomically
 
 __all__ = ["DatasetMeshes", "MeshStore", "MeshingError", "mesh_dataset"]
 
-_FRAGMENT_FILE = re.compile(r"^(\d{1,7}_\d{1,7}_\d{1,7})\.frags$")
+_FRAGMENT_FILE = re.compile(r"^((?:L\d_)?\d{1,7}_\d{1,7}_\d{1,7})\.frags$")
 _DYNAMIC = re.compile(r"^(\d{1,7}_\d{1,7}_\d{1,7})_[0-9a-f]{16}$")
 _RECHECK_SECONDS = 1.0  # how often a server looks for a newer generation
 _MANIFESTS_CACHED = 2048

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grid import MeshGrid
+from .levels import file_name
 from .store import Generation, write_atomically
 
 _GROUP_KEY_BITS = 40  # a stored fragment's key: generation << 40 | group number
@@ -36,18 +36,24 @@ def manifest(generation: Generation, supervoxels: np.ndarray) -> tuple[list[str]
     counts = stops - starts
     entries = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(int(counts.sum()))
     entry_sv = np.repeat(svs, counts)
-    groups = index["entry_group"][entries]
-    found, seen = np.unique(groups, return_counts=True)
-    whole = found[seen == index["group_svcount"][found]]  # every supervoxel of the group is the root's
     names = []
     number = generation.number
-    for group in whole.tolist():
-        size = int(index["group_nbytes"][group])
-        if size:  # never list an empty fragment
-            chunk = MeshGrid.name(index["chunk_coords"][index["group_chunk"][group]])
-            names.append(
-                f"~{(number << _GROUP_KEY_BITS) | group}:~{chunk}.frags:{int(index['group_offset'][group])}:{size}"
-            )
+    levels = index["entry_groups"].shape[1]
+    remaining = np.arange(len(entries))  # entries (a supervoxel in a chunk) no fragment listed yet shows
+    for level in reversed(range(levels)):  # the largest blocks first: fewest fragments
+        groups = index["entry_groups"][entries[remaining], level]
+        found, seen = np.unique(groups, return_counts=True)
+        whole = found[seen == index["group_svcount"][found]]  # every supervoxel of the group is the root's
+        for group in whole.tolist():
+            size = int(index["group_nbytes"][group])
+            if size:  # never list an empty fragment
+                path = file_name(level, index["group_coords"][group])
+                names.append(
+                    f"~{(number << _GROUP_KEY_BITS) | group}:~{path}.frags:{int(index['group_offset'][group])}:{size}"
+                )
+        if level:
+            remaining = remaining[~np.isin(groups, whole)]
+    entries, entry_sv = entries[remaining], entry_sv[remaining]
     rest = ~np.isin(groups, whole)
     dynamic = []
     if rest.any():

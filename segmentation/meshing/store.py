@@ -5,11 +5,12 @@ Under ``<home>/meshes/<dataset>/<generation>/`` (a generation is one meshing run
 - ``generation.json``: the grid, the surface parameters, the graph operation whose roots the run
   meshed (``seq``), and ``complete`` once every chunk is done;
 - ``initial/<x>_<y>_<z>.frags``: one file per chunk, the Draco fragments of the roots in it, one
-  after the other (served by byte range: one file per chunk, however many roots it holds);
+  after the other (served by byte range: one file per chunk, however many roots it holds), and
+  ``initial/L<level>_<x>_<y>_<z>.frags``: the same per block of the coarser levels (:mod:`.levels`);
 - ``parts/<x>_<y>_<z>.npz``: what a chunk's run found (written after its ``.frags``; a rerun
   skips chunks that have one);
-- ``index.npz``: all parts in one (written last): for each supervoxel the chunks it is in and the
-  fragment ("group": one root of the run within one chunk) that shows it there;
+- ``index.npz``: all parts in one (written last): for each supervoxel the chunks it is in and, at
+  every level, the fragment ("group": one root of the run within one chunk or block) showing it;
 - ``dynamic/``: fragments made after edits, named by chunk and a hash of the supervoxels they show.
 
 ``current`` (a file beside the generations) names the complete generation in use. Everything is
@@ -27,15 +28,17 @@ from pathlib import Path
 import numpy as np
 
 from .grid import MeshGrid
+from .levels import coarser, file_name, level_count
 from .surfaces import SurfaceParams
 
 _INDEX_ARRAYS = (
     "svs",
     "indptr",
     "entry_chunk",
-    "entry_group",
+    "entry_groups",
     "chunk_coords",
-    "group_chunk",
+    "group_level",
+    "group_coords",
     "group_root",
     "group_offset",
     "group_nbytes",
@@ -174,9 +177,9 @@ class Generation:
         )
 
     def finish(self, grid: MeshGrid) -> None:
-        """Join every chunk's part into the index and mark the generation complete."""
+        """Join every chunk's part into the index, build the coarser levels, mark the generation complete."""
         svs, chunks, groups = [], [], []
-        coords, group_chunk, group_root, group_offset, group_nbytes, group_svcount = [], [], [], [], [], []
+        coords, group_coords, group_root, group_offset, group_nbytes = [], [], [], [], []
         first_group = 0
         for number, coord in enumerate(grid.coords()):
             coords.append(coord)
@@ -184,33 +187,59 @@ class Generation:
                 svs.append(part["svs"])
                 chunks.append(np.full(len(part["svs"]), number, dtype=np.int32))
                 groups.append(part["sv_group"] + first_group)
-                group_chunk.append(np.full(len(part["roots"]), number, dtype=np.int32))
+                group_coords.append(np.tile(np.asarray(coord, dtype=np.int32), (len(part["roots"]), 1)))
                 group_root.append(part["roots"])
                 group_offset.append(part["offsets"])
                 group_nbytes.append(part["sizes"])
-                group_svcount.append(part["svcount"])
                 first_group += len(part["roots"])
         cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
         entry_sv, entry_chunk, entry_group = cat(svs, np.uint64), cat(chunks, np.int32), cat(groups, np.int32)
         order = np.argsort(entry_sv, kind="stable")
         entry_sv, entry_chunk, entry_group = entry_sv[order], entry_chunk[order], entry_group[order]
         unique, counts = np.unique(entry_sv, return_counts=True)
+        tables = [
+            {
+                "level": 0,
+                "coords": np.concatenate(group_coords) if group_coords else np.zeros((0, 3), np.int32),
+                "root": cat(group_root, np.uint64),
+                "offset": cat(group_offset, np.int64),
+                "nbytes": cat(group_nbytes, np.int64),
+            }
+        ]
+        entry_groups = [entry_group]
+        first = [0]
+        for _ in range(level_count(grid.shape)):
+            parent_of, parents = coarser(tables[-1], self._read_fragment, self._write_level)
+            first.append(first[-1] + len(tables[-1]["root"]))
+            entry_groups.append((parent_of[entry_groups[-1] - first[-2]] + first[-1]).astype(np.int32))
+            tables.append(parents)
+        entry_groups = np.stack(entry_groups, axis=1)
+        total = first[-1] + len(tables[-1]["root"])
         write_atomically(
             self.folder / "index.npz",
             _npz_bytes(
                 svs=unique,
                 indptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
                 entry_chunk=entry_chunk,
-                entry_group=entry_group,
+                entry_groups=entry_groups,
                 chunk_coords=np.asarray(coords, dtype=np.int32).reshape(-1, 3),
-                group_chunk=cat(group_chunk, np.int32),
-                group_root=cat(group_root, np.uint64),
-                group_offset=cat(group_offset, np.int64),
-                group_nbytes=cat(group_nbytes, np.int64),
-                group_svcount=cat(group_svcount, np.int32),
+                group_level=np.concatenate([np.full(len(t["root"]), t["level"], np.int8) for t in tables]),
+                group_coords=np.concatenate([t["coords"] for t in tables]).astype(np.int32),
+                group_root=np.concatenate([t["root"] for t in tables]),
+                group_offset=np.concatenate([t["offset"] for t in tables]),
+                group_nbytes=np.concatenate([t["nbytes"] for t in tables]),
+                group_svcount=np.bincount(entry_groups.ravel(), minlength=total).astype(np.int32),
             ),
         )
-        self.write_document({**self.document(), "complete": True})
+        self.write_document({**self.document(), "levels": len(tables) - 1, "complete": True})
+
+    def _read_fragment(self, level: int, coords, offset: int, nbytes: int) -> bytes:
+        with open(self.fragments_path(file_name(level, coords)), "rb") as handle:
+            handle.seek(offset)
+            return handle.read(nbytes)
+
+    def _write_level(self, level: int, coords, data: bytes) -> None:
+        write_atomically(self.fragments_path(file_name(level, coords)), data)
 
     def index(self) -> dict[str, np.ndarray]:
         if self._index is None:

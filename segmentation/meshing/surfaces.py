@@ -61,3 +61,16 @@ def decode(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """(vertices N×3 nm, faces M×3) of Draco bytes."""
     mesh = DracoPy.decode(data)
     return np.asarray(mesh.points, dtype=np.float32).reshape(-1, 3), np.asarray(mesh.faces).reshape(-1, 3)
+
+
+def joined(fragments: list[bytes]) -> bytes:
+    """One Draco mesh of several (a coarser level's fragment: its children side by side, at their
+    full detail, so the viewer needs one request instead of many); b"" when all are empty."""
+    parts = [decode(data) for data in fragments if data]
+    parts = [(v, f) for v, f in parts if len(f)]
+    if not parts:
+        return b""
+    offsets = np.cumsum([0] + [len(v) for v, _ in parts[:-1]])
+    vertices = np.concatenate([v for v, _ in parts]).astype(np.float32)
+    faces = np.concatenate([f.astype(np.int64) + o for (_, f), o in zip(parts, offsets)]).astype(np.uint32)
+    return DracoPy.encode(vertices, faces, quantization_bits=QUANTIZATION_BITS)

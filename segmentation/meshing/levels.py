@@ -1,0 +1,79 @@
+"""Coarser levels: one fragment per neuron per block of 2×2×2 fragments of the level below.
+
+A neuron that spans many chunks is then listed by few fragments: its manifest takes, from the top
+level down, every block fragment whose supervoxels are all the neuron's (:mod:`.cover`). A block
+fragment is its children side by side at their full detail (as PyChunkedGraph's higher layers
+are), so the viewer shows the same surface with fewer requests. Levels stop at
+:data:`MAX_LEVEL` (blocks of 8×8×8 chunks), so that no fragment grows without bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .surfaces import joined
+
+MAX_LEVEL = 3
+
+
+def level_count(grid_shape) -> int:
+    """How many levels above the chunks: until one block covers the grid, at most :data:`MAX_LEVEL`."""
+    level = 0
+    while (1 << level) < max(grid_shape) and level < MAX_LEVEL:
+        level += 1
+    return level
+
+
+def file_name(level: int, coords) -> str:
+    """The fragment file of a chunk (level 0) or block: ``x_y_z`` or ``L<level>_x_y_z``."""
+    name = "_".join(str(int(c)) for c in coords)
+    return name if level == 0 else f"L{level}_{name}"
+
+
+def coarser(children: dict, read, write) -> tuple[np.ndarray, dict]:
+    """The level above ``children`` (arrays ``coords`` (n, 3), ``root``, ``offset``, ``nbytes``, ``level``):
+    (each child's parent, the parents' arrays). ``read(level, coords, offset, nbytes)`` gives a child's
+    bytes; ``write(level, coords, blob)`` stores one block's file."""
+    level = int(children["level"]) + 1
+    blocks = np.asarray(children["coords"], dtype=np.int64) // 2
+    roots = np.asarray(children["root"], dtype=np.uint64)
+    _, root_rank = np.unique(roots, return_inverse=True)
+    keys = np.concatenate([blocks, root_rank.reshape(-1, 1)], axis=1)
+    unique, parent_of = np.unique(keys, axis=0, return_inverse=True)
+    parent_of = parent_of.reshape(-1)
+    count = len(unique)
+    parents = {
+        "level": level,
+        "coords": unique[:, :3].astype(np.int32),
+        "root": np.zeros(count, dtype=np.uint64),
+        "offset": np.zeros(count, dtype=np.int64),
+        "nbytes": np.zeros(count, dtype=np.int64),
+    }
+    parents["root"][parent_of] = roots
+    order = np.argsort(parent_of, kind="stable")
+    bounds = np.flatnonzero(np.diff(parent_of[order])) + 1
+    by_parent = dict(zip(parent_of[order][np.concatenate([[0], bounds])].tolist(), np.split(order, bounds)))
+    # parents of one block are stored in one file, one after the other (unique rows are sorted by block)
+    block_keys = [tuple(row) for row in parents["coords"].tolist()]
+    start = 0
+    while start < count:
+        stop = start
+        while stop < count and block_keys[stop] == block_keys[start]:
+            stop += 1
+        blobs = []
+        for parent in range(start, stop):
+            kids = by_parent.get(parent, [])
+            blob = joined(
+                [
+                    read(level - 1, children["coords"][k], int(children["offset"][k]), int(children["nbytes"][k]))
+                    for k in kids
+                    if children["nbytes"][k]
+                ]
+            )
+            blobs.append(blob)
+        sizes = np.array([len(b) for b in blobs], dtype=np.int64)
+        parents["nbytes"][start:stop] = sizes
+        parents["offset"][start:stop] = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        write(level, block_keys[start], b"".join(blobs))
+        start = stop
+    return parent_of, parents
