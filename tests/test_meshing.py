@@ -283,3 +283,51 @@ def test_levels_stop_when_one_block_covers_the_grid_or_blocks_reach_8_chunks():
         3,
         3,
     ]
+
+
+def test_a_dataset_without_a_graph_gets_multiresolution_meshes_cloudvolume_reads(settings, small_volumes, tmp_path):
+    """Its stored labels are meshed; the layer's info names a neuroglancer_multilod_draco directory whose
+    per-label index and fragments (byte ranges, integer Draco positions) CloudVolume reads over HTTP."""
+    import DracoPy
+    from cloudvolume import CloudVolume
+    from cloudvolume.datasource.precomputed.mesh.multilod import MultiLevelPrecomputedMeshManifest
+
+    from server import create_app
+    from server.runner import BackgroundServer
+
+    db.upgrade(settings.database_url)
+    url = _write(tmp_path / "labels-seg")
+    Datasets(settings.database_url).add("labels", image=small_volumes["image"], segmentation=url)
+    summary = mesh_dataset(
+        settings.database_url, settings.home, "labels", chunk=MESH_CHUNK, params=EXACT, progress=False
+    )
+    assert summary["chunks"] == 12
+    client = create_app(settings).test_client()
+    base = "/data/labels/segmentation"
+    assert client.get(f"{base}/info").get_json()["mesh"] == "axonlink_meshes"
+    mesh_info = client.get(f"{base}/axonlink_meshes/info").get_json()
+    assert mesh_info["@type"] == "neuroglancer_multilod_draco" and mesh_info["vertex_quantization_bits"] == 16
+    for label in (4, 12):  # each spans 4 chunks (4: x 0-1 and z 0-1; 12: y 0-1 and z 0-1)
+        index = client.get(f"{base}/axonlink_meshes/{label}.index").data
+        manifest = MultiLevelPrecomputedMeshManifest.from_binary(index, label)  # checks the exact size
+        positions, sizes = manifest.fragment_positions[0], manifest.fragment_offsets[0]
+        data = client.get(f"{base}/axonlink_meshes/{label}").data
+        assert sum(int(s) for s in sizes) == len(data) and len(positions) == 4
+        chunk, origin = np.asarray(manifest.chunk_shape), np.asarray(manifest.grid_origin)
+        vertices, start = [], 0
+        for position, size in zip(positions, sizes):
+            ranged = client.get(
+                f"{base}/axonlink_meshes/{label}", headers={"Range": f"bytes={start}-{start + int(size) - 1}"}
+            )
+            assert ranged.status_code == 206 and ranged.data == data[start : start + int(size)]
+            stored = np.asarray(DracoPy.decode(ranged.data).points, dtype=np.float64).reshape(-1, 3)
+            assert stored.min() >= 0 and stored.max() <= 65535  # integer positions across the node
+            vertices.append((origin + (position + stored / 65535) * chunk) * RESOLUTION)
+            start += int(size)
+        assert _shows(np.concatenate(vertices), [label])
+    assert client.get(f"{base}/axonlink_meshes/999.index").status_code == 404
+    assert client.get(f"{base}/axonlink_meshes/4.json").status_code == 404
+    with BackgroundServer(create_app(settings)) as server:  # a real client, over HTTP
+        volume = CloudVolume(f"{server.url}{base}", progress=False)
+        mesh = volume.mesh.get(4)[4]
+        assert _shows(np.asarray(mesh.vertices, dtype=np.float64), [4])

@@ -97,3 +97,46 @@ def test_the_stock_viewer_shows_built_in_meshes_and_the_pieces_of_a_split(browse
             assert not [e for e in errors if "mesh" in e.lower() or "draco" in e.lower()], errors
         finally:
             context.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_stock_viewer_shows_multiresolution_meshes_of_a_dataset_without_a_graph(
+    browser, settings, small_volumes, tmp_path
+):
+    from segmentation import db
+    from segmentation.datasets import Datasets
+    from segmentation.meshing import mesh_dataset
+    from server.runner import BackgroundServer
+    from tests.test_meshing import _write
+
+    db.upgrade(settings.database_url)
+    Datasets(settings.database_url).add("labels", image=small_volumes["image"], segmentation=_write(tmp_path / "seg"))
+    mesh_dataset(settings.database_url, settings.home, "labels", chunk=MESH_CHUNK, progress=False)
+    recording = RecordingServer(settings)
+    with BackgroundServer(recording.app) as server:
+        state = _state(server.url, [4, 12])
+        state["layers"][0]["source"] = f"precomputed://{server.url}/data/labels/segmentation"
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        errors = page_errors(page)
+        try:
+            page.goto(f"{server.url}/v/axonlink/#!" + quote(json.dumps(state), safe=""))
+            page.wait_for_function("typeof window.viewer !== 'undefined' && window.viewer.isReady()", timeout=30_000)
+            mesh_files = "/data/labels/segmentation/axonlink_meshes/"
+
+            def asked(suffix):
+                return [(p, s) for p, s in recording.requests if p.startswith(mesh_files) and p.endswith(suffix)]
+
+            for label in (4, 12):
+                assert wait_until(page, lambda: asked(f"/{label}.index") and asked(f"/{label}"), 30), label
+            page.wait_for_function("window.viewer.isReady()", timeout=30_000)
+            page.wait_for_timeout(1500)
+            statuses = {s for p, s in recording.requests if p.startswith(mesh_files)}
+            assert statuses <= {200, 206, 304}, recording.requests
+            assert {s for _, s in asked("/4")} == {206}  # fragments by strict byte range
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "multiresolution-meshes.png"))
+            assert _panel_change(page) > 0.005  # two supervoxel-sized pieces are drawn
+            assert not [e for e in errors if "mesh" in e.lower() or "draco" in e.lower()], errors
+        finally:
+            context.close()

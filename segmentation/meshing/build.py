@@ -26,26 +26,34 @@ class MeshingError(Invalid):
     """A dataset that cannot be meshed (no graph, a volume its graph does not know …)."""
 
 
-def read_block(volume, start, stop) -> np.ndarray:
-    """Supervoxel ids (layer 1) of the voxels [start, stop) of a CloudVolume."""
+def read_block(volume, start, stop, supervoxel_ids: bool = True) -> np.ndarray:
+    """The voxels [start, stop) of a CloudVolume: as supervoxel ids (layer 1, what a graph knows), or
+    as stored (``supervoxel_ids=False``: the labels a dataset without a graph shows)."""
     from ..graph.ingest import as_supervoxel_ids
 
     block = np.asarray(volume[start[0] : stop[0], start[1] : stop[1], start[2] : stop[2]])[..., 0]
-    return as_supervoxel_ids(block) if block.size else block.astype(np.uint64)
+    if supervoxel_ids and block.size:
+        return as_supervoxel_ids(block)
+    return block.astype(np.uint64, copy=False)
 
 
 def mesh_chunk(volume, graph, grid: MeshGrid, coord, seq: int | None, params: SurfaceParams):
-    """(supervoxels in the chunk, their roots at operation ``seq``, Draco bytes by root)."""
+    """(supervoxels in the chunk, their roots at operation ``seq``, Draco bytes by root); without a
+    graph (``graph`` None) every stored label is its own root."""
     from ..graph import GraphError
 
     start, stop = grid.with_overlap(coord)
     core_start, core_stop = grid.core(coord)
-    block = read_block(volume, start, stop)
+    block = read_block(volume, start, stop, supervoxel_ids=graph is not None)
     core = block[tuple(slice(0, int(b - a)) for a, b in zip(core_start, core_stop))]
     present = fastremap.unique(block)
     present = present[present != 0]
     if not len(present):
         return np.zeros(0, np.uint64), np.zeros(0, np.uint64), {}
+    if graph is None:
+        labels = fastremap.unique(core)
+        labels = labels[labels != 0]
+        return labels, labels, mesh_labels(block, start, grid.resolution, set(labels.tolist()), params)
     try:
         roots = graph.roots_at_positions(graph.positions(present), seq)
     except GraphError as error:
@@ -77,10 +85,11 @@ def open_volume(url: str):
 _worker: dict = {}
 
 
-def _start_worker(database_url: str, dataset: str, url: str) -> None:
+def _start_worker(database_url: str, dataset: str, url: str, with_graph: bool) -> None:
     from ..graph import Graph
 
-    _worker.update(graph=Graph.open(database_url, dataset), volume=open_volume(url))
+    graph = Graph.open(database_url, dataset) if with_graph else None
+    _worker.update(graph=graph, volume=open_volume(url))
 
 
 def _run_chunk(generation_folder: str, grid: MeshGrid, coord, seq, params: SurfaceParams) -> int:
@@ -102,7 +111,10 @@ def mesh_dataset(
     restart: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Mesh ``dataset`` (resuming an unfinished run with the same settings) and make it the meshes in use."""
+    """Mesh ``dataset`` (resuming an unfinished run with the same settings) and make it the meshes in use.
+
+    With a graph, fragments show its roots (for the graphene source); without one, the stored labels
+    (served as Neuroglancer multi-resolution meshes, :mod:`.multilod`)."""
     from tqdm import tqdm
 
     from ..datasets import Datasets
@@ -112,14 +124,14 @@ def mesh_dataset(
     layer = Datasets(database_url).get(dataset).layer("segmentation")
     try:
         graph = Graph.open(database_url, dataset)
-    except (GraphNotIngested, LookupError) as error:
-        raise MeshingError(f"dataset {dataset!r} has no graph to mesh: {error}") from None
+    except (GraphNotIngested, LookupError):
+        graph = None  # mesh the stored labels
     volume = open_volume(layer.url)
     grid = MeshGrid.for_volume(volume.voxel_offset, volume.volume_size, volume.underlying, volume.resolution, chunk)
     store = MeshStore(home, dataset)
-    generation = store.start(layer.url, grid, params, graph.seq, restart=restart)
+    generation = store.start(layer.url, grid, params, graph.seq if graph else None, restart=restart)
     seq = generation.document()["seq"]
-    at = None if seq >= graph.seq else seq
+    at = None if graph is None or seq >= graph.seq else seq
     todo = [c for c in grid.coords() if not generation.has_part(MeshGrid.name(c))]
     total = sum(1 for _ in grid.coords())
     started = time.perf_counter()
@@ -134,7 +146,10 @@ def mesh_dataset(
         else:
             context = get_context("spawn")  # not fork: the parent holds database connections and threads
             with ProcessPoolExecutor(
-                workers, mp_context=context, initializer=_start_worker, initargs=(database_url, dataset, layer.url)
+                workers,
+                mp_context=context,
+                initializer=_start_worker,
+                initargs=(database_url, dataset, layer.url, graph is not None),
             ) as pool:
                 futures = [pool.submit(_run_chunk, str(generation.folder), grid, c, at, params) for c in todo]
                 for future in futures:

@@ -88,10 +88,12 @@ class MeshStore:
         return existed
 
     def start(
-        self, layer_url: str, grid: MeshGrid, params: SurfaceParams, seq: int, restart: bool = False
+        self, layer_url: str, grid: MeshGrid, params: SurfaceParams, seq: int | None, restart: bool = False
     ) -> Generation:
-        """The generation a run writes: an unfinished one with the same settings (resumed), else a new one."""
-        settings = {"layer": layer_url, "grid": grid.to_json(), "params": params.to_json()}
+        """The generation a run writes: an unfinished one with the same settings (resumed), else a new one.
+        ``seq``: the graph operation whose roots it meshes (None: no graph, the stored labels)."""
+        labels = "stored" if seq is None else "roots"  # a dataset given a graph since is meshed anew
+        settings = {"layer": layer_url, "grid": grid.to_json(), "params": params.to_json(), "labels": labels}
         if not restart:
             for folder in sorted(self.root.glob("g*"), reverse=True):
                 generation = Generation(folder)
@@ -104,7 +106,7 @@ class MeshStore:
                     return generation
         number = 1 + max([int(p.name[1:]) for p in self.root.glob("g*") if p.name[1:].isdigit()] or [0])
         generation = Generation(self.root / f"g{number}")
-        generation.write_document({**settings, "number": number, "seq": int(seq), "complete": False})
+        generation.write_document({**settings, "number": number, "seq": seq, "complete": False})
         return generation
 
     def publish(self, generation: Generation) -> None:
@@ -132,6 +134,11 @@ class Generation:
     def complete(self) -> bool:
         doc = self.document()
         return bool(doc and doc.get("complete"))
+
+    @property
+    def shows_roots(self) -> bool:
+        """Whether fragments show a graph's roots (else the stored labels)."""
+        return self.document().get("labels", "roots") == "roots"
 
     @property
     def number(self) -> int:

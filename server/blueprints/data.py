@@ -16,6 +16,7 @@ from werkzeug.http import parse_range_header
 from segmentation import meshes
 from segmentation.datasets import DatasetNotFound
 from segmentation.graph import GraphError, GraphNotIngested
+from segmentation.meshing import multilod
 from segmentation.storage import InvalidKey, validate_key
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
@@ -74,6 +75,10 @@ def layer_file(dataset_ref: str, layer: str, key: str):
             return answer
         if keys.under_scale(key):  # chunk files of a live layer exist only through the live view
             return _missing(key)
+    elif layer == "segmentation" and (key == "info" or key.startswith(f"{multilod.MESH_DIR}/")):
+        answer = _multilod_file(name, found, store, key)
+        if answer is not None:
+            return answer
     if not keys.allows(key):  # off the grid of its scale, or a chunk name in a sharded scale
         return _missing(key)
     headers = {
@@ -215,6 +220,51 @@ def _file_answer(path, etag: str):
         body = handle.read(stop - start)
     headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
     return Response(body, status=206, headers=headers)
+
+
+def _multilod_file(dataset: str, layer, store, key: str):
+    """A segmentation without a graph, meshed by ``axonlink mesh``: its info names the multi-resolution
+    mesh directory (unless it has meshes of its own), whose files are made per label on first request.
+    None: served as stored."""
+    meshes = meshes_of(dataset)
+    generation = meshes.generation
+    if generation is None or generation.shows_roots:
+        return None
+    if key == "info":
+        stored = store.get("info")
+        if stored is None:
+            return None
+        info = json.loads(stored.decoded())
+        if info.get("mesh"):
+            return None
+        info["mesh"] = multilod.MESH_DIR
+        return _json_answer(info, etag=None, cache="no-cache")
+    name = key.removeprefix(f"{multilod.MESH_DIR}/")
+    if name == "info":
+        return _json_answer(multilod.info(generation), etag=f"multilod-g{generation.number}", cache="no-cache")
+    label, dot, suffix = name.partition(".")
+    if not label.isdigit() or len(label) > 20 or int(label) >= 2**64 or (dot and suffix != "index"):
+        return _missing(key)
+    files = multilod.label_files(generation, int(label))
+    if files is None:
+        return _missing(key)
+    body = files[0] if suffix == "index" else files[1]
+    etag = f"g{generation.number}-{name}"
+    headers = {"Content-Type": "application/octet-stream", "Cache-Control": "no-cache", "ETag": f'"{etag}"'}
+    headers["Accept-Ranges"] = "bytes"
+    parsed = parse_range_header(request.headers.get("Range")) if "Range" in request.headers else None
+    if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+        if request.if_none_match.contains_weak(etag):
+            return Response(status=304, headers=headers)
+        return Response(body, status=200, headers=headers)
+    bounds = parsed.range_for_length(len(body))
+    if bounds is None:
+        return json_error(
+            416, f"range not satisfiable for {len(body)} bytes", **{"Content-Range": f"bytes */{len(body)}"}
+        )
+    start, stop = bounds
+    headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(body)}"
+    return Response(body[start:stop], status=206, headers=headers)
 
 
 def _json_answer(document, etag: str | None, cache: str):

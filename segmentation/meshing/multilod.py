@@ -1,0 +1,105 @@
+"""Neuroglancer multi-resolution meshes (``neuroglancer_multilod_draco``) for datasets without a graph.
+
+A precomputed segmentation layer whose ``info`` names a mesh directory of this type is shown in
+3D by stock Neuroglancer, label by label, fetching only the fragments in view. The meshing run
+(:mod:`.build`, on the stored labels) already holds one fragment per label per chunk; here those
+become the octree's nodes (one level of detail: the chunks). The files the viewer reads are made
+per label on first request and kept:
+
+- ``<label>.index``: chunk shape, grid origin, levels, then per level the nodes' positions (in
+  Z-order, z most significant) and their fragments' byte sizes (little-endian, see Neuroglancer's
+  ``meshes.md``);
+- ``<label>``: the fragments one after the other, Draco with integer positions: 0 … 2^16−1 across
+  the node's box, in voxels of the volume (the ``transform`` scales them to nm).
+
+Node boxes are the mesh chunks shifted by half a voxel: a chunk meshed with its one-voxel overlap
+has surfaces from the centre of its first voxel to the centre of its overlap voxel, which is exactly
+that box, so no vertex falls outside its node.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import DracoPy
+import numpy as np
+
+from .levels import file_name
+from .store import Generation, write_atomically
+from .surfaces import decode
+
+MESH_DIR = "axonlink_meshes"  # the mesh directory the layer's info names
+QUANTIZATION_BITS = 16
+_TOP = (1 << QUANTIZATION_BITS) - 1
+
+
+def info(generation: Generation) -> dict:
+    """The mesh directory's ``info``: vertices are stored in voxels; the transform gives nm."""
+    rx, ry, rz = generation.grid.resolution
+    return {
+        "@type": "neuroglancer_multilod_draco",
+        "vertex_quantization_bits": QUANTIZATION_BITS,
+        "transform": [rx, 0, 0, 0, 0, ry, 0, 0, 0, 0, rz, 0],
+        "lod_scale_multiplier": 1.0,
+    }
+
+
+def zorder(coords: np.ndarray) -> np.ndarray:
+    """Morton codes of grid positions, bits interleaved ... z1 y1 x1 z0 y0 x0 (Neuroglancer's order)."""
+    coords = np.asarray(coords, dtype=np.uint64).reshape(-1, 3)
+    code = np.zeros(len(coords), dtype=np.uint64)
+    for bit in range(21):
+        for axis in range(3):
+            code |= ((coords[:, axis] >> np.uint64(bit)) & np.uint64(1)) << np.uint64(3 * bit + axis)
+    return code
+
+
+def label_files(generation: Generation, label: int) -> tuple[bytes, bytes] | None:
+    """(``<label>.index``, ``<label>``) of one label (None: it has no surface here), made once and kept."""
+    folder = generation.folder / "multilod"
+    index_path, data_path = folder / f"{int(label)}.index", folder / f"{int(label)}"
+    try:
+        return index_path.read_bytes(), data_path.read_bytes()
+    except FileNotFoundError:
+        pass
+    made = _make(generation, int(label))
+    if made is None:
+        return None
+    write_atomically(data_path, made[1])  # the data first: an index is never found without its data
+    write_atomically(index_path, made[0])
+    return made
+
+
+def _make(generation: Generation, label: int) -> tuple[bytes, bytes] | None:
+    index = generation.index()
+    groups = np.flatnonzero(
+        (index["group_level"] == 0) & (index["group_root"] == np.uint64(label)) & (index["group_nbytes"] > 0)
+    )
+    if not len(groups):
+        return None
+    positions = index["group_coords"][groups].astype(np.int64)
+    order = np.argsort(zorder(positions), kind="stable")
+    groups, positions = groups[order], positions[order]
+    grid = generation.grid
+    chunk = np.asarray(grid.chunk, dtype=np.float64)
+    origin = np.asarray(grid.lower, dtype=np.float64) + 0.5  # node boxes: chunks shifted by half a voxel
+    resolution = np.asarray(grid.resolution, dtype=np.float64)
+    blobs = []
+    for group, position in zip(groups.tolist(), positions):
+        with open(generation.fragments_path(file_name(0, position)), "rb") as handle:
+            handle.seek(int(index["group_offset"][group]))
+            vertices, faces = decode(handle.read(int(index["group_nbytes"][group])))
+        inside = (vertices / resolution - origin - position * chunk) / chunk  # 0 … 1 across the node
+        stored = np.clip(np.rint(inside * _TOP), 0, _TOP).astype(np.uint16)
+        try:
+            blobs.append(DracoPy.encode(stored, faces.astype(np.uint32), quantization_bits=QUANTIZATION_BITS))
+        except Exception:  # noqa: BLE001 — Draco refuses degenerate meshes: an empty node then
+            blobs.append(b"")
+    sizes = [len(b) for b in blobs]
+    count = len(blobs)
+    manifest = struct.pack("<3f", *chunk) + struct.pack("<3f", *origin)
+    manifest += struct.pack("<I", 1) + struct.pack("<f", 1.0) + struct.pack("<3f", 0.0, 0.0, 0.0)
+    manifest += struct.pack("<I", count)
+    manifest += np.ascontiguousarray(positions.T, dtype="<u4").tobytes()  # all x, then all y, then all z
+    manifest += np.asarray(sizes, dtype="<u4").tobytes()
+    return manifest, b"".join(blobs)
