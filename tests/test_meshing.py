@@ -331,3 +331,32 @@ def test_a_dataset_without_a_graph_gets_multiresolution_meshes_cloudvolume_reads
         volume = CloudVolume(f"{server.url}{base}", progress=False)
         mesh = volume.mesh.get(4)[4]
         assert _shows(np.asarray(mesh.vertices, dtype=np.float64), [4])
+
+
+def test_the_roots_view_of_any_moment_shows_built_in_meshes_as_legacy_meshes(tubes):
+    """Share links that open "as it was" read the live precomputed view of a moment: its info names a
+    legacy mesh directory whose manifests list the same fragments as the graphene ones."""
+    from segmentation.meshes import legacy_mesh
+    from server import create_app
+
+    mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False)
+    graph = Graph.open(tubes.database_url, "tubes")
+    before = graph.root(_sv(1))
+    moment = graph.split([_sv(1), _sv(2), _sv(3)], [_sv(4)], user="p").timestamp
+    client = create_app(tubes).test_client()
+    assert client.get("/data/tubes/segmentation/info").get_json()["mesh"] == "axonlink_meshes"
+    assert client.get("/data/tubes@supervoxels/segmentation/info").get_json().get("mesh") is None
+    past = f"/data/tubes@{(moment.timestamp() - 0.001):.6f}/segmentation/axonlink_meshes"
+    now = "/data/tubes/segmentation/axonlink_meshes"
+    assert client.get(f"{now}/info").get_json() == {"@type": "neuroglancer_legacy_mesh"}
+    for base, root, labels in ((past, before, range(1, 8)), (now, graph.root(_sv(1)), [1, 2, 3])):
+        names = client.get(f"{base}/{root}:0").get_json()["fragments"]
+        assert names and all(":" not in n and "/" not in n for n in names)
+        vertices = []
+        for name in names:
+            answer = client.get(f"{base}/{name}")
+            assert answer.status_code == 200, name
+            vertices.append(legacy_mesh(answer.data)[0])
+        assert _shows(np.concatenate(vertices), labels)
+    assert client.get(f"{now}/g1-0_0_0-0-999999999").status_code == 404
+    assert client.get(f"{now}/g9-0_0_0-0-10").status_code == 404

@@ -23,6 +23,10 @@ __all__ = ["DatasetMeshes", "MeshStore", "MeshingError", "mesh_dataset"]
 
 _FRAGMENT_FILE = re.compile(r"^((?:L\d_)?\d{1,7}_\d{1,7}_\d{1,7})\.frags$")
 _DYNAMIC = re.compile(r"^(\d{1,7}_\d{1,7}_\d{1,7})_[0-9a-f]{16}$")
+# a built-in fragment as a legacy mesh of the roots view: g<run>-<file>-<offset>-<size> or d-<dynamic name>
+_LEGACY_STORED = re.compile(r"^g(\d{1,9})-((?:L\d_)?\d{1,7}_\d{1,7}_\d{1,7})-(\d{1,15})-(\d{1,12})$")
+_LEGACY_DYNAMIC = re.compile(r"^d-(\d{1,7}_\d{1,7}_\d{1,7}_[0-9a-f]{16})$")
+LEGACY_DIR = "axonlink_meshes"  # the roots view's mesh directory (legacy format) for built-in meshes
 _RECHECK_SECONDS = 1.0  # how often a server looks for a newer generation
 _MANIFESTS_CACHED = 2048
 
@@ -77,6 +81,50 @@ class DatasetMeshes:
                     self._manifests.pop(next(iter(self._manifests)))
                 self._manifests[int(root)] = names
         return names
+
+    def legacy_manifest(self, root: int, supervoxels: np.ndarray) -> list[str] | None:
+        """The same fragments as :meth:`manifest`, named for Neuroglancer's legacy (precomputed) mesh
+        source, which reads each name whole: what the roots view of a moment (share links that open
+        as it was) shows in 3D."""
+        names = self.manifest(root, supervoxels)
+        generation = self._generation
+        if names is None or generation is None:
+            return None
+        legacy = []
+        for name in names:
+            _, _, rest = name[1:].partition(":")
+            if rest.startswith("~"):
+                path, offset, size = rest[1:].split(":")
+                legacy.append(f"g{generation.number}-{path.removesuffix('.frags')}-{offset}-{size}")
+            else:
+                legacy.append(f"d-{rest}")
+        return legacy
+
+    def legacy_fragment(self, name: str) -> bytes | None:
+        """A fragment named by :meth:`legacy_manifest`, as a legacy mesh (float vertices in nm)."""
+        from ..precomputed import legacy_mesh_fragment
+        from .surfaces import decode
+
+        generation = self.generation
+        if generation is None:
+            return None
+        stored, dynamic = _LEGACY_STORED.match(name), _LEGACY_DYNAMIC.match(name)
+        if stored and int(stored.group(1)) == generation.number:
+            path = self.fragment_file(f"{stored.group(2)}.frags")
+            offset, size = int(stored.group(3)), int(stored.group(4))
+            if path is None or offset + size > path.stat().st_size:
+                return None
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(size)
+        elif dynamic:
+            data = self.dynamic_fragment(dynamic.group(1))
+        else:
+            return None
+        if not data:
+            return None
+        vertices, faces = decode(data)
+        return legacy_mesh_fragment(vertices, faces)
 
     def fragment_file(self, name: str) -> Path | None:
         """The chunk fragment file ``initial/<name>`` (read by byte range), if it exists."""

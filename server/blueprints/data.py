@@ -16,7 +16,8 @@ from werkzeug.http import parse_range_header
 from segmentation import meshes
 from segmentation.datasets import DatasetNotFound
 from segmentation.graph import GraphError, GraphNotIngested
-from segmentation.meshing import multilod
+from segmentation.graph.ids import LAYER_SHIFT, ROOT_LAYER
+from segmentation.meshing import LEGACY_DIR, multilod
 from segmentation.storage import InvalidKey, validate_key
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
@@ -28,6 +29,7 @@ from . import datasets_registry, meshes_of, segment_properties_of
 blueprint = Blueprint("data", __name__)
 
 _MESH_MANIFEST = re.compile(r"^\d+:\d+$")
+_ROOT_MANIFEST = re.compile(r"^(\d{1,20}):0$")
 _GZIP_ON_THE_FLY_MIN_BYTES = 512
 
 
@@ -110,15 +112,24 @@ def _live_file(live, key: str, moment, view: str):
     ``view`` is "roots" (root ids of now or of ``moment``) or "supervoxels" (PyChunkedGraph
     supervoxel ids, layer 1, as a graphene source's ``data_dir`` must hold).
     """
+    built_in = None
+    if view != SUPERVOXELS and not live.mesh_dir and (key == "info" or key.startswith(f"{LEGACY_DIR}/")):
+        built_in = meshes_of(live.graph.dataset)  # shown in the roots view when the layer has no meshes
+        if built_in.generation is None or not built_in.generation.shows_roots:
+            built_in = None
     if key == "info":
         info = live.info()
         if view != SUPERVOXELS:
             info["segment_properties"] = SEGMENT_PROPERTIES
+        if built_in is not None:
+            info["mesh"] = LEGACY_DIR
         return _json_answer(info, etag=None, cache="no-cache")
     if key == f"{SEGMENT_PROPERTIES}/info" and view != SUPERVOXELS:
         return _json_answer(segment_properties_of(live.graph.dataset, moment), etag=None, cache="no-cache")
     if view == SUPERVOXELS and key.startswith(f"{meshes.MESH_DIR}/"):
         return _graphene_mesh_file(live, key.removeprefix(f"{meshes.MESH_DIR}/"))
+    if built_in is not None and key.startswith(f"{LEGACY_DIR}/"):
+        return _built_in_legacy_file(live, built_in, key.removeprefix(f"{LEGACY_DIR}/"))
     node = live.manifest_id(key)
     if node is not None:
         try:
@@ -157,6 +168,31 @@ def _live_file(live, key: str, moment, view: str):
     if request.if_none_match.contains_weak(etag):
         return Response(status=304, headers=headers)
     return Response(body, status=200, headers=headers)
+
+
+def _built_in_legacy_file(live, built_in, name: str):
+    """The roots view's mesh directory for built-in meshes: ``info``, ``<root>:0`` manifests (the
+    fragments of :mod:`segmentation.meshing.cover`, legacy names) and those fragments."""
+    if name == "info":
+        return _json_answer(
+            {"@type": "neuroglancer_legacy_mesh"}, etag="legacy-mesh-info", cache="public, max-age=3600"
+        )
+    match = _ROOT_MANIFEST.match(name)
+    if match:
+        node = int(match.group(1))
+        if node >= 2**64 or node >> LAYER_SHIFT != ROOT_LAYER:
+            return _json_answer({"fragments": []}, etag=None, cache="no-cache")
+        try:
+            supervoxels = live.graph.leaves(node)
+        except GraphError as error:
+            return json_error(404, str(error))
+        names = built_in.legacy_manifest(node, supervoxels) or []
+        etag = f"legacy-manifest-{node}-g{built_in.generation.number}"
+        return _json_answer({"fragments": names}, etag=etag, cache="no-cache")
+    body = built_in.legacy_fragment(name)
+    if body is None:
+        return _missing(f"{LEGACY_DIR}/{name}")
+    return Response(body, status=200, headers={"Content-Type": "application/octet-stream", "Cache-Control": IMMUTABLE})
 
 
 def _graphene_mesh_file(live, name: str):
