@@ -7,9 +7,11 @@ The ``browser`` fixture itself lives in ``conftest.py``; the tests import the re
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import urllib.request
+from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -23,6 +25,9 @@ ARGS = [
     "--enable-unsafe-swiftshader",
 ]
 VIEWPORT = {"width": 1200, "height": 800}
+SCREENSHOTS = Path(  # where browser tests leave their screenshots ($AXONLINK_SCREENSHOTS)
+    os.environ.get("AXONLINK_SCREENSHOTS") or Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+)
 
 # Runs in a blank page: can this Chromium give us a WebGL 2 context, and if not, why not.
 WEBGL_PROBE = """() => {

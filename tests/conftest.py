@@ -198,3 +198,11 @@ def browser():
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def tubes(settings, small_volumes, tmp_path):
+    """Dataset `tubes` with its graph: neuron a = supervoxels 1-7, neuron b = 11-17 (tests/meshing_helpers.py)."""
+    from tests.meshing_helpers import tubes_dataset
+
+    return tubes_dataset(settings, small_volumes, tmp_path)

@@ -12,21 +12,16 @@ Screenshots before and after each edit go to $AXONLINK_SCREENSHOTS (default test
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import pytest
 
-from tests.browser import VIEWPORT, RecordingServer, page_errors, wait_until
+from tests.browser import SCREENSHOTS, VIEWPORT, RecordingServer, page_errors, wait_until
 from tests.helpers import proofreader_token
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOTS = Path(
-    os.environ.get("AXONLINK_SCREENSHOTS") or Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-)
 GC = "viewer.layerManager.getLayerByName('segmentation').layer.graphConnection.value"
 SELECTED = (
     "[...viewer.layerManager.getLayerByName('segmentation').layer.displayState"

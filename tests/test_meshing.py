@@ -1,9 +1,7 @@
 """Built-in meshes (segmentation/meshing, `axonlink mesh`): one fragment per root per chunk, manifests
 that cover exactly a root's supervoxels, no remeshing after a merge, only the cut chunks after a split,
-resumable runs, and the graphene mesh routes (byte ranges, fragments made after edits).
-
-The volume has an odd voxel offset and odd storage chunks (uint32, raw), and two tube-shaped neurons
-cut into supervoxels every 10 voxels along x, as oversegmentations are."""
+resumable runs, and the graphene mesh routes (byte ranges, fragments made after edits); the volume and
+the helpers are in tests/meshing_helpers.py, the ``tubes`` fixture in conftest.py."""
 
 from __future__ import annotations
 
@@ -12,147 +10,62 @@ import pytest
 
 from segmentation import db
 from segmentation.datasets import Datasets
-from segmentation.graph import Graph, ingest_dataset
-from segmentation.graph.ids import supervoxel_ids
+from segmentation.graph import Graph
 from segmentation.meshing import DatasetMeshes, mesh_dataset
 from segmentation.meshing import build as build_module
-from segmentation.meshing.surfaces import SurfaceParams, decode
+from segmentation.meshing.surfaces import decode
 from server.cli import main
-
-OFFSET = np.array([5, 7, 3])
-SHAPE = (70, 52, 24)
-RESOLUTION = np.array([8.0, 8.0, 40.0])
-MESH_CHUNK = (32, 32, 12)  # a 3 x 2 x 2 grid over the volume
-EXACT = SurfaceParams(reduction_factor=0, max_error_nm=0)  # unsimplified: a vertex at every surface corner
-TUBES = {  # neuron -> (first label, y range, z range), along the whole x extent
-    "a": (1, (10, 20), (2, 14)),
-    "b": (11, (30, 42), (6, 20)),
-}
-
-
-def _labels() -> np.ndarray:
-    labels = np.zeros(SHAPE, dtype=np.uint32)
-    for first, (y0, y1), (z0, z1) in TUBES.values():
-        for k in range(7):
-            labels[10 * k : 10 * (k + 1), y0:y1, z0:z1] = first + k
-    return labels
-
-
-def _write(path) -> str:
-    from cloudvolume import CloudVolume
-
-    info = CloudVolume.create_new_info(
-        num_channels=1,
-        layer_type="segmentation",
-        data_type="uint32",
-        encoding="raw",
-        resolution=RESOLUTION.tolist(),
-        voxel_offset=OFFSET.tolist(),
-        volume_size=list(SHAPE),
-        chunk_size=[20, 19, 7],
-    )
-    volume = CloudVolume(f"file://{path}", info=info, progress=False)
-    volume.commit_info()
-    volume[OFFSET[0] : OFFSET[0] + SHAPE[0], OFFSET[1] : OFFSET[1] + SHAPE[1], OFFSET[2] : OFFSET[2] + SHAPE[2]] = (
-        _labels()
-    )
-    return f"file://{path}"
-
-
-@pytest.fixture
-def tubes(settings, small_volumes, tmp_path):
-    """Dataset `tubes` with its graph: neuron a = supervoxels 1-7, neuron b = 11-17."""
-    db.upgrade(settings.database_url)
-    url = _write(tmp_path / "tubes-seg")
-    Datasets(settings.database_url).add("tubes", image=small_volumes["image"], segmentation=url)
-    pairs = [[first + k, first + k + 1] for first, *_ in TUBES.values() for k in range(6)]
-    ingest_dataset(settings.database_url, "tubes", agglomeration=pairs, progress=False)
-    return settings
-
-
-def _meshes(settings) -> DatasetMeshes:
-    url = Datasets(settings.database_url).get("tubes").layer("segmentation").url
-    return DatasetMeshes(settings.home, "tubes", url)
-
-
-def _sv(label: int) -> int:
-    return int(supervoxel_ids(np.array([label], dtype=np.uint64))[0])
-
-
-def _face_point(label: int) -> np.ndarray:
-    """The middle of the +y face of a supervoxel's voxels, in nm (on its surface)."""
-    for first, (_y0, y1), (z0, z1) in TUBES.values():
-        if first <= label < first + 7:
-            k = label - first
-            voxel = OFFSET + np.array([10 * k + 5, y1, (z0 + z1) / 2])
-            return voxel * RESOLUTION
-    raise AssertionError(label)
-
-
-def _vertices(meshes: DatasetMeshes, names: list[str]) -> np.ndarray:
-    """Every vertex of the fragments a manifest names, read as Neuroglancer's graphene source reads them."""
-    generation = meshes.generation
-    parts = []
-    for name in names:
-        assert name.startswith("~")
-        key, _, rest = name[1:].partition(":")
-        assert key and ":" not in key
-        if rest.startswith("~"):
-            path, offset, size = rest[1:].split(":")
-            data = generation.folder.joinpath("initial", path).read_bytes()[int(offset) : int(offset) + int(size)]
-        else:
-            data = meshes.dynamic_fragment(rest)
-        assert data, name
-        parts.append(decode(data)[0])
-    return np.concatenate(parts)
-
-
-def _shows(vertices: np.ndarray, labels) -> bool:
-    """Whether the surface of each supervoxel label has a vertex where its +y face's middle is."""
-    near = float(np.linalg.norm(RESOLUTION)) / 2 + 0.01  # unsimplified: vertices on a half-voxel grid
-    return all(np.min(np.linalg.norm(vertices - _face_point(label), axis=1)) <= near for label in labels)
-
-
-def _manifest(meshes, graph, root):
-    return meshes.manifest(root, graph.leaves(root))
+from tests.meshing_helpers import (
+    EXACT,
+    MESH_CHUNK,
+    OFFSET,
+    RESOLUTION,
+    TUBES,
+    manifest_of,
+    meshes_of,
+    shows,
+    sv,
+    vertices_of,
+    write_tubes,
+)
 
 
 def test_each_root_is_shown_by_one_fragment_per_chunk_covering_exactly_its_supervoxels(tubes):
     summary = mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False)
     assert summary["chunks"] == 12 and summary["chunks_meshed"] == 12
     graph = Graph.open(tubes.database_url, "tubes")
-    meshes = _meshes(tubes)
-    root_a, root_b = (int(graph.root(_sv(first))) for first, *_ in TUBES.values())
-    names = _manifest(meshes, graph, root_a)
+    meshes = meshes_of(tubes)
+    root_a, root_b = (int(graph.root(sv(first))) for first, *_ in TUBES.values())
+    names = manifest_of(meshes, graph, root_a)
     # tube a spans 6 of the 3 x 2 x 2 chunks; the top level (a block of 4 x 4 x 4 chunks) shows it in one fragment
     assert len(names) == 1 and names[0].split(":")[1] == "~L2_0_0_0.frags" and names[0].count(":") == 3
-    vertices = _vertices(meshes, names)
-    assert _shows(vertices, range(1, 8))
-    assert not _shows(vertices, [11])
+    vertices = vertices_of(meshes, names)
+    assert shows(vertices, range(1, 8))
+    assert not shows(vertices, [11])
     lo = (OFFSET + [0, 10, 2]) * RESOLUTION
     hi = (OFFSET + [70, 20, 14]) * RESOLUTION
     # nm in the volume's frame (where a tube meets the volume's edge, its surface stops at the last voxels' centres)
     assert (vertices >= lo - 0.05).all() and (vertices <= hi + 0.05).all()
-    assert _shows(_vertices(meshes, _manifest(meshes, graph, root_b)), range(11, 18))
+    assert shows(vertices_of(meshes, manifest_of(meshes, graph, root_b)), range(11, 18))
 
 
 def test_a_merge_lists_both_roots_fragments_and_a_split_remeshes_only_the_chunks_it_cut(tubes):
     mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False)
     graph = Graph.open(tubes.database_url, "tubes")
-    meshes = _meshes(tubes)
-    root_a, root_b = (int(graph.root(_sv(first))) for first, *_ in TUBES.values())
-    before = set(_manifest(meshes, graph, root_a)) | set(_manifest(meshes, graph, root_b))
-    merged = graph.merge(_sv(4), _sv(14), user="p").new_root_ids[0]
-    assert set(_manifest(meshes, graph, merged)) == before  # nothing to remesh
+    meshes = meshes_of(tubes)
+    root_a, root_b = (int(graph.root(sv(first))) for first, *_ in TUBES.values())
+    before = set(manifest_of(meshes, graph, root_a)) | set(manifest_of(meshes, graph, root_b))
+    merged = graph.merge(sv(4), sv(14), user="p").new_root_ids[0]
+    assert set(manifest_of(meshes, graph, merged)) == before  # nothing to remesh
     generation = meshes.generation
     assert not list(generation.folder.joinpath("dynamic").glob("*"))
 
     # cut neuron a (now part of the merged root) between supervoxels 3 and 4: x = 30, inside chunk x 0-32
-    graph.split([_sv(1), _sv(2), _sv(3)], [_sv(4)], user="p")
-    piece = int(graph.root(_sv(1)))
-    rest = int(graph.root(_sv(4)))
+    graph.split([sv(1), sv(2), sv(3)], [sv(4)], user="p")
+    piece = int(graph.root(sv(1)))
+    rest = int(graph.root(sv(4)))
     assert piece != rest
-    piece_names, rest_names = _manifest(meshes, graph, piece), _manifest(meshes, graph, rest)
+    piece_names, rest_names = manifest_of(meshes, graph, piece), manifest_of(meshes, graph, rest)
     made_after = [n for n in piece_names + rest_names if ":~" not in n]
     assert made_after  # the cut chunks: x 0-32 holds supervoxels 1-3 and 4 of neuron a
     assert {n.split(":")[1].rsplit("_", 1)[0] for n in made_after} <= {"0_0_0", "0_0_1"}
@@ -164,9 +77,9 @@ def test_a_merge_lists_both_roots_fragments_and_a_split_remeshes_only_the_chunks
         "~L1_1_0_0.frags",
         "~L2_0_0_0.frags",
     ]
-    piece_vertices = _vertices(meshes, piece_names)
-    assert _shows(piece_vertices, [1, 2, 3]) and not _shows(piece_vertices, [5])
-    assert _shows(_vertices(meshes, rest_names), [4, 5, 6, 7, 11, 17])
+    piece_vertices = vertices_of(meshes, piece_names)
+    assert shows(piece_vertices, [1, 2, 3]) and not shows(piece_vertices, [5])
+    assert shows(vertices_of(meshes, rest_names), [4, 5, 6, 7, 11, 17])
     assert len(list(generation.folder.joinpath("dynamic").glob("*.drc"))) == len(made_after)
 
 
@@ -183,7 +96,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(tubes, monkeypatch):
     monkeypatch.setattr(build_module, "mesh_labels", failing)
     with pytest.raises(KeyboardInterrupt):
         mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False)
-    assert _meshes(tubes).generation is None  # nothing half-done in use
+    assert meshes_of(tubes).generation is None  # nothing half-done in use
     monkeypatch.setattr(build_module, "mesh_labels", real)
     summary = mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False)
     assert summary["generation"] == 1 and summary["chunks_meshed"] == 12 - 4
@@ -204,7 +117,7 @@ def test_the_graphene_routes_serve_manifests_byte_ranges_and_fragments_made_afte
     client = create_app(tubes).test_client()
     assert client.get("/segmentation/table/tubes/info").get_json()["mesh"] == "graphene_meshes"
     graph = Graph.open(tubes.database_url, "tubes")
-    root = int(graph.root(_sv(1)))
+    root = int(graph.root(sv(1)))
     answer = client.get(f"/meshing/api/v1/table/tubes/manifest/{root}:0?verify=1&prepend_seg_ids=1")
     assert answer.status_code == 200 and answer.headers["Cache-Control"] == "no-cache"
     fragments = answer.get_json()["fragments"]
@@ -229,8 +142,8 @@ def test_the_graphene_routes_serve_manifests_byte_ranges_and_fragments_made_afte
     for bad in ("initial/9_9_9.frags", "initial/../generation.json", "dynamic/0_0_0_0123456789abcdef", "dynamic/x"):
         assert client.get(f"{base}/{bad}").status_code in (400, 404), bad  # never a file outside the run
 
-    graph.split([_sv(1), _sv(2), _sv(3)], [_sv(4)], user="p")
-    piece = int(graph.root(_sv(1)))
+    graph.split([sv(1), sv(2), sv(3)], [sv(4)], user="p")
+    piece = int(graph.root(sv(1)))
     names = client.get(f"/meshing/api/v1/table/tubes/manifest/{piece}:0").get_json()["fragments"]
     made = [n.partition(":")[2] for n in names if ":~" not in n]
     assert made
@@ -243,7 +156,7 @@ def test_ingest_graph_meshes_a_segmentation_that_has_no_meshes(settings, small_v
     import json
 
     db.upgrade(settings.database_url)
-    url = _write(tmp_path / "plain-seg")
+    url = write_tubes(tmp_path / "plain-seg")
     Datasets(settings.database_url).add("plain", image=small_volumes["image"], segmentation=url)
     common = ["--home", str(settings.home), "--database-url", settings.database_url]
     assert main(["ingest-graph", "plain", *common]) == 0
@@ -253,7 +166,7 @@ def test_ingest_graph_meshes_a_segmentation_that_has_no_meshes(settings, small_v
     meshes = DatasetMeshes(settings.home, "plain", url)
     for first, (y0, y1), (z0, z1) in TUBES.values():
         for k in range(7):  # without an agglomeration every supervoxel is a neuron of its own
-            vertices = _vertices(meshes, _manifest(meshes, graph, int(graph.root(_sv(first + k)))))
+            vertices = vertices_of(meshes, manifest_of(meshes, graph, int(graph.root(sv(first + k)))))
             lo = (OFFSET + [10 * k, y0, z0]) * RESOLUTION
             hi = (OFFSET + [10 * (k + 1), y1, z1]) * RESOLUTION
             slack = 40 + RESOLUTION / 2  # simplified (40 nm by default); at the volume's edge, voxel centres
@@ -263,7 +176,7 @@ def test_ingest_graph_meshes_a_segmentation_that_has_no_meshes(settings, small_v
 
 def test_meshes_belong_to_their_volume_and_go_with_their_dataset(tubes, capsys):
     mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, progress=False)
-    assert _meshes(tubes).generation is not None
+    assert meshes_of(tubes).generation is not None
     other = DatasetMeshes(tubes.home, "tubes", "file:///elsewhere/another-volume")
     assert other.generation is None  # a dataset added again under the name, with another volume
     common = ["--home", str(tubes.home), "--database-url", tubes.database_url]
@@ -296,7 +209,7 @@ def test_a_dataset_without_a_graph_gets_multiresolution_meshes_cloudvolume_reads
     from server.runner import BackgroundServer
 
     db.upgrade(settings.database_url)
-    url = _write(tmp_path / "labels-seg")
+    url = write_tubes(tmp_path / "labels-seg")
     Datasets(settings.database_url).add("labels", image=small_volumes["image"], segmentation=url)
     summary = mesh_dataset(
         settings.database_url, settings.home, "labels", chunk=MESH_CHUNK, params=EXACT, progress=False
@@ -324,13 +237,13 @@ def test_a_dataset_without_a_graph_gets_multiresolution_meshes_cloudvolume_reads
             assert stored.min() >= 0 and stored.max() <= 65535  # integer positions across the node
             vertices.append((origin + (position + stored / 65535) * chunk) * RESOLUTION)
             start += int(size)
-        assert _shows(np.concatenate(vertices), [label])
+        assert shows(np.concatenate(vertices), [label])
     assert client.get(f"{base}/axonlink_meshes/999.index").status_code == 404
     assert client.get(f"{base}/axonlink_meshes/4.json").status_code == 404
     with BackgroundServer(create_app(settings)) as server:  # a real client, over HTTP
         volume = CloudVolume(f"{server.url}{base}", progress=False)
         mesh = volume.mesh.get(4)[4]
-        assert _shows(np.asarray(mesh.vertices, dtype=np.float64), [4])
+        assert shows(np.asarray(mesh.vertices, dtype=np.float64), [4])
 
 
 def test_the_roots_view_of_any_moment_shows_built_in_meshes_as_legacy_meshes(tubes):
@@ -341,15 +254,15 @@ def test_the_roots_view_of_any_moment_shows_built_in_meshes_as_legacy_meshes(tub
 
     mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False)
     graph = Graph.open(tubes.database_url, "tubes")
-    before = graph.root(_sv(1))
-    moment = graph.split([_sv(1), _sv(2), _sv(3)], [_sv(4)], user="p").timestamp
+    before = graph.root(sv(1))
+    moment = graph.split([sv(1), sv(2), sv(3)], [sv(4)], user="p").timestamp
     client = create_app(tubes).test_client()
     assert client.get("/data/tubes/segmentation/info").get_json()["mesh"] == "axonlink_meshes"
     assert client.get("/data/tubes@supervoxels/segmentation/info").get_json().get("mesh") is None
     past = f"/data/tubes@{(moment.timestamp() - 0.001):.6f}/segmentation/axonlink_meshes"
     now = "/data/tubes/segmentation/axonlink_meshes"
     assert client.get(f"{now}/info").get_json() == {"@type": "neuroglancer_legacy_mesh"}
-    for base, root, labels in ((past, before, range(1, 8)), (now, graph.root(_sv(1)), [1, 2, 3])):
+    for base, root, labels in ((past, before, range(1, 8)), (now, graph.root(sv(1)), [1, 2, 3])):
         names = client.get(f"{base}/{root}:0").get_json()["fragments"]
         assert names and all(":" not in n and "/" not in n for n in names)
         vertices = []
@@ -357,6 +270,6 @@ def test_the_roots_view_of_any_moment_shows_built_in_meshes_as_legacy_meshes(tub
             answer = client.get(f"{base}/{name}")
             assert answer.status_code == 200, name
             vertices.append(legacy_mesh(answer.data)[0])
-        assert _shows(np.concatenate(vertices), labels)
+        assert shows(np.concatenate(vertices), labels)
     assert client.get(f"{now}/g1-0_0_0-0-999999999").status_code == 404
     assert client.get(f"{now}/g9-0_0_0-0-10").status_code == 404

@@ -10,9 +10,8 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 
-from tests.browser import VIEWPORT, RecordingServer, page_errors, wait_until
-from tests.test_graphene_browser import SCREENSHOTS
-from tests.test_meshing import MESH_CHUNK, OFFSET, RESOLUTION, SHAPE, TUBES, _sv, tubes  # noqa: F401
+from tests.browser import SCREENSHOTS, VIEWPORT, RecordingServer, page_errors, wait_until
+from tests.meshing_helpers import MESH_CHUNK, OFFSET, RESOLUTION, SHAPE, sv, write_tubes
 
 pytestmark = pytest.mark.browser
 
@@ -59,15 +58,15 @@ def _panel_change(page) -> float:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_the_stock_viewer_shows_built_in_meshes_and_the_pieces_of_a_split(browser, tubes):  # noqa: F811
+def test_the_stock_viewer_shows_built_in_meshes_and_the_pieces_of_a_split(browser, tubes):
     from segmentation.graph import Graph
     from segmentation.meshing import mesh_dataset
     from server.runner import BackgroundServer
 
     mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, progress=False)
     graph = Graph.open(tubes.database_url, "tubes")
-    graph.split([_sv(1), _sv(2), _sv(3)], [_sv(4)], user="p")  # chunks on the cut get fragments made on request
-    pieces = sorted({int(graph.root(_sv(1))), int(graph.root(_sv(4)))})
+    graph.split([sv(1), sv(2), sv(3)], [sv(4)], user="p")  # chunks on the cut get fragments made on request
+    pieces = sorted({int(graph.root(sv(1))), int(graph.root(sv(4)))})
     recording = RecordingServer(tubes)
     with BackgroundServer(recording.app) as server:
         recording.url = server.url
@@ -107,10 +106,11 @@ def test_the_stock_viewer_shows_multiresolution_meshes_of_a_dataset_without_a_gr
     from segmentation.datasets import Datasets
     from segmentation.meshing import mesh_dataset
     from server.runner import BackgroundServer
-    from tests.test_meshing import _write
 
     db.upgrade(settings.database_url)
-    Datasets(settings.database_url).add("labels", image=small_volumes["image"], segmentation=_write(tmp_path / "seg"))
+    Datasets(settings.database_url).add(
+        "labels", image=small_volumes["image"], segmentation=write_tubes(tmp_path / "seg")
+    )
     mesh_dataset(settings.database_url, settings.home, "labels", chunk=MESH_CHUNK, progress=False)
     recording = RecordingServer(settings)
     with BackgroundServer(recording.app) as server:
