@@ -84,7 +84,6 @@ def face_point(label: int) -> np.ndarray:
 
 def vertices_of(meshes: DatasetMeshes, names: list[str]) -> np.ndarray:
     """Every vertex of the fragments a manifest names, read as Neuroglancer's graphene source reads them."""
-    generation = meshes.generation
     parts = []
     for name in names:
         assert name.startswith("~")
@@ -92,7 +91,7 @@ def vertices_of(meshes: DatasetMeshes, names: list[str]) -> np.ndarray:
         assert key and ":" not in key
         if rest.startswith("~"):
             path, offset, size = rest[1:].split(":")
-            data = generation.folder.joinpath("initial", path).read_bytes()[int(offset) : int(offset) + int(size)]
+            data = meshes.fragment_file(path).read_bytes()[int(offset) : int(offset) + int(size)]
         else:
             data = meshes.dynamic_fragment(rest)
         assert data, name

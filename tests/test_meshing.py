@@ -38,7 +38,7 @@ def test_each_root_is_shown_by_one_fragment_per_chunk_covering_exactly_its_super
     root_a, root_b = (int(graph.root(sv(first))) for first, *_ in TUBES.values())
     names = manifest_of(meshes, graph, root_a)
     # tube a spans 6 of the 3 x 2 x 2 chunks; the top level (a block of 4 x 4 x 4 chunks) shows it in one fragment
-    assert len(names) == 1 and names[0].split(":")[1] == "~L2_0_0_0.frags" and names[0].count(":") == 3
+    assert len(names) == 1 and names[0].split(":")[1] == "~g1-L2_0_0_0.frags" and names[0].count(":") == 3
     vertices = vertices_of(meshes, names)
     assert shows(vertices, range(1, 8))
     assert not shows(vertices, [11])
@@ -72,10 +72,10 @@ def test_a_merge_lists_both_roots_fragments_and_a_split_remeshes_only_the_chunks
     stored = set(piece_names + rest_names) - set(made_after)
     # elsewhere stored fragments: neuron b's whole (top level), the level-1 block of chunks x 2, chunks x 1
     assert sorted(n.split(":")[1] for n in stored) == [
-        "~1_0_0.frags",
-        "~1_0_1.frags",
-        "~L1_1_0_0.frags",
-        "~L2_0_0_0.frags",
+        "~g1-1_0_0.frags",
+        "~g1-1_0_1.frags",
+        "~g1-L1_1_0_0.frags",
+        "~g1-L2_0_0_0.frags",
     ]
     piece_vertices = vertices_of(meshes, piece_names)
     assert shows(piece_vertices, [1, 2, 3]) and not shows(piece_vertices, [5])
@@ -139,7 +139,13 @@ def test_the_graphene_routes_serve_manifests_byte_ranges_and_fragments_made_afte
     assert ranged.data == whole.data[first : last + 1] and "Content-Encoding" not in ranged.headers
     assert len(decode(ranged.data)[0])
     assert client.get(f"{base}/initial/{path}", headers={"Range": "bytes=999999-"}).status_code == 416
-    for bad in ("initial/9_9_9.frags", "initial/../generation.json", "dynamic/0_0_0_0123456789abcdef", "dynamic/x"):
+    bad_names = (
+        "initial/g1-9_9_9.frags",
+        "initial/g2-0_0_0.frags",
+        "initial/0_0_0.frags",
+        "initial/../generation.json",
+    )
+    for bad in (*bad_names, "dynamic/0_0_0_0123456789abcdef", "dynamic/x"):
         assert client.get(f"{base}/{bad}").status_code in (400, 404), bad  # never a file outside the run
 
     graph.split([sv(1), sv(2), sv(3)], [sv(4)], user="p")
@@ -238,6 +244,7 @@ def test_a_dataset_without_a_graph_gets_multiresolution_meshes_cloudvolume_reads
             vertices.append((origin + (position + stored / 65535) * chunk) * RESOLUTION)
             start += int(size)
         assert shows(np.concatenate(vertices), [label])
+    assert client.get(f"{base}/axonlink_meshes/4").headers["Cache-Control"] == "no-cache"  # a new run may change it
     assert client.get(f"{base}/axonlink_meshes/999.index").status_code == 404
     assert client.get(f"{base}/axonlink_meshes/4.json").status_code == 404
     with BackgroundServer(create_app(settings)) as server:  # a real client, over HTTP
@@ -273,3 +280,24 @@ def test_the_roots_view_of_any_moment_shows_built_in_meshes_as_legacy_meshes(tub
         assert shows(np.concatenate(vertices), labels)
     assert client.get(f"{now}/g1-0_0_0-0-999999999").status_code == 404
     assert client.get(f"{now}/g9-0_0_0-0-10").status_code == 404
+
+
+def test_a_new_run_names_its_fragments_anew_so_no_cache_keeps_old_bytes(tubes):
+    """Fragment files are served immutable: a new run (other chunks, other settings) must not reuse a name."""
+    from server import create_app
+
+    mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, progress=False)
+    graph = Graph.open(tubes.database_url, "tubes")
+    root = int(graph.root(sv(1)))
+    client = create_app(tubes).test_client()
+    first = client.get(f"/meshing/api/v1/table/tubes/manifest/{root}:0").get_json()["fragments"]
+    mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=(16, 16, 8), restart=True, progress=False)
+    url = Datasets(tubes.database_url).get("tubes").layer("segmentation").url
+    meshes = DatasetMeshes.of(tubes.home, "tubes", url)  # the server's own (in this process)
+    meshes._checked = -float("inf")  # servers look for a new run every second; this test does not wait
+    second = meshes.manifest(root, graph.leaves(root))
+    assert {n.split(":")[1] for n in first}.isdisjoint(n.split(":")[1] for n in second)
+    assert {n.split(":")[0] for n in first}.isdisjoint(n.split(":")[0] for n in second)
+    base = "/data/tubes@supervoxels/segmentation/graphene_meshes/initial"
+    assert client.get(f"{base}/{first[0].split(':')[1][1:]}").status_code == 404  # the old run's file
+    assert shows(vertices_of(meshes, second), range(1, 8))

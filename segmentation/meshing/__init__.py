@@ -21,7 +21,8 @@ from .store import Generation, MeshStore, write_atomically
 
 __all__ = ["DatasetMeshes", "MeshStore", "MeshingError", "mesh_dataset"]
 
-_FRAGMENT_FILE = re.compile(r"^((?:L\d_)?\d{1,7}_\d{1,7}_\d{1,7})\.frags$")
+# a run's fragment file as the graphene source names it: g<run>-<chunk or block>.frags
+_FRAGMENT_FILE = re.compile(r"^g(\d{1,9})-((?:L\d_)?\d{1,7}_\d{1,7}_\d{1,7})\.frags$")
 _DYNAMIC = re.compile(r"^(\d{1,7}_\d{1,7}_\d{1,7})_[0-9a-f]{16}$")
 # a built-in fragment as a legacy mesh of the roots view: g<run>-<file>-<offset>-<size> or d-<dynamic name>
 _LEGACY_STORED = re.compile(r"^g(\d{1,9})-((?:L\d_)?\d{1,7}_\d{1,7}_\d{1,7})-(\d{1,15})-(\d{1,12})$")
@@ -95,7 +96,7 @@ class DatasetMeshes:
             _, _, rest = name[1:].partition(":")
             if rest.startswith("~"):
                 path, offset, size = rest[1:].split(":")
-                legacy.append(f"g{generation.number}-{path.removesuffix('.frags')}-{offset}-{size}")
+                legacy.append(f"{path.removesuffix('.frags')}-{offset}-{size}")  # g<run>-<file>-<offset>-<size>
             else:
                 legacy.append(f"d-{rest}")
         return legacy
@@ -109,8 +110,8 @@ class DatasetMeshes:
         if generation is None:
             return None
         stored, dynamic = _LEGACY_STORED.match(name), _LEGACY_DYNAMIC.match(name)
-        if stored and int(stored.group(1)) == generation.number:
-            path = self.fragment_file(f"{stored.group(2)}.frags")
+        if stored:
+            path = self.fragment_file(f"g{stored.group(1)}-{stored.group(2)}.frags")
             offset, size = int(stored.group(3)), int(stored.group(4))
             if path is None or offset + size > path.stat().st_size:
                 return None
@@ -130,9 +131,9 @@ class DatasetMeshes:
         """The chunk fragment file ``initial/<name>`` (read by byte range), if it exists."""
         generation = self.generation
         match = _FRAGMENT_FILE.match(name)
-        if generation is None or not match:
+        if generation is None or not match or int(match.group(1)) != generation.number:
             return None
-        path = generation.fragments_path(match.group(1))
+        path = generation.fragments_path(match.group(2))
         return path if path.is_file() else None
 
     def dynamic_fragment(self, name: str) -> bytes | None:

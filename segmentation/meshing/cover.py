@@ -47,7 +47,7 @@ def manifest(generation: Generation, supervoxels: np.ndarray) -> tuple[list[str]
         for group in whole.tolist():
             size = int(index["group_nbytes"][group])
             if size:  # never list an empty fragment
-                path = file_name(level, index["group_coords"][group])
+                path = f"g{number}-{file_name(level, index['group_coords'][group])}"  # a new run: new names
                 names.append(
                     f"~{(number << _GROUP_KEY_BITS) | group}:~{path}.frags:{int(index['group_offset'][group])}:{size}"
                 )

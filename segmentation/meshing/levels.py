@@ -73,7 +73,7 @@ def coarser(children: dict, read, write) -> tuple[np.ndarray, dict]:
             blobs.append(blob)
         sizes = np.array([len(b) for b in blobs], dtype=np.int64)
         parents["nbytes"][start:stop] = sizes
-        parents["offset"][start:stop] = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        parents["offset"][start:stop] = np.cumsum(sizes) - sizes
         write(level, block_keys[start], b"".join(blobs))
         start = stop
     return parent_of, parents

@@ -20,6 +20,7 @@ that box, so no vertex falls outside its node.
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import DracoPy
 import numpy as np
@@ -54,27 +55,40 @@ def zorder(coords: np.ndarray) -> np.ndarray:
     return code
 
 
-def label_files(generation: Generation, label: int) -> tuple[bytes, bytes] | None:
-    """(``<label>.index``, ``<label>``) of one label (None: it has no surface here), made once and kept."""
+def label_files(generation: Generation, label: int) -> tuple[Path, Path] | None:
+    """Paths of ``<label>.index`` and ``<label>`` (None: the label has no surface here), made once and kept."""
     folder = generation.folder / "multilod"
     index_path, data_path = folder / f"{int(label)}.index", folder / f"{int(label)}"
-    try:
-        return index_path.read_bytes(), data_path.read_bytes()
-    except FileNotFoundError:
-        pass
+    if index_path.exists():
+        return index_path, data_path
     made = _make(generation, int(label))
     if made is None:
         return None
     write_atomically(data_path, made[1])  # the data first: an index is never found without its data
     write_atomically(index_path, made[0])
-    return made
+    return index_path, data_path
+
+
+def _groups_of(generation: Generation, label: int) -> np.ndarray:
+    """The chunk fragments (level 0, not empty) of one label: a binary search in a per-run sort."""
+    index = generation.index()
+    by_label = getattr(generation, "_chunk_groups_by_label", None)
+    if by_label is None:
+        level0 = np.flatnonzero((index["group_level"] == 0) & (index["group_nbytes"] > 0))
+        order = level0[np.argsort(index["group_root"][level0], kind="stable")]
+        by_label = (index["group_root"][order], order)
+        generation._chunk_groups_by_label = by_label
+    roots, order = by_label
+    lo, hi = (
+        np.searchsorted(roots, np.uint64(label), side="left"),
+        np.searchsorted(roots, np.uint64(label), side="right"),
+    )
+    return order[lo:hi]
 
 
 def _make(generation: Generation, label: int) -> tuple[bytes, bytes] | None:
     index = generation.index()
-    groups = np.flatnonzero(
-        (index["group_level"] == 0) & (index["group_root"] == np.uint64(label)) & (index["group_nbytes"] > 0)
-    )
+    groups = _groups_of(generation, label)
     if not len(groups):
         return None
     positions = index["group_coords"][groups].astype(np.int64)

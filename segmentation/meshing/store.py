@@ -169,7 +169,7 @@ class Generation:
         roots, sv_group = np.unique(core_roots, return_inverse=True)
         blobs = [meshes.get(int(r), b"") for r in roots.tolist()]
         sizes = np.array([len(b) for b in blobs], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        offsets = (np.cumsum(sizes) - sizes).astype(np.int64)  # where each starts (none for an empty chunk)
         write_atomically(self.fragments_path(name), b"".join(blobs))
         write_atomically(
             self.part_path(name),
@@ -256,8 +256,10 @@ class Generation:
 
     # ---- fragments made after edits ----------------------------------------------
     def dynamic_name(self, coord, supervoxels: np.ndarray) -> str:
-        """The name of the fragment showing ``supervoxels`` (sorted) in one chunk: it says what it shows."""
-        digest = hashlib.blake2b(np.asarray(supervoxels, dtype="<u8").tobytes(), digest_size=8).hexdigest()
+        """The name of the fragment showing ``supervoxels`` (sorted) in one chunk of this run: it says what
+        it shows (another run, with other chunks or settings, names it differently)."""
+        shown = np.asarray(supervoxels, dtype="<u8").tobytes()
+        digest = hashlib.blake2b(shown, digest_size=8, salt=str(self.number).encode()[:16]).hexdigest()
         return f"{MeshGrid.name(coord)}_{digest}"
 
     def dynamic_path(self, name: str, suffix: str) -> Path:

@@ -233,12 +233,13 @@ def _graphene_mesh_file(live, name: str):
     )
 
 
-def _file_answer(path, etag: str):
-    """A file that never changes under its name, whole or one byte range (206; never gzipped)."""
+def _file_answer(path, etag: str, cache: str = IMMUTABLE):
+    """A file, whole or one byte range (206; never gzipped); ``cache``: immutable unless the name can
+    show other bytes later."""
     size = path.stat().st_size
     headers = {
         "Content-Type": "application/octet-stream",
-        "Cache-Control": IMMUTABLE,
+        "Cache-Control": cache,
         "ETag": f'"{etag}"',
         "Accept-Ranges": "bytes",
     }
@@ -284,23 +285,10 @@ def _multilod_file(dataset: str, layer, store, key: str):
     files = multilod.label_files(generation, int(label))
     if files is None:
         return _missing(key)
-    body = files[0] if suffix == "index" else files[1]
-    etag = f"g{generation.number}-{name}"
-    headers = {"Content-Type": "application/octet-stream", "Cache-Control": "no-cache", "ETag": f'"{etag}"'}
-    headers["Accept-Ranges"] = "bytes"
-    parsed = parse_range_header(request.headers.get("Range")) if "Range" in request.headers else None
-    if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
-        if request.if_none_match.contains_weak(etag):
-            return Response(status=304, headers=headers)
-        return Response(body, status=200, headers=headers)
-    bounds = parsed.range_for_length(len(body))
-    if bounds is None:
-        return json_error(
-            416, f"range not satisfiable for {len(body)} bytes", **{"Content-Range": f"bytes */{len(body)}"}
-        )
-    start, stop = bounds
-    headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(body)}"
-    return Response(body[start:stop], status=206, headers=headers)
+    # a label's files keep their names across meshing runs: revalidated (the ETag names the run)
+    return _file_answer(
+        files[0] if suffix == "index" else files[1], etag=f"g{generation.number}-{name}", cache="no-cache"
+    )
 
 
 def _json_answer(document, etag: str | None, cache: str):
