@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+from pathlib import Path
 
 from segmentation.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 
@@ -330,6 +332,7 @@ def cmd_remove_dataset(args, settings):
     from segmentation.meshing import MeshStore
 
     removed["meshes"] = MeshStore(settings.home, args.name).remove()  # made here, from its volume
+    shutil.rmtree(Path(settings.home) / "graphene" / args.name, ignore_errors=True)  # Draco copies of its meshes
     print(json.dumps({"removed": args.name, **removed}))
 
 

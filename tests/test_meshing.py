@@ -186,7 +186,11 @@ def test_meshes_belong_to_their_volume_and_go_with_their_dataset(tubes, capsys):
     other = DatasetMeshes(tubes.home, "tubes", "file:///elsewhere/another-volume")
     assert other.generation is None  # a dataset added again under the name, with another volume
     common = ["--home", str(tubes.home), "--database-url", tubes.database_url]
+    drafts = tubes.home / "graphene" / "tubes"  # Draco copies of legacy meshes, had it any
+    drafts.mkdir(parents=True)
+    (drafts / "72057594037927937.drc").write_bytes(b"DRACO")
     assert main(["remove-dataset", "tubes", "--yes", *common]) == 0
+    assert not drafts.exists()
     assert '"meshes": true' in capsys.readouterr().out
     assert not (tubes.home / "meshes" / "tubes").exists()
 
