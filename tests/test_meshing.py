@@ -233,28 +233,33 @@ def test_a_dataset_without_a_graph_gets_multiresolution_meshes_cloudvolume_reads
     for label in (4, 12):  # each spans 4 chunks (4: x 0-1 and z 0-1; 12: y 0-1 and z 0-1)
         index = client.get(f"{base}/axonlink_meshes/{label}.index").data
         manifest = MultiLevelPrecomputedMeshManifest.from_binary(index, label)  # checks the exact size
-        positions, sizes = manifest.fragment_positions[0], manifest.fragment_offsets[0]
         data = client.get(f"{base}/axonlink_meshes/{label}").data
-        assert sum(int(s) for s in sizes) == len(data) and len(positions) == 4
+        # levels of detail: the chunks (4 of them), then blocks of 2x2x2 and 4x4x4 chunks (the whole grid)
+        assert manifest.num_lods == 3 and list(manifest.lod_scales) == [1, 2, 4]
+        assert [len(p) for p in manifest.fragment_positions] == [4, 1, 1]
+        assert sum(int(s) for sizes in manifest.fragment_offsets for s in sizes) == len(data)
         chunk, origin = np.asarray(manifest.chunk_shape), np.asarray(manifest.grid_origin)
-        vertices, start = [], 0
-        for position, size in zip(positions, sizes):
-            ranged = client.get(
-                f"{base}/axonlink_meshes/{label}", headers={"Range": f"bytes={start}-{start + int(size) - 1}"}
-            )
-            assert ranged.status_code == 206 and ranged.data == data[start : start + int(size)]
-            stored = np.asarray(DracoPy.decode(ranged.data).points, dtype=np.float64).reshape(-1, 3)
-            assert stored.min() >= 0 and stored.max() <= 65535  # integer positions across the node
-            vertices.append((origin + (position + stored / 65535) * chunk) * RESOLUTION)
-            start += int(size)
-        assert shows(np.concatenate(vertices), [label])
+        start = 0
+        for lod, (positions, sizes) in enumerate(zip(manifest.fragment_positions, manifest.fragment_offsets)):
+            node, vertices = chunk * 2**lod, []
+            for position, size in zip(positions, sizes):
+                ranged = client.get(
+                    f"{base}/axonlink_meshes/{label}", headers={"Range": f"bytes={start}-{start + int(size) - 1}"}
+                )
+                assert ranged.status_code == 206 and ranged.data == data[start : start + int(size)]
+                stored = np.asarray(DracoPy.decode(ranged.data).points, dtype=np.float64).reshape(-1, 3)
+                assert stored.min() >= 0 and stored.max() <= 65535  # integer positions across the node
+                vertices.append((origin + (position + stored / 65535) * node) * RESOLUTION)
+                start += int(size)
+            assert shows(np.concatenate(vertices), [label]), lod  # every level shows the whole label
     assert client.get(f"{base}/axonlink_meshes/4").headers["Cache-Control"] == "no-cache"  # a new run may change it
     assert client.get(f"{base}/axonlink_meshes/999.index").status_code == 404
     assert client.get(f"{base}/axonlink_meshes/4.json").status_code == 404
     with BackgroundServer(create_app(settings)) as server:  # a real client, over HTTP
         volume = CloudVolume(f"{server.url}{base}", progress=False)
-        mesh = volume.mesh.get(4)[4]
-        assert shows(np.asarray(mesh.vertices, dtype=np.float64), [4])
+        for lod in (0, 2):
+            mesh = volume.mesh.get(4, lod=lod)[4]
+            assert shows(np.asarray(mesh.vertices, dtype=np.float64), [4]), lod
 
 
 def test_the_roots_view_of_any_moment_shows_built_in_meshes_as_legacy_meshes(tubes):

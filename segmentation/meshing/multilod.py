@@ -3,8 +3,8 @@
 A precomputed segmentation layer whose ``info`` names a mesh directory of this type is shown in
 3D by stock Neuroglancer, label by label, fetching only the fragments in view. The meshing run
 (:mod:`.build`, on the stored labels) already holds one fragment per label per chunk; here those
-become the octree's nodes (one level of detail: the chunks). The files the viewer reads are made
-per label on first request and kept:
+become the octree's nodes, and the run's coarser levels (:mod:`.levels`) its coarser levels of
+detail. The files the viewer reads are made per label on first request and kept:
 
 - ``<label>.index``: chunk shape, grid origin, levels, then per level the nodes' positions (in
   Z-order, z most significant) and their fragments' byte sizes (little-endian, see Neuroglancer's
@@ -69,51 +69,63 @@ def label_files(generation: Generation, label: int) -> tuple[Path, Path] | None:
     return index_path, data_path
 
 
-def _groups_of(generation: Generation, label: int) -> np.ndarray:
-    """The chunk fragments (level 0, not empty) of one label: a binary search in a per-run sort."""
+def _groups_of(generation: Generation, label: int, level: int) -> np.ndarray:
+    """The fragments of one label at one level (0: chunks), a binary search in a per-run sort."""
     index = generation.index()
-    by_label = getattr(generation, "_chunk_groups_by_label", None)
-    if by_label is None:
-        level0 = np.flatnonzero((index["group_level"] == 0) & (index["group_nbytes"] > 0))
-        order = level0[np.argsort(index["group_root"][level0], kind="stable")]
-        by_label = (index["group_root"][order], order)
-        generation._chunk_groups_by_label = by_label
-    roots, order = by_label
-    lo, hi = (
-        np.searchsorted(roots, np.uint64(label), side="left"),
-        np.searchsorted(roots, np.uint64(label), side="right"),
-    )
-    return order[lo:hi]
+    by_label = getattr(generation, "_groups_by_level_and_label", None)
+    if by_label is None:  # (level, label) sorted once per run
+        order = np.lexsort((index["group_root"], index["group_level"]))
+        by_label = (index["group_level"][order].astype(np.int64), index["group_root"][order], order)
+        generation._groups_by_level_and_label = by_label
+    levels, roots, order = by_label
+    lo, hi = np.searchsorted(levels, level, side="left"), np.searchsorted(levels, level, side="right")
+    at = lo + np.searchsorted(roots[lo:hi], np.uint64(label), side="left")
+    stop = lo + np.searchsorted(roots[lo:hi], np.uint64(label), side="right")
+    return order[at:stop]
 
 
 def _make(generation: Generation, label: int) -> tuple[bytes, bytes] | None:
+    """One level of detail per mesh level: the chunks, then blocks of 2×2×2, 4×4×4 … chunks (each
+    block's fragment is its children side by side, so it lies in its node's box and never crosses
+    the planes between its octants, as Neuroglancer's partitioned decoding needs)."""
     index = generation.index()
-    groups = _groups_of(generation, label)
-    if not len(groups):
+    levels = int(index["group_level"].max()) + 1 if len(index["group_level"]) else 1
+    if not len(_groups_of(generation, label, 0)):
         return None
-    positions = index["group_coords"][groups].astype(np.int64)
-    order = np.argsort(zorder(positions), kind="stable")
-    groups, positions = groups[order], positions[order]
     grid = generation.grid
     chunk = np.asarray(grid.chunk, dtype=np.float64)
     origin = np.asarray(grid.lower, dtype=np.float64) + 0.5  # node boxes: chunks shifted by half a voxel
     resolution = np.asarray(grid.resolution, dtype=np.float64)
-    blobs = []
-    for group, position in zip(groups.tolist(), positions):
-        with open(generation.fragments_path(file_name(0, position)), "rb") as handle:
-            handle.seek(int(index["group_offset"][group]))
-            vertices, faces = decode(handle.read(int(index["group_nbytes"][group])))
-        inside = (vertices / resolution - origin - position * chunk) / chunk  # 0 … 1 across the node
-        stored = np.clip(np.rint(inside * _TOP), 0, _TOP).astype(np.uint16)
-        try:
-            blobs.append(DracoPy.encode(stored, faces.astype(np.uint32), quantization_bits=QUANTIZATION_BITS))
-        except Exception:  # noqa: BLE001 — Draco refuses degenerate meshes: an empty node then
-            blobs.append(b"")
-    sizes = [len(b) for b in blobs]
-    count = len(blobs)
+    lod_positions, lod_sizes, blobs = [], [], []
+    for level in range(levels):
+        groups = _groups_of(generation, label, level)
+        positions = index["group_coords"][groups].astype(np.int64)
+        order = np.argsort(zorder(positions), kind="stable")
+        groups, positions = groups[order], positions[order]
+        node = chunk * (1 << level)
+        sizes = []
+        for group, position in zip(groups.tolist(), positions):
+            blob = b""
+            if index["group_nbytes"][group]:
+                with open(generation.fragments_path(file_name(level, position)), "rb") as handle:
+                    handle.seek(int(index["group_offset"][group]))
+                    vertices, faces = decode(handle.read(int(index["group_nbytes"][group])))
+                inside = (vertices / resolution - origin - position * node) / node  # 0 … 1 across the node
+                stored = np.clip(np.rint(inside * _TOP), 0, _TOP).astype(np.uint16)
+                try:
+                    blob = DracoPy.encode(stored, faces.astype(np.uint32), quantization_bits=QUANTIZATION_BITS)
+                except Exception:  # noqa: BLE001 — Draco refuses degenerate meshes: an empty node then
+                    blob = b""
+            blobs.append(blob)
+            sizes.append(len(blob))
+        lod_positions.append(positions)
+        lod_sizes.append(sizes)
     manifest = struct.pack("<3f", *chunk) + struct.pack("<3f", *origin)
-    manifest += struct.pack("<I", 1) + struct.pack("<f", 1.0) + struct.pack("<3f", 0.0, 0.0, 0.0)
-    manifest += struct.pack("<I", count)
-    manifest += np.ascontiguousarray(positions.T, dtype="<u4").tobytes()  # all x, then all y, then all z
-    manifest += np.asarray(sizes, dtype="<u4").tobytes()
+    manifest += struct.pack("<I", levels)
+    manifest += struct.pack(f"<{levels}f", *(float(1 << level) for level in range(levels)))
+    manifest += struct.pack(f"<{3 * levels}f", *([0.0] * 3 * levels))
+    manifest += struct.pack(f"<{levels}I", *(len(p) for p in lod_positions))
+    for positions, sizes in zip(lod_positions, lod_sizes):
+        manifest += np.ascontiguousarray(positions.reshape(-1, 3).T, dtype="<u4").tobytes()  # x…, y…, z…
+        manifest += np.asarray(sizes, dtype="<u4").tobytes()
     return manifest, b"".join(blobs)
