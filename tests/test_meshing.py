@@ -10,7 +10,7 @@ import pytest
 
 from segmentation import db
 from segmentation.datasets import Datasets
-from segmentation.graph import Graph
+from segmentation.graph import Graph, ingest_dataset
 from segmentation.meshing import DatasetMeshes, mesh_dataset
 from segmentation.meshing import build as build_module
 from segmentation.meshing.surfaces import decode
@@ -260,6 +260,13 @@ def test_a_dataset_without_a_graph_gets_multiresolution_meshes_cloudvolume_reads
         for lod in (0, 2):
             mesh = volume.mesh.get(4, lod=lod)[4]
             assert shows(np.asarray(mesh.vertices, dtype=np.float64), [4]), lod
+    # given a graph later, the graph's views ignore meshes of stored labels until it is meshed again
+    ingest_dataset(settings.database_url, "labels", progress=False)
+    client = create_app(settings).test_client()
+    assert "mesh" not in client.get("/segmentation/table/labels/info").get_json()
+    mesh_dataset(settings.database_url, settings.home, "labels", chunk=MESH_CHUNK, progress=False)
+    DatasetMeshes.of(settings.home, "labels", url)._checked = -float("inf")  # no waiting for the recheck
+    assert client.get("/segmentation/table/labels/info").get_json()["mesh"] == "graphene_meshes"
 
 
 def test_the_roots_view_of_any_moment_shows_built_in_meshes_as_legacy_meshes(tubes):

@@ -68,9 +68,16 @@ class DatasetMeshes:
                     self._generation, self._manifests = current, {}
         return self._generation
 
-    def manifest(self, root: int, supervoxels: np.ndarray) -> list[str] | None:
-        """Fragment names showing root ``root`` (its supervoxels given); None without meshes."""
+    @property
+    def of_roots(self) -> Generation | None:
+        """The generation in use when it shows a graph's roots (a dataset meshed before it had a
+        graph shows its stored labels: no use to the graph's views until meshed again)."""
         generation = self.generation
+        return generation if generation is not None and generation.shows_roots else None
+
+    def manifest(self, root: int, supervoxels: np.ndarray) -> list[str] | None:
+        """Fragment names showing root ``root`` (its supervoxels given); None without meshes of roots."""
+        generation = self.of_roots
         if generation is None:
             return None
         names = self._manifests.get(int(root))
@@ -88,8 +95,7 @@ class DatasetMeshes:
         source, which reads each name whole: what the roots view of a moment (share links that open
         as it was) shows in 3D."""
         names = self.manifest(root, supervoxels)
-        generation = self._generation
-        if names is None or generation is None:
+        if names is None:
             return None
         legacy = []
         for name in names:

@@ -146,7 +146,7 @@ def cg_info(table):
             "verify_mesh": False,
         }
     )
-    built_in = meshes_of(table).generation is not None
+    built_in = meshes_of(table).of_roots is not None
     if info.get("mesh") or built_in:  # built-in meshes, or legacy ones served to the graphene source as Draco
         info["mesh"] = meshes.MESH_DIR
     else:

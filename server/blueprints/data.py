@@ -115,7 +115,7 @@ def _live_file(live, key: str, moment, view: str):
     built_in = None
     if view != SUPERVOXELS and not live.mesh_dir and (key == "info" or key.startswith(f"{LEGACY_DIR}/")):
         built_in = meshes_of(live.graph.dataset)  # shown in the roots view when the layer has no meshes
-        if built_in.generation is None or not built_in.generation.shows_roots:
+        if built_in.of_roots is None:
             built_in = None
     if key == "info":
         info = live.info()

@@ -37,7 +37,7 @@ def mesh_manifest(table, node_spec):
     node = int(match.group(1))
     graph = graph_for(table)
     built_in = meshes_of(table)
-    generation = built_in.generation
+    generation = built_in.of_roots
     if generation is None:  # legacy fragments: the manifest of a root never changes
         etag, cache = f"manifest-{node}", IMMUTABLE
     else:  # until a new meshing run is published
