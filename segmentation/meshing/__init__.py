@@ -1,4 +1,6 @@
-"""Built-in meshes: every dataset with a graph gets 3D, one fragment per root per chunk.
+"""Built-in meshes: every dataset gets 3D. With a graph, one fragment per root per chunk (and per
+block of chunks above) for the graphene source and the roots view; without one, Neuroglancer
+multi-resolution meshes of the stored labels (:mod:`~segmentation.meshing.multilod`).
 
 :func:`~segmentation.meshing.build.mesh_dataset` (``axonlink mesh NAME``) meshes a dataset;
 :class:`DatasetMeshes` is what the server asks: a root's manifest
