@@ -20,6 +20,7 @@ from tests.meshing_helpers import (
     MESH_CHUNK,
     OFFSET,
     RESOLUTION,
+    SHAPE,
     TUBES,
     manifest_of,
     meshes_of,
@@ -317,3 +318,55 @@ def test_a_new_run_names_its_fragments_anew_so_no_cache_keeps_old_bytes(tubes):
     base = "/data/tubes@supervoxels/segmentation/graphene_meshes/initial"
     assert client.get(f"{base}/{first[0].split(':')[1][1:]}").status_code == 404  # the old run's file
     assert shows(vertices_of(meshes, second), range(1, 8))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the volume's format is what varies
+@pytest.mark.parametrize(
+    "dtype, encoding, sharded",
+    [
+        ("uint64", "compressed_segmentation", True),
+        ("uint16", "raw", True),
+        ("uint8", "raw", False),
+        ("uint32", "compressed_segmentation", False),
+    ],
+)
+def test_any_label_type_encoding_and_sharding_is_meshed(settings, small_volumes, tmp_path, dtype, encoding, sharded):
+    """What labs store: uint8/16/64 labels, compressed_segmentation or raw, sharded or not (CloudVolume
+    reads them all); each label's multi-resolution mesh lies on its voxels."""
+    from cloudvolume.datasource.precomputed.mesh.multilod import MultiLevelPrecomputedMeshManifest
+
+    from segmentation.precomputed import write_layer
+    from server import create_app
+
+    db.upgrade(settings.database_url)
+    labels = np.zeros(SHAPE, dtype=dtype)
+    labels[:, 10:20, 2:14] = 3
+    labels[30:, 30:42, 6:20] = 200
+    # odd chunks that tile the volume: CloudVolume cannot read back sharded raw edge chunks it wrote
+    url = write_layer(tmp_path / "seg", [labels], "segmentation", encoding, RESOLUTION, (14, 13, 8), sharded=sharded)
+    Datasets(settings.database_url).add("kinds", image=small_volumes["image"], segmentation=url)
+    summary = mesh_dataset(settings.database_url, settings.home, "kinds", chunk=MESH_CHUNK, progress=False)
+    assert summary["fragments"] > 0
+    client = create_app(settings).test_client()
+    base = "/data/kinds/segmentation/axonlink_meshes"
+    for label, low, high in ((3, [0, 10, 2], [70, 20, 14]), (200, [30, 30, 6], [70, 42, 20])):
+        manifest = MultiLevelPrecomputedMeshManifest.from_binary(client.get(f"{base}/{label}.index").data, label)
+        data = client.get(f"{base}/{label}").data
+        sizes = manifest.fragment_offsets[0]
+        chunk, origin = np.asarray(manifest.chunk_shape), np.asarray(manifest.grid_origin)
+        vertices, start = [], 0
+        for position, size in zip(manifest.fragment_positions[0], sizes):
+            stored = np.asarray(decode_points(data[start : start + int(size)]), dtype=np.float64)
+            vertices.append((origin + (position + stored / 65535) * chunk) * RESOLUTION)
+            start += int(size)
+        vertices = np.concatenate(vertices)
+        slack = 40 + RESOLUTION / 2  # simplified at 40 nm; at the volume's edge, voxel centres
+        assert (vertices >= np.asarray(low) * RESOLUTION - slack).all(), label
+        assert (vertices <= np.asarray(high) * RESOLUTION + slack).all(), label
+        assert (vertices.max(axis=0) - vertices.min(axis=0) >= (np.asarray(high) - low) * RESOLUTION / 2).all()
+
+
+def decode_points(data: bytes) -> np.ndarray:
+    import DracoPy
+
+    return np.asarray(DracoPy.decode(data).points).reshape(-1, 3)
