@@ -9,8 +9,9 @@ Under ``<home>/meshes/<dataset>/<generation>/`` (a generation is one meshing run
   ``initial/L<level>_<x>_<y>_<z>.frags``: the same per block of the coarser levels (:mod:`.levels`);
 - ``parts/<x>_<y>_<z>.npz``: what a chunk's run found (written after its ``.frags``; a rerun
   skips chunks that have one);
-- ``index.npz``: all parts in one (written last): for each supervoxel the chunks it is in and, at
-  every level, the fragment ("group": one root of the run within one chunk or block) showing it;
+- ``index/``: all parts in one (written last, one ``.npy`` per array, memory-mapped by servers): for
+  each supervoxel the chunks it is in and, at every level, the fragment ("group": one root of the
+  run within one chunk or block) showing it;
 - ``dynamic/``: fragments made after edits, named by chunk and a hash of the supervoxels they show.
 
 ``current`` (a file beside the generations) names the complete generation in use. Everything is
@@ -222,9 +223,8 @@ class Generation:
             tables.append(parents)
         entry_groups = np.stack(entry_groups, axis=1)
         total = first[-1] + len(tables[-1]["root"])
-        write_atomically(
-            self.folder / "index.npz",
-            _npz_bytes(
+        self._write_index(
+            dict(
                 svs=unique,
                 indptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
                 entry_chunk=entry_chunk,
@@ -236,9 +236,22 @@ class Generation:
                 group_offset=np.concatenate([t["offset"] for t in tables]),
                 group_nbytes=np.concatenate([t["nbytes"] for t in tables]),
                 group_svcount=np.bincount(entry_groups.ravel(), minlength=total).astype(np.int32),
-            ),
+            )
         )
         self.write_document({**self.document(), "levels": len(tables) - 1, "complete": True})
+
+    def _write_index(self, arrays: dict) -> None:
+        """One ``.npy`` per array in ``index/``, moved into place whole: every server process maps them
+        read-only, so the operating system shares their pages (as with a graph's base)."""
+        import shutil
+
+        staging = self.folder / "index.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for name, array in arrays.items():
+            np.save(staging / f"{name}.npy", np.ascontiguousarray(array))
+        shutil.rmtree(self.folder / "index", ignore_errors=True)
+        os.replace(staging, self.folder / "index")
 
     def _read_fragment(self, level: int, coords, offset: int, nbytes: int) -> bytes:
         with open(self.fragments_path(file_name(level, coords)), "rb") as handle:
@@ -249,9 +262,10 @@ class Generation:
         write_atomically(self.fragments_path(file_name(level, coords)), data)
 
     def index(self) -> dict[str, np.ndarray]:
+        """The index arrays, memory-mapped read-only."""
         if self._index is None:
-            with np.load(self.folder / "index.npz") as loaded:
-                self._index = {name: loaded[name] for name in _INDEX_ARRAYS}
+            folder = self.folder / "index"
+            self._index = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _INDEX_ARRAYS}
         return self._index
 
     # ---- fragments made after edits ----------------------------------------------
