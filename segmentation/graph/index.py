@@ -527,7 +527,7 @@ class GraphIndex:
     def _compute_components(self, edge_changes):
         old_roots = self.plan_toggle(edge_changes)
         if all(active for _, _, active in edge_changes):
-            return old_roots, self._joined_components(edge_changes, old_roots)
+            return old_roots, self._joined_components(edge_changes)
         members = np.concatenate([self.members(r) for r in old_roots])
         saved = self._set_edges(edge_changes)
         try:
@@ -607,26 +607,13 @@ class GraphIndex:
         area[in_base] = self.base.area[edges[in_base]]
         return area
 
-    def _joined_components(self, edge_changes, old_roots) -> list[np.ndarray]:
+    def _joined_components(self, edge_changes) -> list[np.ndarray]:
         """Only edges switched on: the result is the touched roots joined by them (no graph search)."""
-        group = {root: root for root in old_roots}
-
-        def find(root):
-            while group[root] != root:
-                group[root] = group[group[root]]
-                root = group[root]
-            return root
-
-        for a, b, _ in edge_changes:
-            ra, rb = (find(int(r)) for r in self.roots([a, b]))
-            group[ra] = rb
-        joined: dict[int, list[np.ndarray]] = {}
-        for root in old_roots:
-            joined.setdefault(find(root), []).append(self.members(root))
         # members are sorted runs: timsort ("stable") merges them in linear time
-        components = [np.sort(np.concatenate(parts), kind="stable") for parts in joined.values()]
-        components.sort(key=lambda c: int(c[0]))
-        return components
+        return [
+            np.sort(np.concatenate([self.members(root) for root in roots]), kind="stable")
+            for roots in self._join_groups(edge_changes)
+        ]
 
     def _edge_index(self, i: int, j: int) -> int | None:
         """The number of the edge between positions i and j, or None."""
