@@ -105,15 +105,20 @@ class LiveSegmentation:
                 self._remember(cache_key, entry)
                 return version, encoded
 
+        made = {"version": 0 if now else seq}  # a chunk of background alone depends on no edit
+
         def to_roots(unique):
             sv_index = self._supervoxel_index(unique)
-            return sv_index, self.graph.roots_at_positions(sv_index, seq)
+            roots = self.graph.roots_at_positions(sv_index, seq)
+            if now:  # the version of these very roots: an edit applied meanwhile must not lend it its own
+                made["version"] = self.graph.newest_made(roots)
+            return sv_index, roots
 
         computed = self._compute_chunk(key, to_roots)
         if computed is None:
             return None
         sv_index, encoded = computed
-        version = self.graph.last_change(sv_index) if now else seq
+        version = made["version"] if now else seq
         self._remember(cache_key, (version, sv_index, encoded))
         return version, encoded
 

@@ -64,23 +64,22 @@ class RootChanges:
         if self._slots == len(self._slot_root):
             self._slot_root = np.concatenate([self._slot_root, np.zeros(len(self._slot_root), dtype=np.uint64)])
             self._slot_seq = np.concatenate([self._slot_seq, np.zeros(len(self._slot_seq), dtype=np.int64)])
+        # readers do not lock: what they read first (the slot count, the list of runs) is published
+        # last, so a lookup made meanwhile sees this edit whole or not at all
         slot = self._slots
-        self._slots += 1
         self._slot_root[slot], self._slot_seq[slot] = root, seq
+        self._slots = slot + 1
         self._slot[positions] = slot
         keys = (np.asarray(positions, dtype=np.uint64) << np.uint64(SEQ_BITS)) | np.uint64(slot)
-        self._runs.append(keys)
+        runs = [*self._runs, keys]  # a new list: a reader keeps iterating the one it took
         self.entries += len(keys)
-        while (
-            len(self._runs) > 1
-            and len(self._runs[-2]) <= 2 * len(self._runs[-1])
-            and len(self._runs[-2]) + len(self._runs[-1]) <= MAX_RUN
-        ):
+        while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]) and len(runs[-2]) + len(runs[-1]) <= MAX_RUN:
             # two sorted runs: timsort merges them in linear time, galloping through the long
             # stretches an edit's positions (a neuron's supervoxels) make
-            merged = np.concatenate(self._runs[-2:])
+            merged = np.concatenate(runs[-2:])
             merged.sort(kind="stable")
-            self._runs[-2:] = [merged]
+            runs[-2:] = [merged]
+        self._runs = runs
 
     def _as_history(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Slot keys as (position << 32 | operation, root): the form a base's history is stored in."""
@@ -180,10 +179,11 @@ class RootChanges:
         seqs = np.zeros(len(positions), dtype=np.int64)
         # the newest slot made by operation ``seq`` or before (slots are numbered in operation order)
         last_slot = int(np.searchsorted(self._slot_seq[1 : self._slots], max(seq, 0), side="right"))
-        if self._runs and last_slot > 0:
+        runs = self._runs  # the list of now (an edit publishes a new one)
+        if runs and last_slot > 0:
             wanted = (positions << np.uint64(SEQ_BITS)) | np.uint64(last_slot)
             best = np.zeros(len(positions), dtype=np.uint64)  # the best key found (0: none yet)
-            for keys in self._runs:
+            for keys in runs:
                 at = np.searchsorted(keys, wanted, side="right") - 1
                 ok = at >= 0
                 key = keys[np.maximum(at, 0)]

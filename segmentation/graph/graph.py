@@ -292,6 +292,10 @@ class Graph:
         """The newest operation that gave any of the supervoxels at ``positions`` a new root."""
         return self.index.last_change(positions)
 
+    def newest_made(self, roots: np.ndarray) -> int:
+        """The newest operation that made any of ``roots``: the moment an answer made of them is of."""
+        return self.index.newest_made(roots)
+
     def leaves(self, root: int, bounds=None) -> np.ndarray:
         """Supervoxels of a root; with ``bounds`` ((x0, x1), (y0, y1), (z0, z1) voxels) only those touching it."""
         self.sync()

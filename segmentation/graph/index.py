@@ -154,9 +154,11 @@ class GraphIndex:
         """The last operation that gave any of these supervoxels (dense indices) a new root: the one
         that made the newest of their roots (each operation that changes a root makes a new one)."""
         idx = np.asarray(idx, dtype=np.int64)
-        if not len(idx):
-            return 0
-        return int(self._joins.created(self.roots_by_index(idx)).max())
+        return self.newest_made(self.roots_by_index(idx)) if len(idx) else 0
+
+    def newest_made(self, roots: np.ndarray) -> int:
+        """The newest operation that made any of ``roots`` (0: all there at ingest)."""
+        return int(self._joins.created(roots).max()) if len(roots) else 0
 
     def roots_by_index(self, idx: np.ndarray, seq: int | None = None) -> np.ndarray:
         """Like :meth:`roots`, for dense indices."""
@@ -167,13 +169,13 @@ class GraphIndex:
         else:
             edited = self._changes.edited(idx)
         if edited.any():
-            at = NEWEST if seq is None or seq >= self.seq else seq
-            found, changed, _ = self._changes.lookup(idx[edited], at)
+            # a moment is asked as such even when it is the newest read here: an edit being applied
+            # meanwhile must not show in it (the changes tell their own newest operation)
+            found, changed, _ = self._changes.lookup(idx[edited], NEWEST if seq is None else seq)
             subset = roots[edited]
             subset[found] = changed[found]
             roots[edited] = subset
-        if self._joins.any:  # then through the merges since
-            roots = self._joins.resolve(roots, seq)
+        roots = self._joins.resolve(roots, seq)  # then through the merges since
         return roots
 
     def members(self, root: int) -> np.ndarray:
@@ -489,9 +491,9 @@ class GraphIndex:
             if len(components) != len(new_roots):
                 raise GraphError(f"operation {seq} yields {len(components)} roots but recorded {len(new_roots)}")
             for new_root, comp in zip(new_roots, components):
+                self._joins.made(new_root, seq)  # first: a reader that finds the new root finds when it was made
                 self._changes.add(comp, seq, new_root)
                 self._members[new_root] = comp.astype(self._position_dtype)  # int32 below 2^31: half the memory
-                self._joins.made(new_root, seq)
             for root in old_roots:
                 self._joins.cut(root)
         self._record_lineage(old_roots, new_roots, seq)

@@ -52,11 +52,6 @@ class RootJoins:
         self._members_held = 0
         self._lock = threading.Lock()  # the memos above (jumps, members) are shared by request threads
 
-    @property
-    def any(self) -> bool:
-        """Whether any root was joined (else lookups need no forward step)."""
-        return bool(self._forward)
-
     def is_joined(self, root: int) -> bool:
         return int(root) in self.joined_from
 

@@ -190,9 +190,7 @@ def _built_in_legacy_file(live, built_in, name: str):
         etag = f"legacy-manifest-{node}-g{built_in.generation.number}"
         return _json_answer({"fragments": names}, etag=etag, cache="no-cache")
     body = built_in.legacy_fragment(name)
-    if body is None:
-        return _missing(f"{LEGACY_DIR}/{name}")
-    return Response(body, status=200, headers={"Content-Type": "application/octet-stream", "Cache-Control": IMMUTABLE})
+    return _missing(f"{LEGACY_DIR}/{name}") if body is None else _immutable_bytes(body, name)
 
 
 def _graphene_mesh_file(live, name: str):
@@ -209,13 +207,7 @@ def _graphene_mesh_file(live, name: str):
         return _file_answer(path, etag=f"{path.parent.parent.name}-{fragment}")
     if folder == "dynamic" and not fragment.isdigit():
         body = meshes_of(live.graph.dataset).dynamic_fragment(fragment)
-        if body is None:
-            return _missing(f"{meshes.MESH_DIR}/{name}")
-        return Response(
-            body,
-            status=200,
-            headers={"Content-Type": "application/octet-stream", "Cache-Control": IMMUTABLE, "ETag": f'"{fragment}"'},
-        )
+        return _missing(f"{meshes.MESH_DIR}/{name}") if body is None else _immutable_bytes(body, fragment)
     if folder != "dynamic" or not 0 < int(fragment) < 2**64:
         return _missing(f"{meshes.MESH_DIR}/{name}")
     supervoxel = int(fragment)
@@ -224,13 +216,13 @@ def _graphene_mesh_file(live, name: str):
         return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": IMMUTABLE})
     home = current_app.config["AXONLINK_SETTINGS"].home
     body = meshes.fragments_of(live, home).fragment(supervoxel) if live.graph.has_supervoxel(supervoxel) else None
-    if body is None:
-        return _missing(f"{meshes.MESH_DIR}/{name}")
-    return Response(
-        body,
-        status=200,
-        headers={"Content-Type": "application/octet-stream", "Cache-Control": IMMUTABLE, "ETag": f'"{etag}"'},
-    )
+    return _missing(f"{meshes.MESH_DIR}/{name}") if body is None else _immutable_bytes(body, etag)
+
+
+def _immutable_bytes(body: bytes, etag: str):
+    """Bytes that never change under their name (a fragment), with their ETag."""
+    headers = {"Content-Type": "application/octet-stream", "Cache-Control": IMMUTABLE, "ETag": f'"{etag}"'}
+    return Response(body, status=200, headers=headers)
 
 
 def _file_answer(path, etag: str, cache: str = IMMUTABLE):
