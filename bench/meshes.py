@@ -12,8 +12,10 @@ filler neurons around them, with a supervoxel→neuron table as agglomeration. M
   names (byte ranges of chunk files), six at a time as a browser does per host: requests, bytes and
   wall time, against ``axonlink serve --workers W``
 - merge → manifest: post a merge, then ask the merged root's manifest (p50, p99)
-- split → both halves fully meshed: post a split, then fetch both halves' manifests and every
-  fragment they name, fragments made for the cut chunks included (p50)
+- split → both halves shown: post a split, then fetch both halves' manifests and every fragment
+  they name (the cut chunks by quick unsimplified twins while their new fragments are being made), and
+  split → both halves fully meshed: until their manifests list the new fragments (the switch: asked
+  every 20 ms), and every fragment those name (p50, p99)
 
     python -m bench.meshes [--workers 4] [--mesh-workers 2] [--mesh-chunk X,Y,Z]
                            [--igneous /work/.venv-igneous/bin/igneous | none]
@@ -86,12 +88,18 @@ def neuron_volume(branches_big: int = 96, branches_small: int = 5, radius: int =
     return labels, np.array(table, dtype=np.uint64), examples
 
 
-def fetch_neuron(url: str, table: str, root: int, data_dir: str) -> tuple[int, int]:
-    """What the graphene source does for one neuron: (requests, bytes)."""
-    with urllib.request.urlopen(
-        f"{url}/meshing/api/v1/table/{table}/manifest/{root}:0?verify=1&prepend_seg_ids=1"
-    ) as r:
-        names = json.load(r)["fragments"]
+def fetch_neuron(url: str, table: str, root: int, data_dir: str, settled: bool = False) -> tuple[int, int]:
+    """What the graphene source does for one neuron: (requests, bytes); ``settled``: ask its manifest
+    again until it lists no quick twin, before fetching the fragments."""
+    while True:
+        with urllib.request.urlopen(
+            f"{url}/meshing/api/v1/table/{table}/manifest/{root}:0?verify=1&prepend_seg_ids=1"
+        ) as r:
+            names = json.load(r)["fragments"]
+            quick = r.headers.get("ETag", "").endswith('-quick"')
+        if not (settled and quick):
+            break
+        time.sleep(0.02)
 
     def get(name: str) -> int:
         _, _, rest = name[1:].partition(":")
@@ -229,16 +237,24 @@ def main() -> int:
                 with urllib.request.urlopen(f"{url}/meshing/api/v1/table/bench/manifest/{merged}:0") as response:
                     json.load(response)
                 merge_s.append(time.perf_counter() - started)
-            split_s = []
+            request_s, shown_s, split_s, shown_requests = [], [], [], []
             for bottom, top in fillers[2 * args.edits : 3 * args.edits]:
                 started = time.perf_counter()
                 post(f"{base}/split", {"sources": [[sv(bottom), 0, 0, 0]], "sinks": [[sv(top), 0, 0, 0]]}, token)
-                for half in (graph.root(sv(bottom)), graph.root(sv(top))):
-                    fetch_neuron(url, "bench", half, data_dir)
+                request_s.append(time.perf_counter() - started)
+                halves = (graph.root(sv(bottom)), graph.root(sv(top)))
+                shown_requests.append(sum(fetch_neuron(url, "bench", half, data_dir)[0] for half in halves))
+                shown_s.append(time.perf_counter() - started)
+                for half in halves:
+                    fetch_neuron(url, "bench", half, data_dir, settled=True)
                 split_s.append(time.perf_counter() - started)
             figures.update(
                 merge_to_manifest_p50_ms=pct(merge_s, 50),
                 merge_to_manifest_p99_ms=pct(merge_s, 99),
+                split_request_p50_ms=pct(request_s, 50),
+                split_to_shown_p50_ms=pct(shown_s, 50),
+                split_to_shown_p99_ms=pct(shown_s, 99),
+                split_shown_requests_p50=int(np.median(shown_requests)),
                 split_to_meshed_p50_ms=pct(split_s, 50),
                 split_to_meshed_p99_ms=pct(split_s, 99),
             )

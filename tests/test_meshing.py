@@ -15,6 +15,7 @@ from segmentation.meshing import DatasetMeshes, mesh_dataset
 from segmentation.meshing import build as build_module
 from segmentation.meshing.surfaces import decode
 from server.cli import main
+from tests.helpers import proofreader_token
 from tests.meshing_helpers import (
     EXACT,
     MESH_CHUNK,
@@ -66,10 +67,25 @@ def test_a_merge_lists_both_roots_fragments_and_a_split_remeshes_only_the_chunks
     piece = int(graph.root(sv(1)))
     rest = int(graph.root(sv(4)))
     assert piece != rest
+    # at once: the cut chunks are listed by quick twins (unsimplified, made on request) …
+    piece_first = meshes.manifest_state(piece, graph.leaves(piece))
+    rest_first = meshes.manifest_state(rest, graph.leaves(rest))
+    assert piece_first[1] is False and rest_first[1] is False  # not settled: being made in the background
+    quick = [n for n in piece_first[0] + rest_first[0] if ":~" not in n]
+    assert quick and all(n.endswith("q") for n in quick)
+    assert {n.split(":")[1].rsplit("_", 1)[0] for n in quick} <= {"0_0_0", "0_0_1"}
+    piece_vertices = vertices_of(meshes, piece_first[0])
+    assert shows(piece_vertices, [1, 2, 3]) and not shows(piece_vertices, [4, 5])
+    assert shows(vertices_of(meshes, rest_first[0]), [4, 5, 6, 7, 11, 17])
+    # … then, once made in the background, by the simplified fragments (the switch)
+    assert meshes.settle()
     piece_names, rest_names = manifest_of(meshes, graph, piece), manifest_of(meshes, graph, rest)
+    assert meshes.manifest_state(piece, graph.leaves(piece))[1] is True
     made_after = [n for n in piece_names + rest_names if ":~" not in n]
-    assert made_after  # the cut chunks: x 0-32 holds supervoxels 1-3 and 4 of neuron a
+    assert made_after and not any(n.endswith("q") for n in made_after)
+    assert sorted(f"~{n[1:].split(':')[0]}q:{n.split(':')[1]}q" for n in made_after) == sorted(quick)  # same chunks
     assert {n.split(":")[1].rsplit("_", 1)[0] for n in made_after} <= {"0_0_0", "0_0_1"}
+    assert not any(int(n[1:].split(":")[0]) & (1 << 39) for n in piece_names + rest_names if ":~" in n)
     stored = set(piece_names + rest_names) - set(made_after)
     # elsewhere stored fragments: neuron b's whole (top level), the level-1 block of chunks x 2, chunks x 1
     assert sorted(n.split(":")[1] for n in stored) == [
@@ -81,12 +97,14 @@ def test_a_merge_lists_both_roots_fragments_and_a_split_remeshes_only_the_chunks
     piece_vertices = vertices_of(meshes, piece_names)
     assert shows(piece_vertices, [1, 2, 3]) and not shows(piece_vertices, [5])
     assert shows(vertices_of(meshes, rest_names), [4, 5, 6, 7, 11, 17])
-    assert len(list(generation.folder.joinpath("dynamic").glob("*.drc"))) == len(made_after)
+    made = [p.name for p in generation.folder.joinpath("dynamic").glob("*.drc")]
+    assert len([n for n in made if not n.endswith("q.drc")]) == len(made_after)  # (a quick twin asked after its
+    assert len([n for n in made if n.endswith("q.drc")]) <= len(made_after)  # simplified one is made: that one)
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tubes, monkeypatch):
     calls = {"n": 0}
-    real = build_module.mesh_labels
+    real = build_module.mesh_chunk
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -94,11 +112,11 @@ def test_an_interrupted_run_resumes_where_it_stopped(tubes, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(build_module, "mesh_labels", failing)
+    monkeypatch.setattr(build_module, "mesh_chunk", failing)
     with pytest.raises(KeyboardInterrupt):
         mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False)
     assert meshes_of(tubes).generation is None  # nothing half-done in use
-    monkeypatch.setattr(build_module, "mesh_labels", real)
+    monkeypatch.setattr(build_module, "mesh_chunk", real)
     summary = mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False)
     assert summary["generation"] == 1 and summary["chunks_meshed"] == 12 - 4
     again = mesh_dataset(
@@ -149,9 +167,33 @@ def test_the_graphene_routes_serve_manifests_byte_ranges_and_fragments_made_afte
     for bad in (*bad_names, "dynamic/0_0_0_0123456789abcdef", "dynamic/x"):
         assert client.get(f"{base}/{bad}").status_code in (400, 404), bad  # never a file outside the run
 
-    graph.split([sv(1), sv(2), sv(3)], [sv(4)], user="p")
+    # a split through the route: the cut chunks' new fragments are made in the background from then on;
+    # until made, the manifest lists their quick twins (made on request), then switches
+    token = proofreader_token(tubes.database_url, "tubes")
+    split = client.post(
+        "/segmentation/api/v1/table/tubes/split",
+        json={"sources": [[sv(k), 0, 0, 0] for k in (1, 2, 3)], "sinks": [[sv(4), 0, 0, 0]]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert split.status_code == 200, split.data
     piece = int(graph.root(sv(1)))
-    names = client.get(f"/meshing/api/v1/table/tubes/manifest/{piece}:0").get_json()["fragments"]
+    manifest_url = f"/meshing/api/v1/table/tubes/manifest/{piece}:0"
+    first = client.get(manifest_url)
+    meshes = DatasetMeshes.of(tubes.home, "tubes", Datasets(tubes.database_url).get("tubes").layer("segmentation").url)
+    if first.headers["ETag"].endswith('-quick"'):  # (made already, on a fast machine: no quick twin to see)
+        quick = [n.partition(":")[2] for n in first.get_json()["fragments"] if n.endswith("q")]
+        assert quick  # (another cut chunk may be made already)
+        for rest in quick:
+            fragment = client.get(f"{base}/dynamic/{rest}")
+            assert fragment.status_code == 200 and len(decode(fragment.data)[0])
+    assert meshes.settle()
+    switched = client.get(manifest_url, headers={"If-None-Match": first.headers["ETag"]})
+    if first.headers["ETag"].endswith('-quick"'):
+        assert switched.status_code == 200 and not switched.headers["ETag"].endswith('-quick"')
+    else:
+        assert switched.status_code == 304
+        switched = first
+    names = switched.get_json()["fragments"]
     made = [n.partition(":")[2] for n in names if ":~" not in n]
     assert made
     for rest in made:

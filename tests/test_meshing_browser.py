@@ -59,13 +59,14 @@ def _panel_change(page) -> float:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_stock_viewer_shows_built_in_meshes_and_the_pieces_of_a_split(browser, tubes):
+    from segmentation.datasets import Datasets
     from segmentation.graph import Graph
-    from segmentation.meshing import mesh_dataset
+    from segmentation.meshing import DatasetMeshes, mesh_dataset
     from server.runner import BackgroundServer
 
     mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, progress=False)
     graph = Graph.open(tubes.database_url, "tubes")
-    graph.split([sv(1), sv(2), sv(3)], [sv(4)], user="p")  # chunks on the cut get fragments made on request
+    graph.split([sv(1), sv(2), sv(3)], [sv(4)], user="p")  # the chunks on the cut need new fragments
     pieces = sorted({int(graph.root(sv(1))), int(graph.root(sv(4)))})
     recording = RecordingServer(tubes)
     with BackgroundServer(recording.app) as server:
@@ -83,16 +84,34 @@ def test_the_stock_viewer_shows_built_in_meshes_and_the_pieces_of_a_split(browse
             for piece in pieces:
                 assert wait_until(page, lambda: asked(f"/manifest/{piece}:0"), 30), piece
             mesh_files = "/data/tubes@supervoxels/segmentation/graphene_meshes/"
+            # first the cut chunks' quick twins (unsimplified, made on request), the rest stored fragments
             assert wait_until(page, lambda: asked(mesh_files + "initial/") and asked(mesh_files + "dynamic/"), 30)
             page.wait_for_function("window.viewer.isReady()", timeout=30_000)
             page.wait_for_timeout(1500)
             fragments = asked(mesh_files)
             assert {s for _, s in asked(mesh_files + "initial/")} <= {206, 200, 304}, fragments
             assert {s for _, s in asked(mesh_files + "dynamic/")} == {200}, fragments
+            assert all(p.endswith("q") for p, _ in asked(mesh_files + "dynamic/")), fragments
             assert not [(p, s) for p, s in recording.requests if s >= 400 and "favicon" not in p]
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOTS / "built-in-meshes-after-split.png"))
+            page.screenshot(path=str(SCREENSHOTS / "built-in-meshes-after-split-quick.png"))
             assert _panel_change(page) > 0.01  # the tubes are drawn
+
+            # then the switch: made in the background, the cut chunks' new fragments are what a viewer gets
+            url = Datasets(tubes.database_url).get("tubes").layer("segmentation").url
+            assert DatasetMeshes.of(tubes.home, "tubes", url).settle()
+            recording.requests.clear()
+            page.reload()
+            page.wait_for_function("typeof window.viewer !== 'undefined' && window.viewer.isReady()", timeout=30_000)
+            assert wait_until(page, lambda: asked(mesh_files + "dynamic/"), 30)
+            page.wait_for_function("window.viewer.isReady()", timeout=30_000)
+            page.wait_for_timeout(1500)
+            fragments = asked(mesh_files)
+            assert {s for _, s in asked(mesh_files + "dynamic/")} == {200}, fragments
+            assert not any(p.endswith("q") for p, _ in asked(mesh_files + "dynamic/")), fragments  # switched
+            assert not [(p, s) for p, s in recording.requests if s >= 400 and "favicon" not in p]
+            page.screenshot(path=str(SCREENSHOTS / "built-in-meshes-after-split.png"))
+            assert _panel_change(page) > 0.01
             assert not [e for e in errors if "mesh" in e.lower() or "draco" in e.lower()], errors
         finally:
             context.close()

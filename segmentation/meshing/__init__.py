@@ -5,7 +5,9 @@ multi-resolution meshes of the stored labels (:mod:`~segmentation.meshing.multil
 :func:`~segmentation.meshing.build.mesh_dataset` (``axonlink mesh NAME``) meshes a dataset;
 :class:`DatasetMeshes` is what the server asks: a root's manifest
 (:mod:`~segmentation.meshing.cover`), the bytes of a chunk's fragment file, and fragments made
-after edits (made on first request from the voxels, then kept).
+after edits: made in the background as soon as an edit's new roots are known (:meth:`DatasetMeshes.prepare`)
+or their manifest is asked for, and kept; until then manifests list their quick (unsimplified)
+twins, made on request (:mod:`~segmentation.meshing.cover`).
 """
 
 from __future__ import annotations
@@ -13,25 +15,30 @@ from __future__ import annotations
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from .build import MeshingError, mesh_dataset, mesh_supervoxels, open_volume
-from .cover import manifest, remember_dynamic
+from .cover import QUICK, manifest, remember_dynamic
 from .store import Generation, MeshStore, write_atomically
+from .surfaces import SurfaceParams
 
 __all__ = ["DatasetMeshes", "MeshStore", "MeshingError", "mesh_dataset"]
 
 # a run's fragment file as the graphene source names it: g<run>-<chunk or block>.frags
 _FRAGMENT_FILE = re.compile(r"^g(\d{1,9})-((?:L\d_)?\d{1,7}_\d{1,7}_\d{1,7})\.frags$")
-_DYNAMIC = re.compile(r"^(\d{1,7}_\d{1,7}_\d{1,7})_[0-9a-f]{16}$")
+_DYNAMIC = re.compile(r"^(\d{1,7}_\d{1,7}_\d{1,7})_[0-9a-f]{16}(q?)$")  # (chunk, quick twin?)
 # a built-in fragment as a legacy mesh of the roots view: g<run>-<file>-<offset>-<size> or d-<dynamic name>
 _LEGACY_STORED = re.compile(r"^g(\d{1,9})-((?:L\d_)?\d{1,7}_\d{1,7}_\d{1,7})-(\d{1,15})-(\d{1,12})$")
-_LEGACY_DYNAMIC = re.compile(r"^d-(\d{1,7}_\d{1,7}_\d{1,7}_[0-9a-f]{16})$")
+_LEGACY_DYNAMIC = re.compile(r"^d-(\d{1,7}_\d{1,7}_\d{1,7}_[0-9a-f]{16}q?)$")
 LEGACY_DIR = "axonlink_meshes"  # the roots view's mesh directory (legacy format) for built-in meshes
 _RECHECK_SECONDS = 1.0  # how often a server looks for a newer generation
 _MANIFESTS_CACHED = 2048
+_BUILD_WAIT_SECONDS = 120.0  # a request for a fragment another thread is making waits this long at most
+_UNSIMPLIFIED = SurfaceParams(reduction_factor=0, max_error_nm=0)  # quick twins: the simplifier is most of the cost
+_CLAIM_SECONDS = 120.0  # a claim on making a fragment (another server process makes it) lapses after this
 
 
 class DatasetMeshes:
@@ -57,6 +64,9 @@ class DatasetMeshes:
         self._lock = threading.Lock()
         self._manifests: dict[int, list[str]] = {}
         self._volume = None
+        self._building: dict[str, threading.Event] = {}  # dynamic fragments being made, by name
+        self._background: ThreadPoolExecutor | None = None
+        self._queued = 0
 
     @property
     def generation(self) -> Generation | None:
@@ -79,18 +89,70 @@ class DatasetMeshes:
 
     def manifest(self, root: int, supervoxels: np.ndarray) -> list[str] | None:
         """Fragment names showing root ``root`` (its supervoxels given); None without meshes of roots."""
+        found = self.manifest_state(root, supervoxels)
+        return None if found is None else found[0]
+
+    def cached_manifest(self, root: int) -> list[str] | None:
+        """The root's settled manifest if this process has it (no supervoxels needed)."""
+        return self._manifests.get(int(root)) if self.of_roots is not None else None
+
+    def manifest_state(self, root: int, supervoxels: np.ndarray) -> tuple[list[str], bool] | None:
+        """(fragment names, settled): not settled while some cut chunk is listed by its quick twin, whose
+        fragments are then being made in the background (ask again later for the switched list)."""
         generation = self.of_roots
         if generation is None:
             return None
         names = self._manifests.get(int(root))
-        if names is None:
-            names, dynamic = manifest(generation, supervoxels)
-            remember_dynamic(generation, dynamic)
+        if names is not None:
+            return names, True
+        names, dynamic, pending = manifest(generation, supervoxels)
+        remember_dynamic(generation, dynamic)
+        if pending:
+            for name in pending:
+                self._in_background(self._make_dynamic, name, False)
+            return names, False
+        with self._lock:
+            if len(self._manifests) >= _MANIFESTS_CACHED:
+                self._manifests.pop(next(iter(self._manifests)))
+            self._manifests[int(root)] = names
+        return names, True
+
+    def prepare(self, roots, leaves_of) -> None:
+        """Start making the fragments the new roots of an edit need (``leaves_of(root)``: its
+        supervoxels), in the background, so they are ready, or nearly, when the viewer asks."""
+        if self.of_roots is None:
+            return
+        for root in roots:
+            self._in_background(lambda r: self.manifest_state(r, leaves_of(r)), int(root))
+
+    def settle(self, timeout: float = 60.0) -> bool:
+        """Wait until nothing is being made in the background (tests, benchmarks); whether it finished."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             with self._lock:
-                if len(self._manifests) >= _MANIFESTS_CACHED:
-                    self._manifests.pop(next(iter(self._manifests)))
-                self._manifests[int(root)] = names
-        return names
+                if not self._queued and not self._building:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def _in_background(self, work, *args) -> None:
+        with self._lock:
+            if self._background is None:  # one thread: meshing is CPU work, requests come first
+                self._background = ThreadPoolExecutor(1, thread_name_prefix=f"meshes-{self.store.root.name}")
+            self._queued += 1
+
+        def run():
+            try:
+                work(*args)
+            except Exception:  # noqa: BLE001 - a request for the fragment makes it again and reports
+                import logging
+
+                logging.getLogger(__name__).exception("making fragments in the background failed")
+            finally:
+                with self._lock:
+                    self._queued -= 1
+
+        self._background.submit(run)
 
     def legacy_manifest(self, root: int, supervoxels: np.ndarray) -> list[str] | None:
         """The same fragments as :meth:`manifest`, named for Neuroglancer's legacy (precomputed) mesh
@@ -145,27 +207,87 @@ class DatasetMeshes:
         return path if path.is_file() else None
 
     def dynamic_fragment(self, name: str) -> bytes | None:
-        """A fragment made after an edit: read, or made now from the voxels (and kept)."""
+        """A fragment made after an edit: read, or made now from the voxels (and kept); when another
+        thread is making it, its result. A quick twin is answered by the simplified fragment once
+        that is made (the same supervoxels, fewer triangles)."""
         generation = self.generation
         match = _DYNAMIC.match(name)
         if generation is None or not match:
             return None
-        coord = generation.grid.parse(match.group(1))
+        names = (name.removesuffix(QUICK), name) if match.group(2) else (name,)
+        for made in names:
+            try:
+                return generation.dynamic_path(made, ".drc").read_bytes() or None  # empty: nothing to show
+            except FileNotFoundError:
+                pass
+        return self._make_dynamic(name, True)
+
+    def _make_dynamic(self, name: str, wait: bool) -> bytes | None:
+        """Make dynamic fragment ``name`` (simplified, or unsimplified for a quick twin) unless made; if
+        another thread is making it, wait for it (``wait``) or leave it to that thread."""
+        generation = self.generation
+        if generation is None:
+            return None
         made = generation.dynamic_path(name, ".drc")
-        try:
-            return made.read_bytes()
-        except FileNotFoundError:
-            pass
-        try:
-            supervoxels = np.frombuffer(generation.dynamic_path(name, ".svs").read_bytes(), dtype="<u8")
-        except FileNotFoundError:
-            return None  # no manifest listed it
-        if coord is None:
+        with self._lock:
+            running = self._building.get(name)
+            if running is None:
+                running = self._building[name] = threading.Event()
+                mine = True
+            else:
+                mine = False
+        if not mine:
+            if wait and running.wait(_BUILD_WAIT_SECONDS):
+                try:
+                    return made.read_bytes() or None
+                except FileNotFoundError:
+                    return None
             return None
-        if self._volume is None:
-            self._volume = open_volume(self.layer_url)
-        data = mesh_supervoxels(self._volume, generation.grid, coord, supervoxels, generation.params)
-        if data is None:
-            return None
-        write_atomically(made, data)
-        return data
+        claim = None
+        try:
+            if made.exists():
+                return made.read_bytes() or None
+            if not wait:  # in the background: leave it to another server process already making it
+                claim = _claim(generation.dynamic_path(name, ".making"))
+                if claim is None:
+                    return None
+            chunk, quick = _DYNAMIC.match(name).groups()
+            try:
+                shown = generation.dynamic_path(name.removesuffix(QUICK) if quick else name, ".svs")
+                supervoxels = np.frombuffer(shown.read_bytes(), dtype="<u8")
+            except FileNotFoundError:
+                return None  # no manifest listed it
+            coord = generation.grid.parse(chunk)
+            if coord is None:
+                return None
+            if self._volume is None:
+                self._volume = open_volume(self.layer_url)
+            params = _UNSIMPLIFIED if quick else generation.params
+            data = mesh_supervoxels(self._volume, generation.grid, coord, supervoxels, params)
+            write_atomically(made, data or b"")  # made, even when empty: manifests stop listing the quick twin
+            return data
+        finally:
+            if claim is not None:
+                claim.unlink(missing_ok=True)
+            with self._lock:
+                self._building.pop(name, None)
+            running.set()
+
+
+def _claim(path: Path) -> Path | None:
+    """``path`` made by this process (it makes the fragment), or None when another process's fresh claim is there."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return path
+        except FileExistsError:
+            try:
+                if time.time() - path.stat().st_mtime < _CLAIM_SECONDS:
+                    return None
+                path.unlink()  # left by a process killed while making it
+            except FileNotFoundError:
+                pass
+    return None

@@ -5,8 +5,15 @@ supervoxels in the chunk). For any root R — now or of any moment — a stored 
 R's manifest when all its supervoxels are R's: after a merge, R's manifest is its parts' stored
 fragments, with nothing remeshed. What no stored group covers (chunks where a split cut a root)
 is shown by one *dynamic* fragment per chunk, named after the supervoxels it shows, made from
-the voxels when first asked for, and kept: the next root with the same supervoxels in that
-chunk (e.g. after a merge with a neighbour that has none there) lists the same name.
+the voxels and kept: the next root with the same supervoxels in that chunk (e.g. after a merge
+with a neighbour that has none there) lists the same name. It is made in the background from
+the moment the edit is applied (or the manifest first asked for). Until it is made, the manifest
+lists in its place its *quick* twin (name + ``q``): the same voxels' surface, unsimplified, made
+on request in a fraction of the time (the simplifier is most of the cost) — correct at once,
+one request per cut chunk; once the simplified one is made, manifests list it (the switch).
+
+A supervoxel's own stored fragment is no fallback here: with Raveler-style supervoxels (one per
+z-plane) per-supervoxel surfaces are 80× the bytes of the roots' and tripled meshing time.
 
 Neuroglancer's graphene source reads a name ``~<key>:<rest>``: ``key`` identifies the bytes in
 its cache; a ``rest`` of ``~<path>:<offset>:<size>`` is read by byte range from
@@ -23,9 +30,14 @@ from .store import Generation, write_atomically
 _GROUP_KEY_BITS = 40  # a stored fragment's key: generation << 40 | group number
 
 
-def manifest(generation: Generation, supervoxels: np.ndarray) -> tuple[list[str], list[tuple[str, np.ndarray]]]:
-    """(fragment names, the dynamic fragments among them as (name, supervoxels)) for a root with
-    these supervoxel ids."""
+QUICK = "q"  # the suffix of a dynamic fragment's quick twin
+
+
+def manifest(
+    generation: Generation, supervoxels: np.ndarray
+) -> tuple[list[str], list[tuple[str, np.ndarray]], list[str]]:
+    """(fragment names, the dynamic fragments the root needs as (name, supervoxels), the names of those
+    not made yet, listed by their quick twin instead) for a root with these supervoxel ids."""
     index = generation.index()
     svs = np.asarray(supervoxels, dtype=np.uint64)
     at = np.searchsorted(index["svs"], svs)
@@ -55,7 +67,7 @@ def manifest(generation: Generation, supervoxels: np.ndarray) -> tuple[list[str]
             remaining = remaining[~np.isin(groups, whole)]
     entries, entry_sv = entries[remaining], entry_sv[remaining]
     rest = ~np.isin(groups, whole)
-    dynamic = []
+    dynamic, pending = [], []
     if rest.any():
         chunks = index["entry_chunk"][entries[rest]]
         rest_svs = entry_sv[rest]
@@ -65,8 +77,15 @@ def manifest(generation: Generation, supervoxels: np.ndarray) -> tuple[list[str]
         for part_chunks, part_svs in zip(np.split(chunks, bounds), np.split(rest_svs, bounds)):
             name = generation.dynamic_name(index["chunk_coords"][part_chunks[0]], part_svs)
             dynamic.append((name, part_svs))
-            names.append(f"~{name}:{name}")
-    return names, dynamic
+            try:
+                made = generation.dynamic_path(name, ".drc").stat().st_size
+            except FileNotFoundError:
+                pending.append(name)
+                name += QUICK
+                made = None
+            if made != 0:  # made empty (no surface there): nothing to list
+                names.append(f"~{name}:{name}")
+    return names, dynamic, pending
 
 
 def remember_dynamic(generation: Generation, dynamic: list[tuple[str, np.ndarray]]) -> None:

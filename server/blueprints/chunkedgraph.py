@@ -102,7 +102,11 @@ def voxel_coords(table: str, points) -> list[list[float]]:
     return (np.asarray([p[1:] for p in points], dtype=float) / resolution).tolist()
 
 
-def operation_answer(result):
+def operation_answer(table: str, graph: Graph, result):
+    """An edit's answer. After a cut (a split, or undoing a merge: several new roots) the fragments of
+    the chunks it cut start being made at once; a merge needs none (its manifest joins stored ones)."""
+    if len(result.new_root_ids) > 1:
+        meshes_of(table).prepare(result.new_root_ids, graph.leaves)
     return jsonify(
         {
             "operation_id": result.operation_id,
@@ -408,7 +412,9 @@ def cg_merge(table):
         raise BadRequest("merge takes exactly two points: [[id, x, y, z], [id, x, y, z]] (nm)")
     a, b = (resolve_point(graph, table, item, "merge point") for item in body)
     source, sink = ([point] for point in voxel_coords(table, body))
-    return operation_answer(graph.merge(a, b, auth.user_name(), coords=(source, sink), origin=auth.origin()))
+    return operation_answer(
+        table, graph, graph.merge(a, b, auth.user_name(), coords=(source, sink), origin=auth.origin())
+    )
 
 
 def _split_points(graph, table):
@@ -428,7 +434,9 @@ def _split_points(graph, table):
 def cg_split(table):
     graph = graph_for(table)
     sources, sinks, coords = _split_points(graph, table)
-    return operation_answer(graph.split(sources, sinks, auth.user_name(), coords=coords, origin=auth.origin()))
+    return operation_answer(
+        table, graph, graph.split(sources, sinks, auth.user_name(), coords=coords, origin=auth.origin())
+    )
 
 
 def cg_split_preview(table):
@@ -461,7 +469,7 @@ def _undo_redo(table, kind):
         op_id = int(body["operation_id"])
     except (TypeError, ValueError, OverflowError):
         raise BadRequest("operation_id must be an integer") from None
-    return operation_answer(getattr(graph, kind)(op_id, auth.user_name(), origin=auth.origin()))
+    return operation_answer(table, graph, getattr(graph, kind)(op_id, auth.user_name(), origin=auth.origin()))
 
 
 # ---- info service ------------------------------------------------------------

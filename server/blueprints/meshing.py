@@ -38,23 +38,28 @@ def mesh_manifest(table, node_spec):
     graph = graph_for(table)
     built_in = meshes_of(table)
     generation = built_in.of_roots
+    settled = True
     if generation is None:  # legacy fragments: the manifest of a root never changes
         etag, cache = f"manifest-{node}", IMMUTABLE
-    else:  # until a new meshing run is published
-        etag, cache = f"manifest-{node}-g{generation.number}", REVALIDATE
+        fragments = None
+    else:  # until a new meshing run is published, or its quick twins are replaced
+        # (the graphene source never asks for a supervoxel's meshes)
+        fragments = [] if is_supervoxel(node) else built_in.cached_manifest(node)
+        if fragments is None:
+            try:
+                fragments, settled = built_in.manifest_state(node, graph.leaves(node))
+            except GraphError as error:
+                return json_error(404, str(error))
+        etag, cache = f"manifest-{node}-g{generation.number}{'' if settled else '-quick'}", REVALIDATE
     headers = {"ETag": f'"{etag}"', "Cache-Control": cache}
     if request.if_none_match.contains_weak(etag):
         return "", 304, headers
-    try:
-        supervoxels = np.array([node], dtype=np.uint64) if is_supervoxel(node) else graph.leaves(node)
-    except GraphError as error:
-        return json_error(404, str(error))
-    if generation is None:
+    if fragments is None:
+        try:
+            supervoxels = np.array([node], dtype=np.uint64) if is_supervoxel(node) else graph.leaves(node)
+        except GraphError as error:
+            return json_error(404, str(error))
         fragments = [str(sv) for sv in supervoxels.tolist()]
-    elif is_supervoxel(node):
-        fragments = []  # the graphene source never asks for a supervoxel's meshes
-    else:
-        fragments = built_in.manifest(node, supervoxels)
     response = jsonify({"fragments": fragments})
     response.headers.update(headers)
     return response
