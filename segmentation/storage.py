@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,19 +224,21 @@ class FileLayerStore(LayerStore):
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
+        self._root = str(self.root)  # string paths: os calls, no pathlib objects per request (the hot path)
+        self._inside = self._root.rstrip(os.sep) + os.sep
 
-    def _locate(self, key: str) -> tuple[Path, str | None, os.stat_result] | None:
-        base = self.root / validate_key(key)
-        for path, encoding in ((base, None), (base.with_name(base.name + ".gz"), "gzip")):
+    def _locate(self, key: str) -> tuple[str, str | None, os.stat_result] | None:
+        base = os.path.join(self._root, validate_key(key))
+        for path, encoding in ((base, None), (base + ".gz", "gzip")):
             try:
-                stat = path.stat()
+                found = os.stat(path)
             except (FileNotFoundError, NotADirectoryError):
                 continue
-            if not path.is_file():
+            if not stat.S_ISREG(found.st_mode):
                 continue
-            if not path.resolve().is_relative_to(self.root):
+            if not os.path.realpath(path).startswith(self._inside):  # a symlink leading out of the layer
                 raise InvalidKey(f"key {key!r} resolves outside the layer")
-            return path, encoding, stat
+            return path, encoding, found
         return None
 
     def get(self, key, max_stored_bytes: int | None = None):
@@ -243,10 +246,10 @@ class FileLayerStore(LayerStore):
         located = self._locate(key)
         if located is None:
             return None
-        path, encoding, stat = located
-        if max_stored_bytes is not None and stat.st_size > max_stored_bytes:
-            raise CorruptStoredData(key, f"{stat.st_size} bytes stored, more than the {max_stored_bytes}-byte cap")
-        return StoredObject(path.read_bytes(), encoding, f"{stat.st_size:x}-{stat.st_mtime_ns:x}", key)
+        path, encoding, found = located
+        if max_stored_bytes is not None and found.st_size > max_stored_bytes:
+            raise CorruptStoredData(key, f"{found.st_size} bytes stored, more than the {max_stored_bytes}-byte cap")
+        return StoredObject(_read(path), encoding, f"{found.st_size:x}-{found.st_mtime_ns:x}", key)
 
     def get_range(self, key, start, end):
         located = self._locate(key)
@@ -254,7 +257,7 @@ class FileLayerStore(LayerStore):
             return None
         path, encoding, _ = located
         if encoding is not None:  # only the prefix up to ``end`` is ever inflated
-            return inflate(path.read_bytes(), key, min(end, MAX_INFLATED_BYTES), prefix=True)[start:end]
+            return inflate(_read(path), key, min(end, MAX_INFLATED_BYTES), prefix=True)[start:end]
         fd = os.open(path, os.O_RDONLY)
         try:
             return os.pread(fd, end - start, start)
@@ -265,8 +268,13 @@ class FileLayerStore(LayerStore):
         located = self._locate(key)
         if located is None:
             return None
-        path, encoding, stat = located
-        return stat.st_size if encoding is None else inflated_size(path.read_bytes(), key)
+        path, encoding, found = located
+        return found.st_size if encoding is None else inflated_size(_read(path), key)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
 
 
 def cloud_files(url: str):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
 
 from segmentation import budget, db
 from segmentation.config import Settings
 
 from . import auth, caching, endpoints, errors, hosts, rate_limits, request_log, workspace
 from .blueprints import access, celltypes, chunkedgraph, data, datasets, materialize, meshing, meta, states, viewer
+from .fast_path import FastPath
 from .proxies import TrustedProxies
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -36,9 +37,12 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
     request_log.install(app)  # first: every request gets an id and a log line, refused ones too
     errors.install(app)
 
+    fast = FastPath(app.wsgi_app, app)  # stored chunks of public datasets, asked anonymously
+
     @app.before_request
     def refuse_unknown_hosts():
         hosts.check_request_host()  # first of all: nothing runs for a Host this server does not answer to
+        fast.accepted(request.environ)  # … and the fast path may answer for this Host from now on
 
     auth.install(app)
     caching.install(app)
@@ -46,7 +50,8 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
         app.register_blueprint(module.blueprint)
     _budget_costly_views(app)
     rate_limits.install(app, rate_limits.parse_limits(settings.rate_limits), settings.rate_limit_storage)
-    if settings.trusted_proxies:
+    app.wsgi_app = fast
+    if settings.trusted_proxies:  # outermost: the fast path sees the client's address and scheme
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
 
     @app.after_request
@@ -56,7 +61,6 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
 
     @app.before_request
     def refuse_ids_beyond_uint64():
-        from flask import request
 
         for name, value in (request.view_args or {}).items():
             if isinstance(value, int) and not 0 <= value < 2**64:
@@ -65,7 +69,6 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
 
     @app.before_request
     def answer_preflight():
-        from flask import request
 
         if request.method == "OPTIONS":
             response = app.make_default_options_response()

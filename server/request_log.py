@@ -27,6 +27,19 @@ _WELL_FORMED = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _DATASET_PARAMETERS = ("dataset_ref", "dataset", "table", "name", "datastack")
 
 
+def well_formed(given: str) -> bool:
+    """Whether a caller's request id can be used as is (a plain token of at most 64 characters)."""
+    return bool(_WELL_FORMED.fullmatch(given))
+
+
+def log_line(method: str, route: str, status: int, fields) -> None:
+    """The request's one line (a warning for a 5xx), when the logger takes its level; ``fields()``
+    gives the line's fields (only called then)."""
+    level = logging.WARNING if status >= 500 else logging.INFO
+    if logger.isEnabledFor(level):
+        logger.log(level, "%s %s", method, route, extra={"fields": fields()})
+
+
 def request_id() -> str | None:
     """This request's id (None outside a request)."""
     return g.get("request_id") if has_request_context() else None
@@ -44,17 +57,14 @@ def install(app) -> None:
     @app.before_request
     def start():
         given = request.headers.get(HEADER, "")
-        g.request_id = given if _WELL_FORMED.fullmatch(given) else secrets.token_hex(8)
+        g.request_id = given if well_formed(given) else secrets.token_hex(8)
         g.request_started = time.perf_counter()
 
     @app.after_request
     def finish(response):
         ident = g.get("request_id") or secrets.token_hex(8)
         response.headers[HEADER] = ident
-        status = response.status_code
-        level = logging.WARNING if status >= 500 else logging.INFO
-        if logger.isEnabledFor(level):
-            logger.log(level, "%s %s", request.method, _route(), extra={"fields": _fields(response, ident)})
+        log_line(request.method, _route(), response.status_code, lambda: _fields(response, ident))
         return response
 
 

@@ -1,0 +1,112 @@
+"""The fast path (server/fast_path.py) answers exactly what Flask answers, and only what it may.
+
+Each request is sent twice: through the app as served (fast path in front) and to Flask alone;
+status, body and every header but the fresh request id must be equal. Which of the two answered
+is told by counting the requests that reach Flask behind the fast path."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from werkzeug.test import Client
+from werkzeug.wrappers import Response
+
+from segmentation.access import Accounts
+
+CHUNK = "/data/small/{layer}/8_8_40/16-32_16-32_8-16"
+
+
+class Counting:
+    """The Flask app behind the fast path, counting the requests that reach it."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app, self.calls = wsgi_app, 0
+
+    def __call__(self, environ, start_response):
+        self.calls += 1
+        return self.wsgi_app(environ, start_response)
+
+
+@pytest.fixture
+def both(app):
+    fast = app.wsgi_app
+    flask_only = Counting(fast.wsgi_app)
+    fast.wsgi_app = flask_only
+    served = Client(app.wsgi_app, Response, use_cookies=False)  # (a Cookie header is sent as given)
+    reference = Client(flask_only.wsgi_app, Response, use_cookies=False)
+    served.get("/api/v1/datasets")  # the first request from this Host: Flask checks it
+    return served, reference, flask_only
+
+
+def same_answer(served, reference, path, headers=None):
+    headers = {"X-Request-Id": "same-for-both", **(headers or {})}  # (error bodies quote it)
+    a, b = served.get(path, headers=headers), reference.get(path, headers=headers)
+    assert (a.status_code, a.data) == (b.status_code, b.data), path
+    without_id = lambda r: {k: v for k, v in r.headers.items() if k != "X-Request-Id"}  # noqa: E731
+    assert without_id(a) == without_id(b), path
+    return a, b
+
+
+@pytest.mark.parametrize("layer", ["image", "segmentation"])  # raw, compressed_segmentation
+@pytest.mark.parametrize("encoding", ["gzip", "", "deflate, gzip;q=0.5", "identity"])
+def test_a_public_chunk_asked_anonymously_is_answered_as_flask_answers_it_without_flask(both, layer, encoding):
+    served, reference, flask_only = both
+    before = flask_only.calls
+    answer, _ = same_answer(served, reference, CHUNK.format(layer=layer), {"Accept-Encoding": encoding})
+    assert answer.status_code == 200 and flask_only.calls == before  # Flask was not asked
+    assert answer.headers["Cache-Control"] == "public, max-age=3600"
+    assert (answer.headers.get("Content-Encoding") == "gzip") == ("gzip" in encoding)  # stored gzipped, both
+
+
+def test_the_request_id_is_the_callers_when_well_formed_and_the_line_is_logged(both, caplog):
+    served, _, flask_only = both
+    before = flask_only.calls
+    with caplog.at_level(logging.INFO, logger="axonlink.requests"):
+        given = served.get(CHUNK.format(layer="image"), headers={"X-Request-Id": "abc-123"})
+        hostile = served.get(CHUNK.format(layer="image"), headers={"X-Request-Id": "a b;forged"})
+    assert flask_only.calls == before
+    assert given.headers["X-Request-Id"] == "abc-123"
+    assert len(hostile.headers["X-Request-Id"]) == 16 and ";" not in hostile.headers["X-Request-Id"]
+    lines = [r for r in caplog.records if r.name == "axonlink.requests"]
+    assert [r.fields["id"] for r in lines][:1] == ["abc-123"]
+    assert lines[0].getMessage() == "GET /data/<dataset_ref>/<layer>/<path:key>"
+    assert lines[0].fields["dataset"] == "small" and lines[0].fields["status"] == 200
+
+
+@pytest.mark.parametrize(
+    "path, headers",
+    [
+        (CHUNK.format(layer="image"), {"Range": "bytes=0-9"}),
+        (CHUNK.format(layer="image"), {"If-None-Match": "*"}),
+        (CHUNK.format(layer="image"), {"Authorization": "Bearer not-a-token"}),
+        (CHUNK.format(layer="image"), {"Cookie": "axonlink_token=stale"}),
+        (CHUNK.format(layer="image") + "?x=1", {}),
+        ("/data/small/image/info", {}),
+        ("/data/small/image/8_8_40/16-32_16-32_8-15", {}),  # off the grid
+        ("/data/small/image/8_8_40/../info", {}),
+        ("/data/small@1700000000/image/8_8_40/16-32_16-32_8-16", {}),
+        ("/data/nosuch/image/8_8_40/16-32_16-32_8-16", {}),
+        ("/data/small/nosuch/8_8_40/16-32_16-32_8-16", {}),
+    ],
+)
+def test_everything_else_is_left_to_flask(both, path, headers):
+    served, reference, flask_only = both
+    before = flask_only.calls
+    same_answer(served, reference, path, headers)
+    assert flask_only.calls == before + 1  # the fast path handed it on
+
+
+def test_a_private_dataset_and_an_unchecked_host_are_left_to_flask(both, settings):
+    served, reference, flask_only = both
+    path = CHUNK.format(layer="image")
+    other_host = {"Host": "evil.example"}  # never accepted: Flask refuses it, every time
+    for _ in range(2):
+        assert served.get(path, headers=other_host).status_code == 400
+    before = flask_only.calls
+    served.get(path)
+    assert flask_only.calls == before  # public: the fast path
+    Accounts(settings.database_url).set_public("small", False)  # (drops this process's cached visibility)
+    hidden, hidden_reference = same_answer(served, reference, path)
+    assert hidden.status_code == 404 and "public" not in hidden.headers.get("Cache-Control", "")
+    assert flask_only.calls == before + 1
