@@ -16,7 +16,7 @@ from datetime import UTC
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from .access.accounts import forget_cached_access
+from .access.accounts import clear_with_access, forget_cached_access
 from .chunk_grid import LayerKeys
 from .db import engine_for
 from .errors import Invalid, NotFound
@@ -116,6 +116,21 @@ def read_info(url: str) -> dict:
     return info
 
 
+class _RecentDatasets(dict):
+    """Datasets read in the last :data:`RECENT_SECONDS`, by (database, name): hot routes (mesh
+    manifests and fragments, edits) need a dataset's layers on every request, and each SQL read
+    is about 2 ms. Cleared whenever a dataset or access changes in this process; other processes
+    see a change within the TTL, as they see visibility changes."""
+
+    __hash__ = object.__hash__  # (kept in a weak set of caches to clear)
+
+
+RECENT_SECONDS = 1.0
+_RECENT_MAX = 4096
+_recent = _RecentDatasets()
+clear_with_access(_recent)
+
+
 class Datasets:
     """Register, list and look up datasets; caches open layer stores for serving."""
 
@@ -208,6 +223,18 @@ class Datasets:
                 raise DatasetNotFound(f"no dataset named {name!r}")
             return _to_dataset(row)
 
+    def get_recent(self, name: str) -> Dataset:
+        """:meth:`get`, answered from the last second's reads (see :class:`_RecentDatasets`)."""
+        key, now = (self.database_url, name), time.monotonic()
+        found = _recent.get(key)
+        if found is not None and now - found[0] < RECENT_SECONDS:
+            return found[1]
+        dataset = self.get(name)  # an unknown name is asked again each time (and raises)
+        if len(_recent) >= _RECENT_MAX:
+            _recent.clear()
+        _recent[key] = (now, dataset)
+        return dataset
+
     EDITABLE = ("description", "license", "citation")
 
     def update(self, name: str, changes: dict, *, by: str, origin: str = "") -> Dataset:
@@ -234,6 +261,7 @@ class Datasets:
                 detail={"changed": sorted(changes)},
                 origin=origin,
             )
+        forget_cached_access()  # (and this process's recent dataset reads)
         return self.get(name)
 
     def remove(self, name: str, *, by: str, origin: str = "") -> dict:

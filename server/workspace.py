@@ -75,16 +75,10 @@ class Workspace:
         return LiveViews(self.graphs)
 
     def dataset(self, name: str):
-        """The dataset named ``name`` (DatasetNotFound), read once per request: a merge needs it for
-        the graph, its points and its coordinates, and each read is a few milliseconds of SQL."""
-        from flask import g, has_request_context
-
-        if not has_request_context():
-            return self.datasets.get(name)
-        read = g.setdefault("datasets_read", {})
-        if name not in read:
-            read[name] = self.datasets.get(name)
-        return read[name]
+        """The dataset named ``name`` (DatasetNotFound), as read in the last second: a merge needs it
+        for the graph, its points and its coordinates, a mesh fragment for its layer, and each SQL
+        read is a few milliseconds (:meth:`segmentation.datasets.Datasets.get_recent`)."""
+        return self.datasets.get_recent(name)
 
     def find_graph(self, dataset: str):
         """The dataset's graph, or None when it has none."""

@@ -375,6 +375,12 @@ class _Change:
             forget_cached_access()
 
 
+def clear_with_access(cache) -> None:
+    """Clear ``cache`` (anything with ``clear()`` that can be weakly referenced) whenever access or a
+    dataset changes in this process, as this module's own caches are."""
+    _caches.add(cache)
+
+
 def forget_cached_access() -> None:
     """Drop every cached token, grant and visibility answer in this process (access changed here)."""
     for cache in list(_caches):
