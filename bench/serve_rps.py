@@ -126,7 +126,12 @@ def nginx(folders: dict[str, Path], upstream: str, workers: int):
     to ``upstream``: (files URL, front URL)."""
     prefix = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
     files_port, front_port = free_port(), free_port()
-    locations = "\n".join(f"        location {p}/ {{ alias {d}/; }}" for p, d in folders.items())
+    locations = "\n".join(
+        f"        location ~ ^{re.escape(p)}/g\\d+-(.+)$ {{ alias {d}/$1; }}"  # a meshing run's files: g<run>-<file>
+        if p.endswith("/initial")
+        else f"        location {p}/ {{ alias {d}/; }}"
+        for p, d in folders.items()
+    )
     conf = prefix / "nginx.conf"
     conf.write_text(
         NGINX_CONF.format(
