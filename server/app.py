@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
     request_log.install(app)  # first: every request gets an id and a log line, refused ones too
     errors.install(app)
 
-    fast = FastPath(app.wsgi_app, app)  # stored chunks of public datasets, asked anonymously
+    fast = FastPath(app.wsgi_app, app, CORS_HEADERS)  # stored chunks of public datasets, asked anonymously
 
     @app.before_request
     def refuse_unknown_hosts():

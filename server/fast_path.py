@@ -54,12 +54,10 @@ _CHUNK_HEADERS = (
 class FastPath:
     """WSGI middleware in front of a Flask app: see the module docstring."""
 
-    def __init__(self, wsgi_app, flask_app):
-        from .app import CORS_HEADERS
-
+    def __init__(self, wsgi_app, flask_app, cors_headers: dict[str, str]):
         self.wsgi_app = wsgi_app
         self.flask_app = flask_app
-        self.cors = tuple(CORS_HEADERS.items())
+        self.cors = tuple(cors_headers.items())  # what the app adds to every answer
         self.accepted_hosts: set[tuple[str, str]] = set()
         self._gzip: dict[str, bool] = {}
         self._lock = threading.Lock()

@@ -6,6 +6,8 @@ is told by counting the requests that reach Flask behind the fast path."""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 
 import pytest
@@ -59,19 +61,27 @@ def test_a_public_chunk_asked_anonymously_is_answered_as_flask_answers_it_withou
     assert (answer.headers.get("Content-Encoding") == "gzip") == ("gzip" in encoding)  # stored gzipped, both
 
 
-def test_the_request_id_is_the_callers_when_well_formed_and_the_line_is_logged(both, caplog):
+def test_the_request_id_is_the_callers_when_well_formed_and_the_line_is_logged(both):
+    from server import logs
+
     served, _, flask_only = both
     before = flask_only.calls
-    with caplog.at_level(logging.INFO, logger="axonlink.requests"):
+    stream = io.StringIO()
+    logs.configure("info", "json", access_log=True, stream=stream)  # as `axonlink serve --access-log`
+    try:
         given = served.get(CHUNK.format(layer="image"), headers={"X-Request-Id": "abc-123"})
         hostile = served.get(CHUNK.format(layer="image"), headers={"X-Request-Id": "a b;forged"})
+    finally:
+        logging.getLogger("axonlink").handlers.clear()
     assert flask_only.calls == before
     assert given.headers["X-Request-Id"] == "abc-123"
     assert len(hostile.headers["X-Request-Id"]) == 16 and ";" not in hostile.headers["X-Request-Id"]
-    lines = [r for r in caplog.records if r.name == "axonlink.requests"]
-    assert [r.fields["id"] for r in lines][:1] == ["abc-123"]
-    assert lines[0].getMessage() == "GET /data/<dataset_ref>/<layer>/<path:key>"
-    assert lines[0].fields["dataset"] == "small" and lines[0].fields["status"] == 200
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    lines = [line for line in lines if line["logger"] == "axonlink.requests"]
+    assert [line["id"] for line in lines] == ["abc-123", hostile.headers["X-Request-Id"]]
+    assert lines[0]["message"] == "GET /data/<dataset_ref>/<layer>/<path:key>"
+    assert lines[0]["dataset"] == "small" and lines[0]["status"] == 200 and lines[0]["user"] == "anonymous"
+    assert lines[0]["bytes"] == len(given.data) and lines[0]["ms"] >= 0
 
 
 @pytest.mark.parametrize(
