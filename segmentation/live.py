@@ -22,6 +22,7 @@ shape before decoding; inconsistent ones raise CorruptStoredData (a 5xx).
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 import os
 import re
@@ -88,8 +89,10 @@ class LiveSegmentation:
         self.graph.sync()
         return self.graph.seq if at is None else self.graph.seq_at(at)
 
-    def chunk(self, key: str, seq: int) -> tuple[int, bytes] | None:
-        """(content version, encoded chunk of root ids after operation ``seq``), or None when missing.
+    def chunk(self, key: str, seq: int, gzipped: bool = False) -> tuple[int, bytes] | None:
+        """(content version, encoded chunk of root ids after operation ``seq``), or None when missing;
+        ``gzipped``: the encoded chunk gzipped, compressed once and kept with it in the cache (a
+        remapped chunk then costs the bytes on the wire a stored one does).
 
         The version is the last operation that changed a root in this chunk: a "now"
         chunk stays cached (and its ETag unchanged) until an edit touches one of its
@@ -100,10 +103,10 @@ class LiveSegmentation:
         with self._lock:
             entry = self._cache.get(cache_key)
         if entry is not None:
-            version, sv_index, encoded = entry
+            version, sv_index, encoded, packed = entry
             if not now or self.graph.last_change(sv_index) == version:
                 self._remember(cache_key, entry)
-                return version, encoded
+                return version, _gzipped(packed, encoded) if gzipped else encoded
 
         made = {"version": 0 if now else seq}  # a chunk of background alone depends on no edit
 
@@ -119,8 +122,9 @@ class LiveSegmentation:
             return None
         sv_index, encoded = computed
         version = made["version"] if now else seq
-        self._remember(cache_key, (version, sv_index, encoded))
-        return version, encoded
+        packed: list[bytes] = []  # its gzip, made when first asked for
+        self._remember(cache_key, (version, sv_index, encoded, packed))
+        return version, _gzipped(packed, encoded) if gzipped else encoded
 
     def supervoxel_chunk(self, key: str) -> bytes | None:
         """The chunk with PyChunkedGraph supervoxel ids (layer 1), as graphene sources expect."""
@@ -131,11 +135,11 @@ class LiveSegmentation:
             computed = self._compute_chunk(key, lambda unique: (None, as_supervoxel_ids(unique)))
             if computed is None:
                 return None
-            entry = (0, None, computed[1])
+            entry = (0, None, computed[1], [])
         self._remember(cache_key, entry)
         return entry[2]
 
-    def _remember(self, cache_key, entry) -> None:
+    def _remember(self, cache_key, entry) -> None:  # entry: (version, sv_index, encoded, [its gzip])
         with self._lock:
             self._cache[cache_key] = entry
             self._cache.move_to_end(cache_key)
@@ -276,3 +280,10 @@ class LiveViews:
         if view is None or view.graph is not graph or view.store is not store:
             view = self._views[key] = LiveSegmentation(layer.url, store, graph)
         return view
+
+
+def _gzipped(packed: list[bytes], encoded: bytes) -> bytes:
+    """``encoded`` gzipped, kept in ``packed`` (the cache entry's slot) after the first time."""
+    if not packed:
+        packed.append(gzip.compress(encoded, compresslevel=5))  # two threads may both make it: same bytes
+    return packed[0]

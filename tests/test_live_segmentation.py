@@ -63,6 +63,23 @@ def test_live_chunks_revalidate_and_past_chunks_are_immutable(cg_server):
         assert "immutable" in response.headers["Cache-Control"]
 
 
+def test_live_chunks_go_out_gzipped_to_clients_that_take_gzip_compressed_once(cg_server):
+    import gzip
+
+    info = json.load(urllib.request.urlopen(f"{cg_server.url}/data/cg/segmentation/info"))
+    url = f"{cg_server.url}/data/cg/segmentation/{info['scales'][0]['key']}/0-16_0-16_0-8"
+    with urllib.request.urlopen(url) as response:  # urllib sends no Accept-Encoding: as encoded
+        plain = response.read()
+        assert "Content-Encoding" not in response.headers and response.headers["Vary"] == "Accept-Encoding"
+    bodies = []
+    for _ in range(2):
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})) as response:
+            assert response.headers["Content-Encoding"] == "gzip" and response.headers["Vary"] == "Accept-Encoding"
+            bodies.append(response.read())
+    assert gzip.decompress(bodies[0]) == plain and len(bodies[0]) < len(plain)
+    assert bodies[1] == bodies[0]  # the same bytes again (the gzip is kept with the cached chunk)
+
+
 def test_an_edit_invalidates_only_the_chunks_it_touched(cg_server):
     info = json.load(urllib.request.urlopen(f"{cg_server.url}/data/cg/segmentation/info"))
     scale = info["scales"][0]["key"]

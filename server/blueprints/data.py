@@ -151,8 +151,9 @@ def _live_file(live, key: str, moment, view: str):
     # a past moment is final only once no edit stamped at or before it can still be committed;
     # asked before reading the graph, so that the answer is computed with every such edit in it
     final = moment is not None and live.graph.is_settled(moment)
+    gzipped = "gzip" in request.accept_encodings  # like stored chunks: compressed once, kept in the cache
     try:
-        answer = live.chunk(key, live.version(moment))
+        answer = live.chunk(key, live.version(moment), gzipped=gzipped)
     except GraphError as error:
         return json_error(409, f"the volume and its graph disagree: {error}")
     if answer is None:
@@ -164,9 +165,12 @@ def _live_file(live, key: str, moment, view: str):
         "Content-Type": "application/octet-stream",
         "Cache-Control": IMMUTABLE if final else "no-cache",
         "ETag": f'"{etag}"',
+        "Vary": "Accept-Encoding",
     }
     if request.if_none_match.contains_weak(etag):
         return Response(status=304, headers=headers)
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
     return Response(body, status=200, headers=headers)
 
 
