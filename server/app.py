@@ -61,7 +61,6 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
 
     @app.before_request
     def refuse_ids_beyond_uint64():
-
         for name, value in (request.view_args or {}).items():
             if isinstance(value, int) and not 0 <= value < 2**64:
                 return errors.json_error(400, f"{name} {value} is not an id (ids are unsigned 64-bit integers)")
@@ -69,7 +68,6 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
 
     @app.before_request
     def answer_preflight():
-
         if request.method == "OPTIONS":
             response = app.make_default_options_response()
             response.headers.update(PREFLIGHT_HEADERS)

@@ -102,6 +102,34 @@ def test_a_merge_lists_both_roots_fragments_and_a_split_remeshes_only_the_chunks
     assert len([n for n in made if n.endswith("q.drc")]) <= len(made_after)  # simplified one is made: that one)
 
 
+def test_asking_an_unsettled_manifest_again_and_again_queues_each_fragment_once(tubes, monkeypatch):
+    import threading
+
+    mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False)
+    graph = Graph.open(tubes.database_url, "tubes")
+    meshes = meshes_of(tubes)
+    graph.split([sv(1), sv(2), sv(3)], [sv(4)], user="p")
+    piece = int(graph.root(sv(1)))
+    release, made = threading.Event(), []
+    real = meshes._make_dynamic
+
+    def held(name, wait):  # the background thread is busy until released
+        release.wait(30)
+        made.append(name)
+        return real(name, wait)
+
+    monkeypatch.setattr(meshes, "_make_dynamic", held)
+    for _ in range(50):  # a client polling the manifest while the cut chunks are being made
+        names, settled = meshes.manifest_state(piece, graph.leaves(piece))
+        assert not settled
+    pending = [n for n in names if n.endswith("q")]
+    assert pending and meshes._queued == len(pending)  # not 50 times as many
+    release.set()
+    assert meshes.settle()
+    assert sorted(made) == sorted(n.partition(":")[2].removesuffix("q") for n in pending)
+    assert meshes.manifest_state(piece, graph.leaves(piece))[1] is True
+
+
 def test_an_interrupted_run_resumes_where_it_stopped(tubes, monkeypatch):
     calls = {"n": 0}
     real = build_module.mesh_chunk

@@ -12,6 +12,7 @@ twins, made on request (:mod:`~segmentation.meshing.cover`).
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -67,6 +68,7 @@ class DatasetMeshes:
         self._building: dict[str, threading.Event] = {}  # dynamic fragments being made, by name
         self._background: ThreadPoolExecutor | None = None
         self._queued = 0
+        self._scheduled: set[str] = set()  # dynamic fragments queued for the background, not yet done
 
     @property
     def generation(self) -> Generation | None:
@@ -109,7 +111,7 @@ class DatasetMeshes:
         remember_dynamic(generation, dynamic)
         if pending:
             for name in pending:
-                self._in_background(self._make_dynamic, name, False)
+                self._schedule(name)
             return names, False
         with self._lock:
             if len(self._manifests) >= _MANIFESTS_CACHED:
@@ -134,6 +136,23 @@ class DatasetMeshes:
                     return True
             time.sleep(0.01)
         return False
+
+    def _schedule(self, name: str) -> None:
+        """Queue dynamic fragment ``name`` for the background once, however often its manifest is asked
+        for meanwhile (a client asking again and again must not pile work up)."""
+        with self._lock:
+            if name in self._scheduled:
+                return
+            self._scheduled.add(name)
+
+        def make():
+            try:
+                self._make_dynamic(name, False)
+            finally:
+                with self._lock:
+                    self._scheduled.discard(name)
+
+        self._in_background(make)
 
     def _in_background(self, work, *args) -> None:
         with self._lock:
@@ -276,8 +295,6 @@ class DatasetMeshes:
 
 def _claim(path: Path) -> Path | None:
     """``path`` made by this process (it makes the fragment), or None when another process's fresh claim is there."""
-    import os
-
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):
         try:
