@@ -11,6 +11,7 @@ from . import auth, caching, endpoints, errors, hosts, rate_limits, request_log,
 from .blueprints import access, celltypes, chunkedgraph, data, datasets, materialize, meshing, meta, states, viewer
 from .fast_path import FastPath
 from .proxies import TrustedProxies
+from .quick_answers import QuickAnswers
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
     _budget_costly_views(app)
     rate_limits.install(app, rate_limits.parse_limits(settings.rate_limits), settings.rate_limit_storage)
     app.wsgi_app = fast
+    # the same answers, asked by the server's poller from the raw request head (no thread, no WSGI)
+    app.quick_answers = QuickAnswers(fast.answer, settings.trusted_proxies)
     if settings.trusted_proxies:  # outermost: the fast path sees the client's address and scheme
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
 

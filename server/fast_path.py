@@ -72,7 +72,7 @@ class FastPath:
 
     def __call__(self, environ, start_response):
         try:
-            answer = self._answer(environ)
+            answer = self.answer(environ)
         except Exception:  # noqa: BLE001 - anything unexpected: Flask gives the canonical answer
             logging.getLogger(__name__).debug("fast path declined", exc_info=True)
             answer = None
@@ -83,7 +83,8 @@ class FastPath:
         return [body] if body else []
 
     # ---- deciding --------------------------------------------------------------------------
-    def _answer(self, environ):
+    def answer(self, environ):
+        """(status, headers, body) for a request this path takes, else None (also asked by ``server.quick_answers``)."""
         if environ["REQUEST_METHOD"] != "GET" or environ.get("QUERY_STRING"):
             return None
         if any(name in environ for name in _FLASK_ONLY_HEADERS):

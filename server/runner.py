@@ -146,6 +146,7 @@ def serve_forever(
 
     class Application(BaseApplication):
         connection_limits = limits  # read by each worker (gunicorn hands it this application)
+        quick_answers = getattr(app, "quick_answers", None)  # answered in the poller (server.quick_answers)
 
         def load_config(self):
             settings = {

@@ -281,7 +281,20 @@ class _Waiting:
         self.done = False  # handed to a thread, or closed
 
 
-_WAIT, _READY = object(), object()
+_WAIT, _READY, _DONE = object(), object(), object()
+
+
+class _Sending:
+    """An answer the poller is writing to a client that does not take it all at once."""
+
+    __slots__ = ("conn", "rest", "close", "pipelined", "deadline")
+
+    def __init__(self, conn, rest: memoryview, close: bool, pipelined: bytes, deadline: float):
+        self.conn = conn
+        self.rest = rest
+        self.close = close
+        self.pipelined = pipelined  # bytes of the client's next request(s), read with this one
+        self.deadline = deadline
 
 
 class GuardedThreadWorker(ThreadWorker):
@@ -306,6 +319,9 @@ class GuardedThreadWorker(ThreadWorker):
         self._stopping = False
         self._refused = Counter()
         self._reported = time.monotonic()
+        # ``(head, client, must_close) -> (response, close) | None``: see server.quick_answers
+        self._quick = getattr(self.app, "quick_answers", None)
+        self._sending: dict = {}  # socket -> _Sending
 
     # -- accepting ------------------------------------------------------------------------------------
 
@@ -480,13 +496,126 @@ class GuardedThreadWorker(ThreadWorker):
             heapq.heappush(self._deadlines, (waiting.deadline, next(self._numbers), waiting))
 
     def _dispatch(self, waiting) -> None:
-        """Give the connection to a thread, its parser reading what the poller read."""
+        """Answer here what may be answered here (pipelined requests one after another), else give the
+        connection to a thread, its parser reading what the poller read."""
+        while self._quick is not None and waiting.needed == waiting.head_end and self.alive:
+            outcome = self._answer_here(waiting)
+            if outcome is None:
+                break  # not one the poller answers
+            if outcome is _DONE:
+                return
+            waiting = outcome  # the next pipelined request, already here
+            state = self._examine(waiting)
+            if state is not _READY:
+                self._act(waiting, state)
+                return
         self._forget(waiting)
         conn = waiting.conn
         conn.init()
         conn.parser.unreader.sock = _Prefetched(conn.sock, waiting.data, waiting.deadline)
         super().enqueue_req(conn)
         waiting.done = True
+
+    # -- answers written by the poller (server.quick_answers) -----------------------------------------
+
+    def _answer_here(self, waiting):
+        """None if the request is not one the poller answers; else _DONE, or the next pipelined request."""
+        conn, data, end = waiting.conn, waiting.data, waiting.head_end
+        must_close = (
+            not self.cfg.keepalive
+            or self.nr + 1 >= self.max_requests
+            or len(self.keepalived_conns) >= self.max_keepalived
+        )
+        try:
+            answer = self._quick(bytes(data[:end]), conn.client, must_close)
+        except Exception:  # noqa: BLE001 - a bug here must cost the quick answer, not the request
+            self.log.exception("Error answering a request in the poller")
+            return None
+        if answer is None:
+            return None
+        response, close = answer
+        self.nr += 1
+        if self.nr >= self.max_requests:
+            self.log.info("Autorestarting worker after current request.")
+            self.alive = False
+        self._forget(waiting)
+        waiting.done = True
+        pipelined = bytes(data[end:])
+        try:
+            sent = conn.sock.send(response)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._close_now(conn)
+            return _DONE
+        if sent < len(response):
+            self._start_sending(
+                _Sending(conn, memoryview(response)[sent:], close, pipelined, self._send_deadline(response))
+            )
+            return _DONE
+        return self._answered(conn, close, pipelined)
+
+    def _send_deadline(self, response: bytes) -> float:
+        return self.limits.body_deadline(time.monotonic(), len(response))
+
+    def _answered(self, conn, close: bool, pipelined: bytes):
+        """The answer is out: close, keep the connection alive, or go on with the next request."""
+        if close:
+            self.nr_conns -= 1
+            self._close_lingering(conn.sock)
+            return _DONE
+        if pipelined:
+            return _Waiting(conn, bytearray(pipelined), time.monotonic() + self.limits.header_timeout)
+        # As gunicorn keeps a connection after a thread's answer (finish_request): its keepalive
+        # timeout and limits, its poller callback (which brings the next request through enqueue_req).
+        conn.set_timeout()
+        self.keepalived_conns.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
+        return _DONE
+
+    def _start_sending(self, sending: _Sending) -> None:
+        self._sending[sending.conn.sock] = sending
+        self.poller.register(sending.conn.sock, selectors.EVENT_WRITE, partial(self._on_writable, sending))
+
+    def _on_writable(self, sending: _Sending, sock) -> None:
+        if self._sending.get(sock) is not sending:
+            return
+        try:
+            sent = sock.send(sending.rest)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._stop_sending(sending)
+            self._close_now(sending.conn)
+            return
+        sending.rest = sending.rest[sent:]
+        if len(sending.rest):
+            return
+        self._stop_sending(sending)
+        following = self._answered(sending.conn, sending.close, sending.pipelined)
+        if following is not _DONE:
+            try:
+                self._act(following, self._examine(following))
+            except Exception:  # noqa: BLE001 - as in enqueue_req
+                self._abandon(following)
+
+    def _stop_sending(self, sending: _Sending) -> None:
+        self._sending.pop(sending.conn.sock, None)
+        try:
+            self.poller.unregister(sending.conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def _close_now(self, conn) -> None:
+        self.nr_conns -= 1
+        util.close(conn.sock)
+
+    def _expire_sending(self, now: float) -> None:
+        """Close connections whose client has not taken its answer by the deadline (or all, at the end)."""
+        for sending in [s for s in self._sending.values() if s.deadline <= now]:
+            self._refused["too slow to take their answer"] += 1
+            self._stop_sending(sending)
+            self._close_now(sending.conn)
 
     def _refuse(self, waiting, response: bytes) -> None:
         client = waiting.conn.client
@@ -608,6 +737,8 @@ class GuardedThreadWorker(ThreadWorker):
                 self._schedule(waiting)
         while self._linger_queue and self._linger_queue[0][0] <= now:
             self._end_lingering(self._linger_queue.popleft()[1])
+        if self._sending:
+            self._expire_sending(now)
         self._report(now)
 
     def _cap_waiting(self, deadline: float) -> None:
@@ -624,6 +755,7 @@ class GuardedThreadWorker(ThreadWorker):
                 util.close(waiting.conn.sock)
             for sock in list(self._lingering):
                 self._end_lingering(sock)
+            self._expire_sending(float("inf"))
 
     def _report(self, now: float) -> None:
         if now - self._reported < REPORT_EVERY:

@@ -373,6 +373,30 @@ def test_keepalive_and_pipelined_requests(server):
         assert status == 200 and json.loads(body) == datasets
 
 
+def test_the_pollers_answer_on_the_wire_is_the_threads_answer(server):
+    """A public stored chunk asked anonymously is answered by the worker's poller (server.quick_answers);
+    the same request with a cookie goes to a thread and Flask. Status, headers and body agree."""
+    host = f"Host: 127.0.0.1:{server.port}"
+    for _ in range(4 * WORKERS):  # Flask checks this Host once in each worker before the poller answers
+        fetch(server.url + API)
+    answers = []
+    for extra in ("", "Cookie: unrelated=1\r\n"):
+        for encoding in ("gzip", "identity"):
+            with connect(server.port) as sock:
+                reader = sock.makefile("rb")
+                sock.sendall(
+                    f"GET {CHUNK} HTTP/1.1\r\n{host}\r\nAccept-Encoding: {encoding}\r\n"
+                    f"X-Request-Id: compare-1\r\n{extra}\r\n".encode()
+                )
+                status, headers, body = read_response(reader)
+                headers.pop("date")
+                answers.append((status, headers, body))
+    quick, threaded = answers[:2], answers[2:]
+    assert quick == threaded
+    assert quick[0][0] == 200 and len(quick[0][2]) == int(quick[0][1]["content-length"]) > 0
+    assert quick[0][1]["connection"] == "keep-alive" and quick[0][1]["x-request-id"] == "compare-1"
+
+
 def test_request_bodies_chunked_and_after_100_continue(server):
     with connect(server.port) as sock:
         reader = sock.makefile("rb")

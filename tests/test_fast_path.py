@@ -120,3 +120,78 @@ def test_a_private_dataset_and_an_unchecked_host_are_left_to_flask(both, setting
     hidden, hidden_reference = same_answer(served, reference, path)
     assert hidden.status_code == 404 and "public" not in hidden.headers.get("Cache-Control", "")
     assert flask_only.calls == before + 1
+
+
+def raw_head(path: str, *fields: str) -> bytes:
+    return ("\r\n".join([f"GET {path} HTTP/1.1", "Host: localhost", *fields]) + "\r\n\r\n").encode()
+
+
+def split_response(raw: bytes) -> tuple[str, dict, bytes]:
+    head, body = raw.split(b"\r\n\r\n", 1)
+    status, *lines = head.decode("latin-1").split("\r\n")
+    return status, dict(line.split(": ", 1) for line in lines), body
+
+
+@pytest.mark.parametrize("layer", ["image", "segmentation"])
+@pytest.mark.parametrize("encoding", ["gzip", "identity"])
+def test_the_pollers_answer_from_the_raw_head_is_flasks_answer(both, app, layer, encoding):
+    """server.quick_answers: the bytes the worker's poller writes carry Flask's status, headers and body."""
+    _, reference, flask_only = both
+    path = CHUNK.format(layer=layer)
+    before = flask_only.calls
+    answer = app.quick_answers(
+        raw_head(path, f"Accept-Encoding: {encoding}", "X-Request-Id: same-for-both"), ("127.0.0.1", 5555), False
+    )
+    assert answer is not None and flask_only.calls == before
+    raw, close = answer
+    status, headers, body = split_response(raw)
+    expected = reference.get(path, headers={"Accept-Encoding": encoding, "X-Request-Id": "same-for-both"})
+    assert status == "HTTP/1.1 200 OK" and body == expected.data and not close
+    assert headers.pop("Connection") == "keep-alive" and headers.pop("Server") == "gunicorn"
+    assert headers.pop("Date").endswith(" GMT")
+    assert headers == dict(expected.headers.items())
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        ("Cookie: session=x",),  # the fast path's own rule: a caller who may not be anonymous
+        ("Range: bytes=0-3",),
+        ("Content-Length: 0",),  # a body, or framing gunicorn decides on
+        ("Transfer-Encoding: chunked",),
+        ("Expect: 100-continue",),
+        ("Connection: upgrade",),
+        ("Accept-Encoding: gzip", "Accept-Encoding: identity"),  # repeated: gunicorn joins them
+        ("Accept_Encoding: gzip",),  # underscore: gunicorn drops the field
+        ("X-Folded: a", " b"),  # obsolete line folding
+        ("Bad Name: x",),
+        ("X-Latin: caf\u00e9",),
+    ],
+)
+def test_the_poller_leaves_every_unusual_head_to_gunicorn_and_flask(app, both, fields):
+    answer = app.quick_answers(raw_head(CHUNK.format(layer="image"), *fields), ("127.0.0.1", 5555), False)
+    assert answer is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "GET /data/small/image/8_8_40/16-32_16-32_8-16?x=1 HTTP/1.1",  # a query
+        "GET /data/small/image/8_8_40/16%2D32_16-32_8-16 HTTP/1.1",  # an escape gunicorn decodes
+        "GET /data/small/image/8_8_40/16-32_16-32_8-16 HTTP/1.0",
+        "HEAD /data/small/image/8_8_40/16-32_16-32_8-16 HTTP/1.1",
+        "GET http://localhost/data/small/image/8_8_40/16-32_16-32_8-16 HTTP/1.1",
+    ],
+)
+def test_the_poller_answers_only_a_plain_get_of_a_path(app, both, line):
+    head = f"{line}\r\nHost: localhost\r\n\r\n".encode("latin-1")
+    assert app.quick_answers(head, ("127.0.0.1", 5555), False) is None
+
+
+def test_the_poller_closes_when_asked_to_or_when_it_must(app, both):
+    path = CHUNK.format(layer="image")
+    raw, close = app.quick_answers(raw_head(path, "Connection: close"), ("127.0.0.1", 5555), False)
+    assert close and split_response(raw)[1]["Connection"] == "close"
+    raw, close = app.quick_answers(raw_head(path), ("127.0.0.1", 5555), True)  # the worker is over a limit
+    assert close and split_response(raw)[1]["Connection"] == "close"
+    assert app.quick_answers(raw_head(path), "", False) is None  # a Unix socket: no address to log

@@ -17,6 +17,7 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
 
+from server.quick_answers import QuickAnswers
 from server.worker import TIMED_OUT, ConnectionLimits, GuardedThreadWorker
 
 
@@ -34,9 +35,10 @@ def start_worker():
     """Start a worker with the given ``ConnectionLimits``; stopped (and checked to stop) at the end."""
     started = []
 
-    def start(**limits):
+    def start(quick_answers=None, keepalive=2, **limits):
         cfg = Config()
-        for name, value in {"threads": 2, "worker_connections": 200, "keepalive": 2, "graceful_timeout": 2}.items():
+        settings = {"threads": 2, "worker_connections": 200, "keepalive": keepalive, "graceful_timeout": 2}
+        for name, value in settings.items():
             cfg.set(name, value)
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
@@ -44,6 +46,8 @@ def start_worker():
 
         class Application:
             connection_limits = ConnectionLimits(**limits)
+
+        Application.quick_answers = quick_answers
 
         served = GuardedThreadWorker(0, os.getppid(), [listener], Application(), 30, cfg, Logger(cfg))
         served.wsgi = app
@@ -90,12 +94,17 @@ def settled(worker, seconds=10.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if (
-            worker.nr_conns,
-            len(worker._waiting),
-            len(worker._lingering),
-            worker._buffered_bodies,
-            sum(worker._per_address.values()),
-        ) == (0, 0, 0, 0, 0) and not worker.keepalived_conns:
+            (
+                worker.nr_conns,
+                len(worker._waiting),
+                len(worker._lingering),
+                worker._buffered_bodies,
+                sum(worker._per_address.values()),
+            )
+            == (0, 0, 0, 0, 0)
+            and not worker.keepalived_conns
+            and not worker._sending
+        ):
             return True
         time.sleep(0.1)
     return False
@@ -167,3 +176,107 @@ def test_a_stopping_worker_lets_go_of_connections_still_waiting(start_worker):
         assert drain(sock) in (b"", TIMED_OUT)
         sock.close()
     assert settled(worker)
+
+
+class Quick:
+    """What the poller may answer itself: ``GET /quick/<n>`` gets ``n`` bytes; each answer notes its thread."""
+
+    def __init__(self):
+        self.threads = []
+
+    def __call__(self, environ):
+        if not environ["PATH_INFO"].startswith("/quick/"):
+            return None
+        self.threads.append(threading.get_ident())
+        size = int(environ["PATH_INFO"].rsplit("/", 1)[1])
+        return "200 OK", [("Content-Length", str(size))], b"q" * size
+
+
+def read_answer(reader) -> tuple[bytes, dict, bytes]:
+    status = reader.readline().rstrip(b"\r\n")
+    headers = {}
+    while line := reader.readline().rstrip(b"\r\n"):
+        name, value = line.decode().split(": ", 1)
+        headers[name.lower()] = value
+    return status, headers, reader.read(int(headers["content-length"]))
+
+
+def test_the_poller_answers_pipelined_requests_in_order_around_one_a_thread_answers(start_worker):
+    quick = Quick()
+    worker = start_worker(QuickAnswers(quick), **QUICK)
+    with connect(worker.port) as sock:
+        sock.sendall(
+            b"GET /quick/3 HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd"  # a body: a thread answers
+            b"GET /quick/5 HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n"  # not one of the quick ones: a thread
+            b"GET /quick/2 HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        reader = sock.makefile("rb")
+        answers = [read_answer(reader) for _ in range(5)]
+        assert [body for _, _, body in answers] == [b"qqq", b"4", b"qqqqq", b"0", b"qq"]
+        assert all(status == b"HTTP/1.1 200 OK" for status, _, _ in answers)
+        assert all(headers["connection"] == "keep-alive" for _, headers, _ in answers)
+        sock.sendall(b"GET /quick/1 HTTP/1.1\r\nHost: x\r\n\r\n")  # later, on the kept-alive connection
+        assert read_answer(reader)[2] == b"q"
+    assert quick.threads == [worker.loop.ident] * 4  # answered in the worker's poller, not by its threads
+    assert worker.nr == 6
+    assert settled(worker)
+
+
+def test_a_quick_answer_ends_the_connection_when_asked_and_kept_alive_ones_time_out(start_worker):
+    worker = start_worker(QuickAnswers(Quick()), keepalive=1, **QUICK)
+    with connect(worker.port) as sock:
+        sock.sendall(b"GET /quick/3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        received = drain(sock)  # the server closes after the answer
+        assert b"Connection: close" in received and received.endswith(b"\r\n\r\nqqq")
+    with connect(worker.port) as sock:
+        sock.sendall(b"GET /quick/3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        started = time.monotonic()
+        assert drain(sock).endswith(b"qqq")  # then nothing more: closed at the keepalive timeout
+        assert 0.5 < time.monotonic() - started < 4
+    assert settled(worker)
+
+
+def test_a_client_that_does_not_take_its_answer_is_closed_by_its_deadline_and_holds_nobody_up(start_worker):
+    """An answer larger than the socket takes is written as the client reads, in the poller; a client that
+    stops reading holds neither the poller nor a thread, and is closed when its time for the size is up."""
+    big = 8 * 1024 * 1024
+    worker = start_worker(QuickAnswers(Quick()), **{**QUICK, "body_timeout": 1.0, "body_min_rate": 8 * 1024 * 1024})
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", worker.port))
+    stalled.sendall(f"GET /quick/{big} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    deadline = time.monotonic() + 5
+    while not worker._sending and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert worker._sending  # the answer is being written as the client takes it
+    with connect(worker.port) as other:  # meanwhile others are answered, by the poller and by threads
+        other.sendall(b"GET /quick/2 HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = other.makefile("rb")
+        assert [read_answer(reader)[2] for _ in range(2)] == [b"qq", b"0"]
+    time.sleep(2.5)  # past 1 s + 8 MB at 8 MB/s
+    stalled.settimeout(5)
+    received = drain(stalled)
+    assert 0 < len(received) < big  # cut off, not completed
+    stalled.close()
+    assert settled(worker)
+
+
+def test_a_client_that_reads_slowly_gets_its_whole_answer(start_worker):
+    big = 4 * 1024 * 1024
+    worker = start_worker(QuickAnswers(Quick()), **QUICK)
+    with connect(worker.port) as sock:
+        sock.sendall(f"GET /quick/{big} HTTP/1.1\r\nHost: x\r\n\r\nGET /quick/1 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(0.3)  # the answer fills the socket's buffers; the rest waits in the poller
+        reader = sock.makefile("rb")
+        assert read_answer(reader)[2] == b"q" * big
+        assert read_answer(reader)[2] == b"q"  # the pipelined request after it
+    assert settled(worker)
+
+
+def test_a_request_from_a_trusted_proxy_is_left_to_the_application():
+    answers = QuickAnswers(lambda environ: ("200 OK", [], b""), ("10.0.0.1",))
+    head = b"GET /x HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n"
+    assert answers(head, ("10.0.0.1", 80), False) is None
+    assert answers(head, ("10.0.0.2", 80), False) is not None
