@@ -126,6 +126,26 @@ class LiveSegmentation:
         self._remember(cache_key, (version, sv_index, encoded, packed))
         return version, _gzipped(packed, encoded) if gzipped else encoded
 
+    def etag(self, version: int) -> str:
+        """The tag of a chunk made after operation ``version``: the graph's ingest time in it, since a
+        re-ingested graph (--replace) numbers its operations anew."""
+        return f"g{int(self.graph.created_at.timestamp() * 1e6):x}-ops-{version}"
+
+    def cached_now(self, key: str, gzipped: bool = False) -> tuple[int, bytes] | None:
+        """What :meth:`chunk` answers for "now", when that is known from memory alone: the graph has
+        read every edit made on this machine (:meth:`Graph.current_here`, no SQL), and the cached
+        chunk is still the one of its roots. None: ask :meth:`chunk` (the server's fast path asks
+        this first and leaves the rest to a thread)."""
+        with self._lock:
+            entry = self._cache.get(key)
+        if entry is None or not self.graph.current_here():
+            return None
+        version, sv_index, encoded, packed = entry
+        if self.graph.last_change(sv_index) != version:
+            return None
+        self._remember(key, entry)
+        return version, _gzipped(packed, encoded) if gzipped else encoded
+
     def supervoxel_chunk(self, key: str) -> bytes | None:
         """The chunk with PyChunkedGraph supervoxel ids (layer 1), as graphene sources expect."""
         cache_key = ("supervoxels", key)

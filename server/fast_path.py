@@ -1,4 +1,4 @@
-"""The fast path: stored chunk files of public datasets, asked for without credentials.
+"""The fast path: chunks of public datasets, stored or live, asked for without credentials.
 
 A viewer fires hundreds of chunk requests per view, almost all of this one kind. Flask's
 machinery around a view (request and application contexts, eight before/after hooks, the rate
@@ -14,8 +14,11 @@ otherwise (or on any doubt or error) Flask answers:
 - a ``Host`` (and scheme) Flask has already accepted in this process (it runs the host check);
 - the dataset public and anonymous callers its viewers (the same cached visibility and policy
   the access check uses), so the answer is the same for everyone and cacheable;
-- the layer served as stored (no live view: no graph remaps it), from local files, and ``key``
-  a chunk file of one of its scales (info files, meshes, multi-resolution meshes go to Flask).
+- either the layer served as stored (no live view: no graph remaps it), from local files, and
+  ``key`` a chunk file of one of its scales (info files, meshes, multi-resolution meshes go to
+  Flask); or a live layer (root ids of now) whose chunk the live view's cache holds and knows
+  current without SQL (``LiveSegmentation.cached_now``): computing a chunk, or catching up with
+  edits, is left to Flask in a thread.
 
 What Flask does for these requests and this path does too: the request id (the caller's when
 well formed), CORS headers, the ETag, gzip as stored when the client takes it (else inflated),
@@ -47,6 +50,11 @@ _CHUNK_HEADERS = (
     ("Content-Type", "application/octet-stream"),
     ("Cache-Control", "public, max-age=3600"),
     ("Accept-Ranges", "bytes"),
+    ("Vary", "Accept-Encoding"),
+)
+_LIVE_HEADERS = (
+    ("Content-Type", "application/octet-stream"),
+    ("Cache-Control", "no-cache"),  # "now" changes with the next edit
     ("Vary", "Accept-Encoding"),
 )
 
@@ -106,9 +114,10 @@ class FastPath:
             found, store, keys = work.datasets.layer_store(name, layer_name)
         except Exception:  # noqa: BLE001 - refused, unknown, invalid: Flask words the answer
             return None
+        live = work.live_view(name, found, store)
+        if live is not None:
+            return self._live_chunk(environ, live, key, name, started)
         if not isinstance(store, FileLayerStore) or not keys.under_scale(key) or not keys.allows(key):
-            return None
-        if work.live_view(name, found, store) is not None:
             return None
         try:
             stored = store.get(key)
@@ -127,6 +136,22 @@ class FastPath:
             headers.append(("Content-Encoding", "gzip"))
         else:
             body = stored.decoded()
+        return self._ok(environ, headers, body, dataset, started)
+
+    def _live_chunk(self, environ, live, key, dataset, started):
+        """A chunk of root ids as of now, when the live view's cache holds it and knows it current."""
+        gzipped = self._takes_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
+        found = live.cached_now(key, gzipped=gzipped)
+        if found is None:
+            return None
+        version, body = found
+        headers = list(_LIVE_HEADERS)
+        headers.append(("ETag", f'"{live.etag(version)}"'))
+        if gzipped:
+            headers.append(("Content-Encoding", "gzip"))
+        return self._ok(environ, headers, body, dataset, started)
+
+    def _ok(self, environ, headers, body, dataset, started):
         headers.append(("Content-Length", str(len(body))))
         headers.extend(self.cors)
         given = environ.get("HTTP_X_REQUEST_ID", "")

@@ -10,11 +10,13 @@ import io
 import json
 import logging
 
+import numpy as np
 import pytest
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
 from segmentation.access import Accounts
+from tests.helpers import write_volume
 
 CHUNK = "/data/small/{layer}/8_8_40/16-32_16-32_8-16"
 
@@ -195,3 +197,58 @@ def test_the_poller_closes_when_asked_to_or_when_it_must(app, both):
     raw, close = app.quick_answers(raw_head(path), ("127.0.0.1", 5555), True)  # the worker is over a limit
     assert close and split_response(raw)[1]["Connection"] == "close"
     assert app.quick_answers(raw_head(path), "", False) is None  # a Unix socket: no address to log
+
+
+LIVE_CHUNK = "/data/cg/segmentation/8_8_40/0-16_0-16_0-8"
+
+
+@pytest.fixture
+def live(both, settings, small_volumes, tmp_path):
+    """Dataset `cg` (public): slabs of labels 1-4 along x, agglomerated as {1,2} and {3,4}, served live."""
+    from segmentation.datasets import Datasets
+    from segmentation.graph import ingest_dataset
+
+    labels = np.zeros((32, 32, 8), dtype=np.uint64)
+    for label in range(1, 5):
+        labels[(label - 1) * 8 : label * 8] = label
+    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation")
+    Datasets(settings.database_url).add("cg", image=small_volumes["image"], segmentation=seg)
+    ingest_dataset(settings.database_url, "cg", agglomeration=[[1, 2], [3, 4]], progress=False)
+    return both
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "identity"])
+def test_a_live_chunk_is_answered_from_the_cache_once_flask_made_it_and_until_an_edit_here(live, settings, encoding):
+    """The first request computes the chunk (Flask); later ones come from the live cache without Flask and
+    without SQL. An edit made by another process of this machine (here: another Graph of the same
+    database) sends the next request to Flask, which catches up; then the cache answers again, anew."""
+    from segmentation.graph import Graph
+
+    served, reference, flask_only = live
+    headers = {"Accept-Encoding": encoding}
+    calls = flask_only.calls
+    first, _ = same_answer(served, reference, LIVE_CHUNK, headers)
+    assert first.status_code == 200 and flask_only.calls == calls + 1  # made by Flask
+    again, _ = same_answer(served, reference, LIVE_CHUNK, headers)
+    assert again.data == first.data and flask_only.calls == calls + 1  # from the cache, without Flask
+    assert again.headers["Cache-Control"] == "no-cache" and again.headers["Vary"] == "Accept-Encoding"
+    assert (again.headers.get("Content-Encoding") == "gzip") == (encoding == "gzip")
+
+    other = Graph.open(settings.database_url, "cg")  # another process's graph, as far as this app knows
+    sv = [int(s) for s in sorted(other.supervoxel_ids)]
+    other.merge(sv[0], sv[2], user="tester")
+    after, _ = same_answer(served, reference, LIVE_CHUNK, headers)
+    assert flask_only.calls == calls + 2  # the edit sent it to Flask, which read the log
+    assert after.headers["ETag"] != first.headers["ETag"]
+    cached, _ = same_answer(served, reference, LIVE_CHUNK, headers)
+    assert cached.data == after.data and flask_only.calls == calls + 2  # and the cache answers anew
+
+
+def test_a_live_chunk_revalidated_or_of_a_past_moment_is_left_to_flask(live):
+    served, reference, flask_only = live
+    first, _ = same_answer(served, reference, LIVE_CHUNK)
+    calls = flask_only.calls
+    not_modified, _ = same_answer(served, reference, LIVE_CHUNK, {"If-None-Match": first.headers["ETag"]})
+    assert not_modified.status_code == 304 and flask_only.calls == calls + 1
+    same_answer(served, reference, LIVE_CHUNK.replace("/cg/", "/cg@supervoxels/"))
+    assert flask_only.calls == calls + 2

@@ -38,6 +38,7 @@ from ..errors import NotFound
 from ..models import DatasetRow, GraphOperationRow, GraphStateRow
 from . import pieces
 from .base import BaseError
+from .edit_signal import UNKNOWN, EditSignal
 from .ids import is_supervoxel
 from .index import Edit, GraphError, GraphIndex
 from .legacy import write_legacy_base
@@ -106,6 +107,7 @@ class Graph:
             self._settled_until = self.created_at  # moments up to this one can no longer change
             self._settle_checked = -float("inf")
             self._catch_up(connection)
+        self.edit_signal = EditSignal(database_url, self.dataset_id, self.created_at)
 
     def _open_newest_base(self) -> tuple[str, GraphIndex]:
         """The base the database names now, memory-mapped (a compaction may delete the one just read:
@@ -182,6 +184,12 @@ class Graph:
                     self._catch_up(connection)
         if base_url is not None and base_url != self.base_url:
             self._switch_base(base_url)
+
+    def current_here(self) -> bool:
+        """Whether every edit committed on this machine has been read here, known without SQL
+        (:mod:`~segmentation.graph.edit_signal`; edits from other machines arrive with the follower)."""
+        signal = self.edit_signal.read()
+        return signal != UNKNOWN and signal <= self._seen
 
     def _switch_base(self, url: str) -> None:
         """Another process compacted the graph: read the new base and let go of the old one's pages
@@ -588,6 +596,7 @@ class Graph:
         with self._lock:
             if self.index.seq == seq - 1:
                 self._apply_row(row)
+        self.edit_signal.raise_to(seq)  # committed: other processes here stop answering from memory alone
         self._compact_if_due()
         return OperationResult(seq, list(new_roots), old_roots, now)
 

@@ -159,8 +159,7 @@ def _live_file(live, key: str, moment, view: str):
     if answer is None:
         return _missing(key)
     version, body = answer
-    # the graph's ingest time in the tag: a re-ingested graph (--replace) numbers its operations anew
-    etag = f"g{int(live.graph.created_at.timestamp() * 1e6):x}-ops-{version}"
+    etag = live.etag(version)
     headers = {
         "Content-Type": "application/octet-stream",
         "Cache-Control": IMMUTABLE if final else "no-cache",
