@@ -1,4 +1,4 @@
-"""The fast path: chunks of public datasets, stored or live, asked for without credentials.
+"""The fast path: chunks of public datasets (stored or live) and stored states, asked anonymously.
 
 A viewer fires hundreds of chunk requests per view, almost all of this one kind. Flask's
 machinery around a view (request and application contexts, eight before/after hooks, the rate
@@ -19,6 +19,10 @@ otherwise (or on any doubt or error) Flask answers:
   Flask); or a live layer (root ids of now) whose chunk the live view's cache holds and knows
   current without SQL (``LiveSegmentation.cached_now``): computing a chunk, or catching up with
   edits, is left to Flask in a thread.
+
+- or ``GET /api/v1/states/<id>`` (the state as stored, no ``as``) of a state the store read from
+  the database, with its datasets, less than ``STATE_HEAD_SECONDS`` ago, every dataset it shows
+  public (``StateStore.recently_read``); its view is counted as Flask counts it.
 
 What Flask does for these requests and this path does too: the request id (the caller's when
 well formed), CORS headers, the ETag, gzip as stored when the client takes it (else inflated),
@@ -41,8 +45,13 @@ from segmentation.storage import FileLayerStore, InvalidKey, validate_key
 from . import request_log
 from .workspace import EXTENSION
 
-ROUTE = "/data/<dataset_ref>/<layer>/<path:key>"  # the route this path stands in for (its log lines say so)
+ROUTE = "/data/<dataset_ref>/<layer>/<path:key>"  # the routes this path stands in for (its log lines say so)
+STATE_ROUTE = "/api/v1/states/<ref>"
 _PATH = re.compile(r"^/data/([^/@]{1,256})/([^/]{1,256})/(.{1,4096})$")
+_STATE_PATH = re.compile(r"^/api/v1/states/([A-Za-z0-9_-]{1,64})$")
+#: How long a state's datasets, read by Flask, are trusted here without reading them again (a state
+#: tied to one more dataset meanwhile, by another process, shows to anonymous callers this long more).
+STATE_HEAD_SECONDS = 10.0
 _ACCEPTED_HOSTS_MAX = 64  # Host values remembered as accepted (a client inventing names just misses)
 _HEADER_CACHE_MAX = 256
 _FLASK_ONLY_HEADERS = ("HTTP_AUTHORIZATION", "HTTP_COOKIE", "HTTP_RANGE", "HTTP_IF_NONE_MATCH")
@@ -97,10 +106,14 @@ class FastPath:
             return None
         if any(name in environ for name in _FLASK_ONLY_HEADERS):
             return None
-        match = _PATH.match(environ.get("PATH_INFO", ""))
+        path = environ.get("PATH_INFO", "")
+        match = _PATH.match(path)
         if match is None:
-            return None
-        if (environ.get("HTTP_HOST", ""), environ.get("wsgi.url_scheme", "")) not in self.accepted_hosts:
+            state = _STATE_PATH.match(path)
+            if state is None or not self._host_accepted(environ):
+                return None
+            return self._state(environ, state.group(1), time.perf_counter())
+        if not self._host_accepted(environ):
             return None
         started = time.perf_counter()
         name, layer_name, key = match.groups()
@@ -127,6 +140,31 @@ class FastPath:
             return None
         return self._chunk(environ, stored, name, started)
 
+    def _host_accepted(self, environ) -> bool:
+        return (environ.get("HTTP_HOST", ""), environ.get("wsgi.url_scheme", "")) in self.accepted_hosts
+
+    def _anonymous_may_view(self, work, datasets) -> bool:
+        for name in datasets:
+            if work.accounts.is_public(name) is not True:
+                return False
+            try:
+                require_role(self._anonymous, name, True, "viewer", work.settings.anonymous_role)
+            except Exception:  # noqa: BLE001 - refused: Flask words it
+                return False
+        return True
+
+    def _state(self, environ, ref, started):
+        """A stored state as stored (no ``as``), showing only public data: from the store's memory."""
+        work = self.flask_app.extensions[EXTENSION]
+        stored = work.states.recently_read(
+            ref, may_view=lambda datasets: self._anonymous_may_view(work, datasets), max_age=STATE_HEAD_SECONDS
+        )
+        if stored is None:
+            return None
+        work.states.count_view(stored, flush_in_background=True)
+        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-cache")]
+        return self._ok(environ, headers, stored.raw, None, started, STATE_ROUTE)
+
     # ---- answering -------------------------------------------------------------------------
     def _chunk(self, environ, stored, dataset, started):
         headers = list(_CHUNK_HEADERS)
@@ -151,7 +189,7 @@ class FastPath:
             headers.append(("Content-Encoding", "gzip"))
         return self._ok(environ, headers, body, dataset, started)
 
-    def _ok(self, environ, headers, body, dataset, started):
+    def _ok(self, environ, headers, body, dataset, started, route=ROUTE):
         headers.append(("Content-Length", str(len(body))))
         headers.extend(self.cors)
         given = environ.get("HTTP_X_REQUEST_ID", "")
@@ -159,7 +197,7 @@ class FastPath:
         headers.append((request_log.HEADER, ident))
         request_log.log_line(
             "GET",
-            ROUTE,
+            route,
             200,
             lambda: {
                 "status": 200,

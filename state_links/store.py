@@ -157,6 +157,7 @@ class StateStore:
         self._views_lock = threading.Lock()
         self._flushed_at = time.monotonic()
         self._cache: OrderedDict[str | int, StoredState] = OrderedDict()
+        self._heads: dict[str | int, tuple[frozenset, float]] = {}  # key -> (datasets, when read)
         self._cache_bytes = 0
         self._cache_lock = threading.Lock()
 
@@ -270,6 +271,25 @@ class StateStore:
         self._remember(stored)
         return stored
 
+    def recently_read(self, ref: str, *, may_view: MayView, max_age: float) -> StoredState | None:
+        """The state, from memory alone, when it is cached and its datasets were read from the database
+        less than ``max_age`` seconds ago and ``may_view`` them; None otherwise (ask :meth:`get`).
+
+        For the server's fast path (no SQL on a link resolve): it accepts that a state tied to one
+        more dataset within the last ``max_age`` seconds (ties only grow) shows as it did before."""
+        try:
+            key = self._normalise(ref)
+        except StateNotFound:
+            return None
+        head = self._heads.get(key)
+        if head is None or time.monotonic() - head[1] > max_age:
+            return None
+        with self._cache_lock:
+            cached = self._cache.get(key)
+        if cached is None or not may_view(head[0]):
+            return None
+        return cached if cached.datasets == head[0] else dataclasses.replace(cached, datasets=head[0])
+
     def info_of(self, ref: str | int, *, may_view: MayView) -> StoredState:
         """Like :meth:`get`, with the view count as of now."""
         key = self._normalise(ref)
@@ -282,7 +302,14 @@ class StateStore:
             rows = connection.execute(_HEAD[type(key)], {"key": key}).all()
         datasets = frozenset(name for row in rows for name in (row.legacy, row.tied) if name)
         if not rows or not may_view(datasets):
+            with self._cache_lock:
+                self._heads.pop(key, None)
             raise StateNotFound(self._condition(key)[1])
+        with self._cache_lock:
+            self._heads.pop(key, None)
+            if len(self._heads) >= 2 * _CACHE_STATES:
+                del self._heads[next(iter(self._heads))]  # the longest unread
+            self._heads[key] = (datasets, time.monotonic())
         return datasets
 
     @staticmethod
@@ -304,6 +331,7 @@ class StateStore:
     def _forget(self, stored: StoredState) -> None:
         with self._cache_lock:
             for key in (stored.id, stored.short_id):
+                self._heads.pop(key, None)
                 dropped = self._cache.pop(key, None)
                 if dropped is not None:
                     self._cache_bytes -= len(dropped.raw)
@@ -317,11 +345,17 @@ class StateStore:
                 _, dropped = self._cache.popitem(last=False)
                 self._cache_bytes -= len(dropped.raw)
 
-    def count_view(self, state: StoredState) -> None:
+    def count_view(self, state: StoredState, *, flush_in_background: bool = False) -> None:
+        """Count one view (written with others every few seconds; ``flush_in_background``: by a thread
+        of its own, for a caller that must not wait on the database)."""
         with self._views_lock:
             self._views[state.id] += 1
             due = time.monotonic() - self._flushed_at > _VIEW_FLUSH_SECONDS
-        if due:
+            if due:
+                self._flushed_at = time.monotonic()  # one flush at a time starts
+        if due and flush_in_background:
+            threading.Thread(target=self.flush_views, name="state-views", daemon=True).start()
+        elif due:
             self.flush_views()
 
     def flush_views(self) -> None:

@@ -252,3 +252,33 @@ def test_a_live_chunk_revalidated_or_of_a_past_moment_is_left_to_flask(live):
     assert not_modified.status_code == 304 and flask_only.calls == calls + 1
     same_answer(served, reference, LIVE_CHUNK.replace("/cg/", "/cg@supervoxels/"))
     assert flask_only.calls == calls + 2
+
+
+def test_a_state_showing_public_data_is_resolved_from_memory_once_flask_read_it(both, app, settings):
+    """GET /api/v1/states/<id>: Flask reads the state and its datasets; for the next few seconds the same
+    resolve, asked anonymously, is answered from the store's memory (no SQL, no Flask), views still counted.
+    Once a dataset it shows is private, Flask answers again (a 404, as for a missing state)."""
+    from server.workspace import EXTENSION
+
+    served, reference, flask_only = both
+    states = app.extensions[EXTENSION].states
+    raw = json.dumps({"layers": [{"type": "image", "source": "precomputed://http://localhost/data/small/image"}]})
+    stored = states.save(raw.encode(), states.parse(raw.encode()), datasets={"small"})
+    path = f"/api/v1/states/{stored.short_id}"
+    calls = flask_only.calls
+    first, _ = same_answer(served, reference, path)
+    assert first.status_code == 200 and json.loads(first.data) == json.loads(raw)
+    assert flask_only.calls == calls + 1
+    for _ in range(3):
+        again, _ = same_answer(served, reference, path)
+        assert again.data == first.data and again.headers["Cache-Control"] == "no-cache"
+    assert flask_only.calls == calls + 1  # from memory
+    same_answer(served, reference, path + "?as=now")  # a mode: Flask
+    assert flask_only.calls == calls + 2
+    states.flush_views()
+    views = states.info_of(stored.short_id, may_view=lambda _: True).views
+    assert views == 2 + 3 * 2 + 2  # every resolve counted (each was asked twice)
+
+    Accounts(settings.database_url).set_public("small", False)
+    hidden, _ = same_answer(served, reference, path)
+    assert hidden.status_code == 404 and flask_only.calls == calls + 3
