@@ -14,12 +14,15 @@ wrk (Debian's) loads one target at a time, ``Accept-Encoding: gzip`` as browsers
 - ``fragments``: byte ranges of built-in mesh fragment files, as the graphene source asks (nginx:
   the same files and ranges); ``links``: ``GET /api/v1/states/<id>`` of 200 stored states.
 
-Each at 16 and 64 connections: requests/s, p50, p99, the ratio to nginx. The last line is one
-JSON object: ``stored_ratio`` (stored_cycle at 16 connections, alone / nginx), ``live_ratio``
+Each at 16 and 64 connections: requests/s, p50, p99, the ratio to nginx. Then ``cutout``:
+CloudVolume reads the whole mip-0 volume of the image, the plain segmentation and the live
+segmentation from nginx and from axonlink alone, in turn (``--repeats`` each), as a user's script
+would; median seconds and the ratio axonlink / nginx (target ≤ 1.1). The last line is one JSON
+object: ``stored_ratio`` (stored_cycle at 16 connections, alone / nginx), ``live_ratio``
 (live_cycle), ``fronted_ratio`` (stored_cycle behind nginx / nginx), ``stored_p99_ms``,
-``link_rps``, and every figure.
+``link_rps``, ``cutout_ratio`` (the largest of the three), and every figure.
 
-    python -m bench.serve_rps [--seconds 5] [--workers 2] [--database-url URL]
+    python -m bench.serve_rps [--seconds 5] [--workers 2] [--database-url URL] [--only a,b] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ http {{
             proxy_buffering on;
             proxy_cache axonlink_cache;  # as docs/deploy.md: what axonlink marks public is kept
             proxy_cache_revalidate on;
-            proxy_cache_lock on;
+            proxy_cache_lock off;  # see docs/deploy.md: a lock makes uncacheable answers wait 0.5 s steps
         }}
     }}
 }}
@@ -254,7 +257,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2, help="axonlink serve --workers (and nginx workers)")
     parser.add_argument("--database-url", default=None, help="PostgreSQL URL (default: a fresh SQLite file)")
-    parser.add_argument("--only", help="comma-separated targets (stored_one, stored_cycle, live_cycle, …)")
+    parser.add_argument("--only", help="comma-separated targets (stored_one, stored_cycle, live_cycle, cutout, …)")
+    parser.add_argument("--repeats", type=int, default=5, help="CloudVolume cutouts per server and layer")
     args = parser.parse_args()
     figures: dict = {}
     with fresh_settings(args.database_url) as settings, tempfile.TemporaryDirectory() as scratch_dir:
@@ -298,11 +302,24 @@ def main() -> int:
                 for server, base in servers.items():
                     if server == "nginx" and name == "links":
                         continue  # no file to serve: links are measured against their target alone
-                    wrk(base, paths, 16, 1, scratch)  # warm up (caches, connections, the live remapping)
+                    # warm up (caches, connections); live chunks are remapped once per worker process, each
+                    # a few milliseconds: long enough that both workers' caches hold every chunk
+                    wrk(base, paths, 16, 3 if name == "live_cycle" else 1, scratch)
                     for connections in CONNECTIONS:
                         result = wrk(base, paths, connections, args.seconds, scratch)
                         figures[f"{name}/{server}/c{connections}"] = result
                         print(f"{name:13} {server:9} c={connections:<3} {_line(result)}", flush=True)
+            if not wanted or "cutout" in wanted:
+                layers = {"image": f"/data/{DEMO_NAME}/image", "plain": f"/data/{PLAIN}/segmentation"}
+                layers["live"] = f"/data/{DEMO_NAME}/segmentation"  # nginx: the same chunks as stored
+                for layer, path in layers.items():
+                    times = cutouts(files, alone, path, args.repeats)
+                    figures[f"cutout/{layer}"] = times
+                    print(
+                        f"{'cutout':13} {layer:9} nginx {times['nginx_s']:.3f} s  axonlink {times['axonlink_s']:.3f} s"
+                        f"  ratio {times['ratio']:.2f}",
+                        flush=True,
+                    )
         if not wanted or "live_cold" in wanted:
             with axonlink(settings, args.workers, {"AXONLINK_LIVE_CACHE_CHUNKS": "0"}) as cold:
                 wrk(cold, live_chunks, 16, 1, scratch)
@@ -316,6 +333,30 @@ def main() -> int:
             print(f"{key}: {value}")
     print(json.dumps({**summary, "figures": figures}))
     return 0
+
+
+def cutouts(nginx_base: str, axonlink_base: str, path: str, repeats: int) -> dict:
+    """Median seconds for CloudVolume to read the layer's whole mip-0 volume from each server, in turn."""
+    import statistics
+
+    from cloudvolume import CloudVolume
+
+    volumes = {
+        server: CloudVolume(f"precomputed://{base}{path}", mip=0, progress=False, cache=False)
+        for server, base in (("nginx", nginx_base), ("axonlink", axonlink_base))
+    }
+    seconds: dict[str, list[float]] = {server: [] for server in volumes}
+    reference = None
+    for _ in range(repeats + 1):  # the first round warms both (connections, the live cache)
+        for server, volume in volumes.items():
+            started = time.perf_counter()
+            cutout = volume[volume.bounds]
+            seconds[server].append(time.perf_counter() - started)
+            if reference is None:
+                reference = cutout.shape
+            assert cutout.shape == reference
+    nginx_s, axonlink_s = (statistics.median(seconds[s][1:]) for s in ("nginx", "axonlink"))
+    return {"nginx_s": round(nginx_s, 4), "axonlink_s": round(axonlink_s, 4), "ratio": round(axonlink_s / nginx_s, 3)}
 
 
 def _initial_folder(settings) -> Path:
@@ -343,6 +384,8 @@ def _summary(figures: dict) -> dict:
         "fronted_ratio": ratio("stored_cycle/fronted/c16", "stored_cycle/nginx/c16"),
         "stored_p99_ms": figures.get("stored_cycle/axonlink/c16", {}).get("p99_ms"),
         "link_rps": rps("links/axonlink/c16"),
+        "link_p99_ms": figures.get("links/axonlink/c16", {}).get("p99_ms"),
+        "cutout_ratio": max((v["ratio"] for k, v in figures.items() if k.startswith("cutout/")), default=None),
         "fragments_ratio": ratio("fragments/axonlink/c16", "fragments/nginx/c16"),
     }
 

@@ -323,7 +323,9 @@ class Datasets:
         if cached is not None and now - cached[0] < self._STORE_TTL_SECONDS:
             return cached[1], cached[2], cached[3]
         found = self.get(dataset).layer(layer)
-        store = open_layer_store(found.url)
+        # the same store object while the layer's URL stays the same: what is built on it (a live
+        # view and its chunk cache) lives on past this cache's few seconds
+        store = cached[2] if cached is not None and cached[1].url == found.url else open_layer_store(found.url)
         info = store.get("info")
         try:
             keys = LayerKeys(json.loads(info.decoded()) if info is not None else {})

@@ -149,3 +149,16 @@ def test_datasets_page_shows_citation_and_opens_the_viewer(client):
     link = html.split('href="/#!', 1)[1].split('"', 1)[0]
     state = json.loads(unquote(link.replace("&#34;", '"')))
     assert [layer["name"] for layer in state["layers"]] == ["image", "segmentation"]
+
+
+def test_a_layer_keeps_its_store_object_while_its_url_stays_the_same(app, settings, small_volumes, monkeypatch):
+    """The layer cache re-reads the dataset row and info every few seconds; the store object (and what is
+    built on it: a live view with its chunk cache) stays the same unless the layer's URL changed."""
+    registry = Datasets(settings.database_url)
+    registry.add("kept", image=small_volumes["image"], segmentation=small_volumes["segmentation"])  # (app: the schema)
+    _, first, _ = registry.layer_store("kept", "segmentation")
+    monkeypatch.setattr(Datasets, "_STORE_TTL_SECONDS", 0.0)  # every call reads again
+    _, again, _ = registry.layer_store("kept", "segmentation")
+    assert again is first
+    _, other, _ = registry.layer_store("kept", "image")
+    assert other is not first
