@@ -9,6 +9,7 @@ directory ``./axonlink-data`` and a SQLite file inside it, answering only to loo
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,10 @@ class Settings:
     # AXONLINK_TRUSTED_PROXIES (comma-separated) / --trusted-proxy: front servers whose X-Forwarded-For
     # names the client (for rate limits and the audit log); nobody else's is believed
     trusted_proxies: tuple[str, ...] = ()
+    # AXONLINK_ACCEL_REDIRECT / --accel-redirect: the internal location of a front server (nginx) that
+    # serves local files itself; stored chunks and fragments asked through a trusted proxy are answered
+    # with "X-Accel-Redirect: <prefix><file path>" after the access check (docs/deploy.md)
+    accel_redirect: str = ""
 
     @classmethod
     def load(
@@ -51,6 +56,7 @@ class Settings:
         allowed_hosts=None,
         public_url: str | None = None,
         trusted_proxies=None,
+        accel_redirect: str | None = None,
     ) -> Settings:
         home_path = Path(home or os.environ.get("AXONLINK_HOME") or DEFAULT_HOME).expanduser().resolve()
         url = database_url or os.environ.get("AXONLINK_DATABASE_URL") or sqlite_url(home_path / "axonlink.sqlite")
@@ -83,11 +89,20 @@ class Settings:
             rate_limit_storage=os.environ.get("AXONLINK_RATE_LIMIT_STORAGE") or None,
             request_budget_seconds=budget,
             trusted_proxies=_proxies(trusted_proxies),
+            accel_redirect=_accel_prefix(accel_redirect),
         )
 
     @property
     def demo_dir(self) -> Path:
         return self.home / "demo"
+
+
+def _accel_prefix(given: str | None) -> str:
+    prefix = given if given is not None else os.environ.get("AXONLINK_ACCEL_REDIRECT", "")
+    prefix = prefix.strip().rstrip("/")
+    if prefix and (not prefix.startswith("/") or not re.fullmatch(r"[A-Za-z0-9._/-]+", prefix)):
+        raise ValueError(f"the accel-redirect prefix must be a plain path like /_axonlink_files, not {prefix!r}")
+    return prefix
 
 
 def _proxies(given) -> tuple[str, ...]:

@@ -251,6 +251,15 @@ class FileLayerStore(LayerStore):
             raise CorruptStoredData(key, f"{found.st_size} bytes stored, more than the {max_stored_bytes}-byte cap")
         return StoredObject(_read(path), encoding, f"{found.st_size:x}-{found.st_mtime_ns:x}", key)
 
+    def file_of(self, key: str) -> tuple[str, str | None, str] | None:
+        """(path with symlinks resolved, encoding, unquoted ETag) of the file holding ``key``, without
+        reading it: for a front server to send (``server.accel``). None when there is none."""
+        located = self._locate(key)
+        if located is None:
+            return None
+        path, encoding, found = located
+        return os.path.realpath(path), encoding, f"{found.st_size:x}-{found.st_mtime_ns:x}"
+
     def get_range(self, key, start, end):
         located = self._locate(key)
         if located is None:

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             allowed_hosts=getattr(args, "allowed_host", None) or None,
             public_url=getattr(args, "public_url", None),
             trusted_proxies=getattr(args, "trusted_proxy", None) or None,
+            accel_redirect=getattr(args, "accel_redirect", None),
         )
         os.environ["AXONLINK_HOME"] = str(settings.home)  # for what finds the home on its own (graph copies)
         return args.handler(args, settings) or 0
@@ -91,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="a host name clients use to reach this server (repeat for several; loopback names "
         "and the public URL's host are always allowed; env AXONLINK_ALLOWED_HOSTS)",
+    )
+    network.add_argument(
+        "--accel-redirect",
+        metavar="PREFIX",
+        help="nginx's internal location serving local files (e.g. /_axonlink_files, with 'alias /'): "
+        "stored chunks and fragments asked through a --trusted-proxy are handed to it by "
+        "X-Accel-Redirect after the access check (env AXONLINK_ACCEL_REDIRECT; docs/deploy.md)",
     )
     network.add_argument(
         "--trusted-proxy",

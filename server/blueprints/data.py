@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 
 from flask import Blueprint, Response, current_app, request
@@ -18,10 +19,10 @@ from segmentation.datasets import DatasetNotFound
 from segmentation.graph import GraphError, GraphNotIngested
 from segmentation.graph.ids import LAYER_SHIFT, ROOT_LAYER
 from segmentation.meshing import LEGACY_DIR, multilod
-from segmentation.storage import InvalidKey, validate_key
+from segmentation.storage import FileLayerStore, InvalidKey, validate_key
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
 
-from .. import endpoints
+from .. import accel, endpoints
 from ..errors import json_error
 from ..workspace import workspace
 from . import datasets_registry, meshes_of, segment_properties_of
@@ -242,6 +243,9 @@ def _file_answer(path, etag: str, cache: str = IMMUTABLE):
     if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
         if request.if_none_match.contains_weak(etag):
             return Response(status=304, headers=headers)
+        target = accel.target(os.path.realpath(path))
+        if target is not None:
+            return Response(status=200, headers={**headers, "X-Accel-Redirect": target})
         return Response(path.read_bytes(), status=200, headers=headers)
     bounds = parsed.range_for_length(size)
     if bounds is None:
@@ -318,7 +322,32 @@ def _ranged(store, key, headers):
     return Response(body, status=206, headers=headers)
 
 
+def _handed_to_front_server(store, key, headers):
+    """The answer without its bytes, which the front server sends (``server.accel``); None: send them."""
+    if request.method != "GET" or headers["Content-Type"] != "application/octet-stream":
+        return None
+    if not isinstance(store, FileLayerStore):
+        return None
+    found = store.file_of(key)
+    target = None if found is None else accel.target(found[0])
+    if target is None:
+        return None
+    _, encoding, etag = found
+    if encoding == "gzip" and "gzip" not in request.accept_encodings:
+        return None  # inflated here
+    headers["ETag"] = f'"{etag}"'
+    if request.if_none_match.contains_weak(etag):
+        return Response(status=304, headers=headers)
+    if encoding == "gzip":
+        headers["Content-Encoding"] = "gzip"
+    headers["X-Accel-Redirect"] = target
+    return Response(status=200, headers=headers)
+
+
 def _whole(store, key, headers):
+    handed = _handed_to_front_server(store, key, headers)
+    if handed is not None:
+        return handed
     obj = store.get(key)
     if obj is None:
         return _missing(key)

@@ -1,0 +1,140 @@
+"""Debian's nginx in front of a real ``axonlink serve``, both on loopback, for the front-server tests.
+
+The nginx configuration is the one docs/deploy.md gives for ``--accel-redirect`` (the upstream, the
+proxy headers, the ``internal`` file location and the headers it takes over from axonlink's
+answer), with test ports and a scratch prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.helpers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCEL_PREFIX = "/_axonlink_files"
+
+# What docs/deploy.md says, between the markers there ("# -- accel-redirect --").
+NGINX_CONF = """
+{user}
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    upstream axonlink {{
+        server {upstream};
+        keepalive 8;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://axonlink;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+        location {accel}/ {{
+            internal;
+            alias /;
+            sendfile on;
+            etag off;
+            if_modified_since off;
+            add_header ETag $upstream_http_etag always;
+            add_header Content-Encoding $upstream_http_content_encoding always;
+            add_header Vary $upstream_http_vary always;
+            add_header Access-Control-Allow-Origin $upstream_http_access_control_allow_origin always;
+            add_header Access-Control-Expose-Headers $upstream_http_access_control_expose_headers always;
+            add_header X-Request-Id $upstream_http_x_request_id always;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_available() -> bool:
+    return shutil.which("nginx") is not None or os.path.exists("/usr/sbin/nginx")
+
+
+def _wait(url: str, process: subprocess.Popen, what: str, log) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"{what} did not start:\n{log()}") from None
+            time.sleep(0.1)
+
+
+@contextmanager
+def axonlink_serve(settings, log_dir: Path, *flags: str):
+    """``axonlink serve`` (1 worker) with ``flags``; yields its URL."""
+    port = free_port()
+    log = log_dir / f"serve-{port}.log"
+    env = {**os.environ, "AXONLINK_HOME": str(settings.home), "AXONLINK_DATABASE_URL": settings.database_url}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--workers", "1", *flags],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(url + "/api/v1/datasets", process, "axonlink serve", lambda: log.read_text()[-3000:])
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@contextmanager
+def nginx_in_front(upstream: str, prefix: Path):
+    """Debian's nginx proxying to ``upstream`` with the accel-redirect location; yields its URL."""
+    prefix.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(
+            user="user root;" if os.geteuid() == 0 else "",  # its worker reads files the tests wrote
+            prefix=prefix,
+            port=port,
+            upstream=upstream.removeprefix("http://"),
+            accel=ACCEL_PREFIX,
+        )
+    )
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    process = subprocess.Popen([binary, "-c", str(conf), "-p", str(prefix)], stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(url + "/api/v1/datasets", process, "nginx", lambda: (prefix / "error.log").read_text())
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
