@@ -1,8 +1,8 @@
 """Debian's nginx in front of a real ``axonlink serve``, both on loopback, for the front-server tests.
 
-The nginx configuration is the one docs/deploy.md gives for ``--accel-redirect`` (the upstream, the
-proxy headers, the ``internal`` file location and the headers it takes over from axonlink's
-answer), with test ports and a scratch prefix.
+The internal file location is read from docs/deploy.md itself (its ``location /_axonlink_files/``
+block), so the configuration the documentation gives is the one tested; around it, the proxy
+settings of the same page, with test ports and a scratch prefix.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from tests.helpers import free_port
 ROOT = Path(__file__).resolve().parent.parent
 ACCEL_PREFIX = "/_axonlink_files"
 
-# What docs/deploy.md says, between the markers there ("# -- accel-redirect --").
 NGINX_CONF = """
 {user}
 worker_processes 1;
@@ -51,22 +50,18 @@ http {{
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
         }}
-        location {accel}/ {{
-            internal;
-            alias /;
-            sendfile on;
-            etag off;
-            if_modified_since off;
-            add_header ETag $upstream_http_etag always;
-            add_header Content-Encoding $upstream_http_content_encoding always;
-            add_header Vary $upstream_http_vary always;
-            add_header Access-Control-Allow-Origin $upstream_http_access_control_allow_origin always;
-            add_header Access-Control-Expose-Headers $upstream_http_access_control_expose_headers always;
-            add_header X-Request-Id $upstream_http_x_request_id always;
-        }}
+{accel_location}
     }}
 }}
 """
+
+
+def accel_location() -> str:
+    """The ``location /_axonlink_files/ { … }`` block of docs/deploy.md, as written there."""
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    start = text.index(f"    location {ACCEL_PREFIX}/ {{")
+    end = text.index("\n    }\n", start) + len("\n    }")
+    return text[start:end]
 
 
 def nginx_available() -> bool:
@@ -126,7 +121,7 @@ def nginx_in_front(upstream: str, prefix: Path):
             prefix=prefix,
             port=port,
             upstream=upstream.removeprefix("http://"),
-            accel=ACCEL_PREFIX,
+            accel_location=accel_location(),
         )
     )
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
