@@ -162,7 +162,7 @@ class FastPath:
         if stored is None:
             return None
         work.states.count_view(stored, flush_in_background=True)
-        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-cache")]
+        headers = [("Content-Type", "application/json"), ("ETag", f'"{stored.etag}"'), ("Cache-Control", "no-cache")]
         return self._ok(environ, headers, stored.raw, None, started, STATE_ROUTE)
 
     # ---- answering -------------------------------------------------------------------------

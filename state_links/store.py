@@ -16,6 +16,7 @@ the same database read — whether the state does not exist or the caller may no
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import secrets
 import string
@@ -98,6 +99,11 @@ class StoredState:
     anchors_loader: Callable[[], list[Anchor]] = field(default=list, repr=False)
     created: bool = False  # False when an identical state was stored before
     datasets: frozenset = frozenset()  # every dataset it names (anchors' and the legacy ``dataset`` included)
+
+    @cached_property
+    def etag(self) -> str:
+        """The entity tag of its bytes, which never change (from the bytes, not the sequential id)."""
+        return "state-" + hashlib.sha256(self.raw).hexdigest()[:24]
 
     @cached_property
     def anchors(self) -> list[Anchor]:

@@ -275,9 +275,15 @@ def test_a_state_showing_public_data_is_resolved_from_memory_once_flask_read_it(
     assert flask_only.calls == calls + 1  # from memory
     same_answer(served, reference, path + "?as=now")  # a mode: Flask
     assert flask_only.calls == calls + 2
+    # its bytes never change: an ETag of them, and a revalidation is a 304 without them (Flask)
+    assert first.headers["ETag"].startswith('"state-') and str(stored.id) not in first.headers["ETag"]
+    revalidated = served.get(path, headers={"If-None-Match": first.headers["ETag"]})
+    assert revalidated.status_code == 304 and revalidated.data == b""
+    assert revalidated.headers["ETag"] == first.headers["ETag"] and flask_only.calls == calls + 3
+    calls += 1
     states.flush_views()
     views = states.info_of(stored.short_id, may_view=lambda _: True).views
-    assert views == 2 + 3 * 2 + 2  # every resolve counted (each was asked twice)
+    assert views == 2 + 3 * 2 + 2 + 1  # every resolve counted (each was asked twice; the revalidation too)
 
     Accounts(settings.database_url).set_public("small", False)
     hidden, _ = same_answer(served, reference, path)

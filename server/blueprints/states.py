@@ -179,9 +179,20 @@ def _mode() -> str | None:
     return mode
 
 
+def _as_stored(stored) -> Response:
+    """The state's bytes as stored, with the ETag of those bytes (a revalidation costs a 304: they never
+    change; the cache headers stay short, because who may see them can)."""
+    if request.if_none_match.contains_weak(stored.etag):
+        response = Response(status=304, mimetype="application/json")
+    else:
+        response = Response(stored.raw, mimetype="application/json")
+    response.set_etag(stored.etag)
+    return response
+
+
 def _state_json(stored, mode: str | None) -> Response:
     if mode is None:
-        response = Response(stored.raw, mimetype="application/json")
+        response = _as_stored(stored)
     else:
         state = json.loads(stored.raw)
         if mode == "was":
@@ -304,7 +315,7 @@ def nglstate_post():
 def nglstate_get(state_id):
     stored = _get(state_id)
     store().count_view(stored)
-    return _private_if_needed(Response(stored.raw, mimetype="application/json"), stored.datasets)
+    return _private_if_needed(_as_stored(stored), stored.datasets)
 
 
 def nglstate_raw(state_id):
