@@ -32,29 +32,33 @@ and the request's log line. Rate limits do not apply to reads, so there is none 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import threading
 import time
 
-from werkzeug.http import parse_accept_header
+from werkzeug.http import parse_accept_header, parse_range_header
 
 from segmentation.access import anonymous, require_role
+from segmentation.meshes import MESH_DIR
 from segmentation.storage import FileLayerStore, InvalidKey, validate_key
 
 from . import request_log
+from .blueprints.data import IMMUTABLE
 from .workspace import EXTENSION
 
 ROUTE = "/data/<dataset_ref>/<layer>/<path:key>"  # the routes this path stands in for (its log lines say so)
 STATE_ROUTE = "/api/v1/states/<ref>"
 _PATH = re.compile(r"^/data/([^/@]{1,256})/([^/]{1,256})/(.{1,4096})$")
+_FRAGMENT_PATH = re.compile(rf"^/data/([^/@]{{1,256}})@supervoxels/([^/]{{1,256}})/{MESH_DIR}/initial/([^/]{{1,256}})$")
 _STATE_PATH = re.compile(r"^/api/v1/states/([A-Za-z0-9_-]{1,64})$")
 #: How long a state's datasets, read by Flask, are trusted here without reading them again (a state
 #: tied to one more dataset meanwhile, by another process, shows to anonymous callers this long more).
 STATE_HEAD_SECONDS = 10.0
 _ACCEPTED_HOSTS_MAX = 64  # Host values remembered as accepted (a client inventing names just misses)
 _HEADER_CACHE_MAX = 256
-_FLASK_ONLY_HEADERS = ("HTTP_AUTHORIZATION", "HTTP_COOKIE", "HTTP_RANGE", "HTTP_IF_NONE_MATCH")
+_FLASK_ONLY_HEADERS = ("HTTP_AUTHORIZATION", "HTTP_COOKIE", "HTTP_IF_NONE_MATCH")  # and Range but for fragments
 _CHUNK_HEADERS = (
     ("Content-Type", "application/octet-stream"),
     ("Cache-Control", "public, max-age=3600"),
@@ -104,18 +108,21 @@ class FastPath:
         """(status, headers, body) for a request this path takes, else None (also asked by ``server.quick_answers``)."""
         if environ["REQUEST_METHOD"] != "GET" or environ.get("QUERY_STRING"):
             return None
-        if any(name in environ for name in _FLASK_ONLY_HEADERS):
+        if any(name in environ for name in _FLASK_ONLY_HEADERS) or not self._host_accepted(environ):
             return None
+        started = time.perf_counter()
         path = environ.get("PATH_INFO", "")
         match = _PATH.match(path)
         if match is None:
+            fragment = _FRAGMENT_PATH.match(path)
+            if fragment is not None:
+                return self._fragment(environ, *fragment.groups(), started)
             state = _STATE_PATH.match(path)
-            if state is None or not self._host_accepted(environ):
+            if state is None or "HTTP_RANGE" in environ:
                 return None
-            return self._state(environ, state.group(1), time.perf_counter())
-        if not self._host_accepted(environ):
+            return self._state(environ, state.group(1), started)
+        if "HTTP_RANGE" in environ:
             return None
-        started = time.perf_counter()
         name, layer_name, key = match.groups()
         work = self.flask_app.extensions[EXTENSION]
         public = work.accounts.is_public(name)
@@ -153,6 +160,50 @@ class FastPath:
                 return False
         return True
 
+    def _open_to_anonymous(self, work, name: str) -> bool:
+        if work.accounts.is_public(name) is not True:
+            return False
+        try:
+            require_role(self._anonymous, name, True, "viewer", work.settings.anonymous_role)
+        except Exception:  # noqa: BLE001 - refused: Flask words it
+            return False
+        return True
+
+    def _fragment(self, environ, name, layer_name, fragment, started):
+        """A built-in mesh's chunk fragment file (``initial/<file>``), whole or the one byte range a
+        graphene source asks for; what ``_graphene_mesh_file`` answers, for a public dataset."""
+        work = self.flask_app.extensions[EXTENSION]
+        if not self._open_to_anonymous(work, name):
+            return None
+        found, store, _ = work.datasets.layer_store(name, layer_name)
+        if work.live_view(name, found, store) is None:
+            return None
+        segmentation = work.datasets.layer_store(name, "segmentation")[0]
+        path = work.meshes(name, segmentation.url).fragment_file(fragment)
+        if path is None:
+            return None
+        headers = [
+            ("Content-Type", "application/octet-stream"),
+            ("Cache-Control", IMMUTABLE),
+            ("ETag", f'"{path.parent.parent.name}-{fragment}"'),
+            ("Accept-Ranges", "bytes"),
+        ]
+        given = environ.get("HTTP_RANGE")
+        with open(path, "rb") as handle:
+            if given is None:
+                return self._ok(environ, headers, handle.read(), name, started)
+            size = os.fstat(handle.fileno()).st_size
+            parsed = parse_range_header(given)
+            if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+                return None
+            bounds = parsed.range_for_length(size)
+            if bounds is None:
+                return None  # 416: Flask words it
+            start, stop = bounds
+            body = os.pread(handle.fileno(), stop - start, start)
+        headers.append(("Content-Range", f"bytes {start}-{stop - 1}/{size}"))
+        return self._ok(environ, headers, body, name, started, status="206 PARTIAL CONTENT")
+
     def _state(self, environ, ref, started):
         """A stored state as stored (no ``as``), showing only public data: from the store's memory."""
         work = self.flask_app.extensions[EXTENSION]
@@ -189,7 +240,7 @@ class FastPath:
             headers.append(("Content-Encoding", "gzip"))
         return self._ok(environ, headers, body, dataset, started)
 
-    def _ok(self, environ, headers, body, dataset, started, route=ROUTE):
+    def _ok(self, environ, headers, body, dataset, started, route=ROUTE, status="200 OK"):
         headers.append(("Content-Length", str(len(body))))
         headers.extend(self.cors)
         given = environ.get("HTTP_X_REQUEST_ID", "")
@@ -198,9 +249,9 @@ class FastPath:
         request_log.log_line(
             "GET",
             route,
-            200,
+            int(status[:3]),
             lambda: {
-                "status": 200,
+                "status": int(status[:3]),
                 "ms": round((time.perf_counter() - started) * 1000, 1),
                 "bytes": len(body),
                 "dataset": dataset,
@@ -210,7 +261,7 @@ class FastPath:
                 "id": ident,
             },
         )
-        return "200 OK", headers, body
+        return status, headers, body
 
     def _takes_gzip(self, accept_encoding: str) -> bool:
         """Whether the client takes gzip, as Flask reads ``Accept-Encoding`` (cached per header value)."""

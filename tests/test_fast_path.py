@@ -288,3 +288,31 @@ def test_a_state_showing_public_data_is_resolved_from_memory_once_flask_read_it(
     Accounts(settings.database_url).set_public("small", False)
     hidden, _ = same_answer(served, reference, path)
     assert hidden.status_code == 404 and flask_only.calls == calls + 3
+
+
+def test_a_built_in_mesh_fragment_is_answered_without_flask_whole_or_by_range(live, app, settings):
+    """The graphene source reads chunk fragment files by byte range: 206 with the bytes Flask cuts, or the
+    whole file; anything unusual about the range (several, unsatisfiable) is Flask's to word."""
+    from segmentation.graph import Graph
+    from segmentation.meshing import mesh_dataset
+
+    served, reference, flask_only = live
+    mesh_dataset(settings.database_url, settings.home, "cg", workers=1, progress=False)
+    graph = Graph.open(settings.database_url, "cg")
+    root = int(graph.roots([int(sorted(graph.supervoxel_ids)[0])])[0])
+    manifest = reference.get(f"/meshing/api/v1/table/cg/manifest/{root}:0")
+    stored = [n[1:].partition(":")[2] for n in manifest.json["fragments"] if n[1:].partition(":")[2].startswith("~")]
+    assert stored, manifest.json
+    path, offset, size = stored[0][1:].split(":")
+    url = f"/data/cg@supervoxels/segmentation/graphene_meshes/initial/{path}"
+    calls = flask_only.calls
+    ranged, _ = same_answer(served, reference, url, {"Range": f"bytes={offset}-{int(offset) + int(size) - 1}"})
+    whole, _ = same_answer(served, reference, url)
+    assert ranged.status_code == 206 and len(ranged.data) == int(size)
+    assert whole.status_code == 200 and whole.data[int(offset) : int(offset) + int(size)] == ranged.data
+    assert ranged.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert flask_only.calls == calls  # neither reached Flask
+    same_answer(served, reference, url, {"Range": "bytes=0-1,4-5"})
+    same_answer(served, reference, url, {"Range": f"bytes={len(whole.data) + 10}-"})
+    same_answer(served, reference, url + "x")
+    assert flask_only.calls == calls + 3
