@@ -35,15 +35,25 @@ def depends_on_caller(spec) -> bool:
 
 
 def make_private(response) -> None:
-    directives = [d.strip() for d in (response.headers.get("Cache-Control") or "").split(",") if d.strip()]
+    response.headers["Cache-Control"] = private_cache_control(response.headers.get("Cache-Control") or "")
+    response.headers["Vary"] = vary_on_caller(response.headers.get("Vary") or "")
+
+
+def private_cache_control(given: str) -> str:
+    """``given`` made private: ``public`` becomes ``private`` (other directives kept), and a bare
+    ``private`` revalidates (who may see it can change)."""
+    directives = [d.strip() for d in given.split(",") if d.strip()]
     directives = ["private" if d == "public" else d for d in directives]
     if "private" not in directives and "no-store" not in directives:
         directives.insert(0, "private")
     if len(directives) == 1 and directives[0] == "private":
-        directives.append("no-cache")  # revalidate: who may see it can change
-    response.headers["Cache-Control"] = ", ".join(directives)
-    vary = [v.strip() for v in (response.headers.get("Vary") or "").split(",") if v.strip()]
-    response.headers["Vary"] = ", ".join(vary + [v for v in VARY_ON_CALLER if v not in vary])
+        directives.append("no-cache")
+    return ", ".join(directives)
+
+
+def vary_on_caller(given: str) -> str:
+    vary = [v.strip() for v in given.split(",") if v.strip()]
+    return ", ".join(vary + [v for v in VARY_ON_CALLER if v not in vary])
 
 
 def install(app) -> None:

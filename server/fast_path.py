@@ -1,4 +1,5 @@
-"""The fast path: chunks of public datasets (stored or live) and stored states, asked anonymously.
+"""The fast path: chunks (stored or live) and mesh fragment files for whoever may view them, and
+stored states showing only public data, asked anonymously.
 
 A viewer fires hundreds of chunk requests per view, almost all of this one kind. Flask's
 machinery around a view (request and application contexts, eight before/after hooks, the rate
@@ -9,17 +10,20 @@ every other request to Flask untouched. It takes a request only when all of thes
 otherwise (or on any doubt or error) Flask answers:
 
 - ``GET`` of ``/data/<name>/<layer>/<key>``: no ``@`` view (moments, supervoxels), no ``Range``,
-  no ``If-None-Match`` (Werkzeug words a 304), no ``Authorization`` header and no cookie (the
-  caller is anonymous, surely);
+  no ``If-None-Match`` (Werkzeug words a 304), no cookie (a browser's session: its cross-site
+  rules are Flask's);
+- the caller anonymous, or holding a valid ``Authorization: Bearer`` token (the principal cached
+  per process as the access check caches it), and allowed to view the dataset by the same rule
+  (``require_role``); an answer about a private dataset carries the private cache headers
+  ``server.caching`` gives it;
 - a ``Host`` (and scheme) Flask has already accepted in this process (it runs the host check);
-- the dataset public and anonymous callers its viewers (the same cached visibility and policy
-  the access check uses), so the answer is the same for everyone and cacheable;
 - either the layer served as stored (no live view: no graph remaps it), from local files, and
   ``key`` a chunk file of one of its scales (info files, meshes, multi-resolution meshes go to
   Flask); or a live layer (root ids of now) whose chunk the live view's cache holds and knows
   current without SQL (``LiveSegmentation.cached_now``): computing a chunk, or catching up with
-  edits, is left to Flask in a thread.
-
+  edits, is left to Flask in a thread;
+- or ``GET /data/<name>@supervoxels/<layer>/graphene_meshes/initial/<file>``, a built-in mesh's
+  chunk fragment file, whole or one byte range (``Range`` taken here), for the same callers;
 - or ``GET /api/v1/states/<id>`` (the state as stored, no ``as``) of a state the store read from
   the database, with its datasets, less than ``STATE_HEAD_SECONDS`` ago, every dataset it shows
   public (``StateStore.recently_read``); its view is counted as Flask counts it.
@@ -37,6 +41,7 @@ import re
 import secrets
 import threading
 import time
+from typing import NamedTuple
 
 from werkzeug.http import parse_accept_header, parse_range_header
 
@@ -46,6 +51,7 @@ from segmentation.storage import FileLayerStore, InvalidKey, validate_key
 
 from . import request_log
 from .blueprints.data import IMMUTABLE
+from .caching import private_cache_control, vary_on_caller
 from .workspace import EXTENSION
 
 ROUTE = "/data/<dataset_ref>/<layer>/<path:key>"  # the routes this path stands in for (its log lines say so)
@@ -58,7 +64,7 @@ _STATE_PATH = re.compile(r"^/api/v1/states/([A-Za-z0-9_-]{1,64})$")
 STATE_HEAD_SECONDS = 10.0
 _ACCEPTED_HOSTS_MAX = 64  # Host values remembered as accepted (a client inventing names just misses)
 _HEADER_CACHE_MAX = 256
-_FLASK_ONLY_HEADERS = ("HTTP_AUTHORIZATION", "HTTP_COOKIE", "HTTP_IF_NONE_MATCH")  # and Range but for fragments
+_FLASK_ONLY_HEADERS = ("HTTP_COOKIE", "HTTP_IF_NONE_MATCH")  # and Range but for fragments
 _CHUNK_HEADERS = (
     ("Content-Type", "application/octet-stream"),
     ("Cache-Control", "public, max-age=3600"),
@@ -70,6 +76,16 @@ _LIVE_HEADERS = (
     ("Cache-Control", "no-cache"),  # "now" changes with the next edit
     ("Vary", "Accept-Encoding"),
 )
+
+
+class _Answering(NamedTuple):
+    """What every answer of this path needs besides its bytes: for its headers and its log line."""
+
+    environ: dict
+    dataset: str | None
+    user: str
+    public: bool  # False: the answer is about a private dataset (private cache headers, Vary on the caller)
+    started: float
 
 
 class FastPath:
@@ -111,32 +127,35 @@ class FastPath:
         if any(name in environ for name in _FLASK_ONLY_HEADERS) or not self._host_accepted(environ):
             return None
         started = time.perf_counter()
+        work = self.flask_app.extensions[EXTENSION]
+        caller = self._caller(work, environ)
+        if caller is None:
+            return None
         path = environ.get("PATH_INFO", "")
         match = _PATH.match(path)
         if match is None:
             fragment = _FRAGMENT_PATH.match(path)
             if fragment is not None:
-                return self._fragment(environ, *fragment.groups(), started)
+                return self._fragment(environ, work, caller, *fragment.groups(), started)
             state = _STATE_PATH.match(path)
-            if state is None or "HTTP_RANGE" in environ:
+            if state is None or "HTTP_RANGE" in environ or caller is not self._anonymous:
                 return None
             return self._state(environ, state.group(1), started)
         if "HTTP_RANGE" in environ:
             return None
         name, layer_name, key = match.groups()
-        work = self.flask_app.extensions[EXTENSION]
-        public = work.accounts.is_public(name)
-        if public is not True:
+        public = self._viewer_of(work, caller, name)
+        if public is None:
             return None
         try:
-            require_role(self._anonymous, name, True, "viewer", work.settings.anonymous_role)
             validate_key(key)
             found, store, keys = work.datasets.layer_store(name, layer_name)
-        except Exception:  # noqa: BLE001 - refused, unknown, invalid: Flask words the answer
+        except Exception:  # noqa: BLE001 - unknown, invalid: Flask words the answer
             return None
+        answering = _Answering(environ, name, caller.name, public, started)
         live = work.live_view(name, found, store)
         if live is not None:
-            return self._live_chunk(environ, live, key, name, started)
+            return self._live_chunk(answering, live, key)
         if not isinstance(store, FileLayerStore) or not keys.under_scale(key) or not keys.allows(key):
             return None
         try:
@@ -145,36 +164,47 @@ class FastPath:
             return None
         if stored is None:
             return None
-        return self._chunk(environ, stored, name, started)
+        return self._chunk(answering, stored)
+
+    def _caller(self, work, environ):
+        """Who asks: anonymous, or the principal of a valid Bearer token (cached per process, as the
+        access check caches it); None for anything Flask must word (a malformed, unknown, revoked or
+        expired token: 401)."""
+        header = environ.get("HTTP_AUTHORIZATION")
+        if header is None:
+            return self._anonymous
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        try:
+            return work.accounts.authenticate(token.strip())
+        except Exception:  # noqa: BLE001 - refused: Flask words it
+            return None
+
+    def _viewer_of(self, work, caller, name: str) -> bool | None:
+        """Whether ``name`` is public, when ``caller`` may view it; None when not (or no such dataset)."""
+        public = work.accounts.is_public(name)
+        if public is None:
+            return None
+        try:
+            require_role(caller, name, public, "viewer", work.settings.anonymous_role)
+        except Exception:  # noqa: BLE001 - refused: Flask words it (404 or 401)
+            return None
+        return public
 
     def _host_accepted(self, environ) -> bool:
         return (environ.get("HTTP_HOST", ""), environ.get("wsgi.url_scheme", "")) in self.accepted_hosts
 
     def _anonymous_may_view(self, work, datasets) -> bool:
-        for name in datasets:
-            if work.accounts.is_public(name) is not True:
-                return False
-            try:
-                require_role(self._anonymous, name, True, "viewer", work.settings.anonymous_role)
-            except Exception:  # noqa: BLE001 - refused: Flask words it
-                return False
-        return True
+        return all(self._viewer_of(work, self._anonymous, name) is True for name in datasets)
 
-    def _open_to_anonymous(self, work, name: str) -> bool:
-        if work.accounts.is_public(name) is not True:
-            return False
-        try:
-            require_role(self._anonymous, name, True, "viewer", work.settings.anonymous_role)
-        except Exception:  # noqa: BLE001 - refused: Flask words it
-            return False
-        return True
-
-    def _fragment(self, environ, name, layer_name, fragment, started):
+    def _fragment(self, environ, work, caller, name, layer_name, fragment, started):
         """A built-in mesh's chunk fragment file (``initial/<file>``), whole or the one byte range a
         graphene source asks for; what ``_graphene_mesh_file`` answers, for a public dataset."""
-        work = self.flask_app.extensions[EXTENSION]
-        if not self._open_to_anonymous(work, name):
+        public = self._viewer_of(work, caller, name)
+        if public is None:
             return None
+        answering = _Answering(environ, name, caller.name, public, started)
         found, store, _ = work.datasets.layer_store(name, layer_name)
         if work.live_view(name, found, store) is None:
             return None
@@ -191,7 +221,7 @@ class FastPath:
         given = environ.get("HTTP_RANGE")
         with open(path, "rb") as handle:
             if given is None:
-                return self._ok(environ, headers, handle.read(), name, started)
+                return self._ok(answering, headers, handle.read())
             size = os.fstat(handle.fileno()).st_size
             parsed = parse_range_header(given)
             if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
@@ -202,7 +232,7 @@ class FastPath:
             start, stop = bounds
             body = os.pread(handle.fileno(), stop - start, start)
         headers.append(("Content-Range", f"bytes {start}-{stop - 1}/{size}"))
-        return self._ok(environ, headers, body, name, started, status="206 PARTIAL CONTENT")
+        return self._ok(answering, headers, body, status="206 PARTIAL CONTENT")
 
     def _state(self, environ, ref, started):
         """A stored state as stored (no ``as``), showing only public data: from the store's memory."""
@@ -214,22 +244,24 @@ class FastPath:
             return None
         work.states.count_view(stored, flush_in_background=True)
         headers = [("Content-Type", "application/json"), ("ETag", f'"{stored.etag}"'), ("Cache-Control", "no-cache")]
-        return self._ok(environ, headers, stored.raw, None, started, STATE_ROUTE)
+        return self._ok(
+            _Answering(environ, None, self._anonymous.name, True, started), headers, stored.raw, STATE_ROUTE
+        )
 
     # ---- answering -------------------------------------------------------------------------
-    def _chunk(self, environ, stored, dataset, started):
+    def _chunk(self, answering, stored):
         headers = list(_CHUNK_HEADERS)
         headers.append(("ETag", f'"{stored.etag}"'))
-        if stored.encoding == "gzip" and self._takes_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")):
+        if stored.encoding == "gzip" and self._takes_gzip(answering.environ.get("HTTP_ACCEPT_ENCODING", "")):
             body = stored.content
             headers.append(("Content-Encoding", "gzip"))
         else:
             body = stored.decoded()
-        return self._ok(environ, headers, body, dataset, started)
+        return self._ok(answering, headers, body)
 
-    def _live_chunk(self, environ, live, key, dataset, started):
+    def _live_chunk(self, answering, live, key):
         """A chunk of root ids as of now, when the live view's cache holds it and knows it current."""
-        gzipped = self._takes_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
+        gzipped = self._takes_gzip(answering.environ.get("HTTP_ACCEPT_ENCODING", ""))
         found = live.cached_now(key, gzipped=gzipped)
         if found is None:
             return None
@@ -238,9 +270,19 @@ class FastPath:
         headers.append(("ETag", f'"{live.etag(version)}"'))
         if gzipped:
             headers.append(("Content-Encoding", "gzip"))
-        return self._ok(environ, headers, body, dataset, started)
+        return self._ok(answering, headers, body)
 
-    def _ok(self, environ, headers, body, dataset, started, route=ROUTE, status="200 OK"):
+    def _ok(self, answering, headers, body, route=ROUTE, status="200 OK"):
+        environ = answering.environ
+        if not answering.public:  # as server.caching makes every answer about a private dataset
+            headers = [
+                (name, private_cache_control(value) if name == "Cache-Control" else vary_on_caller(value))
+                if name in ("Cache-Control", "Vary")
+                else (name, value)
+                for name, value in headers
+            ]
+            if not any(name == "Vary" for name, _ in headers):
+                headers.append(("Vary", vary_on_caller("")))
         headers.append(("Content-Length", str(len(body))))
         headers.extend(self.cors)
         given = environ.get("HTTP_X_REQUEST_ID", "")
@@ -252,10 +294,10 @@ class FastPath:
             int(status[:3]),
             lambda: {
                 "status": int(status[:3]),
-                "ms": round((time.perf_counter() - started) * 1000, 1),
+                "ms": round((time.perf_counter() - answering.started) * 1000, 1),
                 "bytes": len(body),
-                "dataset": dataset,
-                "user": self._anonymous.name,
+                "dataset": answering.dataset,
+                "user": answering.user,
                 "client": environ.get("REMOTE_ADDR"),
                 "refused": None,
                 "id": ident,

@@ -16,7 +16,7 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
 from segmentation.access import Accounts
-from tests.helpers import write_volume
+from tests.helpers import proofreader_token, write_volume
 
 CHUNK = "/data/small/{layer}/8_8_40/16-32_16-32_8-16"
 
@@ -315,4 +315,32 @@ def test_a_built_in_mesh_fragment_is_answered_without_flask_whole_or_by_range(li
     same_answer(served, reference, url, {"Range": "bytes=0-1,4-5"})
     same_answer(served, reference, url, {"Range": f"bytes={len(whole.data) + 10}-"})
     same_answer(served, reference, url + "x")
+    assert flask_only.calls == calls + 3
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "identity"])
+def test_a_token_holder_is_answered_without_flask_with_the_access_decision_flask_makes(both, settings, encoding):
+    """Bearer tokens: the principal (cached per process, as the access check caches it) and its role on the
+    dataset decide; a private dataset's answer carries the private cache headers Flask gives it. A token
+    that is malformed, unknown, or without a role on a private dataset is Flask's to refuse."""
+    from segmentation.access import Accounts as Access
+
+    served, reference, flask_only = both
+    path = CHUNK.format(layer="image")
+    token = proofreader_token(settings.database_url, "small")
+    Access(settings.database_url).add_user("outsider", by="tests")  # no role on `small`
+    outsider = Access(settings.database_url).create_token("outsider", by="tests")[1]
+    asked = {"Authorization": f"Bearer {token}", "Accept-Encoding": encoding}
+    calls = flask_only.calls
+    public, _ = same_answer(served, reference, path, asked)
+    assert public.status_code == 200 and public.headers["Cache-Control"] == "public, max-age=3600"
+    assert flask_only.calls == calls
+    Access(settings.database_url).set_public("small", False)
+    private, _ = same_answer(served, reference, path, asked)
+    assert private.status_code == 200 and private.data == public.data and flask_only.calls == calls
+    assert private.headers["Cache-Control"] == "private, max-age=3600"
+    assert {"Authorization", "Cookie"} <= {v.strip() for v in private.headers["Vary"].split(",")}
+    for refused, status in (("Bearer nonsense", 401), (f"Bearer {outsider}", 404), (f"Basic {token}", 401)):
+        answer, _ = same_answer(served, reference, path, {"Authorization": refused})
+        assert answer.status_code == status
     assert flask_only.calls == calls + 3
