@@ -176,15 +176,26 @@ class LayerKeys:
     name like ``0-100000_0-100000_0-1000`` never reaches a store or a decoder); keys elsewhere
     (``info``, meshes, skeletons, segment properties) are the layer's own business."""
 
+    _REMEMBERED = 65536  # answers of allows() kept (a layer's chunk names repeat; a client's inventions miss)
+
     def __init__(self, info: dict, key: str = "info"):
         self.scales = {}
         for scale in info.get("scales") or []:
             self.scales[str(scale.get("key"))] = (ChunkGrid.from_scale(scale, key), "sharding" in scale)
+        self._allowed: dict[str, bool] = {}
 
     def under_scale(self, key: str) -> bool:
         return key.rpartition("/")[0] in self.scales
 
     def allows(self, key: str) -> bool:
+        found = self._allowed.get(key)
+        if found is None:
+            found = self._allows(key)
+            if len(self._allowed) < self._REMEMBERED:
+                self._allowed[key] = found
+        return found
+
+    def _allows(self, key: str) -> bool:
         scale, _, name = key.rpartition("/")
         if scale not in self.scales:
             return True

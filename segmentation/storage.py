@@ -222,12 +222,27 @@ class LayerStore:
 class FileLayerStore(LayerStore):
     """A layer on local disk; ``key`` may be stored as ``key`` or ``key.gz``."""
 
+    _REMEMBERED = 65536  # keys whose file was found and checked (inside the layer)
+
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
         self._root = str(self.root)  # string paths: os calls, no pathlib objects per request (the hot path)
         self._inside = self._root.rstrip(os.sep) + os.sep
+        # key -> (path, encoding) of a file found and checked to lie inside the layer: later requests
+        # for the key cost one stat (resolving symlinks is a stat per path component). A file
+        # replaced by a symlink out of the layer afterwards would take write access to the layer.
+        self._found: dict[str, tuple[str, str | None]] = {}
 
     def _locate(self, key: str) -> tuple[str, str | None, os.stat_result] | None:
+        known = self._found.get(key)
+        if known is not None:
+            try:
+                found = os.stat(known[0])
+            except OSError:
+                found = None
+            if found is not None and stat.S_ISREG(found.st_mode):
+                return known[0], known[1], found
+            self._found.pop(key, None)
         base = os.path.join(self._root, validate_key(key))
         for path, encoding in ((base, None), (base + ".gz", "gzip")):
             try:
@@ -238,6 +253,8 @@ class FileLayerStore(LayerStore):
                 continue
             if not os.path.realpath(path).startswith(self._inside):  # a symlink leading out of the layer
                 raise InvalidKey(f"key {key!r} resolves outside the layer")
+            if len(self._found) < self._REMEMBERED:
+                self._found[key] = (path, encoding)
             return path, encoding, found
         return None
 

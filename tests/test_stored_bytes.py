@@ -114,3 +114,24 @@ def test_remote_objects_in_any_compression_are_decoded_within_a_cap(compress):
     finally:
         tracemalloc.stop()
     assert peak < 12 * 2**20
+
+
+def test_a_file_found_once_is_found_by_one_stat_and_forgotten_when_it_goes(tmp_path):
+    """FileLayerStore remembers where a key's file is (plain or .gz, checked inside the layer); a file
+    that changes, is removed or is replaced by its other spelling is read as it is now."""
+    (tmp_path / "s").mkdir()
+    store = FileLayerStore(tmp_path)
+    (tmp_path / "s" / "a").write_bytes(b"one")
+    assert store.get("s/a").decoded() == b"one"
+    (tmp_path / "s" / "a").write_bytes(b"two!")
+    assert store.get("s/a").decoded() == b"two!"
+    (tmp_path / "s" / "a").unlink()
+    assert store.get("s/a") is None
+    (tmp_path / "s" / "a.gz").write_bytes(gzip.compress(b"three"))
+    found = store.get("s/a")
+    assert found.encoding == "gzip" and found.decoded() == b"three"
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.write_bytes(b"secret")
+    (tmp_path / "s" / "b").symlink_to(outside)
+    with pytest.raises(Exception, match="outside the layer"):
+        store.get("s/b")
