@@ -99,6 +99,8 @@ class FastPath:
         self._gzip: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._anonymous = anonymous()
+        # behind nginx with --accel-redirect, what comes through the trusted proxy is Flask's (server.accel)
+        self._accel = bool(flask_app.config["AXONLINK_SETTINGS"].accel_redirect)
 
     def accepted(self, environ) -> None:
         """Flask's host check passed for this request's Host and scheme (called from the app)."""
@@ -125,6 +127,8 @@ class FastPath:
         if environ["REQUEST_METHOD"] != "GET" or environ.get("QUERY_STRING"):
             return None
         if any(name in environ for name in _FLASK_ONLY_HEADERS) or not self._host_accepted(environ):
+            return None
+        if self._accel and "werkzeug.proxy_fix.orig" in environ:  # set by TrustedProxies for its proxies
             return None
         started = time.perf_counter()
         work = self.flask_app.extensions[EXTENSION]
