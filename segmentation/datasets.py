@@ -21,7 +21,7 @@ from .chunk_grid import LayerKeys
 from .db import engine_for
 from .errors import Invalid, NotFound
 from .models import DatasetRow, LayerRow
-from .storage import CorruptStoredData, LayerStore, normalize_layer_url, open_layer_store
+from .storage import CorruptStoredData, LayerStore, normalize_layer_url, open_layer_store, same_place
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 LAYER_KINDS = ("image", "segmentation")
@@ -314,6 +314,13 @@ class Datasets:
         with Session(self.engine) as session:
             return session.scalar(sa.select(DatasetRow.id).where(DatasetRow.name == name)) is not None
 
+    def layer_store_in_memory(self, dataset: str, layer: str) -> tuple[Layer, LayerStore, LayerKeys] | None:
+        """:meth:`layer_store` when its cache holds it fresh; None when it would read the database."""
+        cached = self._stores.get((dataset, layer))
+        if cached is None or time.monotonic() - cached[0] >= self._STORE_TTL_SECONDS:
+            return None
+        return cached[1], cached[2], cached[3]
+
     def layer_store(self, dataset: str, layer: str) -> tuple[Layer, LayerStore, LayerKeys]:
         """The store serving ``dataset/layer`` and the files its scales may hold; cached briefly so
         chunk requests skip SQL and the info file."""
@@ -325,7 +332,8 @@ class Datasets:
         found = self.get(dataset).layer(layer)
         # the same store object while the layer's URL stays the same: what is built on it (a live
         # view and its chunk cache) lives on past this cache's few seconds
-        store = cached[2] if cached is not None and cached[1].url == found.url else open_layer_store(found.url)
+        reuse = cached is not None and cached[1].url == found.url and same_place(cached[2], found.url)
+        store = cached[2] if reuse else open_layer_store(found.url)
         info = store.get("info")
         try:
             keys = LayerKeys(json.loads(info.decoded()) if info is not None else {})

@@ -295,6 +295,21 @@ class LiveViews:
         graph = self.graphs.find(dataset)
         if graph is None:
             return None
+        return self._view_of(dataset, layer, store, graph)
+
+    def view_in_memory(self, dataset: str, layer, store: LayerStore):
+        """(known, view) without loading a graph (``Graphs.find_in_memory``): for the server's poller."""
+        if layer.kind != "segmentation":
+            return True, None
+        known, graph = self.graphs.find_in_memory(dataset)
+        if graph is None:
+            return known, None
+        view = self._views.get((dataset, layer.name))
+        if view is None or view.graph is not graph or view.store is not store:
+            return False, None  # a thread builds it
+        return True, view
+
+    def _view_of(self, dataset: str, layer, store: LayerStore, graph) -> LiveSegmentation:
         key = (dataset, layer.name)
         view = self._views.get(key)
         if view is None or view.graph is not graph or view.store is not store:

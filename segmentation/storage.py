@@ -275,7 +275,10 @@ class FileLayerStore(LayerStore):
         if located is None:
             return None
         path, encoding, found = located
-        return os.path.realpath(path), encoding, f"{found.st_size:x}-{found.st_mtime_ns:x}"
+        real = os.path.realpath(path)
+        if not real.startswith(self._inside):  # checked again: the front server sends whatever it names
+            raise InvalidKey(f"key {key!r} resolves outside the layer")
+        return real, encoding, f"{found.st_size:x}-{found.st_mtime_ns:x}"
 
     def get_range(self, key, start, end):
         located = self._locate(key)
@@ -352,6 +355,15 @@ class CloudLayerStore(LayerStore):
     def size(self, key):
         size = self._files.size(validate_key(key))
         return size
+
+
+def same_place(store: LayerStore, url: str) -> bool:
+    """Whether ``store`` still reads what ``url`` names now (a local path through a symlink that was
+    re-pointed names another folder: the store must be opened again)."""
+    if isinstance(store, FileLayerStore):
+        found = normalize_layer_url(url)
+        return found.startswith("file://") and os.path.realpath(found[len("file://") :]) == store._root
+    return True
 
 
 def open_layer_store(url: str) -> LayerStore:

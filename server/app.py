@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask import Flask, request
 
 from segmentation import budget, db
@@ -53,7 +55,7 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
     rate_limits.install(app, rate_limits.parse_limits(settings.rate_limits), settings.rate_limit_storage)
     app.wsgi_app = fast
     # the same answers, asked by the server's poller from the raw request head (no thread, no WSGI)
-    app.quick_answers = QuickAnswers(fast.answer, settings.trusted_proxies)
+    app.quick_answers = QuickAnswers(partial(fast.answer, memory_only=True), settings.trusted_proxies)
     if settings.trusted_proxies:  # outermost: the fast path sees the client's address and scheme
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
 

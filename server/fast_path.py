@@ -95,7 +95,7 @@ class FastPath:
         self.wsgi_app = wsgi_app
         self.flask_app = flask_app
         self.cors = tuple(cors_headers.items())  # what the app adds to every answer
-        self.accepted_hosts: set[tuple[str, str]] = set()
+        self.accepted_hosts: set[tuple[str | None, str]] = set()
         self._gzip: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._anonymous = anonymous()
@@ -104,7 +104,7 @@ class FastPath:
 
     def accepted(self, environ) -> None:
         """Flask's host check passed for this request's Host and scheme (called from the app)."""
-        key = (environ.get("HTTP_HOST", ""), environ.get("wsgi.url_scheme", ""))
+        key = (environ.get("HTTP_HOST"), environ.get("wsgi.url_scheme", ""))  # no Host: None, never ""
         if key not in self.accepted_hosts and len(self.accepted_hosts) < _ACCEPTED_HOSTS_MAX:
             with self._lock:
                 self.accepted_hosts.add(key)
@@ -122,8 +122,12 @@ class FastPath:
         return [body] if body else []
 
     # ---- deciding --------------------------------------------------------------------------
-    def answer(self, environ):
-        """(status, headers, body) for a request this path takes, else None (also asked by ``server.quick_answers``)."""
+    def answer(self, environ, memory_only: bool = False):
+        """(status, headers, body) for a request this path takes, else None.
+
+        ``memory_only`` (the server's poller, ``server.quick_answers``): only what this process
+        holds in memory decides, never SQL, a graph load or a view built; anonymous callers only
+        (a token costs SQL on its first use); else None, and a thread answers (and fills the caches)."""
         if environ["REQUEST_METHOD"] != "GET" or environ.get("QUERY_STRING"):
             return None
         if any(name in environ for name in _FLASK_ONLY_HEADERS) or not self._host_accepted(environ):
@@ -132,6 +136,8 @@ class FastPath:
             return None
         started = time.perf_counter()
         work = self.flask_app.extensions[EXTENSION]
+        if memory_only and "HTTP_AUTHORIZATION" in environ:
+            return None
         caller = self._caller(work, environ)
         if caller is None:
             return None
@@ -140,24 +146,29 @@ class FastPath:
         if match is None:
             fragment = _FRAGMENT_PATH.match(path)
             if fragment is not None:
-                return self._fragment(environ, work, caller, *fragment.groups(), started)
+                try:
+                    return self._fragment(environ, work, caller, *fragment.groups(), started, memory_only)
+                except Exception:  # noqa: BLE001 - unknown layer, a file gone meanwhile: Flask words it
+                    return None
             state = _STATE_PATH.match(path)
             if state is None or "HTTP_RANGE" in environ or caller is not self._anonymous:
                 return None
-            return self._state(environ, state.group(1), started)
+            return self._state(environ, state.group(1), started, memory_only)
         if "HTTP_RANGE" in environ:
             return None
         name, layer_name, key = match.groups()
-        public = self._viewer_of(work, caller, name)
+        public = self._viewer_of(work, caller, name, memory_only)
         if public is None:
             return None
         try:
             validate_key(key)
-            found, store, keys = work.datasets.layer_store(name, layer_name)
-        except Exception:  # noqa: BLE001 - unknown, invalid: Flask words the answer
+            found, store, keys = self._layer_store(work, name, layer_name, memory_only)
+            known, live = self._live_view(work, name, found, store, memory_only)
+        except Exception:  # noqa: BLE001 - unknown, invalid, not in memory: Flask words the answer
+            return None
+        if not known:
             return None
         answering = _Answering(environ, name, caller.name, public, started)
-        live = work.live_view(name, found, store)
         if live is not None:
             return self._live_chunk(answering, live, key)
         if not isinstance(store, FileLayerStore) or not keys.under_scale(key) or not keys.allows(key):
@@ -185,9 +196,31 @@ class FastPath:
         except Exception:  # noqa: BLE001 - refused: Flask words it
             return None
 
-    def _viewer_of(self, work, caller, name: str) -> bool | None:
-        """Whether ``name`` is public, when ``caller`` may view it; None when not (or no such dataset)."""
-        public = work.accounts.is_public(name)
+    @staticmethod
+    def _layer_store(work, name: str, layer_name: str, memory_only: bool):
+        if not memory_only:
+            return work.datasets.layer_store(name, layer_name)
+        found = work.datasets.layer_store_in_memory(name, layer_name)
+        if found is None:
+            raise LookupError("not in memory")
+        return found
+
+    @staticmethod
+    def _live_view(work, name: str, found, store, memory_only: bool):
+        """(known, live view or None); known is False when finding out would load a graph."""
+        if memory_only:
+            return work.live_view_in_memory(name, found, store)
+        return True, work.live_view(name, found, store)
+
+    def _viewer_of(self, work, caller, name: str, memory_only: bool = False) -> bool | None:
+        """Whether ``name`` is public, when ``caller`` may view it; None when not (or no such dataset,
+        or, ``memory_only``, when visibility is not in this process's cache)."""
+        if memory_only:
+            known, public = work.accounts.is_public_in_memory(name)
+            if not known:
+                return None
+        else:
+            public = work.accounts.is_public(name)
         if public is None:
             return None
         try:
@@ -197,22 +230,23 @@ class FastPath:
         return public
 
     def _host_accepted(self, environ) -> bool:
-        return (environ.get("HTTP_HOST", ""), environ.get("wsgi.url_scheme", "")) in self.accepted_hosts
+        return (environ.get("HTTP_HOST"), environ.get("wsgi.url_scheme", "")) in self.accepted_hosts
 
-    def _anonymous_may_view(self, work, datasets) -> bool:
-        return all(self._viewer_of(work, self._anonymous, name) is True for name in datasets)
+    def _anonymous_may_view(self, work, datasets, memory_only: bool = False) -> bool:
+        return all(self._viewer_of(work, self._anonymous, name, memory_only) is True for name in datasets)
 
-    def _fragment(self, environ, work, caller, name, layer_name, fragment, started):
+    def _fragment(self, environ, work, caller, name, layer_name, fragment, started, memory_only=False):
         """A built-in mesh's chunk fragment file (``initial/<file>``), whole or the one byte range a
         graphene source asks for; what ``_graphene_mesh_file`` answers, for a public dataset."""
-        public = self._viewer_of(work, caller, name)
+        public = self._viewer_of(work, caller, name, memory_only)
         if public is None:
             return None
         answering = _Answering(environ, name, caller.name, public, started)
-        found, store, _ = work.datasets.layer_store(name, layer_name)
-        if work.live_view(name, found, store) is None:
+        found, store, _ = self._layer_store(work, name, layer_name, memory_only)
+        known, live = self._live_view(work, name, found, store, memory_only)
+        if not known or live is None:
             return None
-        segmentation = work.datasets.layer_store(name, "segmentation")[0]
+        segmentation = self._layer_store(work, name, "segmentation", memory_only)[0]
         path = work.meshes(name, segmentation.url).fragment_file(fragment)
         if path is None:
             return None
@@ -238,11 +272,13 @@ class FastPath:
         headers.append(("Content-Range", f"bytes {start}-{stop - 1}/{size}"))
         return self._ok(answering, headers, body, status="206 PARTIAL CONTENT")
 
-    def _state(self, environ, ref, started):
+    def _state(self, environ, ref, started, memory_only=False):
         """A stored state as stored (no ``as``), showing only public data: from the store's memory."""
         work = self.flask_app.extensions[EXTENSION]
         stored = work.states.recently_read(
-            ref, may_view=lambda datasets: self._anonymous_may_view(work, datasets), max_age=STATE_HEAD_SECONDS
+            ref,
+            may_view=lambda datasets: self._anonymous_may_view(work, datasets, memory_only),
+            max_age=STATE_HEAD_SECONDS,
         )
         if stored is None:
             return None

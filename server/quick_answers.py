@@ -21,6 +21,7 @@ taken here.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ _REQUEST_LINE = re.compile(rb"GET (/[!$&'()*+,\-./0-9:;=@A-Z_a-z~]*) HTTP/1\.1")
 _FIELD = re.compile(rb"([!#$%&'*+\-.^`|~0-9A-Za-z]+):[ \t]*([\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?[ \t]*")
 _DECLINED_FIELDS = frozenset(
     {"HTTP_CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING", "HTTP_EXPECT", "HTTP_UPGRADE", "HTTP_TE", "HTTP_TRAILER"}
+    # gunicorn takes the scheme from these (from its forwarded_allow_ips): its environ would say https
+    | {"HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_PROTOCOL", "HTTP_X_FORWARDED_SSL"}
 )
 MAX_FIELDS = 64
 
@@ -56,7 +59,11 @@ class QuickAnswers:
         environ, close = found
         if environ["REMOTE_ADDR"] in self.trusted:
             return None  # its X-Forwarded-* headers change who asks: TrustedProxies and Flask decide
-        answer = self.answer(environ)
+        try:
+            answer = self.answer(environ)
+        except Exception:  # noqa: BLE001 - anything unexpected: a thread and Flask give the canonical answer
+            logging.getLogger(__name__).debug("declined in the poller", exc_info=True)
+            return None
         if answer is None:
             return None
         close = close or must_close

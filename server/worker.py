@@ -322,6 +322,7 @@ class GuardedThreadWorker(ThreadWorker):
         # ``(head, client, must_close) -> (response, close) | None``: see server.quick_answers
         self._quick = getattr(self.app, "quick_answers", None)
         self._sending: dict = {}  # socket -> _Sending
+        self._unsent = 0  # bytes of answers waiting in _sending (bounded by the body budget)
 
     # -- accepting ------------------------------------------------------------------------------------
 
@@ -549,6 +550,10 @@ class GuardedThreadWorker(ThreadWorker):
             self._close_now(conn)
             return _DONE
         if sent < len(response):
+            if self._unsent + len(response) - sent > self.limits.body_budget:
+                self._refused["over the memory for unsent answers"] += 1  # many clients that do not read
+                self._close_now(conn)
+                return _DONE
             self._start_sending(
                 _Sending(conn, memoryview(response)[sent:], close, pipelined, self._send_deadline(response))
             )
@@ -575,6 +580,7 @@ class GuardedThreadWorker(ThreadWorker):
 
     def _start_sending(self, sending: _Sending) -> None:
         self._sending[sending.conn.sock] = sending
+        self._unsent += len(sending.rest)
         self.poller.register(sending.conn.sock, selectors.EVENT_WRITE, partial(self._on_writable, sending))
 
     def _on_writable(self, sending: _Sending, sock) -> None:
@@ -589,6 +595,7 @@ class GuardedThreadWorker(ThreadWorker):
             self._close_now(sending.conn)
             return
         sending.rest = sending.rest[sent:]
+        self._unsent -= sent
         if len(sending.rest):
             return
         self._stop_sending(sending)
@@ -600,7 +607,8 @@ class GuardedThreadWorker(ThreadWorker):
                 self._abandon(following)
 
     def _stop_sending(self, sending: _Sending) -> None:
-        self._sending.pop(sending.conn.sock, None)
+        if self._sending.pop(sending.conn.sock, None) is not None:
+            self._unsent -= len(sending.rest)
         try:
             self.poller.unregister(sending.conn.sock)
         except (KeyError, ValueError, OSError):

@@ -105,6 +105,10 @@ class Workspace:
         """The live view of a supervoxel layer of a dataset with a graph (None: served as stored)."""
         return self.live_views.view(dataset, layer, store) if layer.supervoxels else None
 
+    def live_view_in_memory(self, dataset: str, layer, store):
+        """(known, :meth:`live_view`) without loading a graph or building a view (known False: a thread must)."""
+        return self.live_views.view_in_memory(dataset, layer, store) if layer.supervoxels else (True, None)
+
     def vocabulary(self, dataset: str | None):
         """The dataset's vocabulary: its base (mouse cortex, fly …) and the user's files under the home."""
         from segmentation.celltypes.vocabulary import Vocabulary

@@ -162,3 +162,22 @@ def test_a_layer_keeps_its_store_object_while_its_url_stays_the_same(app, settin
     assert again is first
     _, other, _ = registry.layer_store("kept", "image")
     assert other is not first
+
+
+def test_a_layer_behind_a_re_pointed_symlink_is_opened_again(app, settings, small_volumes, tmp_path, monkeypatch):
+    """A layer URL through a symlink (``current`` -> v1) re-pointed to v2 is read from v2 once the layer
+    cache looks again, as before the store object was kept."""
+    import shutil
+
+    for version in ("v1", "v2"):
+        shutil.copytree(small_volumes["image"].removeprefix("file://"), tmp_path / version)
+    (tmp_path / "current").symlink_to(tmp_path / "v1")
+    registry = Datasets(settings.database_url)
+    registry.add("moving", image=f"file://{tmp_path / 'current'}", segmentation=small_volumes["segmentation"])
+    _, first, _ = registry.layer_store("moving", "image")
+    monkeypatch.setattr(Datasets, "_STORE_TTL_SECONDS", 0.0)
+    assert registry.layer_store("moving", "image")[1] is first
+    (tmp_path / "current").unlink()
+    (tmp_path / "current").symlink_to(tmp_path / "v2")
+    _, second, _ = registry.layer_store("moving", "image")
+    assert second is not first and str(second.root) == str(tmp_path / "v2")

@@ -138,8 +138,9 @@ def split_response(raw: bytes) -> tuple[str, dict, bytes]:
 @pytest.mark.parametrize("encoding", ["gzip", "identity"])
 def test_the_pollers_answer_from_the_raw_head_is_flasks_answer(both, app, layer, encoding):
     """server.quick_answers: the bytes the worker's poller writes carry Flask's status, headers and body."""
-    _, reference, flask_only = both
+    served, reference, flask_only = both
     path = CHUNK.format(layer=layer)
+    served.get(path)  # a thread's request fills the caches the poller reads (it never reads the database)
     before = flask_only.calls
     answer = app.quick_answers(
         raw_head(path, f"Accept-Encoding: {encoding}", "X-Request-Id: same-for-both"), ("127.0.0.1", 5555), False
@@ -192,6 +193,7 @@ def test_the_poller_answers_only_a_plain_get_of_a_path(app, both, line):
 
 def test_the_poller_closes_when_asked_to_or_when_it_must(app, both):
     path = CHUNK.format(layer="image")
+    both[0].get(path)  # fills the caches the poller reads
     raw, close = app.quick_answers(raw_head(path, "Connection: close"), ("127.0.0.1", 5555), False)
     assert close and split_response(raw)[1]["Connection"] == "close"
     raw, close = app.quick_answers(raw_head(path), ("127.0.0.1", 5555), True)  # the worker is over a limit
@@ -344,3 +346,40 @@ def test_a_token_holder_is_answered_without_flask_with_the_access_decision_flask
         answer, _ = same_answer(served, reference, path, {"Authorization": refused})
         assert answer.status_code == status
     assert flask_only.calls == calls + 3
+
+
+def test_the_poller_reads_memory_only_and_leaves_tokens_to_threads(app, both, settings):
+    """What would cost SQL, a graph load or a view built is never done in the poller (it serves every
+    connection of its process): a layer not yet cached, a dataset's visibility expired, a token."""
+    from segmentation.access import accounts as access_module
+
+    served, _, _ = both
+    path = CHUNK.format(layer="image")
+    head = raw_head(path)
+    assert app.quick_answers(head, ("127.0.0.1", 5555), False) is None  # the layer is not in memory yet
+    served.get(path)
+    assert app.quick_answers(head, ("127.0.0.1", 5555), False) is not None
+    token = proofreader_token(settings.database_url, "small")
+    assert app.quick_answers(raw_head(path, f"Authorization: Bearer {token}"), ("127.0.0.1", 5555), False) is None
+    access_module.forget_cached_access()  # as when the visibility cache expires
+    assert app.quick_answers(head, ("127.0.0.1", 5555), False) is None
+    served.get(path)
+    assert app.quick_answers(head, ("127.0.0.1", 5555), False) is not None
+
+
+def test_a_live_chunk_is_not_answered_from_memory_once_the_log_was_last_read_too_long_ago(live, app):
+    """Edits from another machine raise no counter here: the cache answers only while a request or the
+    follower read the log to its end within Graph.CURRENT_SECONDS (the follower may be off)."""
+    from server.workspace import EXTENSION
+
+    served, reference, flask_only = live
+    same_answer(served, reference, LIVE_CHUNK)
+    calls = flask_only.calls
+    same_answer(served, reference, LIVE_CHUNK)
+    assert flask_only.calls == calls  # from the cache
+    graph = app.extensions[EXTENSION].graphs.find("cg")
+    graph.synced_at -= graph.CURRENT_SECONDS + 1  # as if nothing had read the log for a while
+    same_answer(served, reference, LIVE_CHUNK)
+    assert flask_only.calls == calls + 1  # Flask reads the log, and with it the time of the last look
+    same_answer(served, reference, LIVE_CHUNK)
+    assert flask_only.calls == calls + 1

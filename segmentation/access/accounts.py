@@ -72,6 +72,13 @@ class _Cache:
             self._items[key] = (now, value)
         return value
 
+    def peek(self, key):
+        """(True, the answer) while it is fresh, else (False, None): never computes."""
+        hit = self._items.get(key)
+        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+            return True, hit[1]
+        return False, None
+
     def forget(self, key):
         with self._lock:
             self._items.pop(key, None)
@@ -348,6 +355,11 @@ class Accounts:
         request naming one, and the extra time would tell an unknown name from a private one.
         """
         return self.visibility().get(dataset)
+
+    def is_public_in_memory(self, dataset: str) -> tuple[bool, bool | None]:
+        """(known, :meth:`is_public`) from this process's cache alone (known False: it would need SQL)."""
+        known, visibility = self._cache.peek("visibility")
+        return (True, visibility.get(dataset)) if known else (False, None)
 
     @staticmethod
     def _dataset_id(connection, dataset: str) -> int:

@@ -108,6 +108,7 @@ class Graph:
             self._settle_checked = -float("inf")
             self._catch_up(connection)
         self.edit_signal = EditSignal(database_url, self.dataset_id, self.created_at)
+        self.synced_at = time.monotonic()  # when the log was last found read to its end (sync, follower)
 
     def _open_newest_base(self) -> tuple[str, GraphIndex]:
         """The base the database names now, memory-mapped (a compaction may delete the one just read:
@@ -182,12 +183,20 @@ class Graph:
             if last != self._seen:
                 with self._lock:
                     self._catch_up(connection)
+        self.synced_at = time.monotonic()
         if base_url is not None and base_url != self.base_url:
             self._switch_base(base_url)
 
+    #: How old the last look at the log may be for :meth:`current_here` (edits made elsewhere show
+    #: within this, even when the follower is off or the edit counter is not shared).
+    CURRENT_SECONDS = 1.0
+
     def current_here(self) -> bool:
-        """Whether every edit committed on this machine has been read here, known without SQL
-        (:mod:`~segmentation.graph.edit_signal`; edits from other machines arrive with the follower)."""
+        """Whether, without SQL, the graph may be taken as current: every edit committed on this
+        machine has been read here (:mod:`~segmentation.graph.edit_signal`), and the log was read to
+        its end within :attr:`CURRENT_SECONDS` (by a request or the follower)."""
+        if time.monotonic() - self.synced_at > self.CURRENT_SECONDS:
+            return False
         signal = self.edit_signal.read()
         return signal != UNKNOWN and signal <= self._seen
 

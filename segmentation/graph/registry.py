@@ -45,6 +45,15 @@ class Graphs:
             self._absent[dataset] = time.monotonic()
             return None
 
+    def find_in_memory(self, dataset: str) -> tuple[bool, Graph | None]:
+        """(known, graph) without touching the database: known is False when :meth:`find` would have
+        to load the graph or look again for one."""
+        graph = self._open.get(dataset)
+        if graph is not None:
+            return True, graph
+        checked = self._absent.get(dataset)
+        return checked is not None and time.monotonic() - checked < ABSENT_SECONDS, None
+
     def open(self, dataset: str) -> Graph:
         """The dataset's graph (loaded on first use); LookupError (GraphNotIngested …) without one."""
         with self._lock:
@@ -113,6 +122,7 @@ def _sync_all(graphs) -> None:
     states = {dataset_id: (last, base_url) for dataset_id, last, base_url in rows}
     for graph in graphs:
         if states.get(graph.dataset_id) == (graph._seen, graph.base_url):
+            graph.synced_at = time.monotonic()  # read to the end of the log, as of that query
             continue
         try:
             graph.sync()
