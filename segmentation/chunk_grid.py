@@ -170,6 +170,9 @@ def max_chunk_bytes(grid: ChunkGrid, scale: dict, data_type: str, num_channels: 
 _SHARD_FILE = re.compile(r"^[0-9a-f]{1,16}\.shard$")
 
 
+_REMEMBERED_KEY_LENGTH = 128  # chunk and shard names are far shorter; longer keys (a client's) are not kept
+
+
 class LayerKeys:
     """Which files under a layer's scale directories may exist: on-grid chunk names of unsharded
     scales, shard files of sharded ones. Anything else under a scale is answered 404 unread (a
@@ -191,7 +194,7 @@ class LayerKeys:
         found = self._allowed.get(key)
         if found is None:
             found = self._allows(key)
-            if len(self._allowed) < self._REMEMBERED:
+            if len(key) <= _REMEMBERED_KEY_LENGTH and len(self._allowed) < self._REMEMBERED:
                 self._allowed[key] = found
         return found
 

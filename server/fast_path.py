@@ -138,20 +138,22 @@ class FastPath:
         work = self.flask_app.extensions[EXTENSION]
         if memory_only and "HTTP_AUTHORIZATION" in environ:
             return None
+        path = environ.get("PATH_INFO", "")
+        match = _PATH.match(path)
+        fragment = _FRAGMENT_PATH.match(path) if match is None else None
+        state = _STATE_PATH.match(path) if match is None and fragment is None else None
+        if match is None and fragment is None and state is None:
+            return None  # not a route of this path: no token checked for nothing
         caller = self._caller(work, environ)
         if caller is None:
             return None
-        path = environ.get("PATH_INFO", "")
-        match = _PATH.match(path)
         if match is None:
-            fragment = _FRAGMENT_PATH.match(path)
             if fragment is not None:
                 try:
                     return self._fragment(environ, work, caller, *fragment.groups(), started, memory_only)
                 except Exception:  # noqa: BLE001 - unknown layer, a file gone meanwhile: Flask words it
                     return None
-            state = _STATE_PATH.match(path)
-            if state is None or "HTTP_RANGE" in environ or caller is not self._anonymous:
+            if "HTTP_RANGE" in environ or caller is not self._anonymous:
                 return None
             return self._state(environ, state.group(1), started, memory_only)
         if "HTTP_RANGE" in environ:
