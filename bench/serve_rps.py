@@ -14,7 +14,9 @@ wrk (Debian's) loads one target at a time, ``Accept-Encoding: gzip`` as browsers
 - ``fragments``: byte ranges of built-in mesh fragment files, as the graphene source asks (nginx:
   the same files and ranges); ``links``: ``GET /api/v1/states/<id>`` of 200 stored states.
 
-Each at 16 and 64 connections: requests/s, p50, p99, the ratio to nginx. Then ``cutout``:
+Each at 16 and 64 connections: requests/s, p50, p99, the ratio to nginx. ``sequential``: the
+stored cycle on one connection (one request after another: the latency of a kept-alive request,
+which is what a cutout's threads wait on). Then ``cutout``:
 CloudVolume reads the whole mip-0 volume of the image, the plain segmentation and the live
 segmentation from nginx and from axonlink alone, in turn (``--repeats`` each), as a user's script
 would; median seconds and the ratio axonlink / nginx (target ≤ 1.1). The last line is one JSON
@@ -195,7 +197,7 @@ def wrk(base: str, paths: list[str], connections: int, seconds: float, scratch: 
     listing.write_text("\n".join(paths) + "\n")
     script = scratch / f"cycle-{listing.stem}.lua"
     script.write_text(LUA % listing)
-    threads = 2
+    threads = min(2, connections)
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), base],
         capture_output=True,
@@ -290,6 +292,9 @@ def main() -> int:
             targets = {
                 "stored_one": [image_chunks[len(image_chunks) // 2]],
                 "stored_cycle": image_chunks + plain_chunks,
+                # one client's chunks one after another on one connection (what a CloudVolume cutout's
+                # threads each do): the latency of one kept-alive request, not throughput
+                "sequential": image_chunks + plain_chunks,
                 "live_cycle": live_chunks,
                 "fragments": fragments,
                 "links": links,
@@ -305,7 +310,7 @@ def main() -> int:
                     # warm up (caches, connections); live chunks are remapped once per worker process, each
                     # a few milliseconds: long enough that both workers' caches hold every chunk
                     wrk(base, paths, 16, 3 if name == "live_cycle" else 1, scratch)
-                    for connections in CONNECTIONS:
+                    for connections in (1,) if name == "sequential" else CONNECTIONS:
                         result = wrk(base, paths, connections, args.seconds, scratch)
                         figures[f"{name}/{server}/c{connections}"] = result
                         print(f"{name:13} {server:9} c={connections:<3} {_line(result)}", flush=True)

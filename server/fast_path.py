@@ -38,7 +38,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import secrets
 import threading
 import time
 from typing import NamedTuple
@@ -328,7 +327,7 @@ class FastPath:
         headers.append(("Content-Length", str(len(body))))
         headers.extend(self.cors)
         given = environ.get("HTTP_X_REQUEST_ID", "")
-        ident = given if request_log.well_formed(given) else secrets.token_hex(8)
+        ident = given if request_log.well_formed(given) else request_log.new_request_id()
         headers.append((request_log.HEADER, ident))
         request_log.log_line(
             "GET",

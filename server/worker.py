@@ -83,6 +83,9 @@ LINGER_MAX_DRAIN = 64 * 1024
 ACCEPT_PAUSE = 0.5
 #: How often a worker logs what it refused (one line, not one per connection).
 REPORT_EVERY = 10.0
+# The heartbeat the arbiter checks against its timeout (30 s by default) is a file's time, written
+# once per loop turn by gunicorn: a system call per request when the poller answers each one.
+HEARTBEAT_EVERY = 1.0
 
 
 @dataclass(frozen=True)
@@ -323,6 +326,13 @@ class GuardedThreadWorker(ThreadWorker):
         self._quick = getattr(self.app, "quick_answers", None)
         self._sending: dict = {}  # socket -> _Sending
         self._unsent = 0  # bytes of answers waiting in _sending (bounded by the body budget)
+        self._heartbeat = 0.0
+
+    def notify(self):
+        now = time.monotonic()
+        if now - self._heartbeat >= HEARTBEAT_EVERY:
+            self._heartbeat = now
+            super().notify()
 
     # -- accepting ------------------------------------------------------------------------------------
 
@@ -351,11 +361,13 @@ class GuardedThreadWorker(ThreadWorker):
     def enqueue_req(self, conn):
         """Every connection passes here on its way to a thread: read its request in the poller first."""
         if not self._guarded or conn.is_http2 or negotiation.prior_knowledge_allowed(self.cfg, conn.client):
+            self._release(conn.sock)
             super().enqueue_req(conn)
             return
         waiting = _Waiting(conn, bytearray(), time.monotonic() + self.limits.header_timeout)
         try:
-            conn.sock.setblocking(False)
+            if conn.sock.gettimeout() != 0.0:  # a system call each time: kept-alive sockets are non-blocking already
+                conn.sock.setblocking(False)
             if conn.parser is not None:
                 waiting.data += conn.parser.unreader.take_buffered()
             state = self._examine(waiting) if waiting.data else _WAIT
@@ -366,6 +378,33 @@ class GuardedThreadWorker(ThreadWorker):
             self._act(waiting, state)
         except Exception:  # noqa: BLE001 - a bug here must cost one connection, not the worker and its requests
             self._abandon(waiting)
+
+    def on_client_socket_readable(self, conn, client):
+        """A kept-alive connection's next request is arriving: read it here, its socket left registered.
+
+        gunicorn's version unregisters the socket, and answering in the poller registered it again:
+        two system calls a request, most of what separated a kept-alive request from nginx's.
+        """
+        try:
+            self.keepalived_conns.remove(conn)
+        except ValueError:  # closed as expired in this same turn of the loop
+            return
+        self.enqueue_req(conn)
+
+    def _watch(self, sock, events: int, callback) -> None:
+        """Have the poller call ``callback`` when ``sock`` is ready for ``events``. A socket already
+        registered only has its callback changed (no system call when the events stay the same)."""
+        try:
+            self.poller.modify(sock, events, callback)
+        except KeyError:
+            self.poller.register(sock, events, callback)
+
+    def _release(self, sock) -> None:
+        """The poller stops watching ``sock`` (before a thread takes it, or it is closed)."""
+        try:
+            self.poller.unregister(sock)
+        except (KeyError, ValueError, OSError):
+            pass
 
     def _on_readable(self, waiting, _sock):
         if self._waiting.get(waiting.conn) is not waiting:
@@ -483,7 +522,7 @@ class GuardedThreadWorker(ThreadWorker):
                 return
             self._per_address[waiting.address] += 1
             self._waiting[conn] = waiting
-            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, waiting))
+            self._watch(conn.sock, selectors.EVENT_READ, partial(self._on_readable, waiting))
         self._schedule(waiting)
 
     def _schedule(self, waiting) -> None:
@@ -539,7 +578,7 @@ class GuardedThreadWorker(ThreadWorker):
         if self.nr >= self.max_requests:
             self.log.info("Autorestarting worker after current request.")
             self.alive = False
-        self._forget(waiting)
+        self._forget(waiting, release=False)  # until it is known what comes next for the socket
         waiting.done = True
         pipelined = bytes(data[end:])
         try:
@@ -575,13 +614,13 @@ class GuardedThreadWorker(ThreadWorker):
         # timeout and limits, its poller callback (which brings the next request through enqueue_req).
         conn.set_timeout()
         self.keepalived_conns.append(conn)
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
+        self._watch(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
         return _DONE
 
     def _start_sending(self, sending: _Sending) -> None:
         self._sending[sending.conn.sock] = sending
         self._unsent += len(sending.rest)
-        self.poller.register(sending.conn.sock, selectors.EVENT_WRITE, partial(self._on_writable, sending))
+        self._watch(sending.conn.sock, selectors.EVENT_WRITE, partial(self._on_writable, sending))
 
     def _on_writable(self, sending: _Sending, sock) -> None:
         if self._sending.get(sock) is not sending:
@@ -598,7 +637,7 @@ class GuardedThreadWorker(ThreadWorker):
         self._unsent -= sent
         if len(sending.rest):
             return
-        self._stop_sending(sending)
+        self._stop_sending(sending, release=False)  # _answered decides what the poller watches for next
         following = self._answered(sending.conn, sending.close, sending.pipelined)
         if following is not _DONE:
             try:
@@ -606,16 +645,15 @@ class GuardedThreadWorker(ThreadWorker):
             except Exception:  # noqa: BLE001 - as in enqueue_req
                 self._abandon(following)
 
-    def _stop_sending(self, sending: _Sending) -> None:
+    def _stop_sending(self, sending: _Sending, release: bool = True) -> None:
         if self._sending.pop(sending.conn.sock, None) is not None:
             self._unsent -= len(sending.rest)
-        try:
-            self.poller.unregister(sending.conn.sock)
-        except (KeyError, ValueError, OSError):
-            pass
+        if release:
+            self._release(sending.conn.sock)
 
     def _close_now(self, conn) -> None:
         self.nr_conns -= 1
+        self._release(conn.sock)
         util.close(conn.sock)
 
     def _expire_sending(self, now: float) -> None:
@@ -645,16 +683,15 @@ class GuardedThreadWorker(ThreadWorker):
         else:
             util.close(waiting.conn.sock)
 
-    def _forget(self, waiting) -> None:
-        """Stop waiting on the connection (it goes to a thread or away)."""
+    def _forget(self, waiting, release: bool = True) -> None:
+        """Stop waiting on the connection (it goes to a thread or away; with ``release=False`` the
+        caller registers the socket for what comes next, or releases it)."""
         if self._waiting.pop(waiting.conn, None) is waiting:
             self._per_address[waiting.address] -= 1
             if not self._per_address[waiting.address]:
                 del self._per_address[waiting.address]
-            try:
-                self.poller.unregister(waiting.conn.sock)
-            except (KeyError, ValueError, OSError):
-                pass
+        if release:  # also a kept-alive socket, registered though it never waited here
+            self._release(waiting.conn.sock)
         self._buffered_bodies -= waiting.reserved
         waiting.reserved = 0
 
@@ -690,13 +727,15 @@ class GuardedThreadWorker(ThreadWorker):
     def _close_lingering(self, sock) -> None:
         """Shut the write side, then read until the peer closes (or briefly), in the poller; then close."""
         if len(self._lingering) >= self._max_lingering:
+            self._release(sock)
             util.close(sock)
             return
         try:
             sock.setblocking(False)
             sock.shutdown(socket.SHUT_WR)
-            self.poller.register(sock, selectors.EVENT_READ, self._drain_lingering)
+            self._watch(sock, selectors.EVENT_READ, self._drain_lingering)
         except (OSError, ValueError, KeyError):
+            self._release(sock)
             util.close(sock)
             return
         self._lingering[sock] = 0
@@ -720,10 +759,7 @@ class GuardedThreadWorker(ThreadWorker):
     def _end_lingering(self, sock) -> None:
         if self._lingering.pop(sock, None) is None:
             return
-        try:
-            self.poller.unregister(sock)
-        except (KeyError, ValueError, OSError):
-            pass
+        self._release(sock)
         util.close(sock)
 
     # -- once per loop turn, and at shutdown ------------------------------------------------------------

@@ -135,3 +135,41 @@ def test_a_file_found_once_is_found_by_one_stat_and_forgotten_when_it_goes(tmp_p
     (tmp_path / "s" / "b").symlink_to(outside)
     with pytest.raises(Exception, match="outside the layer"):
         store.get("s/b")
+
+
+def test_a_kept_file_is_read_again_when_rewritten_in_place_or_replaced(tmp_path):
+    """Small files are kept in memory (segmentation.file_memory) only while their stat says they are
+    the file read: a same-size rewrite that even puts the old mtime back (as ``cp -p`` does), a
+    replacement, and a fresh file (kept only once settled: file times advance by ticks) are all read
+    as they are now."""
+    import os
+    import time
+
+    from segmentation import storage
+    from segmentation.file_memory import FILES
+
+    (tmp_path / "s").mkdir()
+    chunk = tmp_path / "s" / "a"
+    store = FileLayerStore(tmp_path)
+    chunk.write_bytes(b"old!")
+    kept_before = FILES.bytes
+    assert store.get("s/a").decoded() == b"old!"
+    assert FILES.bytes == kept_before  # just written: not kept
+    old = time.time_ns() - 10_000_000_000
+    os.utime(chunk, ns=(old, old))
+    settled = storage.SETTLED_NS
+    try:
+        storage.SETTLED_NS = -(10**12)  # as if the change (its ctime) were long ago
+        assert store.get("s/a").decoded() == b"old!"
+        assert FILES.bytes == kept_before + 4  # read, now kept
+        with open(chunk, "r+b") as handle:  # same size, same inode, in place
+            handle.write(b"new!")
+        os.utime(chunk, ns=(old, old))  # and the old times put back
+        assert store.get("s/a").decoded() == b"new!"
+        replacement = tmp_path / "s" / "a.tmp"
+        replacement.write_bytes(b"repl")
+        os.utime(replacement, ns=(old, old))
+        os.replace(replacement, chunk)
+        assert store.get("s/a").decoded() == b"repl"
+    finally:
+        storage.SETTLED_NS = settled
