@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import threading
 import time
 from dataclasses import dataclass, field
@@ -100,13 +101,20 @@ class Dataset:
 
 
 def read_info(url: str) -> dict:
-    """Read and sanity-check a layer's precomputed ``info``."""
+    """Read and sanity-check a layer's precomputed ``info``; when there is none, say why in one line: an
+    unknown URL scheme, a server that refuses or a host that does not resolve, no such bucket or path,
+    no permission, or a volume of another format (which ``axonlink import`` converts)."""
+    problem = _unreachable(url)
+    if problem:
+        raise DatasetError(problem)
     try:
         obj = open_layer_store(url).get("info")
     except Exception as error:  # any storage backend failure
-        raise DatasetError(f"cannot read {url}/info: {error}") from error
+        from .importing.reachability import explain
+
+        raise DatasetError(f"cannot read {url}/info: {explain(url, error)}") from error
     if obj is None:
-        raise DatasetError(f"no precomputed volume at {url} (missing info file)")
+        raise DatasetError(_why_no_info(url))
     try:
         info = json.loads(obj.decoded())
         scale = info["scales"][0]
@@ -114,6 +122,89 @@ def read_info(url: str) -> dict:
     except (ValueError, KeyError, IndexError, TypeError) as error:
         raise DatasetError(f"{url}/info is not a precomputed volume info: {error}") from error
     return info
+
+
+_OTHER_FORMATS = {
+    "npy": "a .npy file",
+    "hdf5": "an HDF5 file",
+    "tiff": "a TIFF file",
+    "zarr": "a Zarr volume",
+    "n5": "an N5 volume",
+}
+
+
+def _unreachable(url: str) -> str | None:
+    """What is wrong before any storage is asked: the URL's scheme, a local file (no layer is one file), or
+    an HTTP(S) server that refuses or does not resolve (CloudFiles retries those for many seconds)."""
+    from .importing import reachability, sources
+
+    scheme = reachability.scheme_of(url)
+    if scheme is not None and scheme not in reachability.SCHEMES:
+        from cloudfiles.paths import ALLOWED_PROTOCOLS  # CloudFiles reads a few more (mem://, matrix://)
+
+        if scheme not in ALLOWED_PROTOCOLS:
+            return reachability.message(reachability.UNKNOWN_SCHEME, url, scheme)
+    path = sources.local_path(url)
+    if path is not None:
+        if path.is_file():
+            try:
+                found = sources.detect_format(str(path))
+            except sources.SourceError:
+                found = None
+            if found in _OTHER_FORMATS:
+                return _import_instead(url, _OTHER_FORMATS[found], str(path))
+            return (
+                f"{url} is a file, not a precomputed volume folder ({sources.file_kind(path)}); give the folder "
+                f"that holds the layer's info file"
+            )
+        return None
+    if reachability.bucket_exists(url) is False:  # said now: CloudFiles retries it for many seconds
+        return reachability.message(reachability.NO_BUCKET, url)
+    return reachability.probe(url)
+
+
+def _why_no_info(url: str) -> str:
+    """Why ``url`` has no info file: it holds another format, it is missing, or storage refused."""
+    from .importing import reachability, sources
+
+    missing = f"no precomputed volume at {url} (missing info file)"
+    path = sources.local_path(url)
+    if path is not None:
+        if not path.exists():
+            return f"{missing}: {path} does not exist; check the path"
+        try:
+            found = sources.detect_format(str(path))
+        except sources.SourceError:
+            found = None
+        if found == "tiff":
+            return _import_instead(url, "a folder of TIFF or PNG slices", str(path))
+        if found in _OTHER_FORMATS:
+            return _import_instead(url, _OTHER_FORMATS[found], str(path))
+        return f"{missing}: give the folder that holds the layer's info file"
+    found = sources.detect_format(url)  # by the name's suffix: x.zarr, y.n5, z.h5
+    if found in _OTHER_FORMATS:
+        return _import_instead(url, _OTHER_FORMATS[found], url)
+    error = _storage_error(url)
+    if error is not None and reachability.classify(error) != reachability.NOT_FOUND:
+        return reachability.explain(f"{url}/info", error)
+    return f"{missing}: check the URL"
+
+
+def _import_instead(url: str, kind: str, source: str) -> str:
+    return (
+        f"{url} is {kind}, not a precomputed volume: import it with axonlink import NAME --image "
+        f"{shlex.quote(source)} … (add-dataset registers precomputed layers as they are)"
+    )
+
+
+def _storage_error(url: str) -> BaseException | None:
+    """The error CloudFiles met reading ``url``'s info (the layer store keeps only that it found nothing)."""
+    from .storage import cloud_files
+
+    try:
+        return cloud_files(url).get(["info"], raw=True, raise_errors=False)[0]["error"]
+    except Exception as error:  # its own failure tells as much
+        return error
 
 
 class _RecentDatasets(dict):

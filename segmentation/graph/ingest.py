@@ -83,6 +83,7 @@ def ingest_dataset(
             summary.update(made)
         summary["agglomeration"] = agglomeration.describe()
     summary["active_edges"] = int(active.sum())
+    summary["roots"] = _root_count(supervoxels, a[active], b[active])
     replaced = store_graph(
         database_url,
         dataset,
@@ -101,6 +102,21 @@ def ingest_dataset(
     if replace:
         summary["replaced"] = replaced
     return summary
+
+
+def _root_count(supervoxels: np.ndarray, a: np.ndarray, b: np.ndarray) -> int:
+    """Neurons the graph starts with: connected components of the supervoxels over active edges."""
+    if not len(a):
+        return len(supervoxels)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    order = np.argsort(supervoxels)
+    ranked = supervoxels[order]
+    rows, cols = order[np.searchsorted(ranked, a)], order[np.searchsorted(ranked, b)]
+    n = len(supervoxels)
+    matrix = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
+    return int(connected_components(matrix, directed=False)[0])
 
 
 def has_graph(database_url: str, dataset: str) -> bool:

@@ -1,0 +1,309 @@
+"""``axonlink import``: sources a lab has → precomputed layers with mips → a registered dataset with
+its supervoxel graph and meshes. Each stage can be interrupted and run again.
+
+Stages, in order: check the sources against each other (before anything is written); write each
+layer's info; the pyramid passes of each layer on Dask (:mod:`.pyramid`, :mod:`.tasks`); register
+the dataset; ingest the graph (with the agglomeration, if given); mesh. Finished work is known by
+what it left: a marker per task under ``<destination>/.import/``, the dataset row, the graph, the
+meshes' own resumable run. A second run with the same arguments continues where the first
+stopped; with other arguments it is refused (the plan it would write differs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from cloudvolume import CloudVolume
+
+from ..datasets import Datasets
+from .cluster import dask_client, run_stage
+from .pyramid import CHUNK, ImportProblem, image_dtype, label_dtype, layer_info, mip_count, passes
+from .sources import open_source
+from .tasks import PyramidTask, run_task
+
+PLAN_FILE = "plan.json"
+PROGRESS_DIR = ".import"
+
+
+@dataclass
+class ImportRequest:
+    name: str
+    image: str
+    segmentation: str | None = None
+    agglomeration: str | None = None
+    voxel_size: tuple[float, float, float] | None = None
+    offset: tuple[int, int, int] | None = None
+    axes: str | None = None
+    dataset_path: str | None = None
+    image_encoding: str = "auto"  # jpeg for 8-bit images, raw otherwise
+    mesh: bool = True
+    sharded: str = "auto"
+    workers: int = 1
+    scheduler: str | None = None
+    destination: str | None = None  # default: <home>/volumes/<name>
+    description: str = ""
+    license: str = ""
+    citation: str = ""
+    public: bool = True
+    chunk: tuple[int, int, int] = CHUNK
+
+
+@dataclass
+class _Layer:
+    kind: str
+    source: object  # VolumeSource
+    dtype: np.dtype
+    encoding: str
+    info: dict
+    url: str
+    path: Path
+    summary: dict = field(default_factory=dict)
+
+
+def import_dataset(
+    settings, request: ImportRequest, *, progress: bool = True, by: str = "cli", origin: str = ""
+) -> dict:
+    """Run (or continue) the import; returns the summary printed at the end."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    registry = Datasets(settings.database_url)
+    destination = Path(request.destination or settings.home / "volumes" / request.name).expanduser().resolve()
+    layers = _plan_layers(request, destination)
+    plan = _plan(request, layers)
+    _claim(destination, plan, registry, request.name)
+    timings["check"] = time.perf_counter() - started
+
+    for layer in layers:
+        if not (layer.path / "info").is_file():
+            CloudVolume(layer.url, info=layer.info, progress=False).commit_info()
+    processes: set[int] = set()
+    with dask_client(request.workers, request.scheduler) as client:
+        for layer in layers:
+            for sweep in passes(layer.info["scales"][0]["size"], request.chunk, len(layer.info["scales"])):
+                label = f"{layer.kind} {sweep.label}"
+                tasks = _tasks(layer, sweep, destination, plan["id"])
+                todo = [task for task in tasks if not os.path.exists(task.marker)]
+                stage_started = time.perf_counter()
+                results = run_stage(client, label, run_task, todo, sum(t.voxels for t in todo), progress=progress)
+                timings[label] = time.perf_counter() - stage_started
+                processes.update(r["process"] for r in results)
+                layer.summary["voxels"] = layer.summary.get("voxels", 0) + sum(r["voxels"] for r in results)
+                if layer.kind == "segmentation" and results:
+                    layer.summary["highest_label"] = max(
+                        layer.summary.get("highest_label", 0), max(r["highest_label"] for r in results)
+                    )
+    by_kind = {layer.kind: layer for layer in layers}
+    summary = {"dataset": request.name, "destination": str(destination), "layers": {}}
+    summary["task_processes"] = sorted(processes)  # where this run's tasks ran (Dask worker processes)
+    for layer in layers:
+        summary["layers"][layer.kind] = {
+            "url": layer.url,
+            "size": layer.info["scales"][0]["size"],
+            "data_type": layer.info["data_type"],
+            "encoding": layer.info["scales"][0]["encoding"],
+            "mips": len(layer.info["scales"]),
+            "bytes_on_disk": _bytes_under(layer.path),
+            **layer.summary,  # voxels written by this run, the highest label seen
+        }
+
+    stage_started = time.perf_counter()
+    if not registry.exists(request.name):
+        registry.add(
+            request.name,
+            image=by_kind["image"].url,
+            segmentation=by_kind["segmentation"].url,
+            description=request.description,
+            license=request.license,
+            citation=request.citation,
+            public=request.public,
+        )
+    timings["register"] = time.perf_counter() - stage_started
+
+    summary.update(_graph_and_meshes(settings, request, timings, progress=progress, by=by, origin=origin))
+    (destination / PROGRESS_DIR / "complete").write_text(json.dumps({"plan": plan["id"]}) + "\n")
+    timings["total"] = time.perf_counter() - started
+    summary["seconds"] = {k: round(v, 2) for k, v in timings.items()}
+    return summary
+
+
+# ---- checks and the plan ----------------------------------------------------------------------
+
+
+def _plan_layers(request: ImportRequest, destination: Path) -> list[_Layer]:
+    if not request.segmentation:
+        raise ImportProblem(
+            "a dataset needs a segmentation (--segmentation SRC): axonlink serves neurons; an image alone "
+            "can be added as an extra layer of a dataset that has one"
+        )
+    if request.sharded == "yes":
+        raise ImportProblem("sharded output is not written by axonlink import yet: use --sharded no (or auto)")
+    sources = {
+        kind: open_source(spec, dataset_path=request.dataset_path, axes=request.axes)
+        for kind, spec in (("image", request.image), ("segmentation", request.segmentation))
+    }
+    image, labels = sources["image"], sources["segmentation"]
+    if tuple(image.shape) != tuple(labels.shape):
+        raise ImportProblem(
+            f"the image is {_xyz(image.shape)} voxels and the segmentation {_xyz(labels.shape)}: they must cover "
+            "the same voxels (check --axes, or crop one to the other)"
+        )
+    voxel_size = _voxel_size(request, image, labels)
+    offset = _offset(request, image, labels)
+    dtypes = {"image": image_dtype(image.dtype), "segmentation": label_dtype(labels.dtype)}
+    encodings = {
+        "image": _image_encoding(request.image_encoding, dtypes["image"]),
+        "segmentation": "compressed_segmentation",
+    }
+    size = tuple(int(s) for s in image.shape)
+    mips = mip_count(size, request.chunk)
+    out = []
+    for kind, source in sources.items():
+        path = destination / kind
+        info = layer_info(kind, dtypes[kind], encodings[kind], voxel_size, offset, size, request.chunk, mips)
+        out.append(_Layer(kind, source, dtypes[kind], encodings[kind], info, f"file://{path}", path))
+    return out
+
+
+def _voxel_size(request: ImportRequest, *sources) -> tuple[float, float, float]:
+    if request.voxel_size is not None:
+        return tuple(float(v) for v in request.voxel_size)
+    found = {tuple(round(float(v), 6) for v in s.voxel_size) for s in sources if s.voxel_size is not None}
+    if len(found) > 1:
+        described = " and ".join(f"{s.description}: {_xyz(s.voxel_size)} nm" for s in sources if s.voxel_size)
+        raise ImportProblem(f"the sources disagree on the voxel size ({described}): give --voxel-size X,Y,Z (nm)")
+    if not found:
+        raise ImportProblem(
+            f"{sources[0].description} does not say its voxel size: give --voxel-size X,Y,Z in nanometres "
+            "(e.g. --voxel-size 8,8,40)"
+        )
+    return found.pop()
+
+
+def _offset(request: ImportRequest, *sources) -> tuple[int, int, int]:
+    if request.offset is not None:
+        return tuple(int(v) for v in request.offset)
+    found = {tuple(int(v) for v in s.voxel_offset) for s in sources if s.voxel_offset is not None}
+    if len(found) > 1:
+        raise ImportProblem("the sources disagree on the voxel offset: give --offset X,Y,Z")
+    return found.pop() if found else (0, 0, 0)
+
+
+def _image_encoding(given: str, dtype: np.dtype) -> str:
+    if given == "auto":
+        return "jpeg" if dtype == np.uint8 else "raw"
+    if given == "jpeg" and dtype != np.uint8:
+        raise ImportProblem(f"jpeg holds 8-bit images; this image is {dtype}: use --image-encoding raw")
+    return given
+
+
+def _plan(request: ImportRequest, layers: list[_Layer]) -> dict:
+    described = {
+        "name": request.name,
+        "layers": {
+            layer.kind: {"source": layer.source.description, "files": _fingerprint(spec), "info": layer.info}
+            for layer, spec in zip(layers, (request.image, request.segmentation))
+        },
+        "agglomeration": request.agglomeration and os.path.abspath(request.agglomeration),
+    }
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
+    return {"id": digest, **described}
+
+
+def _fingerprint(spec: str) -> list | None:
+    """Sizes and times of a local source (its top-level entries for a folder): a source changed
+    between two runs makes another plan, so finished boxes of the old one are not kept."""
+    path = Path(spec)
+    if "://" in spec or not path.exists():
+        return None
+    entries = [path, *sorted(path.iterdir())[:10_000]] if path.is_dir() else [path]
+    return [[entry.name, entry.stat().st_size, entry.stat().st_mtime_ns] for entry in entries]
+
+
+def _claim(destination: Path, plan: dict, registry: Datasets, name: str) -> None:
+    """Start the import at ``destination``, or continue the one this same plan left unfinished."""
+    plan_file = destination / PROGRESS_DIR / PLAN_FILE
+    if plan_file.is_file():
+        earlier = json.loads(plan_file.read_text())
+        if earlier.get("id") != plan["id"]:
+            raise ImportProblem(
+                f"{destination} holds an import with other sources or settings: run it again as it was, or "
+                f"remove {destination} to start over"
+            )
+        if (destination / PROGRESS_DIR / "complete").is_file() and registry.exists(name):
+            raise ImportProblem(f"dataset {name!r} is already imported (its files are in {destination})")
+        return
+    if registry.exists(name):
+        raise ImportProblem(f"dataset {name!r} already exists: choose another name, or `axonlink remove-dataset {name}`")
+    if destination.exists() and any(destination.iterdir()):
+        raise ImportProblem(f"{destination} is not empty: give --to an empty or new folder")
+    plan_file.parent.mkdir(parents=True, exist_ok=True)
+    temporary = plan_file.with_suffix(".tmp")
+    temporary.write_text(json.dumps(plan, indent=1, sort_keys=True) + "\n")
+    os.replace(temporary, plan_file)
+
+
+def _tasks(layer: _Layer, sweep, destination: Path, plan_id: str) -> list[PyramidTask]:
+    markers = destination / PROGRESS_DIR / layer.kind / f"from-mip-{sweep.read_mip}"
+    return [
+        PyramidTask(
+            layer_url=layer.url,
+            kind=layer.kind,
+            dtype=layer.dtype.name,
+            read_mip=sweep.read_mip,
+            write_mips=sweep.write_mips,
+            start=start,
+            stop=stop,
+            marker=str(markers / "_".join(map(str, index))),
+            plan=plan_id,
+            source=layer.source if sweep.read_mip == 0 else None,
+        )
+        for index, start, stop in sweep.boxes()
+    ]
+
+
+# ---- after the volumes ------------------------------------------------------------------------
+
+
+def _graph_and_meshes(settings, request: ImportRequest, timings: dict, *, progress: bool, by: str, origin: str) -> dict:
+    from ..graph import ingest_dataset
+    from ..graph.agglomeration import read_agglomeration
+    from ..graph.ingest import has_graph
+
+    out: dict = {}
+    stage_started = time.perf_counter()
+    if not has_graph(settings.database_url, request.name):
+        agglomeration = read_agglomeration(request.agglomeration) if request.agglomeration else None
+        graph = ingest_dataset(
+            settings.database_url,
+            request.name,
+            agglomeration=agglomeration,
+            progress=progress,
+            home=settings.home,
+            by=by,
+            origin=origin,
+        )
+        out["graph"] = graph
+    timings["graph"] = time.perf_counter() - stage_started
+    if request.mesh:
+        from ..meshing import mesh_dataset
+
+        stage_started = time.perf_counter()
+        out["meshes"] = mesh_dataset(
+            settings.database_url, settings.home, request.name, workers=max(1, request.workers), progress=progress
+        )
+        timings["meshes"] = time.perf_counter() - stage_started
+    return out
+
+
+def _bytes_under(path: Path) -> int:
+    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
+
+
+def _xyz(values) -> str:
+    return "×".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)

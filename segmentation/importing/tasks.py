@@ -1,0 +1,114 @@
+"""One import task, run on a Dask worker: read a box, write it and the mips below it, mark it done.
+
+Everything a task needs travels in :class:`PyramidTask` (small, picklable: the source object opens
+its file in the worker). The marker file is written last, so a task killed half-way has no marker
+and runs again whole on the next attempt; rewriting its chunks gives the same chunks.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import tinybrain
+from cloudvolume import CloudVolume
+
+from ..graph.ids import LabelLayoutCheck, LabelLayoutError
+from .pyramid import FACTOR, ImportProblem
+
+
+@dataclass(frozen=True)
+class PyramidTask:
+    layer_url: str  # file://… of the layer being written
+    kind: str  # "image" or "segmentation"
+    dtype: str  # as stored
+    read_mip: int
+    write_mips: tuple[int, ...]
+    start: tuple[int, int, int]  # box at read_mip, relative to the layer's origin
+    stop: tuple[int, int, int]
+    marker: str  # file written once the box is done
+    plan: str  # the import's identity: workers kept between imports open each layer afresh
+    source: object = None  # a VolumeSource, for read_mip 0
+
+    @property
+    def voxels(self) -> int:
+        return int(np.prod([b - a for a, b in zip(self.start, self.stop)]))
+
+    def where(self) -> str:
+        return "x {}..{}, y {}..{}, z {}..{}".format(*(v for pair in zip(self.start, self.stop) for v in pair))
+
+
+def run_task(task: PyramidTask) -> dict:
+    """Do ``task``; returns what the progress bars and the summary count."""
+    started = time.perf_counter()
+    data = _read(task)
+    highest = int(data.max()) if task.kind == "segmentation" and data.size else 0
+    for mip in task.write_mips:
+        if mip == task.read_mip:
+            _write(task, mip, data)
+    below = [m for m in task.write_mips if m > task.read_mip]
+    if below:
+        levels = below[-1] - task.read_mip
+        if task.kind == "segmentation":
+            down = tinybrain.downsample_segmentation(data, FACTOR, num_mips=levels, sparse=False)
+        else:
+            down = tinybrain.downsample_with_averaging(data, FACTOR, num_mips=levels)
+        for mip in below:
+            _write(task, mip, np.asarray(down[mip - task.read_mip - 1]).astype(task.dtype, copy=False))
+    marker = Path(task.marker)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    temporary = marker.with_name(marker.name + f".{os.getpid()}")
+    temporary.write_text("done\n")
+    os.replace(temporary, marker)
+    return {
+        "voxels": task.voxels,
+        "highest_label": highest,
+        "seconds": time.perf_counter() - started,
+        "process": os.getpid(),
+    }
+
+
+def _read(task: PyramidTask) -> np.ndarray:
+    if task.read_mip == 0:
+        data = np.asarray(task.source.read(task.start, task.stop))
+        if data.shape != tuple(b - a for a, b in zip(task.start, task.stop)):
+            raise ImportProblem(f"{task.source.description} gave {data.shape} voxels for {task.where()}")
+        return _as_stored(task, data)
+    volume = _volume(task.layer_url, task.read_mip, task.plan)
+    origin = volume.voxel_offset
+    box = tuple(slice(o + a, o + b) for o, a, b in zip(origin, task.start, task.stop))
+    return np.asarray(volume[box])[..., 0]
+
+
+def _as_stored(task: PyramidTask, data: np.ndarray) -> np.ndarray:
+    if task.kind != "segmentation":
+        return np.ascontiguousarray(data.astype(task.dtype, copy=False), dtype=task.dtype)
+    if data.dtype.kind == "i" and data.size and data.min() < 0:
+        raise ImportProblem(
+            f"the segmentation has negative labels (smallest {int(data.min())}) at {task.where()}: labels must be "
+            "0 (background) or positive"
+        )
+    data = data.astype(task.dtype, copy=False)
+    try:
+        LabelLayoutCheck()(data, task.where())
+    except LabelLayoutError as error:
+        raise ImportProblem(f"the segmentation at {error}") from None
+    return data
+
+
+def _write(task: PyramidTask, mip: int, data: np.ndarray) -> None:
+    volume = _volume(task.layer_url, mip, task.plan)
+    scale = [f ** (mip - task.read_mip) for f in FACTOR]
+    start = [o + a // s for o, a, s in zip(volume.voxel_offset, task.start, scale)]
+    box = tuple(slice(a, a + n) for a, n in zip(start, data.shape))
+    volume[box] = data[..., np.newaxis]
+
+
+@lru_cache(maxsize=64)
+def _volume(url: str, mip: int, _plan: str) -> CloudVolume:
+    """One CloudVolume per layer and mip in each worker process (each reads the info once)."""
+    return CloudVolume(url, mip=mip, progress=False, fill_missing=False, non_aligned_writes=False)
