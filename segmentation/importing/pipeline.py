@@ -239,7 +239,9 @@ def _claim(destination: Path, plan: dict, registry: Datasets, name: str) -> None
             raise ImportProblem(f"dataset {name!r} is already imported (its files are in {destination})")
         return
     if registry.exists(name):
-        raise ImportProblem(f"dataset {name!r} already exists: choose another name, or `axonlink remove-dataset {name}`")
+        raise ImportProblem(
+            f"dataset {name!r} already exists: choose another name, or `axonlink remove-dataset {name}`"
+        )
     if destination.exists() and any(destination.iterdir()):
         raise ImportProblem(f"{destination} is not empty: give --to an empty or new folder")
     plan_file.parent.mkdir(parents=True, exist_ok=True)
