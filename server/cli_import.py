@@ -34,6 +34,12 @@ def add_parsers(sub, common) -> None:
         help="supervoxel pairs to join, or a supervoxel->body table (CSV or .npy, as Raveler/Neutu export): "
         "the graph starts with those bodies as its neurons",
     )
+    command.add_argument(
+        "--background",
+        type=int,
+        metavar="LABEL",
+        help="a label the segmentation uses for background instead of 0 (e.g. -1 or 18446744073709551615): stored as 0",
+    )
     command.add_argument("--voxel-size", metavar="X,Y,Z", help="nm per voxel (needed when the format has none)")
     command.add_argument("--offset", metavar="X,Y,Z", help="voxel offset of the volume (default: the source's or 0)")
     command.add_argument("--axes", help="order of the stored axes, e.g. zyx (numpy, HDF5, TIFF) or xyz")
@@ -107,6 +113,7 @@ def cmd_import(args, settings):
         license=args.license,
         citation=args.citation,
         public=not args.private,
+        background=args.background,
     )
     if args.chunk:
         request.chunk = _chunk(args.chunk)

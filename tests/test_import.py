@@ -192,7 +192,7 @@ def test_an_import_killed_mid_way_continues_without_redoing_work_and_ends_identi
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    markers = destination / ".import" / "image" / "from-mip-0"
+    markers = destination / ".import" / "image" / "from-mip-0-to-3"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         if markers.is_dir() and len(os.listdir(markers)) >= 3:
@@ -263,6 +263,7 @@ def test_an_import_runs_on_a_dask_scheduler_with_workers_in_other_processes(sett
         ("other shape", "must cover the same voxels"),
         ("no voxel size", "--voxel-size"),
         ("labels beyond the id layout", "56 bits"),
+        ("-1 for background", "--background -1"),
     ],
 )
 def test_bad_volumes_get_one_clear_line_and_nothing_registered(settings, phantom, tmp_path, capsys, change, message):
@@ -279,6 +280,8 @@ def test_bad_volumes_get_one_clear_line_and_nothing_registered(settings, phantom
         labels = labels[:, :, :-1]
     elif change == "no voxel size":
         extra = []
+    elif change == "-1 for background":
+        labels = np.where(labels == 0, -1, labels).astype(np.int64)
     elif change == "labels beyond the id layout":
         labels = labels.astype(np.uint64)
         labels[5, 5, 5] = 2**60
@@ -443,3 +446,56 @@ def test_unreachable_and_ambiguous_sources_say_which_and_what_to_do(settings, ph
     (tmp_path / "notes.txt").write_text("not a volume\n")
     assert run_import(settings, "text", str(tmp_path / "notes.txt"), labels_file, "--voxel-size", "8,8,40") == 1
     assert "not a volume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_sharded_import_writes_whole_shards_every_mip_readable_and_served(settings, phantom, tmp_path):
+    """--sharded yes: each task writes whole shard files of one mip (from the mip above); CloudVolume
+    reads every mip as the chained downsampling of mip 0, and the server serves the sharded layers."""
+    from server import create_app
+    from server.runner import BackgroundServer
+
+    image, labels, _ = phantom
+    image_file, labels_file = save_npy(tmp_path / "src", image, labels)
+    flags = ["--voxel-size", "8,8,40", "--chunk", "16,16,8", "--sharded", "yes", "--image-encoding", "raw", "--no-mesh"]
+    assert run_import(settings, "sharded", image_file, labels_file, *flags) == 0
+    folder = settings.home / "volumes" / "sharded"
+    for kind, reference in (("image", image), ("segmentation", labels)):
+        info = json.loads((folder / kind / "info").read_text())
+        assert all("sharding" in scale for scale in info["scales"])
+        assert not any(
+            path.suffix == ".gz" or "-" in path.name
+            for path in (folder / kind).rglob("*")
+            if path.is_file() and path.name != "info"
+        )
+        levels = read_back(f"file://{folder / kind}")
+        assert len(levels) == 5
+        expected = reference
+        for mip, level in enumerate(levels):
+            if mip:
+                down = tinybrain.downsample_with_averaging if kind == "image" else tinybrain.downsample_segmentation
+                expected = down(expected, (2, 2, 1), num_mips=1, **({} if kind == "image" else {"sparse": False}))[0]
+            assert np.array_equal(level, expected), f"{kind} mip {mip}"
+    with BackgroundServer(create_app(settings)) as server:
+        assert np.array_equal(read_back(f"precomputed://{server.url}/data/sharded/image")[0], image)
+        served = read_back(f"precomputed://{server.url}/data/sharded@supervoxels/segmentation")
+        assert np.array_equal(served[2], supervoxel_ids(levels[2]).reshape(levels[2].shape))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("marker", [-1, 2**64 - 1])
+def test_a_segmentation_that_marks_background_otherwise_is_imported_with_background_flag(
+    settings, phantom, tmp_path, marker
+):
+    image, labels, _ = phantom
+    dtype = np.int64 if marker < 0 else np.uint64
+    marked = np.where(labels == 0, np.asarray(marker).astype(dtype), labels.astype(dtype))
+    image_file, labels_file = save_npy(tmp_path / "src", image, marked)
+    assert (
+        run_import(
+            settings, "bg", image_file, labels_file, "--voxel-size", "8,8,40", "--no-mesh", "--background", str(marker)
+        )
+        == 0
+    )
+    stored = read_back(f"file://{settings.home / 'volumes' / 'bg' / 'segmentation'}")[0]
+    assert np.array_equal(stored, labels)

@@ -23,7 +23,18 @@ from cloudvolume import CloudVolume
 
 from ..datasets import Datasets
 from .cluster import dask_client, run_stage
-from .pyramid import CHUNK, ImportProblem, image_dtype, label_dtype, layer_info, mip_count, passes
+from .pyramid import (
+    CHUNK,
+    ImportProblem,
+    add_sharding,
+    image_dtype,
+    label_dtype,
+    layer_info,
+    mip_count,
+    passes,
+    sharded_passes,
+    wants_shards,
+)
 from .sources import open_source
 from .tasks import PyramidTask, run_task
 
@@ -52,6 +63,7 @@ class ImportRequest:
     citation: str = ""
     public: bool = True
     chunk: tuple[int, int, int] = CHUNK
+    background: int | None = None  # a label the segmentation uses for background (-1, 2**64-1 …): stored as 0
 
 
 @dataclass
@@ -85,9 +97,15 @@ def import_dataset(
     processes: set[int] = set()
     with dask_client(request.workers, request.scheduler) as client:
         for layer in layers:
-            for sweep in passes(layer.info["scales"][0]["size"], request.chunk, len(layer.info["scales"])):
+            sharded = "sharding" in layer.info["scales"][0]
+            sweeps = (
+                sharded_passes(layer.info)
+                if sharded
+                else passes(layer.info["scales"][0]["size"], request.chunk, len(layer.info["scales"]))
+            )
+            for sweep in sweeps:
                 label = f"{layer.kind} {sweep.label}"
-                tasks = _tasks(layer, sweep, destination, plan["id"])
+                tasks = _tasks(layer, sweep, destination, plan["id"], request.background)
                 todo = [task for task in tasks if not os.path.exists(task.marker)]
                 stage_started = time.perf_counter()
                 results = run_stage(client, label, run_task, todo, sum(t.voxels for t in todo), progress=progress)
@@ -141,8 +159,6 @@ def _plan_layers(request: ImportRequest, destination: Path) -> list[_Layer]:
             "a dataset needs a segmentation (--segmentation SRC): axonlink serves neurons; an image alone "
             "can be added as an extra layer of a dataset that has one"
         )
-    if request.sharded == "yes":
-        raise ImportProblem("sharded output is not written by axonlink import yet: use --sharded no (or auto)")
     sources = {
         kind: open_source(spec, dataset_path=request.dataset_path, axes=request.axes)
         for kind, spec in (("image", request.image), ("segmentation", request.segmentation))
@@ -156,6 +172,13 @@ def _plan_layers(request: ImportRequest, destination: Path) -> list[_Layer]:
     voxel_size = _voxel_size(request, image, labels)
     offset = _offset(request, image, labels)
     dtypes = {"image": image_dtype(image.dtype), "segmentation": label_dtype(labels.dtype)}
+    if request.background is not None:
+        limits = np.iinfo(labels.dtype)
+        if not limits.min <= request.background <= limits.max:
+            raise ImportProblem(
+                f"--background {request.background} is not a value {labels.dtype} labels can hold "
+                f"({limits.min} to {limits.max})"
+            )
     encodings = {
         "image": _image_encoding(request.image_encoding, dtypes["image"]),
         "segmentation": "compressed_segmentation",
@@ -166,6 +189,8 @@ def _plan_layers(request: ImportRequest, destination: Path) -> list[_Layer]:
     for kind, source in sources.items():
         path = destination / kind
         info = layer_info(kind, dtypes[kind], encodings[kind], voxel_size, offset, size, request.chunk, mips)
+        if wants_shards(request.sharded, size, request.chunk):
+            add_sharding(info)
         out.append(_Layer(kind, source, dtypes[kind], encodings[kind], info, f"file://{path}", path))
     return out
 
@@ -210,6 +235,7 @@ def _plan(request: ImportRequest, layers: list[_Layer]) -> dict:
             for layer, spec in zip(layers, (request.image, request.segmentation))
         },
         "agglomeration": request.agglomeration and os.path.abspath(request.agglomeration),
+        "background": request.background,
     }
     digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
     return {"id": digest, **described}
@@ -250,8 +276,8 @@ def _claim(destination: Path, plan: dict, registry: Datasets, name: str) -> None
     os.replace(temporary, plan_file)
 
 
-def _tasks(layer: _Layer, sweep, destination: Path, plan_id: str) -> list[PyramidTask]:
-    markers = destination / PROGRESS_DIR / layer.kind / f"from-mip-{sweep.read_mip}"
+def _tasks(layer: _Layer, sweep, destination: Path, plan_id: str, background: int | None) -> list[PyramidTask]:
+    markers = destination / PROGRESS_DIR / layer.kind / f"from-mip-{sweep.read_mip}-to-{sweep.write_mips[-1]}"
     return [
         PyramidTask(
             layer_url=layer.url,
@@ -264,6 +290,7 @@ def _tasks(layer: _Layer, sweep, destination: Path, plan_id: str) -> list[Pyrami
             marker=str(markers / "_".join(map(str, index))),
             plan=plan_id,
             source=layer.source if sweep.read_mip == 0 else None,
+            background=background if layer.kind == "segmentation" else None,
         )
         for index, start, stop in sweep.boxes()
     ]

@@ -84,6 +84,63 @@ def passes(size, chunk, mips: int, max_task_voxels: int = MAX_TASK_VOXELS) -> li
         mip += k
 
 
+SHARDED_ABOVE_CHUNKS = 4096  # --sharded auto: a mip-0 grid of more chunks than this is sharded
+
+
+def wants_shards(given: str, size, chunk) -> bool:
+    if given in ("yes", "no"):
+        return given == "yes"
+    return math.prod(math.ceil(s / c) for s, c in zip(size, chunk)) > SHARDED_ABOVE_CHUNKS
+
+
+def sharding_spec(size, chunk, bits: int) -> dict:
+    """Identity-hashed sharding with ``2**bits`` chunks per shard (a Morton-ordered block of the grid)."""
+    grid = [max(1, math.ceil(s / c)) for s, c in zip(size, chunk)]
+    total = sum(max(0, math.ceil(math.log2(g))) for g in grid)
+    bits = min(bits, total)
+    minishard_bits = min(3, bits)
+    return {
+        "@type": "neuroglancer_uint64_sharded_v1",
+        "hash": "identity",
+        "preshift_bits": bits - minishard_bits,
+        "minishard_bits": minishard_bits,
+        "shard_bits": total - bits,
+        "minishard_index_encoding": "gzip",
+        "data_encoding": "gzip",
+    }
+
+
+def shard_shape(scale: dict) -> tuple[int, int, int]:
+    from cloudvolume.datasource.precomputed.sharding import image_shard_shape_from_spec
+
+    shape = image_shard_shape_from_spec(scale["sharding"], scale["size"], scale["chunk_sizes"][0])
+    return tuple(int(v) for v in shape)
+
+
+def add_sharding(info: dict, max_task_voxels: int = MAX_TASK_VOXELS) -> None:
+    """Shard every scale, as many chunks per shard as keep a task's read within ``max_task_voxels``
+    (a task writes whole shards: CloudFiles cannot append to one)."""
+    for mip, scale in enumerate(info["scales"]):
+        chunk, read_factor = scale["chunk_sizes"][0], (1 if mip == 0 else 4)
+        for bits in range(9, -1, -1):
+            scale["sharding"] = sharding_spec(scale["size"], chunk, bits)
+            if math.prod(shard_shape(scale)) * read_factor <= max_task_voxels:
+                break
+
+
+def sharded_passes(info: dict) -> list[Pass]:
+    """One sweep per mip, each task one shard: mip 0 from the source, mip m from mip m-1."""
+    out = []
+    for mip, scale in enumerate(info["scales"]):
+        shape = shard_shape(scale)
+        if mip == 0:
+            out.append(Pass(0, (0,), shape, tuple(scale["size"])))
+        else:
+            box = tuple(s * f for s, f in zip(shape, FACTOR))
+            out.append(Pass(mip - 1, (mip,), box, tuple(info["scales"][mip - 1]["size"])))
+    return out
+
+
 def label_dtype(dtype: np.dtype) -> np.dtype:
     """What labels of ``dtype`` are stored as (compressed_segmentation takes 32 and 64 bits)."""
     dtype = np.dtype(dtype)
@@ -113,6 +170,7 @@ def image_dtype(dtype: np.dtype) -> np.dtype:
 
 
 def layer_info(kind: str, dtype, encoding: str, voxel_size, offset, size, chunk, mips: int) -> dict:
+    voxel_size = [int(v) if float(v).is_integer() else float(v) for v in voxel_size]  # scale keys: 8_8_40
     info = new_layer_info(kind, dtype, encoding, voxel_size, size, chunk, mips, FACTOR)
     for mip, scale in enumerate(info["scales"]):
         scale["voxel_offset"] = [int(o // f**mip) for o, f in zip(offset, FACTOR)]

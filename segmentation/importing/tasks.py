@@ -19,6 +19,7 @@ from cloudvolume import CloudVolume
 
 from ..graph.ids import LabelLayoutCheck, LabelLayoutError
 from .pyramid import FACTOR, ImportProblem
+from .shard_writer import write_shards
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class PyramidTask:
     marker: str  # file written once the box is done
     plan: str  # the import's identity: workers kept between imports open each layer afresh
     source: object = None  # a VolumeSource, for read_mip 0
+    background: int | None = None  # a label that means background: stored as 0
 
     @property
     def voxels(self) -> int:
@@ -87,24 +89,39 @@ def _read(task: PyramidTask) -> np.ndarray:
 def _as_stored(task: PyramidTask, data: np.ndarray) -> np.ndarray:
     if task.kind != "segmentation":
         return np.ascontiguousarray(data.astype(task.dtype, copy=False), dtype=task.dtype)
+    if task.background is not None:
+        data = np.where(data == np.asarray(task.background).astype(data.dtype), 0, data)
     if data.dtype.kind == "i" and data.size and data.min() < 0:
+        smallest = int(data.min())
         raise ImportProblem(
-            f"the segmentation has negative labels (smallest {int(data.min())}) at {task.where()}: labels must be "
-            "0 (background) or positive"
+            f"the segmentation has negative labels (smallest {smallest}) at {task.where()}: labels must be 0 "
+            f"(background) or positive{_background_hint(smallest)}"
         )
     data = data.astype(task.dtype, copy=False)
     try:
         LabelLayoutCheck()(data, task.where())
     except LabelLayoutError as error:
-        raise ImportProblem(f"the segmentation at {error}") from None
+        hint = _background_hint(int(data.max())) if data.size else ""
+        raise ImportProblem(f"the segmentation at {error}{hint}") from None
     return data
+
+
+def _background_hint(value: int) -> str:
+    """Tools mark background with -1 or the largest value of the type instead of 0."""
+    if value in (-1, 2**64 - 1, 2**63 - 1):
+        return f"; if {value} marks background, say so with --background {value}"
+    return ""
 
 
 def _write(task: PyramidTask, mip: int, data: np.ndarray) -> None:
     volume = _volume(task.layer_url, mip, task.plan)
-    scale = [f ** (mip - task.read_mip) for f in FACTOR]
-    start = [o + a // s for o, a, s in zip(volume.voxel_offset, task.start, scale)]
-    box = tuple(slice(a, a + n) for a, n in zip(start, data.shape))
+    factor = [f ** (mip - task.read_mip) for f in FACTOR]
+    relative = [a // f for a, f in zip(task.start, factor)]
+    scale = volume.info["scales"][mip]
+    if "sharding" in scale:
+        write_shards(task.layer_url, scale, relative, data)
+        return
+    box = tuple(slice(o + a, o + a + n) for o, a, n in zip(volume.voxel_offset, relative, data.shape))
     volume[box] = data[..., np.newaxis]
 
 
