@@ -499,3 +499,55 @@ def test_a_segmentation_that_marks_background_otherwise_is_imported_with_backgro
     )
     stored = read_back(f"file://{settings.home / 'volumes' / 'bg' / 'segmentation'}")[0]
     assert np.array_equal(stored, labels)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_worker_killed_mid_import_is_replaced_and_the_output_is_identical(settings, phantom, tmp_path):
+    """kill -9 of a Dask worker process (its nanny starts another) while the import runs on a
+    scheduler: the scheduler runs the lost tasks again and the import ends as an uninterrupted one."""
+    import psutil
+
+    image, labels, _ = phantom
+    big_image = np.concatenate([image, image[::-1]], axis=0)
+    big_labels = np.concatenate([labels, labels[::-1] + labels.max() * (labels[::-1] > 0)], axis=0)
+    image_file, labels_file = save_npy(tmp_path / "src", big_image, big_labels)
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port)]
+    worker = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-dashboard"]
+    processes = [subprocess.Popen([*scheduler, "--no-dashboard"], **quiet)]
+    env = {**os.environ, "AXONLINK_HOME": str(settings.home), "AXONLINK_DATABASE_URL": settings.database_url}
+    common = ["--voxel-size", "8,8,40", "--chunk", "16,16,8", "--no-mesh", "--image-encoding", "raw"]
+    try:
+        processes += [subprocess.Popen(worker, **quiet) for _ in range(2)]
+        from dask.distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+            worker_pids = list(client.run(os.getpid).values())
+        destination = tmp_path / "lost"
+        command = [
+            *(sys.executable, "-m", "server.cli", "import", "lost", "--image", image_file, "--segmentation"),
+            *(labels_file, "--scheduler", address, "--to", str(destination), *common),
+        ]
+        importing = subprocess.Popen(command, env=env, **quiet)
+        markers = destination / ".import" / "image" / "from-mip-0-to-3"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (markers.is_dir() and len(os.listdir(markers)) >= 2):
+            time.sleep(0.01)
+        assert importing.poll() is None, "the import ended before a worker could be killed"
+        psutil.Process(worker_pids[0]).kill()
+        assert importing.wait(timeout=120) == 0
+        clean = tmp_path / "clean"
+        local = [*command[:4], "clean", *command[5:9], "--workers", "2", "--to", str(clean), *common]
+        assert subprocess.run(local, env=env, **quiet).returncode == 0
+        interrupted, reference = _all_mips(destination), _all_mips(clean)
+        for kind in reference:
+            for mip, (a, b) in enumerate(zip(interrupted[kind], reference[kind])):
+                assert np.array_equal(a, b), f"{kind} mip {mip} differs"
+    finally:
+        for process in processes[::-1]:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
