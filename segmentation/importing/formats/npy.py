@@ -33,7 +33,17 @@ class NpySource(VolumeSource):
         return cached_handle(("npy", self.path), lambda: np.load(self.path, mmap_mode="r", allow_pickle=False))
 
     def _read_stored(self, index):
-        return np.array(self._array()[index])  # a copy: the map stays out of what is returned
+        """A copy of the box from a map opened for this read only. A map kept open keeps every page a
+        worker has read in its resident memory (clean file pages, but counted as its own): over a
+        long import that grew with the volume, 5.9 GB at 1024×1024×256 with 4 workers."""
+        array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        try:
+            return np.array(array[index])
+        finally:
+            mapping = getattr(array, "_mmap", None)
+            del array
+            if mapping is not None:
+                mapping.close()
 
 
 def open(spec: str, *, dataset_path: str | None = None, axes: str | None = None) -> NpySource:
