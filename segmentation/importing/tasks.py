@@ -88,7 +88,7 @@ def _read(task: PyramidTask) -> np.ndarray:
 
 def _as_stored(task: PyramidTask, data: np.ndarray) -> np.ndarray:
     if task.kind != "segmentation":
-        return np.ascontiguousarray(data.astype(task.dtype, copy=False), dtype=task.dtype)
+        return data.astype(task.dtype, copy=False)  # in any memory order: the chunk encoder takes Fortran's
     if task.background is not None:
         data = np.where(data == np.asarray(task.background).astype(data.dtype), 0, data)
     if data.dtype.kind == "i" and data.size and data.min() < 0:

@@ -6,6 +6,8 @@ indexed ``[z, y, x]``. An array CloudVolume returned is ``[x, y, z]``: give ``--
 
 from __future__ import annotations
 
+import builtins
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +35,42 @@ class NpySource(VolumeSource):
         return cached_handle(("npy", self.path), lambda: np.load(self.path, mmap_mode="r", allow_pickle=False))
 
     def _read_stored(self, index):
-        """A copy of the box from a map opened for this read only. A map kept open keeps every page a
-        worker has read in its resident memory (clean file pages, but counted as its own): over a
-        long import that grew with the volume, 5.9 GB at 1024×1024×256 with 4 workers."""
+        """The box read with one ``pread`` per plane (the rows it spans, whole), into a new array.
+
+        Not through a memory map: a map kept open holds every page a worker has read in its resident
+        memory (5.9 GB at 1024×1024×256 with 4 workers), and faulting 4 KB pages in took ten times
+        as long as reading the same bytes (0.6 s for a 512×512×64 uint64 box)."""
+        header_bytes, shape, dtype, fortran = cached_handle(("npy-layout", self.path), self._layout)
+        if fortran or len(shape) < 2:
+            return self._read_mapped(index)
+        spans = [slice(i, i + 1) if isinstance(i, int) else i for i in index]
+        *planes, rows, columns = spans
+        out = np.empty([span.stop - span.start for span in spans], dtype)
+        row_bytes = shape[-1] * dtype.itemsize
+        plane_rows = [int(np.prod(shape[k + 1 : -1], dtype=np.int64)) for k in range(len(shape) - 2)]
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            for position in np.ndindex(*out.shape[:-2]):
+                first_row = sum((span.start + p) * n for span, p, n in zip(planes, position, plane_rows))
+                first_row += rows.start
+                wanted = (rows.stop - rows.start) * row_bytes
+                data = _pread_all(fd, wanted, header_bytes + first_row * row_bytes)
+                block = np.frombuffer(data, dtype).reshape(rows.stop - rows.start, shape[-1])
+                out[position] = block[:, columns]
+        finally:
+            os.close(fd)
+        return out[tuple(0 if isinstance(i, int) else slice(None) for i in index)]
+
+    def _layout(self) -> tuple[int, tuple, np.dtype, bool]:
+        with builtins.open(self.path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(handle)
+            return handle.tell(), tuple(shape), np.dtype(dtype), bool(fortran)
+
+    def _read_mapped(self, index):
         array = np.load(self.path, mmap_mode="r", allow_pickle=False)
         try:
             return np.array(array[index])
@@ -44,6 +79,17 @@ class NpySource(VolumeSource):
             del array
             if mapping is not None:
                 mapping.close()
+
+
+def _pread_all(fd: int, size: int, offset: int) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        part = os.pread(fd, size - got, offset + got)
+        if not part:
+            raise SourceError(f"the .npy file ends before its header says ({offset + got} bytes)")
+        parts.append(part)
+        got += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def open(spec: str, *, dataset_path: str | None = None, axes: str | None = None) -> NpySource:
