@@ -1,5 +1,5 @@
-"""The fast path: chunks (stored or live) and mesh fragment files for whoever may view them, and
-stored states showing only public data, asked anonymously.
+"""The fast path: chunks (stored or live), mesh fragment files and manifests for whoever may view
+them, and stored states showing only public data, asked anonymously.
 
 A viewer fires hundreds of chunk requests per view, almost all of this one kind. Flask's
 machinery around a view (request and application contexts, eight before/after hooks, the rate
@@ -24,6 +24,9 @@ otherwise (or on any doubt or error) Flask answers:
   edits, is left to Flask in a thread;
 - or ``GET /data/<name>@supervoxels/<layer>/graphene_meshes/initial/<file>``, a built-in mesh's
   chunk fragment file, whole or one byte range (``Range`` taken here), for the same callers;
+- or ``GET /meshing/api/v1/table/<name>/manifest/<root>:0`` of a root whose settled built-in mesh
+  manifest this process made before (a root's supervoxels never change, so neither does its
+  manifest within a meshing run); a manifest still listing quick twins, or not made yet, is Flask's;
 - or ``GET /api/v1/states/<id>`` (the state as stored, no ``as``) of a state the store read from
   the database, with its datasets, less than ``STATE_HEAD_SECONDS`` ago, every dataset it shows
   public (``StateStore.recently_read``); its view is counted as Flask counts it.
@@ -35,6 +38,7 @@ and the request's log line. Rate limits do not apply to reads, so there is none 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -45,6 +49,7 @@ from typing import NamedTuple
 from werkzeug.http import parse_accept_header, parse_range_header
 
 from segmentation.access import anonymous, require_role
+from segmentation.graph.ids import is_supervoxel
 from segmentation.meshes import MESH_DIR
 from segmentation.storage import FileLayerStore, InvalidKey, validate_key
 
@@ -58,6 +63,8 @@ STATE_ROUTE = "/api/v1/states/<ref>"
 _PATH = re.compile(r"^/data/([^/@]{1,256})/([^/]{1,256})/(.{1,4096})$")
 _FRAGMENT_PATH = re.compile(rf"^/data/([^/@]{{1,256}})@supervoxels/([^/]{{1,256}})/{MESH_DIR}/initial/([^/]{{1,256}})$")
 _STATE_PATH = re.compile(r"^/api/v1/states/([A-Za-z0-9_-]{1,64})$")
+_MANIFEST_PATH = re.compile(r"^/meshing/api/v1/table/([^/@]{1,256})/manifest/(\d{1,20}):0$")
+MANIFEST_ROUTE = "/meshing/api/v1/table/<table>/manifest/<node_spec>"
 #: How long a state's datasets, read by Flask, are trusted here without reading them again (a state
 #: tied to one more dataset meanwhile, by another process, shows to anonymous callers this long more).
 STATE_HEAD_SECONDS = 10.0
@@ -141,12 +148,20 @@ class FastPath:
         match = _PATH.match(path)
         fragment = _FRAGMENT_PATH.match(path) if match is None else None
         state = _STATE_PATH.match(path) if match is None and fragment is None else None
-        if match is None and fragment is None and state is None:
+        manifest = _MANIFEST_PATH.match(path) if match is None and fragment is None and state is None else None
+        if match is None and fragment is None and state is None and manifest is None:
             return None  # not a route of this path: no token checked for nothing
         caller = self._caller(work, environ)
         if caller is None:
             return None
         if match is None:
+            if manifest is not None:
+                if "HTTP_RANGE" in environ:
+                    return None
+                try:
+                    return self._manifest(environ, work, caller, *manifest.groups(), started, memory_only)
+                except Exception:  # noqa: BLE001 - unknown dataset, no meshes: Flask words it
+                    return None
             if fragment is not None:
                 try:
                     return self._fragment(environ, work, caller, *fragment.groups(), started, memory_only)
@@ -272,6 +287,29 @@ class FastPath:
             body = os.pread(handle.fileno(), stop - start, start)
         headers.append(("Content-Range", f"bytes {start}-{stop - 1}/{size}"))
         return self._ok(answering, headers, body, status="206 PARTIAL CONTENT")
+
+    def _manifest(self, environ, work, caller, name, node, started, memory_only=False):
+        """A root's settled built-in mesh manifest that this process has made before (roots never
+        change, so neither does it within a meshing run); what ``mesh_manifest`` answers."""
+        node = int(node)
+        if node >= 2**64 or is_supervoxel(node):
+            return None
+        public = self._viewer_of(work, caller, name, memory_only)
+        if public is None:
+            return None
+        segmentation = self._layer_store(work, name, "segmentation", memory_only)[0]
+        meshes = work.meshes(name, segmentation.url)
+        generation = meshes.of_roots
+        fragments = meshes.cached_manifest(node) if generation is not None else None
+        if fragments is None:
+            return None
+        headers = [
+            ("Content-Type", "application/json"),
+            ("ETag", f'"manifest-{node}-g{generation.number}"'),
+            ("Cache-Control", "no-cache"),  # as mesh_manifest: the next meshing run changes it
+        ]
+        body = (json.dumps({"fragments": fragments}, separators=(",", ":")) + "\n").encode()
+        return self._ok(_Answering(environ, name, caller.name, public, started), headers, body, MANIFEST_ROUTE)
 
     def _state(self, environ, ref, started, memory_only=False):
         """A stored state as stored (no ``as``), showing only public data: from the store's memory."""

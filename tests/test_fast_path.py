@@ -320,6 +320,32 @@ def test_a_built_in_mesh_fragment_is_answered_without_flask_whole_or_by_range(li
     assert flask_only.calls == calls + 3
 
 
+def test_a_settled_mesh_manifest_made_once_is_answered_without_flask(live, app, settings):
+    """A root's built-in mesh manifest, once Flask made it in this process, is answered from memory
+    with Flask's bytes and headers; a revalidation (304), a supervoxel and an unknown dataset are
+    Flask's to word."""
+    from segmentation.graph import Graph
+    from segmentation.meshing import mesh_dataset
+
+    served, reference, flask_only = live
+    mesh_dataset(settings.database_url, settings.home, "cg", workers=1, progress=False)
+    graph = Graph.open(settings.database_url, "cg")
+    supervoxel = int(sorted(graph.supervoxel_ids)[0])
+    root = int(graph.roots([supervoxel])[0])
+    url = f"/meshing/api/v1/table/cg/manifest/{root}:0"
+    calls = flask_only.calls
+    first, _ = same_answer(served, reference, url)  # made by Flask (both times: not cached before)
+    assert first.status_code == 200 and first.json["fragments"]
+    made = flask_only.calls
+    again, _ = same_answer(served, reference, url)
+    assert again.data == first.data and flask_only.calls == made  # from memory this time
+    assert made > calls
+    same_answer(served, reference, url, {"If-None-Match": first.headers["ETag"]})
+    same_answer(served, reference, f"/meshing/api/v1/table/cg/manifest/{supervoxel}:0")
+    same_answer(served, reference, f"/meshing/api/v1/table/nothere/manifest/{root}:0")
+    assert flask_only.calls == made + 3
+
+
 @pytest.mark.parametrize("encoding", ["gzip", "identity"])
 def test_a_token_holder_is_answered_without_flask_with_the_access_decision_flask_makes(both, settings, encoding):
     """Bearer tokens: the principal (cached per process, as the access check caches it) and its role on the
