@@ -239,12 +239,14 @@ def test_an_import_runs_on_a_dask_scheduler_with_workers_in_other_processes(sett
             [
                 "import", "ondask", "--home", str(settings.home), "--database-url", settings.database_url,
                 "--image", image_file, "--segmentation", labels_file, "--voxel-size", "8,8,40",
-                "--chunk", "16,16,8", "--no-mesh", "--scheduler", address,
+                "--chunk", "16,16,8", "--scheduler", address,
             ]
         )  # fmt: skip
         assert code == 0
         summary = json.loads(capsys.readouterr().out)
         assert set(summary["task_processes"]) == worker_pids and os.getpid() not in worker_pids
+        meshes = summary["meshes"]  # meshed by the same workers, which were not told the home
+        assert meshes["chunks_meshed"] == meshes["chunks"] > 1 and meshes["fragments"] > 0
         served = read_back(f"file://{settings.home / 'volumes' / 'ondask' / 'segmentation'}")
         assert np.array_equal(served[0], labels)
     finally:

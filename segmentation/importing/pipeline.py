@@ -97,26 +97,49 @@ def import_dataset(
     processes: set[int] = set()
     with dask_client(request.workers, request.scheduler) as client:
         for layer in layers:
-            sharded = "sharding" in layer.info["scales"][0]
-            sweeps = (
-                sharded_passes(layer.info)
-                if sharded
-                else passes(layer.info["scales"][0]["size"], request.chunk, len(layer.info["scales"]))
+            _write_layer(client, layer, request, destination, plan["id"], timings, processes, progress)
+        summary = _summary(request, destination, layers, processes)
+        stage_started = time.perf_counter()
+        if not registry.exists(request.name):
+            by_kind = {layer.kind: layer for layer in layers}
+            registry.add(
+                request.name,
+                image=by_kind["image"].url,
+                segmentation=by_kind["segmentation"].url,
+                description=request.description,
+                license=request.license,
+                citation=request.citation,
+                public=request.public,
             )
-            for sweep in sweeps:
-                label = f"{layer.kind} {sweep.label}"
-                tasks = _tasks(layer, sweep, destination, plan["id"], request.background)
-                todo = [task for task in tasks if not os.path.exists(task.marker)]
-                stage_started = time.perf_counter()
-                results = run_stage(client, label, run_task, todo, sum(t.voxels for t in todo), progress=progress)
-                timings[label] = time.perf_counter() - stage_started
-                processes.update(r["process"] for r in results)
-                layer.summary["voxels"] = layer.summary.get("voxels", 0) + sum(r["voxels"] for r in results)
-                if layer.kind == "segmentation" and results:
-                    layer.summary["highest_label"] = max(
-                        layer.summary.get("highest_label", 0), max(r["highest_label"] for r in results)
-                    )
-    by_kind = {layer.kind: layer for layer in layers}
+        timings["register"] = time.perf_counter() - stage_started
+        summary.update(_graph_and_meshes(settings, request, timings, client, progress=progress, by=by, origin=origin))
+    (destination / PROGRESS_DIR / "complete").write_text(json.dumps({"plan": plan["id"]}) + "\n")
+    timings["total"] = time.perf_counter() - started
+    summary["seconds"] = {k: round(v, 2) for k, v in timings.items()}
+    return summary
+
+
+def _write_layer(client, layer: _Layer, request, destination: Path, plan_id: str, timings, processes, progress) -> None:
+    """Every sweep of one layer's pyramid, its finished boxes (markers) skipped."""
+    if "sharding" in layer.info["scales"][0]:
+        sweeps = sharded_passes(layer.info)
+    else:
+        sweeps = passes(layer.info["scales"][0]["size"], request.chunk, len(layer.info["scales"]))
+    for sweep in sweeps:
+        label = f"{layer.kind} {sweep.label}"
+        tasks = _tasks(layer, sweep, destination, plan_id, request.background)
+        todo = [task for task in tasks if not os.path.exists(task.marker)]
+        stage_started = time.perf_counter()
+        results = run_stage(client, label, run_task, todo, sum(t.voxels for t in todo), progress=progress)
+        timings[label] = time.perf_counter() - stage_started
+        processes.update(r["process"] for r in results)
+        layer.summary["voxels"] = layer.summary.get("voxels", 0) + sum(r["voxels"] for r in results)
+        if layer.kind == "segmentation" and results:
+            highest = max(r["highest_label"] for r in results)
+            layer.summary["highest_label"] = max(layer.summary.get("highest_label", 0), highest)
+
+
+def _summary(request, destination: Path, layers: list[_Layer], processes: set[int]) -> dict:
     summary = {"dataset": request.name, "destination": str(destination), "layers": {}}
     summary["task_processes"] = sorted(processes)  # where this run's tasks ran (Dask worker processes)
     for layer in layers:
@@ -125,28 +148,11 @@ def import_dataset(
             "size": layer.info["scales"][0]["size"],
             "data_type": layer.info["data_type"],
             "encoding": layer.info["scales"][0]["encoding"],
+            "sharded": "sharding" in layer.info["scales"][0],
             "mips": len(layer.info["scales"]),
             "bytes_on_disk": _bytes_under(layer.path),
             **layer.summary,  # voxels written by this run, the highest label seen
         }
-
-    stage_started = time.perf_counter()
-    if not registry.exists(request.name):
-        registry.add(
-            request.name,
-            image=by_kind["image"].url,
-            segmentation=by_kind["segmentation"].url,
-            description=request.description,
-            license=request.license,
-            citation=request.citation,
-            public=request.public,
-        )
-    timings["register"] = time.perf_counter() - stage_started
-
-    summary.update(_graph_and_meshes(settings, request, timings, progress=progress, by=by, origin=origin))
-    (destination / PROGRESS_DIR / "complete").write_text(json.dumps({"plan": plan["id"]}) + "\n")
-    timings["total"] = time.perf_counter() - started
-    summary["seconds"] = {k: round(v, 2) for k, v in timings.items()}
     return summary
 
 
@@ -299,7 +305,9 @@ def _tasks(layer: _Layer, sweep, destination: Path, plan_id: str, background: in
 # ---- after the volumes ------------------------------------------------------------------------
 
 
-def _graph_and_meshes(settings, request: ImportRequest, timings: dict, *, progress: bool, by: str, origin: str) -> dict:
+def _graph_and_meshes(
+    settings, request: ImportRequest, timings: dict, client, *, progress: bool, by: str, origin: str
+) -> dict:
     from ..graph import ingest_dataset
     from ..graph.agglomeration import read_agglomeration
     from ..graph.ingest import has_graph
@@ -324,7 +332,7 @@ def _graph_and_meshes(settings, request: ImportRequest, timings: dict, *, progre
 
         stage_started = time.perf_counter()
         out["meshes"] = mesh_dataset(
-            settings.database_url, settings.home, request.name, workers=max(1, request.workers), progress=progress
+            settings.database_url, settings.home, request.name, progress=progress, client=client
         )
         timings["meshes"] = time.perf_counter() - stage_started
     return out

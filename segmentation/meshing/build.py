@@ -9,6 +9,7 @@ they are meshed in that many processes, each opening the graph's memory-mapped b
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -92,6 +93,17 @@ def _start_worker(database_url: str, dataset: str, url: str, with_graph: bool) -
     _worker.update(graph=graph, volume=open_volume(url))
 
 
+def _run_chunk_on_cluster(setup: tuple, generation_folder: str, grid: MeshGrid, coord, seq, params) -> int:
+    """``_run_chunk`` in a Dask worker: the worker opens the graph and the volume once per ``setup``
+    (database, dataset, layer, graph or not, home), for every chunk of the run it is given."""
+    if _worker.get("setup") != setup:
+        *opening, home = setup
+        os.environ["AXONLINK_HOME"] = home  # where the graph's base files are (a worker may not know)
+        _start_worker(*opening)
+        _worker["setup"] = setup
+    return _run_chunk(generation_folder, grid, coord, seq, params)
+
+
 def _run_chunk(generation_folder: str, grid: MeshGrid, coord, seq, params: SurfaceParams) -> int:
     from .store import Generation
 
@@ -110,8 +122,12 @@ def mesh_dataset(
     workers: int = 1,
     restart: bool = False,
     progress: bool = True,
+    client=None,
 ) -> dict:
     """Mesh ``dataset`` (resuming an unfinished run with the same settings) and make it the meshes in use.
+
+    Chunks are meshed here (``workers`` 1), in ``workers`` processes, or as tasks of a Dask
+    ``client`` (``axonlink import``: its workers must reach the volume, the database and ``home``).
 
     With a graph, fragments show its roots (for the graphene source); without one, the stored labels
     (served as Neuroglancer multi-resolution meshes, :mod:`.multilod`)."""
@@ -138,7 +154,22 @@ def mesh_dataset(
     voxels = 0
     bar = tqdm(total=total, initial=total - len(todo), desc="meshes", unit="chunk", disable=not progress)
     try:
-        if workers <= 1:
+        if client is not None:
+            from dask.distributed import as_completed
+
+            setup = (database_url, dataset, layer.url, graph is not None, str(home))
+            folder = str(generation.folder)
+            futures = [
+                client.submit(_run_chunk_on_cluster, setup, folder, grid, c, at, params, pure=False) for c in todo
+            ]
+            try:
+                for future in as_completed(futures):
+                    voxels += future.result()
+                    bar.update(1)
+            except BaseException:
+                client.cancel(futures)
+                raise
+        elif workers <= 1:
             _worker.update(graph=graph, volume=volume)
             for coord in todo:
                 voxels += _run_chunk(str(generation.folder), grid, coord, at, params)
