@@ -2,9 +2,9 @@
 
 A stored chunk answered by the server's poller cost four system calls (stat, open, read, close)
 of about ten per request, with the file in the page cache anyway. Keeping the bytes of small
-files, checked against the file's identity (size, modification time, inode, device) from the
-``stat`` the lookup makes anyway, leaves one. A file rewritten in place or replaced is read again
-(it has a new modification time or inode). Bounded by :data:`MAX_BYTES` per process.
+files, checked against the file's identity (size, modification and change times, inode, device)
+from the ``stat`` the lookup makes anyway, leaves one. A file rewritten in place or replaced is
+read again (its change time or inode differs). Bounded by :data:`MAX_BYTES` per process.
 """
 
 from __future__ import annotations

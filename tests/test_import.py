@@ -305,7 +305,7 @@ def _write_hdf5(folder: Path, image_zyx, labels_zyx):
 
     with h5py.File(folder / "volume.h5", "w") as f:
         f.create_dataset("volumes/raw", data=image_zyx, chunks=(8, 32, 32))
-        f.create_dataset("volumes/labels", data=labels_zyx, chunks=(8, 32, 32), compression="gzip")
+        f.create_dataset("volumes/labels", data=labels_zyx.astype(np.uint32), chunks=(8, 32, 32), compression="gzip")
     return f"{folder}/volume.h5:/volumes/raw", f"{folder}/volume.h5:/volumes/labels", ["--voxel-size", "8,8,40"]
 
 
@@ -326,7 +326,7 @@ def _write_png_slices(folder: Path, image_zyx, labels_zyx):
     (folder / "png").mkdir()
     for z, plane in enumerate(image_zyx):
         Image.fromarray(plane).save(folder / "png" / f"{z:04d}.png")
-    np.save(folder / "labels.npy", labels_zyx)
+    np.save(folder / "labels.npy", labels_zyx.astype(np.uint16))  # stored as uint32 (compressed_segmentation)
     return str(folder / "png"), str(folder / "labels.npy"), ["--voxel-size", "8,8,40"]
 
 
@@ -428,6 +428,8 @@ def test_each_format_imports_and_reads_back_through_the_server_voxel_for_voxel(s
         ).result()
         served = np.asarray(store[ts.d["channel"][0]].translate_to[0, 0, 0].read().result())
         assert np.array_equal(served, supervoxel_ids(labels).reshape(labels.shape))
+    stored_type = json.loads((settings.home / "volumes" / "fmt" / "segmentation" / "info").read_text())["data_type"]
+    assert stored_type == {"hdf5": "uint32", "tiff": "uint32", "png slices": "uint32"}.get(kind, "uint64")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -83,7 +83,6 @@ def ingest_dataset(
             summary.update(made)
         summary["agglomeration"] = agglomeration.describe()
     summary["active_edges"] = int(active.sum())
-    summary["roots"] = _root_count(supervoxels, a[active], b[active])
     replaced = store_graph(
         database_url,
         dataset,
@@ -102,21 +101,6 @@ def ingest_dataset(
     if replace:
         summary["replaced"] = replaced
     return summary
-
-
-def _root_count(supervoxels: np.ndarray, a: np.ndarray, b: np.ndarray) -> int:
-    """Neurons the graph starts with: connected components of the supervoxels over active edges."""
-    if not len(a):
-        return len(supervoxels)
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    order = np.argsort(supervoxels)
-    ranked = supervoxels[order]
-    rows, cols = order[np.searchsorted(ranked, a)], order[np.searchsorted(ranked, b)]
-    n = len(supervoxels)
-    matrix = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
-    return int(connected_components(matrix, directed=False)[0])
 
 
 def has_graph(database_url: str, dataset: str) -> bool:
@@ -230,6 +214,8 @@ def store_graph(
         base = GraphBase.build(supervoxels, edge_a, edge_b, area, active, boxes=boxes, root_base=root_base)
     except BaseError as error:
         raise GraphError(str(error)) from None
+    if summary is not None:
+        summary["roots"] = len(base.root_ids)  # the neurons it starts with (components of the active edges)
     url = write_base(base, database_url, f"dataset-{dataset_id}", home)
     removed = {}
     try:

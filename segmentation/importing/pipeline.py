@@ -25,6 +25,7 @@ from ..datasets import Datasets
 from .cluster import dask_client, run_stage
 from .pyramid import (
     CHUNK,
+    MAX_TASK_VOXELS,
     ImportProblem,
     add_sharding,
     image_dtype,
@@ -189,6 +190,11 @@ def _plan_layers(request: ImportRequest, destination: Path) -> list[_Layer]:
         "image": _image_encoding(request.image_encoding, dtypes["image"]),
         "segmentation": "compressed_segmentation",
     }
+    if np.prod(request.chunk, dtype=np.int64) > MAX_TASK_VOXELS:
+        raise ImportProblem(
+            f"a chunk of {_xyz(request.chunk)} voxels is more than one task reads at once ({MAX_TASK_VOXELS:,} "
+            "voxels): choose a smaller --chunk"
+        )
     size = tuple(int(s) for s in image.shape)
     mips = mip_count(size, request.chunk)
     out = []
@@ -254,7 +260,7 @@ def _fingerprint(spec: str) -> list | None:
     if "://" in spec or not path.exists():
         return None
     entries = [path, *sorted(path.iterdir())[:10_000]] if path.is_dir() else [path]
-    return [[entry.name, entry.stat().st_size, entry.stat().st_mtime_ns] for entry in entries]
+    return [[entry.name, found.st_size, found.st_mtime_ns] for entry in entries for found in [entry.stat()]]
 
 
 def _claim(destination: Path, plan: dict, registry: Datasets, name: str) -> None:

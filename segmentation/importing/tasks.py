@@ -17,7 +17,7 @@ import numpy as np
 import tinybrain
 from cloudvolume import CloudVolume
 
-from ..graph.ids import LabelLayoutCheck, LabelLayoutError
+from ..graph.ids import LAYER_SHIFT, LabelLayoutCheck, LabelLayoutError
 from .pyramid import FACTOR, ImportProblem
 from .shard_writer import write_shards
 
@@ -49,6 +49,8 @@ def run_task(task: PyramidTask) -> dict:
     started = time.perf_counter()
     data = _read(task)
     highest = int(data.max()) if task.kind == "segmentation" and data.size else 0
+    if task.read_mip == 0 and highest >> LAYER_SHIFT:  # only then is listing the labels worth it
+        _check_layout(task, data, highest)
     for mip in task.write_mips:
         if mip == task.read_mip:
             _write(task, mip, data)
@@ -97,13 +99,15 @@ def _as_stored(task: PyramidTask, data: np.ndarray) -> np.ndarray:
             f"the segmentation has negative labels (smallest {smallest}) at {task.where()}: labels must be 0 "
             f"(background) or positive{_background_hint(smallest)}"
         )
-    data = data.astype(task.dtype, copy=False)
+    return data.astype(task.dtype, copy=False)
+
+
+def _check_layout(task: PyramidTask, data: np.ndarray, highest: int) -> None:
+    """Labels of 2**56 or more must be layer-1 supervoxel ids (the graph's id layout)."""
     try:
         LabelLayoutCheck()(data, task.where())
     except LabelLayoutError as error:
-        hint = _background_hint(int(data.max())) if data.size else ""
-        raise ImportProblem(f"the segmentation at {error}{hint}") from None
-    return data
+        raise ImportProblem(f"the segmentation at {error}{_background_hint(highest)}") from None
 
 
 def _background_hint(value: int) -> str:
