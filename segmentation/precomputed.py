@@ -18,12 +18,26 @@ def downsamples(array: np.ndarray, kind: str, levels: int, factor=(2, 2, 1)) -> 
     """mip 0 followed by ``levels`` downsampled mips (mode for labels, mean for images)."""
     if levels == 0:
         return [array]
-    down = (
-        tinybrain.downsample_segmentation(array, factor, num_mips=levels, sparse=False)
-        if kind == "segmentation"
-        else tinybrain.downsample_with_averaging(array, factor, num_mips=levels)
-    )
-    return [array, *down]
+    if kind == "segmentation":
+        return [array, *tinybrain.downsample_segmentation(array, factor, num_mips=levels, sparse=False)]
+    out = [array]
+    for _ in range(levels):
+        out.append(average_once(out[-1], factor))
+    return out
+
+
+def average_once(array: np.ndarray, factor=(2, 2, 1)) -> np.ndarray:
+    """One mip of an image: the mean of each block of ``factor`` voxels, a block cut by the volume's
+    edge averaging the voxels it has.
+
+    tinybrain (1.7) leaves the last row of an odd-sized axis as uninitialised memory (zeros or noise
+    that differ from run to run), so an odd axis is first made even by repeating its last plane:
+    with a factor of 2 the mean of (a, a) is a, so the edge block's mean is that of its own voxels.
+    """
+    odd = [(0, int(f > 1 and n % f != 0) * (f - n % f)) for n, f in zip(array.shape, factor)]
+    if any(after for _, after in odd):
+        array = np.pad(array, odd + [(0, 0)] * (array.ndim - len(odd)), mode="edge")
+    return tinybrain.downsample_with_averaging(array, factor, num_mips=1)[0]
 
 
 def new_layer_info(kind, dtype, encoding, resolution, size, chunk, mips, factor=(2, 2, 1), **extra):

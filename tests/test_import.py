@@ -19,7 +19,7 @@ import tinybrain
 from segmentation.demo.phantom import make_phantom
 from segmentation.graph.ids import supervoxel_ids
 from server.cli import main
-from tests.helpers import free_port
+from tests.helpers import free_port, image_mips
 
 SHAPE = (150, 125, 33)  # x, y, z: not a multiple of any chunk
 
@@ -105,11 +105,11 @@ def test_an_npy_pair_imports_with_mips_and_reads_back_through_the_server_voxel_f
         assert np.array_equal(served_image[0], image)
         assert np.array_equal(served_svs[0], supervoxel_ids(labels).reshape(labels.shape))
         # the mips are what tinybrain makes of the whole volume (tasks cut it in boxes: no seams)
-        image_mips = tinybrain.downsample_with_averaging(image, (2, 2, 1), num_mips=len(served_image) - 1)
+        reference_image_mips = image_mips(image, len(served_image) - 1)
         label_mips = tinybrain.downsample_segmentation(labels, (2, 2, 1), num_mips=len(served_svs) - 1, sparse=False)
         assert len(served_image) == 3
         for mip in range(1, len(served_image)):
-            assert np.array_equal(served_image[mip], image_mips[mip - 1]), f"image mip {mip}"
+            assert np.array_equal(served_image[mip], reference_image_mips[mip - 1]), f"image mip {mip}"
             assert np.array_equal(
                 served_svs[mip], supervoxel_ids(label_mips[mip - 1]).reshape(label_mips[mip - 1].shape)
             )
@@ -477,8 +477,11 @@ def test_a_sharded_import_writes_whole_shards_every_mip_readable_and_served(sett
         expected = reference
         for mip, level in enumerate(levels):
             if mip:
-                down = tinybrain.downsample_with_averaging if kind == "image" else tinybrain.downsample_segmentation
-                expected = down(expected, (2, 2, 1), num_mips=1, **({} if kind == "image" else {"sparse": False}))[0]
+                expected = (
+                    image_mips(expected, 1)[0]
+                    if kind == "image"
+                    else tinybrain.downsample_segmentation(expected, (2, 2, 1), num_mips=1, sparse=False)[0]
+                )
             assert np.array_equal(level, expected), f"{kind} mip {mip}"
     with BackgroundServer(create_app(settings)) as server:
         assert np.array_equal(read_back(f"precomputed://{server.url}/data/sharded/image")[0], image)

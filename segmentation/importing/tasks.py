@@ -14,10 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import tinybrain
 from cloudvolume import CloudVolume
 
 from ..graph.ids import LAYER_SHIFT, LabelLayoutCheck, LabelLayoutError
+from ..precomputed import downsamples
 from .pyramid import FACTOR, ImportProblem
 from .shard_writer import write_shards
 
@@ -56,13 +56,9 @@ def run_task(task: PyramidTask) -> dict:
             _write(task, mip, data)
     below = [m for m in task.write_mips if m > task.read_mip]
     if below:
-        levels = below[-1] - task.read_mip
-        if task.kind == "segmentation":
-            down = tinybrain.downsample_segmentation(data, FACTOR, num_mips=levels, sparse=False)
-        else:
-            down = tinybrain.downsample_with_averaging(data, FACTOR, num_mips=levels)
+        down = downsamples(data, task.kind, below[-1] - task.read_mip, FACTOR)
         for mip in below:
-            _write(task, mip, np.asarray(down[mip - task.read_mip - 1]).astype(task.dtype, copy=False))
+            _write(task, mip, np.asarray(down[mip - task.read_mip]).astype(task.dtype, copy=False))
     marker = Path(task.marker)
     marker.parent.mkdir(parents=True, exist_ok=True)
     temporary = marker.with_name(marker.name + f".{os.getpid()}")
