@@ -279,6 +279,40 @@ def test_levels_stop_when_one_block_covers_the_grid_or_blocks_reach_8_chunks():
     ]
 
 
+def test_meshing_in_processes_writes_the_same_fragments_and_index_as_one_process(tubes):
+    """Chunks and the coarser levels' joins spread over processes end in the same bytes."""
+    import hashlib
+
+    def digest(summary) -> dict:
+        folder = tubes.home / "meshes" / "tubes" / f"g{summary['generation']}"
+        return {
+            str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*"))
+            if path.is_file() and path.parent.name in ("initial", "index")
+        }
+
+    one = mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False)
+    two = mesh_dataset(
+        tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, workers=2, restart=True, progress=False
+    )
+    assert two["generation"] == one["generation"] + 1
+    serial, spread = digest(one), digest(two)
+    assert any(name.startswith("initial/L") for name in serial)  # coarser levels were joined
+    assert serial == spread
+
+
+def test_a_levels_joins_are_cut_in_runs_of_about_equal_bytes_in_order():
+    from segmentation.meshing.levels import batches
+
+    parts = [[(0, (i, 0, 0), 0, size)] for i, size in enumerate([100, 1, 1, 1, 100, 50, 50, 0, 100])]
+    runs = batches(parts, 4)
+    assert [part for run in runs for part in run] == parts
+    assert 2 <= len(runs) <= 4
+    weights = [sum(child[3] for part in run for child in part) for run in runs]
+    assert max(weights) <= 200  # no run holds most of the bytes
+    assert batches([], 4) == [] and batches(parts, 1) == [parts]
+
+
 def test_a_dataset_without_a_graph_gets_multiresolution_meshes_cloudvolume_reads(settings, small_volumes, tmp_path):
     """Its stored labels are meshed; the layer's info names a neuroglancer_multilod_draco directory whose
     per-label index and fragments (byte ranges, integer Draco positions) CloudVolume reads over HTTP."""

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..errors import Invalid
 from .grid import MeshGrid
-from .store import MeshStore
+from .levels import batches
+from .store import MeshStore, join_in
 from .surfaces import SurfaceParams, mesh_labels
 
 
@@ -112,6 +113,18 @@ def _run_chunk(generation_folder: str, grid: MeshGrid, coord, seq, params: Surfa
     return int(np.prod(np.asarray(grid.core(coord)[1]) - np.asarray(grid.core(coord)[0])))
 
 
+def _spread(run, processes: int):
+    """A ``join`` for :meth:`Generation.finish` that cuts a level's parents into runs of about equal
+    bytes, a few per process (so one large neuron does not leave the others idle), and has ``run``
+    join each run in a process; the blobs come back in order."""
+
+    def join(parts: list) -> list[bytes]:
+        runs = batches(parts, max(1, processes) * 4)
+        return [blob for blobs in run(runs) for blob in blobs]
+
+    return join
+
+
 def mesh_dataset(
     database_url: str,
     home,
@@ -153,12 +166,12 @@ def mesh_dataset(
     started = time.perf_counter()
     voxels = 0
     bar = tqdm(total=total, initial=total - len(todo), desc="meshes", unit="chunk", disable=not progress)
+    folder = str(generation.folder)
     try:
         if client is not None:
             from dask.distributed import as_completed
 
             setup = (database_url, dataset, layer.url, graph is not None, str(home))
-            folder = str(generation.folder)
             futures = [
                 client.submit(_run_chunk_on_cluster, setup, folder, grid, c, at, params, pure=False) for c in todo
             ]
@@ -169,11 +182,22 @@ def mesh_dataset(
             except BaseException:
                 client.cancel(futures)
                 raise
+            bar.close()
+            spread = len(client.scheduler_info().get("workers", {})) or 1
+            generation.finish(
+                grid,
+                join=_spread(
+                    lambda runs: client.gather(client.map(join_in, [folder] * len(runs), runs, pure=False)),
+                    spread,
+                ),
+            )
         elif workers <= 1:
             _worker.update(graph=graph, volume=volume)
             for coord in todo:
-                voxels += _run_chunk(str(generation.folder), grid, coord, at, params)
+                voxels += _run_chunk(folder, grid, coord, at, params)
                 bar.update(1)
+            bar.close()
+            generation.finish(grid)
         else:
             context = get_context("spawn")  # not fork: the parent holds database connections and threads
             with ProcessPoolExecutor(
@@ -182,14 +206,18 @@ def mesh_dataset(
                 initializer=_start_worker,
                 initargs=(database_url, dataset, layer.url, graph is not None),
             ) as pool:
-                futures = [pool.submit(_run_chunk, str(generation.folder), grid, c, at, params) for c in todo]
+                futures = [pool.submit(_run_chunk, folder, grid, c, at, params) for c in todo]
                 for future in futures:
                     voxels += future.result()
                     bar.update(1)
+                bar.close()
+                generation.finish(
+                    grid,
+                    join=_spread(lambda runs: list(pool.map(join_in, [folder] * len(runs), runs)), workers),
+                )
     finally:
         bar.close()
         _worker.clear()
-    generation.finish(grid)
     store.publish(generation)
     seconds = time.perf_counter() - started
     index = generation.index()

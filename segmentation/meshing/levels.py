@@ -30,10 +30,13 @@ def file_name(level: int, coords) -> str:
     return name if level == 0 else f"L{level}_{name}"
 
 
-def coarser(children: dict, read, write) -> tuple[np.ndarray, dict]:
+def coarser(children: dict, join, write) -> tuple[np.ndarray, dict]:
     """The level above ``children`` (arrays ``coords`` (n, 3), ``root``, ``offset``, ``nbytes``, ``level``):
-    (each child's parent, the parents' arrays). ``read(level, coords, offset, nbytes)`` gives a child's
-    bytes; ``write(level, coords, blob)`` stores one block's file."""
+    (each child's parent, the parents' arrays).
+
+    ``join(parts)`` makes the fragments: ``parts`` lists, per parent, its children as ``(level, coords,
+    offset, nbytes)``, and it returns one blob per parent (:func:`join_parts`, or the same spread over
+    processes: the parents are independent). ``write(level, coords, blob)`` stores one block's file."""
     level = int(children["level"]) + 1
     blocks = np.asarray(children["coords"], dtype=np.int64) // 2
     roots = np.asarray(children["root"], dtype=np.uint64)
@@ -53,6 +56,17 @@ def coarser(children: dict, read, write) -> tuple[np.ndarray, dict]:
     order = np.argsort(parent_of, kind="stable")
     bounds = np.flatnonzero(np.diff(parent_of[order])) + 1
     by_parent = dict(zip(parent_of[order][np.concatenate([[0], bounds])].tolist(), np.split(order, bounds)))
+    coords = children["coords"]
+    parts = [
+        [
+            (level - 1, tuple(int(c) for c in coords[k]), int(children["offset"][k]), int(children["nbytes"][k]))
+            for k in by_parent.get(parent, [])
+            if children["nbytes"][k]
+        ]
+        for parent in range(count)
+    ]
+    blobs = join(parts)
+    parents["nbytes"][:] = [len(blob) for blob in blobs]
     # parents of one block are stored in one file, one after the other (unique rows are sorted by block)
     block_keys = [tuple(row) for row in parents["coords"].tolist()]
     start = 0
@@ -60,20 +74,25 @@ def coarser(children: dict, read, write) -> tuple[np.ndarray, dict]:
         stop = start
         while stop < count and block_keys[stop] == block_keys[start]:
             stop += 1
-        blobs = []
-        for parent in range(start, stop):
-            kids = by_parent.get(parent, [])
-            blob = joined(
-                [
-                    read(level - 1, children["coords"][k], int(children["offset"][k]), int(children["nbytes"][k]))
-                    for k in kids
-                    if children["nbytes"][k]
-                ]
-            )
-            blobs.append(blob)
-        sizes = np.array([len(b) for b in blobs], dtype=np.int64)
-        parents["nbytes"][start:stop] = sizes
+        sizes = parents["nbytes"][start:stop]
         parents["offset"][start:stop] = np.cumsum(sizes) - sizes
-        write(level, block_keys[start], b"".join(blobs))
+        write(level, block_keys[start], b"".join(blobs[start:stop]))
         start = stop
     return parent_of, parents
+
+
+def join_parts(read, parts: list) -> list[bytes]:
+    """One fragment per parent: its children's meshes side by side (``read(level, coords, offset,
+    nbytes)`` gives a child's bytes)."""
+    return [joined([read(*child) for child in children]) for children in parts]
+
+
+def batches(parts: list, count: int) -> list[list]:
+    """``parts`` cut in about ``count`` consecutive runs of about equal bytes (what joining them
+    costs), to spread over processes; concatenated, the runs are ``parts`` again."""
+    weights = np.array([sum(child[3] for child in children) for children in parts], dtype=np.float64)
+    if not len(parts):
+        return []
+    edges = np.searchsorted(np.cumsum(weights), np.linspace(0, weights.sum(), count + 1)[1:-1], side="right")
+    cuts = [0, *sorted(set(int(e) for e in edges if 0 < e < len(parts))), len(parts)]
+    return [parts[a:b] for a, b in zip(cuts, cuts[1:])]

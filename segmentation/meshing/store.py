@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .grid import MeshGrid
-from .levels import coarser, file_name, level_count
+from .levels import coarser, file_name, join_parts, level_count
 from .surfaces import SurfaceParams
 
 _INDEX_ARRAYS = (
@@ -184,8 +184,12 @@ class Generation:
             ),
         )
 
-    def finish(self, grid: MeshGrid) -> None:
-        """Join every chunk's part into the index, build the coarser levels, mark the generation complete."""
+    def finish(self, grid: MeshGrid, join=None) -> None:
+        """Join every chunk's part into the index, build the coarser levels, mark the generation complete.
+
+        ``join(parts)`` makes a level's fragments (:func:`.levels.coarser`); by default here, one after
+        the other: a run with processes spreads them with :func:`join_in`."""
+        join = join or (lambda parts: join_parts(self._read_fragment, parts))
         svs, chunks, groups = [], [], []
         coords, group_coords, group_root, group_offset, group_nbytes = [], [], [], [], []
         first_group = 0
@@ -217,7 +221,7 @@ class Generation:
         entry_groups = [entry_group]
         first = [0]
         for _ in range(level_count(grid.shape)):
-            parent_of, parents = coarser(tables[-1], self._read_fragment, self._write_level)
+            parent_of, parents = coarser(tables[-1], join, self._write_level)
             first.append(first[-1] + len(tables[-1]["root"]))
             entry_groups.append((parent_of[entry_groups[-1] - first[-2]] + first[-1]).astype(np.int32))
             tables.append(parents)
@@ -278,3 +282,8 @@ class Generation:
 
     def dynamic_path(self, name: str, suffix: str) -> Path:
         return self.folder / "dynamic" / f"{name}{suffix}"
+
+
+def join_in(folder: str, parts: list) -> list[bytes]:
+    """:func:`.levels.join_parts` for the generation in ``folder``, in whichever process runs it."""
+    return join_parts(Generation(Path(folder))._read_fragment, parts)
