@@ -49,6 +49,12 @@ def add_parsers(sub, common) -> None:
         "--image-encoding", choices=("auto", "jpeg", "raw"), default="auto", help="auto: jpeg for 8-bit images"
     )
     command.add_argument("--mesh", action=argparse.BooleanOptionalAction, default=True)
+    command.add_argument(
+        "--skeletons",
+        action="store_true",
+        help="also skeletonize every label with kimimaro (Neuroglancer precomputed skeletons in the segmentation "
+        "layer; a neuron's skeleton joins its supervoxels')",
+    )
     command.add_argument("--sharded", choices=("auto", "yes", "no"), default="auto")
     where = command.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, default=2, help="Dask worker processes on this machine (default 2)")
@@ -105,6 +111,7 @@ def cmd_import(args, settings):
         dataset_path=args.dataset_path,
         image_encoding=args.image_encoding,
         mesh=args.mesh,
+        skeletons=args.skeletons,
         sharded=args.sharded,
         workers=args.workers,
         scheduler=args.scheduler,

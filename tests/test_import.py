@@ -163,6 +163,71 @@ def test_a_raveler_style_body_table_makes_the_roots_and_round_trips(settings, ph
     assert len({next(iter(r)) for r in by_body.values()}) == len(by_body), "two bodies share a root"
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_skeletons_are_one_tree_per_label_across_blocks_and_a_neuron_joins_its_supervoxels(
+    settings, phantom, tmp_path, capsys
+):
+    """--skeletons: a precomputed skeleton per label (CloudVolume reads them from the layer), its
+    vertices inside the label, one tree where the label is one piece even across the blocks it was
+    skeletonized in; served per supervoxel, and per neuron as the union of its supervoxels'."""
+    import cc3d
+    import networkx as nx
+    import requests
+    from cloudvolume import CloudVolume
+
+    from segmentation.graph import Graph
+    from server import create_app
+    from server.runner import BackgroundServer
+
+    image, labels, bodies = phantom
+    image_file, labels_file = save_npy(tmp_path / "src", image, labels)
+    table = tmp_path / "bodies.csv"
+    table.write_text("supervoxel,body\n" + "".join(f"{sv},{body}\n" for sv, body in sorted(bodies.items())))
+    capsys.readouterr()
+    flags = ["--voxel-size", "8,8,40", "--agglomeration", str(table), "--no-mesh", "--skeletons"]
+    assert run_import(settings, "skel", image_file, labels_file, *flags) == 0
+    summary = json.loads(capsys.readouterr().out)
+    present = sorted(set(np.unique(labels).tolist()) - {0})
+    layer = settings.home / "volumes" / "skel" / "segmentation"
+    volume = CloudVolume(f"file://{layer}", progress=False)
+    assert volume.info["skeletons"] == "skeletons"
+    stored = {int(p.name) for p in (layer / "skeletons").iterdir() if p.name.isdigit()}
+    assert summary["skeletons"] == len(stored) and stored <= set(present)
+    resolution = np.asarray(volume.resolution, dtype=np.float64)
+    crossing = 0
+    for label in present:
+        voxels = labels == label
+        pieces, count = cc3d.connected_components(voxels, connectivity=26, return_N=True)
+        if count != 1 or voxels.sum() < 500:
+            continue  # several pieces (or a sliver) may make several trees, or none
+        skeleton = volume.skeleton.get(label)
+        at = np.floor(skeleton.vertices / resolution).astype(int)
+        assert (labels[at[:, 0], at[:, 1], at[:, 2]] == label).all(), f"label {label}: a vertex outside it"
+        tree = nx.Graph()
+        tree.add_nodes_from(range(len(skeleton.vertices)))
+        tree.add_edges_from(skeleton.edges.tolist())
+        assert nx.is_connected(tree), f"label {label}: its pieces from two blocks do not meet"
+        xs = np.flatnonzero(voxels.any(axis=(1, 2)))
+        crossing += int(xs.min() < 128 <= xs.max())  # the blocks meet at x = 128
+    assert crossing >= 2
+    graph = Graph.open(settings.database_url, "skel")
+    body = max(set(bodies.values()), key=lambda b: sum(1 for v in bodies.values() if v == b))
+    members = [sv for sv, b in bodies.items() if b == body and sv in stored]
+    root = int(graph.roots(supervoxel_ids(np.asarray(members[:1], dtype=np.uint64)))[0])
+    assert len(members) >= 2
+    with BackgroundServer(create_app(settings)) as server:
+        served = CloudVolume(f"precomputed://{server.url}/data/skel/segmentation", progress=False)
+        joined = served.skeleton.get(root)
+        expected = sum(len(volume.skeleton.get(sv).vertices) for sv in members)
+        assert len(joined.vertices) == expected
+        one = int(supervoxel_ids(np.asarray(members[:1], dtype=np.uint64))[0])
+        by_sv = CloudVolume(f"precomputed://{server.url}/data/skel@supervoxels/segmentation", progress=False)
+        assert np.array_equal(by_sv.skeleton.get(one).vertices, volume.skeleton.get(members[0]).vertices)
+        for bad in ("nope", "99999999999999999999999", str(2**64 + 1)):
+            answer = requests.get(f"{server.url}/data/skel/segmentation/skeletons/{bad}", timeout=10)
+            assert answer.status_code == 404
+
+
 def _all_mips(folder: Path) -> dict:
     return {kind: read_back(f"file://{folder / kind}") for kind in ("image", "segmentation")}
 

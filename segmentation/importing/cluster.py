@@ -41,15 +41,18 @@ def dask_client(workers: int = 1, scheduler: str | None = None):
         yield client
 
 
-def run_stage(client, label: str, function, tasks: list, total_voxels: int, progress: bool = True) -> list[dict]:
+def run_stage(
+    client, label: str, function, tasks: list, total_voxels: int, progress: bool = True, unit: str = "Vx"
+) -> list[dict]:
     """Run ``function`` on every task (done in any order) and return their results; the bar counts
-    voxels (MVx/s and ETA). The first task that fails cancels the rest and its error is raised here."""
+    each result's ``voxels`` (MVx/s and ETA; or another ``unit``). The first task that fails cancels
+    the rest and its error is raised here."""
     from dask.distributed import as_completed
 
     results: list[dict] = []
     if not tasks:
         return results
-    bar = tqdm(total=total_voxels, desc=label, unit="Vx", unit_scale=True, disable=not progress, smoothing=0.1)
+    bar = tqdm(total=total_voxels, desc=label, unit=unit, unit_scale=True, disable=not progress, smoothing=0.1)
     futures = client.map(function, tasks, pure=False)
     try:
         for future in as_completed(futures):

@@ -55,6 +55,7 @@ class ImportRequest:
     dataset_path: str | None = None
     image_encoding: str = "auto"  # jpeg for 8-bit images, raw otherwise
     mesh: bool = True
+    skeletons: bool = False  # kimimaro skeletons of every label, in the segmentation layer
     sharded: str = "auto"
     workers: int = 1
     scheduler: str | None = None
@@ -100,6 +101,13 @@ def import_dataset(
         for layer in layers:
             _write_layer(client, layer, request, destination, plan["id"], timings, processes, progress)
         summary = _summary(request, destination, layers, processes)
+        if request.skeletons:
+            from .skeletons import skeletonize_layer
+
+            stage_started = time.perf_counter()
+            segmentation = next(layer for layer in layers if layer.kind == "segmentation")
+            summary.update(skeletonize_layer(client, segmentation.url, destination / PROGRESS_DIR, progress))
+            timings["skeletons"] = time.perf_counter() - stage_started
         stage_started = time.perf_counter()
         if not registry.exists(request.name):
             by_kind = {layer.kind: layer for layer in layers}

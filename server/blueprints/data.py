@@ -11,13 +11,14 @@ import json
 import os
 import re
 
+import numpy as np
 from flask import Blueprint, Response, current_app, request
 from werkzeug.http import parse_range_header
 
-from segmentation import meshes
+from segmentation import meshes, skeletons
 from segmentation.datasets import DatasetNotFound
 from segmentation.graph import GraphError, GraphNotIngested
-from segmentation.graph.ids import LAYER_SHIFT, ROOT_LAYER
+from segmentation.graph.ids import LAYER_SHIFT, ROOT_LAYER, counter_of, is_root, is_supervoxel
 from segmentation.meshing import LEGACY_DIR, multilod
 from segmentation.storage import FileLayerStore, InvalidKey, validate_key
 from segmentation.timestamps import InvalidTimestamp, parse_timestamp
@@ -31,6 +32,7 @@ blueprint = Blueprint("data", __name__)
 
 _MESH_MANIFEST = re.compile(r"^\d+:\d+$")
 _ROOT_MANIFEST = re.compile(r"^(\d{1,20}):0$")
+_SEGMENT_ID = re.compile(r"^\d{1,20}$")
 _GZIP_ON_THE_FLY_MIN_BYTES = 512
 
 
@@ -125,6 +127,9 @@ def _live_file(live, key: str, moment, view: str):
         if built_in is not None:
             info["mesh"] = LEGACY_DIR
         return _json_answer(info, etag=None, cache="no-cache")
+    skeleton_dir = live.stored_info.get("skeletons")
+    if skeleton_dir and key.startswith(f"{skeleton_dir}/") and key != f"{skeleton_dir}/info":
+        return _skeleton_file(live, skeleton_dir, key.removeprefix(f"{skeleton_dir}/"), view)
     if key == f"{SEGMENT_PROPERTIES}/info" and view != SUPERVOXELS:
         return _json_answer(segment_properties_of(live.graph.dataset, moment), etag=None, cache="no-cache")
     if view == SUPERVOXELS and key.startswith(f"{meshes.MESH_DIR}/"):
@@ -172,6 +177,41 @@ def _live_file(live, key: str, moment, view: str):
     if gzipped:
         headers["Content-Encoding"] = "gzip"
     return Response(body, status=200, headers=headers)
+
+
+def _skeleton_file(live, directory: str, name: str, view: str):
+    """A segment's precomputed skeleton. Stored per label; in the supervoxel view a supervoxel's is
+    its label's file, in the roots view a root's joins its supervoxels' (so it follows edits; a
+    root's supervoxels never change, so neither does its skeleton)."""
+    if not _SEGMENT_ID.match(name) or int(name) >= 2**64:
+        return _missing(f"{directory}/{name}")
+    node = int(name)
+    if view == SUPERVOXELS or not is_root(node):
+        body = _stored_skeleton(live, directory, node) if is_supervoxel(node) or view == SUPERVOXELS else None
+        return _missing(f"{directory}/{name}") if body is None else _immutable_bytes(body, f"skeleton-{node}")
+    try:
+        supervoxels = live.graph.leaves(node)
+    except GraphError as error:
+        return json_error(404, str(error))
+    if len(supervoxels) > skeletons.MAX_UNION_PARTS:
+        return json_error(
+            413,
+            f"segment {node} has {len(supervoxels)} supervoxels; its skeleton joins at most "
+            f"{skeletons.MAX_UNION_PARTS} (read its supervoxels' skeletons from the @supervoxels view)",
+        )
+    blobs = [_stored_skeleton(live, directory, int(sv)) for sv in np.asarray(supervoxels).tolist()]
+    body = skeletons.union([blob for blob in blobs if blob], node)
+    return _missing(f"{directory}/{name}") if not body else _immutable_bytes(body, f"skeleton-{node}")
+
+
+def _stored_skeleton(live, directory: str, supervoxel: int) -> bytes | None:
+    """The stored skeleton of a supervoxel: its file is named by the stored label (plain, or the
+    layer-1 id itself when the volume stores those)."""
+    for label in dict.fromkeys((counter_of(supervoxel), supervoxel)):
+        found = live.store.get(f"{directory}/{label}")
+        if found is not None:
+            return found.decoded()
+    return None
 
 
 def _built_in_legacy_file(live, built_in, name: str):
