@@ -1,7 +1,7 @@
 """Import throughput and memory: ``axonlink import`` of generated volumes, against igneous (issue 18).
 
-The issue calls this ``bench/import.py``; ``import`` is a Python keyword, so ``python -m bench.import``
-cannot work and the module is ``bench/import_volumes.py``.
+``import`` is a Python keyword: ``python -m bench.import`` runs this file, but no module can
+``import`` it by name (nothing does).
 
 For each size asked (x×y×z voxels; default 256³ and 1024×1024×256, about 270 M voxels):
 
@@ -45,7 +45,7 @@ For each size asked (x×y×z voxels; default 256³ and 1024×1024×256, about 27
 Targets (issue 18): not slower than igneous; peak RSS ≤ 2 GB at 4 workers; peak RSS not growing with
 the volume beyond a small margin (``rss_growth``: at the largest size ÷ at the smallest).
 
-    python -m bench.import_volumes [--sizes 256x256x256,1024x1024x256] [--workers 4]
+    python -m bench.import [--sizes 256x256x256,1024x1024x256] [--workers 4]
         [--scratch DIR] [--igneous /work/.venv-igneous/bin/igneous | none] [--label-dtype uint64]
         [--keep] [--trace]
 
