@@ -629,3 +629,41 @@ def test_read_info_says_what_is_wrong(tmp_path, http_folder):
         with pytest.raises(DatasetError) as raised:
             read_info(url)
         assert expected in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
+
+
+def test_a_tiff_stack_states_its_voxel_size_in_imagej_or_ome_metadata_else_none(tmp_path):
+    """ImageJ (resolution tags and slice spacing in its unit, µm escaped as ImageJ writes it) and
+    OME-TIFF (PhysicalSize in µm unless a unit is given) give nm per voxel; a plain TIFF, or ImageJ
+    in pixels, gives none (then --voxel-size is asked for)."""
+    import tifffile
+
+    volume = np.arange(4 * 8 * 6, dtype=np.uint8).reshape(4, 8, 6)  # z, y, x
+    tifffile.imwrite(
+        tmp_path / "imagej.tif",
+        volume,
+        imagej=True,
+        resolution=(250, 125),
+        metadata={"spacing": 0.04, "unit": "\\u00B5m"},
+    )
+    tifffile.imwrite(
+        tmp_path / "ome.tif",
+        volume,
+        ome=True,
+        metadata={
+            "axes": "ZYX",
+            "PhysicalSizeX": 0.004,
+            "PhysicalSizeY": 0.008,
+            "PhysicalSizeZ": 45,
+            "PhysicalSizeZUnit": "nm",
+        },
+    )
+    tifffile.imwrite(tmp_path / "plain.tif", volume)
+    tifffile.imwrite(
+        tmp_path / "pixels.tif", volume, imagej=True, metadata={"spacing": 1, "unit": "pixel", "axes": "ZYX"}
+    )
+    assert open_source(str(tmp_path / "imagej.tif")).voxel_size == pytest.approx((4, 8, 40))
+    ome = open_source(str(tmp_path / "ome.tif"))
+    assert ome.voxel_size == pytest.approx((4, 8, 45)) and ome.shape == (6, 8, 4)
+    assert np.array_equal(ome.read((0, 0, 0), (6, 8, 4)), volume.transpose(2, 1, 0))
+    assert open_source(str(tmp_path / "plain.tif")).voxel_size is None
+    assert open_source(str(tmp_path / "pixels.tif")).voxel_size is None

@@ -18,6 +18,7 @@ import numpy as np
 import tifffile
 
 from ..volume import SourceError, VolumeSource, cached_handle, local_path, resolve_axes
+from .units import nm_per
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PNG_SUFFIX = ".png"
@@ -61,6 +62,7 @@ class TiffStackSource(VolumeSource):
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             shape, dtype, letters, pages = series.shape, series.dtype, series.axes, len(tif.pages)
+            voxel_size = stack_voxel_size(tif)
         if len(shape) == 2 and pages > 1:
             raise SourceError(
                 f"{description}: its {pages} pages differ in shape or type, so they are no stack; save them as one "
@@ -71,6 +73,7 @@ class TiffStackSource(VolumeSource):
             dtype=dtype,
             axes=resolve_axes(axes, shape, description, default=_axes_of(letters)),
             description=description,
+            voxel_size=voxel_size,
             stored_chunks=self._stack().array.chunks,
         )
 
@@ -79,6 +82,45 @@ class TiffStackSource(VolumeSource):
 
     def _read_stored(self, index):
         return self._stack().array[index]
+
+
+def stack_voxel_size(tif) -> tuple[float, float, float] | None:
+    """nm per voxel (x, y, z) that a stack's metadata states: OME-TIFF's PhysicalSize (µm unless a
+    unit is given), or ImageJ's pixel width and height (the resolution tags) and slice spacing in
+    its unit; None unless all three are stated in a length unit."""
+    if tif.is_ome and tif.ome_metadata:
+        import xml.etree.ElementTree as ElementTree
+
+        try:
+            root = ElementTree.fromstring(tif.ome_metadata)
+        except ElementTree.ParseError:
+            return None
+        pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+        if pixels is None:
+            return None
+        return _in_nm([(pixels.get(f"PhysicalSize{a}"), pixels.get(f"PhysicalSize{a}Unit", "µm")) for a in "XYZ"])
+    meta = tif.imagej_metadata if tif.is_imagej else None
+    if not meta or "spacing" not in meta:
+        return None
+    unit = str(meta.get("unit", "")).replace("\\u00B5", "µ").replace("\\u00b5", "µ")
+    tags = tif.pages[0].tags
+    sizes = []
+    for name in ("XResolution", "YResolution"):
+        tag = tags.get(name)
+        try:
+            numerator, denominator = tag.value
+            sizes.append(denominator / numerator)  # the tag counts pixels per unit
+        except (AttributeError, TypeError, ValueError, ZeroDivisionError):
+            return None
+    return _in_nm([(sizes[0], unit), (sizes[1], unit), (meta["spacing"], unit)])
+
+
+def _in_nm(values) -> tuple[float, float, float] | None:
+    try:
+        sizes = tuple(float(value) * nm_per(unit) for value, unit in values)
+    except (TypeError, ValueError):  # a size not given (None) or a unit that is no length
+        return None
+    return sizes if all(0 < size < float("inf") for size in sizes) else None
 
 
 def _axes_of(letters: str) -> str | None:
