@@ -54,7 +54,8 @@ def default_state(dataset, base_url: str, graphene: bool = False) -> dict:
     segmentation; listed but hidden (one click away): further image layers; left out: other
     layouts of the graph's own supervoxels (they would show the same roots twice). ``graphene``: the
     dataset has a graph, so its segmentation is the graphene:// source the stock viewer
-    proofreads with (merge and multicut tools bound to shift+M and shift+C).
+    proofreads with (merge and multicut tools bound to shift+M and shift+C). An image-only dataset
+    (no segmentation layer) gets the same state without a proofread segmentation.
     """
     template = copy.deepcopy(_json("default_state.json"))
     template.pop("layerKinds", None)

@@ -304,23 +304,37 @@ def _mesh_finding(url: str, info: dict, labels: dict[int, str]) -> Finding:
 
 
 def check_dataset(database_url: str, name: str, verify_graph_base: bool = False, **sample) -> list[Finding]:
-    """:func:`check_layer` of the dataset's segmentation, then its layers' agreement and its graph.
+    """:func:`check_layer` of the dataset's segmentation, then its layers' agreement and its graph. An
+    image-only dataset gets a warning that it has no segmentation, and its layers' agreement with its image.
 
     ``verify_graph_base`` (``axonlink check``) also reads the whole graph base against its checksums;
     ``ingest-graph`` leaves it out: a damaged base must not stop ``--replace``, which mends it."""
-    from .datasets import GRAPH_LAYER, DatasetError, Datasets
+    from .datasets import DatasetError, Datasets
     from .graph.ingest import has_graph
 
     dataset = Datasets(database_url).get(name)
-    segmentation = dataset.layer(GRAPH_LAYER)
-    findings = check_layer(segmentation.url, **sample)
+    if dataset.has_segmentation:
+        reference = dataset.segmentation_layer()
+        findings = check_layer(reference.url, **sample)
+    else:  # image-only: its layers are checked against its image; there is nothing to ingest
+        reference = dataset.first_layer("image") or dataset.layers[0]
+        findings = [
+            Finding(
+                WARNING,
+                "segmentation",
+                f"dataset {name!r} has no segmentation layer: its image is served and viewed, but it has no "
+                "neurons, graph, meshes or cell-type tags (import it with --segmentation to proofread)",
+            )
+        ]
     try:
-        base = _info(segmentation.url)["scales"][0]
-    except DatasetError:
+        base = _info(reference.url)["scales"][0]
+    except DatasetError as error:
         base = None
-    differ = []
+        if not dataset.has_segmentation:
+            findings.append(Finding(PROBLEM, "layers", f"layer {reference.name!r}: {error}"))
+    differ, what = [], "segmentation" if dataset.has_segmentation else "image"
     for layer in dataset.layers:
-        if layer.name == GRAPH_LAYER or base is None:
+        if layer.name == reference.name or base is None:
             continue
         try:
             scale = _info(layer.url)["scales"][0]
@@ -339,15 +353,15 @@ def check_dataset(database_url: str, name: str, verify_graph_base: bool = False,
             level = PROBLEM if layer.supervoxels else WARNING
             differ.append(layer.name)
             findings.append(
-                Finding(level, "layers", f"layer {layer.name!r} differs from the segmentation: " + "; ".join(reasons))
+                Finding(level, "layers", f"layer {layer.name!r} differs from the {what}: " + "; ".join(reasons))
             )
     if base is not None and not differ:
         findings.append(
-            Finding(
-                OK, "layers", f"all {len(dataset.layers)} layer(s) share the segmentation's mip-0 bounds and resolution"
-            )
+            Finding(OK, "layers", f"all {len(dataset.layers)} layer(s) share the {what}'s mip-0 bounds and resolution")
         )
-    if has_graph(database_url, name):
+    if not dataset.has_segmentation:
+        findings.append(Finding(OK, "graph", f"dataset {name!r} has no graph (no segmentation to build one from)"))
+    elif has_graph(database_url, name):
         findings.append(Finding(OK, "graph", f"dataset {name!r} already has a graph (ingest-graph needs --replace)"))
         if verify_graph_base:
             findings.append(_graph_base_finding(database_url, name))

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 from .access.accounts import clear_with_access, forget_cached_access
 from .chunk_grid import LayerKeys
 from .db import engine_for
-from .errors import Invalid, NotFound
+from .errors import Conflict, Invalid, NotFound
 from .models import DatasetRow, LayerRow
 from .storage import CorruptStoredData, LayerStore, normalize_layer_url, open_layer_store, same_place
 
@@ -34,6 +34,13 @@ class DatasetError(Invalid):
 
 class DatasetNotFound(NotFound):
     pass
+
+
+class NoSegmentation(Conflict):
+    """The dataset is image-only: what was asked needs its segmentation (a graph, neurons, meshes, tags)."""
+
+    def __init__(self, dataset: str, why: str = ""):
+        super().__init__(f"dataset {dataset!r} has no segmentation layer" + (f": {why}" if why else ""))
 
 
 GRAPH_LAYER = "segmentation"  # the layer whose labels a dataset's graph is built from
@@ -69,6 +76,19 @@ class Dataset:
 
     def first_layer(self, kind: str) -> Layer | None:
         return next((layer for layer in self.layers if layer.kind == kind), None)
+
+    @property
+    def has_segmentation(self) -> bool:
+        """Whether it has the segmentation a graph is built from (an image-only dataset has not)."""
+        return any(layer.name == GRAPH_LAYER for layer in self.layers)
+
+    def segmentation_layer(self, why: str = "") -> Layer:
+        """The layer its graph is built from; :class:`NoSegmentation` (409, ``why`` added) for an
+        image-only dataset."""
+        for layer in self.layers:
+            if layer.name == GRAPH_LAYER:
+                return layer
+        raise NoSegmentation(self.name, why)
 
     @property
     def center_voxel(self) -> list[float]:
@@ -237,7 +257,7 @@ class Datasets:
         self,
         name: str,
         *,
-        segmentation: str,
+        segmentation: str | None = None,
         image: str | None = None,
         description: str = "",
         license: str = "",
@@ -250,22 +270,29 @@ class Datasets:
         """Register a dataset. ``segmentation`` holds the supervoxels a graph is built from;
         ``supervoxel_layers`` are other layouts of the same labels (e.g. a sharded copy), served
         through the graph like it; ``extra_layers`` (a ground truth, a second channel …) are
-        served as stored."""
+        served as stored. Without ``segmentation`` the dataset is image-only: its ``image`` (and
+        extra layers) are served and viewed; it has no graph, neurons, meshes or tags."""
         if not NAME_PATTERN.match(name or ""):
             raise DatasetError("dataset names are 1-64 letters, digits, '_' or '-', starting with a letter or digit")
         if vocabulary is not None:
             from .celltypes.vocabulary import Vocabulary
 
             Vocabulary.base(vocabulary)  # a vocabulary that exists, or a clear error
-        layers = {GRAPH_LAYER: ("segmentation", segmentation, True)}
+        if segmentation is None and image is None:
+            raise DatasetError("a dataset needs an image or a segmentation layer (or both)")
+        if segmentation is None and supervoxel_layers:
+            raise DatasetError(
+                "supervoxel layers are other layouts of the segmentation's labels: register the segmentation too"
+            )
+        layers = {GRAPH_LAYER: ("segmentation", segmentation, True)} if segmentation is not None else {}
         if image is not None:
             layers["image"] = ("image", image, False)
         for supervoxels, given in ((True, supervoxel_layers), (False, extra_layers)):
             for layer_name, url in (given or {}).items():
-                if not NAME_PATTERN.match(layer_name) or layer_name in layers:
+                if not NAME_PATTERN.match(layer_name) or layer_name in layers or layer_name == GRAPH_LAYER:
                     raise DatasetError(f"bad or repeated layer name {layer_name!r}")
                 layers[layer_name] = ("segmentation" if supervoxels else None, url, supervoxels)
-        rows, seg_info = [], None
+        rows, infos = [], {}
         for layer_name, (kind, url, supervoxels) in layers.items():
             url = normalize_layer_url(url)
             info = read_info(url)
@@ -273,11 +300,11 @@ class Datasets:
                 kind = "segmentation" if info.get("type") == "segmentation" else "image"
             elif kind == "segmentation" and info.get("type") not in (None, "segmentation"):
                 raise DatasetError(f"layer {layer_name!r} at {url} is an {info.get('type')} layer, not a segmentation")
-            if layer_name == GRAPH_LAYER:
-                seg_info = info
+            infos[layer_name] = info
             rows.append(LayerRow(name=layer_name, kind=kind, url=url, supervoxels=supervoxels))
         rows.sort(key=lambda row: (row.name != "image", row.name != GRAPH_LAYER))  # image, segmentation, rest
-        scale = seg_info["scales"][0]
+        # the dataset's voxels are the segmentation's; an image-only dataset's are its image's
+        scale = infos[GRAPH_LAYER if segmentation is not None else "image"]["scales"][0]
         row = DatasetRow(
             name=name,
             description=description,

@@ -141,15 +141,16 @@ def _parser() -> argparse.ArgumentParser:
         "add-dataset",
         parents=[common],
         help="register a dataset (a segmentation, an image, more layers)",
-        description="Register precomputed layers at any CloudVolume path (file://, gs://, s3://, http(s)://).",
+        description="Register precomputed layers at any CloudVolume path (file://, gs://, s3://, http(s)://). "
+        "With --image and no --segmentation the dataset is image-only (viewed, not proofread).",
     )
     add.add_argument("name")
     add.add_argument(
         "--segmentation",
-        required=True,
-        help="the supervoxel segmentation (the graph is built from it), e.g. gs://bucket/seg",
+        help="the supervoxel segmentation (the graph is built from it), e.g. gs://bucket/seg; without it, "
+        "--image makes an image-only dataset",
     )
-    add.add_argument("--image", help="image layer path, e.g. gs://bucket/em (optional)")
+    add.add_argument("--image", help="image layer path, e.g. gs://bucket/em (optional with --segmentation)")
     add.add_argument(
         "--layer",
         action="append",
@@ -304,6 +305,11 @@ def _named_urls(items, flag: str) -> dict[str, str]:
 def cmd_add_dataset(args, settings):
     from segmentation.datasets import DatasetError
 
+    if args.segmentation is None and args.image is None:
+        raise UserError(
+            "add-dataset needs --segmentation URL (the supervoxels a graph is built from), --image URL "
+            "(an image-only dataset), or both"
+        )
     try:
         dataset = dataset_registry(settings).add(
             args.name,
@@ -358,9 +364,15 @@ def cmd_ingest_graph(args, settings):
 
     registry = dataset_registry(settings)
     try:
-        registry.get(args.name)
+        dataset = registry.get(args.name)
     except DatasetNotFound as error:
         raise UserError(str(error)) from None
+    if not dataset.has_segmentation:
+        raise UserError(
+            f"dataset {args.name!r} has no segmentation to build a graph from (it is image-only): import the "
+            "image with its segmentation as a dataset to proofread (`axonlink import NAME --image SRC "
+            "--segmentation SRC`)"
+        )
     # everything cheap first: no chunk is read until the graph, the file and the check all pass
     if has_graph(settings.database_url, args.name) and not args.replace:
         raise UserError(f"dataset {args.name} already has a graph (use --replace)")
@@ -432,13 +444,14 @@ def cmd_tags_import(args, settings):
 
     from segmentation.celltypes.csvio import CsvError, read_tag_rows
     from segmentation.celltypes.tags import CellTags, TagError
-    from segmentation.datasets import DatasetNotFound
+    from segmentation.datasets import DatasetNotFound, NoSegmentation
 
     try:
         dataset = dataset_registry(settings).get(args.dataset)
+        dataset.segmentation_layer("cell-type tags name neurons, and an image-only dataset has none")
         text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8-sig").read()
         rows, rejected = read_tag_rows(text)
-    except (DatasetNotFound, CsvError, OSError) as error:
+    except (DatasetNotFound, NoSegmentation, CsvError, OSError) as error:
         raise UserError(str(error)) from None
     tags, vocabulary, added = CellTags(settings.database_url), _vocabulary(settings, args.dataset), 0
     batch = 1000

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from .cli_common import actor, user_error
+from .cli_common import actor, dataset_registry, user_error
 
 
 def add_parsers(sub, common) -> None:
@@ -35,10 +35,16 @@ def add_parsers(sub, common) -> None:
 
 
 def _graph(settings, dataset):
-    from segmentation import db
+    from segmentation.datasets import DatasetNotFound, NoSegmentation
     from segmentation.graph import Graph
 
-    db.upgrade(settings.database_url)
+    registry = dataset_registry(settings)
+    try:
+        registry.get(dataset).segmentation_layer("an image-only dataset has no graph")
+    except NoSegmentation as error:
+        raise user_error(error) from None
+    except DatasetNotFound:
+        pass  # Graph.open words it
     try:
         return Graph.open(settings.database_url, dataset)
     except LookupError as error:

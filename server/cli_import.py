@@ -1,9 +1,11 @@
-"""``axonlink import NAME --image SRC --segmentation SRC``: bring a lab's volumes in, in one command.
+"""``axonlink import NAME --image SRC [--segmentation SRC]``: bring a lab's volumes in, in one command.
 
 Sources: HDF5, TIFF (a multi-page file or a folder of slices), PNG slices, Zarr / OME-Zarr, N5,
 ``.npy`` and any precomputed volume; output: precomputed layers with mips, the dataset registered,
-its graph (from ``--agglomeration`` when given) and meshes. Runs on Dask (``--workers`` here, or
-``--scheduler`` for a cluster); a second run with the same arguments continues an interrupted one.
+its graph (from ``--agglomeration`` when given) and meshes. Without ``--segmentation`` the image
+alone is imported (an image-only dataset: no graph, meshes or skeletons). Runs on Dask
+(``--workers`` here, or ``--scheduler`` for a cluster); a second run with the same arguments
+continues an interrupted one.
 """
 
 from __future__ import annotations
@@ -21,13 +23,19 @@ def add_parsers(sub, common) -> None:
         parents=[common],
         help="import volumes from HDF5, TIFF, PNG slices, Zarr/OME-Zarr, N5, npy or precomputed as a dataset",
         description="Writes precomputed image and segmentation layers with mips (on Dask), registers the dataset, "
-        "builds its supervoxel graph and meshes. Re-run the same command to continue an interrupted import. "
+        "builds its supervoxel graph and meshes. Without --segmentation only the image layer is written and "
+        "registered (an image-only dataset). Re-run the same command to continue an interrupted import. "
         "Examples: axonlink import fib --image raw.h5 --segmentation labels.h5 --dataset-path /main "
-        "--voxel-size 8,8,8; axonlink import cells --image em.ome.zarr --segmentation seg.zarr",
+        "--voxel-size 8,8,8; axonlink import cells --image em.ome.zarr --segmentation seg.zarr; "
+        "axonlink import em --image stack.tif --voxel-size 4,4,40",
     )
     command.add_argument("name", help="the dataset's name")
     command.add_argument("--image", required=True, metavar="SRC", help="the image volume (a file, folder or URL)")
-    command.add_argument("--segmentation", metavar="SRC", help="the supervoxel labels (same voxels as the image)")
+    command.add_argument(
+        "--segmentation",
+        metavar="SRC",
+        help="the supervoxel labels (same voxels as the image); without it the image is imported alone",
+    )
     command.add_argument(
         "--agglomeration",
         metavar="FILE",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from .cli_common import user_error
+from .cli_common import dataset_registry, user_error
 
 
 def add_parsers(sub, common) -> None:
@@ -41,23 +41,26 @@ def _triple(text: str | None):
 
 
 def cmd_mesh(args, settings):
-    from segmentation import db
-    from segmentation.datasets import DatasetNotFound
+    from segmentation.datasets import DatasetNotFound, NoSegmentation
     from segmentation.meshing import MeshingError, mesh_dataset
     from segmentation.meshing.surfaces import SurfaceParams
 
-    db.upgrade(settings.database_url)
     if not 1 <= args.workers <= 256:
         raise user_error("--workers takes 1 to 256 processes")
     if not 0 < args.max_error <= 1e6 or not 1 <= args.reduction <= 1000:
         raise user_error("--max-error takes nm above 0; --reduction 1 to 1000")
     params = SurfaceParams(reduction_factor=args.reduction, max_error_nm=args.max_error)
+    chunk = _triple(args.chunk)
+    try:  # (the database upgraded to the newest schema too)
+        dataset_registry(settings).get(args.dataset).segmentation_layer("there are no labels to mesh")
+    except (DatasetNotFound, NoSegmentation) as error:
+        raise user_error(error) from None
     try:
         summary = mesh_dataset(
             settings.database_url,
             settings.home,
             args.dataset,
-            chunk=_triple(args.chunk),
+            chunk=chunk,
             params=params,
             workers=args.workers,
             restart=args.restart,

@@ -85,10 +85,11 @@ class Workspace:
         return self.graphs.find(dataset)
 
     def graph(self, dataset: str):
-        """The dataset's graph; DatasetNotFound for an unknown dataset, GraphNotIngested without a graph."""
+        """The dataset's graph; DatasetNotFound for an unknown dataset, NoSegmentation (409) for an
+        image-only one, GraphNotIngested without a graph."""
         from segmentation.graph import GraphNotIngested
 
-        self.dataset(dataset)
+        self.dataset(dataset).segmentation_layer("an image-only dataset has no graph")
         try:
             return self.graphs.open(dataset)
         except LookupError as error:

@@ -22,6 +22,7 @@ from segmentation.graph import Graph, GraphError
 from segmentation.graph.points import (
     OnBackground,
     PointOutsideVolume,
+    inside_volume,
     supervoxel_at_voxel,
     voxel_of_supervoxel,
 )
@@ -143,7 +144,7 @@ def find_anchors(
 
 
 def _layer_anchors(state, index, name, layer, dataset, graph, already: int) -> list[Anchor]:
-    seg_url = dataset.layer("segmentation").url
+    seg_url = dataset.segmentation_layer().url
     at_position = _supervoxel_at(dataset, _position_voxel(state, dataset))
     anchors = []
     with graph.caught_up():  # one catch-up with the log for all the layer's segments
@@ -303,8 +304,17 @@ def changed_since(anchors: list[Anchor], graphs: Graphs) -> bool:
 
 def voxel_state(
     dataset: Dataset, voxel, base_url: str, graphs: Graphs, at: datetime | None = None, zoom: float | None = None
-) -> tuple[dict, Anchor]:
-    """A state centred on ``voxel`` (full-resolution voxels) with the neuron there selected, and its anchor."""
+) -> tuple[dict, Anchor | None]:
+    """A state centred on ``voxel`` (full-resolution voxels) with the neuron there selected, and its anchor.
+
+    An image-only dataset has no neuron to select: its state is the image centred on the voxel, with
+    no anchor (an image is the same at every moment, so ``at`` changes nothing)."""
+    if not dataset.has_segmentation:
+        try:
+            voxel = inside_volume(dataset, voxel)
+        except PointOutsideVolume as error:
+            raise LinkError(str(error)) from None
+        return _centred(default_state(dataset, base_url), dataset, voxel, zoom), None
     graph = graphs.find(dataset.name)
     if graph is None:
         raise LinkError(f"dataset {dataset.name!r} has no graph: run `axonlink ingest-graph {dataset.name}`")
@@ -314,15 +324,19 @@ def voxel_state(
         raise LinkError(str(error)) from None
     voxel = np.asarray(voxel, dtype=np.int64)
     root = int(graph.root(sv, at))
-    state = default_state(dataset, base_url, graphene=True)
-    state["position"] = [float(v) + 0.5 for v in voxel]
-    if zoom is not None:
-        state["crossSectionScale"] = float(zoom)
+    state = _centred(default_state(dataset, base_url, graphene=True), dataset, voxel, zoom)
     index, segmentation = next((i, layer) for i, layer in enumerate(state["layers"]) if layer["type"] == "segmentation")
     segmentation["segments"] = [str(root)]
     segmentation["selectedAlpha"] = max(segmentation.get("selectedAlpha", 0.5), 0.5)
     if at is not None:
         segmentation["source"] = pinned_source(base_url, dataset.name, f"{at.timestamp():.6f}")
         _drop_graphene_tools(segmentation)
-    state["title"] = f"{dataset.name} {voxel.tolist()} — axonlink"
     return state, Anchor(segmentation["name"], root, dataset.name, sv, tuple(int(v) for v in voxel), index)
+
+
+def _centred(state: dict, dataset: Dataset, voxel: np.ndarray, zoom: float | None) -> dict:
+    state["position"] = [float(v) + 0.5 for v in voxel]
+    if zoom is not None:
+        state["crossSectionScale"] = float(zoom)
+    state["title"] = f"{dataset.name} {voxel.tolist()} — axonlink"
+    return state

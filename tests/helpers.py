@@ -68,6 +68,15 @@ def image_mips(array: np.ndarray, count: int) -> list[np.ndarray]:
     return levels
 
 
+def read_back(url: str) -> list[np.ndarray]:
+    """Every mip of the layer at ``url``, read by CloudVolume, as (x, y, z) arrays."""
+    from cloudvolume import CloudVolume
+
+    mips = len(CloudVolume(url, progress=False).info["scales"])
+    volumes = [CloudVolume(url, mip=mip, progress=False, fill_missing=False) for mip in range(mips)]
+    return [np.asarray(volume[volume.bounds])[..., 0] for volume in volumes]
+
+
 def write_volume(path, array, *, layer_type, encoding, resolution=(8, 8, 40), chunk=(16, 16, 8), mips=2, compress=True):
     """Write ``array`` as a precomputed layer with CloudVolume, downsampled (2,2,1) per mip."""
     import tinybrain

@@ -19,7 +19,7 @@ import tinybrain
 from segmentation.demo.phantom import make_phantom
 from segmentation.graph.ids import supervoxel_ids
 from server.cli import main
-from tests.helpers import free_port, image_mips
+from tests.helpers import free_port, image_mips, read_back
 
 SHAPE = (150, 125, 33)  # x, y, z: not a multiple of any chunk
 
@@ -61,15 +61,6 @@ def run_import(settings, name: str, image: str, labels: str, *extra: str) -> int
             *extra,
         ]
     )
-
-
-def read_back(url: str) -> list[np.ndarray]:
-    """Every mip of the layer at ``url``, read by CloudVolume, as (x, y, z) arrays."""
-    from cloudvolume import CloudVolume
-
-    mips = len(CloudVolume(url, progress=False).info["scales"])
-    volumes = [CloudVolume(url, mip=mip, progress=False, fill_missing=False) for mip in range(mips)]
-    return [np.asarray(volume[volume.bounds])[..., 0] for volume in volumes]
 
 
 def test_an_npy_pair_imports_with_mips_and_reads_back_through_the_server_voxel_for_voxel(settings, phantom, tmp_path):

@@ -334,8 +334,7 @@ class CellTags:
         origin: str = "",
     ) -> Tag:
         """Tag the neuron at ``voxel`` (full-resolution voxels) of ``dataset``; TagError if that cannot be."""
-        if self.graphs.find(dataset.name) is None:
-            raise TagError(f"dataset {dataset.name!r} has no graph: run `axonlink ingest-graph {dataset.name}` first")
+        self._check_taggable(dataset)
         checked = self._checked(
             dataset, {"voxel": voxel, "term": term, "note": note, "confidence": confidence}, vocabulary
         )
@@ -347,8 +346,7 @@ class CellTags:
         A refused row (bad term, outside the volume, background, bad confidence) is reported and
         skipped; the others are all stored, or none if the database fails.
         """
-        if self.graphs.find(dataset.name) is None:
-            raise TagError(f"dataset {dataset.name!r} has no graph: run `axonlink ingest-graph {dataset.name}` first")
+        self._check_taggable(dataset)
         accepted, rejected = [], []
         for number, row in enumerate(rows, start=1):
             try:
@@ -356,6 +354,13 @@ class CellTags:
             except TagError as error:
                 rejected.append((number, str(error)))
         return (self._store(dataset, accepted, user, origin) if accepted else []), rejected
+
+    def _check_taggable(self, dataset: Dataset) -> None:
+        """Tags name neurons: an image-only dataset has none (NoSegmentation, 409), a segmentation
+        without a graph none yet (TagError)."""
+        dataset.segmentation_layer("cell-type tags name neurons, and an image-only dataset has none")
+        if self.graphs.find(dataset.name) is None:
+            raise TagError(f"dataset {dataset.name!r} has no graph: run `axonlink ingest-graph {dataset.name}` first")
 
     def _store(self, dataset: Dataset, accepted, user: str, origin: str = "") -> list[Tag]:
         """Insert the tags; answer exactly the rows this call wrote (by the ids the insert returned),

@@ -57,7 +57,7 @@ def ingest_dataset(
     transaction (audited as ``by``), so a failed ingest leaves the old graph in place. The base is
     written to the graph store (:func:`~segmentation.graph.store.graph_store`; ``home``: the server's).
     """
-    layer = Datasets(database_url).get(dataset).layer("segmentation")
+    layer = Datasets(database_url).get(dataset).segmentation_layer("nothing to build a graph from")
     if not replace and has_graph(database_url, dataset):
         raise GraphError(f"dataset {dataset!r} already has a graph (use --replace)")
     if agglomeration is not None and not isinstance(agglomeration, Agglomeration):

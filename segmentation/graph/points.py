@@ -79,11 +79,8 @@ class OnBackground(Invalid):
     pass
 
 
-def supervoxel_at_voxel(dataset, voxel) -> int:
-    """The supervoxel at a full-resolution voxel of ``dataset`` (a segmentation.datasets.Dataset).
-
-    PointOutsideVolume outside it, OnBackground where there is no segment: both say where.
-    """
+def inside_volume(dataset, voxel) -> np.ndarray:
+    """``voxel`` (full-resolution) as int64 when it is inside ``dataset``'s volume; else PointOutsideVolume."""
     lower = np.asarray(dataset.voxel_offset)
     upper = lower + np.asarray(dataset.volume_size)
     if len(voxel) != 3 or any(not -(2**31) <= int(v) < 2**31 for v in voxel):
@@ -94,8 +91,19 @@ def supervoxel_at_voxel(dataset, voxel) -> int:
             f"voxel {voxel.tolist()} is outside the volume of {dataset.name!r} "
             f"({lower.tolist()} to {(upper - 1).tolist()})"
         )
+    return voxel
+
+
+def supervoxel_at_voxel(dataset, voxel) -> int:
+    """The supervoxel at a full-resolution voxel of ``dataset`` (a segmentation.datasets.Dataset).
+
+    PointOutsideVolume outside it, OnBackground where there is no segment: both say where;
+    NoSegmentation (409) for an image-only dataset: no neuron is at any voxel.
+    """
+    layer = dataset.segmentation_layer("no neuron is at any voxel of an image-only dataset")
+    voxel = inside_volume(dataset, voxel)
     point_nm = (voxel + 0.5) * np.asarray(dataset.voxel_resolution, dtype=float)
-    sv, _ = supervoxels_near(dataset.layer("segmentation").url, point_nm)
+    sv, _ = supervoxels_near(layer.url, point_nm)
     if not sv:
         raise OnBackground(f"voxel {voxel.tolist()} of {dataset.name!r} is background (no neuron there)")
     return int(sv)

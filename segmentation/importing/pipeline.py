@@ -114,14 +114,17 @@ def import_dataset(
             registry.add(
                 request.name,
                 image=by_kind["image"].url,
-                segmentation=by_kind["segmentation"].url,
+                segmentation=by_kind["segmentation"].url if "segmentation" in by_kind else None,
                 description=request.description,
                 license=request.license,
                 citation=request.citation,
                 public=request.public,
             )
         timings["register"] = time.perf_counter() - stage_started
-        summary.update(_graph_and_meshes(settings, request, timings, client, progress=progress, by=by, origin=origin))
+        if request.segmentation:  # an image-only dataset has no graph and nothing to mesh
+            summary.update(
+                _graph_and_meshes(settings, request, timings, client, progress=progress, by=by, origin=origin)
+            )
     (destination / PROGRESS_DIR / "complete").write_text(json.dumps({"plan": plan["id"]}) + "\n")
     timings["total"] = time.perf_counter() - started
     summary["seconds"] = {k: round(v, 2) for k, v in timings.items()}
@@ -168,25 +171,37 @@ def _summary(request, destination: Path, layers: list[_Layer], processes: set[in
 # ---- checks and the plan ----------------------------------------------------------------------
 
 
+# what only a segmentation has: an image-only import refuses these, naming the fix
+_NEED_SEGMENTATION = (
+    ("agglomeration", "--agglomeration joins the segmentation's supervoxels"),
+    ("skeletons", "--skeletons skeletonizes the segmentation's labels"),
+    ("background", "--background names a label of the segmentation"),
+)
+
+
 def _plan_layers(request: ImportRequest, destination: Path) -> list[_Layer]:
-    if not request.segmentation:
-        raise ImportProblem(
-            "a dataset needs a segmentation (--segmentation SRC): axonlink serves neurons; an image alone "
-            "can be added as an extra layer of a dataset that has one"
-        )
+    if not request.segmentation:  # an image-only dataset: the image layer alone
+        for flag, what in _NEED_SEGMENTATION:
+            if getattr(request, flag) not in (None, False):
+                raise ImportProblem(
+                    f"{what}, and this import has none: give --segmentation SRC too, or leave out --{flag} "
+                    "to import the image alone"
+                )
+    specs = (("image", request.image), ("segmentation", request.segmentation))
     sources = {
-        kind: open_source(spec, dataset_path=request.dataset_path, axes=request.axes)
-        for kind, spec in (("image", request.image), ("segmentation", request.segmentation))
+        kind: open_source(spec, dataset_path=request.dataset_path, axes=request.axes) for kind, spec in specs if spec
     }
-    image, labels = sources["image"], sources["segmentation"]
-    if tuple(image.shape) != tuple(labels.shape):
+    image, labels = sources["image"], sources.get("segmentation")
+    if labels is not None and tuple(image.shape) != tuple(labels.shape):
         raise ImportProblem(
             f"the image is {_xyz(image.shape)} voxels and the segmentation {_xyz(labels.shape)}: they must cover "
             "the same voxels (check --axes, or crop one to the other)"
         )
-    voxel_size = _voxel_size(request, image, labels)
-    offset = _offset(request, image, labels)
-    dtypes = {"image": image_dtype(image.dtype), "segmentation": label_dtype(labels.dtype)}
+    voxel_size = _voxel_size(request, *sources.values())
+    offset = _offset(request, *sources.values())
+    dtypes = {"image": image_dtype(image.dtype)}
+    if labels is not None:
+        dtypes["segmentation"] = label_dtype(labels.dtype)
     if request.background is not None:
         limits = np.iinfo(labels.dtype)
         if not limits.min <= request.background <= limits.max:

@@ -31,11 +31,13 @@ def vocabulary_of(dataset: str | None):
 
 def meshes_of(dataset: str):
     """The dataset's built-in meshes (see :meth:`server.workspace.Workspace.meshes`)."""
-    return workspace().meshes(dataset, dataset_named(dataset).layer("segmentation").url)
+    layer = dataset_named(dataset).segmentation_layer("an image-only dataset has no meshes")
+    return workspace().meshes(dataset, layer.url)
 
 
 def graph_for(dataset: str):
-    """The dataset's graph: 404 (DatasetNotFound / GraphNotIngested) when there is none."""
+    """The dataset's graph: 404 (DatasetNotFound / GraphNotIngested) when there is none, 409
+    (NoSegmentation) for an image-only dataset."""
     return workspace().graph(dataset)
 
 

@@ -83,7 +83,7 @@ def resolve_point(graph: Graph, table: str, item, what: str) -> int:
         raise BadRequest(f"bad {what}: {item!r} (the id must be a uint64 and the coordinates finite numbers)")
     if is_supervoxel(node):
         return node
-    url = dataset_named(table).layer("segmentation").url
+    url = dataset_named(table).segmentation_layer().url
     at_point, nearby = supervoxels_near(url, point)
     candidates = [at_point] if at_point else []
     candidates += [int(s) for s in nearby if int(s) != at_point]
@@ -129,7 +129,7 @@ def cg_info(table):
     graph_for(table)  # 404 unless the dataset has a graph
     dataset = dataset_named(table)
     base = hosts.base_url()
-    info = read_info(dataset.layer("segmentation").url)
+    info = read_info(dataset.segmentation_layer().url)
     scale = info["scales"][0]
     size = scale["size"]
     info.update(
@@ -482,9 +482,11 @@ def info_datastacks():
 
 
 def info_datastack(name):
+    """A datastack; an image-only dataset's has no segmentation source (None, as caveclient allows)."""
     dataset = dataset_named(name)
     base = hosts.base_url()
     rx, ry, rz = dataset.voxel_resolution
+    image = dataset.first_layer("image")
     return jsonify(
         {
             "datastack": dataset.name,
@@ -493,9 +495,11 @@ def info_datastack(name):
                 "name": dataset.name,
                 "id": 1,
                 "description": dataset.description,
-                "image_source": f"precomputed://{base}/data/{dataset.name}/image",
+                "image_source": f"precomputed://{base}/data/{dataset.name}/{image.name}" if image else None,
             },
-            "segmentation_source": f"graphene://{base}/segmentation/table/{dataset.name}",
+            "segmentation_source": (
+                f"graphene://{base}/segmentation/table/{dataset.name}" if dataset.has_segmentation else None
+            ),
             "local_server": base,
             "viewer_site": base,
             "synapse_table": None,

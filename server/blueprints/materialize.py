@@ -27,7 +27,7 @@ API_VERSIONS = [3]  # caveclient picks the newest it shares; the v2 routes it st
 
 # ---- request helpers ---------------------------------------------------------
 def _graph(datastack: str):
-    dataset_named(datastack)  # 404 for unknown datastacks
+    dataset_named(datastack).segmentation_layer("no neurons, so no cell-type table")  # 404 unknown, 409 image-only
     return mat.open_graph(workspace().graphs, datastack)
 
 

@@ -260,7 +260,8 @@ def post_link_at():
     dataset = dataset_named(name)
     state, anchor = voxel_state(dataset, voxel, base_url(), _graphs(), at=at, zoom=zoom)
     raw = json.dumps(state, separators=(",", ":")).encode()
-    return _link_answer(_save(raw, state, title=state["title"], anchors=[anchor], dataset=dataset.name))
+    anchors = [anchor] if anchor is not None else []  # an image-only dataset's link selects no neuron
+    return _link_answer(_save(raw, state, title=state["title"], anchors=anchors, dataset=dataset.name))
 
 
 def _zoom(value):
