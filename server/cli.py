@@ -354,7 +354,7 @@ def cmd_remove_dataset(args, settings):
 
 def cmd_ingest_graph(args, settings):
     from segmentation.check import PROBLEM, check_dataset, has_problem
-    from segmentation.datasets import DatasetNotFound
+    from segmentation.datasets import DatasetNotFound, NoSegmentation
     from segmentation.graph import GraphError, ingest_dataset
     from segmentation.graph.agglomeration import AgglomerationError, read_agglomeration
     from segmentation.graph.ingest import has_graph
@@ -364,15 +364,12 @@ def cmd_ingest_graph(args, settings):
 
     registry = dataset_registry(settings)
     try:
-        dataset = registry.get(args.name)
-    except DatasetNotFound as error:
-        raise UserError(str(error)) from None
-    if not dataset.has_segmentation:
-        raise UserError(
-            f"dataset {args.name!r} has no segmentation to build a graph from (it is image-only): import the "
-            "image with its segmentation as a dataset to proofread (`axonlink import NAME --image SRC "
-            "--segmentation SRC`)"
+        registry.get(args.name).segmentation_layer(
+            "nothing to build a graph from (it is image-only): import the image with its segmentation as a "
+            "dataset to proofread (`axonlink import NAME --image SRC --segmentation SRC`)"
         )
+    except (DatasetNotFound, NoSegmentation) as error:
+        raise UserError(str(error)) from None
     # everything cheap first: no chunk is read until the graph, the file and the check all pass
     if has_graph(settings.database_url, args.name) and not args.replace:
         raise UserError(f"dataset {args.name} already has a graph (use --replace)")

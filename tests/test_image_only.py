@@ -272,7 +272,7 @@ def test_commands_that_need_a_segmentation_refuse_an_image_only_dataset(settings
     assert [layer.name for layer in dataset.layers] == ["image", "channel"] and not dataset.has_segmentation
 
     assert axonlink(settings, "ingest-graph", "em") == 1
-    assert "has no segmentation to build a graph from" in capsys.readouterr().err
+    assert "has no segmentation layer: nothing to build a graph from" in capsys.readouterr().err
     for command in (("mesh", "em"), ("undo", "em"), ("compact", "em")):
         assert axonlink(settings, *command) == 1, command
         assert f"dataset 'em' {NO_SEGMENTATION}" in capsys.readouterr().err, command

@@ -155,8 +155,9 @@ def test_a_raveler_style_body_table_makes_the_roots_and_round_trips(settings, ph
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("dtype", [np.uint64, np.uint32])
 def test_skeletons_are_one_tree_per_label_across_blocks_and_a_neuron_joins_its_supervoxels(
-    settings, phantom, tmp_path, capsys
+    settings, phantom, tmp_path, capsys, dtype
 ):
     """--skeletons: a precomputed skeleton per label (CloudVolume reads them from the layer), its
     vertices inside the label, one tree where the label is one piece even across the blocks it was
@@ -171,6 +172,7 @@ def test_skeletons_are_one_tree_per_label_across_blocks_and_a_neuron_joins_its_s
     from server.runner import BackgroundServer
 
     image, labels, bodies = phantom
+    labels = labels.astype(dtype)  # as labs store them: uint32 as often as uint64
     image_file, labels_file = save_npy(tmp_path / "src", image, labels)
     table = tmp_path / "bodies.csv"
     table.write_text("supervoxel,body\n" + "".join(f"{sv},{body}\n" for sv, body in sorted(bodies.items())))
@@ -181,7 +183,7 @@ def test_skeletons_are_one_tree_per_label_across_blocks_and_a_neuron_joins_its_s
     present = sorted(set(np.unique(labels).tolist()) - {0})
     layer = settings.home / "volumes" / "skel" / "segmentation"
     volume = CloudVolume(f"file://{layer}", progress=False)
-    assert volume.info["skeletons"] == "skeletons"
+    assert volume.info["skeletons"] == "skeletons" and volume.dtype == np.dtype(dtype)
     stored = {int(p.name) for p in (layer / "skeletons").iterdir() if p.name.isdigit()}
     assert summary["skeletons"] == len(stored) and stored <= set(present)
     resolution = np.asarray(volume.resolution, dtype=np.float64)

@@ -13,6 +13,7 @@ from segmentation.datasets import Datasets
 from segmentation.graph import Graph, ingest_dataset
 from segmentation.meshing import DatasetMeshes, mesh_dataset
 from segmentation.meshing import build as build_module
+from segmentation.meshing import levels as levels_module
 from segmentation.meshing.surfaces import decode
 from server.cli import main
 from tests.helpers import proofreader_token
@@ -279,8 +280,9 @@ def test_levels_stop_when_one_block_covers_the_grid_or_blocks_reach_8_chunks():
     ]
 
 
-def test_meshing_in_processes_writes_the_same_fragments_and_index_as_one_process(tubes):
-    """Chunks and the coarser levels' joins spread over processes end in the same bytes."""
+def test_meshing_in_processes_writes_the_same_fragments_and_index_as_one_process(tubes, monkeypatch):
+    """Chunks and the coarser levels' joins spread over processes end in the same bytes, whether a
+    level's blocks are joined together or a wave of blocks at a time."""
     import hashlib
 
     def digest(summary) -> dict:
@@ -299,6 +301,11 @@ def test_meshing_in_processes_writes_the_same_fragments_and_index_as_one_process
     serial, spread = digest(one), digest(two)
     assert any(name.startswith("initial/L") for name in serial)  # coarser levels were joined
     assert serial == spread
+    monkeypatch.setattr(levels_module, "WAVE_BYTES", 1)  # every block joined on its own
+    waves = mesh_dataset(
+        tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, workers=2, restart=True, progress=False
+    )
+    assert digest(waves) == serial
 
 
 def test_a_levels_joins_are_cut_in_runs_of_about_equal_bytes_in_order():

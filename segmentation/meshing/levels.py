@@ -14,6 +14,7 @@ import numpy as np
 from .surfaces import joined
 
 MAX_LEVEL = 3
+WAVE_BYTES = 256 << 20  # children's bytes joined at once (whole blocks: a larger block is one wave)
 
 
 def level_count(grid_shape) -> int:
@@ -36,7 +37,8 @@ def coarser(children: dict, join, write) -> tuple[np.ndarray, dict]:
 
     ``join(parts)`` makes the fragments: ``parts`` lists, per parent, its children as ``(level, coords,
     offset, nbytes)``, and it returns one blob per parent (:func:`join_parts`, or the same spread over
-    processes: the parents are independent). ``write(level, coords, blob)`` stores one block's file."""
+    processes: the parents are independent); it is called once per wave of whole blocks holding
+    about :data:`WAVE_BYTES` of children. ``write(level, coords, blob)`` stores one block's file."""
     level = int(children["level"]) + 1
     blocks = np.asarray(children["coords"], dtype=np.int64) // 2
     roots = np.asarray(children["root"], dtype=np.uint64)
@@ -65,19 +67,26 @@ def coarser(children: dict, join, write) -> tuple[np.ndarray, dict]:
         ]
         for parent in range(count)
     ]
-    blobs = join(parts)
-    parents["nbytes"][:] = [len(blob) for blob in blobs]
-    # parents of one block are stored in one file, one after the other (unique rows are sorted by block)
+    # parents of one block are stored in one file, one after the other (unique rows are sorted by
+    # block); blocks are joined a wave at a time, so memory holds a wave, not the whole level
     block_keys = [tuple(row) for row in parents["coords"].tolist()]
-    start = 0
-    while start < count:
-        stop = start
-        while stop < count and block_keys[stop] == block_keys[start]:
-            stop += 1
-        sizes = parents["nbytes"][start:stop]
-        parents["offset"][start:stop] = np.cumsum(sizes) - sizes
-        write(level, block_keys[start], b"".join(blobs[start:stop]))
-        start = stop
+    starts = [i for i in range(count) if i == 0 or block_keys[i] != block_keys[i - 1]] + [count]
+    child_bytes = [sum(child[3] for child in children) for children in parts]
+    block_bytes = [sum(child_bytes[a:b]) for a, b in zip(starts, starts[1:])]
+    first = 0
+    while first < len(block_bytes):
+        last, held = first + 1, block_bytes[first]
+        while last < len(block_bytes) and held + block_bytes[last] <= WAVE_BYTES:
+            held += block_bytes[last]
+            last += 1
+        blobs = join(parts[starts[first] : starts[last]])
+        for a, b in zip(starts[first:last], starts[first + 1 : last + 1]):
+            mine = blobs[a - starts[first] : b - starts[first]]
+            sizes = np.array([len(blob) for blob in mine], dtype=np.int64)
+            parents["nbytes"][a:b] = sizes
+            parents["offset"][a:b] = np.cumsum(sizes) - sizes
+            write(level, block_keys[a], b"".join(mine))
+        first = last
     return parent_of, parents
 
 

@@ -186,9 +186,11 @@ def _skeleton_file(live, directory: str, name: str, view: str):
     if not _SEGMENT_ID.match(name) or int(name) >= 2**64:
         return _missing(f"{directory}/{name}")
     node = int(name)
-    if view == SUPERVOXELS or not is_root(node):
-        body = _stored_skeleton(live, directory, node) if is_supervoxel(node) or view == SUPERVOXELS else None
+    if view == SUPERVOXELS or is_supervoxel(node):
+        body = _stored_skeleton(live, directory, node)
         return _missing(f"{directory}/{name}") if body is None else _immutable_bytes(body, f"skeleton-{node}")
+    if not is_root(node):
+        return _missing(f"{directory}/{name}")
     try:
         supervoxels = live.graph.leaves(node)
     except GraphError as error:
