@@ -30,8 +30,9 @@ For each size asked (x×y×z voxels; default 256³ and 1024×1024×256, about 27
   axonlink's mip-0 image and segmentation copied into scratch layers whose info has scale 0 only,
   then ``igneous image downsample --mip 0 --num-mips K`` (K = axonlink's mips - 1, igneous' default
   2×2×1 factor, its own task shape) on each, ``igneous mesh forge`` (``bench.meshes.igneous_forge``)
-  and ``igneous mesh merge`` on the segmentation. Each queue is run by N ``igneous execute -x``
-  processes (``igneous -p N`` would cap N at the number of cores). ``igneous_forge`` deletes its copy
+  and ``igneous mesh merge`` on the segmentation. Each queue is run by ``igneous execute -x``
+  processes, N of them but at most one per core, as ``igneous -p N`` runs it (its own cap).
+  axonlink's import caps its CPU-bound tasks the same way (``segmentation.parallel``). ``igneous_forge`` deletes its copy
   when done, so merge needs fragments forged again in the scratch layer: that second forge is timed
   too (``forge_repeat_s``: how much forge times vary) but counted nowhere. igneous' processes (every
   descendant of this one) are sampled the same way.
@@ -79,6 +80,7 @@ import psutil
 
 from bench.meshes import igneous_forge
 from segmentation.config import sqlite_url
+from segmentation.parallel import pool_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 TILE = (512, 512, 128)  # the phantom's shape, x, y, z
@@ -530,7 +532,8 @@ def bench_size(size, args, scratch: Path) -> dict:
     if args.igneous != "none":
         layers = {kind: summary["layers"][kind]["url"] for kind in ("image", "segmentation")}
         work = scratch / f"igneous-{name}"
-        ig = run_igneous(args.igneous, layers, figures["mips"], voxels, args.workers, work, trace["igneous"])
+        processes = pool_processes(args.workers)  # igneous -p N: at most one process per core
+        ig = run_igneous(args.igneous, layers, figures["mips"], voxels, processes, work, trace["igneous"])
         figures["igneous"] = ig
         ig["downsample_cpu_s"] = phase_cpu(ig, lambda phase: phase.startswith("downsample"))
         ig["mesh_cpu_s"] = phase_cpu(ig, lambda phase: phase in ("mesh forge", "mesh merge"))
@@ -546,7 +549,7 @@ def bench_size(size, args, scratch: Path) -> dict:
         print(f"{name} igneous downsample (both layers): {ig['downsample_total_s']} s, {ig['downsample_mvx_s']} MVx/s")
         print(f"{name} igneous mesh forge: {ig['forge_s']} s (again for merge: {ig['forge_repeat_s']} s)")
         print(f"{name} igneous mesh merge: {ig['merge_s']} s ({ig['mesh_manifests']} manifests)")
-        print(f"{name} igneous forge + merge: {ig['mesh_total_s']} s, {ig['mesh_mvx_s']} MVx/s")
+        print(f"{name} igneous forge + merge: {ig['mesh_total_s']} s, {ig['mesh_mvx_s']} MVx/s ({processes} processes)")
         print(f"{name} igneous CPU: downsample {ig['downsample_cpu_s']} s, forge + merge {ig['mesh_cpu_s']} s")
         print_memory(f"{name} igneous", ig)
         print(f"{name} ratio downsample axonlink/igneous: {figures['ratio_downsample']}")

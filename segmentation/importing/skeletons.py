@@ -90,7 +90,9 @@ def skeletonize_layer(client, layer_url: str, progress_dir: Path, progress: bool
         out = folder / f"{MeshGrid.name(coord)}.npz"
         tasks.append(BlockTask(layer_url, tuple(int(v) for v in start), tuple(int(v) for v in stop), str(out)))
     todo = [task for task in tasks if not os.path.exists(task.out)]
-    run_stage(client, "skeletons", skeletonize_block, todo, sum(t.voxels for t in todo), progress=progress)
+    run_stage(
+        client, "skeletons", skeletonize_block, todo, sum(t.voxels for t in todo), progress=progress, cpu_bound=True
+    )
 
     blocks_of: dict[int, list[str]] = {}
     for task in tasks:
@@ -102,7 +104,9 @@ def skeletonize_layer(client, layer_url: str, progress_dir: Path, progress: bool
         (layer_url, [(label, blocks_of[label]) for label in labels[i : i + LABELS_PER_JOIN]])
         for i in range(0, len(labels), LABELS_PER_JOIN)
     ]
-    joined = run_stage(client, "skeleton joins", join_labels, jobs, len(labels), progress=progress, unit="label")
+    joined = run_stage(
+        client, "skeleton joins", join_labels, jobs, len(labels), progress=progress, unit="label", cpu_bound=True
+    )
 
     files = CloudFiles(layer_url)
     files.put_json(f"{skeletons.SKELETON_DIR}/info", skeletons.info())

@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from multiprocessing import get_context
 
 import fastremap
 import numpy as np
 
 from ..errors import Invalid
+from ..parallel import bounded_map, bounded_results, cluster_slots, pool_processes
 from .grid import MeshGrid
 from .levels import batches
 from .store import MeshStore, join_in
@@ -94,7 +96,7 @@ def _start_worker(database_url: str, dataset: str, url: str, with_graph: bool) -
     _worker.update(graph=graph, volume=open_volume(url))
 
 
-def _run_chunk_on_cluster(setup: tuple, generation_folder: str, grid: MeshGrid, coord, seq, params) -> int:
+def _run_chunk_on_cluster(setup: tuple, generation_folder: str, grid: MeshGrid, seq, params, coord) -> int:
     """``_run_chunk`` in a Dask worker: the worker opens the graph and the volume once per ``setup``
     (database, dataset, layer, graph or not, home), for every chunk of the run it is given."""
     if _worker.get("setup") != setup:
@@ -169,27 +171,15 @@ def mesh_dataset(
     folder = str(generation.folder)
     try:
         if client is not None:
-            from dask.distributed import as_completed
-
+            slots = cluster_slots(client)  # CPU-bound: at most one task per core of each host
             setup = (database_url, dataset, layer.url, graph is not None, str(home))
-            futures = [
-                client.submit(_run_chunk_on_cluster, setup, folder, grid, c, at, params, pure=False) for c in todo
-            ]
-            try:
-                for future in as_completed(futures):
-                    voxels += future.result()
-                    bar.update(1)
-            except BaseException:
-                client.cancel(futures)
-                raise
+            chunk_task = partial(_run_chunk_on_cluster, setup, folder, grid, at, params)
+            for _, meshed in bounded_results(client, chunk_task, todo, slots):
+                voxels += meshed
+                bar.update(1)
             bar.close()
-            spread = len(client.scheduler_info().get("workers", {})) or 1
             generation.finish(
-                grid,
-                join=_spread(
-                    lambda runs: client.gather(client.map(join_in, [folder] * len(runs), runs, pure=False)),
-                    spread,
-                ),
+                grid, join=_spread(lambda runs: bounded_map(client, partial(join_in, folder), runs, slots), slots)
             )
         elif workers <= 1:
             _worker.update(graph=graph, volume=volume)
@@ -199,9 +189,10 @@ def mesh_dataset(
             bar.close()
             generation.finish(grid)
         else:
+            processes = pool_processes(workers)  # more processes than cores only slow zmesh down
             context = get_context("spawn")  # not fork: the parent holds database connections and threads
             with ProcessPoolExecutor(
-                workers,
+                processes,
                 mp_context=context,
                 initializer=_start_worker,
                 initargs=(database_url, dataset, layer.url, graph is not None),
@@ -213,7 +204,7 @@ def mesh_dataset(
                 bar.close()
                 generation.finish(
                     grid,
-                    join=_spread(lambda runs: list(pool.map(join_in, [folder] * len(runs), runs)), workers),
+                    join=_spread(lambda runs: list(pool.map(join_in, [folder] * len(runs), runs)), processes),
                 )
     finally:
         bar.close()
