@@ -19,7 +19,9 @@ For each size asked (x×y×z voxels; default 256³ and 1024×1024×256, about 27
   kernel cannot take back, unlike mapped files) summed separately, both from ``/proc/<pid>/status``;
   and PSS (``/proc/<pid>/smaps_rollup``: pages shared by several processes, such as libraries or a
   mapped file, split among them) every 250 ms, as the kernel walks every page table to answer it
-  (at 50 ms the sampling took a fifth of a core; now about 5 %). The peaks of the three sums are
+  (at 50 ms the sampling took a fifth of a core; now about 5 %). The tree itself is found again
+  every 500 ms: it means reading a file per thread of each process (a Dask worker has a dozen), and
+  finding it every sample cost more with axonlink's seven processes than with igneous' two. The peaks of the three sums are
   reported, overall and by phase (the last progress bar the command printed on stderr: time before
   the first bar, Dask starting included, is ``start``; registering the dataset counts to the last
   pyramid pass), with the CPU seconds of the measured processes per phase and the CPU seconds the
@@ -89,6 +91,7 @@ VOXEL_SIZE = "8,8,40"
 SAMPLE_SECONDS = 0.05
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PSS_EVERY = 5  # samples: PSS every 250 ms (reading it costs the kernel a walk of every page table)
+TREE_EVERY = 10  # samples: the process tree found again every 500 ms (a read per thread of each process)
 NAME = "bench"
 PYRAMID_STAGE = re.compile(r"^(image|segmentation) mips? \d+(-\d+)?$")
 PHASE = re.compile(r"^\s*((?:image|segmentation) mips? \d+(?:-\d+)?|region graph|meshes):")
@@ -240,6 +243,7 @@ class TreeMemory:
         self.by_phase: dict[str, dict] = {}  # phase -> peaks (bytes) and CPU seconds
         self.tree_cpu = self.other_cpu = 0.0
         self._cpu: dict[int, float] = {}  # pid -> CPU seconds at the last sample
+        self._processes: list[int] = []  # the tree, found again every TREE_EVERY samples
         self._busy = busy_cpu_seconds()
         self._trace = open(trace, "w") if trace else None
         self._started = time.perf_counter()
@@ -262,7 +266,9 @@ class TreeMemory:
             self._stop.wait(SAMPLE_SECONDS)
 
     def sample(self) -> None:
-        processes = descendants(self.root) + ([self.root] if self.include_root else [])
+        if self.samples % TREE_EVERY == 0 or not self._processes:
+            self._processes = descendants(self.root) + ([self.root] if self.include_root else [])
+        processes = self._processes
         rss = pss = anonymous = tree_cpu = 0
         with_pss = self.samples % PSS_EVERY == 0
         cpu: dict[int, float] = {}

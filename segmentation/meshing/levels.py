@@ -92,8 +92,9 @@ def coarser(children: dict, join, write) -> tuple[np.ndarray, dict]:
 
 def join_parts(read, parts: list) -> list[bytes]:
     """One fragment per parent: its children's meshes side by side (``read(level, coords, offset,
-    nbytes)`` gives a child's bytes)."""
-    return [joined([read(*child) for child in children]) for children in parts]
+    nbytes)`` gives a child's bytes). A parent with one child (a neuron within one block: most of
+    them) is that child's bytes as they are, not decoded and encoded again."""
+    return [read(*children[0]) if len(children) == 1 else joined([read(*c) for c in children]) for children in parts]
 
 
 def batches(parts: list, count: int) -> list[list]:
