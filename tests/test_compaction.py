@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
+import pytest
 
 from segmentation.access.audit import AuditLog
 from segmentation.graph import Graph
@@ -126,3 +127,34 @@ def test_a_followed_registry_replays_other_processes_edits_before_anyone_asks(da
     while thread.is_alive() and time.monotonic() < deadline:
         thread.join(0.1)
     assert not thread.is_alive()  # it stops once the registry is gone (no cycle keeps it alive)
+
+
+def test_the_followers_poll_ends_each_read_and_survives_a_dropped_connection(database_url, small_volumes):
+    """The follower's kept connection holds no transaction between polls (PostgreSQL would keep a
+    snapshot, and vacuum would wait on it), and a connection the database dropped is replaced."""
+    import sqlalchemy as sa
+
+    from segmentation.graph.registry import StatePoll
+
+    svs = chain_of_neurons(database_url, small_volumes)
+    graph = Graph.open(database_url, "c")
+    poll = StatePoll()
+    before = poll.rows(graph.engine)
+    assert [(row[0], row[1]) for row in before] == [(graph.dataset_id, 0)]
+    postgresql = database_url.startswith("postgresql")
+    if postgresql:
+        cursor = poll._connection.cursor()  # which backend is the poll's
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+        cursor.close()
+    done = edit_at_random(Graph.open(database_url, "c"), svs, np.random.default_rng(7), 3)
+    assert poll.rows(graph.engine)[0][1] == len(done) > 0  # a new read sees the edits (no snapshot kept)
+    if postgresql:
+        with graph.engine.connect() as other:
+            state = other.execute(sa.text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid})
+            assert state.scalar_one() == "idle"  # not "idle in transaction"
+            other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(Exception):
+            poll.rows(graph.engine)  # the dropped connection fails once …
+        assert poll.rows(graph.engine)[0][1] == len(done)  # … and the next poll opens another
+    poll.close()

@@ -14,8 +14,6 @@ import threading
 import time
 import weakref
 
-import sqlalchemy as sa
-
 from ..models import GraphStateRow
 from .graph import Graph
 
@@ -79,19 +77,65 @@ def follow(registry: Graphs, interval: float) -> threading.Thread:
     reference = weakref.ref(registry)
 
     def run():
-        while True:
-            time.sleep(interval)
-            found = reference()
-            if found is None:
-                return
-            graphs = list(found._open.values())
-            del found  # hold the registry only while listing its graphs (they point back to it)
-            _sync_all(graphs)
-            del graphs
+        poll = StatePoll()
+        try:
+            while True:
+                time.sleep(interval)
+                found = reference()
+                if found is None:
+                    return
+                graphs = list(found._open.values())
+                del found  # hold the registry only while listing its graphs (they point back to it)
+                _sync_all(graphs, poll)
+                del graphs
+        finally:
+            poll.close()
 
     thread = threading.Thread(target=run, name="graphs-follow", daemon=True)
     thread.start()
     return thread
+
+
+class StatePoll:
+    """Every graph's state row, read on one DBAPI connection kept for the purpose.
+
+    A follower asks about 33 times a second in every server worker, mostly to hear "nothing new".
+    Through SQLAlchemy's connection and result layers that cost about 90 µs of Python per query in
+    a quiet process and far more in a busy one (each worker spent 28 ms of CPU a second idle,
+    a fifth of a server's CPU during a CloudVolume cutout); the same query on a kept DBAPI cursor
+    costs about 6 µs."""
+
+    SQL = f"SELECT dataset_id, last_seq, base_url FROM {GraphStateRow.__tablename__}"
+
+    def __init__(self):
+        self._engine = None
+        self._connection = None
+
+    def rows(self, engine) -> list[tuple]:
+        if self._engine is not engine:
+            self.close()
+            self._connection, self._engine = engine.raw_connection(), engine
+        try:
+            cursor = self._connection.cursor()
+            try:
+                cursor.execute(self.SQL)
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+            self._connection.rollback()  # end the read: PostgreSQL would keep its snapshot open
+        except Exception:
+            self._connection.invalidate()  # a broken connection is not given back to the pool
+            self._connection = self._engine = None
+            raise
+        return [tuple(row) for row in rows]
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except Exception:
+                pass
+        self._connection = self._engine = None
 
 
 def _forgetting(registry: Graphs):
@@ -107,16 +151,13 @@ def _forgetting(registry: Graphs):
     return forget
 
 
-def _sync_all(graphs) -> None:
+def _sync_all(graphs, poll: StatePoll) -> None:
     """One query for the state of every graph (a follower asks often, mostly to hear "nothing new"),
     then a catch-up of the graphs whose log moved on or whose base changed."""
     if not graphs:
         return
     try:
-        with graphs[0].engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(GraphStateRow.dataset_id, GraphStateRow.last_seq, GraphStateRow.base_url)
-            ).all()
+        rows = poll.rows(graphs[0].engine)
     except Exception:  # database away: the next request says so
         return
     states = {dataset_id: (last, base_url) for dataset_id, last, base_url in rows}
