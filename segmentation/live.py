@@ -44,6 +44,7 @@ from .storage import CorruptStoredData, LayerStore
 
 _MANIFEST = re.compile(r"^(\d+):0$")
 _CACHE_ENTRIES = int(os.environ.get("AXONLINK_LIVE_CACHE_CHUNKS", "1024"))  # 0 disables the chunk cache
+CONFIRMED_KEYS = 65536  # chunks remembered as current until the next edit (a bound on a set of names)
 
 
 class LiveSegmentation:
@@ -59,6 +60,10 @@ class LiveSegmentation:
         self.plain_ids = None  # whether the volume stores plain labels (decided on the first chunk)
         self._cache: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
+        # "now" chunks found current at the graph state _confirmed_at (its index and seq): asked again
+        # before the next edit is read, they need no check (a remapped chunk's most common request)
+        self._confirmed: set = set()
+        self._confirmed_at: tuple = (None, -1)
         self._grids: dict[str, tuple] = {}  # scale key → (grid, chunk byte cap, shard reader or None)
 
     # ---- what the data route asks --------------------------------------------
@@ -104,7 +109,7 @@ class LiveSegmentation:
             entry = self._cache.get(cache_key)
         if entry is not None:
             version, sv_index, encoded, packed = entry
-            if not now or self.graph.last_change(sv_index) == version:
+            if not now or self._still_current(cache_key, version, sv_index):
                 self._remember(cache_key, entry)
                 return version, _gzipped(packed, encoded) if gzipped else encoded
 
@@ -141,10 +146,29 @@ class LiveSegmentation:
         if entry is None or not self.graph.current_here():
             return None
         version, sv_index, encoded, packed = entry
-        if self.graph.last_change(sv_index) != version:
+        if not self._still_current(key, version, sv_index):
             return None
         self._remember(key, entry)
         return version, _gzipped(packed, encoded) if gzipped else encoded
+
+    def _still_current(self, key, version: int, sv_index) -> bool:
+        """Whether a cached "now" chunk still shows its supervoxels' roots: no operation since
+        ``version`` gave any of them a new one. Checking costs a lookup of every supervoxel's root
+        (most of a cached live chunk's time in the fast path); once found current, a chunk needs no
+        check again until the graph here reads another operation."""
+        index = self.graph.index
+        state = (index, index.seq)
+        confirmed, (seen_index, seen_seq) = self._confirmed, self._confirmed_at
+        if seen_index is not index or seen_seq != state[1]:
+            confirmed = set()
+            self._confirmed, self._confirmed_at = confirmed, state
+        elif key in confirmed:
+            return True
+        if self.graph.last_change(sv_index) != version:
+            return False
+        if len(confirmed) < CONFIRMED_KEYS:
+            confirmed.add(key)
+        return True
 
     def supervoxel_chunk(self, key: str) -> bytes | None:
         """The chunk with PyChunkedGraph supervoxel ids (layer 1), as graphene sources expect."""

@@ -46,6 +46,23 @@ def test_volume_is_served_as_root_ids_now_and_then(cg_server):
     assert set(np.unique(store.read().result()).tolist()) == {merged}
 
 
+def test_chunks_asked_again_and_again_between_edits_show_every_edit(cg_server):
+    """A cached chunk found current is not checked again until the server reads another edit: asked
+    many times, then after a merge, many times, then after a split, it shows each edit at once."""
+    graph = Graph.open(cg_server.database_url, "cg")
+    roots = dict(zip(range(1, 5), graph.roots(SV)))
+    for _ in range(3):
+        assert np.array_equal(served(cg_server), expected(cg_server.labels, roots))
+    (merged,) = graph.merge(SV[1], SV[2], user="t").new_root_ids
+    for _ in range(3):
+        assert set(np.unique(served(cg_server)).tolist()) == {merged}
+    graph.split([SV[0]], [SV[3]], user="t")
+    after = dict(zip(range(1, 5), graph.roots(SV)))
+    assert len(set(after.values()) - {merged}) >= 2
+    for _ in range(2):
+        assert np.array_equal(served(cg_server), expected(cg_server.labels, after))
+
+
 def test_live_chunks_revalidate_and_past_chunks_are_immutable(cg_server):
     info = json.load(urllib.request.urlopen(f"{cg_server.url}/data/cg/segmentation/info"))
     key = f"{info['scales'][0]['key']}/0-16_0-16_0-8"
