@@ -322,7 +322,9 @@ def main() -> int:
                     figures[f"cutout/{layer}"] = times
                     print(
                         f"{'cutout':13} {layer:9} nginx {times['nginx_s']:.3f} s  axonlink {times['axonlink_s']:.3f} s"
-                        f"  ratio {times['ratio']:.2f} (best of each: {times['min_ratio']:.2f})",
+                        f"  ratio {times['ratio']:.2f} (paired {times['paired_ratio']:.2f}, best of each:"
+                        f" {times['min_ratio']:.2f}); server CPU per cutout nginx {times['server_cpu_ms']['nginx']} ms,"
+                        f" axonlink {times['server_cpu_ms']['axonlink']} ms",
                         flush=True,
                     )
         if not wanted or "live_cold" in wanted:
@@ -340,13 +342,47 @@ def main() -> int:
     return 0
 
 
+def server_processes(base: str) -> list:
+    """The processes of the server listening at ``base``'s port: the one holding the socket, its
+    parent when that is the same program (gunicorn's arbiter, nginx's master), and all their children."""
+    import psutil
+
+    port = int(base.rsplit(":", 1)[1])
+    found: dict = {}
+    for connection in psutil.net_connections("tcp"):
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid:
+            process = psutil.Process(connection.pid)
+            parent = process.parent()
+            top = parent if parent is not None and parent.name() == process.name() else process
+            for each in [top, *top.children(recursive=True)]:
+                found[each.pid] = each
+    return list(found.values())
+
+
+def cpu_seconds_of(processes: list) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except Exception:  # ended meanwhile
+            continue
+        total += times.user + times.system
+    return total
+
+
 def cutouts(nginx_base: str, axonlink_base: str, path: str, repeats: int) -> dict:
     """Median seconds for CloudVolume to read the layer's whole mip-0 volume from each server, in turn
     (alternating which goes first). The client's decoding is most of each cutout and shares the two
-    cores with the server, so single cutouts vary by ±15 % here: hence the repeats."""
+    cores with the server, so single cutouts vary by ±15 % here (±30 % on a noisy machine): hence
+    the repeats, the ratio of each round's pair (``paired_ratio``, drift between rounds left out),
+    and each server's CPU per cutout (``server_cpu_ms``: what the server takes from the client's
+    cores, steadier than any time)."""
     import statistics
 
     from cloudvolume import CloudVolume
+
+    processes = {"nginx": server_processes(nginx_base), "axonlink": server_processes(axonlink_base)}
+    server_cpu = {server: 0.0 for server in processes}
 
     volumes = {
         server: CloudVolume(f"precomputed://{base}{path}", mip=0, progress=False, cache=False)
@@ -357,19 +393,27 @@ def cutouts(nginx_base: str, axonlink_base: str, path: str, repeats: int) -> dic
     for round_ in range(repeats + 1):  # the first round warms both (connections, the live cache)
         order = list(volumes.items()) if round_ % 2 == 0 else list(volumes.items())[::-1]  # neither always first
         for server, volume in order:
+            cpu_before = cpu_seconds_of(processes[server])
             started = time.perf_counter()
             cutout = volume[volume.bounds]
             seconds[server].append(time.perf_counter() - started)
+            if round_:
+                server_cpu[server] += cpu_seconds_of(processes[server]) - cpu_before
             if reference is None:
                 reference = cutout.shape
             assert cutout.shape == reference
     nginx_s, axonlink_s = (statistics.median(seconds[s][1:]) for s in ("nginx", "axonlink"))
     nginx_min, axonlink_min = (min(seconds[s][1:]) for s in ("nginx", "axonlink"))
+    # each round's two cutouts ran back to back: their ratio leaves out what drifts between rounds
+    paired = [a / n for a, n in zip(seconds["axonlink"][1:], seconds["nginx"][1:])]
     return {
         "nginx_s": round(nginx_s, 4),
         "axonlink_s": round(axonlink_s, 4),
         "ratio": round(axonlink_s / nginx_s, 3),
+        "paired_ratio": round(statistics.median(paired), 3),
         "min_ratio": round(axonlink_min / nginx_min, 3),  # best of each: the least noisy comparison
+        "server_cpu_ms": {server: round(cpu / repeats * 1000, 1) for server, cpu in server_cpu.items()},
+        "rounds": {server: [round(t, 4) for t in times[1:]] for server, times in seconds.items()},
     }
 
 
