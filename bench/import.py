@@ -21,8 +21,8 @@ For each size asked (x×y×z voxels; default 256³ and 1024×1024×256, about 27
   mapped file, split among them) every 250 ms, as the kernel walks every page table to answer it
   (at 50 ms the sampling took a fifth of a core; now about 5 %). The tree itself is found again
   every 500 ms: it means reading a file per thread of each process (a Dask worker has a dozen), and
-  finding it every sample cost more with axonlink's seven processes than with igneous' two. The peaks of the three sums are
-  reported, overall and by phase (the last progress bar the command printed on stderr: time before
+  finding it every sample cost more with axonlink's seven processes than with igneous' two. The
+  peaks of the three sums are reported, overall and by phase (the last progress bar the command printed on stderr: time before
   the first bar, Dask starting included, is ``start``; registering the dataset counts to the last
   pyramid pass), with the CPU seconds of the measured processes per phase and the CPU seconds the
   machine spent outside them meanwhile (``other_cpu_s``: this sampling, and anything else running
@@ -34,8 +34,8 @@ For each size asked (x×y×z voxels; default 256³ and 1024×1024×256, about 27
   2×2×1 factor, its own task shape) on each, ``igneous mesh forge`` (``bench.meshes.igneous_forge``)
   and ``igneous mesh merge`` on the segmentation. Each queue is run by ``igneous execute -x``
   processes, N of them but at most one per core, as ``igneous -p N`` runs it (its own cap).
-  axonlink's import caps its CPU-bound tasks the same way (``segmentation.parallel``). ``igneous_forge`` deletes its copy
-  when done, so merge needs fragments forged again in the scratch layer: that second forge is timed
+  axonlink's import caps its CPU-bound tasks the same way (``segmentation.parallel``).
+  ``igneous_forge`` deletes its copy when done, so merge needs fragments forged again in the scratch layer: that second forge is timed
   too (``forge_repeat_s``: how much forge times vary) but counted nowhere. igneous' processes (every
   descendant of this one) are sampled the same way.
 - **ratios** axonlink ÷ igneous: downsampling = axonlink's pyramid stages of both layers (which also

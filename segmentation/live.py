@@ -157,12 +157,11 @@ class LiveSegmentation:
         (most of a cached live chunk's time in the fast path); once found current, a chunk needs no
         check again until the graph here reads another operation."""
         index = self.graph.index
-        state = (index, index.seq)
-        confirmed, (seen_index, seen_seq) = self._confirmed, self._confirmed_at
-        if seen_index is not index or seen_seq != state[1]:
-            confirmed = set()
-            self._confirmed, self._confirmed_at = confirmed, state
-        elif key in confirmed:
+        seen_index, seen_seq = self._confirmed_at
+        if seen_index is not index or seen_seq != index.seq:  # another operation read (or a new base)
+            self._confirmed, self._confirmed_at = set(), (index, index.seq)
+        confirmed = self._confirmed
+        if key in confirmed:
             return True
         if self.graph.last_change(sv_index) != version:
             return False

@@ -74,6 +74,21 @@ def bounded_results(client, function, tasks: list, slots: int):
         raise
 
 
+def all_results(client, function, tasks: list):
+    """Run ``function(task)`` for every task, all handed to the scheduler at once, yielding each
+    result as it finishes (for tasks that also wait on reads and writes). The first failure cancels
+    the rest and is raised."""
+    from dask.distributed import as_completed
+
+    futures = client.map(function, tasks, pure=False)
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    except BaseException:
+        client.cancel(futures)
+        raise
+
+
 def bounded_map(client, function, tasks: list, slots: int) -> list:
     """The results of ``function`` over ``tasks``, in order, at most ``slots`` tasks in flight."""
     results: list = [None] * len(tasks)

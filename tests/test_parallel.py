@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from segmentation.importing.cluster import dask_client
-from segmentation.parallel import bounded_map, bounded_results, cluster_slots, pool_processes, usable_cores
+from segmentation.parallel import all_results, bounded_map, bounded_results, cluster_slots, pool_processes, usable_cores
 
 WORKERS = 4
 
@@ -76,6 +76,14 @@ def test_the_first_failure_is_raised_and_later_tasks_are_not_started(client, tmp
     with pytest.raises(ValueError, match="task -1 fails"):
         bounded_map(client, _timed_task, tasks, 1)
     assert len(list(tmp_path.glob("*.span"))) == 1  # one in flight: nothing after the failure ran
+
+
+def test_io_bound_tasks_all_run_at_once_and_a_failure_is_raised(client, tmp_path):
+    tasks = [(str(tmp_path), i, 0.3) for i in range(WORKERS)]
+    assert sorted(all_results(client, _timed_task, tasks)) == [i * i for i in range(WORKERS)]
+    assert _most_at_once(tmp_path) == WORKERS  # not held to the cores
+    with pytest.raises(ValueError, match="task -1 fails"):
+        list(all_results(client, _timed_task, [(str(tmp_path), -1, 0.0)]))
 
 
 def test_a_local_pool_has_at_most_one_process_per_usable_core():

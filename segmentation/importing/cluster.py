@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
-from ..parallel import bounded_results, cluster_slots
+from ..parallel import all_results, bounded_results, cluster_slots
 from .pyramid import ImportProblem
 
 
@@ -76,8 +76,6 @@ def run_stage(
     the rest and its error is raised here. ``cpu_bound`` tasks (skeletonizing) run at most one per
     core of each host (:mod:`segmentation.parallel`); the others, which wait on reads and writes
     too, are all handed to the scheduler at once."""
-    from dask.distributed import as_completed
-
     results: list[dict] = []
     if not tasks:
         return results
@@ -86,16 +84,10 @@ def run_stage(
         if cpu_bound:
             done = (result for _, result in bounded_results(client, function, tasks, cluster_slots(client)))
         else:
-            futures = client.map(function, tasks, pure=False)
-            done = (future.result() for future in as_completed(futures))
-        try:
-            for result in done:
-                results.append(result)
-                bar.update(result["voxels"])
-        except BaseException:
-            if not cpu_bound:
-                client.cancel(futures)
-            raise
+            done = all_results(client, function, tasks)
+        for result in done:
+            results.append(result)
+            bar.update(result["voxels"])
     finally:
         bar.close()
     return results
