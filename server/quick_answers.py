@@ -38,6 +38,8 @@ _DECLINED_FIELDS = frozenset(
     | {"HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_PROTOCOL", "HTTP_X_FORWARDED_SSL"}
 )
 MAX_FIELDS = 64
+KNOWN_FIELDS = 256  # header sections remembered per process (see environ_from_head)
+KNOWN_FIELDS_BYTES = 2048
 
 #: The fast path's answer: (status line, headers, body), or None to leave the request to Flask.
 Answer = Callable[[dict], "tuple[str, list[tuple[str, str]], bytes] | None"]
@@ -51,9 +53,10 @@ class QuickAnswers:
         self.trusted = frozenset(trusted_proxies)
         self._date_second = -1
         self._date = ""
+        self._known_fields: dict = {}
 
     def __call__(self, head: bytes, client, must_close: bool) -> tuple[bytes, bool] | None:
-        found = environ_from_head(head, client)
+        found = environ_from_head(head, client, self._known_fields)
         if found is None:
             return None
         environ, close = found
@@ -85,33 +88,58 @@ class QuickAnswers:
         return self._date
 
 
-def environ_from_head(head: bytes, client) -> tuple[dict, bool] | None:
-    """The WSGI keys of a plain GET (and whether it asks to close the connection), or None."""
+def environ_from_head(head: bytes, client, known_fields: dict | None = None) -> tuple[dict, bool] | None:
+    """The WSGI keys of a plain GET (and whether it asks to close the connection), or None.
+
+    ``known_fields``: header sections already read, by their bytes. A client sends the same fields
+    with every request of a connection (only the request line changes), so each section is read
+    once; at most ``KNOWN_FIELDS`` sections of at most ``KNOWN_FIELDS_BYTES`` are kept (a client
+    inventing fields just misses)."""
     if not isinstance(client, tuple) or not client:
         return None
-    lines = head.split(b"\r\n")
-    if len(lines) > MAX_FIELDS + 3 or lines[-2:] != [b"", b""]:
-        return None
-    match = _REQUEST_LINE.fullmatch(lines[0])
+    line, _, section = head.partition(b"\r\n")
+    match = _REQUEST_LINE.fullmatch(line)
     if match is None:
         return None
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": match.group(1).decode("ascii"),
-        "QUERY_STRING": "",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http",
-        "REMOTE_ADDR": str(client[0]),
-    }
-    for line in lines[1:-2]:
+    found = None if known_fields is None else known_fields.get(section)
+    if found is None:
+        found = _fields(section)
+        if known_fields is not None and len(section) <= KNOWN_FIELDS_BYTES and len(known_fields) < KNOWN_FIELDS:
+            known_fields[section] = found
+    if found is _DECLINED:
+        return None
+    fields, close = found
+    environ = dict(fields)
+    environ.update(
+        REQUEST_METHOD="GET",
+        PATH_INFO=match.group(1).decode("ascii"),
+        QUERY_STRING="",
+        SERVER_PROTOCOL="HTTP/1.1",
+        REMOTE_ADDR=str(client[0]),
+    )
+    environ["wsgi.url_scheme"] = "http"
+    return environ, close
+
+
+_DECLINED = ("declined",)
+
+
+def _fields(section: bytes):
+    """(the HTTP_* keys, whether the client asks to close) of a header section (its lines and the
+    empty line ending the head), or _DECLINED."""
+    lines = section.split(b"\r\n")
+    if len(lines) > MAX_FIELDS + 2 or lines[-2:] != [b"", b""]:
+        return _DECLINED
+    fields: dict = {}
+    for line in lines[:-2]:
         field = _FIELD.fullmatch(line)
         if field is None:
-            return None
+            return _DECLINED
         key = "HTTP_" + field.group(1).decode("ascii").upper().replace("-", "_")
-        if key in environ or key in _DECLINED_FIELDS:
-            return None
-        environ[key] = (field.group(2) or b"").decode("ascii")
-    connection = environ.get("HTTP_CONNECTION", "keep-alive").lower()
+        if key in fields or key in _DECLINED_FIELDS:
+            return _DECLINED
+        fields[key] = (field.group(2) or b"").decode("ascii")
+    connection = fields.get("HTTP_CONNECTION", "keep-alive").lower()
     if connection not in ("keep-alive", "close"):
-        return None
-    return environ, connection == "close"
+        return _DECLINED
+    return fields, connection == "close"

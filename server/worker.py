@@ -334,6 +334,8 @@ class GuardedThreadWorker(ThreadWorker):
         self._reported = time.monotonic()
         # ``(head, client, must_close) -> (response, close) | None``: see server.quick_answers
         self._quick = getattr(self.app, "quick_answers", None)
+        # a kept-alive connection's next request may be answered straight from its first read (_answer_whole)
+        self._quick_lane = self._quick is not None and self._guarded and not self._h2_prior_knowledge
         self._sending: dict = {}  # socket -> _Sending
         self._unsent = 0  # bytes of answers waiting in _sending (bounded by the body budget)
         self._heartbeat = 0.0
@@ -380,12 +382,17 @@ class GuardedThreadWorker(ThreadWorker):
             self._release(conn.sock)
             super().enqueue_req(conn)
             return
+        self._intake(conn, b"")
+
+    def _intake(self, conn, arrived: bytes) -> None:
+        """Read the connection's request in the poller (``arrived``: its first bytes, already read)."""
         waiting = _Waiting(conn, bytearray(), time.monotonic() + self.limits.header_timeout)
         try:
             if conn.sock.gettimeout() != 0.0:  # a system call each time: kept-alive sockets are non-blocking already
                 conn.sock.setblocking(False)
             if conn.parser is not None:
                 waiting.data += conn.parser.unreader.take_buffered()
+            waiting.data += arrived
             state = self._examine(waiting) if waiting.data else _WAIT
             if state is _WAIT:
                 if not self._receive(waiting):
@@ -399,13 +406,46 @@ class GuardedThreadWorker(ThreadWorker):
         """A kept-alive connection's next request is arriving: read it here, its socket left registered.
 
         gunicorn's version unregisters the socket, and answering in the poller registered it again:
-        two system calls a request, most of what separated a kept-alive request from nginx's.
+        two system calls a request, most of what separated a kept-alive request from nginx's. What
+        arrived is read at once: a whole head the poller answers takes the quick lane
+        (:meth:`_answer_whole`), anything else the intake, with those bytes.
         """
         try:
             self.keepalived_conns.remove(conn)
         except ValueError:  # closed as expired in this same turn of the loop
             return
-        self.enqueue_req(conn)
+        if not self._quick_lane or not self.alive or conn.is_http2 or conn.sock.gettimeout() != 0.0:
+            self.enqueue_req(conn)
+            return
+        # what a thread's parser read ahead (a connection a thread answered before) comes first
+        arrived = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
+        try:
+            arrived += conn.sock.recv(HEAD_RECV)
+        except OSError:  # nothing after all, or a reset: the intake reads again and finds out
+            pass
+        if not (arrived and self._answer_whole(conn, arrived)):
+            self._intake(conn, arrived)
+
+    def _answer_whole(self, conn, head: bytes) -> bool:
+        """The quick lane: a kept-alive connection's next request arrived as one whole head and nothing
+        more (what a client sending one request at a time always sends), and the poller answers it.
+
+        What the intake would do for such a head changes nothing here: no body to wait for (the quick
+        answers take no request with a body field), no deadline (it is all here), no limit reached
+        (within the head limits, counted as a connection already). So it is answered at once, with no
+        waiting state, no second look for framing, and the socket left registered as it is (it came
+        through this very callback). Anything else goes through the intake, as before."""
+        if len(head) > self.head_limits.head or head.find(request_head.HEAD_END) != len(head) - 4:
+            return False
+        try:
+            answer = self._quick(head, conn.client, self._must_close())
+        except Exception:  # noqa: BLE001 - a bug here must cost the quick answer, not the request
+            self.log.exception("Error answering a request in the poller")
+            return False
+        if answer is None:
+            return False
+        self._deliver(conn, *answer, b"", watching=True)
+        return True
 
     def _watch(self, sock, events: int, callback) -> None:
         """Have the poller call ``callback`` when ``sock`` is ready for ``events``. A socket already
@@ -577,24 +617,29 @@ class GuardedThreadWorker(ThreadWorker):
     def _answer_here(self, waiting):
         """None if the request is not one the poller answers; else _DONE, or the next pipelined request."""
         conn, data, end = waiting.conn, waiting.data, waiting.head_end
-        must_close = (
-            not self._keepalive or self.nr + 1 >= self.max_requests or len(self.keepalived_conns) >= self.max_keepalived
-        )
         try:
-            answer = self._quick(bytes(data[:end]), conn.client, must_close)
+            answer = self._quick(bytes(data[:end]), conn.client, self._must_close())
         except Exception:  # noqa: BLE001 - a bug here must cost the quick answer, not the request
             self.log.exception("Error answering a request in the poller")
             return None
         if answer is None:
             return None
-        response, close = answer
+        self._forget(waiting, release=False)  # until it is known what comes next for the socket
+        waiting.done = True
+        return self._deliver(conn, *answer, bytes(data[end:]))
+
+    def _must_close(self) -> bool:
+        return (
+            not self._keepalive or self.nr + 1 >= self.max_requests or len(self.keepalived_conns) >= self.max_keepalived
+        )
+
+    def _deliver(self, conn, response: bytes, close: bool, pipelined: bytes, watching: bool = False):
+        """Write a quick answer; then as :meth:`_answered` (``watching``: the socket is registered for
+        its next request already). _DONE, or the next pipelined request."""
         self.nr += 1
         if self.nr >= self.max_requests:
             self.log.info("Autorestarting worker after current request.")
             self.alive = False
-        self._forget(waiting, release=False)  # until it is known what comes next for the socket
-        waiting.done = True
-        pipelined = bytes(data[end:])
         try:
             sent = conn.sock.send(response)
         except (BlockingIOError, InterruptedError):
@@ -611,13 +656,14 @@ class GuardedThreadWorker(ThreadWorker):
                 _Sending(conn, memoryview(response)[sent:], close, pipelined, self._send_deadline(response))
             )
             return _DONE
-        return self._answered(conn, close, pipelined)
+        return self._answered(conn, close, pipelined, watching)
 
     def _send_deadline(self, response: bytes) -> float:
         return self.limits.body_deadline(time.monotonic(), len(response))
 
-    def _answered(self, conn, close: bool, pipelined: bytes):
-        """The answer is out: close, keep the connection alive, or go on with the next request."""
+    def _answered(self, conn, close: bool, pipelined: bytes, watching: bool = False):
+        """The answer is out: close, keep the connection alive, or go on with the next request
+        (``watching``: the socket is registered for reading with this callback already)."""
         if close:
             self.nr_conns -= 1
             self._close_lingering(conn.sock)
@@ -628,7 +674,8 @@ class GuardedThreadWorker(ThreadWorker):
         # timeout and limits, its poller callback (which brings the next request through enqueue_req).
         conn.set_timeout()
         self.keepalived_conns.append(conn)
-        self._watch(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
+        if not watching:
+            self._watch(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
         return _DONE
 
     def _start_sending(self, sending: _Sending) -> None:

@@ -129,6 +129,45 @@ def test_a_followed_registry_replays_other_processes_edits_before_anyone_asks(da
     assert not thread.is_alive()  # it stops once the registry is gone (no cycle keeps it alive)
 
 
+def test_the_follower_asks_the_database_when_signalled_or_seldom_and_still_hears_other_machines(
+    database_url, small_volumes, monkeypatch
+):
+    """Idle, the follower reads only the edit counter between its rare polls; an edit made on this
+    machine is read at once, and one made elsewhere (no counter raised here) within the quiet poll."""
+    from segmentation.graph import registry as registry_module
+
+    svs = chain_of_neurons(database_url, small_volumes)
+    polls = []
+    original = registry_module.StatePoll.rows
+    monkeypatch.setattr(
+        registry_module.StatePoll, "rows", lambda self, engine: polls.append(1) or original(self, engine)
+    )
+    graphs = registry_module.Graphs(database_url)
+    served = graphs.open("c")
+    registry_module.follow(graphs, 0.01, quiet_interval=1.0)
+    time.sleep(2.2)
+    assert 2 <= len(polls) <= 4  # every 1 s, not every 0.01 s (220 polls)
+
+    polled = len(polls)
+    while len(polls) == polled:  # just after a quiet poll: the next is a second away
+        time.sleep(0.002)
+    before_edit = time.monotonic()
+    Graph.open(database_url, "c").merge(int(svs[0]), int(svs[10]), user="t")  # two neurons: one edit
+    while served.seq < 1 and time.monotonic() - before_edit < 5:
+        time.sleep(0.002)
+    assert served.seq == 1 and time.monotonic() - before_edit < 0.6  # signalled: no quiet wait
+
+    elsewhere = Graph.open(database_url, "c")
+    monkeypatch.setattr(elsewhere.edit_signal, "raise_to", lambda seq: None)  # as on another machine
+    elsewhere.merge(int(svs[20]), int(svs[30]), user="t")
+    started = time.monotonic()
+    while served.seq < 2 and time.monotonic() - started < 5:
+        time.sleep(0.005)
+    assert served.seq == 2  # heard through the quiet poll
+    assert time.monotonic() - started < 1.5
+    del graphs, served
+
+
 def test_the_followers_poll_ends_each_read_and_survives_a_dropped_connection(database_url, small_volumes):
     """The follower's kept connection holds no transaction between polls (PostgreSQL would keep a
     snapshot, and vacuum would wait on it), and a connection the database dropped is replaced."""

@@ -224,6 +224,44 @@ def test_the_poller_answers_pipelined_requests_in_order_around_one_a_thread_answ
     assert settled(worker)
 
 
+def test_a_kept_alive_connections_whole_request_takes_the_quick_lane_and_anything_else_the_intake(start_worker):
+    """The next request of a kept-alive connection, arrived whole, is answered from its first read
+    (``_answer_whole``); a head in pieces, two requests at once, or one the poller does not answer
+    go through the intake as before, and come out the same."""
+    quick = Quick()
+    worker = start_worker(QuickAnswers(quick), **QUICK)
+    lane = []
+    answer_whole = worker._answer_whole
+    worker._answer_whole = lambda conn, head: lane.append((bytes(head[:16]), answer_whole(conn, head))) or lane[-1][1]
+    with connect(worker.port) as sock:
+        reader = sock.makefile("rb")
+        sock.sendall(b"GET /quick/1 HTTP/1.1\r\nHost: x\r\n\r\n")  # a new connection: the intake
+        assert read_answer(reader)[2] == b"q"
+        sock.sendall(b"GET /quick/2 HTTP/1.1\r\nHost: x\r\n\r\n")  # kept alive, whole: the lane
+        assert read_answer(reader)[2] == b"qq"
+        sock.sendall(b"GET /quick/3 HTTP/1.1\r\nHo")  # in two pieces
+        time.sleep(0.2)
+        sock.sendall(b"st: x\r\n\r\n")
+        assert read_answer(reader)[2] == b"qqq"
+        sock.sendall(b"GET /quick/4 HTTP/1.1\r\nHost: x\r\n\r\nGET /quick/5 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert [read_answer(reader)[2] for _ in range(2)] == [b"q" * 4, b"q" * 5]
+        sock.sendall(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")  # whole, but a thread's
+        assert read_answer(reader)[2] == b"0"
+        sock.sendall(b"GET /quick/6 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(reader)[2] == b"q" * 6
+        sock.sendall(b"GET /quick/7 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(reader)[2] == b"q" * 7
+    assert settled(worker)  # and the poller done with its books (it runs in a thread of this process)
+    assert lane[:4] == [
+        (b"GET /quick/2 HTT", True),
+        (b"GET /quick/3 HTT", False),  # not whole: the intake waits for the rest
+        (b"GET /quick/4 HTT", False),  # two requests: the intake answers them in order
+        (b"GET /other HTTP/", False),
+    ]
+    assert lane[4:] == [(b"GET /quick/6 HTT", True), (b"GET /quick/7 HTT", True)]  # after a thread's answer too
+    assert worker.nr == 8 and len(quick.threads) == 7
+
+
 def test_kept_alive_connections_stay_registered_between_quick_answers_and_leave_nothing_behind(start_worker):
     """A kept-alive socket stays registered with the poller from one quick answer to the next (its
     callback changed, no system call); it must still be released before a thread takes it and

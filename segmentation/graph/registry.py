@@ -15,6 +15,7 @@ import time
 import weakref
 
 from ..models import GraphStateRow
+from .edit_signal import UNKNOWN
 from .graph import Graph
 
 ABSENT_SECONDS = 5.0
@@ -70,14 +71,26 @@ class Graphs:
             self._absent.pop(dataset, None)
 
 
-def follow(registry: Graphs, interval: float) -> threading.Thread:
-    """Keep ``registry``'s open graphs in step with the log in the background, every ``interval``
-    seconds, so that a request seldom replays other processes' edits itself (a server worker starts
-    this; it stops once the registry is gone)."""
+#: How often the follower asks the database when no edit was signalled on this machine: what edits
+#: made on other machines (and compactions) wait at most, besides the graph's own reads.
+QUIET_POLL_SECONDS = 0.25
+
+
+def follow(registry: Graphs, interval: float, quiet_interval: float = QUIET_POLL_SECONDS) -> threading.Thread:
+    """Keep ``registry``'s open graphs in step with the log in the background, so that a request
+    seldom replays other processes' edits itself (a server worker starts this; it stops once the
+    registry is gone).
+
+    Every ``interval`` seconds it looks at each graph's edit counter on this machine
+    (:mod:`~segmentation.graph.edit_signal`, a memory read) and asks the database at once when an
+    edit was made here that the graph has not read; otherwise it asks every ``quiet_interval``
+    seconds (edits made on other machines, compactions). Asking every ``interval`` cost each idle
+    worker about 10 ms of CPU a second, a tenth of a server's CPU during a CloudVolume cutout."""
     reference = weakref.ref(registry)
 
     def run():
         poll = StatePoll()
+        asked = 0.0
         try:
             while True:
                 time.sleep(interval)
@@ -86,7 +99,10 @@ def follow(registry: Graphs, interval: float) -> threading.Thread:
                     return
                 graphs = list(found._open.values())
                 del found  # hold the registry only while listing its graphs (they point back to it)
-                _sync_all(graphs, poll)
+                now = time.monotonic()
+                if now - asked >= quiet_interval or any(_edited_here(graph) for graph in graphs):
+                    _sync_all(graphs, poll)
+                    asked = now
                 del graphs
         finally:
             poll.close()
@@ -149,6 +165,12 @@ def _forgetting(registry: Graphs):
             found.forget(dataset)
 
     return forget
+
+
+def _edited_here(graph) -> bool:
+    """Whether an edit made on this machine is not read by ``graph`` yet (or the counter is unreadable)."""
+    signal = graph.edit_signal.read()
+    return signal == UNKNOWN or signal > graph._seen
 
 
 def _sync_all(graphs, poll: StatePoll) -> None:
