@@ -86,6 +86,9 @@ REPORT_EVERY = 10.0
 # The heartbeat the arbiter checks against its timeout (30 s by default) is a file's time, written
 # once per loop turn by gunicorn: a system call per request when the poller answers each one.
 HEARTBEAT_EVERY = 1.0
+# gunicorn asks getppid() once per loop turn (whether the arbiter is still its parent): with the
+# poller answering, a system call per request; once a second tells as well that the arbiter is gone.
+PARENT_CHECK_EVERY = 1.0
 
 
 @dataclass(frozen=True)
@@ -339,12 +342,20 @@ class GuardedThreadWorker(ThreadWorker):
         self._sending: dict = {}  # socket -> _Sending
         self._unsent = 0  # bytes of answers waiting in _sending (bounded by the body budget)
         self._heartbeat = 0.0
+        self._parent_checked = 0.0
 
     def notify(self):
         now = time.monotonic()
         if now - self._heartbeat >= HEARTBEAT_EVERY:
             self._heartbeat = now
             super().notify()
+
+    def is_parent_alive(self):
+        now = time.monotonic()
+        if now - self._parent_checked < PARENT_CHECK_EVERY:
+            return True
+        self._parent_checked = now
+        return super().is_parent_alive()
 
     # -- accepting ------------------------------------------------------------------------------------
 
