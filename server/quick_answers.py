@@ -93,8 +93,8 @@ def environ_from_head(head: bytes, client, known_fields: dict | None = None) -> 
 
     ``known_fields``: header sections already read, by their bytes. A client sends the same fields
     with every request of a connection (only the request line changes), so each section is read
-    once; at most ``KNOWN_FIELDS`` sections of at most ``KNOWN_FIELDS_BYTES`` are kept (a client
-    inventing fields just misses)."""
+    once; at most ``KNOWN_FIELDS`` sections of at most ``KNOWN_FIELDS_BYTES`` are kept, all
+    forgotten when full (a client inventing fields costs a parse each time, as without this)."""
     if not isinstance(client, tuple) or not client:
         return None
     line, _, section = head.partition(b"\r\n")
@@ -104,7 +104,9 @@ def environ_from_head(head: bytes, client, known_fields: dict | None = None) -> 
     found = None if known_fields is None else known_fields.get(section)
     if found is None:
         found = _fields(section)
-        if known_fields is not None and len(section) <= KNOWN_FIELDS_BYTES and len(known_fields) < KNOWN_FIELDS:
+        if known_fields is not None and len(section) <= KNOWN_FIELDS_BYTES:
+            if len(known_fields) >= KNOWN_FIELDS:
+                known_fields.clear()  # full: start again, so that the clients of now are remembered
             known_fields[section] = found
     if found is _DECLINED:
         return None

@@ -172,8 +172,32 @@ def test_the_pollers_answer_from_the_raw_head_is_flasks_answer(both, app, layer,
     ],
 )
 def test_the_poller_leaves_every_unusual_head_to_gunicorn_and_flask(app, both, fields):
-    answer = app.quick_answers(raw_head(CHUNK.format(layer="image"), *fields), ("127.0.0.1", 5555), False)
-    assert answer is None
+    head = raw_head(CHUNK.format(layer="image"), *fields)
+    for _ in range(2):  # read, then remembered
+        assert app.quick_answers(head, ("127.0.0.1", 5555), False) is None
+
+
+def test_header_sections_are_read_once_per_process_each_request_getting_its_own_keys():
+    from server.quick_answers import KNOWN_FIELDS, environ_from_head
+
+    known: dict = {}
+    fields = b"Host: x\r\nAccept-Encoding: gzip\r\n\r\n"
+    first, close = environ_from_head(b"GET /a HTTP/1.1\r\n" + fields, ("10.0.0.1", 5), known)
+    assert (first, close) == environ_from_head(b"GET /a HTTP/1.1\r\n" + fields, ("10.0.0.1", 5))  # as read afresh
+    assert len(known) == 1
+    first["HTTP_HOST"] = "changed"  # a caller changing its keys changes nothing remembered
+    second, _ = environ_from_head(b"GET /b HTTP/1.1\r\n" + fields, ("10.0.0.2", 6), known)
+    assert (second["HTTP_HOST"], second["PATH_INFO"], second["REMOTE_ADDR"]) == ("x", "/b", "10.0.0.2")
+    assert len(known) == 1
+    twice = b"GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"
+    assert environ_from_head(twice, ("10.0.0.1", 5), known) is None
+    assert environ_from_head(twice, ("10.0.0.1", 5), known) is None  # remembered as declined
+    for n in range(KNOWN_FIELDS + 10):  # a client inventing fields
+        environ_from_head(f"GET / HTTP/1.1\r\nX-N: {n}\r\n\r\n".encode(), ("10.0.0.3", 7), known)
+    assert 0 < len(known) <= KNOWN_FIELDS
+    big = b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 4000 + b"\r\n\r\n"
+    assert environ_from_head(big, ("10.0.0.3", 7), known)[0]["HTTP_X_BIG"] == "a" * 4000
+    assert not any(len(section) > 2048 for section in known)  # large sections are read each time
 
 
 @pytest.mark.parametrize(
