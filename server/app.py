@@ -10,7 +10,19 @@ from segmentation import budget, db
 from segmentation.config import Settings
 
 from . import auth, caching, endpoints, errors, hosts, rate_limits, request_log, workspace
-from .blueprints import access, celltypes, chunkedgraph, data, datasets, materialize, meshing, meta, states, viewer
+from .blueprints import (
+    access,
+    celltypes,
+    chunkedgraph,
+    data,
+    datasets,
+    materialize,
+    meshing,
+    meta,
+    pages,
+    states,
+    viewer,
+)
 from .fast_path import FastPath
 from .proxies import TrustedProxies
 from .quick_answers import QuickAnswers
@@ -49,7 +61,7 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
 
     auth.install(app)
     caching.install(app)
-    for module in (data, datasets, meta, viewer, chunkedgraph, states, celltypes, materialize, access, meshing):
+    for module in (data, datasets, meta, viewer, chunkedgraph, states, celltypes, materialize, access, meshing, pages):
         app.register_blueprint(module.blueprint)
     _budget_costly_views(app)
     rate_limits.install(app, rate_limits.parse_limits(settings.rate_limits), settings.rate_limit_storage)

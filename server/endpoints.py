@@ -443,6 +443,24 @@ ACCESS = {
     ),
 }
 
+# Pages for people (server-rendered HTML; every page's facts also have an API route above).
+PAGES = {
+    "search_page": route(
+        "GET",
+        "/search",
+        "Search page: neurons by cell type across datasets (?q= as /api/v1/search, ?page=), with facet counts.",
+        access="own",
+        personal=True,
+        cost="expensive",
+    ),
+    "neuron_page": route(
+        "GET",
+        "/datasets/<dataset>/neurons/<int:root_id>",
+        "A neuron's page: status (current, or what it became), size, cell-type tags and their history, edits.",
+        personal=True,
+    ),
+}
+
 ALL = {
     "data": DATA,
     "datasets": DATASETS,
@@ -455,6 +473,7 @@ ALL = {
     "celltypes": CELLTYPES,
     "materialize": MATERIALIZE,
     "access": ACCESS,
+    "pages": PAGES,
 }
 
 BY_ENDPOINT = {name: spec for table in ALL.values() for name, spec in table.items()}

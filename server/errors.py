@@ -1,4 +1,6 @@
-"""Every error leaves as JSON ``{"error", "message", "request_id"}`` with a 4xx/5xx status.
+"""Every error leaves as JSON ``{"error", "message", "request_id"}`` with a 4xx/5xx status, or, for a
+browser asking for a page (``Accept`` naming text/html before JSON), as a page saying the same with a
+way on (``error.html``). API clients (``*/*``, JSON) keep JSON.
 
 The error family (:mod:`segmentation.errors`) is mapped here, once: each error carries its
 status and headers. Corrupt stored data and unexpected failures are logged for the operator.
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import jsonify
+from flask import has_request_context, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from segmentation.errors import AxonlinkError
@@ -25,9 +27,37 @@ def json_error(status: int, message: str, **headers):
     ident = request_id()
     if ident:
         body["request_id"] = ident
-    response = jsonify(body)
+    response = _page(status, body) if wants_page() else None
+    if response is None:
+        response = jsonify(body)
     response.status_code = status
     response.headers.update(headers)
+    return response
+
+
+def wants_page() -> bool:
+    """Whether the caller is a browser asking for a page: text/html named, and preferred to JSON."""
+    if not has_request_context():
+        return False
+    accepted = request.accept_mimetypes
+    named = any(value == "text/html" for value, _ in accepted)
+    return named and accepted.best_match(("application/json", "text/html")) == "text/html"
+
+
+def _page(status: int, body: dict):
+    try:
+        html = render_template(
+            "error.html",
+            status=status,
+            reason=body["error"],
+            message=body["message"],
+            request_id=body.get("request_id"),
+        )
+    except Exception:  # noqa: BLE001 - a page that cannot be drawn: the JSON answer says the same
+        errors_log.exception("the error page could not be drawn", extra={"fields": {"id": request_id()}})
+        return None
+    response = make_response(html)
+    response.headers["Vary"] = "Accept"  # the same URL answers JSON to API clients
     return response
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -31,6 +31,8 @@ class NeuronHit:
     position: tuple[int, int, int]  # a tagged voxel of the neuron (its oldest tag in force)
     tag_ids: list[int]
     link: str  # path of a link that opens it: /at/<dataset>/<x>,<y>,<z>[?t=…]
+    supervoxels: int = 0  # the neuron's size
+    tags: list[dict] = field(default_factory=list)  # each tag in force: id, term, user, created (ISO 8601)
 
     def to_json(self) -> dict:
         return {
@@ -41,6 +43,8 @@ class NeuronHit:
             "position": list(self.position),
             "tag_ids": self.tag_ids,
             "link": self.link,
+            "supervoxels": self.supervoxels,
+            "tags": self.tags,
         }
 
 
@@ -52,6 +56,7 @@ class SearchResult:
     per_page: int
     at: datetime | None
     hits: list[NeuronHit] = field(default_factory=list)
+    type_counts: dict[str, int] = field(default_factory=dict)  # matched neurons per cell type they carry
 
 
 def search(
@@ -71,6 +76,7 @@ def search(
         if clause.kind == "type"
     }
     per_dataset: list[tuple[str, np.ndarray]] = []  # (dataset, sorted unique roots matched)
+    by_term = np.zeros(len(index.terms.names), dtype=np.int64)
     for name in sorted(datasets):
         code = index.datasets.codes.get(name)
         if code is None:
@@ -90,8 +96,14 @@ def search(
             hit = np.zeros(len(roots), dtype=bool)
             hit[neuron_of[matched]] = True
             per_dataset.append((name, roots[hit]))
+            by_term += _neurons_per_term(index, positions, alive, neuron_of, hit)
     counts = {name: len(roots) for name, roots in per_dataset}
     result = SearchResult(sum(counts.values()), counts, page, per_page, query.at)
+    result.type_counts = {
+        index.terms.names[t]: int(n)
+        for t, n in sorted(enumerate(by_term.tolist()), key=lambda tn: (-tn[1], tn[0]))
+        if n
+    }
     start = (page - 1) * per_page
     for name, roots in per_dataset:  # the page's slice of (dataset, root) in that order
         if start >= len(roots):
@@ -103,6 +115,15 @@ def search(
         if len(result.hits) >= per_page:
             break
     return result
+
+
+def _neurons_per_term(index: TagIndex, positions, alive, neuron_of, hit) -> np.ndarray:
+    """For each term, how many of the matched neurons (``hit``, over the dataset's roots) carry a tag
+    of it in force (``alive``): the facet counts of a search, over every result, not only a page."""
+    chosen = alive & hit[neuron_of]
+    terms = index.term[positions[chosen]].astype(np.int64)
+    pairs = np.unique(neuron_of[chosen].astype(np.int64) * max(1, len(index.terms.names)) + terms)
+    return np.bincount(pairs % max(1, len(index.terms.names)), minlength=len(index.terms.names))
 
 
 def neurons_of(tags: CellTags, index: TagIndex, dataset: str, at) -> tuple[np.ndarray, np.ndarray]:
@@ -187,6 +208,15 @@ def _describe(tags: CellTags, index: TagIndex, dataset: str, roots: np.ndarray, 
             mine = mine[np.argsort(index.created[mine], kind="stable")]
             terms = sorted({index.terms.names[t] for t in index.term[mine].tolist()})
             x, y, z = (int(v) for v in index.xyz[mine[0]])
+            described = [
+                {
+                    "id": int(index.ids[p]),
+                    "term": index.terms.names[int(index.term[p])],
+                    "user": index.users.names[int(index.user[p])],
+                    "created": datetime.fromtimestamp(float(index.created[p]), UTC).isoformat(),
+                }
+                for p in mine.tolist()
+            ]
             hits.append(
                 NeuronHit(
                     dataset,
@@ -196,6 +226,8 @@ def _describe(tags: CellTags, index: TagIndex, dataset: str, roots: np.ndarray, 
                     (x, y, z),
                     [int(i) for i in index.ids[mine]],
                     f"/at/{dataset}/{x},{y},{z}{suffix}",
+                    supervoxels=len(leaves),
+                    tags=described,
                 )
             )
     return hits

@@ -1,0 +1,215 @@
+"""Pages for people (server/blueprints/pages.py): search and a neuron's page, HTML errors for browsers.
+
+A small dataset with a graph (four slabs of labels, agglomerated {1,2} and {3,4}), tags added and a
+merge made through the API as a proofreader would; the pages are read as HTML (what a person sees
+is checked in the text), and once in Chromium, used as a person would."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import numpy as np
+import pytest
+
+from tests.helpers import proofreader_token, write_volume
+
+ROLE_HEADERS = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}  # a browser's
+
+
+@pytest.fixture
+def graph_app(settings, small_volumes, tmp_path):
+    """Dataset `cg` with a graph: neurons {1,2} and {3,4}; a proofreader's token; tags on both neurons."""
+    from segmentation.datasets import Datasets
+    from segmentation.graph import ingest_dataset
+    from server import create_app
+
+    labels = np.zeros((32, 32, 8), dtype=np.uint64)
+    for label in range(1, 5):
+        labels[(label - 1) * 8 : label * 8] = label
+    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation", mips=2)
+    app = create_app(settings)
+    Datasets(settings.database_url).add("cg", image=small_volumes["image"], segmentation=seg)
+    ingest_dataset(settings.database_url, "cg", agglomeration=[[1, 2], [3, 4]], progress=False)
+    app.token = proofreader_token(settings.database_url, "cg")
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {app.token}"}
+    for position, term in (([2, 2, 2], "L2/3 pyramidal"), ([26, 2, 2], "astrocyte"), ([10, 2, 2], "pyramidal")):
+        answer = client.post("/api/v1/datasets/cg/tags", json={"position": position, "term": term}, headers=auth)
+        assert answer.status_code == 201, answer.get_json()
+    return app
+
+
+def text_of(html: str) -> str:
+    """What a person reads: the page without its tags, scripts and styles, spaces folded."""
+    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html))).strip()
+
+
+def roots_of(client, svs):
+    answer = client.post("/segmentation/api/v1/table/cg/roots", json={"node_ids": [str(s) for s in svs]})
+    return [int(r) for r in answer.get_json()["root_ids"]]
+
+
+def test_search_finds_neurons_by_type_with_their_tags_size_and_facets(graph_app):
+    from segmentation.graph.ids import supervoxel_ids
+
+    client = graph_app.test_client()
+    page = client.get("/search?q=pyramidal", headers=ROLE_HEADERS)
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    text = text_of(html)
+    first, third = roots_of(client, supervoxel_ids(np.array([1, 3], dtype=np.uint64)))
+    assert "1 neuron " in text  # labels 1 and 2 are one neuron, tagged twice (a type and its subtype)
+    row = re.search(rf'<tr data-root="{first}">(.*?)</tr>', html, re.S).group(1)
+    assert "L2/3 pyramidal, pyramidal" in text_of(row) and "2 supervoxels" in text_of(row)
+    assert re.search(r"L2/3 pyramidal by tester, \d{4}-\d\d-\d\d", text_of(row))
+    assert f'href="/datasets/cg/neurons/{first}"' in row and 'href="/at/cg/' in row
+    assert f'data-root="{third}"' not in html  # the astrocyte is not a pyramidal cell
+    facets = re.search(r'id="facet-types">(.*?)</section>', html, re.S).group(1)
+    assert re.findall(r"<title>([^<]+)</title>", facets) == ["L2/3 pyramidal: 1", "pyramidal: 1"]
+
+    both = text_of(client.get("/search?q=pyramidal OR astrocyte", headers=ROLE_HEADERS).get_data(as_text=True))
+    assert "2 neurons" in both
+    api = client.get("/api/v1/search?q=pyramidal OR astrocyte").get_json()
+    assert sorted(int(hit["root_id"]) for hit in api["results"]) == sorted([first, third])
+    assert {hit["supervoxels"] for hit in api["results"]} == {2}
+    assert all(tag["user"] == "tester" for hit in api["results"] for tag in hit["tags"])
+
+
+def test_type_facets_count_every_matched_neuron_not_only_the_page(graph_app):
+    """The facet counts equal a brute-force count over all results (paged one per page)."""
+    from segmentation.celltypes.query import parse
+    from segmentation.celltypes.search import search
+    from server.blueprints import cell_tags, vocabulary_of
+
+    with graph_app.app_context():
+        query = parse("pyramidal OR astrocyte")
+        first = search(cell_tags(), query, vocabulary_of, ["cg"], page=1, per_page=1)
+        every = [search(cell_tags(), query, vocabulary_of, ["cg"], page=n, per_page=1).hits for n in (1, 2)]
+    brute: dict[str, int] = {}
+    for hits in every:
+        for hit in hits:
+            for term in hit.terms:
+                brute[term] = brute.get(term, 0) + 1
+    assert len(first.hits) == 1 and first.type_counts == brute == {"L2/3 pyramidal": 1, "astrocyte": 1, "pyramidal": 1}
+
+
+def test_search_page_is_honest_when_empty_wrong_or_unmatched(app):
+    client = app.test_client()
+    empty = text_of(client.get("/search", headers=ROLE_HEADERS).get_data(as_text=True))
+    assert "No neurons are tagged yet" in empty and "axonlink tags import" in empty
+    wrong = client.get("/search?q=" + "(" * 3, headers=ROLE_HEADERS)
+    assert wrong.status_code == 400 and wrong.mimetype == "text/html"
+    nothing = text_of(client.get("/search?q=astrocyte", headers=ROLE_HEADERS).get_data(as_text=True))
+    assert "No neuron matches astrocyte" in nothing
+
+
+def test_a_neurons_page_shows_its_status_tags_and_the_edits_that_made_it(graph_app):
+    from segmentation.graph.ids import supervoxel_ids
+
+    client = graph_app.test_client()
+    first, third = roots_of(client, supervoxel_ids(np.array([1, 3], dtype=np.uint64)))
+    before = text_of(client.get(f"/datasets/cg/neurons/{first}", headers=ROLE_HEADERS).get_data(as_text=True))
+    assert "Current" in before and "2 supervoxels" in before and "No edits" in before
+    assert "L2/3 pyramidal, pyramidal" in before and "in force" in before
+
+    merged = client.post(
+        "/segmentation/api/v1/table/cg/merge",
+        json=[
+            [str(supervoxel_ids(np.array([2], dtype=np.uint64))[0]), 60, 8, 40],
+            [str(supervoxel_ids(np.array([3], dtype=np.uint64))[0]), 100, 8, 40],
+        ],
+        headers={"Authorization": f"Bearer {graph_app.token}"},
+    )
+    assert merged.status_code == 200, merged.get_json()
+    (now,) = roots_of(client, supervoxel_ids(np.array([1], dtype=np.uint64)))
+    old = client.get(f"/datasets/cg/neurons/{first}", headers=ROLE_HEADERS).get_data(as_text=True)
+    assert "Edited since" in text_of(old) and f'href="/datasets/cg/neurons/{now}"' in old
+    new_page = client.get(f"/datasets/cg/neurons/{now}", headers=ROLE_HEADERS).get_data(as_text=True)
+    text = text_of(new_page)
+    assert "Current" in text and "4 supervoxels" in text and "merge" in text and "tester" in text
+    assert f'href="/datasets/cg/neurons/{first}"' in new_page and f'href="/datasets/cg/neurons/{third}"' in new_page
+    assert "astrocyte" in text  # tags follow the neuron
+    viewer = re.search(r'id="open-now" href="([^"]+)"', new_page).group(1)
+    assert viewer.startswith("/#!") and str(now) in unescape(viewer).replace("%22", '"')
+
+
+def test_errors_are_pages_for_browsers_and_json_for_api_clients(graph_app):
+    client = graph_app.test_client()
+    page = client.get("/datasets/cg/neurons/12345", headers=ROLE_HEADERS)
+    assert page.status_code == 404 and page.mimetype == "text/html"
+    text = text_of(page.get_data(as_text=True))
+    assert "404 · Not Found" in text and "12345 is not a neuron of cg" in text and "Request id" in text
+    assert "Accept" in [v.strip() for v in page.headers["Vary"].split(",")]
+    for accept in ("*/*", "application/json", "application/json, text/html;q=0.5"):
+        answer = client.get("/datasets/cg/neurons/12345", headers={"Accept": accept})
+        assert (
+            answer.status_code == 404
+            and answer.get_json()["message"] == "12345 is not a neuron of cg (neither now nor before)"
+        )
+    missing = client.get("/datasets/nope/neurons/1", headers=ROLE_HEADERS)
+    assert missing.status_code == 404 and "no dataset named 'nope'" in text_of(missing.get_data(as_text=True))
+
+
+def test_private_datasets_stay_invisible_on_the_pages(graph_app, settings):
+    from segmentation.access import Accounts
+    from segmentation.access.accounts import forget_cached_access
+
+    client = graph_app.test_client()
+    Accounts(settings.database_url).set_public("cg", False)
+    forget_cached_access()
+    search = text_of(client.get("/search?q=astrocyte", headers=ROLE_HEADERS).get_data(as_text=True))
+    assert "No neuron matches" in search
+    hidden = client.get("/datasets/cg/neurons/1", headers=ROLE_HEADERS)
+    unknown = client.get("/datasets/nope/neurons/1", headers=ROLE_HEADERS)
+    assert hidden.status_code == unknown.status_code == 404  # as if there were no such dataset
+    assert "no dataset named 'cg'" in text_of(hidden.get_data(as_text=True))
+    holder = {"Authorization": f"Bearer {graph_app.token}", **ROLE_HEADERS}
+    assert "1 neuron" in text_of(client.get("/search?q=astrocyte", headers=holder).get_data(as_text=True))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_person_searches_as_they_type_opens_a_neuron_and_then_the_viewer(graph_app, browser):
+    from segmentation.graph.ids import supervoxel_ids
+    from server.runner import BackgroundServer
+    from tests.browser import SCREENSHOTS, VIEWPORT, page_errors, wait_until
+
+    client = graph_app.test_client()
+    (first,) = roots_of(client, supervoxel_ids(np.array([1], dtype=np.uint64)))
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with BackgroundServer(graph_app) as server:
+        page = browser.new_page(viewport=VIEWPORT)
+        errors = page_errors(page)
+        page.goto(server.url + "/search")
+        assert "No neurons" not in page.inner_text("#results")  # tags exist: examples, not the empty state
+        page.fill("#q", "pyramid")  # typed, not submitted
+        page.type("#q", "al")
+        assert wait_until(page, lambda: page.locator("#hits tbody tr").count() == 1)
+        assert page.url.endswith("/search?q=pyramidal")  # the address can be shared
+        assert "L2/3 pyramidal, pyramidal" in page.inner_text("#hits")
+        page.screenshot(path=str(SCREENSHOTS / "page-search.png"), full_page=True)
+        page.click(f'#hits a.neuron:text("{first}")')
+        page.wait_for_url(f"**/datasets/cg/neurons/{first}")
+        assert page.inner_text("#status").startswith("Current")
+        assert "2 supervoxels" in page.inner_text("#facts")
+        page.screenshot(path=str(SCREENSHOTS / "page-neuron.png"), full_page=True)
+        page.click("#open-now")
+        assert wait_until(page, lambda: "/v/" in page.url)
+        assert wait_until(page, lambda: str(first) in page.evaluate("decodeURIComponent(location.hash)"))
+        page.goto(server.url + "/datasets/cg/neurons/99", wait_until="load")
+        assert "404" in page.inner_text("#error-title")
+
+        # signing in from a page returns to it; a #token link pasted into the open sign-in page works
+        page.goto(server.url + "/search?q=pyramidal")
+        assert page.locator("#sign-out").count() == 0  # "Sign out" only when signed in
+        page.click("#sign-in")
+        assert wait_until(page, lambda: "/login?next=" in page.url), page.url
+        page.evaluate("token => { location.hash = 'token=' + token; }", graph_app.token)
+        page.wait_for_url("**/search?q=pyramidal")
+        assert page.inner_text("#signed-in-user") == "tester"
+        assert graph_app.token not in page.url
+        page.click("#sign-out")
+        assert wait_until(page, lambda: page.locator("#sign-in").count() == 1)
+        assert not [e for e in errors if "404" not in e], errors
+        page.close()
