@@ -458,6 +458,7 @@ PAGES = {
         "/datasets/<dataset>/neurons/<int:root_id>",
         "A neuron's page: status (current, or what it became), size, cell-type tags and their history, edits.",
         personal=True,
+        cost="expensive",  # walks the neuron's past: under the time budget and the per-client limit
     ),
 }
 

@@ -116,7 +116,6 @@ def neuron_page(dataset: str, root_id: int):
         "tag_history": sorted((tag for tag, _ in tags), key=lambda tag: tag.created_at, reverse=True),
         "edits": list(reversed(edits)),  # newest first
         "viewer_link": _viewer_link(found, shown_roots),
-        "can_edit": (auth.role(dataset) or "") in ("proofreader", "admin") or auth.principal().site_admin,
     }
     return render_template("neuron.html", **context)
 
