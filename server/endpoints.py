@@ -460,6 +460,15 @@ PAGES = {
         personal=True,
         cost="expensive",  # walks the neuron's past: under the time budget and the per-client limit
     ),
+    "changes_page": route(
+        "GET",
+        "/datasets/<dataset>/changes",
+        "The review of proofreading in a window (?since=, ?until=: ISO 8601 or Unix seconds, ?user=): every "
+        "operation with its roots before and after and a before/after viewer link, per user and per day, "
+        "the neurons most edited.",
+        personal=True,
+        cost="expensive",
+    ),
 }
 
 ALL = {

@@ -135,6 +135,52 @@ def test_a_neurons_page_shows_its_status_tags_and_the_edits_that_made_it(graph_a
     assert viewer.startswith("/#!") and str(now) in unescape(viewer).replace("%22", '"')
 
 
+def test_the_changes_page_reviews_every_operation_per_person_and_day_with_before_and_after(graph_app, settings):
+    import json
+    from urllib.parse import unquote
+
+    from segmentation.graph import Graph
+    from segmentation.graph.ids import supervoxel_ids
+
+    svs = [int(s) for s in supervoxel_ids(np.array([1, 2, 3, 4], dtype=np.uint64))]
+    graph = Graph.open(settings.database_url, "cg")
+    merged = graph.merge(svs[1], svs[2], user="alice")
+    split = graph.split([svs[0]], [svs[3]], user="bob")
+    again = graph.merge(svs[0], svs[3], user="alice")
+    client = graph_app.test_client()
+    html = client.get("/datasets/cg/changes", headers=ROLE_HEADERS).get_data(as_text=True)  # the last 7 days
+    text = text_of(html)
+    assert "3 operations: 2 merges, 1 split, 0 undo/redo, by 2 people" in text
+    users = text_of(re.search(r'id="per-user">(.*?)</section>', html, re.S).group(1))
+    assert "alice 2 0 0 2" in users and "bob 0 1 0 1" in users
+    rows = re.findall(r'<tr data-operation="(\d+)">(.*?)</tr>', html, re.S)
+    assert [int(n) for n, _ in rows] == [again.operation_id, split.operation_id, merged.operation_id]  # newest first
+    newest = rows[0][1]
+    assert all(f"/neurons/{root}" in newest for root in again.old_root_ids + again.new_root_ids)
+    state = json.loads(unquote(re.search(r'class="compare" href="/#!([^"]+)"', newest).group(1)))
+    before, after = (layer for layer in state["layers"] if layer["type"] == "segmentation")
+    made = graph.operation_time(again.operation_id).timestamp()
+    assert before["source"].endswith(f"/data/cg@{made - 1e-6:.6f}/segmentation")
+    assert after["source"].endswith(f"/data/cg@{made:.6f}/segmentation")
+    assert sorted(before["segments"]) == sorted(str(r) for r in again.old_root_ids)
+    assert after["segments"] == [str(r) for r in again.new_root_ids]
+    assert [child["layers"][-1] for child in state["layout"]["children"]] == [before["name"], after["name"]]
+    # the pinned sources answer those moments' roots: the neuron before the merge is not the one after
+    pinned = client.get(f"/data/cg@{made - 1e-6:.6f}/segmentation/info")
+    assert pinned.status_code == 200
+    (now,) = graph.roots([svs[0]])
+    most = text_of(re.search(r'id="most-edited">(.*?)</section>', html, re.S).group(1))
+    assert f"{now} — 3 operations" in most  # every listed operation made a part of today's neuron
+
+    bob = text_of(client.get("/datasets/cg/changes?user=bob", headers=ROLE_HEADERS).get_data(as_text=True))
+    assert "1 operation: 0 merges, 1 split" in bob
+    before_all = client.get("/datasets/cg/changes?until=2000-01-01T00:00:00Z", headers=ROLE_HEADERS)
+    assert "No edits between" in text_of(before_all.get_data(as_text=True))
+    for bad in ("since=yesterday", "since=2026-12-02&until=2026-12-01", "user=" + "x" * 300):
+        answer = client.get(f"/datasets/cg/changes?{bad}", headers=ROLE_HEADERS)
+        assert answer.status_code == 400 and answer.mimetype == "text/html", bad
+
+
 def test_errors_are_pages_for_browsers_and_json_for_api_clients(graph_app):
     client = graph_app.test_client()
     page = client.get("/datasets/cg/neurons/12345", headers=ROLE_HEADERS)
@@ -199,6 +245,23 @@ def test_a_person_searches_as_they_type_opens_a_neuron_and_then_the_viewer(graph
         assert wait_until(page, lambda: str(first) in page.evaluate("decodeURIComponent(location.hash)"))
         page.goto(server.url + "/datasets/cg/neurons/99", wait_until="load")
         assert "404" in page.inner_text("#error-title")
+
+        # a day of proofreading reviewed: the operation's before and after side by side in the viewer
+        from segmentation.graph import Graph
+
+        two, three = (int(s) for s in supervoxel_ids(np.array([2, 3], dtype=np.uint64)))
+        done = Graph.open(graph_app.config["AXONLINK_SETTINGS"].database_url, "cg").merge(two, three, user="trainee")
+        page.goto(server.url + "/datasets")
+        page.click("a.changes")
+        page.wait_for_selector(f'tr[data-operation="{done.operation_id}"]')
+        assert "1 operation: 1 merge" in page.inner_text("#summary")
+        page.screenshot(path=str(SCREENSHOTS / "page-changes.png"), full_page=True)
+        page.click(f'tr[data-operation="{done.operation_id}"] a.compare')
+        page.wait_for_function("typeof window.viewer !== 'undefined' && window.viewer.isReady()", timeout=30_000)
+        shown = page.evaluate("viewer.state.toJSON()")
+        assert shown["layout"]["type"] == "row"
+        names = [layer["name"] for layer in shown["layers"]]
+        assert f"before {done.operation_id}" in names and f"after {done.operation_id}" in names
 
         # signing in from a page returns to it; a #token link pasted into the open sign-in page works
         page.goto(server.url + "/search?q=pyramidal")

@@ -47,7 +47,8 @@ def datasets_page():
     datasets = auth.visible_datasets()
     base = hosts.base_url()
     links = {d.name: viewer_link(d, base) for d in datasets}
-    return render_template("datasets.html", datasets=datasets, viewer_links=links)
+    graphs = {d.name for d in datasets if has_graph(d.name)}
+    return render_template("datasets.html", datasets=datasets, viewer_links=links, graphs=graphs)
 
 
 endpoints.register(

@@ -9,17 +9,19 @@ one types); everything they fetch is a page or an API route of the route table.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode
 
 from flask import Blueprint, render_template, request
 
-from frontend_config import default_state
+from frontend_config import default_state, layer_templates
 from segmentation.celltypes.query import QueryError, parse
 from segmentation.celltypes.search import search
 from segmentation.errors import NotFound
+from state_links.links import pinned_source
 
 from .. import auth, endpoints, hosts
+from ..request_input import BadInput, moment
 from . import cell_tags, dataset_named, graph_for, has_graph, vocabulary_of
 
 blueprint = Blueprint("pages", __name__)
@@ -133,4 +135,122 @@ def _viewer_link(dataset, roots: list[int]) -> str:
     return "/#!" + quote(json.dumps(state, separators=(",", ":")), safe="")
 
 
-endpoints.register(blueprint, endpoints.PAGES, {"search_page": search_page, "neuron_page": neuron_page})
+# ---- the review of proofreading between two moments -----------------------------------------
+DEFAULT_WINDOW = timedelta(days=7)
+MAX_LISTED = 500  # operations listed on one page (all are counted)
+MAX_USER_LENGTH = 256
+
+
+def changes_page(dataset: str):
+    found = dataset_named(dataset)
+    graph = graph_for(dataset)
+    until = moment("until") or datetime.now(UTC)
+    since = moment("since") or until - DEFAULT_WINDOW
+    user = request.args.get("user", "").strip() or None
+    if user is not None and len(user) > MAX_USER_LENGTH:
+        raise BadInput(f"user must be at most {MAX_USER_LENGTH} characters")
+    if since > until:
+        raise BadInput("since must not be after until")
+    ops = graph.user_operations(user, since, until)
+    per_user: dict[str, dict[str, int]] = {}
+    per_day: dict[str, int] = {}
+    for op in ops:
+        kind = _kind_of(op)
+        counts = per_user.setdefault(op["user_id"], {"merge": 0, "split": 0, "undo/redo": 0, "total": 0})
+        counts[kind] += 1
+        counts["total"] += 1
+        day = op["created_at"].astimezone(UTC).date().isoformat()
+        per_day[day] = per_day.get(day, 0) + 1
+    listed = list(reversed(ops))[:MAX_LISTED]  # newest first
+    now_of: dict[int, list[int]] = {}
+    edited: dict[int, int] = {}
+    rows = []
+    for op in listed:
+        made_now: set[int] = set()  # the neurons of now this operation made a part of (each counted once)
+        for root in op["new_root_ids"]:
+            if root not in now_of:
+                now_of[root] = graph.latest_roots(root)
+            made_now.update(now_of[root])
+        for current in made_now:
+            edited[current] = edited.get(current, 0) + 1
+        rows.append(
+            {
+                "id": op["id"],
+                "kind": _kind_of(op),
+                "detail": op["kind"],
+                "user": op["user_id"],
+                "when": op["created_at"].astimezone(UTC).isoformat(timespec="seconds"),
+                "before": op["old_root_ids"],
+                "after": op["new_root_ids"],
+                "compare": _before_after_link(found, op),
+            }
+        )
+    context = {
+        "dataset": found,
+        "since": since.astimezone(UTC).isoformat(timespec="seconds"),
+        "until": until.astimezone(UTC).isoformat(timespec="seconds"),
+        "user": user or "",
+        "total": len(ops),
+        "kinds": {kind: sum(c[kind] for c in per_user.values()) for kind in ("merge", "split", "undo/redo")},
+        "per_user": sorted(per_user.items(), key=lambda item: (-item[1]["total"], item[0])),
+        "bars_users": _bars({name: c["total"] for name, c in per_user.items()}),
+        "bars_days": [{"label": day, "count": n, "width": w} for day, n, w in _day_bars(per_day)],
+        "most_edited": sorted(edited.items(), key=lambda item: (-item[1], item[0]))[:10],
+        "rows": rows,
+        "listed_all": len(ops) <= MAX_LISTED,
+    }
+    return render_template("changes.html", **context)
+
+
+def _kind_of(op: dict) -> str:
+    if op["kind"] in ("undo", "redo"):
+        return "undo/redo"
+    return "merge" if op["kind"] == "merge" else "split"
+
+
+def _day_bars(per_day: dict[str, int]) -> list[tuple[str, int, float]]:
+    """Operations per day in date order (not by size), as bars."""
+    top = max(per_day.values(), default=0) or 1
+    return [(day, n, round(100 * n / top, 1)) for day, n in sorted(per_day.items())]
+
+
+def _before_after_link(dataset, op: dict) -> str:
+    """The viewer with two panels side by side: the edited neurons just before the operation and
+    just after it, each a segmentation layer pinned to its moment (with the dataset's image)."""
+    base = hosts.base_url()
+    made = op["created_at"].timestamp()
+    state = default_state(dataset, base)
+    images = [layer for layer in state["layers"] if layer["type"] == "image"][:1]
+    template = {key: value for key, value in layer_templates()["segmentation"].items() if key != "shaderPreset"}
+    before = {
+        **template,
+        "type": "segmentation",
+        "name": f"before {op['id']}",
+        "source": pinned_source(base, dataset.name, f"{made - 1e-6:.6f}"),
+        "segments": [str(root) for root in op["old_root_ids"]],
+    }
+    after = {
+        **template,
+        "type": "segmentation",
+        "name": f"after {op['id']}",
+        "source": pinned_source(base, dataset.name, f"{made:.6f}"),
+        "segments": [str(root) for root in op["new_root_ids"]],
+    }
+    state["layers"] = images + [before, after]
+    image_names = [layer["name"] for layer in images]
+    state["layout"] = {
+        "type": "row",
+        "children": [
+            {"type": "viewer", "layers": image_names + [before["name"]], "layout": "3d"},
+            {"type": "viewer", "layers": image_names + [after["name"]], "layout": "3d"},
+        ],
+    }
+    state["selectedLayer"] = {"layer": after["name"], "visible": True}
+    return "/#!" + quote(json.dumps(state, separators=(",", ":")), safe="")
+
+
+endpoints.register(
+    blueprint,
+    endpoints.PAGES,
+    {"search_page": search_page, "neuron_page": neuron_page, "changes_page": changes_page},
+)
