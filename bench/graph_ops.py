@@ -49,6 +49,8 @@ def synthetic_graph(n: int, max_neuron: int, rng):
     cross = np.stack([cross_from, cross_to], 1)[neuron[cross_from] != neuron[cross_to]]
     edges = np.concatenate([chain_edges, skips, cross])
     active = np.concatenate([np.ones(len(chain_edges) + len(skips), bool), np.zeros(len(cross), bool)])
+    distinct = edges[:, 0] != edges[:, 1]  # a skip from the last supervoxel stops on itself: no edge
+    edges, active = edges[distinct], active[distinct]
     edges, keep = np.unique(np.sort(edges, 1), axis=0, return_index=True)
     return edges, active[keep], rng.uniform(10, 1000, len(edges)).astype(np.float32), neuron, starts, sizes
 
