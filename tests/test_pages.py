@@ -103,6 +103,18 @@ def test_search_page_is_honest_when_empty_wrong_or_unmatched(app):
     assert wrong.status_code == 400 and wrong.mimetype == "text/html"
     nothing = text_of(client.get("/search?q=astrocyte", headers=ROLE_HEADERS).get_data(as_text=True))
     assert "No neuron matches astrocyte" in nothing
+    unknown = client.get("/search?q=astrocite", headers=ROLE_HEADERS)  # a typo: said on the page, form kept
+    assert unknown.status_code == 400 and 'id="q"' in unknown.get_data(as_text=True)
+    assert "astrocite" in text_of(unknown.get_data(as_text=True))
+    for page in ("\u00b2", "1" * 5000, "0", "-1", "x"):  # never a 500
+        answer = client.get("/search", query_string={"q": "astrocyte", "page": page}, headers=ROLE_HEADERS)
+        assert answer.status_code == 400 and "page must be a whole number" in answer.get_data(as_text=True)
+
+
+def test_a_page_past_the_last_is_refused_on_the_page(graph_app):
+    answer = graph_app.test_client().get("/search?q=astrocyte&page=7", headers=ROLE_HEADERS)
+    assert answer.status_code == 400
+    assert "page 7 is past the last page of these results (1)" in text_of(answer.get_data(as_text=True))
 
 
 def test_a_neurons_page_shows_its_status_tags_and_the_edits_that_made_it(graph_app):
@@ -274,5 +286,11 @@ def test_a_person_searches_as_they_type_opens_a_neuron_and_then_the_viewer(graph
         assert graph_app.token not in page.url
         page.click("#sign-out")
         assert wait_until(page, lambda: page.locator("#sign-in").count() == 1)
+        # "next" never leads off the site, however it is spelled (browsers drop tabs, read \ as /)
+        for away in ("%2F%09%2Fevil.example%2F", "%2F%5Cevil.example", "https%3A%2F%2Fevil.example%2F"):
+            page.goto(f"{server.url}/login?next={away}#token={graph_app.token}")
+            assert wait_until(page, lambda: "/login" not in page.url)
+            assert page.url.startswith(server.url + "/"), page.url
+            page.evaluate("fetch('/api/v1/session', {method: 'DELETE'})")
         assert not [e for e in errors if "404" not in e], errors
         page.close()

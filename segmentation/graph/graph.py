@@ -462,18 +462,25 @@ class Graph:
         self, user: str | None, start: datetime | None = None, end: datetime | None = None, include_undo: bool = True
     ) -> list[dict]:
         """Operations by ``user`` (None: everyone) between two moments, oldest first."""
+        return [dict(op) for op in self.operations_between(start, end, user, include_undo)]
+
+    def operations_between(
+        self, start: datetime | None, end: datetime | None, user: str | None = None, include_undo: bool = True
+    ):
+        """The operations (as this graph holds them: read, never change) between two moments, oldest
+        first, without copying them; the request's time budget is checked as they are walked."""
         self.sync()
         first = 1 if start is None else bisect.bisect_left(self._op_times, _utc(start)) + 1
         last = self.index.seq if end is None else self.seq_at(end)
-        found = []
         for seq in range(first, last + 1):
+            if seq % 4096 == 0:
+                budget.check()
             op = self._ops[seq]
             if user is not None and op["user_id"] != user:
                 continue
             if not include_undo and op["kind"] in ("undo", "redo"):
                 continue
-            found.append(dict(op))
-        return found
+            yield op
 
     def valid_nodes(self, nodes, start: datetime | None = None, end: datetime | None = None) -> list[int]:
         """Those of ``nodes`` that are supervoxels of this graph or roots alive at some moment in [start, end]."""

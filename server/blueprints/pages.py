@@ -9,6 +9,7 @@ one types); everything they fetch is a page or an API route of the route table.
 from __future__ import annotations
 
 import json
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode
 
@@ -17,7 +18,7 @@ from flask import Blueprint, render_template, request
 from frontend_config import default_state, layer_templates
 from segmentation.celltypes.query import QueryError, parse
 from segmentation.celltypes.search import search
-from segmentation.errors import NotFound
+from segmentation.errors import Invalid, NotFound
 from state_links.links import pinned_source
 
 from .. import auth, endpoints, hosts
@@ -50,12 +51,12 @@ def search_page():
         try:
             page = _page_number(request.args.get("page", "1"))
             found = search(cell_tags(), parse(text), vocabulary_of, names, page=page, per_page=PER_PAGE)
-        except QueryError as error:
+            context["pages"] = _paging(text, page, found.total)
+        except Invalid as error:  # the query's words (an unknown type, a bad moment), said on the page
             context["problem"] = error.message()
             status = 400
         else:
             context["found"] = found
-            context["pages"] = _paging(text, page, found.total)
             context["bars_types"] = _bars(found.type_counts)
             context["bars_datasets"] = _bars(found.counts)
     return render_template("search.html", **context), status
@@ -69,13 +70,15 @@ def _any_tagged(datasets: list[str]) -> bool:
 
 
 def _page_number(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 10**6:
+    if not (value.isascii() and value.isdigit() and len(value) <= 7) or not 1 <= int(value) <= 10**6:
         raise QueryError("page must be a whole number from 1")
     return int(value)
 
 
 def _paging(text: str, page: int, total: int) -> dict:
     last = max(1, -(-total // PER_PAGE))
+    if page > last:
+        raise QueryError(f"page {page} is past the last page of these results ({last})")
     link = lambda n: "/search?" + urlencode({"q": text, "page": n})  # noqa: E731
     return {
         "page": page,
@@ -151,17 +154,20 @@ def changes_page(dataset: str):
         raise BadInput(f"user must be at most {MAX_USER_LENGTH} characters")
     if since > until:
         raise BadInput("since must not be after until")
-    ops = graph.user_operations(user, since, until)
     per_user: dict[str, dict[str, int]] = {}
     per_day: dict[str, int] = {}
-    for op in ops:
+    newest: deque = deque(maxlen=MAX_LISTED)  # the operations listed; all are counted
+    total = 0
+    for op in graph.operations_between(since, until, user):
+        total += 1
+        newest.append(op)
         kind = _kind_of(op)
         counts = per_user.setdefault(op["user_id"], {"merge": 0, "split": 0, "undo/redo": 0, "total": 0})
         counts[kind] += 1
         counts["total"] += 1
         day = op["created_at"].astimezone(UTC).date().isoformat()
         per_day[day] = per_day.get(day, 0) + 1
-    listed = list(reversed(ops))[:MAX_LISTED]  # newest first
+    listed = list(reversed(newest))  # newest first
     now_of: dict[int, list[int]] = {}
     edited: dict[int, int] = {}
     rows = []
@@ -190,14 +196,14 @@ def changes_page(dataset: str):
         "since": since.astimezone(UTC).isoformat(timespec="seconds"),
         "until": until.astimezone(UTC).isoformat(timespec="seconds"),
         "user": user or "",
-        "total": len(ops),
+        "total": total,
         "kinds": {kind: sum(c[kind] for c in per_user.values()) for kind in ("merge", "split", "undo/redo")},
         "per_user": sorted(per_user.items(), key=lambda item: (-item[1]["total"], item[0])),
         "bars_users": _bars({name: c["total"] for name, c in per_user.items()}),
         "bars_days": [{"label": day, "count": n, "width": w} for day, n, w in _day_bars(per_day)],
         "most_edited": sorted(edited.items(), key=lambda item: (-item[1], item[0]))[:10],
         "rows": rows,
-        "listed_all": len(ops) <= MAX_LISTED,
+        "listed_all": total <= MAX_LISTED,
     }
     return render_template("changes.html", **context)
 
