@@ -657,7 +657,7 @@ def test_a_tiff_stack_states_its_voxel_size_in_imagej_or_ome_metadata_else_none(
             "PhysicalSizeZUnit": "nm",
         },
     )
-    tifffile.imwrite(tmp_path / "plain.tif", volume)
+    tifffile.imwrite(tmp_path / "plain.tif", volume, photometric="minisblack")  # a z-stack, not RGB planes
     tifffile.imwrite(
         tmp_path / "pixels.tif", volume, imagej=True, metadata={"spacing": 1, "unit": "pixel", "axes": "ZYX"}
     )
