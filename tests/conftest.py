@@ -9,6 +9,7 @@ from segmentation.config import Settings, sqlite_url
 from tests.helpers import (
     NO_RATE_LIMITS,
     POSTGRES_URL,
+    add_cg_dataset,
     postgres_available,
     proofreader_token,
     write_volume,
@@ -154,19 +155,12 @@ def cg_server(settings, small_volumes, tmp_path, monkeypatch):
 
     ``server.token`` is a token of user "tester", proofreader on `cg` (anyone may view: `cg` is public).
     """
-    from segmentation.datasets import Datasets
-    from segmentation.graph import ingest_dataset
     from server import create_app
     from server.runner import BackgroundServer
 
     monkeypatch.setenv("HOME", str(tmp_path))  # caveclient writes its caches under ~
-    labels = np.zeros((32, 32, 8), dtype=np.uint64)
-    for label in range(1, 5):
-        labels[(label - 1) * 8 : label * 8] = label
-    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation", mips=2)
     app = create_app(settings)
-    Datasets(settings.database_url).add("cg", image=small_volumes["image"], segmentation=seg)
-    ingest_dataset(settings.database_url, "cg", agglomeration=[[1, 2], [3, 4]], progress=False)
+    labels = add_cg_dataset(settings.database_url, small_volumes["image"], tmp_path)
     with BackgroundServer(app) as server:
         server.labels = labels
         server.database_url = settings.database_url

@@ -122,6 +122,27 @@ def add_two_neuron_dataset(database_url: str, name: str, image: str, directory, 
     ingest_dataset(database_url, name, progress=False)
 
 
+def slab_labels(dtype=np.uint64) -> np.ndarray:
+    """Plain labels 1-4 in 8-voxel slabs along x of a 32×32×8 volume, each touching its neighbours."""
+    labels = np.zeros((32, 32, 8), dtype=dtype)
+    for label in range(1, 5):
+        labels[(label - 1) * 8 : label * 8] = label
+    return labels
+
+
+def add_cg_dataset(database_url: str, image: str, directory, dtype=np.uint64) -> np.ndarray:
+    """Register and ingest dataset `cg`: :func:`slab_labels` of ``dtype`` (compressed_segmentation, two
+    mips) agglomerated as {1,2} and {3,4}, beside the layer ``image``; returns the labels."""
+    from segmentation.datasets import Datasets
+    from segmentation.graph import ingest_dataset
+
+    labels = slab_labels(dtype)
+    seg = write_volume(directory / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation", mips=2)
+    Datasets(database_url).add("cg", image=image, segmentation=seg)
+    ingest_dataset(database_url, "cg", agglomeration=[[1, 2], [3, 4]], progress=False)
+    return labels
+
+
 CG_RESOLUTION = np.array([8, 8, 40])
 
 

@@ -13,7 +13,7 @@ from segmentation.graph import Graph
 from segmentation.graph.ids import supervoxel_ids
 from segmentation.graph.registry import forget_everywhere
 from server.cli import main
-from tests.helpers import write_volume
+from tests.helpers import slab_labels, write_volume
 
 SV = [int(s) for s in supervoxel_ids(np.arange(1, 5))]
 
@@ -21,10 +21,9 @@ SV = [int(s) for s in supervoxel_ids(np.arange(1, 5))]
 @pytest.fixture
 def home(tmp_path, small_volumes, capsys):
     """Dataset `d`: labels 1-4 in 8-voxel slabs along x (each touches its neighbours), registered, no graph."""
-    labels = np.zeros((32, 32, 8), dtype=np.uint64)
-    for label in range(1, 5):
-        labels[(label - 1) * 8 : label * 8] = label
-    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation", mips=1)
+    seg = write_volume(
+        tmp_path / "seg", slab_labels(), layer_type="segmentation", encoding="compressed_segmentation", mips=1
+    )
     home = tmp_path / "home"
     assert (
         main(["add-dataset", "d", "--segmentation", seg, "--image", small_volumes["image"], "--home", str(home)]) == 0

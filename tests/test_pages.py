@@ -12,25 +12,19 @@ from html import unescape
 import numpy as np
 import pytest
 
-from tests.helpers import proofreader_token, write_volume
+from tests.helpers import add_cg_dataset, proofreader_token
 
 ROLE_HEADERS = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}  # a browser's
 
 
 @pytest.fixture
 def graph_app(settings, small_volumes, tmp_path):
-    """Dataset `cg` with a graph: neurons {1,2} and {3,4}; a proofreader's token; tags on both neurons."""
-    from segmentation.datasets import Datasets
-    from segmentation.graph import ingest_dataset
+    """Dataset `cg` with a graph over uint32 labels (as labs store them): neurons {1,2} and {3,4}; a
+    proofreader's token; tags on both neurons."""
     from server import create_app
 
-    labels = np.zeros((32, 32, 8), dtype=np.uint64)
-    for label in range(1, 5):
-        labels[(label - 1) * 8 : label * 8] = label
-    seg = write_volume(tmp_path / "seg", labels, layer_type="segmentation", encoding="compressed_segmentation", mips=2)
     app = create_app(settings)
-    Datasets(settings.database_url).add("cg", image=small_volumes["image"], segmentation=seg)
-    ingest_dataset(settings.database_url, "cg", agglomeration=[[1, 2], [3, 4]], progress=False)
+    add_cg_dataset(settings.database_url, small_volumes["image"], tmp_path, dtype=np.uint32)
     app.token = proofreader_token(settings.database_url, "cg")
     client = app.test_client()
     auth = {"Authorization": f"Bearer {app.token}"}

@@ -90,9 +90,13 @@ def _paging(text: str, page: int, total: int) -> dict:
     }
 
 
-def _bars(counts: dict[str, int], most: int = 20) -> list[dict]:
-    """The largest counts as bars (width in percent of the largest) for the page's SVG chart."""
-    shown = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:most]
+def _bars(counts: dict[str, int], most: int | None = 20, by_size: bool = True) -> list[dict]:
+    """Counts as bars (width in percent of the largest) for a page's SVG chart: the ``most`` largest,
+    or (``by_size`` False) all of them in label order, as days are."""
+    if by_size:
+        shown = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:most]
+    else:
+        shown = sorted(counts.items())
     top = max((n for _, n in shown), default=0) or 1
     return [{"label": label, "count": n, "width": round(100 * n / top, 1)} for label, n in shown]
 
@@ -200,7 +204,7 @@ def changes_page(dataset: str):
         "kinds": {kind: sum(c[kind] for c in per_user.values()) for kind in ("merge", "split", "undo/redo")},
         "per_user": sorted(per_user.items(), key=lambda item: (-item[1]["total"], item[0])),
         "bars_users": _bars({name: c["total"] for name, c in per_user.items()}),
-        "bars_days": [{"label": day, "count": n, "width": w} for day, n, w in _day_bars(per_day)],
+        "bars_days": _bars(per_day, by_size=False),
         "most_edited": sorted(edited.items(), key=lambda item: (-item[1], item[0]))[:10],
         "rows": rows,
         "listed_all": total <= MAX_LISTED,
@@ -212,12 +216,6 @@ def _kind_of(op: dict) -> str:
     if op["kind"] in ("undo", "redo"):
         return "undo/redo"
     return "merge" if op["kind"] == "merge" else "split"
-
-
-def _day_bars(per_day: dict[str, int]) -> list[tuple[str, int, float]]:
-    """Operations per day in date order (not by size), as bars."""
-    top = max(per_day.values(), default=0) or 1
-    return [(day, n, round(100 * n / top, 1)) for day, n in sorted(per_day.items())]
 
 
 def _before_after_link(dataset, op: dict) -> str:
