@@ -39,6 +39,7 @@ from .chunk_grid import CHUNK_NAME_SHAPE, ChunkGrid, max_chunk_bytes
 from .graph import Graph
 from .graph.ids import LAYER_SHIFT, ROOT_LAYER, SUPERVOXEL_LAYER
 from .graph.ingest import as_supervoxel_ids
+from .live_shared import SharedChunks
 from .shards import ShardingSpec, ShardReader
 from .storage import CorruptStoredData, LayerStore
 
@@ -50,7 +51,7 @@ CONFIRMED_KEYS = 65536  # chunks remembered as current until the next edit (a bo
 class LiveSegmentation:
     """One segmentation layer of a dataset with a graph, as root ids (now or then) or supervoxel ids."""
 
-    def __init__(self, layer_url: str, store: LayerStore, graph: Graph):
+    def __init__(self, layer_url: str, store: LayerStore, graph: Graph, shared: SharedChunks | None = None):
         self.layer_url = layer_url
         self.store = store
         self.graph = graph
@@ -65,6 +66,11 @@ class LiveSegmentation:
         self._confirmed: set = set()
         self._confirmed_at: tuple = (None, -1)
         self._grids: dict[str, tuple] = {}  # scale key → (grid, chunk byte cap, shard reader or None)
+        # "now" chunks made by the other server processes of this machine (segmentation.live_shared)
+        self.shared = shared if _CACHE_ENTRIES and shared is not None and shared.max_bytes else None
+        self._namespace = None
+        if self.shared is not None:
+            self._namespace = self.shared.namespace(graph.dataset, layer_url, graph.created_at.isoformat())
 
     # ---- what the data route asks --------------------------------------------
     def info(self) -> dict:
@@ -112,6 +118,12 @@ class LiveSegmentation:
             if not now or self._still_current(cache_key, version, sv_index):
                 self._remember(cache_key, entry)
                 return version, _gzipped(packed, encoded) if gzipped else encoded
+        if now and self.shared is not None:
+            entry = self._shared_entry(key)
+            if entry is not None:
+                self._remember(key, entry)
+                version, _, encoded, packed = entry
+                return version, _gzipped(packed, encoded) if gzipped else encoded
 
         made = {"version": 0 if now else seq}  # a chunk of background alone depends on no edit
 
@@ -128,8 +140,23 @@ class LiveSegmentation:
         sv_index, encoded = computed
         version = made["version"] if now else seq
         packed: list[bytes] = []  # its gzip, made when first asked for
+        if now and self.shared is not None:  # the other processes will ask for it too, gzipped mostly
+            self.shared.write(self._namespace, key, version, sv_index, encoded, _gzipped(packed, encoded))
         self._remember(cache_key, (version, sv_index, encoded, packed))
         return version, _gzipped(packed, encoded) if gzipped else encoded
+
+    def _shared_entry(self, key: str):
+        """A memory entry for the "now" chunk ``key`` from another process's file, when that file
+        still shows its supervoxels' roots here; None: compute it."""
+        found = self.shared.read(self._namespace, key)
+        if found is None:
+            return None
+        version, positions, encoded, gzipped = found
+        if len(positions) and (positions.min() < 0 or positions.max() >= len(self.graph.supervoxel_ids)):
+            return None  # not of this graph (a damaged file): never an answer
+        if self.graph.last_change(positions) != version:
+            return None  # an edit here since (or one not read here yet): made again
+        return version, positions, encoded, [gzipped] if gzipped else []
 
     def etag(self, version: int) -> str:
         """The tag of a chunk made after operation ``version``: the graph's ingest time in it, since a
@@ -307,8 +334,9 @@ class LiveViews:
     """The live views of one database's segmentation layers, kept by whoever serves them (the
     server's workspace): one per layer, rebuilt when its graph or its store is replaced."""
 
-    def __init__(self, graphs):
+    def __init__(self, graphs, shared: SharedChunks | None = None):
         self.graphs = graphs  # a segmentation.graph.registry.Graphs
+        self.shared = shared  # chunk files shared with the other processes of this machine, or None
         self._views: dict[tuple[str, str], LiveSegmentation] = {}
 
     def view(self, dataset: str, layer, store: LayerStore) -> LiveSegmentation | None:
@@ -336,7 +364,7 @@ class LiveViews:
         key = (dataset, layer.name)
         view = self._views.get(key)
         if view is None or view.graph is not graph or view.store is not store:
-            view = self._views[key] = LiveSegmentation(layer.url, store, graph)
+            view = self._views[key] = LiveSegmentation(layer.url, store, graph, self.shared)
         return view
 
 
