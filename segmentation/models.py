@@ -176,6 +176,43 @@ class StateDatasetRow(Base):
     dataset: Mapped[str] = mapped_column(sa.String(64), primary_key=True, index=True)
 
 
+class UserLinkRow(Base):
+    """A stored state in a user's own list ("my links"), with the title that user gave it.
+
+    States are immutable and shared (the same state posted twice is one row, owned by whoever stored
+    it first), so what a person makes of a link — being in their list, its name there — is theirs."""
+
+    __tablename__ = "user_links"
+
+    user: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    state_id: Mapped[int] = mapped_column(STATE_ID, sa.ForeignKey("states.id", ondelete="CASCADE"), primary_key=True)
+    title: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
+
+
+class AliasRow(Base):
+    """A short name one user owns (``/l/<name>``), pointing at a stored state they may re-point."""
+
+    __tablename__ = "aliases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    owner: Mapped[str] = mapped_column(sa.String(128), index=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class AliasTargetRow(Base):
+    """Where an alias pointed, in order (never deleted): the newest is where it points now."""
+
+    __tablename__ = "alias_targets"
+
+    alias_id: Mapped[int] = mapped_column(sa.ForeignKey("aliases.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    state_id: Mapped[int] = mapped_column(STATE_ID, sa.ForeignKey("states.id", ondelete="CASCADE"))
+    pointed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    by: Mapped[str] = mapped_column(sa.String(128))
+
+
 class CellTagRow(Base):
     """A cell type bound to a neuron through a point: the supervoxel there, so it follows every edit.
 

@@ -47,3 +47,8 @@ def parse_timestamp(text: str) -> datetime:
     if moment is None or not EARLIEST <= moment < LATEST:
         raise InvalidTimestamp(f"timestamp {text!r} is out of range (1970 to 2999)")
     return moment
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A moment read from the database as an aware UTC datetime (SQLite hands back naive ones)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

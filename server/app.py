@@ -16,6 +16,7 @@ from .blueprints import (
     chunkedgraph,
     data,
     datasets,
+    links,
     materialize,
     meshing,
     meta,
@@ -61,7 +62,20 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
 
     auth.install(app)
     caching.install(app)
-    for module in (data, datasets, meta, viewer, chunkedgraph, states, celltypes, materialize, access, meshing, pages):
+    for module in (
+        data,
+        datasets,
+        meta,
+        viewer,
+        chunkedgraph,
+        states,
+        links,
+        celltypes,
+        materialize,
+        access,
+        meshing,
+        pages,
+    ):
         app.register_blueprint(module.blueprint)
     _budget_costly_views(app)
     rate_limits.install(app, rate_limits.parse_limits(settings.rate_limits), settings.rate_limit_storage)

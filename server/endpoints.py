@@ -326,6 +326,69 @@ STATES = {
     "nglstate_raw": route("GET", "/nglstate/api/v1/raw/<int:state_id>", "CAVE: a stored state, raw.", access="own"),
 }
 
+# My links and named aliases: one's own list of links (renamed there, never in the state) and short
+# names that can be re-pointed to newer states, every earlier target kept.
+LINKS = {
+    "my_links": route(
+        "GET",
+        "/api/v1/me/links",
+        "The caller's links, newest first (?page=): every state they stored, with their title for it, views, "
+        "datasets. Signed-in users only.",
+        access="own",
+        personal=True,
+    ),
+    "rename_my_link": route(
+        "PATCH",
+        "/api/v1/me/links/<ref>",
+        'Rename a link in your own list: {"title": "..."} (the stored state keeps its own title).',
+        access="own",
+        personal=True,
+        cost="create",
+    ),
+    "forget_my_link": route(
+        "DELETE",
+        "/api/v1/me/links/<ref>",
+        "Take a link out of your own list (the state and every link to it keep working).",
+        access="own",
+        body="ignored",
+        personal=True,
+        cost="create",
+    ),
+    "my_aliases": route(
+        "GET",
+        "/api/v1/me/aliases",
+        "The aliases the caller owns, with their current targets.",
+        access="own",
+        personal=True,
+    ),
+    "create_alias": route(
+        "POST",
+        "/api/v1/aliases",
+        'Make an alias: {"name": "lower-case-name", "state": SHORT_ID} → /l/<name>. Signed-in users only.',
+        access="own",
+        personal=True,
+        cost="create",
+    ),
+    "get_alias": route(
+        "GET",
+        "/api/v1/aliases/<alias>",
+        "An alias: owner, current target, and the earlier targets the caller may view (newest first, 100).",
+        access="own",
+        personal=True,
+    ),
+    "repoint_alias": route(
+        "PUT",
+        "/api/v1/aliases/<alias>",
+        'Re-point an alias (its owner or a site admin): {"state": SHORT_ID}; earlier targets stay listed.',
+        access="own",
+        personal=True,
+        cost="create",
+    ),
+    "open_alias": route(
+        "GET", "/l/<alias>", "Open an alias's current target in the viewer (?as=was|now).", access="own", personal=True
+    ),
+}
+
 # Cell types: tags bound to a voxel on a neuron, the vocabulary, search across datasets.
 CELLTYPES = {
     "add_tag": route(
@@ -460,6 +523,13 @@ PAGES = {
         personal=True,
         cost="expensive",  # walks the neuron's past: under the time budget and the per-client limit
     ),
+    "my_links_page": route(
+        "GET",
+        "/me/links",
+        "My links page: the caller's links (rename, forget) and aliases (make, re-point, history).",
+        access="own",
+        personal=True,
+    ),
     "changes_page": route(
         "GET",
         "/datasets/<dataset>/changes",
@@ -480,6 +550,7 @@ ALL = {
     "meshing": MESHING,
     "info": INFO,
     "states": STATES,
+    "links": LINKS,
     "celltypes": CELLTYPES,
     "materialize": MATERIALIZE,
     "access": ACCESS,

@@ -61,6 +61,20 @@ class Workspace:
         return Graphs(self.database_url)
 
     @cached_property
+    def my_links(self):
+        """Each signed-in user's own list of links, with their names for them (no cache: SQL each time)."""
+        from state_links.my_links import MyLinks
+
+        return MyLinks(self.database_url)
+
+    @cached_property
+    def aliases(self):
+        """Named aliases (``/l/<name>``) and where each pointed (no cache: a re-pointing is seen at once)."""
+        from state_links.aliases import Aliases
+
+        return Aliases(self.database_url)
+
+    @cached_property
     def tags(self):
         """Cell-type tags, kept in step with the tag log like graphs with the operation log."""
         from segmentation.celltypes.tags import CellTags

@@ -5,6 +5,11 @@ This module is the blueprints' one shared room: services come from the app's
 here. Blueprints import from here, never from each other.
 """
 
+from urllib.parse import urlencode
+
+from flask import Response
+
+from segmentation.access import Forbidden, NotVisible, SignInRequired, require_role
 from segmentation.datasets import GRAPH_LAYER, Datasets
 
 from ..workspace import workspace
@@ -64,3 +69,69 @@ def dataset_json(dataset) -> dict:
 def has_graph(dataset: str) -> bool:
     """Whether ``dataset`` has a versioned graph (then the viewer proofreads it through graphene://)."""
     return workspace().find_graph(dataset) is not None
+
+
+# ---- who may see what a state (or an alias of one) names -------------------------------------
+PRIVATE_CACHE = "private, no-store"
+
+
+def hidden_datasets(names) -> list[str]:
+    """Those of ``names`` the caller may not view, sorted. A name that is no dataset is hidden too:
+    unknown and private must answer alike, so both take this same path (one cached visibility map,
+    no extra read for either)."""
+    from .. import auth
+
+    known = auth.accounts().visibility()
+    principal, anonymous_role = auth.principal(), auth.anonymous_role()
+    hidden = []
+    for name in sorted(names):
+        public = known.get(name)
+        try:
+            require_role(principal, name, bool(public), "viewer", anonymous_role)
+            visible = public is not None
+        except (NotVisible, SignInRequired, Forbidden):
+            visible = False
+        if not visible:
+            hidden.append(name)
+    return hidden
+
+
+def may_view_datasets(datasets) -> bool:
+    return not hidden_datasets(datasets)
+
+
+def _all_public(datasets) -> bool:
+    from .. import auth
+
+    known = auth.accounts().visibility()
+    return all(known.get(name) is True for name in datasets)
+
+
+def private_if_needed(response: Response, datasets, always: bool = False) -> Response:
+    """A state showing non-public data must not sit in a shared cache, nor be served to another caller."""
+    if always or not _all_public(datasets):
+        response.headers["Cache-Control"] = PRIVATE_CACHE
+        response.vary.update(("Authorization", "Cookie"))
+    else:
+        response.headers.setdefault("Cache-Control", "no-cache")  # the same for every caller; "now" changes
+    return response
+
+
+def viewer_url(ref: str, mode: str) -> str:
+    """The bundled viewer loading a stored state by URL (``#!<url>``), told which mode it shows."""
+    from .. import hosts
+
+    base = hosts.base_url()
+    query = urlencode({"link": ref, "as": mode})
+    return f"{base}/v/{VIEWER_TOKEN}/?{query}#!{base}/api/v1/states/{ref}/{mode}.json"
+
+
+def state_visible(ref) -> bool:
+    """Whether the caller may view the stored state ``ref`` (a missing one is not visible either)."""
+    from state_links.store import StateNotFound
+
+    try:
+        workspace().states.get(ref, may_view=may_view_datasets)
+    except StateNotFound:
+        return False
+    return True

@@ -19,11 +19,14 @@ from frontend_config import default_state, layer_templates
 from segmentation.celltypes.query import QueryError, parse
 from segmentation.celltypes.search import search
 from segmentation.errors import Invalid, NotFound
+from state_links.aliases import NAME_RULE
 from state_links.links import pinned_source
+from state_links.my_links import PER_PAGE as MY_LINKS_PER_PAGE
 
 from .. import auth, endpoints, hosts
 from ..request_input import BadInput, moment
-from . import cell_tags, dataset_named, graph_for, has_graph, vocabulary_of
+from ..workspace import workspace
+from . import cell_tags, dataset_named, graph_for, has_graph, may_view_datasets, state_visible, vocabulary_of
 
 blueprint = Blueprint("pages", __name__)
 
@@ -39,6 +42,10 @@ class NotANeuron(NotFound):
 def _signed_in():
     """Every page's header says who is signed in (``layout.html``)."""
     return {"current_user": auth.principal}
+
+
+def my_links():
+    return workspace().my_links
 
 
 def search_page():
@@ -253,8 +260,37 @@ def _before_after_link(dataset, op: dict) -> str:
     return "/#!" + quote(json.dumps(state, separators=(",", ":")), safe="")
 
 
+def my_links_page():
+    """One's links (rename, forget) and aliases (make, re-point, history); the page's script calls
+    the routes of ``endpoints.LINKS`` and reloads."""
+    me = auth.principal()
+    if not me.authenticated:
+        return render_template("my_links.html", signed_in=False), 401
+    page = _page_number(request.args.get("page", "1"))
+    links, total = my_links().page(me.name, page, may_view=may_view_datasets)
+    last = max(1, -(-total // MY_LINKS_PER_PAGE))
+    aliases = [a for a in workspace().aliases.of_owner(me.name) if state_visible(a.current.short_id)]
+    return render_template(
+        "my_links.html",
+        signed_in=True,
+        links=links,
+        total=total,
+        page=page,
+        last=last,
+        aliases=aliases,
+        titles={link.short_id: link.title for link in links},
+        base=hosts.base_url(),
+        name_rule=NAME_RULE,
+    )
+
+
 endpoints.register(
     blueprint,
     endpoints.PAGES,
-    {"search_page": search_page, "neuron_page": neuron_page, "changes_page": changes_page},
+    {
+        "search_page": search_page,
+        "neuron_page": neuron_page,
+        "my_links_page": my_links_page,
+        "changes_page": changes_page,
+    },
 )

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, redirect, request
 
-from segmentation.access import Forbidden, NotVisible, SignInRequired, require_role
 from segmentation.datasets import DatasetNotFound
 from segmentation.timestamps import parse_timestamp
 from state_links.codec import StateRejected, parse_json_object
@@ -23,7 +22,15 @@ from state_links.tokens import holds_token
 
 from .. import auth, endpoints, hosts, request_input
 from ..workspace import workspace
-from . import VIEWER_TOKEN, dataset_named, datasets_registry
+from . import (
+    VIEWER_TOKEN,
+    dataset_named,
+    datasets_registry,
+    hidden_datasets,
+    may_view_datasets,
+    private_if_needed,
+    viewer_url,
+)
 
 blueprint = Blueprint("states", __name__)
 
@@ -31,7 +38,6 @@ CAVE_STATE_VERSION = "0.7.2"
 _COORDS = re.compile(r"^\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*$")
 _LINK_AT_BODY = '{"dataset": NAME, "voxel": [x, y, z], "t": optional, "zoom": optional}'
 _MAX_LINK_AT_BYTES = 1024 * 1024  # a voxel link body is tiny; read no more than this
-PRIVATE_CACHE = "private, no-store"
 
 
 def store() -> StateStore:
@@ -44,45 +50,6 @@ def base_url() -> str:
 
 def _graphs():
     return workspace().graphs
-
-
-# ---- who may see what a state names ------------------------------------------------
-def _hidden(names) -> list[str]:
-    """Those of ``names`` the caller may not view, sorted. A name that is no dataset is hidden too:
-    unknown and private must answer alike, so both take this same path (one cached visibility map,
-    no extra read for either)."""
-    known = auth.accounts().visibility()
-    principal, anonymous_role = auth.principal(), auth.anonymous_role()
-    hidden = []
-    for name in sorted(names):
-        public = known.get(name)
-        try:
-            require_role(principal, name, bool(public), "viewer", anonymous_role)
-            visible = public is not None
-        except (NotVisible, SignInRequired, Forbidden):
-            visible = False
-        if not visible:
-            hidden.append(name)
-    return hidden
-
-
-def _may_view(datasets) -> bool:
-    return not _hidden(datasets)
-
-
-def _all_public(datasets) -> bool:
-    known = auth.accounts().visibility()
-    return all(known.get(name) is True for name in datasets)
-
-
-def _private_if_needed(response: Response, datasets, always: bool = False) -> Response:
-    """A state showing non-public data must not sit in a shared cache, nor be served to another caller."""
-    if always or not _all_public(datasets):
-        response.headers["Cache-Control"] = PRIVATE_CACHE
-        response.vary.update(("Authorization", "Cookie"))
-    else:
-        response.headers.setdefault("Cache-Control", "no-cache")  # the same for every caller; "now" changes
-    return response
 
 
 def _reached_by_short_id(ref) -> bool:
@@ -128,14 +95,14 @@ def _save(raw: bytes, state: dict, title: str | None = None, anchors=None, datas
         )
     datasets = set(named.datasets) | ({dataset} if dataset else set())
     for ref in named.states:  # a state pointing at a state: it shows what that one shows
-        datasets |= store().get(ref, may_view=_may_view).datasets
-    hidden = _hidden(datasets)
+        datasets |= store().get(ref, may_view=may_view_datasets).datasets
+    hidden = hidden_datasets(datasets)
     if hidden:
         raise DatasetNotFound(f"no dataset named {hidden[0]!r}")
     if anchors is None:
         anchors = find_anchors(state, hosts.is_this_server, _graphs(), datasets_registry(), allowed=datasets)
     title = title if title is not None else request.args.get("title") or str(state.get("title") or "")
-    return store().save(
+    stored = store().save(
         raw,
         state,
         title=title,
@@ -145,6 +112,9 @@ def _save(raw: bytes, state: dict, title: str | None = None, anchors=None, datas
         owner=auth.user_name(),
         datasets=datasets,
     )
+    if auth.principal().authenticated:  # into the poster's own list, stored before or not
+        workspace().my_links.record(auth.user_name(), stored.id, title)
+    return stored
 
 
 def _link_answer(stored, status=None):
@@ -158,18 +128,11 @@ def _link_answer(stored, status=None):
         "as_now_url": f"{base}/s/{stored.short_id}?as=now",
         "created": stored.created,
     }
-    if _may_view(stored.datasets):  # an identical state stored before may name more than this caller sees
+    if may_view_datasets(stored.datasets):  # an identical state stored before may name more than this caller sees
         answer.update({k: v for k, v in stored.info().items() if k not in ("id", "short_id")})
     response = jsonify(answer)
     response.status_code = status or (201 if stored.created else 200)
-    return _private_if_needed(response, stored.datasets)
-
-
-def viewer_url(ref: str, mode: str) -> str:
-    """The bundled viewer loading a stored state by URL (``#!<url>``), told which mode it shows."""
-    base = base_url()
-    query = urlencode({"link": ref, "as": mode})
-    return f"{base}/v/{VIEWER_TOKEN}/?{query}#!{base}/api/v1/states/{ref}/{mode}.json"
+    return private_if_needed(response, stored.datasets)
 
 
 def _mode() -> str | None:
@@ -200,12 +163,12 @@ def _state_json(stored, mode: str | None) -> Response:
         else:
             state = as_now(state, stored.anchors, _graphs(), hosts.is_this_server)
         response = jsonify(state)
-    return _private_if_needed(response, stored.datasets)
+    return private_if_needed(response, stored.datasets)
 
 
 def _get(ref, fresh: bool = False):
     """The stored state, if the caller may view every dataset it names; else the 404 of a missing one."""
-    return (store().info_of if fresh else store().get)(ref, may_view=_may_view)
+    return (store().info_of if fresh else store().get)(ref, may_view=may_view_datasets)
 
 
 # ---- our API -------------------------------------------------------------------
@@ -234,7 +197,7 @@ def state_info(ref):
         info["short_url"] = f"{base_url()}/s/{stored.short_id}"
     else:
         info.update(owner=None, short_id=None, short_url=None)
-    return _private_if_needed(jsonify(info), stored.datasets, always=True)  # it depends on who asks
+    return private_if_needed(jsonify(info), stored.datasets, always=True)  # it depends on who asks
 
 
 def post_link_at():
@@ -255,7 +218,7 @@ def post_link_at():
     at = parse_timestamp(str(body["t"])) if body.get("t") is not None else None
     zoom = _zoom(body.get("zoom"))
     name = str(body["dataset"])
-    if _hidden([name]):  # unknown or private: one answer, the same work
+    if hidden_datasets([name]):  # unknown or private: one answer, the same work
         raise DatasetNotFound(f"no dataset named {name!r}")
     dataset = dataset_named(name)
     state, anchor = voxel_state(dataset, voxel, base_url(), _graphs(), at=at, zoom=zoom)
@@ -282,7 +245,7 @@ def open_short_link(ref):
     store().count_view(stored)
     # the viewer is sent on with the name the caller used: an integer id does not reveal the short one
     name = stored.short_id if _reached_by_short_id(ref) else str(stored.id)
-    return _private_if_needed(redirect(viewer_url(name, mode), code=302), stored.datasets)
+    return private_if_needed(redirect(viewer_url(name, mode), code=302), stored.datasets)
 
 
 def open_voxel_link(dataset, coords):
@@ -316,7 +279,7 @@ def nglstate_post():
 def nglstate_get(state_id):
     stored = _get(state_id)
     store().count_view(stored)
-    return _private_if_needed(_as_stored(stored), stored.datasets)
+    return private_if_needed(_as_stored(stored), stored.datasets)
 
 
 def nglstate_raw(state_id):
