@@ -210,6 +210,7 @@ def test_a_person_renames_a_link_makes_an_alias_and_re_points_it_in_the_browser(
     from tests.helpers import call
 
     with BackgroundServer(site) as server:
+
         def post_there(x: float, title: str) -> dict:  # as the viewer's Short link button stores a view
             body = state("small", x).replace(b"http://localhost", server.url.encode())
             status, answer = call(f"{server.url}/api/v1/states?title={title}", body, token=site.tokens["bob"])
