@@ -3,7 +3,8 @@
 Demo: ``axonlink serve`` on the demo dataset (48 tagged neurons) after a few merges; at scale: the
 datasets and 1 M tags of ``bench/search.py`` (three synthetic graphs, ~500 k neurons) and then
 ``--operations`` merges on the first dataset, every tenth one chained onto the same neuron (a
-neuron with a long history). Each page is asked ``--requests`` times, as a browser would
+neuron with a long history), and one person with ``--links`` links and ``--aliases`` aliases
+re-pointed 20 times each (the demo: 20 links, 3 aliases). Each page is asked ``--requests`` times, as a browser would
 (``Accept: text/html``), after one warm-up per worker; p50 and p99. Targets (issue 19): p50 ≤ 200 ms
 on the demo, ≤ 500 ms at 1 M tags / 10 k operations.
 
@@ -31,8 +32,8 @@ from segmentation.graph.ids import supervoxel_ids
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 
 
-def timed(url: str) -> float:
-    request = urllib.request.Request(url, headers=BROWSER)
+def timed(url: str, headers: dict | None = None) -> float:
+    request = urllib.request.Request(url, headers={**BROWSER, **(headers or {})})
     started = time.perf_counter()
     with urllib.request.urlopen(request, timeout=120) as response:
         response.read()
@@ -40,18 +41,50 @@ def timed(url: str) -> float:
     return time.perf_counter() - started
 
 
-def measure(server: str, pages: dict[str, str], requests: int) -> dict[str, tuple[float, float]]:
+def measure(server: str, pages: dict, requests: int) -> dict[str, tuple[float, float]]:
+    """p50 and p99 ms of each page (a path, or (path, headers) for a signed-in person's page)."""
     figures = {}
     for name, path in pages.items():
+        path, headers = path if isinstance(path, tuple) else (path, None)
         for _ in range(4):  # each worker reads its tags and graph once
             try:
-                timed(server + path)
+                timed(server + path, headers)
             except urllib.error.HTTPError as error:  # what a cold worker answers: said, not hidden
                 print(f"  warm-up of {name}: {error.code} {error.read()[:300]!r}", flush=True)
-        seconds = np.array([timed(server + path) for _ in range(requests)]) * 1000
+        seconds = np.array([timed(server + path, headers) for _ in range(requests)]) * 1000
         figures[name] = (float(np.percentile(seconds, 50)), float(np.percentile(seconds, 99)))
         print(f"  {name:34} p50 {figures[name][0]:7.1f} ms  p99 {figures[name][1]:7.1f} ms", flush=True)
     return figures
+
+
+def links_of_a_person(settings, dataset: str, links: int, aliases: int, pointings: int) -> dict:
+    """A signed-in person ("curator") with ``links`` stored states in their list and ``aliases``
+    aliases, each re-pointed ``pointings`` times among them; the headers their browser sends."""
+    import json
+
+    from segmentation.access import Accounts
+    from state_links.aliases import Aliases
+    from state_links.my_links import MyLinks
+    from state_links.store import StateStore
+
+    token = Accounts(settings.database_url).role_token("curator", dataset, "viewer", by="bench")
+    store, mine, named = (
+        StateStore(settings.database_url),
+        MyLinks(settings.database_url),
+        Aliases(settings.database_url),
+    )
+    ids = []
+    for i in range(links):
+        state = {"position": [i, 0, 0], "layers": [], "title": f"view {i}"}
+        raw = json.dumps(state).encode()
+        stored = store.save(raw, state, title=f"view {i}", owner="curator", dataset=dataset)
+        mine.record("curator", stored.id, f"view {i}")
+        ids.append(stored.id)
+    for a in range(aliases):
+        named.create(f"alias-{a}", "curator", ids[a % len(ids)])
+        for p in range(1, pointings):
+            named.repoint(f"alias-{a}", ids[(a + p) % len(ids)], "curator")
+    return {"Authorization": f"Bearer {token}"}
 
 
 def edit(graph: Graph, count: int, sv_count: int, rng) -> int:
@@ -73,6 +106,8 @@ def main() -> int:
     parser.add_argument("--neurons", type=int, default=500_000)
     parser.add_argument("--operations", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--links", type=int, default=10_000, help="links of one person (at scale)")
+    parser.add_argument("--aliases", type=int, default=100, help="aliases of that person (at scale)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
 
@@ -85,6 +120,7 @@ def main() -> int:
             if graph.root(int(svs[i])) != graph.root(int(svs[-1 - i])):
                 graph.merge(int(svs[i]), int(svs[-1 - i]), user="trainee")
         root = int(graph.root(int(svs[0])))
+        person = links_of_a_person(settings, DEMO_NAME, links=20, aliases=3, pointings=3)
         with axonlink_server(settings) as server:
             demo = measure(
                 server,
@@ -94,6 +130,7 @@ def main() -> int:
                     "neuron page (edited)": f"/datasets/{DEMO_NAME}/neurons/{root}",
                     "changes (last 7 days)": f"/datasets/{DEMO_NAME}/changes",
                     "datasets": "/datasets",
+                    "my links (20 links, 3 aliases)": ("/me/links", person),
                 },
                 args.requests,
             )
@@ -105,6 +142,7 @@ def main() -> int:
         graph = Graph.open(settings.database_url, DATASETS[0])
         sv_count = int(args.neurons / len(DATASETS) * MEAN_NEURON)
         grown = edit(graph, args.operations, sv_count, rng)
+        person = links_of_a_person(settings, DATASETS[0], links=args.links, aliases=args.aliases, pointings=20)
         print(f"  built in {time.perf_counter() - started:.0f} s", flush=True)
         with axonlink_server(settings) as server:
             scale = measure(
@@ -114,6 +152,7 @@ def main() -> int:
                     "search 'inhibitory OR glia' p.100": "/search?q=" + quote("inhibitory OR glia") + "&page=100",
                     "neuron page (1,000 edits)": f"/datasets/{DATASETS[0]}/neurons/{grown}",
                     f"changes ({args.operations:,} operations)": f"/datasets/{DATASETS[0]}/changes",
+                    f"my links ({args.links:,} links, {args.aliases} aliases × 20)": ("/me/links", person),
                 },
                 args.requests,
             )

@@ -288,3 +288,66 @@ def test_a_person_searches_as_they_type_opens_a_neuron_and_then_the_viewer(graph
             page.evaluate("fetch('/api/v1/session', {method: 'DELETE'})")
         assert not [e for e in errors if "404" not in e], errors
         page.close()
+
+
+def test_proofreaders_see_undo_and_redo_on_a_neurons_page_and_others_do_not(graph_app, settings):
+    from segmentation.access import Accounts
+    from segmentation.graph import Graph
+    from segmentation.graph.ids import supervoxel_ids
+
+    client = graph_app.test_client()
+    two, three = (int(s) for s in supervoxel_ids(np.array([2, 3], dtype=np.uint64)))
+    graph = Graph.open(settings.database_url, "cg")
+    first = graph.root(two)
+    done = graph.merge(two, three, user="trainee")
+    (merged,) = done.new_root_ids
+    viewer = Accounts(settings.database_url).role_token("vic", "cg", "viewer", by="tests")
+    for headers in ({}, {"Authorization": f"Bearer {viewer}"}):
+        page = client.get(f"/datasets/cg/neurons/{merged}", headers={**ROLE_HEADERS, **headers}).get_data(as_text=True)
+        assert "take-back" not in page and "Undo" not in text_of(page)
+    proofreader = {"Authorization": f"Bearer {graph_app.token}", **ROLE_HEADERS}
+    page = client.get(f"/datasets/cg/neurons/{merged}", headers=proofreader).get_data(as_text=True)
+    assert f'data-action="undo" data-operation="{done.operation_id}"' in page
+    retired = client.get(f"/datasets/cg/neurons/{first}", headers=proofreader).get_data(as_text=True)
+    assert f"Retired by operation {done.operation_id} (merge)" in text_of(retired) and "by trainee" in text_of(retired)
+    undone = graph.undo(done.operation_id, user="lead")
+    page = client.get(f"/datasets/cg/neurons/{merged}", headers=proofreader).get_data(as_text=True)
+    assert f"Retired by operation {undone.operation_id} (undo of operation {done.operation_id})" in text_of(page)
+    assert f'data-action="redo" data-operation="{done.operation_id}"' in page
+
+
+def test_a_proofreader_undoes_a_merge_from_the_neurons_page_and_redoes_it(graph_app, browser, settings):
+    from segmentation.graph import Graph
+    from segmentation.graph.ids import supervoxel_ids
+    from server.runner import BackgroundServer
+    from tests.browser import VIEWPORT, page_errors, wait_until
+
+    two, three = (int(s) for s in supervoxel_ids(np.array([2, 3], dtype=np.uint64)))
+    graph = Graph.open(settings.database_url, "cg")
+    before = sorted({graph.root(two), graph.root(three)})
+    done = graph.merge(two, three, user="trainee")
+    (merged,) = done.new_root_ids
+    with BackgroundServer(graph_app) as server:
+        page = browser.new_page(viewport=VIEWPORT)
+        errors = page_errors(page)
+        page.goto(f"{server.url}/login?next=/datasets/cg/neurons/{merged}#token={graph_app.token}")
+        page.wait_for_url(f"**/datasets/cg/neurons/{merged}")
+        page.click(f'#edits button[data-operation="{done.operation_id}"]')
+        assert wait_until(page, lambda: page.locator("#retired").count() == 1)
+        assert "Edited since" in page.inner_text("#status")
+        graph.sync()
+        apart = sorted({graph.root(two), graph.root(three)})
+        assert len(apart) == 2 and apart != before  # taken back: two neurons again, new roots
+        assert [int(a.inner_text()) for a in page.locator("a.became").all()] == apart
+        page.click("#retired button")  # redo: one neuron again, its page shown
+        assert wait_until(page, lambda: "/neurons/" in page.url and f"/neurons/{merged}" not in page.url)
+        graph.sync()
+        again = graph.root(two)
+        assert again == graph.root(three) and page.url.endswith(f"/neurons/{again}")
+        assert page.inner_text("#status").startswith("Current")
+        page.goto(f"{server.url}/datasets/cg/neurons/{merged}")  # a second redo of the same is refused, said
+        page.click("#retired button")
+        assert wait_until(page, lambda: page.locator("#problem").is_visible())
+        assert "already" in page.inner_text("#problem")
+        assert not [e for e in errors if "400" not in e and "409" not in e], errors
+        page.close()

@@ -527,6 +527,13 @@ class Graph:
             new.update(r for r in op["new_root_ids"] if self.index.exists_at(r, s2))
         return sorted(old), sorted(new)
 
+    def retired_by(self, root: int) -> dict | None:
+        """The operation that retired ``root`` (its supervoxels went into other roots), or None while
+        it is current: what a neuron's page offers to take back."""
+        self.sync()
+        seq = self.index.record(root).retired_seq
+        return None if seq is None else dict(self._ops[seq])
+
     def operation(self, operation_id: int) -> dict:
         self.sync()
         if operation_id not in self._ops:

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 from flask import Blueprint, render_template, request
 
 from frontend_config import default_state, layer_templates
+from segmentation.access.policy import at_least
 from segmentation.celltypes.query import QueryError, parse
 from segmentation.celltypes.search import search
 from segmentation.errors import Invalid, NotFound
@@ -111,6 +112,13 @@ def _bars(counts: dict[str, int], most: int | None = 20, by_size: bool = True) -
 def neuron_page(dataset: str, root_id: int):
     found = dataset_named(dataset)
     graph = graph_for(dataset)
+    with graph.caught_up():  # one catch-up with the log: a neuron made a moment ago elsewhere is found
+        graph.sync()
+        return _neuron_page(found, graph, root_id)
+
+
+def _neuron_page(found, graph, root_id: int):
+    dataset = found.name
     if not graph.is_root(root_id):
         raise NotANeuron(f"{root_id} is not a neuron of {dataset} (neither now nor before)")
     current = graph.is_latest([root_id])[0]
@@ -121,7 +129,17 @@ def neuron_page(dataset: str, root_id: int):
     for row in edits:
         row["when"] = _iso_from_ms(row["timestamp"])
         row["kind"] = "merge" if row["is_merge"] else "split"
+    retired = None if current else graph.retired_by(root_id)
     context = {
+        "can_edit": at_least(auth.role(dataset), "proofreader"),  # undo and redo buttons
+        "retired": retired
+        and {
+            "id": retired["id"],
+            "kind": retired["kind"],
+            "user": retired["user_id"],
+            "when": retired["created_at"].astimezone(UTC).isoformat(timespec="seconds"),
+            "target": retired.get("target_operation_id"),
+        },
         "dataset": found,
         "root_id": root_id,
         "current": current,
