@@ -523,6 +523,14 @@ PAGES = {
         personal=True,
         cost="expensive",  # walks the neuron's past: under the time budget and the per-client limit
     ),
+    "dataset_page": route(
+        "GET",
+        "/datasets/<dataset>",
+        "A dataset's page: metadata, licence, citation (plain and BibTeX), counts (neurons, supervoxels, "
+        "tagged neurons per type, edits per week), how to read it from Python, admin tools for its admins.",
+        personal=True,
+        cost="expensive",
+    ),
     "my_links_page": route(
         "GET",
         "/me/links",

@@ -6,6 +6,7 @@ is checked in the text), and once in Chromium, used as a person would."""
 
 from __future__ import annotations
 
+import datetime
 import re
 from html import unescape
 
@@ -350,4 +351,107 @@ def test_a_proofreader_undoes_a_merge_from_the_neurons_page_and_redoes_it(graph_
         assert wait_until(page, lambda: page.locator("#problem").is_visible())
         assert "already" in page.inner_text("#problem")
         assert not [e for e in errors if "400" not in e and "409" not in e], errors
+        page.close()
+
+
+def test_a_datasets_page_gives_its_facts_counts_citation_and_snippets(graph_app, settings, small_volumes):
+    from segmentation.datasets import Datasets
+    from segmentation.graph import Graph
+    from segmentation.graph.ids import supervoxel_ids
+
+    Datasets(settings.database_url).update(
+        "cg", {"citation": "Doe et al. (2026) A_cortex & more, doi:10.1234/ax.5_6.", "license": "CC-BY-4.0"}, by="t"
+    )
+    client = graph_app.test_client()
+    page = client.get("/datasets/cg", headers=ROLE_HEADERS)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    text = text_of(html)
+    assert "Neurons now 2" in text and "Supervoxels 4" in text and "Edits 0" in text and "Tagged neurons 2" in text
+    types = re.findall(r"<title>([^<]+)</title>", html.split('id="per-type"')[1].split("</section>")[0])
+    assert sorted(types) == ["L2/3 pyramidal: 1", "astrocyte: 1", "pyramidal: 1"], types
+    assert "No edits yet" in text and "CC-BY-4.0" in text
+    bibtex = unescape(re.search(r'<pre id="citation-bibtex" class="cite">(.*?)</pre>', html, re.S).group(1))
+    assert bibtex.startswith("@misc{cg,") and "doi = {10.1234/ax.5_6}" in bibtex
+    assert r"note = {Doe et al. (2026) A\_cortex \& more, doi:10.1234/ax.5\_6.}" in bibtex
+    assert bibtex.count("{") == bibtex.count("}") + bibtex.count(r"\}") - bibtex.count(r"\{")
+    assert 'CloudVolume("http://localhost/data/cg/segmentation"' in unescape(html)
+    assert 'CAVEclient("cg", server_address="http://localhost"' in unescape(html)
+    assert 'id="admin"' not in html  # not for a proofreader
+    two, three = (int(s) for s in supervoxel_ids(np.array([2, 3], dtype=np.uint64)))
+    Graph.open(settings.database_url, "cg").merge(two, three, user="trainee")
+    html = client.get("/datasets/cg", headers=ROLE_HEADERS).get_data(as_text=True)
+    assert "Neurons now 1" in text_of(html) and "Edits 1" in text_of(html)
+    week = re.findall(r"<title>([^<]+)</title>", html.split('id="per-week"')[1].split("</section>")[0])
+    monday = datetime.date.today() - datetime.timedelta(days=datetime.date.today().weekday())
+    assert week == [f"{monday.isoformat()}: 1"]
+    # a dataset without a graph says what it is; the datasets page links every dataset's page
+    Datasets(settings.database_url).add(
+        "small", image=small_volumes["image"], segmentation=small_volumes["segmentation"]
+    )
+    plain = text_of(client.get("/datasets/small", headers=ROLE_HEADERS).get_data(as_text=True))
+    assert "served as stored" in plain and "Neurons now" not in plain
+    assert 'href="/datasets/cg"' in client.get("/datasets", headers=ROLE_HEADERS).get_data(as_text=True)
+
+
+def test_a_datasets_page_shows_admin_tools_to_its_admins_only_and_private_ones_to_no_stranger(graph_app, settings):
+    from segmentation.access import Accounts
+
+    accounts = Accounts(settings.database_url)
+    admin = accounts.role_token("ada", "cg", "admin", by="tests")
+    client = graph_app.test_client()
+    page = client.get("/datasets/cg", headers={**ROLE_HEADERS, "Authorization": f"Bearer {admin}"})
+    html = page.get_data(as_text=True)
+    assert 'id="admin"' in html and "<td>tester</td><td>proofreader</td>" in html
+    assert "private" in page.headers["Cache-Control"]  # what it shows depends on who asks
+    accounts.set_public("cg", False, by="tests")
+    accounts.add_user("otto", by="tests")  # signed in, no role on cg
+    stranger = accounts.create_token("otto", by="tests")[1]
+    for headers in ({}, {"Authorization": f"Bearer {stranger}"}):
+        hidden = client.get("/datasets/cg", headers={**ROLE_HEADERS, **headers})
+        missing = client.get("/datasets/no-such", headers={**ROLE_HEADERS, **headers})
+        assert hidden.status_code == missing.status_code == 404  # private and unknown: one answer
+        assert "cg" not in text_of(hidden.get_data(as_text=True)).replace("no dataset named 'cg'", "")
+    seen = client.get("/datasets/cg", headers={**ROLE_HEADERS, "Authorization": f"Bearer {graph_app.token}"})
+    assert seen.status_code == 200 and "(private)" in seen.get_data(as_text=True)
+
+
+def test_an_admin_edits_a_dataset_and_grants_a_role_from_its_page(graph_app, browser, settings):
+    from segmentation.access import Accounts
+    from server.runner import BackgroundServer
+    from tests.browser import SCREENSHOTS, VIEWPORT, page_errors, wait_until
+
+    accounts = Accounts(settings.database_url)
+    admin = accounts.role_token("ada", "cg", "admin", by="tests")
+    accounts.add_user("newcomer", by="tests")
+    with BackgroundServer(graph_app) as server:
+        page = browser.new_page(viewport=VIEWPORT)
+        errors = page_errors(page)
+        page.goto(f"{server.url}/login?next=/datasets#token={admin}")
+        page.wait_for_url("**/datasets")
+        page.click('a.dataset-page:text("cg")')
+        page.wait_for_url("**/datasets/cg")
+        assert page.inner_text("#neurons") == "2" and page.inner_text("#supervoxels") == "4"
+        page.fill('#settings textarea[name="description"]', "Mouse V1, layer 2/3, proofread")
+        page.fill('#settings input[name="license"]', "CC-BY-4.0")
+        page.click("#settings button")
+        assert wait_until(page, lambda: page.locator("#description").count() == 1)
+        assert page.inner_text("#description") == "Mouse V1, layer 2/3, proofread"
+        assert page.inner_text("#license") == "CC-BY-4.0"
+        assert "Mouse V1" in page.inner_text("#citation-bibtex")
+        page.fill('#grant input[name="user"]', "newcomer")
+        page.select_option('#grant select[name="role"]', "proofreader")
+        page.click("#grant button")
+        assert wait_until(page, lambda: "newcomer" in page.inner_text("#grants"))
+        assert accounts.grants("cg") and {
+            "user": "newcomer",
+            "dataset": "cg",
+            "role": "proofreader",
+        } in accounts.grants("cg")
+        page.fill('#grant input[name="user"]', "nobody-by-this-name")
+        page.click("#grant button")
+        assert wait_until(page, lambda: page.locator("#problem").is_visible())
+        assert "nobody-by-this-name" in page.inner_text("#problem")
+        page.screenshot(path=str(SCREENSHOTS / "page-dataset.png"), full_page=True)
+        assert not [e for e in errors if "404" not in e and "400" not in e], errors
         page.close()

@@ -252,3 +252,22 @@ def lineage(term: str, vocabulary: Vocabulary) -> set[str]:
         return set(vocabulary.ancestors(term))
     except UnknownTerm:
         return {term}
+
+
+def tagged_per_type(tags: CellTags, dataset: str) -> tuple[int, dict[str, int]]:
+    """(how many neurons of ``dataset`` carry a tag in force now, how many per type, most first):
+    a dataset page's counts, from the same index and cached neuron table as a search."""
+    index = tags.sync()
+    code = index.datasets.codes.get(dataset)
+    if code is None:
+        return 0, {}
+    positions = index.positions_of(code)
+    alive = index.alive_among(positions, None)
+    if not alive.any():
+        return 0, {}
+    roots, neuron_of = neurons_of(tags, index, dataset, None)
+    hit = np.ones(len(roots), dtype=bool)
+    per_term = _neurons_per_term(index, positions, alive, neuron_of, hit)
+    tagged = len(np.unique(neuron_of[alive]))
+    ordered = sorted(enumerate(per_term.tolist()), key=lambda tn: (-tn[1], tn[0]))
+    return tagged, {index.terms.names[t]: int(n) for t, n in ordered if n}

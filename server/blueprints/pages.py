@@ -9,16 +9,18 @@ one types); everything they fetch is a page or an API route of the route table.
 from __future__ import annotations
 
 import json
+import re
 from collections import deque
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode
 
+import numpy as np
 from flask import Blueprint, render_template, request
 
 from frontend_config import default_state, layer_templates
 from segmentation.access.policy import at_least
 from segmentation.celltypes.query import QueryError, parse
-from segmentation.celltypes.search import search
+from segmentation.celltypes.search import search, tagged_per_type
 from segmentation.errors import Invalid, NotFound
 from state_links.aliases import NAME_RULE
 from state_links.links import pinned_source
@@ -47,6 +49,100 @@ def _signed_in():
 
 def my_links():
     return workspace().my_links
+
+
+# ---- a dataset's page --------------------------------------------------------------------------
+WEEKS_CHARTED = 52
+_NEURON_COUNTS: dict = {}  # (dataset, graph ingest time, operation) -> neurons now; a few kept
+
+
+def dataset_page(dataset: str):
+    found = dataset_named(dataset)
+    base = hosts.base_url()
+    graph = graph_for(dataset) if has_graph(dataset) else None
+    role = auth.role(dataset)
+    context = {
+        "dataset": found,
+        "base": base,
+        "bibtex": _bibtex(found, base),
+        "plain_citation": _plain_citation(found, base),
+        "viewer_link": _viewer_link(found, []),
+        "graph": graph is not None,
+        "is_admin": at_least(role, "admin"),
+        "can_edit": at_least(role, "proofreader"),
+        "layer_urls": {layer.name: f"{base}/data/{found.name}/{layer.name}" for layer in found.layers},
+    }
+    if graph is not None:
+        with graph.caught_up():
+            graph.sync()
+            context["supervoxels"] = len(graph.supervoxel_ids)
+            context["neurons"] = _neurons_now(graph)
+            context["operations"] = graph.seq
+            weeks = _edits_per_week(graph)
+        context["bars_weeks"] = _bars(weeks, by_size=False)
+        tagged, per_type = tagged_per_type(cell_tags(), dataset)
+        context["tagged"] = tagged
+        context["bars_types"] = _bars(per_type)
+    if context["is_admin"]:
+        context["grants"] = auth.accounts().grants(dataset)
+    return render_template("dataset.html", **context)
+
+
+def _neurons_now(graph) -> int:
+    """How many neurons the dataset has now: its supervoxels' distinct roots (counted once per edit)."""
+    key = (graph.dataset, graph.created_at, graph.seq)
+    found = _NEURON_COUNTS.get(key)
+    if found is None:
+        found = len(np.unique(graph.roots(graph.supervoxel_ids)))
+        if len(_NEURON_COUNTS) >= 64:
+            _NEURON_COUNTS.clear()
+        _NEURON_COUNTS[key] = found
+    return found
+
+
+def _edits_per_week(graph) -> dict[str, int]:
+    """Operations per week (by the Monday it starts on), the last WEEKS_CHARTED weeks with any."""
+    weeks: dict[str, int] = {}
+    for op in graph.operations_between(None, None):
+        day = op["created_at"].astimezone(UTC).date()
+        monday = (day - timedelta(days=day.weekday())).isoformat()
+        weeks[monday] = weeks.get(monday, 0) + 1
+    return dict(sorted(weeks.items())[-WEEKS_CHARTED:])
+
+
+def _plain_citation(dataset, base: str) -> str:
+    where = f"{base}/datasets/{dataset.name}"
+    if dataset.citation:
+        return f"{dataset.citation} Served by axonlink: {where}"
+    return f"{dataset.name}. Served by axonlink: {where} (accessed {datetime.now(UTC).date().isoformat()})."
+
+
+def _bibtex(dataset, base: str) -> str:
+    """A BibTeX entry for the dataset: its citation as the note, a DOI when the citation names one."""
+    key = re.sub(r"[^A-Za-z0-9]+", "_", dataset.name).strip("_") or "dataset"
+    year = str(dataset.created_at)[:4]
+    fields = [
+        ("title", dataset.description or dataset.name),
+        ("howpublished", f"\\url{{{base}/datasets/{dataset.name}}}"),
+        ("year", year),
+    ]
+    doi = re.search(r"10\.\d{4,9}/[^\s\"<>{}\\]+", dataset.citation or "")
+    if doi:
+        fields.append(("doi", doi.group(0).rstrip(".,;")))
+    if dataset.citation:
+        fields.append(("note", dataset.citation))
+    if dataset.license:
+        fields.append(("license", dataset.license))
+    verbatim = ("howpublished", "doi")  # a URL and a DOI are read as they are (biblatex, hyperref)
+    body = ",\n".join(
+        f"  {name} = {{{value if name in verbatim else _bibtex_text(value)}}}" for name, value in fields
+    )
+    return f"@misc{{{key},\n{body}\n}}"
+
+
+def _bibtex_text(value: str) -> str:
+    """A field's text with BibTeX's special characters escaped (braces kept balanced)."""
+    return re.sub(r"([{}%&$#_])", r"\\\1", value)
 
 
 def search_page():
@@ -309,6 +405,7 @@ endpoints.register(
         "search_page": search_page,
         "neuron_page": neuron_page,
         "my_links_page": my_links_page,
+        "dataset_page": dataset_page,
         "changes_page": changes_page,
     },
 )
