@@ -134,9 +134,7 @@ def _bibtex(dataset, base: str) -> str:
     if dataset.license:
         fields.append(("license", dataset.license))
     verbatim = ("howpublished", "doi")  # a URL and a DOI are read as they are (biblatex, hyperref)
-    body = ",\n".join(
-        f"  {name} = {{{value if name in verbatim else _bibtex_text(value)}}}" for name, value in fields
-    )
+    body = ",\n".join(f"  {name} = {{{value if name in verbatim else _bibtex_text(value)}}}" for name, value in fields)
     return f"@misc{{{key},\n{body}\n}}"
 
 
