@@ -531,6 +531,15 @@ PAGES = {
         personal=True,
         cost="expensive",
     ),
+    "audit_page": route(
+        "GET",
+        "/audit",
+        "The audit log as a page, for admins (?dataset=, ?user=, ?action= (* wildcard), ?since=, ?before_id=): "
+        "every dataset for site admins, their datasets for dataset admins.",
+        access="own",
+        personal=True,
+        caps={"limit": 500},
+    ),
     "my_links_page": route(
         "GET",
         "/me/links",

@@ -455,3 +455,45 @@ def test_an_admin_edits_a_dataset_and_grants_a_role_from_its_page(graph_app, bro
         page.screenshot(path=str(SCREENSHOTS / "page-dataset.png"), full_page=True)
         assert not [e for e in errors if "404" not in e and "400" not in e], errors
         page.close()
+
+
+def test_the_audit_page_is_for_admins_each_seeing_what_they_administer(graph_app, settings, small_volumes):
+    from segmentation.access import Accounts
+    from segmentation.datasets import Datasets
+
+    accounts = Accounts(settings.database_url)
+    Datasets(settings.database_url).add("other", image=small_volumes["image"])
+    dataset_admin = accounts.role_token("ada", "cg", "admin", by="tests")
+    accounts.grant("tester", "other", "viewer", by="root")
+    accounts.add_user("root", site_admin=True, by="tests")
+    site_admin = accounts.create_token("root", by="tests")[1]
+    client = graph_app.test_client()
+
+    def audit(query="", token=None):
+        headers = {**ROLE_HEADERS, **({"Authorization": f"Bearer {token}"} if token else {})}
+        return client.get(f"/audit{query}", headers=headers)
+
+    stranger = audit()
+    assert stranger.status_code == 401 and "/login?next=/audit" in stranger.get_data(as_text=True)
+    assert audit(token=graph_app.token).status_code == 403  # a proofreader administers nothing
+    mine = audit(token=dataset_admin).get_data(as_text=True)
+    assert "grant.set" in mine and 'href="/datasets/cg"' in mine and 'href="/datasets/other"' not in mine
+    assert audit("?dataset=other", token=dataset_admin).status_code == 403
+    everything = audit(token=site_admin).get_data(as_text=True)
+    assert 'href="/datasets/other"' in everything and 'href="/audit"' in everything  # the header's Audit
+    tags_only = text_of(audit("?action=tag.*", token=site_admin).get_data(as_text=True))
+    assert "tag." in tags_only and "grant.set" not in tags_only
+    paged = audit("?limit=2", token=site_admin).get_data(as_text=True)
+    ids = [int(i) for i in re.findall(r'data-entry="(\d+)"', paged)]
+    older = unescape(re.search(r'id="older" href="([^"]+)"', paged).group(1))
+    next_ids = [
+        int(i)
+        for i in re.findall(
+            r'data-entry="(\d+)"', audit(older[len("/audit") :], token=site_admin).get_data(as_text=True)
+        )
+    ]
+    assert len(ids) == 2 and next_ids and max(next_ids) < min(ids)
+    for bad in ("?before_id=" + "9" * 30, f"?before_id={2**40}", "?before_id=x", "?limit=0", "?since=yesterday-ish"):
+        assert audit(bad, token=site_admin).status_code == 400, bad
+        api = client.get(f"/api/v1/audit{bad}", headers={"Authorization": f"Bearer {site_admin}"})
+        assert api.status_code == 400 and api.get_json()["message"], bad

@@ -135,3 +135,50 @@ def state_visible(ref) -> bool:
     except StateNotFound:
         return False
     return True
+
+
+# ---- the audit log, as the API and the page read it ----------------------------------------------
+
+
+def audit_entries(limit: int | None = None) -> list[dict]:
+    """The audit entries the caller may read, newest first, filtered as the request's arguments ask
+    (``dataset``, ``user``, ``action`` with ``*``, ``since``, ``before_id``, ``limit``): every dataset
+    for site admins, the ones they administer for dataset admins; anyone else is refused."""
+    from flask import request
+
+    from segmentation.access import AccessError, AuditLog
+    from segmentation.access.policy import at_least
+    from segmentation.models import MAX_ROW_ID  # audit ids are 32-bit: a larger id names nothing
+
+    from .. import auth
+    from ..request_input import cap_of, moment
+
+    me = auth.principal()
+    if not me.authenticated:
+        raise SignInRequired("the audit log is for admins: send an admin's token (Authorization: Bearer <token>)")
+    names = [d.name for d in auth.visible_datasets()]
+    administered = None if me.site_admin else [n for n in names if at_least(auth.role(n), "admin")]
+    if administered is not None and not administered:
+        raise Forbidden(f"user {me.name!r} administers no dataset; the audit log is for admins")
+    dataset = request.args.get("dataset") or None
+    if dataset is not None:
+        if administered is not None and dataset not in administered:
+            raise Forbidden(f"user {me.name!r} does not administer {dataset!r}")
+        administered = [dataset]
+    try:
+        limit = int(request.args.get("limit", limit or 100))
+        before_id = int(request.args["before_id"]) if request.args.get("before_id") else None
+    except ValueError:
+        raise AccessError("limit and before_id must be integers") from None
+    if not 1 <= limit <= cap_of("limit"):
+        raise AccessError(f"limit must be from 1 to {cap_of('limit')}")
+    if before_id is not None and not 1 <= before_id <= MAX_ROW_ID:
+        raise AccessError(f"before_id must be from 1 to {MAX_ROW_ID}")
+    return AuditLog(auth.accounts().database_url).entries(
+        datasets=administered,
+        user=request.args.get("user") or None,
+        action=request.args.get("action") or None,
+        since=moment("since"),
+        before_id=before_id,
+        limit=limit,
+    )

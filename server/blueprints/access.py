@@ -6,15 +6,13 @@ parses requests and shapes answers.
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, make_response, render_template, request
+from flask import Blueprint, jsonify, make_response, render_template
 
-from segmentation.access import AccessError, AuditLog, SignInRequired
-from segmentation.access.policy import at_least
+from segmentation.access import AccessError
 
 from .. import auth, endpoints
-from ..errors import json_error
-from ..request_input import cap_of, json_object, moment
-from . import dataset_json, dataset_named, datasets_registry
+from ..request_input import json_object
+from . import audit_entries, dataset_json, dataset_named, datasets_registry
 
 blueprint = Blueprint("access", __name__)
 
@@ -84,35 +82,7 @@ def set_grant(name, user):
 
 
 def audit_log():
-    me = auth.principal()
-    if not me.authenticated:
-        raise SignInRequired("the audit log is for admins: send an admin's token (Authorization: Bearer <token>)")
-    names = [d.name for d in auth.visible_datasets()]
-    administered = None if me.site_admin else [n for n in names if at_least(auth.role(n), "admin")]
-    if administered is not None and not administered:
-        return json_error(403, f"user {me.name!r} administers no dataset; the audit log is for admins")
-    dataset = request.args.get("dataset")
-    if dataset is not None:
-        if administered is not None and dataset not in administered:
-            return json_error(403, f"user {me.name!r} does not administer {dataset!r}")
-        administered = [dataset]
-    try:
-        limit = int(request.args.get("limit", 100))
-        before_id = int(request.args["before_id"]) if request.args.get("before_id") else None
-    except ValueError:
-        raise AccessError("limit and before_id must be integers") from None
-    if not 1 <= limit <= cap_of("limit"):
-        raise AccessError(f"limit must be from 1 to {cap_of('limit')}")
-    since = moment("since")
-    entries = AuditLog(auth.accounts().database_url).entries(
-        datasets=administered,
-        user=request.args.get("user"),
-        action=request.args.get("action"),
-        since=since,
-        before_id=before_id,
-        limit=limit,
-    )
-    return jsonify({"entries": entries})
+    return jsonify({"entries": audit_entries()})
 
 
 _VIEWS = {name: globals()[name] for name in endpoints.ACCESS}

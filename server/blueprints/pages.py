@@ -29,7 +29,16 @@ from state_links.my_links import PER_PAGE as MY_LINKS_PER_PAGE
 from .. import auth, endpoints, hosts
 from ..request_input import BadInput, moment
 from ..workspace import workspace
-from . import cell_tags, dataset_named, graph_for, has_graph, may_view_datasets, state_visible, vocabulary_of
+from . import (
+    audit_entries,
+    cell_tags,
+    dataset_named,
+    graph_for,
+    has_graph,
+    may_view_datasets,
+    state_visible,
+    vocabulary_of,
+)
 
 blueprint = Blueprint("pages", __name__)
 
@@ -49,6 +58,27 @@ def _signed_in():
 
 def my_links():
     return workspace().my_links
+
+
+# ---- the audit log -------------------------------------------------------------------------------
+AUDIT_PER_PAGE = 100
+
+
+def audit_page():
+    """The audit log for admins, filtered and paged (``before_id`` of the last entry shown: older)."""
+    if not auth.principal().authenticated:
+        return render_template("audit.html", signed_in=False), 401
+    entries = audit_entries(limit=AUDIT_PER_PAGE)
+    filters = {key: request.args.get(key, "") for key in ("dataset", "user", "action", "since")}
+    older = None
+    if len(entries) == int(request.args.get("limit", AUDIT_PER_PAGE)) and entries:
+        older = urlencode({**{k: v for k, v in filters.items() if v}, "before_id": entries[-1]["id"]})
+    datasets = sorted(
+        d.name for d in auth.visible_datasets() if auth.principal().site_admin or at_least(auth.role(d.name), "admin")
+    )
+    return render_template(
+        "audit.html", signed_in=True, entries=entries, filters=filters, older=older, datasets=datasets
+    )
 
 
 # ---- a dataset's page --------------------------------------------------------------------------
@@ -404,6 +434,7 @@ endpoints.register(
         "neuron_page": neuron_page,
         "my_links_page": my_links_page,
         "dataset_page": dataset_page,
+        "audit_page": audit_page,
         "changes_page": changes_page,
     },
 )
