@@ -46,9 +46,11 @@ def measure(server: str, pages: dict, requests: int) -> dict[str, tuple[float, f
     figures = {}
     for name, path in pages.items():
         path, headers = path if isinstance(path, tuple) else (path, None)
-        for _ in range(4):  # each worker reads its tags and graph once
+        for attempt in range(4):  # each worker reads its tags and graph once
             try:
-                timed(server + path, headers)
+                seconds = timed(server + path, headers)
+                if attempt == 0:
+                    print(f"  {name:34} first request {seconds * 1000:7.1f} ms", flush=True)
             except urllib.error.HTTPError as error:  # what a cold worker answers: said, not hidden
                 print(f"  warm-up of {name}: {error.code} {error.read()[:300]!r}", flush=True)
         seconds = np.array([timed(server + path, headers) for _ in range(requests)]) * 1000
@@ -131,6 +133,7 @@ def main() -> int:
                     "changes (last 7 days)": f"/datasets/{DEMO_NAME}/changes",
                     "datasets": "/datasets",
                     "my links (20 links, 3 aliases)": ("/me/links", person),
+                    "dataset page": f"/datasets/{DEMO_NAME}",
                 },
                 args.requests,
             )
@@ -153,6 +156,7 @@ def main() -> int:
                     "neuron page (1,000 edits)": f"/datasets/{DATASETS[0]}/neurons/{grown}",
                     f"changes ({args.operations:,} operations)": f"/datasets/{DATASETS[0]}/changes",
                     f"my links ({args.links:,} links, {args.aliases} aliases × 20)": ("/me/links", person),
+                    f"dataset page ({sv_count:,} supervoxels)": f"/datasets/{DATASETS[0]}",
                 },
                 args.requests,
             )

@@ -116,6 +116,8 @@ DATASETS = {
 
 META = {
     "openapi": route("GET", "/api/v1/openapi.json", "This API as an OpenAPI 3 document."),
+    "api_page": route("GET", "/api", "This API as a page to read and try (Swagger UI, bundled: no CDN)."),
+    "api_asset": route("GET", "/api/assets/<asset>", "Swagger UI's script and style sheet, for /api."),
 }
 
 VIEWER = {

@@ -25,6 +25,7 @@ CG = "/segmentation/api/v1/table/cg"
         (f"{CG}/merge", b"[[0, NaN, 0, 0], [0, 0, 0, 0]]"),
         (f"{CG}/merge", b"[[0, Infinity, 0, 0], [0, 0, 0, 0]]"),
         (f"{CG}/merge", b"[[0, 1e400, 0, 0], [0, 0, 0, 0]]"),
+        (f"{CG}/merge", b"[[0, 1e300, 0, 0], [0, -1e300, 0, 0]]"),  # finite, beyond any integer voxel
         (f"{CG}/split", b'{"sources": [[0, NaN, 1, 1]], "sinks": [[0, 1, 1, 1]]}'),
         (f"{CG}/undo", b'{"operation_id": 1e400}'),
         (f"{CG}/undo", b'{"operation_id": 99999999999999999999}'),

@@ -33,9 +33,12 @@ def supervoxels_near(segmentation_url: str, point_nm) -> tuple[int, np.ndarray]:
     """(supervoxel at the point or 0, all supervoxels within a small window, nearest first)."""
     volume, lock = _volume(segmentation_url)
     resolution = np.asarray(volume.resolution, dtype=float)
-    voxel = np.floor(np.asarray(point_nm, dtype=float) / resolution).astype(int)
+    scaled = np.floor(np.asarray(point_nm, dtype=float) / resolution)
     lower = np.asarray(volume.voxel_offset)
     upper = lower + np.asarray(volume.volume_size)
+    if not np.all(np.isfinite(scaled)) or np.any(scaled < lower) or np.any(scaled >= upper):  # before any cast
+        raise PointOutsideVolume(f"point {list(point_nm)} nm is outside the volume")
+    voxel = scaled.astype(int)
     if np.any(voxel < lower) or np.any(voxel >= upper):
         raise PointOutsideVolume(f"point {list(point_nm)} nm (voxel {voxel.tolist()}) is outside the volume")
     lo = np.maximum(voxel - _SEARCH_RADIUS, lower)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, render_template, send_file
 
-from .. import endpoints, rate_limits
+from segmentation.errors import NotFound
+
+from .. import api_schemas, endpoints, rate_limits
 from ..auth import BODY_TYPES
 
 blueprint = Blueprint("meta", __name__)
@@ -42,8 +45,12 @@ def _limits_text(spec) -> list[str]:
     return text
 
 
-def _responses(spec) -> dict:
-    responses = {"200": {"description": "OK"}, "4XX": {"description": "Error as JSON {error, message}"}}
+def _responses(name: str, spec) -> dict:
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    ok: dict = {"description": "OK"}
+    if name in api_schemas.RESPONSES:
+        ok["content"] = {"application/json": {"schema": api_schemas.RESPONSES[name]}}
+    responses = {"200": ok, "4XX": {"description": "Error as JSON {error, message, request_id}", "content": error}}
     if spec.caps:
         responses["413"] = {"description": "More items than the route takes (see Limits)"}
     if spec.cost:
@@ -70,7 +77,7 @@ def openapi_document() -> dict:
                     "description": " ".join([_ACCESS_TEXT[spec.access], *_limits_text(spec)]),
                     "x-axonlink-access": spec.access,
                     "parameters": parameters,
-                    "responses": _responses(spec),
+                    "responses": _responses(name, spec),
                 }
                 if spec.caps:
                     operation["x-axonlink-caps"] = dict(spec.caps)
@@ -78,14 +85,21 @@ def openapi_document() -> dict:
                     operation["x-axonlink-cost"] = spec.cost
                 if spec.access != "open":  # a token is optional where anonymous users may view
                     operation["security"] = [{"bearer": []}, {}] if spec.access in ("view", "own") else [{"bearer": []}]
-                if method in ("POST", "PUT", "PATCH"):  # bodies are described in the summaries
+                if method in ("POST", "PUT", "PATCH"):  # api_schemas: every JSON body's shape
                     media = BODY_TYPES.get(spec.body, "application/json")
-                    schema = {"type": "string", "format": "binary"} if spec.body == "binary" else {}
-                    operation["requestBody"] = {"required": False, "content": {media: {"schema": schema}}}
+                    schema = {"type": "string", "format": "binary"} if spec.body in ("binary", "csv") else {}
+                    schema = api_schemas.REQUESTS.get(name, schema)
+                    required = spec.body != "ignored" and bool(schema)
+                    operation["requestBody"] = {"required": required, "content": {media: {"schema": schema}}}
                 paths.setdefault(path, {})[method.lower()] = operation
     return {
         "openapi": "3.0.3",
-        "info": {"title": "axonlink", "version": "1"},
+        "info": {
+            "title": "axonlink",
+            "version": "1",
+            "description": "Volumes, proofreading (PyChunkedGraph's v1 API), share links, cell types "
+            "(CAVE's materialization API) and access. Send a token as Authorization: Bearer <token>.",
+        },
         "paths": paths,
         "components": {
             "securitySchemes": {
@@ -94,7 +108,8 @@ def openapi_document() -> dict:
                     "scheme": "bearer",
                     "description": "An axonlink token (`axonlink tokens create NAME`); the viewer uses a cookie set at /login.",
                 }
-            }
+            },
+            "schemas": {"Error": api_schemas.ERROR},
         },
     }
 
@@ -103,4 +118,22 @@ def openapi():
     return jsonify(openapi_document())
 
 
-endpoints.register(blueprint, endpoints.META, {"openapi": openapi})
+# Swagger UI's own files, from the swagger-ui-bundle package (Apache-2.0): only these are served
+_ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css"}
+
+
+def api_page():
+    return render_template("api.html")
+
+
+def api_asset(asset: str):
+    from swagger_ui_bundle import swagger_ui_path
+
+    if asset not in _ASSETS:
+        raise NotFound(f"no file {asset!r} here")
+    response = send_file(Path(swagger_ui_path) / asset, mimetype=_ASSETS[asset], conditional=True, max_age=86400)
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
+endpoints.register(blueprint, endpoints.META, {"openapi": openapi, "api_page": api_page, "api_asset": api_asset})

@@ -1,0 +1,282 @@
+"""What the API's requests and answers hold, as OpenAPI 3.0 schemas, by route (``endpoints`` names).
+
+The route table says who may call a route and what bounds it; this says what its JSON body and
+its answer look like, for the OpenAPI document (``/api/v1/openapi.json``) and the interactive page
+(``/api``). Every route taking a JSON body has a request schema here (a test checks it), and the
+answers of our own API and of the proofreading routes have response schemas, checked against
+real answers by ``tests/test_api_docs.py``. CAVE-compatible routes answer what CAVE answers; where
+no schema is given, the summary in the route table describes it.
+"""
+
+from __future__ import annotations
+
+from segmentation.celltypes.materialize import MAX_REGEX_LENGTH
+
+from .endpoints import MAX_IDS, MAX_POINTS
+
+
+def _object(properties: dict, required: tuple = (), extra: bool = False, description: str = "") -> dict:
+    found = {"type": "object", "properties": properties, "additionalProperties": extra}
+    if required:
+        found["required"] = list(required)
+    if description:
+        found["description"] = description
+    return found
+
+
+def _array(items: dict, most: int | None = None, **more) -> dict:
+    found = {"type": "array", "items": items, **more}
+    if most is not None:
+        found["maxItems"] = most
+    return found
+
+
+STRING = {"type": "string"}
+NUMBER = {"type": "number"}
+INTEGER = {"type": "integer"}
+BOOLEAN = {"type": "boolean"}
+MOMENT = {"type": "string", "description": "ISO 8601 (UTC)"}
+ID = {
+    "oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[0-9]{1,20}$"}],
+    "description": "a 64-bit supervoxel or root id (a string where JavaScript must keep it exact: ?int64_as_str=true)",
+}
+IDS = _array(ID, MAX_IDS)
+POINT = _array(
+    {"oneOf": [NUMBER, {"type": "string", "pattern": "^[0-9]{1,20}$"}]},
+    minItems=4,
+    description="[supervoxel or root id, x, y, z], the point in nm",
+)
+POINT["maxItems"] = 4
+VOXEL = _array(INTEGER, 3, minItems=3, description="x, y, z in full-resolution voxels")
+STATE = {
+    "type": "object",
+    "additionalProperties": True,
+    "description": "a Neuroglancer state as the viewer writes it (layers, position, layout …); at most 10 MB",
+}
+FILTER = {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": True}}
+_FILTER_NAMES = (  # CAVE's filters: {table: {column: value(s)}}
+    "filter_equal_dict",
+    "filter_in_dict",
+    "filter_notin_dict",
+    "filter_out_dict",
+    "filter_greater_dict",
+    "filter_less_dict",
+    "filter_greater_equal_dict",
+    "filter_less_equal_dict",
+    "filter_spatial_dict",
+)
+
+REQUESTS: dict[str, dict] = {
+    # proofreading (PyChunkedGraph's v1 API)
+    "cg_roots": _object({"node_ids": IDS}, ("node_ids",)),
+    "cg_leaves_many": _object({"node_ids": IDS}, ("node_ids",)),
+    "cg_is_latest_roots": _object({"node_ids": IDS}, ("node_ids",)),
+    "cg_root_timestamps": _object({"node_ids": IDS}, ("node_ids",)),
+    "cg_lineage": _object({"root_ids": IDS}, ("root_ids",)),
+    # GET with a JSON body, as caveclient sends them (not in the OpenAPI document: 3.0 has no GET bodies)
+    "cg_tabular_change_log": _object({"root_ids": IDS}, ("root_ids",)),
+    "cg_past_id_mapping": _object({"root_ids": IDS}, ("root_ids",)),
+    "cg_valid_nodes": _object({"node_ids": IDS}, ("node_ids",)),
+    "cg_merge": _array(POINT, 2, minItems=2, description="the two points to join: [[id, x, y, z], [id, x, y, z]] (nm)"),
+    "cg_split": _object(
+        {"sources": _array(POINT, MAX_POINTS), "sinks": _array(POINT, MAX_POINTS)}, ("sources", "sinks")
+    ),
+    "cg_split_preview": _object(
+        {"sources": _array(POINT, MAX_POINTS), "sinks": _array(POINT, MAX_POINTS)}, ("sources", "sinks")
+    ),
+    "cg_undo": _object({"operation_id": INTEGER}, ("operation_id",)),
+    "cg_redo": _object({"operation_id": INTEGER}, ("operation_id",)),
+    # share links
+    "post_state": STATE,
+    "nglstate_post": STATE,
+    "post_link_at": _object(
+        {
+            "dataset": STRING,
+            "voxel": VOXEL,
+            "t": {"oneOf": [STRING, NUMBER], "description": "a past moment: ISO 8601 or Unix seconds"},
+            "zoom": {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+        },
+        ("dataset", "voxel"),
+    ),
+    "rename_my_link": _object({"title": {"type": "string", "maxLength": 300}}, ("title",)),
+    "create_alias": _object(
+        {
+            "name": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$"},
+            "state": {"type": "string", "description": "the short id of a stored state"},
+        },
+        ("name", "state"),
+    ),
+    "repoint_alias": _object(
+        {"state": {"type": "string", "description": "the short id of a stored state"}}, ("state",)
+    ),
+    # cell types
+    "add_tag": _object(
+        {
+            "position": VOXEL,
+            "term": {"type": "string", "description": "a cell type of the dataset's vocabulary"},
+            "note": STRING,
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+        ("position", "term"),
+    ),
+    "mat_query": _object(
+        {
+            **{name: FILTER for name in _FILTER_NAMES},
+            "filter_regex_dict": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string", "maxLength": MAX_REGEX_LENGTH},
+                },
+                "description": "RE2 patterns (linear time)",
+            },
+            "select_columns": {"oneOf": [_array(STRING), {"type": "object", "additionalProperties": True}]},
+            "offset": {"type": "integer", "minimum": 0},
+            "limit": {"type": "integer", "minimum": 1},
+            "desired_resolution": _array(NUMBER, 3, minItems=3),
+        },
+        extra=True,
+        description="CAVE's materialization query body (unknown keys are ignored, as CAVE does)",
+    ),
+    # access
+    "start_session": _object({"token": {"type": "string", "description": "an axonlink token (axl_…)"}}, ("token",)),
+    "update_dataset": _object(
+        {"description": STRING, "license": STRING, "citation": STRING, "public": BOOLEAN},
+        description="only the fields to change",
+    ),
+    "set_grant": _object({"role": {"type": "string", "enum": ["viewer", "proofreader", "admin", "none"]}}, ("role",)),
+}
+REQUESTS["mat_live_query"] = REQUESTS["mat_query"]
+
+# ---- answers ---------------------------------------------------------------------------------
+LAYER = _object(
+    {
+        "name": STRING,
+        "type": {"type": "string", "enum": ["image", "segmentation"]},
+        "source": {"type": "string", "description": "precomputed://<this server>/data/<dataset>/<layer>"},
+        "supervoxels": {"type": "boolean", "description": "the layer the graph is built on (served as root ids)"},
+    },
+    ("name", "type", "source"),
+    extra=True,
+)
+DATASET = _object(
+    {
+        "name": STRING,
+        "description": STRING,
+        "license": STRING,
+        "citation": STRING,
+        "voxel_resolution": _array(NUMBER, 3),
+        "volume_size": _array(INTEGER, 3),
+        "voxel_offset": _array(INTEGER, 3),
+        "layers": _array(LAYER),
+        "public": BOOLEAN,
+        "created": MOMENT,
+        "vocabulary": STRING,
+        "graph_layer": {"type": "string", "description": "present when the dataset has a graph"},
+    },
+    ("name", "layers"),
+    extra=True,
+)
+OPERATION = _object(
+    {"operation_id": INTEGER, "new_root_ids": IDS, "old_root_ids": IDS},
+    ("operation_id", "new_root_ids", "old_root_ids"),
+)
+LINK = _object(
+    {
+        "id": INTEGER,
+        "short_id": STRING,
+        "short_url": STRING,
+        "url": STRING,
+        "viewer_url": STRING,
+        "as_now_url": STRING,
+        "created": {"oneOf": [BOOLEAN, STRING]},
+        "title": STRING,
+        "owner": STRING,
+        "datasets": _array(STRING),
+    },
+    ("id", "short_id", "short_url"),
+    extra=True,
+)
+MY_LINK = _object(
+    {
+        "id": INTEGER,
+        "short_id": STRING,
+        "title": STRING,
+        "added": MOMENT,
+        "stored": MOMENT,
+        "views": INTEGER,
+        "datasets": _array(STRING),
+        "short_url": STRING,
+    },
+    ("id", "short_id", "title", "added", "views", "datasets", "short_url"),
+)
+TARGET = _object(
+    {"seq": INTEGER, "short_id": STRING, "short_url": STRING, "pointed_at": MOMENT, "by": STRING},
+    ("seq", "short_id", "pointed_at", "by"),
+)
+ALIAS = _object(
+    {
+        "name": STRING,
+        "owner": STRING,
+        "created": MOMENT,
+        "url": STRING,
+        "target": TARGET,
+        "history": _array(TARGET),
+        "pointings": INTEGER,
+        "hidden": INTEGER,
+    },
+    ("name", "owner", "target", "history", "pointings", "hidden"),
+)
+AUDIT_ENTRY = _object(
+    {
+        "id": INTEGER,
+        "at": MOMENT,
+        "user": STRING,
+        "action": STRING,
+        "dataset": {**STRING, "nullable": True},
+        "target": {**STRING, "nullable": True},
+        "detail": {"nullable": True},
+        "origin": {**STRING, "nullable": True},
+    },
+    ("id", "at", "user", "action"),
+)
+
+RESPONSES: dict[str, dict] = {
+    "list_datasets": _object({"datasets": _array(DATASET)}, ("datasets",)),
+    "get_dataset": DATASET,
+    "update_dataset": DATASET,
+    "cg_roots": _object({"root_ids": IDS}, ("root_ids",)),
+    "cg_is_latest_roots": _object({"is_latest": _array(BOOLEAN)}, ("is_latest",)),
+    "cg_root_timestamps": _object({"timestamp": _array(NUMBER)}, ("timestamp",)),
+    "cg_merge": OPERATION,
+    "cg_split": OPERATION,
+    "cg_undo": OPERATION,
+    "cg_redo": OPERATION,
+    "cg_split_preview": _object(
+        {"supervoxel_connected_components": _array(IDS), "illegal_split": BOOLEAN},
+        ("supervoxel_connected_components", "illegal_split"),
+    ),
+    "post_state": LINK,
+    "post_link_at": LINK,
+    "my_links": _object({"links": _array(MY_LINK), "page": INTEGER, "total": INTEGER}, ("links", "page", "total")),
+    "rename_my_link": _object({"renamed": BOOLEAN}, ("renamed",)),
+    "forget_my_link": _object({"forgotten": BOOLEAN}, ("forgotten",)),
+    "my_aliases": _object({"aliases": _array(ALIAS)}, ("aliases",)),
+    "create_alias": ALIAS,
+    "get_alias": ALIAS,
+    "repoint_alias": ALIAS,
+    "list_grants": _object(
+        {"dataset": STRING, "grants": _array(_object({"user": STRING, "dataset": STRING, "role": STRING}))},
+        ("dataset", "grants"),
+    ),
+    "set_grant": _object(
+        {"dataset": STRING, "user": STRING, "role": {**STRING, "nullable": True}}, ("dataset", "user", "role")
+    ),
+    "audit_log": _object({"entries": _array(AUDIT_ENTRY)}, ("entries",)),
+}
+ERROR = _object(
+    {"error": STRING, "message": STRING, "request_id": STRING},
+    ("error", "message"),
+    extra=True,
+    description="every refusal and failure: the reason phrase, what went wrong, the request's log line id",
+)
