@@ -321,7 +321,7 @@ def test_a_proofreader_undoes_a_merge_from_the_neurons_page_and_redoes_it(graph_
     from segmentation.graph import Graph
     from segmentation.graph.ids import supervoxel_ids
     from server.runner import BackgroundServer
-    from tests.browser import VIEWPORT, page_errors, wait_until
+    from tests.browser import SCREENSHOTS, VIEWPORT, page_errors, wait_until
 
     two, three = (int(s) for s in supervoxel_ids(np.array([2, 3], dtype=np.uint64)))
     graph = Graph.open(settings.database_url, "cg")
@@ -346,6 +346,10 @@ def test_a_proofreader_undoes_a_merge_from_the_neurons_page_and_redoes_it(graph_
         again = graph.root(two)
         assert again == graph.root(three) and page.url.endswith(f"/neurons/{again}")
         assert page.inner_text("#status").startswith("Current")
+        assert page.locator("#lineage a.lineage-node").count() >= 3  # what it was made of, drawn
+        page.screenshot(path=str(SCREENSHOTS / "page-neuron-edits.png"), full_page=True)
+        page.click(f'#lineage a.lineage-node[data-root="{merged}"]')  # the lineage leads to its past
+        page.wait_for_url(f"**/neurons/{merged}")
         page.goto(f"{server.url}/datasets/cg/neurons/{merged}")  # a second redo of the same is refused, said
         page.click("#retired button")
         assert wait_until(page, lambda: page.locator("#problem").is_visible())
@@ -497,3 +501,38 @@ def test_the_audit_page_is_for_admins_each_seeing_what_they_administer(graph_app
         assert audit(bad, token=site_admin).status_code == 400, bad
         api = client.get(f"/api/v1/audit{bad}", headers={"Authorization": f"Bearer {site_admin}"})
         assert api.status_code == 400 and api.get_json()["message"], bad
+
+
+def test_a_neurons_page_draws_its_lineage_and_shows_it_as_it_was_at_a_moment(graph_app, settings):
+    from urllib.parse import unquote
+
+    from segmentation.graph import Graph
+    from segmentation.graph.ids import supervoxel_ids
+
+    client = graph_app.test_client()
+    one, two, three = (int(s) for s in supervoxel_ids(np.array([1, 2, 3], dtype=np.uint64)))
+    graph = Graph.open(settings.database_url, "cg")
+    first, second = graph.root(one), graph.root(three)
+    before = datetime.datetime.now(datetime.UTC)
+    (merged,) = graph.merge(two, three, user="trainee").new_root_ids
+    graph.split([one], [three], user="trainee")
+    now = sorted({graph.root(one), graph.root(three)})
+    html = client.get(f"/datasets/cg/neurons/{merged}", headers=ROLE_HEADERS).get_data(as_text=True)
+    drawn = {int(r) for r in re.findall(r'class="lineage-node" data-root="(\d+)"', html)}
+    assert drawn == {first, second, merged, *now}  # parents, itself, what it became
+    assert html.count("<line ") == 4  # two merged into it, it split into two
+    assert f'href="/datasets/cg/neurons/{first}" class="lineage-node"' in html
+    untouched = client.get(f"/datasets/cg/neurons/{first}", headers=ROLE_HEADERS).get_data(as_text=True)
+    assert 'id="lineage"' in untouched  # it became the merged neuron: drawn too
+
+    then = client.get(f"/datasets/cg/neurons/{merged}", query_string={"at": before.isoformat()}, headers=ROLE_HEADERS)
+    page = then.get_data(as_text=True)
+    shown = int(
+        re.search(
+            r'id="then">At [^<]+ its supervoxels were part of neuron\s*<a href="/datasets/cg/neurons/(\d+)"', page
+        ).group(1)
+    )
+    assert shown in (first, second)  # before the merge: one of the two it was made of
+    link = unquote(unescape(re.search(r'id="open-then" href="([^"]+)"', page).group(1)))
+    assert f"/data/cg@{before.timestamp():.6f}/segmentation" in link and f'"{shown}"' in link
+    assert client.get(f"/datasets/cg/neurons/{merged}?at=last-tuesday", headers=ROLE_HEADERS).status_code == 400

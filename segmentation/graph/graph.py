@@ -389,6 +389,38 @@ class Graph:
             )
         return nx.node_link_data(graph, edges="links")
 
+    def family(self, root: int, generations: int = 3, most: int = 60) -> tuple[list[dict], list[tuple[int, int]]]:
+        """The roots ``root`` came from and became, up to ``generations`` operations back and forth
+        and at most ``most`` of them, nearest first: (nodes, edges parent → child among them). Each
+        node: ``id``, ``made`` (the operation that made it, 0 at ingest), ``current``, ``generation``
+        (negative: an ancestor). A neuron page draws it; the whole history is :meth:`lineage`."""
+        self.sync()
+        nodes: dict[int, dict] = {}
+        frontier = [(int(root), 0)]
+        while frontier and len(nodes) < most:
+            node, generation = frontier.pop(0)
+            if node in nodes:
+                continue
+            budget.check()
+            record = self.index.record(node)
+            nodes[node] = {
+                "id": node,
+                "made": record.created_seq,
+                "current": record.retired_seq is None,
+                "generation": generation,
+            }
+            if generation <= 0 and -generation < generations:
+                frontier.extend((int(parent), generation - 1) for parent in record.parents)
+            if generation >= 0 and generation < generations:
+                frontier.extend((int(child), generation + 1) for child in record.children)
+        edges = [
+            (int(parent), node)
+            for node in nodes
+            for parent in self.index.record(node).parents
+            if int(parent) in nodes
+        ]
+        return list(nodes.values()), edges
+
     def _walk(self, start, next_nodes):
         """Visit root records depth-first from ``start``; ``next_nodes(node, record)`` says where to go."""
         stack, seen = [int(r) for r in start], set()

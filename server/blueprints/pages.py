@@ -252,9 +252,20 @@ def _neuron_page(found, graph, root_id: int):
     edits = graph.tabular_change_log(root_id)
     for row in edits:
         row["when"] = _iso_from_ms(row["timestamp"])
-        row["kind"] = "merge" if row["is_merge"] else "split"
+        row["kind"] = _operation_kind(graph, row["operation_id"], row["is_merge"])
     retired = None if current else graph.retired_by(root_id)
+    nodes, edges = graph.family(root_id)
+    kinds = {node["made"]: _operation_kind(graph, node["made"]) for node in nodes if node["made"]}
+    at = moment("at")  # "as it was at": the root its supervoxels had then, in a viewer pinned there
+    then = None
+    if at is not None:
+        supervoxel, _ = graph.representative(root_id)
+        then = {"when": at.astimezone(UTC).isoformat(timespec="seconds"), "root": graph.root(supervoxel, at)}
+        then["link"] = _viewer_link(found, [then["root"]], at)
     context = {
+        "lineage": _lineage_drawing(dataset, root_id, nodes, edges, kinds),
+        "family_size": len(nodes),
+        "then": then,
         "can_edit": at_least(auth.role(dataset), "proofreader"),  # undo and redo buttons
         "retired": retired
         and {
@@ -282,13 +293,68 @@ def _iso_from_ms(milliseconds: int) -> str:
     return datetime.fromtimestamp(milliseconds / 1000, UTC).isoformat(timespec="seconds")
 
 
-def _viewer_link(dataset, roots: list[int]) -> str:
-    """The viewer with the dataset's default state and ``roots`` selected in its proofread layer."""
-    state = default_state(dataset, hosts.base_url(), graphene=has_graph(dataset.name))
+def _viewer_link(dataset, roots: list[int], at: datetime | None = None) -> str:
+    """The viewer with the dataset's default state and ``roots`` selected in its proofread layer;
+    ``at``: that layer pinned to the moment (root ids as they were then)."""
+    state = default_state(dataset, hosts.base_url(), graphene=has_graph(dataset.name) and at is None)
     if state["layers"]:
-        state["layers"][-1]["segments"] = [str(root) for root in roots]
-        state["selectedLayer"] = {"layer": state["layers"][-1]["name"], "visible": True}
+        layer = state["layers"][-1]
+        layer["segments"] = [str(root) for root in roots]
+        if at is not None:
+            layer["source"] = pinned_source(hosts.base_url(), dataset.name, f"{at.timestamp():.6f}")
+            layer["name"] = f"{layer['name']} at {at.astimezone(UTC).isoformat(timespec='seconds')}"
+        state["selectedLayer"] = {"layer": layer["name"], "visible": True}
     return "/#!" + quote(json.dumps(state, separators=(",", ":")), safe="")
+
+
+LINEAGE_COLUMN, LINEAGE_ROW = 170, 34
+
+
+def _operation_kind(graph, operation_id: int, is_merge: bool | None = None) -> str:
+    """ "merge" or "split"; a replay says what it replayed ("undo of 12") and, when ``is_merge`` is
+    given, what it did: "split (undo of 12)"."""
+    op = graph.operation(operation_id)
+    if op["kind"] not in ("undo", "redo"):
+        return op["kind"]
+    replay = f"{op['kind']} of {op.get('target_operation_id')}"
+    if is_merge is None:
+        return replay
+    return f"{'merge' if is_merge else 'split'} ({replay})"
+
+
+def _lineage_drawing(dataset: str, root_id: int, nodes: list[dict], edges, kinds: dict) -> dict | None:
+    """The neuron's family as an SVG layout: one column per operation (oldest left), its roots in it."""
+    if len(nodes) < 2:
+        return None
+    columns = sorted({node["made"] for node in nodes})
+    rows: dict[int, int] = {}
+    placed = {}
+    for node in sorted(nodes, key=lambda n: (n["made"], n["id"])):
+        column = columns.index(node["made"])
+        row = rows.get(column, 0)
+        rows[column] = row + 1
+        placed[node["id"]] = {
+            **node,
+            "x": 20 + column * LINEAGE_COLUMN,
+            "y": 40 + row * LINEAGE_ROW,
+            "href": f"/datasets/{dataset}/neurons/{node['id']}",
+            "is_self": node["id"] == root_id,
+        }
+    lines = [
+        {"x1": placed[a]["x"] + 8, "y1": placed[a]["y"], "x2": placed[b]["x"] - 8, "y2": placed[b]["y"]}
+        for a, b in edges
+        if a in placed and b in placed
+    ]
+    return {
+        "nodes": list(placed.values()),
+        "lines": lines,
+        "columns": [
+            {"x": 20 + i * LINEAGE_COLUMN, "label": f"{made}: {kinds.get(made, '')}" if made else "ingest"}
+            for i, made in enumerate(columns)
+        ],
+        "width": 40 + len(columns) * LINEAGE_COLUMN,
+        "height": 50 + max(rows.values()) * LINEAGE_ROW,
+    }
 
 
 # ---- the review of proofreading between two moments -----------------------------------------
