@@ -18,11 +18,12 @@ from sqlalchemy.exc import IntegrityError
 
 from segmentation.db import engine_for
 from segmentation.errors import Invalid, NotFound
-from segmentation.models import StateDatasetRow, StateRow, UserLinkRow
+from segmentation.models import StateAnchorRow, StateDatasetRow, StateRow, UserLinkRow
 from segmentation.timestamps import as_utc
 
 MAX_TITLE = 300  # characters of a title in one's list
 PER_PAGE = 50
+MAX_ANCHORS_READ = 10_000  # of one person's links in one dataset, for a neuron's page
 
 
 class LinkNotInList(NotFound):
@@ -131,6 +132,36 @@ class MyLinks:
         if may_view is not None:
             links = [link for link in links if may_view(frozenset(link.datasets))]
         return links, total
+
+    def anchored_in(self, user: str, dataset: str, most: int = MAX_ANCHORS_READ) -> list[dict]:
+        """The neurons the user's links select in ``dataset``: one row per anchor (``short_id``,
+        ``title``, ``segment_id`` as stored, ``sv_id`` it follows), newest links first, at most ``most``
+        (a neuron's page finds the links of one's own that show it)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(
+                    StateRow.short_id,
+                    UserLinkRow.title,
+                    UserLinkRow.created_at,
+                    StateAnchorRow.segment_id,
+                    StateAnchorRow.sv_id,
+                )
+                .join(StateRow, StateRow.id == UserLinkRow.state_id)
+                .join(StateAnchorRow, StateAnchorRow.state_id == UserLinkRow.state_id)
+                .where(UserLinkRow.user == user, StateAnchorRow.dataset == dataset)
+                .order_by(UserLinkRow.created_at.desc())
+                .limit(most)
+            ).all()
+        return [
+            {
+                "short_id": row.short_id,
+                "title": row.title,
+                "added": as_utc(row.created_at),
+                "segment_id": int(row.segment_id),
+                "sv_id": int(row.sv_id),
+            }
+            for row in rows
+        ]
 
     def rename(self, user: str, state_id: int, title) -> None:
         title = checked_title(title)

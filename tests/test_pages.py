@@ -536,3 +536,41 @@ def test_a_neurons_page_draws_its_lineage_and_shows_it_as_it_was_at_a_moment(gra
     link = unquote(unescape(re.search(r'id="open-then" href="([^"]+)"', page).group(1)))
     assert f"/data/cg@{before.timestamp():.6f}/segmentation" in link and f'"{shown}"' in link
     assert client.get(f"/datasets/cg/neurons/{merged}?at=last-tuesday", headers=ROLE_HEADERS).status_code == 400
+
+
+def test_a_neurons_page_lists_the_callers_own_links_that_show_it_and_nobody_elses(graph_app, settings):
+    import json
+
+    from segmentation.access import Accounts
+    from segmentation.graph import Graph
+    from segmentation.graph.ids import supervoxel_ids
+
+    client = graph_app.test_client()
+    one, two, three = (int(s) for s in supervoxel_ids(np.array([1, 2, 3], dtype=np.uint64)))
+    graph = Graph.open(settings.database_url, "cg")
+    first = graph.root(one)
+    state = {
+        "dimensions": {"x": [8e-9, "m"], "y": [8e-9, "m"], "z": [4e-8, "m"]},
+        "position": [4.5, 16.5, 4.5],
+        "layers": [
+            {
+                "type": "segmentation",
+                "source": "precomputed://http://localhost/data/cg/segmentation",
+                "segments": [str(first)],
+                "name": "cells",
+            }
+        ],
+    }
+    mine = {"Authorization": f"Bearer {graph_app.token}"}
+    posted = client.post("/api/v1/states?title=my%20neuron", data=json.dumps(state), headers=mine).get_json()
+    other = Accounts(settings.database_url).role_token("olga", "cg", "viewer", by="tests")
+    page = client.get(f"/datasets/cg/neurons/{first}", headers={**ROLE_HEADERS, **mine}).get_data(as_text=True)
+    assert f'href="/s/{posted["short_id"]}"' in page and "my neuron" in page
+    (merged,) = graph.merge(two, three, user="trainee").new_root_ids  # the link follows it as now
+    now = client.get(f"/datasets/cg/neurons/{merged}", headers={**ROLE_HEADERS, **mine}).get_data(as_text=True)
+    assert f'href="/s/{posted["short_id"]}"' in now
+    then = client.get(f"/datasets/cg/neurons/{first}", headers={**ROLE_HEADERS, **mine}).get_data(as_text=True)
+    assert "shows it as it was" in then
+    for stranger in ({"Authorization": f"Bearer {other}"}, {}):  # another person's links are theirs
+        page = client.get(f"/datasets/cg/neurons/{merged}", headers={**ROLE_HEADERS, **stranger}).get_data(as_text=True)
+        assert posted["short_id"] not in page

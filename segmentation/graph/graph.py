@@ -414,10 +414,7 @@ class Graph:
             if generation >= 0 and generation < generations:
                 frontier.extend((int(child), generation + 1) for child in record.children)
         edges = [
-            (int(parent), node)
-            for node in nodes
-            for parent in self.index.record(node).parents
-            if int(parent) in nodes
+            (int(parent), node) for node in nodes for parent in self.index.record(node).parents if int(parent) in nodes
         ]
         return list(nodes.values()), edges
 

@@ -263,6 +263,7 @@ def _neuron_page(found, graph, root_id: int):
         then = {"when": at.astimezone(UTC).isoformat(timespec="seconds"), "root": graph.root(supervoxel, at)}
         then["link"] = _viewer_link(found, [then["root"]], at)
     context = {
+        "my_links": _my_links_showing(graph, dataset, root_id),
         "lineage": _lineage_drawing(dataset, root_id, nodes, edges, kinds),
         "family_size": len(nodes),
         "then": then,
@@ -308,6 +309,31 @@ def _viewer_link(dataset, roots: list[int], at: datetime | None = None) -> str:
 
 
 LINEAGE_COLUMN, LINEAGE_ROW = 170, 34
+
+
+MY_LINKS_SHOWN = 20
+
+
+def _my_links_showing(graph, dataset: str, root_id: int) -> list[dict] | None:
+    """The signed-in caller's own links that show this neuron: selecting it as it was then, or a
+    supervoxel of it now (links stay private: only one's own are listed); None when signed out."""
+    me = auth.principal()
+    if not me.authenticated:
+        return None
+    rows = [row for row in my_links().anchored_in(me.name, dataset) if graph.has_supervoxel(row["sv_id"])]
+    if not rows:
+        return []
+    now = graph.roots(np.array([row["sv_id"] for row in rows], dtype=np.uint64))
+    shown, seen = [], set()
+    for row, root in zip(rows, now.tolist()):
+        if row["short_id"] in seen or root_id not in (row["segment_id"], int(root)):
+            continue
+        seen.add(row["short_id"])
+        if state_visible(row["short_id"]):
+            shown.append({**row, "now": int(root) == root_id})
+        if len(shown) >= MY_LINKS_SHOWN:
+            break
+    return shown
 
 
 def _operation_kind(graph, operation_id: int, is_merge: bool | None = None) -> str:
