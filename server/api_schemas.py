@@ -241,7 +241,96 @@ AUDIT_ENTRY = _object(
     ("id", "at", "user", "action"),
 )
 
+TAG = _object(
+    {
+        "id": INTEGER,
+        "dataset": STRING,
+        "term": STRING,
+        "note": STRING,
+        "confidence": {**NUMBER, "nullable": True},
+        "user": STRING,
+        "position": VOXEL,
+        "supervoxel_id": STRING,
+        "root_id": {"type": "string", "description": "the neuron it is on, at the moment asked"},
+        "created": MOMENT,
+        "retracted": {**MOMENT, "nullable": True},
+        "retracted_by": {**STRING, "nullable": True},
+    },
+    ("id", "dataset", "term", "user", "position", "supervoxel_id", "created"),
+)
+NEURON_HIT = _object(
+    {
+        "dataset": STRING,
+        "root_id": STRING,
+        "terms": _array(STRING),
+        "conflict": BOOLEAN,
+        "position": VOXEL,
+        "tag_ids": _array(INTEGER),
+        "link": {"type": "string", "description": "the viewer centred on it"},
+        "supervoxels": INTEGER,
+        "tags": _array(_object({"id": INTEGER, "term": STRING, "user": STRING, "created": MOMENT})),
+    },
+    ("dataset", "root_id", "terms", "link"),
+)
+STATE_INFO = _object(
+    {
+        "id": INTEGER,
+        "short_id": {**STRING, "nullable": True},
+        "short_url": {**STRING, "nullable": True},
+        "title": STRING,
+        "description": STRING,
+        "owner": {**STRING, "nullable": True, "description": "shown to whoever came by the short id"},
+        "dataset": {**STRING, "nullable": True},
+        "created": MOMENT,
+        "views": INTEGER,
+        "raw_bytes": INTEGER,
+        "stored_bytes": INTEGER,
+        "datasets": _array(STRING),
+        "anchors": _array(_object({}, extra=True)),
+        "changed_since": {"type": "boolean", "description": "whether an edit since changed a neuron it shows"},
+    },
+    ("id", "created", "views", "datasets", "anchors"),
+)
+
 RESPONSES: dict[str, dict] = {
+    "whoami": _object(
+        {
+            "user": STRING,
+            "authenticated": BOOLEAN,
+            "site_admin": BOOLEAN,
+            "roles": {"type": "object", "additionalProperties": STRING, "description": "dataset → role"},
+        },
+        ("user", "authenticated", "site_admin", "roles"),
+    ),
+    "start_session": _object({"user": STRING}, ("user",)),
+    "end_session": _object({"user": {**STRING, "nullable": True}}, ("user",)),
+    "add_tag": TAG,
+    "retract_tag": TAG,
+    "list_tags": _object(
+        {"dataset": STRING, "at": {**MOMENT, "nullable": True}, "tags": _array(TAG)}, ("dataset", "tags")
+    ),
+    "import_tags": _object(
+        {"added": INTEGER, "rejected": _array(_object({"row": INTEGER, "reason": STRING}))}, ("added", "rejected")
+    ),
+    "search_neurons": _object(
+        {
+            "query": STRING,
+            "at": {**MOMENT, "nullable": True},
+            "total": INTEGER,
+            "counts": {"type": "object", "additionalProperties": INTEGER, "description": "neurons matched per dataset"},
+            "page": INTEGER,
+            "per_page": INTEGER,
+            "results": _array(NEURON_HIT),
+        },
+        ("query", "total", "counts", "page", "per_page", "results"),
+    ),
+    "get_vocabulary": _object(
+        {"allow_free_terms": BOOLEAN, "terms": _array(_object({"name": STRING}, ("name",), extra=True))},
+        ("allow_free_terms", "terms"),
+    ),
+    "state_info": STATE_INFO,
+    "latest_roots": _object({"root_id": STRING, "latest_roots": _array(STRING)}, ("root_id", "latest_roots")),
+    "info_datastacks": _array(STRING),
     "list_datasets": _object({"datasets": _array(DATASET)}, ("datasets",)),
     "get_dataset": DATASET,
     "update_dataset": DATASET,
@@ -274,6 +363,36 @@ RESPONSES: dict[str, dict] = {
     ),
     "audit_log": _object({"entries": _array(AUDIT_ENTRY)}, ("entries",)),
 }
+# what routes answer that is not JSON (the OpenAPI document names the media type)
+MEDIA: dict[str, str] = {
+    "layer_file": "application/octet-stream",
+    "cg_roots_binary": "application/octet-stream",
+    "client_file": "application/octet-stream",
+    "api_asset": "text/javascript",
+    "viewer_config": "text/javascript",
+    "export_tags": "text/csv",
+    "mat_query": "data.arrow",
+    "mat_live_query": "data.arrow",
+    **{
+        name: "text/html"
+        for name in (
+            "datasets_page",
+            "viewer_root",
+            "viewer_page",
+            "api_page",
+            "login_page",
+            "search_page",
+            "neuron_page",
+            "dataset_page",
+            "audit_page",
+            "my_links_page",
+            "changes_index",
+            "changes_page",
+        )
+    },
+}
+REDIRECTS = ("open_short_link", "open_voxel_link", "open_alias")  # 302 to the viewer
+
 ERROR = _object(
     {"error": STRING, "message": STRING, "request_id": STRING},
     ("error", "message"),

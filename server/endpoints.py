@@ -549,6 +549,15 @@ PAGES = {
         access="own",
         personal=True,
     ),
+    "changes_index": route(
+        "GET",
+        "/changes",
+        "Which datasets were proofread lately: each dataset with a graph the caller may see, its edits in the "
+        "last 7 days and by how many people, each a link to its review.",
+        access="own",
+        personal=True,
+        cost="expensive",
+    ),
     "changes_page": route(
         "GET",
         "/datasets/<dataset>/changes",

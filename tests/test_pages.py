@@ -457,6 +457,11 @@ def test_an_admin_edits_a_dataset_and_grants_a_role_from_its_page(graph_app, bro
         assert wait_until(page, lambda: page.locator("#problem").is_visible())
         assert "nobody-by-this-name" in page.inner_text("#problem")
         page.screenshot(path=str(SCREENSHOTS / "page-dataset.png"), full_page=True)
+        page.reload()  # after a full-page screenshot Chromium's next click here went nowhere
+        page.click("#audit")  # its audit log: what was just done, by whom
+        page.wait_for_url(re.compile(r".*/audit\?dataset=cg$"))  # a glob would read "?" as any character
+        assert "ada\tgrant\tcg\tnewcomer" in page.inner_text("#entries")  # who gave whom a role on cg
+        page.screenshot(path=str(SCREENSHOTS / "page-audit.png"), full_page=False)
         assert not [e for e in errors if "404" not in e and "400" not in e], errors
         page.close()
 
@@ -481,12 +486,15 @@ def test_the_audit_page_is_for_admins_each_seeing_what_they_administer(graph_app
     assert stranger.status_code == 401 and "/login?next=/audit" in stranger.get_data(as_text=True)
     assert audit(token=graph_app.token).status_code == 403  # a proofreader administers nothing
     mine = audit(token=dataset_admin).get_data(as_text=True)
-    assert "grant.set" in mine and 'href="/datasets/cg"' in mine and 'href="/datasets/other"' not in mine
+    actions = re.findall(r"<td><code>([a-z._]+)</code></td>", mine)
+    assert "grant" in actions and 'href="/datasets/cg"' in mine and 'href="/datasets/other"' not in mine
     assert audit("?dataset=other", token=dataset_admin).status_code == 403
     everything = audit(token=site_admin).get_data(as_text=True)
     assert 'href="/datasets/other"' in everything and 'href="/audit"' in everything  # the header's Audit
-    tags_only = text_of(audit("?action=tag.*", token=site_admin).get_data(as_text=True))
-    assert "tag." in tags_only and "grant.set" not in tags_only
+    tags_only = re.findall(
+        r"<td><code>([a-z._]+)</code></td>", audit("?action=tag.*", token=site_admin).get_data(as_text=True)
+    )
+    assert tags_only and set(tags_only) == {"tag.add"}  # the three tags of the fixture, nothing else
     paged = audit("?limit=2", token=site_admin).get_data(as_text=True)
     ids = [int(i) for i in re.findall(r'data-entry="(\d+)"', paged)]
     older = unescape(re.search(r'id="older" href="([^"]+)"', paged).group(1))
@@ -574,3 +582,36 @@ def test_a_neurons_page_lists_the_callers_own_links_that_show_it_and_nobody_else
     for stranger in ({"Authorization": f"Bearer {other}"}, {}):  # another person's links are theirs
         page = client.get(f"/datasets/cg/neurons/{merged}", headers={**ROLE_HEADERS, **stranger}).get_data(as_text=True)
         assert posted["short_id"] not in page
+
+
+def test_the_changes_index_lists_each_visible_dataset_with_its_edits_this_week(graph_app, settings, small_volumes):
+    from segmentation.datasets import Datasets
+    from segmentation.graph import Graph
+    from segmentation.graph.ids import supervoxel_ids
+    from tests.helpers import add_two_neuron_dataset
+
+    add_two_neuron_dataset(settings.database_url, "secret", small_volumes["image"], settings.home, public=False)
+    Datasets(settings.database_url).add("plain", image=small_volumes["image"])  # no graph: not listed
+    two, three = (int(s) for s in supervoxel_ids(np.array([2, 3], dtype=np.uint64)))
+    graph = Graph.open(settings.database_url, "cg")
+    graph.merge(two, three, user="ana")
+    graph.split([two], [three], user="bo")
+    client = graph_app.test_client()
+    html = client.get("/changes", headers=ROLE_HEADERS).get_data(as_text=True)
+    rows = re.findall(
+        r'<tr><td><a class="changes" href="/datasets/([^/]+)/changes">[^<]*</a></td>\s*<td>(\d+)</td><td>(\d+)', html
+    )
+    assert rows == [("cg", "2", "2")]  # the private one and the graph-less one are not listed
+    assert 'href="/changes"' in html  # in every page's header
+
+
+def test_a_neurons_page_gives_its_bounding_box(graph_app, settings):
+    from segmentation.graph import Graph
+    from segmentation.graph.ids import supervoxel_ids
+
+    (one,) = (int(s) for s in supervoxel_ids(np.array([1], dtype=np.uint64)))
+    root = Graph.open(settings.database_url, "cg").root(one)
+    html = graph_app.test_client().get(f"/datasets/cg/neurons/{root}", headers=ROLE_HEADERS).get_data(as_text=True)
+    box = text_of(re.search(r'<td id="box">(.*?)</td>', html, re.S).group(1))
+    assert box.startswith("x 0–16, y 0–32, z 0–8 voxels"), box  # labels 1 and 2: the first 16 slabs of x
+    assert "(0.13 × 0.26 × 0.32 µm)" in box

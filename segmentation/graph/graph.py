@@ -336,6 +336,15 @@ class Graph:
         k = int(np.argmax(np.prod(boxes[:, 3:] - boxes[:, :3], axis=1)))
         return int(self.index.sv_ids[members[k]]), tuple(int(v) for v in boxes[k])
 
+    def bounding_box(self, root: int) -> tuple[int, ...] | None:
+        """[x0, y0, z0, x1, y1, z1) voxels around every supervoxel of ``root``, or None when the
+        ingest recorded no boxes."""
+        self.sync()
+        if self.index.boxes is None:
+            return None
+        boxes = self.index.boxes[self.index.members(root)].astype(np.int64)
+        return tuple(int(v) for v in (*boxes[:, :3].min(axis=0), *boxes[:, 3:].max(axis=0)))
+
     def is_latest(self, roots, at: datetime | None = None) -> list[bool]:
         self.sync()
         seq = self.index.seq if at is None else self.seq_at(at)

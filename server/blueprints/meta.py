@@ -50,7 +50,11 @@ def _responses(name: str, spec) -> dict:
     ok: dict = {"description": "OK"}
     if name in api_schemas.RESPONSES:
         ok["content"] = {"application/json": {"schema": api_schemas.RESPONSES[name]}}
+    elif name in api_schemas.MEDIA:
+        ok["content"] = {api_schemas.MEDIA[name]: {"schema": {"type": "string"}}}
     responses = {"200": ok, "4XX": {"description": "Error as JSON {error, message, request_id}", "content": error}}
+    if name in api_schemas.REDIRECTS:
+        responses = {"302": {"description": "To the viewer (Location), which browsers follow"}, "4XX": responses["4XX"]}
     if spec.caps:
         responses["413"] = {"description": "More items than the route takes (see Limits)"}
     if spec.cost:

@@ -282,6 +282,7 @@ def _neuron_page(found, graph, root_id: int):
         "became": became,
         "created": graph.root_timestamps([root_id])[0],
         "supervoxels": len(graph.leaves(root_id)),
+        "box": graph.bounding_box(root_id),
         "tags_in_force": [tag for tag, _ in tags if tag.retracted_at is None],
         "tag_history": sorted((tag for tag, _ in tags), key=lambda tag: tag.created_at, reverse=True),
         "edits": list(reversed(edits)),  # newest first
@@ -387,6 +388,23 @@ def _lineage_drawing(dataset: str, root_id: int, nodes: list[dict], edges, kinds
 DEFAULT_WINDOW = timedelta(days=7)
 MAX_LISTED = 500  # operations listed on one page (all are counted)
 MAX_USER_LENGTH = 256
+
+
+def changes_index():
+    """The header's "Changes": every visible dataset with a graph, its edits this week, a link each."""
+    since = datetime.now(UTC) - DEFAULT_WINDOW
+    rows = []
+    for found in auth.visible_datasets():
+        if not has_graph(found.name):
+            continue
+        graph = graph_for(found.name)
+        people: set[str] = set()
+        count = 0
+        for op in graph.operations_between(since, None):
+            count += 1
+            people.add(op["user_id"])
+        rows.append({"name": found.name, "edits": count, "people": len(people), "all": graph.seq})
+    return render_template("changes_index.html", rows=rows, since=since.isoformat(timespec="seconds"))
 
 
 def changes_page(dataset: str):
@@ -527,6 +545,7 @@ endpoints.register(
         "my_links_page": my_links_page,
         "dataset_page": dataset_page,
         "audit_page": audit_page,
+        "changes_index": changes_index,
         "changes_page": changes_page,
     },
 )
