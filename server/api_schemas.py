@@ -363,6 +363,156 @@ RESPONSES: dict[str, dict] = {
     ),
     "audit_log": _object({"entries": _array(AUDIT_ENTRY)}, ("entries",)),
 }
+# ---- CAVE's shapes (caveclient reads them): PyChunkedGraph, info, state and materialization services
+ID_MAP = {"type": "object", "additionalProperties": IDS, "description": "id (as a string key) → ids"}
+VERSION_ROW = _object(
+    {
+        "datastack": STRING,
+        "expires_on": STRING,
+        "id": INTEGER,
+        "is_merged": BOOLEAN,
+        "parent_version": {**INTEGER, "nullable": True},
+        "status": STRING,
+        "time_stamp": STRING,
+        "valid": BOOLEAN,
+        "version": INTEGER,
+    },
+    ("datastack", "version", "time_stamp", "valid"),
+)
+TABLE_METADATA = _object(
+    {"table_name": STRING, "schema": STRING, "schema_type": STRING, "voxel_resolution_x": NUMBER},
+    ("table_name", "schema"),
+    extra=True,
+)
+CAVE_RESPONSES: dict[str, dict] = {
+    "cg_api_versions": _array(INTEGER),
+    "cg_version": STRING,
+    "cg_info": _object(
+        {
+            "data_dir": STRING,
+            "data_type": STRING,
+            "graph": _object({}, extra=True),
+            "scales": _array(_object({}, extra=True)),
+        },
+        ("data_dir", "data_type", "graph", "scales"),
+        extra=True,
+        description="the graphene info Neuroglancer and CloudVolume read",
+    ),
+    "cg_segment_properties": _object(
+        {"@type": {"type": "string", "enum": ["neuroglancer_segment_properties"]}, "inline": _object({}, extra=True)},
+        ("@type", "inline"),
+    ),
+    "cg_root": _object({"root_id": ID}, ("root_id",)),
+    "cg_leaves": _object({"leaf_ids": IDS}, ("leaf_ids",)),
+    "cg_leaves_many": ID_MAP,
+    "cg_operation_details": {
+        "type": "object",
+        "additionalProperties": _object(
+            {"operation_type": STRING, "user": STRING, "timestamp": STRING, "roots": IDS, "old_roots": IDS},
+            ("operation_type", "user", "timestamp"),
+            extra=True,
+        ),
+        "description": "operation id (as a string key) → its details",
+    },
+    "cg_lineage": _object(
+        {
+            "directed": BOOLEAN,
+            "multigraph": BOOLEAN,
+            "graph": _object({}, extra=True),
+            "nodes": _array(
+                _object(
+                    {"id": ID, "operation_id": {**INTEGER, "nullable": True}, "timestamp": NUMBER}, ("id", "timestamp")
+                )
+            ),
+            "links": _array(_object({"source": ID, "target": ID}, ("source", "target"))),
+        },
+        ("nodes", "links"),
+        description="networkx node-link data, as PyChunkedGraph answers",
+    ),
+    "cg_past_id_mapping": _object({"past_id_map": ID_MAP, "future_id_map": ID_MAP}, ("past_id_map", "future_id_map")),
+    "cg_change_log": _object(
+        {
+            "n_mergers": INTEGER,
+            "n_splits": INTEGER,
+            "operations_ids": _array(INTEGER),
+            "past_ids": IDS,
+            "user_info": {"type": "object", "additionalProperties": _object({}, extra=True)},
+        },
+        ("n_mergers", "n_splits", "operations_ids", "past_ids", "user_info"),
+        extra=True,
+    ),
+    "cg_tabular_change_log": {
+        "type": "object",
+        "additionalProperties": {"type": "string", "description": "a pandas DataFrame as JSON (orient=columns)"},
+    },
+    "cg_merge_log": _object(
+        {"merge_edges": _array(_array(_array(ID))), "merge_edge_coords": _array(_array(_array(_array(NUMBER))))},
+        ("merge_edges", "merge_edge_coords"),
+    ),
+    "cg_user_operations": _array(
+        _object(
+            {
+                "operation_id": INTEGER,
+                "operation_type": STRING,
+                "user_id": STRING,
+                "timestamp": NUMBER,
+                "old_root_ids": IDS,
+                "new_root_ids": IDS,
+            },
+            ("operation_id", "operation_type", "user_id", "timestamp"),
+            extra=True,
+        )
+    ),
+    "cg_valid_nodes": _object({"valid_roots": IDS}, ("valid_roots",)),
+    "cg_lvl2_graph": _object({"edge_graph": _array(_array(ID, 2))}, ("edge_graph",)),
+    "cg_delta_roots": _object({"old_roots": IDS, "new_roots": IDS}, ("old_roots", "new_roots")),
+    "cg_oldest_timestamp": _object({"iso": MOMENT}, ("iso",)),
+    "info_version": STRING,
+    "info_datastack": _object(
+        {
+            "datastack": STRING,
+            "aligned_volume": _object({"name": STRING, "image_source": {**STRING, "nullable": True}}, extra=True),
+            "segmentation_source": {**STRING, "nullable": True},
+            "local_server": STRING,
+            "viewer_site": STRING,
+            "synapse_table": {**STRING, "nullable": True},
+            "soma_table": {**STRING, "nullable": True},
+        },
+        ("datastack", "aligned_volume", "segmentation_source", "local_server"),
+        extra=True,
+    ),
+    "get_state": STATE,
+    "get_state_as": STATE,
+    "nglstate_get": STATE,
+    "nglstate_raw": STATE,
+    "dataset_state": STATE,
+    "nglstate_version": STRING,
+    "nglstate_post": {"type": "string", "description": "the stored state's URL (…/nglstate/api/v1/<id>)"},
+    "mat_api_versions": _array(INTEGER),
+    "mat_version": STRING,
+    "mat_versions": _array(INTEGER),
+    "mat_version_metadata": VERSION_ROW,
+    "mat_versions_metadata": _array(VERSION_ROW),
+    "mat_tables": _array(STRING),
+    "mat_table_metadata": TABLE_METADATA,
+    "mat_tables_metadata": _array(TABLE_METADATA),
+    "mat_table_count": INTEGER,
+}
+RESPONSES.update(CAVE_RESPONSES)
+RESPONSES.update(
+    {
+        "openapi": _object(
+            {"openapi": STRING, "info": _object({}, extra=True), "paths": _object({}, extra=True)},
+            ("openapi", "info", "paths"),
+            extra=True,
+        ),
+        "mesh_manifest": _object({"fragments": _array(STRING)}, ("fragments",)),
+        "viewer_state": _object({"g": STRING}, ("g",), description="the state generation the client sent, echoed"),
+    }
+)
+NO_CONTENT = ("favicon", "viewer_events", "viewer_action")  # 204
+ALWAYS_REFUSED = ("viewer_credentials",)  # 403: axonlink's sources need no credentials from the viewer
+
 # what routes answer that is not JSON (the OpenAPI document names the media type)
 MEDIA: dict[str, str] = {
     "layer_file": "application/octet-stream",

@@ -53,6 +53,10 @@ def _responses(name: str, spec) -> dict:
     elif name in api_schemas.MEDIA:
         ok["content"] = {api_schemas.MEDIA[name]: {"schema": {"type": "string"}}}
     responses = {"200": ok, "4XX": {"description": "Error as JSON {error, message, request_id}", "content": error}}
+    if name in api_schemas.NO_CONTENT:
+        responses = {"204": {"description": "No content"}, "4XX": responses["4XX"]}
+    if name in api_schemas.ALWAYS_REFUSED:
+        responses = {"403": {"description": "Always refused", "content": error}}
     if name in api_schemas.REDIRECTS:
         responses = {"302": {"description": "To the viewer (Location), which browsers follow"}, "4XX": responses["4XX"]}
     if spec.caps:
