@@ -89,6 +89,15 @@ def links_of_a_person(settings, dataset: str, links: int, aliases: int, pointing
     return {"Authorization": f"Bearer {token}"}
 
 
+def site_admin(settings) -> dict:
+    """The headers of a site admin's browser (the audit page is theirs)."""
+    from segmentation.access import Accounts
+
+    accounts = Accounts(settings.database_url)
+    accounts.add_user("auditor", site_admin=True, by="bench")
+    return {"Authorization": f"Bearer {accounts.create_token('auditor', by='bench')[1]}"}
+
+
 def edit(graph: Graph, count: int, sv_count: int, rng) -> int:
     """``count`` merges; every tenth joins one growing neuron. Returns that neuron's current root."""
     grown = int(supervoxel_ids(np.array([1], dtype=np.uint64))[0])
@@ -134,6 +143,9 @@ def main() -> int:
                     "datasets": "/datasets",
                     "my links (20 links, 3 aliases)": ("/me/links", person),
                     "dataset page": f"/datasets/{DEMO_NAME}",
+                    "changes index": "/changes",
+                    "audit (site admin)": ("/audit", site_admin(settings)),
+                    "API page": "/api",
                 },
                 args.requests,
             )
@@ -157,6 +169,8 @@ def main() -> int:
                     f"changes ({args.operations:,} operations)": f"/datasets/{DATASETS[0]}/changes",
                     f"my links ({args.links:,} links, {args.aliases} aliases × 20)": ("/me/links", person),
                     f"dataset page ({sv_count:,} supervoxels)": f"/datasets/{DATASETS[0]}",
+                    "changes index (3 datasets)": "/changes",
+                    "audit (site admin)": ("/audit", site_admin(settings)),
                 },
                 args.requests,
             )
