@@ -4,9 +4,10 @@ Each worker process keeps its own memory cache of live chunks (:mod:`segmentatio
 this, N workers remap every chunk N times: the first cutout after a start (or after an edit) pays
 the decode, remap, encode and gzip once per worker that happens to be asked. Here a chunk made by
 one process is written once with what tells whether it is still current — the version it was
-made at and the graph positions of its supervoxels — and another process reads it, checks it as
-it checks its own memory entry (no operation since gave any of those supervoxels a new root), and
-answers it without computing. A stale or unreadable file is a miss, never an answer.
+made at and the graph positions of its supervoxels — and a CRC-32 of it all; another process
+reads it, checks it as it checks its own memory entry (no operation since gave any of those
+supervoxels a new root), and answers it without computing. A stale, unreadable or damaged file
+is a miss, never an answer.
 
 Files are named by a digest of (dataset, layer URL, graph ingest time, chunk key): a re-ingested
 graph or a re-pointed layer never meets an old file, and no name from a request reaches the file
@@ -21,15 +22,17 @@ import hashlib
 import os
 import struct
 import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 MEGABYTE = 1 << 20
 DEFAULT_MEGABYTES = 1024
-_MAGIC = b"AXLIVE1\n"
-_HEAD = struct.Struct("<8sQQQQ")  # magic, version, supervoxels, encoded bytes, gzip bytes
+_MAGIC = b"AXLIVE2\n"
+_HEAD = struct.Struct("<8sQQQQI")  # magic, version, supervoxels, encoded bytes, gzip bytes, CRC-32 of the rest
 FOLDER = "live-chunks"
+HEAD_BYTES = _HEAD.size  # where a file's supervoxel positions start
 
 
 def configured_bytes() -> int:
@@ -67,9 +70,11 @@ class SharedChunks:
             return None
         if len(data) < _HEAD.size:
             return None
-        magic, version, count, encoded_size, gzip_size = _HEAD.unpack_from(data)
+        magic, version, count, encoded_size, gzip_size, checksum = _HEAD.unpack_from(data)
         if magic != _MAGIC or len(data) != _HEAD.size + 8 * count + encoded_size + gzip_size:
             return None
+        if zlib.crc32(memoryview(data)[_HEAD.size :]) != checksum:
+            return None  # damaged in place (same length): made again
         start = _HEAD.size
         positions = np.frombuffer(data, dtype="<i8", count=count, offset=start)
         start += 8 * count
@@ -81,12 +86,15 @@ class SharedChunks:
         positions = np.ascontiguousarray(positions, dtype="<i8")
         path = self._path(namespace, key)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-        head = _HEAD.pack(_MAGIC, version, len(positions), len(encoded), len(gzipped))
+        body = positions.tobytes()
+        checksum = zlib.crc32(encoded, zlib.crc32(body))
+        checksum = zlib.crc32(gzipped, checksum)
+        head = _HEAD.pack(_MAGIC, version, len(positions), len(encoded), len(gzipped), checksum)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(temporary, "wb") as handle:
                 handle.write(head)
-                handle.write(positions.tobytes())
+                handle.write(body)
                 handle.write(encoded)
                 handle.write(gzipped)
             os.replace(temporary, path)
@@ -94,7 +102,7 @@ class SharedChunks:
             temporary.unlink(missing_ok=True)
             return
         with self._lock:
-            self._written += len(head) + 8 * len(positions) + len(encoded) + len(gzipped)
+            self._written += len(head) + len(body) + len(encoded) + len(gzipped)
             sweep = self._written > self.max_bytes // 8
             if sweep:
                 self._written = 0

@@ -116,7 +116,9 @@ DATASETS = {
 
 META = {
     "openapi": route("GET", "/api/v1/openapi.json", "This API as an OpenAPI 3 document."),
-    "api_page": route("GET", "/api", "This API as a page to read and try (Swagger UI, bundled: no CDN)."),
+    "api_page": route(
+        "GET", "/api", "This API as a page to read and try (Swagger UI, bundled: no CDN).", personal=True
+    ),
     "api_asset": route("GET", "/api/assets/<asset>", "Swagger UI's script and style sheet, for /api."),
 }
 
@@ -377,6 +379,7 @@ LINKS = {
         "An alias: owner, current target, and the earlier targets the caller may view (newest first, 100).",
         access="own",
         personal=True,
+        cost="expensive",
     ),
     "repoint_alias": route(
         "PUT",
@@ -548,6 +551,7 @@ PAGES = {
         "My links page: the caller's links (rename, forget) and aliases (make, re-point, history).",
         access="own",
         personal=True,
+        cost="expensive",
     ),
     "changes_index": route(
         "GET",

@@ -113,7 +113,7 @@ class Aliases:
             return alias  # pointing where it points: nothing to record
         if alias.pointings >= MAX_TARGETS:
             raise AliasTaken(f"the alias {name!r} was re-pointed {MAX_TARGETS} times, the most kept; make a new one")
-        for _ in range(3):  # two re-pointings at once: one takes the next number, the other the one after
+        for attempt in range(3):  # two re-pointings at once: one takes the next number, the other the one after
             try:
                 with self.engine.begin() as connection:
                     alias_id, last = connection.execute(
@@ -129,7 +129,8 @@ class Aliases:
                     )
                 break
             except IntegrityError:
-                continue
+                if attempt == 2:
+                    raise AliasTaken(f"the alias {name!r} is being re-pointed by others at once; try again") from None
         return self.get(name)
 
     def get(self, name: str) -> Alias:

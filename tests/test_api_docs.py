@@ -218,7 +218,7 @@ def test_what_clients_send_and_get_matches_the_schemas(site):
         ("add_tag", {"position": [1, 2, 3], "term": "x", "confidence": 2}),
     ],
 )
-def test_the_schemas_refuse_what_the_server_refuses(site, name, body):
+def test_the_schemas_describe_malformed_bodies_as_malformed(site, name, body):
     from jsonschema import ValidationError
 
     with pytest.raises(ValidationError):

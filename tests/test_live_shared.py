@@ -13,7 +13,7 @@ from segmentation.datasets import Datasets
 from segmentation.db import upgrade
 from segmentation.graph import Graph, ingest_dataset
 from segmentation.live import LiveSegmentation
-from segmentation.live_shared import SharedChunks, configured_bytes
+from segmentation.live_shared import HEAD_BYTES, SharedChunks, configured_bytes
 from segmentation.storage import open_layer_store
 from tests.helpers import CG_SV as SV
 from tests.helpers import slab_labels, write_volume
@@ -86,7 +86,7 @@ def test_after_an_edit_only_the_chunks_it_touched_are_made_again(layer, tmp_path
         assert first.chunk(key, first.graph.seq) == answers[key]
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "positions out of range"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "positions out of range", "a chunk byte flipped"])
 def test_a_damaged_file_is_made_again_never_answered(layer, tmp_path, damage):
     database_url, url = layer
     shared = SharedChunks(tmp_path / "live-chunks", 1 << 30)
@@ -99,10 +99,19 @@ def test_a_damaged_file_is_made_again_never_answered(layer, tmp_path, damage):
         data = data[: len(data) - 3]
     elif damage == "garbage":
         data[:8] = b"NOTOURS!"
+    elif damage == "positions out of range":
+        data[HEAD_BYTES : HEAD_BYTES + 8] = (10**9).to_bytes(8, "little")  # the first supervoxel position
     else:
-        data[40:48] = (10**9).to_bytes(8, "little")  # the first supervoxel position, after the head
+        data[-1] ^= 0xFF  # the same length, one byte of the gzip changed
     path.write_bytes(bytes(data))
+    computed = []
+    compute = second._compute_chunk
+    second._compute_chunk = lambda key, relabel: computed.append(key) or compute(key, relabel)
     assert second.chunk(key, second.graph.seq) == expected
+    assert computed == [key]  # made again, not answered from the file
+    third = process(database_url, url, shared)  # … and written again whole: the next process takes it
+    computing_forbidden(third)
+    assert third.chunk(key, third.graph.seq, gzipped=True)[1] == gzip.compress(expected[1], compresslevel=5)
 
 
 def test_the_files_stay_within_their_bound_and_can_be_switched_off(layer, tmp_path, monkeypatch):

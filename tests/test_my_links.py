@@ -249,3 +249,16 @@ def test_a_person_renames_a_link_makes_an_alias_and_re_points_it_in_the_browser(
         assert wait_until(page, lambda: f"link={second['short_id']}" in page.url)
         assert not errors, errors
         page.close()
+
+
+def test_the_my_links_page_hides_earlier_targets_its_owner_may_not_view(site):
+    public = post(site, "bob", state("small"), title="public view")
+    secret = post(site, "ana", state("hidden"), title="secret view")  # bob may not view it
+    assert alias(site, "bob", "post", "/api/v1/aliases", {"name": "lab", "state": public["short_id"]})[0] == 201
+    assert alias(site, "root", "put", "/api/v1/aliases/lab", {"state": secret["short_id"]})[0] == 200  # a site admin
+    assert alias(site, "root", "put", "/api/v1/aliases/lab", {"state": public["short_id"]})[0] == 200
+    page = site.http.get("/me/links", headers={"Accept": "text/html", **as_user(site, "bob")}).get_data(as_text=True)
+    assert 'data-alias="lab"' in page and secret["short_id"] not in page
+    assert "1 earlier target show data you may not view" in page
+    api = alias(site, "bob", "get", "/api/v1/aliases/lab")[1]
+    assert api["hidden"] == 1 and secret["short_id"] not in json.dumps(api)  # the page and the API agree

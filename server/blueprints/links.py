@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, redirect, request
 
+from segmentation import budget
 from segmentation.access import SignInRequired
 from state_links.aliases import Alias, AliasNotFound
 from state_links.links import DEFAULT_MODE, MODES, LinkError
@@ -122,6 +123,7 @@ def my_aliases():
     user = _signed_in()
     shown = []
     for alias in workspace().aliases.of_owner(user):
+        budget.check()  # up to 1,000 aliases, each checked against what the caller may view
         if state_visible(alias.current.short_id):
             shown.append(alias_json(alias))
     return private_if_needed(jsonify({"aliases": shown}), (), always=True)

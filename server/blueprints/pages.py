@@ -18,6 +18,7 @@ import numpy as np
 from flask import Blueprint, render_template, request
 
 from frontend_config import default_state, layer_templates
+from segmentation import budget
 from segmentation.access.policy import at_least
 from segmentation.celltypes.query import QueryError, parse
 from segmentation.celltypes.search import search, tagged_per_type
@@ -72,7 +73,8 @@ def audit_page():
     filters = {key: request.args.get(key, "") for key in ("dataset", "user", "action", "since")}
     older = None
     if len(entries) == int(request.args.get("limit", AUDIT_PER_PAGE)) and entries:
-        older = urlencode({**{k: v for k, v in filters.items() if v}, "before_id": entries[-1]["id"]})
+        kept = {**{k: v for k, v in filters.items() if v}, "limit": request.args.get("limit", "")}
+        older = urlencode({**{k: v for k, v in kept.items() if v}, "before_id": entries[-1]["id"]})
     datasets = sorted(
         d.name for d in auth.visible_datasets() if auth.principal().site_admin or at_least(auth.role(d.name), "admin")
     )
@@ -169,8 +171,8 @@ def _bibtex(dataset, base: str) -> str:
 
 
 def _bibtex_text(value: str) -> str:
-    """A field's text with BibTeX's special characters escaped (braces kept balanced)."""
-    return re.sub(r"([{}%&$#_])", r"\\\1", value)
+    """A field's text with BibTeX's special characters escaped, a backslash too (braces stay balanced)."""
+    return re.sub(r"[\\{}%&$#_]", lambda m: r"\textbackslash{}" if m.group(0) == "\\" else "\\" + m.group(0), value)
 
 
 def search_page():
@@ -521,7 +523,12 @@ def my_links_page():
     page = _page_number(request.args.get("page", "1"))
     links, total = my_links().page(me.name, page, may_view=may_view_datasets)
     last = max(1, -(-total // MY_LINKS_PER_PAGE))
-    aliases = [a for a in workspace().aliases.of_owner(me.name) if state_visible(a.current.short_id)]
+    aliases = []
+    for alias in workspace().aliases.of_owner(me.name):
+        budget.check()
+        if state_visible(alias.current.short_id):  # as the API: only the targets the caller may view
+            shown = [t for t in alias.targets if t is alias.current or state_visible(t.short_id)]
+            aliases.append({"alias": alias, "history": shown, "hidden": len(alias.targets) - len(shown)})
     return render_template(
         "my_links.html",
         signed_in=True,
