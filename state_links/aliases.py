@@ -161,16 +161,40 @@ class Aliases:
         )
 
     def of_owner(self, owner: str) -> list[Alias]:
-        """The aliases ``owner`` owns, by name."""
+        """The aliases ``owner`` owns, by name: three queries however many there are (their rows, how
+        often each was pointed, and each one's newest HISTORY_SHOWN targets)."""
         with self.engine.connect() as connection:
-            names = connection.execute(
-                sa.select(AliasRow.name).where(AliasRow.owner == owner).order_by(AliasRow.name)
-            ).scalars()
-            names = list(names)
-        found = []
-        for name in names:
-            try:
-                found.append(self.get(name))
-            except AliasNotFound:
-                continue
-        return found
+            rows = connection.execute(sa.select(AliasRow).where(AliasRow.owner == owner).order_by(AliasRow.name)).all()
+            if not rows:
+                return []
+            ids = [row.id for row in rows]
+            pointings = dict(
+                connection.execute(
+                    sa.select(AliasTargetRow.alias_id, sa.func.count())
+                    .where(AliasTargetRow.alias_id.in_(ids))
+                    .group_by(AliasTargetRow.alias_id)
+                ).all()
+            )
+            rank = (
+                sa.func.row_number()
+                .over(partition_by=AliasTargetRow.alias_id, order_by=AliasTargetRow.seq.desc())
+                .label("rank")
+            )
+            ranked = (
+                sa.select(AliasTargetRow, StateRow.short_id, rank)
+                .join(StateRow, StateRow.id == AliasTargetRow.state_id)
+                .where(AliasTargetRow.alias_id.in_(ids))
+                .subquery()
+            )
+            targets: dict[int, list[Target]] = {}
+            for t in connection.execute(
+                sa.select(ranked).where(ranked.c.rank <= HISTORY_SHOWN).order_by(ranked.c.alias_id, ranked.c.seq.desc())
+            ):
+                targets.setdefault(t.alias_id, []).append(
+                    Target(t.seq, t.state_id, t.short_id, as_utc(t.pointed_at), t.by)
+                )
+        return [
+            Alias(row.name, row.owner, as_utc(row.created_at), tuple(targets[row.id]), pointings.get(row.id, 0))
+            for row in rows
+            if targets.get(row.id)  # a target's state gone (removed with its rows): as if no alias
+        ]

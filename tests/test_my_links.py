@@ -262,3 +262,20 @@ def test_the_my_links_page_hides_earlier_targets_its_owner_may_not_view(site):
     assert "1 earlier target show data you may not view" in page
     api = alias(site, "bob", "get", "/api/v1/aliases/lab")[1]
     assert api["hidden"] == 1 and secret["short_id"] not in json.dumps(api)  # the page and the API agree
+
+
+def test_an_owners_aliases_read_at_once_are_the_aliases_read_one_by_one(site, monkeypatch):
+    import state_links.aliases as aliases_module
+
+    monkeypatch.setattr(aliases_module, "HISTORY_SHOWN", 3)  # so that some histories are cut
+    links = [post(site, "bob", state("small", x=4.5 + i), title=f"view {i}")["short_id"] for i in range(5)]
+    for n, name in enumerate(("b-second", "a-first", "c-third")):
+        alias(site, "bob", "post", "/api/v1/aliases", {"name": name, "state": links[n]})
+        for step in range(n * 2):
+            alias(site, "bob", "put", f"/api/v1/aliases/{name}", {"state": links[(n + step + 1) % 5]})
+    alias(site, "ana", "post", "/api/v1/aliases", {"name": "not-bobs", "state": links[0]})
+    store = aliases_module.Aliases(site.config["AXONLINK_SETTINGS"].database_url)
+    at_once = store.of_owner("bob")
+    assert [a.name for a in at_once] == ["a-first", "b-second", "c-third"]
+    assert at_once == [store.get(a.name) for a in at_once]  # the same targets, order, counts
+    assert [a.pointings for a in at_once] == [3, 1, 5] and len(at_once[2].targets) == 3
