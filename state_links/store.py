@@ -318,6 +318,24 @@ class StateStore:
             self._heads[key] = (datasets, time.monotonic())
         return datasets
 
+    def datasets_of(self, state_ids) -> dict[int, frozenset]:
+        """The datasets each of ``state_ids`` is tied to, read in a few queries (missing ids are
+        left out): to show lists of states (an alias's history) only where the caller may view them."""
+        found: dict[int, set] = {}
+        ids = sorted({int(i) for i in state_ids})
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), 1000):
+                part = ids[start : start + 1000]
+                for row in connection.execute(sa.select(StateRow.id, StateRow.dataset).where(StateRow.id.in_(part))):
+                    found[row.id] = {row.dataset} - {None}
+                for state_id, name in connection.execute(
+                    sa.select(StateDatasetRow.state_id, StateDatasetRow.dataset).where(
+                        StateDatasetRow.state_id.in_(part)
+                    )
+                ):
+                    found.setdefault(state_id, set()).add(name)
+        return {state_id: frozenset(names) for state_id, names in found.items()}
+
     @staticmethod
     def _normalise(ref: str | int) -> str | int:
         if isinstance(ref, str):

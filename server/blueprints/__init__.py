@@ -182,3 +182,27 @@ def audit_entries(limit: int | None = None) -> list[dict]:
         before_id=before_id,
         limit=limit,
     )
+
+
+def visible_targets(aliases) -> list[tuple]:
+    """(alias, the targets the caller may view, how many are hidden) for each alias whose current
+    target the caller may view: one read of every target's datasets, not one per target."""
+    ids = {target.state_id for alias in aliases for target in alias.targets}
+    datasets = workspace().states.datasets_of(ids)
+    known: dict[frozenset, bool] = {}
+
+    def may_view(state_id: int) -> bool:
+        names = datasets.get(state_id)
+        if names is None:
+            return False  # removed meanwhile
+        if names not in known:
+            known[names] = may_view_datasets(names)
+        return known[names]
+
+    shown = []
+    for alias in aliases:
+        if not may_view(alias.current.state_id):
+            continue
+        targets = [t for t in alias.targets if may_view(t.state_id)]
+        shown.append((alias, targets, len(alias.targets) - len(targets)))
+    return shown

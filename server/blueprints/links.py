@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, redirect, request
 
-from segmentation import budget
 from segmentation.access import SignInRequired
 from state_links.aliases import Alias, AliasNotFound
 from state_links.links import DEFAULT_MODE, MODES, LinkError
@@ -18,7 +17,7 @@ from state_links.store import StateNotFound, StoredState, is_short_id
 
 from .. import auth, endpoints, hosts, request_input
 from ..workspace import workspace
-from . import may_view_datasets, private_if_needed, state_visible, viewer_url
+from . import may_view_datasets, private_if_needed, viewer_url, visible_targets
 
 blueprint = Blueprint("links", __name__)
 
@@ -83,10 +82,13 @@ def forget_my_link(ref):
 
 
 # ---- aliases --------------------------------------------------------------------------
-def alias_json(alias: Alias) -> dict:
-    """What the caller may know of an alias (its current target is visible to them: checked before)."""
+def alias_json(alias: Alias, shown=None) -> dict:
+    """What the caller may know of an alias (its current target is visible to them: checked before);
+    ``shown``: its targets the caller may view, when already known (:func:`visible_targets`)."""
     base = hosts.base_url()
-    shown = [t for t in alias.targets if t is alias.current or state_visible(t.short_id)]
+    if shown is None:
+        found = visible_targets([alias])
+        shown = found[0][1] if found else [alias.current]
     return {
         "name": alias.name,
         "owner": alias.owner,
@@ -121,11 +123,7 @@ def visible_alias(name: str) -> tuple[Alias, StoredState]:
 
 def my_aliases():
     user = _signed_in()
-    shown = []
-    for alias in workspace().aliases.of_owner(user):
-        budget.check()  # up to 1,000 aliases, each checked against what the caller may view
-        if state_visible(alias.current.short_id):
-            shown.append(alias_json(alias))
+    shown = [alias_json(alias, targets) for alias, targets, _ in visible_targets(workspace().aliases.of_owner(user))]
     return private_if_needed(jsonify({"aliases": shown}), (), always=True)
 
 

@@ -18,7 +18,6 @@ import numpy as np
 from flask import Blueprint, render_template, request
 
 from frontend_config import default_state, layer_templates
-from segmentation import budget
 from segmentation.access.policy import at_least
 from segmentation.celltypes.query import QueryError, parse
 from segmentation.celltypes.search import search, tagged_per_type
@@ -38,6 +37,7 @@ from . import (
     has_graph,
     may_view_datasets,
     state_visible,
+    visible_targets,
     vocabulary_of,
 )
 
@@ -523,12 +523,10 @@ def my_links_page():
     page = _page_number(request.args.get("page", "1"))
     links, total = my_links().page(me.name, page, may_view=may_view_datasets)
     last = max(1, -(-total // MY_LINKS_PER_PAGE))
-    aliases = []
-    for alias in workspace().aliases.of_owner(me.name):
-        budget.check()
-        if state_visible(alias.current.short_id):  # as the API: only the targets the caller may view
-            shown = [t for t in alias.targets if t is alias.current or state_visible(t.short_id)]
-            aliases.append({"alias": alias, "history": shown, "hidden": len(alias.targets) - len(shown)})
+    aliases = [  # as the API: only the targets the caller may view
+        {"alias": alias, "history": shown, "hidden": hidden}
+        for alias, shown, hidden in visible_targets(workspace().aliases.of_owner(me.name))
+    ]
     return render_template(
         "my_links.html",
         signed_in=True,
