@@ -85,7 +85,7 @@ def audit_page():
 
 # ---- a dataset's page --------------------------------------------------------------------------
 WEEKS_CHARTED = 52
-_NEURON_COUNTS: dict = {}  # (dataset, graph ingest time, operation) -> neurons now; a few kept
+_SUMMARIES: dict = {}  # (dataset, graph ingest time, operation) -> (neurons now, edits per week); a few kept
 
 
 def dataset_page(dataset: str):
@@ -108,9 +108,8 @@ def dataset_page(dataset: str):
         with graph.caught_up():
             graph.sync()
             context["supervoxels"] = len(graph.supervoxel_ids)
-            context["neurons"] = _neurons_now(graph)
+            context["neurons"], weeks = _graph_summary(graph)
             context["operations"] = graph.seq
-            weeks = _edits_per_week(graph)
         context["bars_weeks"] = _bars(weeks, by_size=False)
         tagged, per_type = tagged_per_type(cell_tags(), dataset)
         context["tagged"] = tagged
@@ -120,15 +119,16 @@ def dataset_page(dataset: str):
     return render_template("dataset.html", **context)
 
 
-def _neurons_now(graph) -> int:
-    """How many neurons the dataset has now: its supervoxels' distinct roots (counted once per edit)."""
+def _graph_summary(graph) -> tuple[int, dict[str, int]]:
+    """(neurons now: its supervoxels' distinct roots, edits per week): worked out once per edit per
+    worker, not on every request (the first walks every supervoxel, the second every operation)."""
     key = (graph.dataset, graph.created_at, graph.seq)
-    found = _NEURON_COUNTS.get(key)
+    found = _SUMMARIES.get(key)
     if found is None:
-        found = len(np.unique(graph.roots(graph.supervoxel_ids)))
-        if len(_NEURON_COUNTS) >= 64:
-            _NEURON_COUNTS.clear()
-        _NEURON_COUNTS[key] = found
+        found = (len(np.unique(graph.roots(graph.supervoxel_ids))), _edits_per_week(graph))
+        if len(_SUMMARIES) >= 64:
+            _SUMMARIES.clear()
+        _SUMMARIES[key] = found
     return found
 
 
