@@ -384,12 +384,13 @@ class Datasets:
 
     def remove(self, name: str, *, by: str, origin: str = "") -> dict:
         """Remove a dataset and everything bound to it, in one transaction (audited): its graph
-        (its base files, operations), cell-type tags (purged in every process's index), state
+        (its base files, operations), cell-type tags (purged in every process's index), synapses, state
         anchors, grants and layers. Its files are not touched. Stored states that name it are tied
         to :data:`REMOVED` instead, a name no dataset can have: they read as missing, and never as
         a later dataset of the same name."""
         from .access.audit import record
         from .celltypes.tags import purge_dataset
+        from .connectivity.sql import purge as purge_synapses
         from .graph.registry import forget_everywhere
         from .graph.store import discard_base, open_base
         from .models import GrantRow, GraphEdgeRow, GraphOperationRow, GraphStateRow, GraphSupervoxelRow, StateAnchorRow
@@ -402,6 +403,7 @@ class Datasets:
                 sa.select(GraphStateRow.base_url).where(GraphStateRow.dataset_id == dataset_id)
             )
             removed = {"tags": purge_dataset(connection, dataset_id, name)}
+            removed["synapses"] = purge_synapses(connection, dataset_id)
             for label, table in (
                 ("operations", GraphOperationRow),
                 ("edges", GraphEdgeRow),

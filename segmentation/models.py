@@ -256,6 +256,48 @@ class CellTagPurgeRow(Base):
     dataset: Mapped[str] = mapped_column(sa.String(64))
 
 
+class SynapseRow(Base):
+    """A synapse of a dataset: its pre and post points bound to the supervoxels under them, so the
+    neurons it joins follow every merge and split (see segmentation.connectivity).
+
+    ``id`` is the synapse's own id within its dataset (kept from an imported CAVE table, else the
+    next free one). Times are Unix seconds (a column of doubles: millions of rows are written and
+    read as plain numbers). Never deleted while its dataset exists: removing sets ``deleted_at``,
+    so a query of an earlier moment still counts it; ``change_seq`` orders additions and removals
+    for every process to follow.
+    """
+
+    __tablename__ = "synapses"
+    __table_args__ = (sa.Index("ix_synapses_dataset_change", "dataset_id", "change_seq"),)
+
+    dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    pre_sv: Mapped[int] = mapped_column(sa.BigInteger)
+    post_sv: Mapped[int] = mapped_column(sa.BigInteger)
+    pre_x: Mapped[int] = mapped_column(sa.Integer)
+    pre_y: Mapped[int] = mapped_column(sa.Integer)
+    pre_z: Mapped[int] = mapped_column(sa.Integer)
+    post_x: Mapped[int] = mapped_column(sa.Integer)
+    post_y: Mapped[int] = mapped_column(sa.Integer)
+    post_z: Mapped[int] = mapped_column(sa.Integer)
+    ctr_x: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    ctr_y: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    ctr_z: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    size: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(sa.Float)
+    deleted_at: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    change_seq: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class SynapseStateRow(Base):
+    """One row: the last synapse ``change_seq`` handed out (its row lock serializes synapse writes)."""
+
+    __tablename__ = "synapse_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
 class UserRow(Base):
     """A person or a script that signs in with tokens; ``site_admin`` may do anything anywhere."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from segmentation.celltypes.materialize import MAX_REGEX_LENGTH
 
-from .endpoints import MAX_IDS, MAX_POINTS
+from .endpoints import MAX_IDS, MAX_MATRIX_LABELS, MAX_POINTS
 
 
 def _object(properties: dict, required: tuple = (), extra: bool = False, description: str = "") -> dict:
@@ -510,6 +510,96 @@ RESPONSES.update(
         "viewer_state": _object({"g": STRING}, ("g",), description="the state generation the client sent, echoed"),
     }
 )
+# connectivity
+_SIDE = _object(
+    {
+        "cell_types": _array({"type": "string", "maxLength": 256}, MAX_MATRIX_LABELS, minItems=1),
+        "root_ids": _array(ID, MAX_MATRIX_LABELS, minItems=1),
+    },
+    description="one of: cell types (each with the types below it) or neurons (root ids)",
+)
+REQUESTS["remove_synapses"] = _object({"ids": _array({"type": "integer", "minimum": 1}, MAX_IDS)}, ("ids",))
+REQUESTS["connectivity_matrix"] = _object(
+    {"pre": _SIDE, "post": _SIDE, "t": {"oneOf": [STRING, NUMBER], "description": "a moment (default now)"}},
+    ("pre", "post"),
+)
+_XYZ = _array({"type": "integer"}, 3)
+_NULLABLE_XYZ = _array({"type": "number", "nullable": True}, 3)
+SYNAPSE = _object(
+    {
+        "id": INTEGER,
+        "created": NUMBER,
+        "valid": BOOLEAN,
+        "pre_pt_position": _XYZ,
+        "pre_pt_supervoxel_id": STRING,
+        "pre_pt_root_id": STRING,
+        "post_pt_position": _XYZ,
+        "post_pt_supervoxel_id": STRING,
+        "post_pt_root_id": STRING,
+        "ctr_pt_position": _NULLABLE_XYZ,
+        "size": {**NUMBER, "nullable": True},
+    },
+    ("id", "pre_pt_root_id", "post_pt_root_id"),
+)
+PARTNER_SIDE = _object(
+    {
+        "synapses": INTEGER,
+        "partner_count": INTEGER,
+        "partners": _array(
+            _object(
+                {
+                    "root_id": STRING,
+                    "synapses": INTEGER,
+                    "mean_size": {**NUMBER, "nullable": True},
+                    "cell_types": _array(STRING),
+                },
+                ("root_id", "synapses", "cell_types"),
+            )
+        ),
+    },
+    ("synapses", "partner_count", "partners"),
+)
+RESPONSES.update(
+    {
+        "import_synapses": _object(
+            {
+                "added": INTEGER,
+                "ids": {**_array(INTEGER, 2), "nullable": True, "description": "the first and last id added"},
+                "rejected": _array(_object({"row": INTEGER, "reason": STRING})),
+                "rejected_count": INTEGER,
+                "change": {**INTEGER, "nullable": True},
+            },
+            ("added", "rejected", "rejected_count"),
+        ),
+        "remove_synapses": _object({"removed": INTEGER}, ("removed",)),
+        "list_synapses": _object(
+            {"dataset": STRING, "root_id": STRING, "at": {**MOMENT, "nullable": True}, "synapses": _array(SYNAPSE)},
+            ("dataset", "root_id", "synapses"),
+        ),
+        "neuron_partners": _object(
+            {
+                "dataset": STRING,
+                "root_id": STRING,
+                "at": {**MOMENT, "nullable": True},
+                "inputs": PARTNER_SIDE,
+                "outputs": PARTNER_SIDE,
+            },
+            ("dataset", "root_id", "inputs", "outputs"),
+        ),
+        "connectivity_matrix": _object(
+            {
+                "dataset": STRING,
+                "at": {**MOMENT, "nullable": True},
+                "pre": _array(STRING),
+                "post": _array(STRING),
+                "neurons": _object({"pre": _array(INTEGER), "post": _array(INTEGER)}),
+                "counts": _array(_array(INTEGER)),
+                "mean_size": _array(_array({**NUMBER, "nullable": True})),
+            },
+            ("pre", "post", "counts", "mean_size"),
+        ),
+    }
+)
 NO_CONTENT = ("favicon", "viewer_events", "viewer_action")  # 204
 ALWAYS_REFUSED = ("viewer_credentials",)  # 403: axonlink's sources need no credentials from the viewer
 
@@ -521,6 +611,8 @@ MEDIA: dict[str, str] = {
     "api_asset": "text/javascript",
     "viewer_config": "text/javascript",
     "export_tags": "text/csv",
+    "export_synapses": "text/csv",
+    "synapse_annotations": "application/octet-stream",
     "mat_query": "data.arrow",
     "mat_live_query": "data.arrow",
     **{

@@ -1,6 +1,7 @@
 """The ``axonlink`` command: demo, serve, add-dataset, ingest-graph, tags, search, datasets, db;
 users, tokens, grant, visibility and audit live in :mod:`server.cli_access`, undo and redo in
-:mod:`server.cli_graph`, check in :mod:`server.cli_check`, import in :mod:`server.cli_import`, what they all
+:mod:`server.cli_graph`, check in :mod:`server.cli_check`, import in :mod:`server.cli_import`, synapses, partners and
+connectivity in :mod:`server.cli_synapses`, what they all
 use in :mod:`server.cli_common`."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from segmentation.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 
-from . import cli_access, cli_check, cli_graph, cli_import, cli_mesh
+from . import cli_access, cli_check, cli_graph, cli_import, cli_mesh, cli_synapses
 from .cli_common import UserError, actor, confirm_by_name, dataset_registry
 
 
@@ -269,6 +270,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_mesh.add_parsers(sub, common)
     cli_import.add_parsers(sub, common)
     cli_check.add_parsers(sub, common)
+    cli_synapses.add_parsers(sub, common)
 
     database = sub.add_parser("db", help="database schema commands")
     db_sub = database.add_subparsers(title="db commands")

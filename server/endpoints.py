@@ -431,6 +431,70 @@ CELLTYPES = {
     ),
 }
 
+# Connectivity: synapse tables bound to supervoxels (they follow edits), partners, matrices, and a
+# neuron's synapses as a Neuroglancer annotation layer.
+MAX_SYNAPSE_IMPORT_BYTES = 64 * 1024 * 1024  # the server's body limit; larger tables: `axonlink synapses import`
+MAX_EXPORT_ROWS = 2_000_000  # synapses per HTTP export (the CLI exports any number)
+MAX_PARTNERS_LISTED = 10_000  # partners per side in one answer
+MAX_MATRIX_LABELS = 1_000  # cell types or neurons per side of a matrix
+CONNECTIVITY = {
+    "import_synapses": route(
+        "POST",
+        "/api/v1/datasets/<dataset>/synapses/import",
+        "Add synapses from a CSV or Parquet body (CAVE's column names: pre_pt_position, post_pt_position, "
+        "optional ctr_pt_position, size, id, pre/post_pt_supervoxel_id); answers {added, ids, rejected}.",
+        access="admin",
+        body="binary",
+        caps={"body bytes": MAX_SYNAPSE_IMPORT_BYTES},
+        cost="expensive",
+    ),
+    "remove_synapses": route(
+        "POST",
+        "/api/v1/datasets/<dataset>/synapses/remove",
+        "Take synapses {ids: [...]} out of force (kept for queries of earlier moments).",
+        access="admin",
+        caps={"ids": MAX_IDS},
+        cost="edit",
+    ),
+    "list_synapses": route(
+        "GET",
+        "/api/v1/datasets/<dataset>/synapses",
+        "Synapses of a neuron (?root_id=, ?side=pre|post|both) in force at ?t=, with roots then; "
+        "?format=json|csv|parquet.",
+        caps={"rows": MAX_EXPORT_ROWS},
+        cost="expensive",
+    ),
+    "export_synapses": route(
+        "GET",
+        "/api/v1/datasets/<dataset>/synapses/export",
+        "Every synapse in force at ?t= with its roots then, as ?format=csv|parquet (CAVE's columns, split positions).",
+        caps={"rows": MAX_EXPORT_ROWS},
+        cost="expensive",
+    ),
+    "neuron_partners": route(
+        "GET",
+        "/api/v1/datasets/<dataset>/neurons/<int:root_id>/partners",
+        "Input and output partners of a neuron at ?t= (now by default): synapse counts, mean size, cell types; "
+        "?limit= partners per side.",
+        caps={"partners": MAX_PARTNERS_LISTED},
+        cost="expensive",
+    ),
+    "connectivity_matrix": route(
+        "POST",
+        "/api/v1/datasets/<dataset>/connectivity",
+        'Synapse counts and mean sizes between sets: {"pre": {"cell_types": [...]} or {"root_ids": [...]}, '
+        '"post": …, "t": moment}.',
+        caps={"labels per side": MAX_MATRIX_LABELS},
+        cost="expensive",
+    ),
+    "synapse_annotations": route(
+        "GET,HEAD",
+        "/annotations/<dataset_ref>/synapses/<path:key>",
+        "A neuron's synapses as a Neuroglancer precomputed annotation source, live (info, by_id/<id>, "
+        "rel_pre/<root>, rel_post/<root>, spatial0/0_0_0); dataset_ref may be NAME@moment.",
+    ),
+}
+
 # CAVE's materialization engine (API v3) as caveclient calls it: one table, "cell_types", per
 # datastack (= dataset); version v = the graph after its first v - 1 edits.
 _MAT2 = "/materialize/api/v2/datastack/<datastack>"
@@ -584,6 +648,7 @@ ALL = {
     "states": STATES,
     "links": LINKS,
     "celltypes": CELLTYPES,
+    "connectivity": CONNECTIVITY,
     "materialize": MATERIALIZE,
     "access": ACCESS,
     "pages": PAGES,

@@ -7,7 +7,7 @@ CLI) from the settings, and handed to views by :func:`workspace` — as datasett
 
 What it holds: the settings; the dataset registry; accounts (tokens, roles, visibility); the
 state store; graphs (each loaded once, kept in step with the operation log); cell-type tags
-(following the tag log); the live views of segmentation layers; vocabularies (re-read every few
+(following the tag log); synapses (following the synapse log); the live views of segmentation layers; vocabularies (re-read every few
 seconds, so a user's vocabulary file takes effect without a restart). Where a service keeps a
 cache, its expiry is stated here. Two workspaces of one database in a process (tests make many
 apps) each hold their own graphs; they agree through the operation log.
@@ -80,6 +80,15 @@ class Workspace:
         from segmentation.celltypes.tags import CellTags
 
         return CellTags(self.database_url, self.graphs)
+
+    @cached_property
+    def synapses(self):
+        """Synapse tables, kept in step with synapse writes by change number (asked of SQL at most
+        every 0.5 s per dataset); each machine keeps memory-mapped snapshots under ``<home>/synapses``."""
+        from segmentation.connectivity import Synapses
+        from segmentation.connectivity.synapses import FOLDER
+
+        return Synapses(self.database_url, self.graphs, self.settings.home / FOLDER)
 
     @cached_property
     def live_views(self):

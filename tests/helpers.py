@@ -191,3 +191,77 @@ def without_request_id(answer):
     except ValueError:
         return answer
     return json.dumps(without_request_id(document) if isinstance(document, dict) else document).encode()
+
+
+WIRED_SHAPE = (64, 48, 16)
+WIRED_BLOCK = 8
+
+
+def wired_labels(dtype=np.uint32) -> np.ndarray:
+    """Supervoxels as 8-voxel blocks of a 64x48x16 volume (8 x 6 x 2 blocks, labels 1-96), the top
+    four z-planes background; neurons are the rows of blocks along x (12 neurons of 8 supervoxels)."""
+    nx, ny, nz = (s // WIRED_BLOCK for s in WIRED_SHAPE)
+    labels = np.zeros(WIRED_SHAPE, dtype=dtype)
+    for i in range(nx):
+        for j in range(ny):
+            for k in range(nz):
+                block = np.s_[
+                    i * WIRED_BLOCK : (i + 1) * WIRED_BLOCK,
+                    j * WIRED_BLOCK : (j + 1) * WIRED_BLOCK,
+                    k * WIRED_BLOCK : (k + 1) * WIRED_BLOCK,
+                ]
+                labels[block] = 1 + i + nx * (j + ny * k)
+    labels[:, :, 12:] = 0
+    return labels
+
+
+def wired_bodies(labels: np.ndarray) -> list[list[int]]:
+    """The 12 neurons of :func:`wired_labels` (each row of blocks along x), as merged label pairs."""
+    nx = WIRED_SHAPE[0] // WIRED_BLOCK
+    rows = (int(labels.max()) + nx - 1) // nx
+    return [[1 + i + nx * row, 2 + i + nx * row] for row in range(rows) for i in range(nx - 1)]
+
+
+def add_wired_dataset(database_url: str, image: str, directory, name: str = "wired", dtype=np.uint32, **layer):
+    """Register and ingest dataset ``name`` of :func:`wired_labels` (compressed_segmentation, odd 13x11x5
+    chunks unless ``layer`` says otherwise); returns the labels."""
+    from segmentation.datasets import Datasets
+    from segmentation.graph import ingest_dataset
+
+    labels = wired_labels(dtype)
+    options = {"encoding": "compressed_segmentation", "chunk": (13, 11, 5), "mips": 1, **layer}
+    seg = write_volume(directory / f"{name}-seg", labels, layer_type="segmentation", **options)
+    Datasets(database_url).add(name, image=image, segmentation=seg)
+    ingest_dataset(database_url, name, agglomeration=wired_bodies(labels), progress=False)
+    return labels
+
+
+def random_synapses(labels: np.ndarray, count: int, rng) -> dict:
+    """``count`` synapses between random voxels inside supervoxels (a few posts on background),
+    as CAVE's split columns, with sizes (some missing)."""
+    inside = np.argwhere(labels > 0)
+    background = np.argwhere(labels == 0)
+    pre = inside[rng.integers(0, len(inside), count)]
+    post = inside[rng.integers(0, len(inside), count)]
+    post[: max(1, count // 20)] = background[rng.integers(0, len(background), max(1, count // 20))]
+    size = rng.integers(10, 500, count).astype(float)
+    size[::7] = np.nan
+    columns = {"size": size}
+    for name, points in (("pre_pt_position", pre), ("post_pt_position", post)):
+        for axis, suffix in enumerate("xyz"):
+            columns[f"{name}_{suffix}"] = points[:, axis]
+    return columns
+
+
+def synapse_csv(columns: dict) -> bytes:
+    """CAVE-style CSV text of :func:`random_synapses` columns (empty where a size is missing)."""
+    names = list(columns)
+    lines = [",".join(names)]
+    for values in zip(*(columns[n] for n in names)):
+        lines.append(
+            ",".join(
+                "" if isinstance(v, float) and v != v else str(int(v)) if float(v).is_integer() else str(v)
+                for v in values
+            )
+        )
+    return ("\n".join(lines) + "\n").encode()

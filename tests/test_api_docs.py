@@ -155,6 +155,25 @@ def test_what_clients_send_and_get_matches_the_schemas(site):
     )
     check(api_schemas.RESPONSES["import_tags"], imported.get_json(), "import_tags answer")
     checked.add("import_tags")
+    synapses = http.post(
+        "/api/v1/datasets/cg/synapses/import",
+        data="pre_pt_position,post_pt_position,size\n[2 2 2],[12 2 2],5\n[20 2 2],[2 2 2],\n[99 2 2],[2 2 2],1\n",
+        content_type="application/octet-stream",
+        headers={"Authorization": f"Bearer {site.tokens['root']}"},
+    )
+    check(api_schemas.RESPONSES["import_synapses"], synapses.get_json(), "import_synapses answer")
+    assert synapses.get_json()["added"] == 2
+    checked.add("import_synapses")
+    neuron = call("cg_roots", "POST", f"{cg}/roots", {"node_ids": [str(CG_SV[0])]})["root_ids"][0]
+    call("list_synapses", "GET", "/api/v1/datasets/cg/synapses", root_id=neuron)
+    call("neuron_partners", "GET", f"/api/v1/datasets/cg/neurons/{neuron}/partners")
+    call(
+        "connectivity_matrix",
+        "POST",
+        "/api/v1/datasets/cg/connectivity",
+        {"pre": {"root_ids": [neuron]}, "post": {"cell_types": ["astrocyte"]}},
+    )
+    call("remove_synapses", "POST", "/api/v1/datasets/cg/synapses/remove", {"ids": [2]}, who="root")
     call("start_session", "POST", "/api/v1/session", {"token": site.tokens["root"]})
     call("end_session", "DELETE", "/api/v1/session")
     # CAVE's shapes, as caveclient reads them

@@ -79,7 +79,7 @@ def test_migrations_match_the_models(settings):
     with db.engine_for(settings.database_url).connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert diff == []
-    assert db.current_revision(settings.database_url) == db.head_revision() == "0012"
+    assert db.current_revision(settings.database_url) == db.head_revision() == "0013"
 
 
 def run_cli(*args, env_home):

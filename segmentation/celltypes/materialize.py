@@ -47,6 +47,26 @@ COLUMNS = (
     "pt_supervoxel_id",
     "pt_root_id",
 )
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table's columns by kind, as CAVE's schema defines them: what filters accept."""
+
+    name: str
+    schema: str
+    columns: tuple[str, ...]
+    int_columns: tuple[str, ...]
+    str_columns: tuple[str, ...] = ()
+    float_columns: tuple[str, ...] = ()
+    positions: tuple[str, ...] = ("pt_position",)  # (N, 3) voxels, answered split as _x, _y, _z
+
+    @property
+    def root_columns(self) -> tuple[str, ...]:
+        return tuple(c for c in self.int_columns if c.endswith("root_id"))
+
+
+CELL_TYPES = TableSpec(TABLE, SCHEMA, COLUMNS, INT_COLUMNS, STR_COLUMNS)
 _FILTERS = {  # body key -> operation (CAVE accepts filter_out_dict for filter_notin_dict)
     "filter_equal_dict": "equal",
     "filter_in_dict": "in",
@@ -129,11 +149,6 @@ def find_version(graph: Graph, number: int) -> Version:
     return Version(number, graph.operation_time(number - 1))
 
 
-def check_table(name: str) -> None:
-    if name != TABLE:
-        raise NotFound(f"no table {name!r}; this datastack has one table: {TABLE!r}")
-
-
 # ---- rows --------------------------------------------------------------------
 def rows(tags: CellTags, dataset: str, tags_at: datetime | None, roots_at: datetime | None) -> dict:
     """Columns of the tags in force at ``tags_at`` with their roots at ``roots_at`` (None = now), by id."""
@@ -162,6 +177,7 @@ def rows(tags: CellTags, dataset: str, tags_at: datetime | None, roots_at: datet
 class Query:
     filters: list = field(default_factory=list)  # (operation, column, value)
     columns: list = field(default_factory=lambda: list(COLUMNS))
+    spec: TableSpec = CELL_TYPES
     offset: int = 0
     limit: int = MAX_ROWS
     resolution: list | None = None  # desired_resolution (nm per unit of pt_position)
@@ -171,19 +187,19 @@ class Query:
         """Root ids the filters name (a live query checks they exist at its moment)."""
         found = []
         for op, column, value in self.filters:
-            if column == "pt_root_id" and op in ("equal", "in", "notin"):
+            if column in self.spec.root_columns and op in ("equal", "in", "notin"):
                 found += list(value) if op != "equal" else [value]
         return found
 
 
-def parse_query(body: dict, table: str = TABLE) -> Query:
+def parse_query(body: dict, table: str = TABLE, spec: TableSpec = CELL_TYPES) -> Query:
     """A query body as caveclient posts it: filters are ``{table: {column: value}}``."""
-    query = Query()
+    query = Query(columns=list(spec.columns), spec=spec)
     if body.get("join_tables") or body.get("tables"):
         raise QueryError("joins are not supported: this datastack has one table")
     for key, op in _FILTERS.items():
         for column, value in _of_table(body.get(key), key, table).items():
-            query.filters.append((op, column, _checked(op, column, value)))
+            query.filters.append((op, column, _checked(op, column, value, spec)))
     selected = body.get("select_columns") or body.get("select_column_map")
     if isinstance(selected, dict):  # {table: [columns]}: the live query's and join queries' form
         others = set(selected) - {table}
@@ -193,7 +209,7 @@ def parse_query(body: dict, table: str = TABLE) -> Query:
     if selected:
         if not isinstance(selected, list) or not all(isinstance(c, str) for c in selected):
             raise QueryError("select_columns must be a list of column names")
-        _known(selected)
+        _known(selected, spec)
         query.columns = list(dict.fromkeys(selected))  # in the order asked
     query.offset = _integer(body.get("offset"), "offset", 0, minimum=0)
     query.limit = min(_integer(body.get("limit"), "limit", MAX_ROWS, minimum=1), MAX_ROWS)
@@ -220,10 +236,10 @@ def _of_table(value, key: str, table: str) -> dict:
     return value.get(table, {})
 
 
-def _known(columns) -> None:
-    unknown = [c for c in columns if c not in COLUMNS]
+def _known(columns, spec: TableSpec = CELL_TYPES) -> None:
+    unknown = [c for c in columns if c not in spec.columns]
     if unknown:
-        raise QueryError(f"unknown column(s) {unknown}; {TABLE} has {list(COLUMNS)}")
+        raise QueryError(f"unknown column(s) {unknown}; {spec.name} has {list(spec.columns)}")
 
 
 def _integer(value, what: str, default: int, minimum: int) -> int:
@@ -234,12 +250,12 @@ def _integer(value, what: str, default: int, minimum: int) -> int:
     return value
 
 
-def _checked(op: str, column: str, value):
+def _checked(op: str, column: str, value, spec: TableSpec = CELL_TYPES):
     """The filter value in the column's own terms (ints, strings, epoch seconds, a voxel box)."""
-    _known([column])
+    _known([column], spec)
     if op == "spatial":
-        if column != "pt_position":
-            raise QueryError("filter_spatial_dict applies to pt_position only")
+        if column not in spec.positions:
+            raise QueryError(f"filter_spatial_dict applies to {', '.join(spec.positions)} only")
         try:
             box = np.array(value, dtype=np.float64)
         except (TypeError, ValueError):
@@ -247,21 +263,21 @@ def _checked(op: str, column: str, value):
         if box is None or box.shape != (2, 3) or not (box[0] < box[1]).all():
             raise QueryError("a spatial filter is [[min_x, min_y, min_z], [max_x, max_y, max_z]] (voxels), min < max")
         return box
-    if column == "pt_position":
-        raise QueryError("filter pt_position with filter_spatial_dict")
+    if column in spec.positions:
+        raise QueryError(f"filter {column} with filter_spatial_dict")
     if op == "regex":
-        if column not in STR_COLUMNS or not isinstance(value, str):
-            raise QueryError(f"regex filters take a string and apply to {list(STR_COLUMNS)}")
+        if column not in spec.str_columns or not isinstance(value, str):
+            raise QueryError(f"regex filters take a string and apply to {list(spec.str_columns)}")
         return _linear_regex(value)
     if op in ("in", "notin"):
         if not isinstance(value, list):
             raise QueryError(f"filter_{op}_dict values are lists, not {value!r}")
         if len(value) > MAX_FILTER_VALUES:
             raise QueryError(f"filter_{op}_dict lists take at most {MAX_FILTER_VALUES:,} values")
-        return [_scalar(column, v) for v in value]
+        return [_scalar(column, v, spec) for v in value]
     if op in _COMPARE and column == "valid":
         raise QueryError("valid can only be filtered for equality")
-    return _scalar(column, value)
+    return _scalar(column, value, spec)
 
 
 def _linear_regex(pattern: str):
@@ -283,8 +299,8 @@ def _linear_regex(pattern: str):
         ) from None
 
 
-def _scalar(column: str, value):
-    if column in INT_COLUMNS:
+def _scalar(column: str, value, spec: TableSpec = CELL_TYPES):
+    if column in spec.int_columns:
         try:
             number = int(value) if not isinstance(value, (bool, float)) else None
         except (TypeError, ValueError):
@@ -292,7 +308,11 @@ def _scalar(column: str, value):
         if number is None or not -(2**63) <= number < 2**63:
             raise QueryError(f"{column} takes integer ids, not {value!r}")
         return number
-    if column in STR_COLUMNS:
+    if column in spec.float_columns:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise QueryError(f"{column} takes numbers, not {value!r}")
+        return float(value)
+    if column in spec.str_columns:
         if not isinstance(value, str):
             raise QueryError(f"{column} takes strings, not {value!r}")
         return value
@@ -344,11 +364,11 @@ def run(table: dict, query: Query, voxel_resolution, rng=None) -> Result:
     answer = {}
     for name in query.columns:
         data = sampled[name][chosen]
-        if name == "pt_position":
+        if name in query.spec.positions:
             if not (scale == 1).all():
                 data = data * scale
             for axis, suffix in enumerate("xyz"):
-                answer[f"pt_position_{suffix}"] = data[:, axis]
+                answer[f"{name}_{suffix}"] = data[:, axis]
         else:
             answer[name] = data
     return Result(answer, warnings, resolution)
@@ -401,6 +421,8 @@ def records(result: Result) -> list[dict]:
     for name, data in result.columns.items():
         if name == "created":
             out[name] = [int(round(t * 1000)) for t in data]
+        elif data.dtype.kind == "f":  # NaN (a size or centre not given) is null in JSON
+            out[name] = [None if v != v else v for v in data.tolist()]
         else:
             out[name] = data.tolist()
     names = list(out)

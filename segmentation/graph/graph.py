@@ -318,6 +318,12 @@ class Graph:
         self.sync()
         return self.index.leaves(root, bounds)
 
+    def members(self, root: int) -> np.ndarray:
+        """Sorted dense positions of a root's supervoxels (any root the graph has had; GraphError else):
+        what a caller indexing its own arrays by graph position (synapses) looks a neuron up by."""
+        self.sync()
+        return self.index.members(root)
+
     def leaves_many(self, nodes, bounds=None) -> dict[int, np.ndarray]:
         """Supervoxels of each of ``nodes`` (a supervoxel stands for itself), after one catch-up with the log."""
         self.sync()

@@ -110,3 +110,76 @@ def supervoxel_at_voxel(dataset, voxel) -> int:
     if not sv:
         raise OnBackground(f"voxel {voxel.tolist()} of {dataset.name!r} is background (no neuron there)")
     return int(sv)
+
+
+# Status of each point of a bulk lookup (supervoxels_at_voxels).
+INSIDE = 0  # inside the volume: its supervoxel (0 on background, which is no error here)
+OUTSIDE = 1  # outside the volume's bounds: supervoxel 0
+
+
+def _chunk_plan(dataset, voxels):
+    """The chunks of mip 0 that ``voxels`` fall in, grouped: (volume, lock, lower, upper, chunk size, number
+    of points, indices of the points inside, their voxels relative to ``lower``, their chunk cells, those
+    indices ordered by chunk, start of each chunk's run in that order)."""
+    layer = dataset.segmentation_layer("no neuron is at any voxel of an image-only dataset")
+    volume, lock = _volume(layer.url)
+    points = np.asarray(voxels)
+    if points.size == 0:
+        points = points.reshape(0, 3)
+    if points.dtype.kind == "O":  # Python ints beyond int64 (a client's JSON): as floats, they are outside
+        try:
+            points = points.astype(np.float64)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    if points.ndim != 2 or points.shape[1] != 3 or points.dtype.kind not in "iuf":
+        raise Invalid(f"voxels are numbers (x, y, z) per point, an (N, 3) array; got {points.dtype} {points.shape}")
+    lower = np.asarray(dataset.voxel_offset, dtype=np.int64)
+    upper = lower + np.asarray(dataset.volume_size, dtype=np.int64)
+    if points.dtype.kind == "f":
+        points = np.floor(points)
+    with np.errstate(invalid="ignore"):  # NaN is outside; compared before any cast (huge values, uint64)
+        inside = np.all((points >= lower) & (points < upper), axis=1)
+    where = np.flatnonzero(inside)
+    local = points[where].astype(np.int64) - lower
+    chunk = np.asarray(volume.chunk_size, dtype=np.int64)
+    grid = -(-(upper - lower) // chunk)
+    cells = local // chunk
+    keys = (cells[:, 2] * grid[1] + cells[:, 1]) * grid[0] + cells[:, 0]
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]])) if len(keys) else np.zeros(0, int)
+    return volume, lock, lower, upper, chunk, len(points), where, local, cells, order, starts
+
+
+def chunks_touched(dataset, voxels) -> int:
+    """How many segmentation chunks :func:`supervoxels_at_voxels` would read for ``voxels`` (points outside
+    the volume read none): a caller can refuse work sized by a client before doing it."""
+    return len(_chunk_plan(dataset, voxels)[-1])
+
+
+def supervoxels_at_voxels(dataset, voxels, *, budget=None) -> tuple[np.ndarray, np.ndarray]:
+    """(supervoxel id per point as uint64, status per point as uint8) for full-resolution voxels (N,3) of ``dataset``.
+
+    Status is :data:`INSIDE` (the supervoxel, 0 on background) or :data:`OUTSIDE` (supervoxel 0); no point
+    raises. Each chunk of mip 0 holding points is read once, whole (clamped to the volume), one at a time;
+    a missing chunk is background. ``budget`` (e.g. the module :mod:`segmentation.budget`): its ``check()``
+    is called before each chunk read. NoSegmentation (409) for an image-only dataset.
+    """
+    volume, lock, lower, upper, chunk, count, where, local, cells, order, starts = _chunk_plan(dataset, voxels)
+    labels = np.zeros(count, dtype=np.uint64)
+    status = np.full(count, OUTSIDE, dtype=np.uint8)
+    status[where] = INSIDE
+    ends = np.append(starts[1:], len(order))
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        members = order[start:end]
+        corner = cells[members[0]] * chunk
+        lo = lower + corner
+        hi = np.minimum(lo + chunk, upper)
+        if budget is not None:
+            budget.check()
+        with lock:
+            block = np.asarray(volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]])[..., 0]
+        offsets = local[members] - corner
+        labels[where[members]] = block[offsets[:, 0], offsets[:, 1], offsets[:, 2]]
+        del block
+    return _as_supervoxels(labels), status

@@ -17,6 +17,19 @@ from ..workspace import workspace
 VIEWER_TOKEN = "axonlink"  # the viewer's path token (/v/<token>/): the same bundle, any state
 
 
+SUPERVOXELS = "supervoxels"
+
+
+def parse_dataset_ref(ref: str):
+    """``NAME`` (now), ``NAME@TIMESTAMP`` (a moment) or ``NAME@supervoxels`` → (name, moment, view)."""
+    from segmentation.timestamps import parse_timestamp
+
+    name, at, version = ref.partition("@")
+    if version == SUPERVOXELS:
+        return name, None, SUPERVOXELS
+    return name, (parse_timestamp(version) if at else None), "roots"
+
+
 def datasets_registry() -> Datasets:
     return workspace().datasets
 
@@ -28,6 +41,11 @@ def dataset_named(name: str):
 
 def cell_tags():
     return workspace().tags
+
+
+def synapses():
+    """The synapse tables (:class:`segmentation.connectivity.Synapses`)."""
+    return workspace().synapses
 
 
 def vocabulary_of(dataset: str | None):

@@ -24,7 +24,7 @@ from segmentation.graph.points import supervoxels_near
 
 from .. import auth, endpoints, hosts, request_input
 from ..request_input import BadInput, TooLarge, capped, json_body, json_object, parse_json
-from . import dataset_named, graph_for, meshes_of, segment_properties_of
+from . import dataset_named, graph_for, meshes_of, segment_properties_of, synapses
 
 blueprint = Blueprint("chunkedgraph", __name__)
 
@@ -502,7 +502,8 @@ def info_datastack(name):
             ),
             "local_server": base,
             "viewer_site": base,
-            "synapse_table": None,
+            # caveclient's synapse_query reads its table name here (None until synapses are added)
+            "synapse_table": "synapses" if synapses().has_table(dataset.name) else None,
             "soma_table": None,
             "analysis_database": None,
             "viewer_resolution_x": rx,

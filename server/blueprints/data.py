@@ -21,12 +21,12 @@ from segmentation.graph import GraphError, GraphNotIngested
 from segmentation.graph.ids import LAYER_SHIFT, ROOT_LAYER, counter_of, is_root, is_supervoxel
 from segmentation.meshing import LEGACY_DIR, multilod
 from segmentation.storage import FileLayerStore, InvalidKey, validate_key
-from segmentation.timestamps import InvalidTimestamp, parse_timestamp
+from segmentation.timestamps import InvalidTimestamp
 
 from .. import accel, endpoints
 from ..errors import json_error
 from ..workspace import workspace
-from . import datasets_registry, meshes_of, segment_properties_of
+from . import SUPERVOXELS, datasets_registry, meshes_of, parse_dataset_ref, segment_properties_of
 
 blueprint = Blueprint("data", __name__)
 
@@ -34,17 +34,6 @@ _MESH_MANIFEST = re.compile(r"^\d+:\d+$")
 _ROOT_MANIFEST = re.compile(r"^(\d{1,20}):0$")
 _SEGMENT_ID = re.compile(r"^\d{1,20}$")
 _GZIP_ON_THE_FLY_MIN_BYTES = 512
-
-
-SUPERVOXELS = "supervoxels"
-
-
-def parse_dataset_ref(ref: str):
-    """``NAME`` (now), ``NAME@TIMESTAMP`` (a moment) or ``NAME@supervoxels`` → (name, moment, view)."""
-    name, at, version = ref.partition("@")
-    if version == SUPERVOXELS:
-        return name, None, SUPERVOXELS
-    return name, (parse_timestamp(version) if at else None), "roots"
 
 
 def content_type_for(key: str) -> str:

@@ -12,12 +12,13 @@ import json
 from flask import Blueprint, Response, jsonify, request
 
 from segmentation.celltypes import materialize as mat
+from segmentation.connectivity import cave as synapse_table
 from segmentation.timestamps import parse_timestamp
 
 from .. import endpoints, hosts
 from ..request_input import flag, json_body
 from ..workspace import workspace
-from . import cell_tags, dataset_named
+from . import cell_tags, dataset_named, synapses
 
 blueprint = Blueprint("materialize", __name__)
 
@@ -55,6 +56,32 @@ def _sample(query: mat.Query) -> mat.Query:
     return query
 
 
+def _specs(datastack: str) -> list[mat.TableSpec]:
+    """The datastack's tables: cell types, and synapses once it has any."""
+    specs = [mat.CELL_TYPES]
+    if synapses().has_table(datastack):
+        specs.append(synapse_table.SPEC)
+    return specs
+
+
+def _spec(datastack: str, table: str) -> mat.TableSpec:
+    specs = _specs(datastack)
+    for spec in specs:
+        if spec.name == table:
+            return spec
+    raise mat.NotFound(f"no table {table!r}; this datastack has {[s.name for s in specs]}")
+
+
+def _rows(datastack: str, spec: mat.TableSpec, query: mat.Query, rows_at, roots_at) -> dict:
+    """The table's columns: rows in force at ``rows_at`` (None: now), roots of ``roots_at``."""
+    if spec is mat.CELL_TYPES:
+        return mat.rows(cell_tags(), datastack, rows_at, roots_at)
+    graph = _graph(datastack)
+    held = synapses().of(datastack, graph)
+    rows = synapse_table.candidate_rows(held, graph, query, rows_at)
+    return synapse_table.table_columns(rows, graph, roots_at)
+
+
 def _answer(table: dict, query: mat.Query, voxel_resolution) -> Response:
     """Arrow IPC (``return_pyarrow``, the default) or JSON records; warnings and resolution in headers."""
     result = mat.count(table, query) if flag("count") else mat.run(table, query, voxel_resolution)
@@ -71,21 +98,26 @@ def _answer(table: dict, query: mat.Query, voxel_resolution) -> Response:
     return response
 
 
-def _table_metadata(datastack: str, version: int) -> dict:
+def _table_metadata(datastack: str, version: int, spec: mat.TableSpec) -> dict:
     dataset = dataset_named(datastack)
     rx, ry, rz = (float(r) for r in dataset.voxel_resolution)
+    description = (
+        synapse_table.DESCRIPTION.format(dataset=datastack)
+        if spec is synapse_table.SPEC
+        else (
+            f"Cell-type tags of {datastack}: one row per tag in force, on the supervoxel under its "
+            "point, so pt_root_id follows merges and splits. pt_position in voxels."
+        )
+    )
     return {
-        "table_name": mat.TABLE,
-        "schema": mat.SCHEMA,
-        "schema_type": mat.SCHEMA,
+        "table_name": spec.name,
+        "schema": spec.schema,
+        "schema_type": spec.schema,
         "aligned_volume": datastack,
         "analysisversion_id": version,
         "valid": True,
         "created": dataset.created_at,
-        "description": (
-            f"Cell-type tags of {datastack}: one row per tag in force, on the supervoxel under its "
-            "point, so pt_root_id follows merges and splits. pt_position in voxels."
-        ),
+        "description": description,
         "notice_text": None,
         "reference_table": None,
         "flat_segmentation_source": None,
@@ -123,34 +155,33 @@ def mat_versions_metadata(datastack):
 
 def mat_tables(datastack, version):
     mat.find_version(_graph(datastack), version)
-    return jsonify([mat.TABLE])
+    return jsonify([spec.name for spec in _specs(datastack)])
 
 
 def mat_table_metadata(datastack, version, table):
     mat.find_version(_graph(datastack), version)
-    mat.check_table(table)
-    return jsonify(_table_metadata(datastack, version))
+    return jsonify(_table_metadata(datastack, version, _spec(datastack, table)))
 
 
 def mat_tables_metadata(datastack, version):
     mat.find_version(_graph(datastack), version)
-    return jsonify([_table_metadata(datastack, version)])
+    return jsonify([_table_metadata(datastack, version, spec) for spec in _specs(datastack)])
 
 
 def mat_table_count(datastack, version, table):
     mat.find_version(_graph(datastack), version)
-    mat.check_table(table)
-    tags = cell_tags()
-    return jsonify(len(tags.of_dataset(datastack)))
+    if _spec(datastack, table) is synapse_table.SPEC:
+        return jsonify(synapses().count(datastack))
+    return jsonify(len(cell_tags().of_dataset(datastack)))
 
 
 # ---- queries -----------------------------------------------------------------
 def mat_query(datastack, version, table):
     """caveclient's query_table, and the first half of its live_query: roots of the version's moment."""
     found = mat.find_version(_graph(datastack), version)
-    mat.check_table(table)
-    query = _sample(mat.parse_query(_body()))
-    rows = mat.rows(cell_tags(), datastack, None, found.time_stamp)
+    spec = _spec(datastack, table)
+    query = _sample(mat.parse_query(_body(), table, spec))
+    rows = _rows(datastack, spec, query, None, found.time_stamp)
     return _answer(rows, query, dataset_named(datastack).voxel_resolution)
 
 
@@ -161,7 +192,7 @@ def mat_live_query(datastack):
     table = body.get("table")
     if not isinstance(table, str):
         raise mat.QueryError('a live query names its "table" in the body')
-    mat.check_table(table)
+    spec = _spec(datastack, table)
     if not body.get("timestamp"):
         raise mat.QueryError('a live query needs "timestamp" (ISO 8601, UTC)')
     at = parse_timestamp(str(body["timestamp"]))
@@ -169,7 +200,7 @@ def mat_live_query(datastack):
         raise mat.QueryError(
             f"timestamp {at.isoformat()} is before the graph was ingested ({graph.created_at.isoformat()})"
         )
-    query = _sample(mat.parse_query(body, table))
+    query = _sample(mat.parse_query(body, table, spec))
     named = query.root_ids()
     if named and not flag("allow_invalid_root_ids"):
         invalid = [r for r, ok in zip(named, graph.is_latest(named, at)) if not ok]
@@ -178,7 +209,7 @@ def mat_live_query(datastack):
                 f"root id(s) {invalid} are not roots at {at.isoformat()} "
                 "(pass allow_invalid_root_ids=True to query anyway)"
             )
-    rows = mat.rows(cell_tags(), datastack, at, at)
+    rows = _rows(datastack, spec, query, at, at)
     return _answer(rows, query, dataset_named(datastack).voxel_resolution)
 
 

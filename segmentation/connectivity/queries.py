@@ -1,0 +1,172 @@
+"""Who talks to whom, at any moment: partners of a neuron and matrices between sets of neurons.
+
+Nothing here is materialized: a synapse names two supervoxels, and the neurons it joins at
+moment T are their roots at T, asked of the versioned graph. A neuron's synapses are found by
+binary search over the synapses' supervoxel positions (its members); a matrix over many neurons
+(every neuron of a thousand cell types) scans the synapses once instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from ..errors import Invalid
+from .columns import Columns
+from .index import DatasetSynapses, alive
+
+SIDES = ("pre", "post")
+MEMBER_PATH_ROOTS = 2_000  # up to this many neurons, find their synapses through their members
+
+
+class ConnectivityError(Invalid):
+    """A connectivity question that cannot be answered as asked (a 400)."""
+
+
+def roots_at_positions(graph, positions: np.ndarray, at: datetime | None) -> np.ndarray:
+    """Roots at ``at`` of graph positions (-1, background or unknown: root 0)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    out = np.zeros(len(positions), dtype=np.uint64)
+    known = positions >= 0
+    if known.any():
+        out[known] = graph.roots_at_positions(positions[known], graph.seq_at(at))
+    return out
+
+
+def synapses_of(ds: DatasetSynapses, graph, roots, side: str, at: datetime | None) -> Columns:
+    """The synapses in force at ``at`` whose ``side`` supervoxel belongs to one of ``roots``."""
+    members = np.unique(np.concatenate([graph.members(int(r)) for r in roots] or [np.zeros(0, np.int64)]))
+    found = []
+    for part, deleted in ds.parts():
+        rows = part.touching(members, side)
+        if len(rows):
+            rows = rows[alive(part.columns, deleted, rows, at)]
+            found.append(part.columns.take(rows))
+    return Columns.concat(found)
+
+
+def check_roots(graph, roots, at: datetime | None) -> None:
+    """ConnectivityError unless every one of ``roots`` is a neuron of the graph at ``at``."""
+    wrong = [int(r) for r, ok in zip(roots, graph.is_latest([int(r) for r in roots], at)) if not ok]
+    if wrong:
+        when = "now" if at is None else f"at {at.isoformat()}"
+        raise ConnectivityError(f"{wrong[:10]} {'is' if len(wrong) == 1 else 'are'} not neuron root id(s) {when}")
+
+
+@dataclass
+class Partners:
+    """One side of a neuron's connectivity: each partner with how many synapses and their sizes."""
+
+    roots: np.ndarray  # uint64, partners by synapse count, most first (0: synapses onto background)
+    counts: np.ndarray  # int64
+    size_sums: np.ndarray  # float64 (sizes that were given)
+    size_counts: np.ndarray  # int64 (how many sizes were given)
+
+    @property
+    def mean_sizes(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.size_counts > 0, self.size_sums / np.maximum(self.size_counts, 1), np.nan)
+
+
+def group(partner_roots: np.ndarray, sizes: np.ndarray) -> Partners:
+    roots, inverse, counts = np.unique(partner_roots, return_inverse=True, return_counts=True)
+    given = ~np.isnan(sizes)
+    sums = np.bincount(inverse[given], weights=sizes[given].astype(np.float64), minlength=len(roots))
+    given_counts = np.bincount(inverse[given], minlength=len(roots))
+    order = np.lexsort((roots, -counts))
+    return Partners(roots[order], counts[order], sums[order], given_counts[order])
+
+
+def partners(ds: DatasetSynapses, graph, root: int, at: datetime | None) -> dict[str, Partners]:
+    """{"inputs": neurons with synapses onto ``root``, "outputs": neurons it synapses onto}, at ``at``."""
+    check_roots(graph, [root], at)
+    outgoing = synapses_of(ds, graph, [root], "pre", at)
+    incoming = synapses_of(ds, graph, [root], "post", at)
+    return {
+        "outputs": group(roots_at_positions(graph, outgoing.post_pos, at), outgoing.size),
+        "inputs": group(roots_at_positions(graph, incoming.pre_pos, at), incoming.size),
+    }
+
+
+@dataclass
+class Matrix:
+    counts: np.ndarray  # int64 (pre label, post label)
+    size_sums: np.ndarray  # float64
+    size_counts: np.ndarray  # int64
+
+    @property
+    def mean_sizes(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.size_counts > 0, self.size_sums / np.maximum(self.size_counts, 1), np.nan)
+
+
+def _labelled(roots: np.ndarray, label_roots: np.ndarray, label_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row index, label) for each (row, label) pair where the row's root carries the label;
+    ``label_roots`` sorted, ``label_codes`` aligned (a root may carry several labels)."""
+    lo = np.searchsorted(label_roots, roots, "left")
+    hi = np.searchsorted(label_roots, roots, "right")
+    counts = hi - lo
+    rows = np.repeat(np.arange(len(roots)), counts)
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    return rows, label_codes[starts + np.arange(counts.sum())]
+
+
+def matrix(
+    ds: DatasetSynapses,
+    graph,
+    pre: tuple[np.ndarray, np.ndarray],
+    post: tuple[np.ndarray, np.ndarray],
+    n_pre: int,
+    n_post: int,
+    at: datetime | None,
+) -> Matrix:
+    """Synapses from the neurons of each pre label to those of each post label, at ``at``.
+
+    ``pre`` and ``post`` are (roots, label per root) pairs: a neuron may carry several labels (two
+    cell types) and then counts for each. Few neurons: their synapses are found through their
+    members; many (every neuron of many types): one pass over all synapses in force.
+    """
+    pre_roots, pre_codes = _sorted_pairs(*pre)
+    post_roots, post_codes = _sorted_pairs(*post)
+    if len(np.unique(pre_roots)) <= MEMBER_PATH_ROOTS:
+        rows = synapses_of(ds, graph, np.unique(pre_roots), "pre", at)
+        parts = [rows] if len(rows) else []
+    else:
+        parts = []
+        for part, deleted in ds.parts():
+            keep = np.flatnonzero(alive(part.columns, deleted, None, at))
+            if len(keep):
+                parts.append(part.columns.take(keep) if len(keep) < len(part.columns) else part.columns)
+    counts = np.zeros(n_pre * n_post, dtype=np.int64)
+    sums = np.zeros(n_pre * n_post, dtype=np.float64)
+    given = np.zeros(n_pre * n_post, dtype=np.int64)
+    for rows in parts:
+        pre_of = roots_at_positions(graph, rows.pre_pos, at)
+        a_rows, a_codes = _labelled(pre_of, pre_roots, pre_codes)
+        if not len(a_rows):
+            continue
+        post_of = roots_at_positions(graph, rows.post_pos[a_rows], at)
+        b_rows, b_codes = _labelled(post_of, post_roots, post_codes)
+        if not len(b_rows):
+            continue
+        cells = a_codes[b_rows].astype(np.int64) * n_post + b_codes
+        sizes = rows.size[a_rows][b_rows].astype(np.float64)
+        has = ~np.isnan(sizes)
+        counts += np.bincount(cells, minlength=len(counts))
+        sums += np.bincount(cells[has], weights=sizes[has], minlength=len(counts))
+        given += np.bincount(cells[has], minlength=len(counts))
+    shape = (n_pre, n_post)
+    return Matrix(counts.reshape(shape), sums.reshape(shape), given.reshape(shape))
+
+
+def _sorted_pairs(roots, codes) -> tuple[np.ndarray, np.ndarray]:
+    roots = np.asarray(roots, dtype=np.uint64)
+    codes = np.asarray(codes, dtype=np.int64)
+    order = np.lexsort((codes, roots))
+    roots, codes = roots[order], codes[order]
+    if len(roots):  # the same (root, label) twice counts once
+        keep = np.concatenate([[True], (roots[1:] != roots[:-1]) | (codes[1:] != codes[:-1])])
+        roots, codes = roots[keep], codes[keep]
+    return roots, codes
