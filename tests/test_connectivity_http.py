@@ -308,3 +308,26 @@ def test_command_line_import_export_partners_and_matrix(settings, tmp_path):
     assert table.returncode == 0 and str(neuron) in table.stdout
     refused = axonlink("synapses", "import", "nope", str(source))
     assert refused.returncode == 1 and "no dataset" in refused.stderr.lower()
+
+
+def test_queries_without_neurons_read_the_table_a_chunk_at_a_time(wired_server, monkeypatch):
+    from segmentation.connectivity import cave as synapse_table
+
+    monkeypatch.setattr(synapse_table, "CHUNK_ROWS", 37)  # 300 synapses: 9 chunks
+    server = wired_server
+    cave = client(server)
+    sizes = np.asarray(server.columns["size"])
+    page = cave.materialize.query_table("synapses", limit=50, offset=10, filter_greater_dict={"size": 250})
+    wanted = np.flatnonzero(sizes > 250) + 1  # ids in file order
+    assert sorted(page["id"].tolist()) == sorted(wanted[10:60].tolist())
+    url = f"{server.url}/materialize/api/v3/datastack/wired/version/1/table/synapses/query"
+    body = {"filter_greater_dict": {"synapses": {"size": 250}}}
+    counted = requests.post(url, json=body, params={"count": "true", "return_pyarrow": "false"})
+    assert counted.json() == [{"count": len(wanted)}]
+    sample = requests.post(url, json={}, params={"random_sample": 20, "return_pyarrow": "false"}).json()
+    assert len(sample) == 20 and len({row["id"] for row in sample}) == 20
+    everything = cave.materialize.query_table(
+        "synapses", filter_spatial_dict={"post_pt_position": [[0, 0, 0], [32, 48, 16]]}
+    )
+    post_x = np.asarray(server.columns["post_pt_position_x"])
+    assert len(everything) == int((post_x <= 32).sum())

@@ -347,6 +347,14 @@ class Result:
     resolution: list  # nm per unit of the positions answered
 
 
+def matching(table: dict, query: Query) -> np.ndarray:
+    """Mask of the rows of ``table`` that every filter of ``query`` keeps."""
+    mask = np.ones(len(table["id"]), dtype=bool)
+    for op, column, value in query.filters:
+        mask &= _mask(table, op, column, value)
+    return mask
+
+
 def run(table: dict, query: Query, voxel_resolution, rng=None) -> Result:
     """Sample, filter, page and select, as CAVE does in SQL (sampling first, like TABLESAMPLE)."""
     keep = np.arange(len(table["id"]))
@@ -354,9 +362,7 @@ def run(table: dict, query: Query, voxel_resolution, rng=None) -> Result:
         rng = rng or np.random.default_rng()
         keep = np.sort(rng.choice(keep, size=query.random_sample, replace=False))
     sampled = {name: data[keep] for name, data in table.items()}
-    mask = np.ones(len(keep), dtype=bool)
-    for op, column, value in query.filters:
-        mask &= _mask(sampled, op, column, value)
+    mask = matching(sampled, query)
     chosen = np.flatnonzero(mask)[query.offset : query.offset + query.limit]
     warnings = [f'201 - "Limited query to {query.limit} rows'] if len(chosen) == query.limit else []
     resolution = query.resolution or [float(r) for r in voxel_resolution]

@@ -197,6 +197,20 @@ class DatasetSynapses:
                 return part.columns.take(np.array([at])), np.asarray(ends)
         return None
 
+    def all_columns(self) -> Columns:
+        """Every row held here (removed ones too, with when), in id order: a new snapshot's start."""
+        parts = []
+        for part, deleted in self.parts():
+            if not len(part.columns):
+                continue
+            columns = part.columns
+            if deleted is not None:
+                columns = Columns.concat([columns.take(slice(None)), Columns.empty()])
+                columns.deleted = deleted
+            parts.append(columns)
+        merged = Columns.concat(parts) if len(parts) != 1 else parts[0].take(slice(None))
+        return merged.take(np.argsort(merged.ids, kind="stable")) if len(parts) > 1 else merged
+
     def count(self, at: datetime | None = None) -> int:
         return sum(int(alive(part.columns, deleted, None, at).sum()) for part, deleted in self.parts())
 

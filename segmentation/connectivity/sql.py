@@ -117,21 +117,20 @@ def _tuples(dataset_id: int, columns: Columns, seq: int):
 
 
 def insert(connection, dataset_id: int, columns: Columns, seq: int) -> None:
-    """Insert the rows of ``columns`` under change ``seq`` (in the caller's transaction)."""
-    rows = _tuples(dataset_id, columns, seq)
-    if connection.dialect.name == "postgresql":
-        cursor = connection.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY synapses ({', '.join(_WRITTEN)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        return
-    statement = f"INSERT INTO synapses ({', '.join(_WRITTEN)}) VALUES ({', '.join('?' * len(_WRITTEN))})"
+    """Insert the rows of ``columns`` under change ``seq`` (in the caller's transaction), a batch
+    at a time: Python objects are made for one batch of rows, never for all of them."""
     cursor = connection.connection.driver_connection.cursor()
-    while True:
-        batch = list(itertools.islice(rows, _BATCH))
-        if not batch:
-            break
-        cursor.executemany(statement, batch)
+    names = ", ".join(_WRITTEN)
+    postgres = connection.dialect.name == "postgresql"
+    statement = f"INSERT INTO synapses ({names}) VALUES ({', '.join('?' * len(_WRITTEN))})"
+    for start in range(0, len(columns), _BATCH):
+        rows = _tuples(dataset_id, columns.take(slice(start, start + _BATCH)), seq)
+        if postgres:
+            with cursor.copy(f"COPY synapses ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(statement, list(rows))
 
 
 def read(connection, dataset_id: int, after_seq: int = -1, upto_seq: int | None = None) -> tuple[Columns, np.ndarray]:

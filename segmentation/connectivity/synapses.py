@@ -22,6 +22,7 @@ from ..access import audit
 from ..db import engine_for
 from ..errors import Invalid, NotFound
 from ..models import DatasetRow
+from . import columns as snapshots
 from . import sql
 from .columns import MISSING_XYZ, NOT_DELETED, Columns, SnapshotKey
 from .files import Incoming
@@ -79,14 +80,14 @@ class Synapses:
         created = found[1] if found[1].tzinfo else found[1].replace(tzinfo=UTC)
         return int(found[0]), created.timestamp()
 
-    def of(self, name: str, graph=None) -> DatasetSynapses:
+    def of(self, name: str, graph=None, fresh: bool = False) -> DatasetSynapses:
         """The dataset's synapses, caught up with every write committed anywhere (checked at most
-        every :data:`SYNC_SECONDS`; a write made in this process is seen at once)."""
+        every :data:`SYNC_SECONDS`, or now with ``fresh``; a write made in this process is seen at once)."""
         graph = graph if graph is not None else self._graph(name)
         held = self._held.get(name)
         if held is not None and held[0].family.graph_created == graph.created_at.timestamp():
             synapses, asked = held
-            if time.monotonic() - asked < SYNC_SECONDS:
+            if not fresh and time.monotonic() - asked < SYNC_SECONDS:
                 return synapses
             with self.engine.connect() as connection:
                 last = sql.last_change(connection)
@@ -161,8 +162,12 @@ class Synapses:
             unknown = (found != 0) & (graph_positions(graph, found) < 0)
             incoming.reject(unknown, f"the {side} supervoxel is not in the dataset's graph")
         now = time.time()
+        large = len(incoming) > REBUILD_AFTER
         with self.engine.begin() as connection:
-            seq = sql.next_change(connection)
+            seq = sql.next_change(connection)  # the write lock: no other write lands until this commits
+            # a large write becomes this machine's snapshot straight from memory: what was here
+            # before it (every change before ``seq``, committed) plus its own rows
+            before = self.of(dataset.name, graph, fresh=True) if large else None
             dataset_id = connection.scalar(sa.select(DatasetRow.id).where(DatasetRow.name == dataset.name))
             if incoming.ids is not None:
                 taken = np.isin(incoming.ids, sql.existing_ids(connection, dataset_id, incoming.ids))
@@ -199,7 +204,22 @@ class Synapses:
                 target=f"{len(rows)} synapse(s), change {seq}",
                 detail={"change_seq": seq, "added": len(rows), "rejected": incoming.rejected_count},
             )
-        self._after_write(dataset.name, graph, len(rows))
+        if before is not None:
+            rows.pre_pos = graph_positions(graph, rows.pre_sv)
+            rows.post_pos = graph_positions(graph, rows.post_sv)
+            held = before.all_columns()
+            merged = Columns.concat([held, rows])
+            if len(held) and ids.min() <= held.ids.max():  # ids given below ones held: keep id order
+                merged = merged.take(np.argsort(merged.ids, kind="stable"))
+            family = before.family
+            snapshots.save(
+                self.folder,
+                SnapshotKey(family.dataset_id, family.dataset_created, family.graph_created, seq),
+                merged,
+            )
+            self._load(dataset.name, graph)
+        else:
+            self._after_write(dataset.name, graph, len(rows))
         return ImportReport(
             len(rows), int(ids.min()), int(ids.max()), sorted(incoming.rejected), incoming.rejected_count, seq
         )

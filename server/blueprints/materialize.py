@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from segmentation.celltypes import materialize as mat
@@ -72,19 +73,26 @@ def _spec(datastack: str, table: str) -> mat.TableSpec:
     raise mat.NotFound(f"no table {table!r}; this datastack has {[s.name for s in specs]}")
 
 
-def _rows(datastack: str, spec: mat.TableSpec, query: mat.Query, rows_at, roots_at) -> dict:
-    """The table's columns: rows in force at ``rows_at`` (None: now), roots of ``roots_at``."""
+def _rows(datastack: str, spec: mat.TableSpec, query: mat.Query, rows_at, roots_at) -> dict | int:
+    """The table's columns: rows in force at ``rows_at`` (None: now), roots of ``roots_at``; for the
+    synapse table only the rows the query can answer, or with ``count`` how many match."""
     if spec is mat.CELL_TYPES:
         return mat.rows(cell_tags(), datastack, rows_at, roots_at)
     graph = _graph(datastack)
     held = synapses().of(datastack, graph)
-    rows = synapse_table.candidate_rows(held, graph, query, rows_at)
-    return synapse_table.table_columns(rows, graph, roots_at)
+    if flag("count"):
+        return synapse_table.query_count(held, graph, query, rows_at, roots_at)
+    columns = synapse_table.query_columns(held, graph, query, rows_at, roots_at)
+    query.random_sample = None  # drawn already, from the rows in force
+    return columns
 
 
 def _answer(table: dict, query: mat.Query, voxel_resolution) -> Response:
     """Arrow IPC (``return_pyarrow``, the default) or JSON records; warnings and resolution in headers."""
-    result = mat.count(table, query) if flag("count") else mat.run(table, query, voxel_resolution)
+    if isinstance(table, int):  # counted already
+        result = mat.Result({"count": np.array([table], dtype=np.int64)}, [], query.resolution or [])
+    else:
+        result = mat.count(table, query) if flag("count") else mat.run(table, query, voxel_resolution)
     headers = {}
     if result.warnings:
         headers["Warning"] = "; ".join(result.warnings)
