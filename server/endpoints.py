@@ -483,7 +483,7 @@ CONNECTIVITY = {
         "POST",
         "/api/v1/datasets/<dataset>/connectivity",
         'Synapse counts and mean sizes between sets: {"pre": {"cell_types": [...]} or {"root_ids": [...]}, '
-        '"post": …, "t": moment}.',
+        '"post": …, "t": moment}; ?format=arrow: the non-zero cells as an Arrow stream.',
         caps={"labels per side": MAX_MATRIX_LABELS},
         cost="expensive",
     ),

@@ -173,6 +173,17 @@ def test_matrix_between_cell_types_and_neurons(wired_server):
     ]
     assert found["counts"] == expected and found["neurons"]["pre"] == [2, 1]
     assert found["pre"] == ["astrocyte", "microglia"]
+    import pyarrow as pa
+
+    arrow = requests.post(
+        f"{server.url}/api/v1/datasets/wired/connectivity",
+        params={"format": "arrow"},
+        json={"pre": {"cell_types": ["astrocyte", "microglia"]}, "post": {"root_ids": [str(r) for r in roots[:5]]}},
+    )
+    cells = pa.ipc.open_stream(arrow.content).read_all().to_pydict()
+    assert {(a, b): n for a, b, n in zip(cells["pre"], cells["post"], cells["synapses"])} == {
+        (found["pre"][i], found["post"][j]): n for i, row in enumerate(found["counts"]) for j, n in enumerate(row) if n
+    }
 
 
 def test_annotation_layer_files_name_the_neurons_of_the_moment(wired_server):

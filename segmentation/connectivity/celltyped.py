@@ -17,18 +17,25 @@ from ..celltypes.vocabulary import Vocabulary
 
 
 def typed_neurons(tags: CellTags, dataset: str, at: datetime | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(root, term code) of every tag in force at ``at``, sorted by root; and the term names."""
+    """(root, term code) of every tag in force at ``at``, sorted by root; and the term names.
+    Kept until the tags or the graph change (sorting a million tags costs more than a query)."""
     index = tags.sync()
     code = index.datasets.codes.get(dataset)
     if code is None:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64), list(index.terms.names)
-    positions = index.positions_of(code)
     roots, inverse = neurons_of(tags, index, dataset, at)
-    alive = index.alive_among(positions, at)
-    tag_roots = roots[inverse][alive]
-    terms = index.term[positions[alive]].astype(np.int64)
-    order = np.lexsort((terms, tag_roots))
-    return tag_roots[order], terms[order], list(index.terms.names)
+    graph = tags.graphs.find(dataset)
+    version = None if graph is None else (graph.created_at, graph.seq if at is None else graph.seq_at(at))
+    key = ("typed", dataset, version, None if at is None else at.timestamp())
+    cached = index.derived(key)
+    if cached is None:
+        positions = index.positions_of(code)
+        alive = index.alive_among(positions, at)
+        tag_roots = roots[inverse][alive]
+        terms = index.term[positions[alive]].astype(np.int64)
+        order = np.lexsort((terms, tag_roots))
+        cached = index.remember(key, (tag_roots[order], terms[order]))
+    return cached[0], cached[1], list(index.terms.names)
 
 
 def types_of(tags: CellTags, dataset: str, roots, at: datetime | None) -> dict[int, list[str]]:
@@ -51,13 +58,22 @@ def neurons_of_types(
     (``types`` resolved by the vocabulary: UnknownTerm, a 400 with suggestions, otherwise)."""
     tag_roots, terms, names = typed_neurons(tags, dataset, at)
     code_of = {name: i for i, name in enumerate(names)}
-    roots, labels = [], []
+    pair_terms, pair_labels = [], []  # (term code, label): a term may fall under several labels
     for label, text in enumerate(types):
-        wanted = [code_of[t] for t in vocabulary.descendants(vocabulary.resolve(text)) if t in code_of]
-        hit = np.isin(terms, np.array(wanted, dtype=np.int64))
-        found = np.unique(tag_roots[hit])
-        roots.append(found)
-        labels.append(np.full(len(found), label, dtype=np.int64))
-    if not roots:
+        for term in vocabulary.descendants(vocabulary.resolve(text)):
+            if term in code_of:
+                pair_terms.append(code_of[term])
+                pair_labels.append(label)
+    if not pair_terms:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    return np.concatenate(roots), np.concatenate(labels)
+    pair_terms, pair_labels = np.array(pair_terms, np.int64), np.array(pair_labels, np.int64)
+    order = np.argsort(pair_terms, kind="stable")
+    pair_terms, pair_labels = pair_terms[order], pair_labels[order]
+    lo = np.searchsorted(pair_terms, terms, "left")
+    hi = np.searchsorted(pair_terms, terms, "right")
+    counts = hi - lo
+    tag_rows = np.repeat(np.arange(len(terms)), counts)
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    labels = pair_labels[starts + np.arange(counts.sum())]
+    pairs = np.unique(np.stack([tag_roots[tag_rows].view(np.int64), labels], axis=1), axis=0)
+    return pairs[:, 0].view(np.uint64).copy(), pairs[:, 1].copy()

@@ -215,15 +215,26 @@ class DatasetSynapses:
         return sum(int(alive(part.columns, deleted, None, at).sum()) for part, deleted in self.parts())
 
 
-def alive(columns: Columns, deleted: np.ndarray | None, rows: np.ndarray | None, at: datetime | None) -> np.ndarray:
-    """Mask over ``rows`` (None: all) of the synapses in force at ``at`` (None: now)."""
-    ends = deleted if deleted is not None else columns.deleted
+def alive(
+    columns: Columns,
+    deleted: np.ndarray | None,
+    rows: np.ndarray | None,
+    at: datetime | None,
+    window: slice | None = None,
+) -> np.ndarray:
+    """Mask over ``rows`` (None: all, or the rows of ``window``) of the synapses in force at ``at``
+    (None: now); ``deleted`` replaces the columns' own removal times (already cut to ``window``)."""
+    if deleted is not None:
+        ends = deleted
+    else:
+        ends = columns.deleted if window is None else columns.deleted[window]
+    starts = columns.created if window is None else columns.created[window]
     if rows is not None:
         ends = ends[rows]
+        starts = starts[rows]
     if at is None:
         return ends == NOT_DELETED
     t = at.timestamp()
-    starts = columns.created if rows is None else columns.created[rows]
     return (starts <= t) & (ends > t)
 
 

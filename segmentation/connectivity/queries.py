@@ -13,12 +13,14 @@ from datetime import datetime
 
 import numpy as np
 
+from .. import budget
 from ..errors import Invalid
 from .columns import Columns
 from .index import DatasetSynapses, alive
 
 SIDES = ("pre", "post")
 MEMBER_PATH_ROOTS = 2_000  # up to this many neurons, find their synapses through their members
+SCAN_ROWS = 1 << 21  # synapses read at a time by a matrix over many neurons
 
 
 class ConnectivityError(Invalid):
@@ -130,35 +132,92 @@ def matrix(
     """
     pre_roots, pre_codes = _sorted_pairs(*pre)
     post_roots, post_codes = _sorted_pairs(*post)
-    if len(np.unique(pre_roots)) <= MEMBER_PATH_ROOTS:
-        rows = synapses_of(ds, graph, np.unique(pre_roots), "pre", at)
-        parts = [rows] if len(rows) else []
-    else:
-        parts = []
-        for part, deleted in ds.parts():
-            keep = np.flatnonzero(alive(part.columns, deleted, None, at))
-            if len(keep):
-                parts.append(part.columns.take(keep) if len(keep) < len(part.columns) else part.columns)
     counts = np.zeros(n_pre * n_post, dtype=np.int64)
     sums = np.zeros(n_pre * n_post, dtype=np.float64)
     given = np.zeros(n_pre * n_post, dtype=np.int64)
-    for rows in parts:
-        pre_of = roots_at_positions(graph, rows.pre_pos, at)
-        a_rows, a_codes = _labelled(pre_of, pre_roots, pre_codes)
+
+    def add(pre_pos, post_pos, sizes):
+        a_rows, a_codes = _labelled(roots_at_positions(graph, pre_pos, at), pre_roots, pre_codes)
         if not len(a_rows):
-            continue
-        post_of = roots_at_positions(graph, rows.post_pos[a_rows], at)
-        b_rows, b_codes = _labelled(post_of, post_roots, post_codes)
+            return
+        b_rows, b_codes = _labelled(roots_at_positions(graph, post_pos[a_rows], at), post_roots, post_codes)
         if not len(b_rows):
-            continue
+            return
         cells = a_codes[b_rows].astype(np.int64) * n_post + b_codes
-        sizes = rows.size[a_rows][b_rows].astype(np.float64)
-        has = ~np.isnan(sizes)
-        counts += np.bincount(cells, minlength=len(counts))
-        sums += np.bincount(cells[has], weights=sizes[has], minlength=len(counts))
-        given += np.bincount(cells[has], minlength=len(counts))
+        picked = sizes[a_rows][b_rows].astype(np.float64)
+        has = ~np.isnan(picked)
+        counts[:] += np.bincount(cells, minlength=len(counts))
+        sums[:] += np.bincount(cells[has], weights=picked[has], minlength=len(counts))
+        given[:] += np.bincount(cells[has], minlength=len(counts))
+
+    def add_labelled(a, b, sizes):
+        """Synapses whose pre and post labels are known already (-1: none)."""
+        ok = (a >= 0) & (b >= 0)
+        cells = a[ok].astype(np.int64) * n_post + b[ok]
+        picked = sizes[ok].astype(np.float64)
+        has = ~np.isnan(picked)
+        counts[:] += np.bincount(cells, minlength=len(counts))
+        sums[:] += np.bincount(cells[has], weights=picked[has], minlength=len(counts))
+        given[:] += np.bincount(cells[has], minlength=len(counts))
+
+    if len(np.unique(pre_roots)) <= MEMBER_PATH_ROOTS:
+        rows = synapses_of(ds, graph, np.unique(pre_roots), "pre", at)
+        add(rows.pre_pos, rows.post_pos, rows.size)
+    elif _one_label_each(pre_roots) and _one_label_each(post_roots):
+        # every neuron in one label (the usual type matrix): a label per graph position, then two
+        # gathers per synapse; the roots of every position are worked out once per graph state
+        dense, roots = _dense_roots(ds, graph, at)
+        pre_label = _label_of_positions(dense, roots, pre_roots, pre_codes)
+        post_label = _label_of_positions(dense, roots, post_roots, post_codes)
+        for part, deleted in ds.parts():
+            columns = part.columns
+            for start in range(0, len(columns), SCAN_ROWS):
+                budget.check()
+                window = slice(start, start + SCAN_ROWS)
+                keep = alive(columns, None if deleted is None else deleted[window], None, at, window)
+                add_labelled(
+                    pre_label[columns.pre_pos[window][keep]],
+                    post_label[columns.post_pos[window][keep]],
+                    columns.size[window][keep],
+                )
+    else:  # one pass over every synapse in force, a chunk at a time (memory bounded by the chunk)
+        for part, deleted in ds.parts():
+            columns = part.columns
+            for start in range(0, len(columns), SCAN_ROWS):
+                budget.check()
+                window = slice(start, start + SCAN_ROWS)
+                keep = alive(columns, None if deleted is None else deleted[window], None, at, window)
+                add(columns.pre_pos[window][keep], columns.post_pos[window][keep], columns.size[window][keep])
     shape = (n_pre, n_post)
     return Matrix(counts.reshape(shape), sums.reshape(shape), given.reshape(shape))
+
+
+def _one_label_each(roots: np.ndarray) -> bool:
+    return len(roots) < 2 or bool((roots[1:] != roots[:-1]).all())
+
+
+def _dense_roots(ds: DatasetSynapses, graph, at: datetime | None) -> tuple[np.ndarray, np.ndarray]:
+    """(index into ``roots`` of each graph position's root, the distinct roots sorted) at ``at``;
+    kept per graph state while the synapses do not change (a few bytes per supervoxel)."""
+    key = ("dense roots", graph.created_at, graph.seq if at is None else graph.seq_at(at))
+    found = ds.derived.get(key)
+    if found is None:
+        every = graph.roots_at_positions(np.arange(len(graph.supervoxel_ids), dtype=np.int64), graph.seq_at(at))
+        roots, dense = np.unique(every, return_inverse=True)
+        found = (dense.astype(np.int32 if len(roots) < 2**31 else np.int64), roots)
+        for old in [k for k in ds.derived if k[0] == "dense roots"][:-1]:  # the newest two states kept
+            del ds.derived[old]
+        ds.derived[key] = found
+    return found
+
+
+def _label_of_positions(dense: np.ndarray, roots: np.ndarray, label_roots: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Each graph position's label (-1: none), with one more -1 at the end for position -1 (background)."""
+    at = np.searchsorted(label_roots, roots)
+    at = np.minimum(at, max(len(label_roots) - 1, 0))
+    labelled = len(label_roots) > 0
+    per_root = np.where(labelled & (label_roots[at] == roots), codes[at], -1) if labelled else np.full(len(roots), -1)
+    return np.concatenate([per_root[dense], [-1]]).astype(np.int32)
 
 
 def _sorted_pairs(roots, codes) -> tuple[np.ndarray, np.ndarray]:
