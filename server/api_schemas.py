@@ -586,6 +586,25 @@ RESPONSES.update(
             },
             ("dataset", "root_id", "inputs", "outputs"),
         ),
+        "connectivity_search": _object(
+            {
+                "query": STRING,
+                "direction": {"type": "string", "enum": ["inputs", "outputs"]},
+                "cell_type": STRING,
+                "at": {**MOMENT, "nullable": True},
+                "datasets": _array(
+                    _object(
+                        {
+                            "dataset": STRING,
+                            "neurons": INTEGER,
+                            "synapses": INTEGER,
+                            "groups": _array(_object({"cell_type": STRING, "neurons": INTEGER, "synapses": INTEGER})),
+                        }
+                    )
+                ),
+            },
+            ("query", "direction", "cell_type", "datasets"),
+        ),
         "connectivity_matrix": _object(
             {
                 "dataset": STRING,

@@ -487,6 +487,14 @@ CONNECTIVITY = {
         caps={"labels per side": MAX_MATRIX_LABELS},
         cost="expensive",
     ),
+    "connectivity_search": route(
+        "GET",
+        "/api/v1/connectivity/search",
+        "Partners of every neuron of a cell type, grouped by their types: ?q=inputs to TYPE | outputs of TYPE "
+        "(+ dataset:NAME, t:MOMENT), over the datasets the caller may see.",
+        access="own",
+        cost="expensive",
+    ),
     "synapse_annotations": route(
         "GET,HEAD",
         "/annotations/<dataset_ref>/synapses/<path:key>",

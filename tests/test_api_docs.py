@@ -173,6 +173,7 @@ def test_what_clients_send_and_get_matches_the_schemas(site):
         "/api/v1/datasets/cg/connectivity",
         {"pre": {"root_ids": [neuron]}, "post": {"cell_types": ["astrocyte"]}},
     )
+    call("connectivity_search", "GET", "/api/v1/connectivity/search", q="outputs of astrocyte")
     call("remove_synapses", "POST", "/api/v1/datasets/cg/synapses/remove", {"ids": [2]}, who="root")
     call("start_session", "POST", "/api/v1/session", {"token": site.tokens["root"]})
     call("end_session", "DELETE", "/api/v1/session")

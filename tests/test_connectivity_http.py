@@ -173,6 +173,16 @@ def test_matrix_between_cell_types_and_neurons(wired_server):
     ]
     assert found["counts"] == expected and found["neurons"]["pre"] == [2, 1]
     assert found["pre"] == ["astrocyte", "microglia"]
+    grouped = requests.get(f"{server.url}/api/v1/connectivity/search", params={"q": "inputs to astrocyte"}).json()
+    (answer,) = grouped["datasets"]
+    onto = np.isin(post, astro)
+    by_type = Counter()
+    for partner, n in Counter(pre[onto].tolist()).items():
+        by_type[types.get(partner, "(untyped)")] += n
+    assert {g["cell_type"]: g["synapses"] for g in answer["groups"]} == dict(by_type)
+    assert answer["neurons"] == 2 and answer["synapses"] == int(onto.sum())
+    refused = requests.get(f"{server.url}/api/v1/connectivity/search", params={"q": "inputs to astrocyte OR microglia"})
+    assert refused.status_code == 400 and "one cell type" in refused.json()["message"]
     import pyarrow as pa
 
     arrow = requests.post(
@@ -342,3 +352,48 @@ def test_queries_without_neurons_read_the_table_a_chunk_at_a_time(wired_server, 
     )
     post_x = np.asarray(server.columns["post_pt_position_x"])
     assert len(everything) == int((post_x <= 32).sum())
+
+
+def test_pages_show_partners_types_and_a_heatmap(wired_server):
+    import re
+
+    server = wired_server
+    pre, post = brute_roots(server, "pre_pt_position"), brute_roots(server, "post_pt_position")
+    neuron = int(Counter(pre.tolist()).most_common(1)[0][0])
+    i = int(np.flatnonzero(pre == neuron)[0])
+    position = [int(server.columns[f"pre_pt_position_{a}"][i]) for a in "xyz"]
+    tagged = requests.post(
+        f"{server.url}/api/v1/datasets/wired/tags",
+        json={"position": position, "term": "astrocyte"},
+        headers={"Authorization": f"Bearer {server.proofreader}"},
+    )
+    assert tagged.status_code == 201
+    page = requests.get(f"{server.url}/datasets/wired/neurons/{neuron}").text
+    outputs = page[page.index('id="partners-outputs"') :]
+    outputs = outputs[: outputs.index("</section>")]
+    shown = dict(re.findall(r'<tr data-root="(\d+)">\s*<td>.*?</td>\s*<td>(\d+)</td>', outputs, re.S))
+    expected = Counter(post[pre == neuron].tolist())
+    top = dict(expected.most_common(20))
+    assert {int(k): int(v) for k, v in shown.items()} == {k: v for k, v in top.items()}
+    assert f"{int((pre == neuron).sum())} synapse" in outputs
+    grouped = requests.get(f"{server.url}/search", params={"q": "outputs of astrocyte"})
+    assert grouped.status_code == 200 and 'id="connectivity-summary"' in grouped.text
+    assert f"{int((pre == neuron).sum())} synapse" in grouped.text
+    partner = next(r for r, _ in expected.most_common() if r not in (0, neuron))
+    j = int(np.flatnonzero(post == partner)[0])
+    spot = [int(server.columns[f"post_pt_position_{a}"][j]) for a in "xyz"]
+    requests.post(
+        f"{server.url}/api/v1/datasets/wired/tags",
+        json={"position": spot, "term": "microglia"},
+        headers={"Authorization": f"Bearer {server.proofreader}"},
+    )
+    params = {"pre": "astrocyte, microglia", "post": "astrocyte, microglia", "dataset": "wired"}
+    heat = requests.get(f"{server.url}/search", params=params)
+    counts = [int(c) for c in re.findall(r'class="cell" data-count="(\d+)"', heat.text)]
+    pair = lambda a, b: int(((pre == a) & (post == b)).sum())  # noqa: E731
+    assert counts == [pair(neuron, neuron), pair(neuron, partner), pair(partner, neuron), pair(partner, partner)]
+    assert counts[1] == expected[partner] > 0
+    wrong = requests.get(f"{server.url}/search", params={"pre": "no such type", "post": "astrocyte"})
+    assert wrong.status_code == 400 and 'id="heatmap-problem"' in wrong.text
+    bad = requests.get(f"{server.url}/search", params={"q": "inputs to astrocyte user:bob"})
+    assert bad.status_code == 400 and "dataset: and t: only" in bad.text

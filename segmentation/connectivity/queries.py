@@ -49,6 +49,30 @@ def synapses_of(ds: DatasetSynapses, graph, roots, side: str, at: datetime | Non
     return Columns.concat(found)
 
 
+def synapses_of_many(ds: DatasetSynapses, graph, roots, side: str, at: datetime | None):
+    """(pre positions, post positions, sizes) of the synapses in force at ``at`` whose ``side``
+    supervoxel belongs to one of ``roots``: through the neurons' members when they are few, else
+    one pass over every synapse with each graph position marked (memory bounded by a chunk)."""
+    roots = np.unique(np.asarray(roots, dtype=np.uint64))
+    if len(roots) <= MEMBER_PATH_ROOTS:
+        rows = synapses_of(ds, graph, roots, side, at)
+        return rows.pre_pos, rows.post_pos, rows.size
+    dense, every = _dense_roots(ds, graph, at)
+    marked = _label_of_positions(dense, every, roots, np.zeros(len(roots), dtype=np.int64)) >= 0
+    found = []
+    for part, deleted in ds.parts():
+        columns = part.columns
+        for start in range(0, len(columns), SCAN_ROWS):
+            budget.check()
+            window = slice(start, start + SCAN_ROWS)
+            keep = alive(columns, None if deleted is None else deleted[window], None, at, window)
+            keep &= marked[(columns.pre_pos if side == "pre" else columns.post_pos)[window]]
+            found.append((columns.pre_pos[window][keep], columns.post_pos[window][keep], columns.size[window][keep]))
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return tuple(np.concatenate(parts) for parts in zip(*found))
+
+
 def check_roots(graph, roots, at: datetime | None) -> None:
     """ConnectivityError unless every one of ``roots`` is a neuron of the graph at ``at``."""
     wrong = [int(r) for r, ok in zip(roots, graph.is_latest([int(r) for r in roots], at)) if not ok]

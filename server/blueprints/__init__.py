@@ -48,6 +48,20 @@ def synapses():
     return workspace().synapses
 
 
+def partners_by_type(phrase) -> list:
+    """A connectivity phrase (``inputs to L2/3 pyramidal``) answered over the datasets the caller
+    may see that have synapses (those it names, if it names any), one answer per dataset."""
+    from segmentation.connectivity.by_type import partners_by_type as grouped
+
+    from .. import auth
+
+    names = [d.name for d in auth.visible_datasets()]
+    if phrase.datasets:
+        names = [name for name in names if name in phrase.datasets]
+    found = synapses()
+    return [grouped(found, cell_tags(), vocabulary_of(name), name, phrase) for name in names if found.has_table(name)]
+
+
 def vocabulary_of(dataset: str | None):
     return workspace().vocabulary(dataset)
 

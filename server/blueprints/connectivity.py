@@ -29,7 +29,17 @@ from segmentation.errors import NotFound
 
 from .. import auth, endpoints
 from ..request_input import TooLarge, cap_of, json_object, moment
-from . import SUPERVOXELS, cell_tags, dataset_named, graph_for, parse_dataset_ref, synapses, vocabulary_of
+from . import (
+    SUPERVOXELS,
+    cell_tags,
+    dataset_named,
+    graph_for,
+    parse_dataset_ref,
+    partners_by_type,
+    private_if_needed,
+    synapses,
+    vocabulary_of,
+)
 
 blueprint = Blueprint("connectivity", __name__)
 FORMATS = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
@@ -285,6 +295,26 @@ def _matrix_arrow(found, pre_labels: list[str], post_labels: list[str]) -> Respo
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return Response(sink.getvalue().to_pybytes(), mimetype="application/vnd.apache.arrow.stream")
+
+
+def connectivity_search():
+    from segmentation.connectivity.by_type import parse_phrase
+
+    text = request.args.get("q", "")
+    phrase = parse_phrase(text)
+    if phrase is None:
+        raise ConnectivityError("q must start with 'inputs to' or 'outputs of', e.g. ?q=inputs to L2/3 pyramidal")
+    answers = partners_by_type(phrase)
+    response = jsonify(
+        {
+            "query": text,
+            "direction": phrase.direction,
+            "cell_type": phrase.term,
+            "at": phrase.at.isoformat() if phrase.at else None,
+            "datasets": [answer.to_json() for answer in answers],
+        }
+    )
+    return private_if_needed(response, [answer.dataset for answer in answers])
 
 
 # ---- the annotation layer -------------------------------------------------------------

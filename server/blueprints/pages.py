@@ -21,6 +21,7 @@ from frontend_config import default_state, layer_templates
 from segmentation.access.policy import at_least
 from segmentation.celltypes.query import QueryError, parse
 from segmentation.celltypes.search import search, tagged_per_type
+from segmentation.connectivity.by_type import parse_phrase
 from segmentation.errors import Invalid, NotFound
 from state_links.aliases import NAME_RULE
 from state_links.links import pinned_source
@@ -36,7 +37,9 @@ from . import (
     graph_for,
     has_graph,
     may_view_datasets,
+    partners_by_type,
     state_visible,
+    synapses,
     visible_targets,
     vocabulary_of,
 )
@@ -177,11 +180,28 @@ def _bibtex_text(value: str) -> str:
 
 def search_page():
     text = request.args.get("q", "")
-    context = {"q": text, "examples": EXAMPLES, "found": None, "problem": None, "pages": None}
+    context = {"q": text, "examples": EXAMPLES, "found": None, "problem": None, "pages": None, "connectivity": None}
     names = [d.name for d in auth.visible_datasets()]
     context["tagged"] = _any_tagged(names)
     status = 200
+    try:
+        context["heatmap"], context["heatmap_form"] = _heatmap(names)
+    except Invalid as error:  # a type the vocabulary does not know, said beside the form
+        context["heatmap"], context["heatmap_problem"], status = None, error.message(), 400
+        context["heatmap_form"] = {**_heatmap_form(names), "problem": error.message()}
+    phrase = None
     if text.strip():
+        try:
+            phrase = parse_phrase(text)
+            if phrase is not None:  # "inputs to L2/3 pyramidal": partners grouped by their types
+                context["connectivity"] = [
+                    {"answer": answer, "bars": _bars({g.label: g.synapses for g in answer.groups})}
+                    for answer in partners_by_type(phrase)
+                ]
+                context["phrase"] = phrase
+        except Invalid as error:
+            context["problem"], status = error.message(), 400
+    if phrase is None and text.strip() and not context["problem"]:
         try:
             page = _page_number(request.args.get("page", "1"))
             found = search(cell_tags(), parse(text), vocabulary_of, names, page=page, per_page=PER_PAGE)
@@ -194,6 +214,65 @@ def search_page():
             context["bars_types"] = _bars(found.type_counts)
             context["bars_datasets"] = _bars(found.counts)
     return render_template("search.html", **context), status
+
+
+MAX_HEATMAP_TYPES = 30  # per side on the page (the API takes 1,000)
+
+
+def _heatmap_form(names: list[str]) -> dict:
+    wired = [name for name in names if synapses().has_table(name)]
+    return {
+        "datasets": wired,
+        "dataset": request.args.get("dataset") or (wired[0] if wired else ""),
+        "pre": request.args.get("pre", ""),
+        "post": request.args.get("post", ""),
+    }
+
+
+def _heatmap(names: list[str]) -> tuple[dict | None, dict]:
+    """The synapse counts between the cell types asked (``?pre=a,b&post=c,d&dataset=NAME``) as an
+    SVG heatmap's cells, and the form's values (datasets with synapses the caller may see)."""
+    from segmentation.connectivity.celltyped import neurons_of_types
+    from segmentation.connectivity.queries import matrix
+
+    table = synapses()
+    form = _heatmap_form(names)
+    wired = form["datasets"]
+    pre = [t.strip() for t in form["pre"].split(",") if t.strip()][:MAX_HEATMAP_TYPES]
+    post = [t.strip() for t in form["post"].split(",") if t.strip()][:MAX_HEATMAP_TYPES]
+    if not (pre and post and form["dataset"] in wired):
+        return None, form
+    name = form["dataset"]
+    graph = graph_for(name)
+    vocabulary = vocabulary_of(name)
+    a = neurons_of_types(cell_tags(), name, pre, vocabulary, None)
+    b = neurons_of_types(cell_tags(), name, post, vocabulary, None)
+    found = matrix(table.of(name, graph), graph, a, b, len(pre), len(post), None)
+    top = max(int(found.counts.max()), 1)
+    cell, left, head = 34, 9 * max(len(t) for t in pre) + 12, 9 * max(len(t) for t in post) + 12
+    cells = [
+        {
+            "x": left + j * cell,
+            "y": head + i * cell,
+            "count": int(n),
+            "shade": round(0.08 + 0.92 * (np.log1p(n) / np.log1p(top)), 3) if n else 0,
+            "title": f"{pre[i]} → {post[j]}: {int(n)} synapse(s)",
+        }
+        for i, row in enumerate(found.counts)
+        for j, n in enumerate(row)
+    ]
+    return {
+        "pre": [{"label": t, "y": head + i * cell + cell // 2 + 4} for i, t in enumerate(pre)],
+        "post": [{"label": t, "x": left + j * cell + cell // 2} for j, t in enumerate(post)],
+        "cells": cells,
+        "cell": cell,
+        "left": left,
+        "head": head,
+        "width": left + len(post) * cell + 10,
+        "height": head + len(pre) * cell + 10,
+        "dataset": name,
+        "total": int(found.counts.sum()),
+    }, form
 
 
 def _any_tagged(datasets: list[str]) -> bool:
@@ -289,8 +368,48 @@ def _neuron_page(found, graph, root_id: int):
         "tag_history": sorted((tag for tag, _ in tags), key=lambda tag: tag.created_at, reverse=True),
         "edits": list(reversed(edits)),  # newest first
         "viewer_link": _viewer_link(found, shown_roots),
+        "connectivity": _partner_tables(found, graph, root_id) if current else None,
     }
     return render_template("neuron.html", **context)
+
+
+PARTNERS_SHOWN = 20
+
+
+def _partner_tables(found, graph, root_id: int) -> dict | None:
+    """The neuron's input and output partners now (the most synapses first), with their cell types,
+    or None when its dataset has no synapses."""
+    from segmentation.connectivity.celltyped import types_of
+    from segmentation.connectivity.queries import partners
+
+    table = synapses()
+    if not table.has_table(found.name):
+        return None
+    sides = partners(table.of(found.name, graph), graph, root_id, None)
+    shown = np.concatenate([side.roots[:PARTNERS_SHOWN] for side in sides.values()])
+    typed = types_of(cell_tags(), found.name, shown, None)
+    answer = {}
+    for name, side in sides.items():
+        means = side.mean_sizes
+        answer[name] = {
+            "synapses": int(side.counts.sum()),
+            "partners": int((side.roots != 0).sum()),
+            "rows": [
+                {
+                    "root": int(root),
+                    "synapses": int(count),
+                    "mean_size": None if np.isnan(mean) else round(float(mean), 1),
+                    "types": typed.get(int(root), []),
+                }
+                for root, count, mean in zip(
+                    side.roots[:PARTNERS_SHOWN], side.counts[:PARTNERS_SHOWN], means[:PARTNERS_SHOWN]
+                )
+            ],
+        }
+    top = [row["root"] for name in ("inputs", "outputs") for row in answer[name]["rows"][:5] if row["root"]]
+    answer["viewer_link"] = _viewer_link(found, [root_id, *dict.fromkeys(r for r in top if r != root_id)])
+    answer["api"] = f"/api/v1/datasets/{found.name}/neurons/{root_id}/partners?limit=1000"
+    return answer
 
 
 def _iso_from_ms(milliseconds: int) -> str:
