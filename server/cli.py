@@ -501,6 +501,10 @@ def cmd_search(args, settings):
     from segmentation.celltypes.vocabulary import UnknownTerm
 
     names = [d.name for d in dataset_registry(settings).list()]
+    from .cli_synapses import search_phrase
+
+    if search_phrase(args, settings, names):  # "inputs to L2/3 pyramidal": partners grouped by type
+        return
     try:
         found = search(
             CellTags(settings.database_url),

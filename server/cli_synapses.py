@@ -222,3 +222,40 @@ def cmd_connectivity(args, settings):
     print("pre \\ post".ljust(width) + "".join(label.rjust(width) for label in sides["post"][0]))
     for label, row in zip(sides["pre"][0], found.counts.tolist()):
         print(label.ljust(width) + "".join(str(v).rjust(width) for v in row))
+
+
+def search_phrase(args, settings, names: list[str]) -> bool:
+    """Answer ``axonlink search 'inputs to TYPE'`` (or ``outputs of``): the partners of every neuron
+    of the type, grouped by their types, per dataset with synapses; False for any other query."""
+    from segmentation.celltypes.query import QueryError
+    from segmentation.celltypes.tags import CellTags
+    from segmentation.celltypes.vocabulary import UnknownTerm, Vocabulary
+    from segmentation.connectivity import Synapses
+    from segmentation.connectivity.by_type import parse_phrase, partners_by_type
+    from segmentation.connectivity.synapses import FOLDER
+    from segmentation.graph.registry import Graphs
+
+    try:
+        phrase = parse_phrase(args.query)
+    except QueryError as error:
+        raise user_error(error) from None
+    if phrase is None:
+        return False
+    graphs = Graphs(settings.database_url)
+    synapses = Synapses(settings.database_url, graphs, settings.home / FOLDER)
+    tags = CellTags(settings.database_url, graphs)
+    registry = dataset_registry(settings)
+    asked = [n for n in names if not phrase.datasets or n in phrase.datasets]
+    for name in asked:
+        if not synapses.has_table(name):
+            continue
+        vocabulary = Vocabulary.for_dataset(settings.home, name, base=registry.get(name).vocabulary)
+        try:
+            answer = partners_by_type(synapses, tags, vocabulary, name, phrase)
+        except UnknownTerm as error:
+            raise user_error(error) from None
+        onto = "onto" if phrase.direction == "inputs" else "from"
+        print(f"{name}: {answer.synapses} synapse(s) {onto} {answer.neurons} {phrase.term} neuron(s)")
+        for group in answer.groups[: max(1, args.limit)]:
+            print(f"  {group.label:40} {group.neurons:>8} neuron(s) {group.synapses:>10} synapse(s)")
+    return True

@@ -327,6 +327,9 @@ def test_command_line_import_export_partners_and_matrix(settings, tmp_path):
     assert found["outputs_total"] == int((pre == neuron).sum())
     table = axonlink("connectivity", "wired", "--roots", "--pre", str(neuron), "--post", str(neuron))
     assert table.returncode == 0 and str(neuron) in table.stdout
+    grouped = axonlink("search", "outputs of astrocyte")  # nothing tagged: every partner untyped
+    assert grouped.returncode == 0, grouped.stderr
+    assert "wired: 0 synapse(s) from 0 astrocyte neuron(s)" in grouped.stdout
     refused = axonlink("synapses", "import", "nope", str(source))
     assert refused.returncode == 1 and "no dataset" in refused.stderr.lower()
 
