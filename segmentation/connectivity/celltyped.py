@@ -75,5 +75,11 @@ def neurons_of_types(
     tag_rows = np.repeat(np.arange(len(terms)), counts)
     starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
     labels = pair_labels[starts + np.arange(counts.sum())]
-    pairs = np.unique(np.stack([tag_roots[tag_rows].view(np.int64), labels], axis=1), axis=0)
-    return pairs[:, 0].view(np.uint64).copy(), pairs[:, 1].copy()
+    roots = tag_roots[tag_rows]  # sorted by root already; labels within one root perhaps not
+    same = roots[1:] == roots[:-1]
+    if not (labels[1:][same] >= labels[:-1][same]).all():
+        order = np.lexsort((labels, roots))
+        roots, labels = roots[order], labels[order]
+    first = np.ones(len(roots), dtype=bool)  # a neuron tagged twice with one type counts once
+    first[1:] = (roots[1:] != roots[:-1]) | (labels[1:] != labels[:-1])
+    return roots[first], labels[first]

@@ -184,7 +184,8 @@ def matrix(
         sums[:] += np.bincount(cells[has], weights=picked[has], minlength=len(counts))
         given[:] += np.bincount(cells[has], minlength=len(counts))
 
-    if len(np.unique(pre_roots)) <= MEMBER_PATH_ROOTS:
+    distinct_pre = 1 + int((pre_roots[1:] != pre_roots[:-1]).sum()) if len(pre_roots) else 0  # sorted
+    if distinct_pre <= MEMBER_PATH_ROOTS:
         rows = synapses_of(ds, graph, np.unique(pre_roots), "pre", at)
         add(rows.pre_pos, rows.post_pos, rows.size)
     elif _one_label_each(pre_roots) and _one_label_each(post_roots):
@@ -247,6 +248,11 @@ def _label_of_positions(dense: np.ndarray, roots: np.ndarray, label_roots: np.nd
 def _sorted_pairs(roots, codes) -> tuple[np.ndarray, np.ndarray]:
     roots = np.asarray(roots, dtype=np.uint64)
     codes = np.asarray(codes, dtype=np.int64)
+    if len(roots) > 1:
+        same = roots[1:] == roots[:-1]
+        in_order = bool((roots[1:] >= roots[:-1]).all() and (codes[1:][same] > codes[:-1][same]).all())
+        if in_order:  # as neurons_of_types gives them: nothing to sort or drop
+            return roots, codes
     order = np.lexsort((codes, roots))
     roots, codes = roots[order], codes[order]
     if len(roots):  # the same (root, label) twice counts once
