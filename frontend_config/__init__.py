@@ -44,9 +44,47 @@ def layer_state(layer, base_url: str, dataset_ref: str) -> dict:
 
 
 GRAPH_LAYER = "segmentation"  # the layer a dataset's graph is built from (segmentation.datasets.GRAPH_LAYER)
+SYNAPSE_LAYER = "synapses"  # the annotation layer of a dataset's synapses
 
 
-def default_state(dataset, base_url: str, graphene: bool = False) -> dict:
+def synapse_source(base_url: str, dataset_ref: str) -> str:
+    """The synapses of ``dataset_ref`` (``NAME`` or ``NAME@<moment>``) as a Neuroglancer source."""
+    return f"precomputed://{base_url}/annotations/{dataset_ref}/synapses"
+
+
+def synapse_layer(base_url: str, dataset_ref: str, segmentation_layer: str) -> dict:
+    """An annotation layer of the synapses of ``dataset_ref`` (``NAME`` or ``NAME@<moment>``), the live
+    precomputed annotation source the server answers at ``/annotations/<dataset_ref>/synapses``.
+
+    Both ends are linked to ``segmentation_layer`` and filtered by it: the layer shows the synapses
+    of the selected neurons only, and nothing while none is (``ignoreNullSegmentFilter`` off; the
+    source's spatial index is empty, see ``segmentation.connectivity.annotations.info``). Each synapse
+    is a line from its pre point (red) to its post point (blue).
+    """
+    state = {
+        "type": "annotation",
+        "source": synapse_source(base_url, dataset_ref),
+        **layer_templates()["synapses"],
+        "name": SYNAPSE_LAYER,
+    }
+    state["linkedSegmentationLayer"] = {
+        relationship: segmentation_layer for relationship in state["filterBySegmentation"]
+    }
+    return state
+
+
+def pin_synapses(state: dict, base_url: str, dataset: str, moment: str, segmentation_layer: str | None = None) -> None:
+    """Point the synapse layer of ``state`` (if it has one) at ``dataset`` as of ``moment`` (the text
+    after ``@`` in a dataset reference), and link it to ``segmentation_layer`` when given (the pinned
+    segmentation layer, when a caller renames it). In place."""
+    for layer in state.get("layers", []):
+        if layer.get("type") == "annotation" and layer.get("name") == SYNAPSE_LAYER:
+            layer["source"] = synapse_source(base_url, f"{dataset}@{moment}")
+            if segmentation_layer is not None:
+                layer["linkedSegmentationLayer"] = dict.fromkeys(layer["linkedSegmentationLayer"], segmentation_layer)
+
+
+def default_state(dataset, base_url: str, graphene: bool = False, synapses: bool = False) -> dict:
     """The state that opens ``dataset`` centred and framed, with its layers.
 
     Shown: the first image layer, segmentation layers that are not the graph's (a ground
@@ -54,8 +92,11 @@ def default_state(dataset, base_url: str, graphene: bool = False) -> dict:
     segmentation; listed but hidden (one click away): further image layers; left out: other
     layouts of the graph's own supervoxels (they would show the same roots twice). ``graphene``: the
     dataset has a graph, so its segmentation is the graphene:// source the stock viewer
-    proofreads with (merge and multicut tools bound to shift+M and shift+C). An image-only dataset
-    (no segmentation layer) gets the same state without a proofread segmentation.
+    proofreads with (merge and multicut tools bound to shift+M and shift+C). ``synapses``: the
+    dataset has synapses, so a ``synapses`` annotation layer (:func:`synapse_layer`) linked to the
+    graph's segmentation comes just before it (the proofread layer stays last and selected; Neuroglancer
+    draws annotations over every volume layer whatever their order). An image-only dataset (no
+    segmentation layer) gets the same state without a proofread segmentation, nor synapses.
     """
     template = copy.deepcopy(_json("default_state.json"))
     template.pop("layerKinds", None)
@@ -81,6 +122,8 @@ def default_state(dataset, base_url: str, graphene: bool = False) -> dict:
     if graphene and segmentation is not None:
         segmentation["source"] = f"graphene://{base_url}/segmentation/table/{dataset.name}"
         segmentation.update(copy.deepcopy(layer_templates()["graphene"]))
+    if synapses and segmentation is not None:
+        layers.insert(layers.index(segmentation), synapse_layer(base_url, dataset.name, segmentation["name"]))
     if state["layers"]:
         selected = segmentation or state["layers"][-1]
         state["selectedLayer"] = {"layer": selected["name"], "visible": False}

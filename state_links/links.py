@@ -15,7 +15,7 @@ from datetime import datetime
 
 import numpy as np
 
-from frontend_config import default_state
+from frontend_config import default_state, pin_synapses
 from segmentation.datasets import Dataset, DatasetNotFound, Datasets
 from segmentation.errors import Invalid
 from segmentation.graph import Graph, GraphError
@@ -303,7 +303,13 @@ def changed_since(anchors: list[Anchor], graphs: Graphs) -> bool:
 
 
 def voxel_state(
-    dataset: Dataset, voxel, base_url: str, graphs: Graphs, at: datetime | None = None, zoom: float | None = None
+    dataset: Dataset,
+    voxel,
+    base_url: str,
+    graphs: Graphs,
+    at: datetime | None = None,
+    zoom: float | None = None,
+    synapses: bool = False,
 ) -> tuple[dict, Anchor | None]:
     """A state centred on ``voxel`` (full-resolution voxels) with the neuron there selected, and its anchor.
 
@@ -324,13 +330,15 @@ def voxel_state(
         raise LinkError(str(error)) from None
     voxel = np.asarray(voxel, dtype=np.int64)
     root = int(graph.root(sv, at))
-    state = _centred(default_state(dataset, base_url, graphene=True), dataset, voxel, zoom)
+    state = _centred(default_state(dataset, base_url, graphene=True, synapses=synapses), dataset, voxel, zoom)
     index, segmentation = next((i, layer) for i, layer in enumerate(state["layers"]) if layer["type"] == "segmentation")
     segmentation["segments"] = [str(root)]
     segmentation["selectedAlpha"] = max(segmentation.get("selectedAlpha", 0.5), 0.5)
     if at is not None:
         segmentation["source"] = pinned_source(base_url, dataset.name, f"{at.timestamp():.6f}")
         _drop_graphene_tools(segmentation)
+        if synapses:  # the synapses in force then, of the neuron as it was
+            pin_synapses(state, base_url, dataset.name, f"{at.timestamp():.6f}")
     return state, Anchor(segmentation["name"], root, dataset.name, sv, tuple(int(v) for v in voxel), index)
 
 

@@ -127,11 +127,11 @@ def classify_path(path: str) -> Target | None:
     whole = tuple(segments)
     if whole in _HARMLESS_PATHS or any(whole[: len(p)] == p for p in _HARMLESS_PREFIXES):
         return Target(HARMLESS)
-    if len(segments) >= 2 and segments[0] == "data":
+    if len(segments) >= 2 and segments[0] in ("data", "annotations"):
         name, at, view = segments[1].partition("@")
         if not name:
             return None
-        return Target(DATASET, name, "data", view if at else None, segments[2] if len(segments) > 2 else None)
+        return Target(DATASET, name, segments[0], view if at else None, segments[2] if len(segments) > 2 else None)
     for prefix, route in _DATASET_PREFIXES.items():
         if whole[: len(prefix)] == prefix and len(whole) > len(prefix):
             return Target(DATASET, segments[len(prefix)], route)

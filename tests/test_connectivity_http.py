@@ -400,3 +400,21 @@ def test_pages_show_partners_types_and_a_heatmap(wired_server):
     assert wrong.status_code == 400 and 'id="heatmap-problem"' in wrong.text
     bad = requests.get(f"{server.url}/search", params={"q": "inputs to astrocyte user:bob"})
     assert bad.status_code == 400 and "dataset: and t: only" in bad.text
+
+
+def test_default_state_and_voxel_links_carry_the_synapse_layer(wired_server):
+    import urllib.parse
+
+    server = wired_server
+    state = requests.get(f"{server.url}/api/v1/datasets/wired/state").json()
+    synapse_layer = next(layer for layer in state["layers"] if layer["name"] == "synapses")
+    assert synapse_layer["source"].endswith("/annotations/wired/synapses")
+    assert set(synapse_layer["linkedSegmentationLayer"]) == {"pre_synaptic_cell", "post_synaptic_cell"}
+    moment = datetime.now(UTC).timestamp()
+    answer = requests.get(f"{server.url}/at/wired/4,4,4", params={"t": moment}, allow_redirects=False)
+    assert answer.status_code == 302
+    pinned = json.loads(urllib.parse.unquote(answer.headers["Location"].split("#!", 1)[1]))
+    synapse_layer = next(layer for layer in pinned["layers"] if layer["name"] == "synapses")
+    assert f"/annotations/wired@{moment:.6f}/synapses" in synapse_layer["source"]
+    body = requests.get(synapse_layer["source"].removeprefix("precomputed://") + "/info")
+    assert body.status_code == 200 and body.json()["annotation_type"] == "LINE"

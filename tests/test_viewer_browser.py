@@ -59,7 +59,11 @@ def loaded_state(page) -> dict:
     """The state the client has loaded, once it is seen to run under CLIENT_PATH with the image and segmentation layers."""
     assert page.evaluate("location.pathname") == CLIENT_PATH
     loaded = page.evaluate("viewer.state.toJSON()")
-    assert [(l["name"], l["type"]) for l in loaded["layers"]] == [("image", "image"), ("segmentation", "segmentation")]
+    assert [(l["name"], l["type"]) for l in loaded["layers"]] == [
+        ("image", "image"),
+        ("synapses", "annotation"),  # the demo has synapses: a selected neuron's show
+        ("segmentation", "segmentation"),
+    ]
     return loaded
 
 
@@ -204,7 +208,7 @@ def test_root_without_a_fragment_opens_the_first_dataset(browser, live, dataset)
         centre = [o + s / 2 for o, s in zip(dataset["voxel_offset"], dataset["volume_size"])]
         assert all(abs(a - b) < 0.5 for a, b in zip(loaded["position"], centre)), (loaded["position"], centre)
         in_url = fragment_state(page)
-        assert [l["name"] for l in in_url["layers"]] == ["image", "segmentation"]
+        assert [l["name"] for l in in_url["layers"]] == ["image", "synapses", "segmentation"]
         assert all(abs(a - b) < 0.5 for a, b in zip(in_url["position"], centre))
         for layer in ("image", "segmentation"):
             assert wait_until(
@@ -287,7 +291,7 @@ def test_share_button_stores_the_state_and_its_link_opens_it(browser, live, data
     try:
         loaded = page.evaluate("viewer.state.toJSON()")
         assert [round(v, 1) for v in loaded["position"]] == [100.5, 200.5, 40.5]
-        assert [l["name"] for l in loaded["layers"]] == ["image", "segmentation"]
+        assert [l["name"] for l in loaded["layers"]] == ["image", "synapses", "segmentation"]
         assert not errors, errors
     finally:
         page.close()
@@ -302,7 +306,7 @@ def test_short_link_opens_as_it_was_and_says_so(browser, live, dataset):
         f"/segmentation/api/v1/table/{name}/node/"
         f"{live.get_json(f'/api/v1/states/{_voxel_link(live, name, centre)}/info')['anchors'][0]['supervoxel_id']}/root"
     )["root_id"]
-    state["layers"][1]["segments"] = [str(root)]
+    state["layers"][-1]["segments"] = [str(root)]  # the segmentation is the last layer
     request = urllib.request.Request(f"{live.url}/api/v1/states", data=json.dumps(state).encode(), method="POST")
     with urllib.request.urlopen(request) as response:
         short = json.load(response)["short_id"]

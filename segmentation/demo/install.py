@@ -1,5 +1,6 @@
 """Install the demo into an axonlink home: build its volumes, register dataset ``demo``, ingest its
-graph (with deliberate false merges to proofread), tag its neurons and keep a proofreader's token.
+graph (with deliberate false merges to proofread), tag its neurons, give it synapses where neurons
+touch and keep a proofreader's token.
 
 ``axonlink demo`` calls :func:`ensure_demo`; so do the tests and benchmarks that need the demo.
 """
@@ -24,7 +25,8 @@ def ensure_demo(settings, progress: bool = True):
     """Build the demo volumes if missing, register them as dataset ``demo`` and ingest its graph.
 
     The graph starts from the supervoxels with a few deliberate false merges
-    (listed in ``ground_truth.json``), ready to be proofread.
+    (listed in ``ground_truth.json``), ready to be proofread; the neurons are tagged and joined
+    by synapses at their contacts (each added once).
     """
     from .. import db
     from ..datasets import Datasets
@@ -47,6 +49,7 @@ def ensure_demo(settings, progress: bool = True):
         ingest_dataset(settings.database_url, DEMO_NAME, agglomeration=truth["false_merges"], progress=progress)
     build_for_dataset(settings.database_url, settings.home, DEMO_NAME)  # 3D for the graphene source
     _tag_demo(settings, registry.get(DEMO_NAME), truth)
+    _synapse_demo(settings, registry.get(DEMO_NAME), truth)
     return registry.get(DEMO_NAME)
 
 
@@ -74,6 +77,21 @@ def _tag_demo(settings, dataset, truth) -> None:
         "demo",
         Vocabulary.for_dataset(settings.home, DEMO_NAME, base=dataset.vocabulary),
     )
+
+
+def _synapse_demo(settings, dataset, truth) -> None:
+    """Give the demo its synapses (:mod:`.synapses`), once: none are added to a synapse table that
+    has ever had a row (even if all were removed since)."""
+    from ..connectivity import Synapses
+    from ..connectivity.synapses import FOLDER
+    from ..graph.registry import Graphs
+    from .synapses import demo_incoming
+
+    synapses = Synapses(settings.database_url, Graphs(settings.database_url), settings.home / FOLDER)
+    if synapses.has_table(DEMO_NAME):
+        return
+    layer = dataset.segmentation_layer("the demo has a segmentation")
+    synapses.add(dataset, demo_incoming(layer.url, truth), "demo", origin="demo")
 
 
 DEMO_PROOFREADER = "proofreader"

@@ -98,6 +98,11 @@ def dataset_json(dataset) -> dict:
     return answer
 
 
+def has_synapses(dataset: str) -> bool:
+    """Whether ``dataset`` has a synapse table (then its default state shows a neuron's synapses)."""
+    return workspace().synapses.has_table(dataset)
+
+
 def has_graph(dataset: str) -> bool:
     """Whether ``dataset`` has a versioned graph (then the viewer proofreads it through graphene://)."""
     return workspace().find_graph(dataset) is not None

@@ -12,7 +12,7 @@ from segmentation.datasets import DatasetNotFound
 
 from .. import auth, endpoints, hosts
 from ..errors import json_error
-from . import dataset_json, dataset_named, has_graph
+from . import dataset_json, dataset_named, has_graph, has_synapses
 
 blueprint = Blueprint("datasets", __name__)
 
@@ -34,12 +34,15 @@ def dataset_state(name: str):
         dataset = dataset_named(name)
     except DatasetNotFound as error:
         return json_error(404, str(error))
-    return jsonify(default_state(dataset, hosts.base_url(), graphene=has_graph(name)))
+    return jsonify(default_state(dataset, hosts.base_url(), graphene=has_graph(name), synapses=has_synapses(name)))
 
 
 def viewer_link(dataset, base_url: str) -> str:
     """A viewer URL that opens ``dataset`` (its default state in the fragment)."""
-    state = json.dumps(default_state(dataset, base_url, graphene=has_graph(dataset.name)), separators=(",", ":"))
+    state = json.dumps(
+        default_state(dataset, base_url, graphene=has_graph(dataset.name), synapses=has_synapses(dataset.name)),
+        separators=(",", ":"),
+    )
     return "/#!" + quote(state, safe="")
 
 

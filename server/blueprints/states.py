@@ -26,6 +26,7 @@ from . import (
     VIEWER_TOKEN,
     dataset_named,
     datasets_registry,
+    has_synapses,
     hidden_datasets,
     may_view_datasets,
     private_if_needed,
@@ -221,7 +222,9 @@ def post_link_at():
     if hidden_datasets([name]):  # unknown or private: one answer, the same work
         raise DatasetNotFound(f"no dataset named {name!r}")
     dataset = dataset_named(name)
-    state, anchor = voxel_state(dataset, voxel, base_url(), _graphs(), at=at, zoom=zoom)
+    state, anchor = voxel_state(
+        dataset, voxel, base_url(), _graphs(), at=at, zoom=zoom, synapses=has_synapses(dataset.name)
+    )
     raw = json.dumps(state, separators=(",", ":")).encode()
     anchors = [anchor] if anchor is not None else []  # an image-only dataset's link selects no neuron
     return _link_answer(_save(raw, state, title=state["title"], anchors=anchors, dataset=dataset.name))
@@ -260,6 +263,7 @@ def open_voxel_link(dataset, coords):
         _graphs(),
         at=at,
         zoom=_zoom(request.args.get("zoom")),
+        synapses=has_synapses(dataset),
     )
     fragment = quote(json.dumps(state, separators=(",", ":")), safe="")
     return redirect(f"{base_url()}/v/{VIEWER_TOKEN}/#!{fragment}", code=302)

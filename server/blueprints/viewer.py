@@ -27,7 +27,7 @@ from frontend_config import default_state
 from .. import auth, endpoints, hosts
 from ..errors import json_error
 from ..request_input import json_body
-from . import VIEWER_TOKEN, has_graph
+from . import VIEWER_TOKEN, has_graph, has_synapses
 
 blueprint = Blueprint("viewer", __name__)
 
@@ -67,7 +67,11 @@ def _page():
 def viewer_config():
     base = hosts.base_url()
     datasets = auth.visible_datasets()
-    state = default_state(datasets[0], base, graphene=has_graph(datasets[0].name)) if datasets else None
+    state = (
+        default_state(datasets[0], base, graphene=has_graph(datasets[0].name), synapses=has_synapses(datasets[0].name))
+        if datasets
+        else None
+    )
     servers = {"axonlink": {"url": f"{base}/nglstate/api/v1/post", "default": True}}
     script = _CONFIG_SCRIPT % {
         "token": json.dumps(VIEWER_TOKEN),
