@@ -188,37 +188,36 @@ def matrix(
     if distinct_pre <= MEMBER_PATH_ROOTS:
         rows = synapses_of(ds, graph, np.unique(pre_roots), "pre", at)
         add(rows.pre_pos, rows.post_pos, rows.size)
-    elif _one_label_each(pre_roots) and _one_label_each(post_roots):
-        # every neuron in one label (the usual type matrix): a label per graph position, then two
-        # gathers per synapse; the roots of every position are worked out once per graph state
+    else:
+        # a label per graph position (each neuron's first), so most synapses cost two gathers; the
+        # few whose neuron carries several labels (two types, after a merge) are counted pair by
+        # pair. The roots of every position are worked out once per graph state.
         dense, roots = _dense_roots(ds, graph, at)
         pre_label = _label_of_positions(dense, roots, pre_roots, pre_codes)
         post_label = _label_of_positions(dense, roots, post_roots, post_codes)
+        several = _label_of_positions(dense, roots, *_several(pre_roots)) >= 0
+        several |= _label_of_positions(dense, roots, *_several(post_roots)) >= 0  # pre or post side
         for part, deleted in ds.parts():
             columns = part.columns
             for start in range(0, len(columns), SCAN_ROWS):
                 budget.check()
                 window = slice(start, start + SCAN_ROWS)
                 keep = alive(columns, None if deleted is None else deleted[window], None, at, window)
-                add_labelled(
-                    pre_label[columns.pre_pos[window][keep]],
-                    post_label[columns.post_pos[window][keep]],
-                    columns.size[window][keep],
-                )
-    else:  # one pass over every synapse in force, a chunk at a time (memory bounded by the chunk)
-        for part, deleted in ds.parts():
-            columns = part.columns
-            for start in range(0, len(columns), SCAN_ROWS):
-                budget.check()
-                window = slice(start, start + SCAN_ROWS)
-                keep = alive(columns, None if deleted is None else deleted[window], None, at, window)
-                add(columns.pre_pos[window][keep], columns.post_pos[window][keep], columns.size[window][keep])
+                pre_pos, post_pos = columns.pre_pos[window][keep], columns.post_pos[window][keep]
+                sizes = columns.size[window][keep]
+                paired = several[pre_pos] | several[post_pos]
+                single = ~paired
+                add_labelled(pre_label[pre_pos[single]], post_label[post_pos[single]], sizes[single])
+                if paired.any():
+                    add(pre_pos[paired], post_pos[paired], sizes[paired])
     shape = (n_pre, n_post)
     return Matrix(counts.reshape(shape), sums.reshape(shape), given.reshape(shape))
 
 
-def _one_label_each(roots: np.ndarray) -> bool:
-    return len(roots) < 2 or bool((roots[1:] != roots[:-1]).all())
+def _several(roots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the roots among sorted ``roots`` that appear more than once, a code for each)."""
+    repeated = np.unique(roots[1:][roots[1:] == roots[:-1]])
+    return repeated, np.zeros(len(repeated), dtype=np.int64)
 
 
 def _dense_roots(ds: DatasetSynapses, graph, at: datetime | None) -> tuple[np.ndarray, np.ndarray]:
