@@ -434,6 +434,7 @@ CELLTYPES = {
 # Connectivity: synapse tables bound to supervoxels (they follow edits), partners, matrices, and a
 # neuron's synapses as a Neuroglancer annotation layer.
 MAX_SYNAPSE_IMPORT_BYTES = 64 * 1024 * 1024  # the server's body limit; larger tables: `axonlink synapses import`
+MAX_IMPORT_ROWS = 2_000_000  # synapses per HTTP import (a Parquet footer may claim any number)
 MAX_EXPORT_ROWS = 2_000_000  # synapses per HTTP export (the CLI exports any number)
 MAX_PARTNERS_LISTED = 10_000  # partners per side in one answer
 MAX_MATRIX_LABELS = 1_000  # cell types or neurons per side of a matrix
@@ -445,7 +446,7 @@ CONNECTIVITY = {
         "optional ctr_pt_position, size, id, pre/post_pt_supervoxel_id); answers {added, ids, rejected}.",
         access="admin",
         body="binary",
-        caps={"body bytes": MAX_SYNAPSE_IMPORT_BYTES},
+        caps={"body bytes": MAX_SYNAPSE_IMPORT_BYTES, "rows": MAX_IMPORT_ROWS},
         cost="expensive",
     ),
     "remove_synapses": route(

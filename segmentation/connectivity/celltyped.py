@@ -15,6 +15,8 @@ from ..celltypes.search import neurons_of
 from ..celltypes.tags import CellTags
 from ..celltypes.vocabulary import Vocabulary
 
+CACHED_NEURONS = 200_000  # answers of neurons_of_types kept only up to this size
+
 
 def typed_neurons(tags: CellTags, dataset: str, at: datetime | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(root, term code) of every tag in force at ``at``, sorted by root; and the term names.
@@ -24,9 +26,7 @@ def typed_neurons(tags: CellTags, dataset: str, at: datetime | None) -> tuple[np
     if code is None:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64), list(index.terms.names)
     roots, inverse = neurons_of(tags, index, dataset, at)
-    graph = tags.graphs.find(dataset)
-    version = None if graph is None else (graph.created_at, graph.seq if at is None else graph.seq_at(at))
-    key = ("typed", dataset, version, None if at is None else at.timestamp())
+    key = ("typed", dataset, _state(tags, dataset, at))
     cached = index.derived(key)
     if cached is None:
         positions = index.positions_of(code)
@@ -55,7 +55,8 @@ def neurons_of_types(
     tags: CellTags, dataset: str, types: list[str], vocabulary: Vocabulary, at: datetime | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(roots, label) for every neuron tagged at ``at`` with ``types[label]`` or a type below it
-    (``types`` resolved by the vocabulary: UnknownTerm, a 400 with suggestions, otherwise)."""
+    (``types`` resolved by the vocabulary: UnknownTerm, a 400 with suggestions, otherwise). Kept
+    (up to :data:`CACHED_NEURONS`) for the same tags, graph state and resolved types."""
     tag_roots, terms, names = typed_neurons(tags, dataset, at)
     code_of = {name: i for i, name in enumerate(names)}
     pair_terms, pair_labels = [], []  # (term code, label): a term may fall under several labels
@@ -67,6 +68,25 @@ def neurons_of_types(
     if not pair_terms:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     pair_terms, pair_labels = np.array(pair_terms, np.int64), np.array(pair_labels, np.int64)
+    index = tags.sync()
+    key = ("types", dataset, _state(tags, dataset, at), pair_terms.tobytes(), pair_labels.tobytes())
+    cached = index.derived(key)
+    if cached is None:
+        cached = _labelled_neurons(tag_roots, terms, pair_terms, pair_labels)
+        if len(cached[0]) <= CACHED_NEURONS:  # the index keeps 16 answers a kind: bound what they hold
+            index.remember(key, cached)
+    return cached
+
+
+def _state(tags: CellTags, dataset: str, at: datetime | None):
+    """The graph state ``at`` names (a replaced graph counts its operations from 0 again)."""
+    graph = tags.graphs.find(dataset)
+    if graph is None:
+        return None
+    return (graph.created_at, graph.seq if at is None else graph.seq_at(at), None if at is None else at.timestamp())
+
+
+def _labelled_neurons(tag_roots, terms, pair_terms, pair_labels) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(pair_terms, kind="stable")
     pair_terms, pair_labels = pair_terms[order], pair_labels[order]
     lo = np.searchsorted(pair_terms, terms, "left")

@@ -26,7 +26,8 @@ import numpy as np
 
 MISSING_XYZ = np.iinfo(np.int32).min  # no centre point given
 NOT_DELETED = np.inf
-FORMAT = 1
+FORMAT = 2  # 2: the sorted positions kept too (each process mapped them, not sorted them again)
+_ORDERS = ("by_pre", "by_post", "sorted_pre", "sorted_post")
 
 
 @dataclass
@@ -126,13 +127,18 @@ def save(root: Path, key: SnapshotKey, columns: Columns) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     final = root / key.folder
     if final.exists():
-        return final
+        if _whole(final):
+            return final
+        shutil.rmtree(final, ignore_errors=True)  # an older format, or damaged: written again
     staging = Path(tempfile.mkdtemp(prefix=".writing-", dir=root))
     try:
         for field in fields(Columns):
             np.save(staging / f"{field.name}.npy", getattr(columns, field.name))
-        np.save(staging / "by_pre.npy", np.argsort(columns.pre_sv, kind="stable").astype(np.int64))
-        np.save(staging / "by_post.npy", np.argsort(columns.post_sv, kind="stable").astype(np.int64))
+        for side in ("pre", "post"):
+            positions = getattr(columns, f"{side}_pos")
+            order = np.argsort(positions, kind="stable").astype(np.int64)
+            np.save(staging / f"by_{side}.npy", order)
+            np.save(staging / f"sorted_{side}.npy", positions[order])
         (staging / "meta.json").write_text(json.dumps({"format": FORMAT, "rows": len(columns), "seq": key.seq}))
         os.replace(staging, final)
     except OSError:
@@ -153,29 +159,37 @@ def newest(root: Path, key: SnapshotKey) -> SnapshotKey | None:
             seq = int(folder.name.rsplit("-", 1)[1])
         except ValueError:
             continue
-        if seq <= key.seq and (folder / "meta.json").exists() and (best is None or seq > best):
+        if seq <= key.seq and _whole(folder) and (best is None or seq > best):
             best = seq
     if best is None:
         return None
     return SnapshotKey(key.dataset_id, key.dataset_created, key.graph_created, best)
 
 
-def load(root: Path, key: SnapshotKey) -> tuple[Columns, np.ndarray, np.ndarray] | None:
-    """(columns, order by pre supervoxel, order by post supervoxel), memory-mapped; None when the
-    snapshot is missing or not whole (every file must hold the rows its meta names)."""
+def _whole(folder: Path) -> bool:
+    """Whether ``folder`` is a finished snapshot of this format (an older format is made again)."""
+    try:
+        return json.loads((folder / "meta.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+def load(root: Path, key: SnapshotKey) -> tuple[Columns, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(columns, order by pre position, order by post position, pre and post positions in those
+    orders), memory-mapped; None when the snapshot is missing or not whole (every file must hold
+    the rows its meta names)."""
     folder = root / key.folder
     try:
         meta = json.loads((folder / "meta.json").read_text())
         arrays = {f.name: np.load(folder / f"{f.name}.npy", mmap_mode="r") for f in fields(Columns)}
-        by_pre = np.load(folder / "by_pre.npy", mmap_mode="r")
-        by_post = np.load(folder / "by_post.npy", mmap_mode="r")
+        orders = [np.load(folder / f"{name}.npy", mmap_mode="r") for name in _ORDERS]
     except (OSError, ValueError):
         return None
     rows = meta.get("rows")
-    if meta.get("format") != FORMAT or any(len(a) != rows for a in (*arrays.values(), by_pre, by_post)):
+    if meta.get("format") != FORMAT or any(len(a) != rows for a in (*arrays.values(), *orders)):
         return None
     for name, array in arrays.items():
         dtype, shape = _SPEC[name]
         if array.dtype != dtype or array.shape[1:] != shape:
             return None
-    return Columns(**arrays), by_pre, by_post
+    return (Columns(**arrays), *orders)

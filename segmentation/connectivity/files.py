@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import Invalid
+from ..errors import Invalid, TooLarge
 
 POINTS = ("pre", "post", "ctr")
 _PREFIXES = {"pre": ("pre_pt_", "pre_"), "post": ("post_pt_", "post_"), "ctr": ("ctr_pt_", "ctr_")}
@@ -28,6 +28,10 @@ MAX_REASONS = 1_000  # rejected rows reported one by one (the rest counted)
 
 class SynapseFileError(Invalid):
     """A file that is not a synapse table (unreadable, or without pre and post points): a 400."""
+
+
+class SynapseTableTooLarge(TooLarge):
+    """More rows than one request may add (a 413)."""
 
 
 @dataclass
@@ -63,12 +67,16 @@ class Incoming:
                 setattr(self, name, value[keep])
 
 
-def read_table(source, fmt: str | None = None, scale=(1.0, 1.0, 1.0)) -> Incoming:
+def read_table(source, fmt: str | None = None, scale=(1.0, 1.0, 1.0), max_rows: int | None = None) -> Incoming:
     """Synapses from ``source`` (a path, or bytes of a body); ``fmt`` "csv"/"parquet" (else by
     extension or by Parquet's magic bytes); positions are multiplied by ``scale`` (the file's
-    units over the dataset's voxel size) and floored to voxels."""
-    table = _arrow_table(source, fmt)
+    units over the dataset's voxel size) and floored to voxels. ``max_rows``: refuse a table with
+    more rows, read from a Parquet file's footer before any column is (a few compressed bytes can
+    claim a billion rows)."""
+    table = _arrow_table(source, fmt, max_rows)
     n = table.num_rows
+    if max_rows is not None and n > max_rows:
+        raise SynapseTableTooLarge(f"the table has {n:,} rows, more than {max_rows:,} per request")
     names = {name.lower(): name for name in table.column_names}
     points = {}
     bad = np.zeros(n, dtype=bool)
@@ -131,7 +139,7 @@ def read_table(source, fmt: str | None = None, scale=(1.0, 1.0, 1.0)) -> Incomin
     return incoming
 
 
-def _arrow_table(source, fmt: str | None) -> pa.Table:
+def _arrow_table(source, fmt: str | None, max_rows: int | None = None) -> pa.Table:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -144,6 +152,14 @@ def _arrow_table(source, fmt: str | None) -> pa.Table:
     stream = pa.BufferReader(bytes(data)) if data is not None else str(source)
     try:
         if fmt == "parquet":
+            if max_rows is not None:
+                rows = pq.ParquetFile(stream).metadata.num_rows
+                if rows > max_rows:
+                    raise SynapseTableTooLarge(
+                        f"the table has {rows:,} rows, more than {max_rows:,} per request: `axonlink synapses import`"
+                    )
+                if data is not None:
+                    stream.seek(0)
             return pq.read_table(stream)
         if fmt != "csv":
             raise SynapseFileError(f"unknown format {fmt!r}: csv or parquet")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -40,17 +40,21 @@ def graph_positions(graph, supervoxels: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Part:
-    """Columns with their order by pre and by post graph position (for binary search)."""
+    """Columns with their order by pre and by post graph position (for binary search); the sorted
+    positions come memory-mapped from a snapshot, or are made here for the rows written since."""
 
     columns: Columns
     by_pre: np.ndarray
     by_post: np.ndarray
-    sorted_pre: np.ndarray = field(init=False)
-    sorted_post: np.ndarray = field(init=False)
+    sorted_pre: np.ndarray | None = None
+    sorted_post: np.ndarray | None = None
 
     def __post_init__(self):
-        self.sorted_pre = self.columns.pre_pos[self.by_pre]
-        self.sorted_post = self.columns.post_pos[self.by_post]
+        if self.sorted_pre is None:
+            self.sorted_pre = self.columns.pre_pos[self.by_pre]
+        if self.sorted_post is None:
+            self.sorted_post = self.columns.post_pos[self.by_post]
+        self._facts: dict[str, bool] = {}
 
     @classmethod
     def of(cls, columns: Columns) -> Part:
@@ -59,6 +63,12 @@ class Part:
             np.argsort(columns.pre_pos, kind="stable").astype(np.int64),
             np.argsort(columns.post_pos, kind="stable").astype(np.int64),
         )
+
+    def none_removed(self) -> bool:
+        """Whether no row was ever removed (as held here): a scan of "now" then needs no mask."""
+        if "none removed" not in self._facts:
+            self._facts["none removed"] = bool((self.columns.deleted == NOT_DELETED).all())
+        return self._facts["none removed"]
 
     def touching(self, members: np.ndarray, side: str) -> np.ndarray:
         """Rows whose ``side`` ("pre"/"post") supervoxel is at one of ``members`` (sorted positions)."""
@@ -102,9 +112,11 @@ class DatasetSynapses:
         if loaded is None or self._rows_after(found.seq) > REBUILD_AFTER:
             found = self._write_snapshot(graph, upto_seq)
             loaded = snapshots.load(self.folder, found)
-        columns, by_pre, by_post = loaded
+            if loaded is None:
+                raise OSError(f"the synapse snapshot {self.folder / found.folder} cannot be read after writing it")
+        columns, by_pre, by_post, sorted_pre, sorted_post = loaded
         with self.lock:
-            self.base = Part(columns, by_pre, by_post)
+            self.base = Part(columns, by_pre, by_post, sorted_pre, sorted_post)
             self.base_seq = self.seq = found.seq
             self.base_deleted = {}
             self._base_deleted_column = None

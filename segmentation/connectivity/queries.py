@@ -65,9 +65,9 @@ def synapses_of_many(ds: DatasetSynapses, graph, roots, side: str, at: datetime 
         for start in range(0, len(columns), SCAN_ROWS):
             budget.check()
             window = slice(start, start + SCAN_ROWS)
-            keep = alive(columns, None if deleted is None else deleted[window], None, at, window)
-            keep &= marked[(columns.pre_pos if side == "pre" else columns.post_pos)[window]]
-            found.append((columns.pre_pos[window][keep], columns.post_pos[window][keep], columns.size[window][keep]))
+            pre_pos, post_pos, sizes = _in_force(part, deleted, at, window)
+            keep = marked[pre_pos if side == "pre" else post_pos]
+            found.append((pre_pos[keep], post_pos[keep], sizes[keep]))
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     return tuple(np.concatenate(parts) for parts in zip(*found))
@@ -179,10 +179,15 @@ def matrix(
         ok = (a >= 0) & (b >= 0)
         cells = a[ok].astype(np.int64) * n_post + b[ok]
         picked = sizes[ok].astype(np.float64)
+        found = np.bincount(cells, minlength=len(counts))
+        counts[:] += found
         has = ~np.isnan(picked)
-        counts[:] += np.bincount(cells, minlength=len(counts))
-        sums[:] += np.bincount(cells[has], weights=picked[has], minlength=len(counts))
-        given[:] += np.bincount(cells[has], minlength=len(counts))
+        if has.all():  # every size given (the usual table): no second count
+            sums[:] += np.bincount(cells, weights=picked, minlength=len(counts))
+            given[:] += found
+        else:
+            sums[:] += np.bincount(cells[has], weights=picked[has], minlength=len(counts))
+            given[:] += np.bincount(cells[has], minlength=len(counts))
 
     distinct_pre = 1 + int((pre_roots[1:] != pre_roots[:-1]).sum()) if len(pre_roots) else 0  # sorted
     if distinct_pre <= MEMBER_PATH_ROOTS:
@@ -202,9 +207,7 @@ def matrix(
             for start in range(0, len(columns), SCAN_ROWS):
                 budget.check()
                 window = slice(start, start + SCAN_ROWS)
-                keep = alive(columns, None if deleted is None else deleted[window], None, at, window)
-                pre_pos, post_pos = columns.pre_pos[window][keep], columns.post_pos[window][keep]
-                sizes = columns.size[window][keep]
+                pre_pos, post_pos, sizes = _in_force(part, deleted, at, window)
                 paired = several[pre_pos] | several[post_pos]
                 single = ~paired
                 add_labelled(pre_label[pre_pos[single]], post_label[post_pos[single]], sizes[single])
@@ -212,6 +215,16 @@ def matrix(
                     add(pre_pos[paired], post_pos[paired], sizes[paired])
     shape = (n_pre, n_post)
     return Matrix(counts.reshape(shape), sums.reshape(shape), given.reshape(shape))
+
+
+def _in_force(part, deleted, at: datetime | None, window: slice):
+    """(pre positions, post positions, sizes) of the rows of ``window`` in force at ``at``; read
+    straight from the columns when no row was ever removed and "now" is asked."""
+    columns = part.columns
+    if deleted is None and at is None and part.none_removed():
+        return columns.pre_pos[window], columns.post_pos[window], columns.size[window]
+    keep = alive(columns, None if deleted is None else deleted[window], None, at, window)
+    return columns.pre_pos[window][keep], columns.post_pos[window][keep], columns.size[window][keep]
 
 
 def _several(roots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

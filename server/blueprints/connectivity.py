@@ -104,7 +104,7 @@ def import_synapses(dataset):
     scale = (1.0, 1.0, 1.0)
     if request.args.get("resolution"):
         scale = _resolution_scale(request.args["resolution"], found.voxel_resolution)
-    incoming = read_table(request.get_data(cache=False), fmt, scale)
+    incoming = read_table(request.get_data(cache=False), fmt, scale, max_rows=cap_of("rows"))
     report = synapses().add(found, incoming, auth.user_name(), origin=auth.origin(), budget=budget)
     return jsonify(report.to_json())
 
