@@ -270,6 +270,9 @@ def main() -> int:
             )
             report["worker_pss_mb"] = [round(smaps(pid)[1]) for pid in worker_pids(process.pid)]
             report["worker_rss_mb"] = [round(smaps(pid)[0]) for pid in worker_pids(process.pid)]
+            report["worker_private_mb"] = [round(smaps(pid)[2]) for pid in worker_pids(process.pid)]
+            snapshots = settings.home / "synapses"
+            report["snapshot_mb"] = round(sum(f.stat().st_size for f in snapshots.rglob("*.npy")) / 2**20)
         finally:
             process.terminate()
             process.wait(timeout=60)
