@@ -234,6 +234,9 @@ def test_bad_requests_are_clear_4xx_and_writes_need_the_admin_role(wired_server)
         ("/synapses", {"root_id": "5", "side": "up"}, "side"),
         ("/neurons/5/partners", {}, "not neuron root"),
         ("/neurons/5/partners", {"limit": "0"}, "limit"),
+        ("/neurons/0/partners", {}, "root id"),
+        (f"/neurons/{2**64}/partners", {}, "not an id"),
+        ("/neurons/5/partners", {"t": "yesterday"}, "timestamp"),
         ("/synapses/export", {"format": "xls"}, "format"),
     ):
         answer = requests.get(url + path, params=params)
