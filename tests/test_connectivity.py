@@ -134,6 +134,8 @@ def test_files_that_are_not_synapse_tables_are_clear_errors():
         (b"PAR1garbage", "cannot read"),
         (b"pre_pt_position,post_pt_position,pre_pt_supervoxel_id\n[1 1 1],[2 2 2],5\n", "both"),
         (b"pre_pt_position,post_pt_position\n1,2\n", "lists or strings"),
+        (b"\x89pre,post\n1,2\n", "not UTF-8"),  # found by the API fuzzer: was a 500
+        (b"pre_pt_position,post_pt_position\n[1 1 1],\xff\n", "lists or strings"),  # bytes: binary
     ):
         with pytest.raises(SynapseFileError, match=words):
             read_table(body)

@@ -74,7 +74,18 @@ def read_table(source, fmt: str | None = None, scale=(1.0, 1.0, 1.0), max_rows: 
     more rows, read from a Parquet file's footer before any column is (a few compressed bytes can
     claim a billion rows)."""
     table = _arrow_table(source, fmt, max_rows)
+    try:
+        return _columns_of(table, scale, max_rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, UnicodeDecodeError) as error:
+        raise SynapseFileError(f"a column cannot be read as a synapse table's: {str(error)[:300]}") from None
+
+
+def _columns_of(table: pa.Table, scale, max_rows: int | None) -> Incoming:
     n = table.num_rows
+    try:
+        table.column_names  # noqa: B018 — decoded here: a header that is not UTF-8 is the file's fault
+    except UnicodeDecodeError:
+        raise SynapseFileError("the column names are not UTF-8 text") from None
     if max_rows is not None and n > max_rows:
         raise SynapseTableTooLarge(f"the table has {n:,} rows, more than {max_rows:,} per request")
     names = {name.lower(): name for name in table.column_names}
