@@ -37,7 +37,7 @@ http {{
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
     upstream axonlink {{
-        server {upstream};
+{servers}
         keepalive 8;
     }}
     server {{
@@ -83,12 +83,33 @@ def _wait(url: str, process: subprocess.Popen, what: str, log) -> None:
 @contextmanager
 def axonlink_serve(settings, log_dir: Path, *flags: str):
     """``axonlink serve`` (1 worker) with ``flags``; yields its URL."""
+    with axonlink_node(settings.home, settings.database_url, log_dir, *flags) as node:
+        yield node.url
+
+
+class Node:
+    """A running ``axonlink serve``: its URL and its process (a test may kill it)."""
+
+    def __init__(self, url: str, process: subprocess.Popen):
+        self.url, self.process = url, process
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group: the node stops at once, mid-request."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@contextmanager
+def axonlink_node(home: Path, database_url: str, log_dir: Path, *flags: str, env: dict | None = None):
+    """``axonlink serve`` (1 worker unless ``flags`` say) with its own home; yields a :class:`Node`."""
     port = free_port()
     log = log_dir / f"serve-{port}.log"
-    env = {**os.environ, "AXONLINK_HOME": str(settings.home), "AXONLINK_DATABASE_URL": settings.database_url}
+    env = {**os.environ, "AXONLINK_HOME": str(home), "AXONLINK_DATABASE_URL": database_url, **(env or {})}
+    workers = () if "--workers" in flags else ("--workers", "1")
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--workers", "1", *flags],
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(port), *workers, *flags],
             env=env,
             cwd=ROOT,
             stdout=out,
@@ -98,7 +119,7 @@ def axonlink_serve(settings, log_dir: Path, *flags: str):
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(url + "/api/v1/datasets", process, "axonlink serve", lambda: log.read_text()[-3000:])
-        yield url
+        yield Node(url, process)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -110,8 +131,10 @@ def axonlink_serve(settings, log_dir: Path, *flags: str):
 
 
 @contextmanager
-def nginx_in_front(upstream: str, prefix: Path):
-    """Debian's nginx proxying to ``upstream`` with the accel-redirect location; yields its URL."""
+def nginx_in_front(upstream: str | list[str], prefix: Path):
+    """Debian's nginx proxying to ``upstream`` (one server, or several: nginx balances them round
+    robin, as docs/deploy.md sets up a lab's nodes) with the accel-redirect location; yields its URL."""
+    upstreams = [upstream] if isinstance(upstream, str) else list(upstream)
     prefix.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = prefix / "nginx.conf"
@@ -120,7 +143,7 @@ def nginx_in_front(upstream: str, prefix: Path):
             user="user root;" if os.geteuid() == 0 else "",  # its worker reads files the tests wrote
             prefix=prefix,
             port=port,
-            upstream=upstream.removeprefix("http://"),
+            servers="\n".join(f"        server {u.removeprefix('http://')};" for u in upstreams),
             accel_location=accel_location(),
         )
     )
