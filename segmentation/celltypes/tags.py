@@ -221,6 +221,11 @@ class TagIndex:
         self._derived[key] = value
         return value
 
+    def forget_kind(self, kind: str) -> None:
+        """Drop every remembered value of one kind (a caller that keeps only its newest large one)."""
+        for key in [k for k in self._derived if k[0] == kind]:
+            del self._derived[key]
+
     def alive_among(self, positions: np.ndarray, at: datetime | None) -> np.ndarray:
         """Mask over ``positions`` of the tags in force at ``at``."""
         if at is None:

@@ -15,7 +15,7 @@ from ..celltypes.search import neurons_of
 from ..celltypes.tags import CellTags
 from ..celltypes.vocabulary import Vocabulary
 
-CACHED_NEURONS = 200_000  # answers of neurons_of_types kept only up to this size
+CACHED_NEURONS = 200_000  # answers of neurons_of_types kept 16 at a time up to this size, one above it
 
 
 def typed_neurons(tags: CellTags, dataset: str, at: datetime | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -70,11 +70,14 @@ def neurons_of_types(
     pair_terms, pair_labels = np.array(pair_terms, np.int64), np.array(pair_labels, np.int64)
     index = tags.sync()
     key = ("types", dataset, _state(tags, dataset, at), pair_terms.tobytes(), pair_labels.tobytes())
-    cached = index.derived(key)
+    cached = index.derived(key) or index.derived(("large types", *key[1:]))
     if cached is None:
         cached = _labelled_neurons(tag_roots, terms, pair_terms, pair_labels)
         if len(cached[0]) <= CACHED_NEURONS:  # the index keeps 16 answers a kind: bound what they hold
             index.remember(key, cached)
+        else:  # a large answer (every neuron of a thousand types): only the newest one is kept
+            index.forget_kind("large types")
+            index.remember(("large types", *key[1:]), cached)
     return cached
 
 
