@@ -28,6 +28,16 @@ def engine_for(url: str) -> sa.Engine:
     return engine
 
 
+def next_number(connection, state) -> int:
+    """The next change number of a one-row ``state`` table (``id`` 1, ``last_seq``): its row lock
+    (the SQLite writer) is held until the caller commits, so writers of that log take turns."""
+    updated = connection.execute(sa.update(state).where(state.c.id == 1).values(last_seq=state.c.last_seq + 1)).rowcount
+    if not updated:
+        connection.execute(sa.insert(state).values(id=1, last_seq=1))
+        return 1
+    return int(connection.scalar(sa.select(state.c.last_seq).where(state.c.id == 1)))
+
+
 def dispose_engines_after_fork() -> None:
     """A forked worker must not reuse its parent's connections: start with empty pools."""
     for engine in _engines.values():

@@ -132,11 +132,7 @@ def cmd_synapses_export(args, settings):
     _, graph, synapses = _open(settings, args.dataset)
     at = _moment(args.at)
     held = synapses.of(args.dataset, graph)
-
-    class _All:
-        filters = ()
-
-    columns = synapse_table.table_columns(synapse_table.candidate_rows(held, graph, _All(), at), graph, at)
+    columns = synapse_table.table_columns(synapse_table.rows_in_force(held, at), graph, at)
     fmt = args.format or ("parquet" if (args.output or "").lower().endswith((".parquet", ".pq")) else "csv")
     if args.output:
         write_table(columns, args.output, fmt)

@@ -10,6 +10,7 @@ import os
 import socket
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -265,3 +266,33 @@ def synapse_csv(columns: dict) -> bytes:
             )
         )
     return ("\n".join(lines) + "\n").encode()
+
+
+@contextmanager
+def wired_synapse_server(settings, directory, count: int, seed: int = 11):
+    """Dataset ``wired`` (:func:`add_wired_dataset`) with ``count`` random synapses imported over HTTP
+    by a dataset admin, served live. The server carries ``labels``, ``columns`` (the synapses, in id
+    order from 1), ``settings``, ``admin`` and ``proofreader`` (tokens)."""
+    import requests
+
+    from segmentation.access import Accounts
+    from server import create_app
+    from server.runner import BackgroundServer
+
+    app = create_app(settings)
+    image = write_volume(
+        directory / "img", np.zeros((64, 48, 16), np.uint8), layer_type="image", encoding="raw", mips=1
+    )
+    labels = add_wired_dataset(settings.database_url, image, directory)
+    columns = random_synapses(labels, count, np.random.default_rng(seed))
+    with BackgroundServer(app) as server:
+        server.labels, server.columns, server.settings = labels, columns, settings
+        server.admin = Accounts(settings.database_url).role_token("boss", "wired", "admin", by="tests")
+        server.proofreader = proofreader_token(settings.database_url, "wired")
+        answer = requests.post(
+            f"{server.url}/api/v1/datasets/wired/synapses/import",
+            data=synapse_csv(columns),
+            headers={"Authorization": f"Bearer {server.admin}", "Content-Type": "text/csv"},
+        )
+        assert answer.status_code == 200 and answer.json()["added"] == count, answer.text
+        yield server

@@ -23,7 +23,9 @@ import requests
 
 from segmentation.graph.ids import supervoxel_ids
 from tests.browser import SCREENSHOTS, VIEWPORT, page_errors, wait_until
-from tests.helpers import add_wired_dataset, proofreader_token, random_synapses, synapse_csv, write_volume
+from tests.helpers import (
+    wired_synapse_server,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -35,28 +37,9 @@ PANELS = """[...document.querySelectorAll('.neuroglancer-rendered-data-panel')].
 
 @pytest.fixture
 def wired_server(settings, tmp_path, monkeypatch):
-    """Dataset ``wired`` (12 neurons of 8 supervoxels) with 300 random synapses imported over HTTP, served
-    live; ``server.proofreader`` is a proofreader's token (as tests/test_connectivity_http.py sets it up)."""
-    from segmentation.access import Accounts
-    from server import create_app
-    from server.runner import BackgroundServer
-
-    monkeypatch.setenv("HOME", str(tmp_path))
-    app = create_app(settings)
-    image = write_volume(tmp_path / "img", np.zeros((64, 48, 16), np.uint8), layer_type="image", encoding="raw", mips=1)
-    labels = add_wired_dataset(settings.database_url, image, tmp_path)
-    columns = random_synapses(labels, SYNAPSES, np.random.default_rng(11))
-    with BackgroundServer(app) as server:
-        server.labels, server.columns, server.settings = labels, columns, settings
-        server.admin = Accounts(settings.database_url).role_token("boss", "wired", "admin", by="tests")
-        server.proofreader = proofreader_token(settings.database_url, "wired")
-        answer = requests.post(
-            f"{server.url}/api/v1/datasets/wired/synapses/import",
-            data=synapse_csv(columns),
-            headers={"Authorization": f"Bearer {server.admin}", "Content-Type": "text/csv"},
-        )
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["added"] == SYNAPSES
+    """Dataset ``wired`` with SYNAPSES random synapses imported over HTTP, served live (tests/helpers.py)."""
+    monkeypatch.setenv("HOME", str(tmp_path))  # caveclient writes its caches under ~
+    with wired_synapse_server(settings, tmp_path, SYNAPSES) as server:
         yield server
 
 

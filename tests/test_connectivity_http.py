@@ -17,33 +17,22 @@ import pytest
 import requests
 
 from segmentation.graph.ids import supervoxel_ids
-from tests.helpers import add_wired_dataset, proofreader_token, random_synapses, synapse_csv, write_volume
+from tests.helpers import (
+    add_wired_dataset,
+    random_synapses,
+    synapse_csv,
+    wired_synapse_server,
+    write_volume,
+)
 
 caveclient = pytest.importorskip("caveclient")
 
 
 @pytest.fixture
 def wired_server(settings, tmp_path, monkeypatch):
-    from segmentation.access import Accounts
-    from server import create_app
-    from server.runner import BackgroundServer
-
+    """Dataset ``wired`` with 300 random synapses imported over HTTP, served live (tests/helpers.py)."""
     monkeypatch.setenv("HOME", str(tmp_path))  # caveclient writes its caches under ~
-    app = create_app(settings)
-    image = write_volume(tmp_path / "img", np.zeros((64, 48, 16), np.uint8), layer_type="image", encoding="raw", mips=1)
-    labels = add_wired_dataset(settings.database_url, image, tmp_path)
-    columns = random_synapses(labels, 300, np.random.default_rng(11))
-    with BackgroundServer(app) as server:
-        server.labels, server.columns, server.settings = labels, columns, settings
-        server.admin = Accounts(settings.database_url).role_token("boss", "wired", "admin", by="tests")
-        server.proofreader = proofreader_token(settings.database_url, "wired")
-        answer = requests.post(
-            f"{server.url}/api/v1/datasets/wired/synapses/import",
-            data=synapse_csv(columns),
-            headers={"Authorization": f"Bearer {server.admin}", "Content-Type": "text/csv"},
-        )
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["added"] == 300
+    with wired_synapse_server(settings, tmp_path, 300) as server:
         yield server
 
 

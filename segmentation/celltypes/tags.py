@@ -20,7 +20,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from ..access import audit
-from ..db import engine_for
+from ..db import engine_for, next_number
 from ..errors import Invalid, NotFound
 from ..graph.points import OnBackground, PointOutsideVolume, supervoxel_at_voxel
 from ..models import MAX_ROW_ID, CellTagPurgeRow, CellTagRow, CellTagStateRow, DatasetRow
@@ -260,12 +260,7 @@ class TagIndex:
 
 def next_change(connection) -> int:
     """Take the tag write lock (row lock / SQLite writer) and hand out the next change number."""
-    state = CellTagStateRow.__table__
-    updated = connection.execute(sa.update(state).where(state.c.id == 1).values(last_seq=state.c.last_seq + 1)).rowcount
-    if not updated:
-        connection.execute(sa.insert(state).values(id=1, last_seq=1))
-        return 1
-    return int(connection.scalar(sa.select(state.c.last_seq).where(state.c.id == 1)))
+    return next_number(connection, CellTagStateRow.__table__)
 
 
 def purge_dataset(connection, dataset_id: int, name: str) -> int:

@@ -67,9 +67,14 @@ def candidate_rows(ds: DatasetSynapses, graph, query: Query, rows_at: datetime |
         side = min(named, key=lambda s: len(named[s]))  # the side naming fewer neurons
         roots = [r for r in named[side] if r > 0 and graph.is_root(r)]
         return synapses_of(ds, graph, roots, side, rows_at) if roots else Columns.empty()
+    return rows_in_force(ds, rows_at)
+
+
+def rows_in_force(ds: DatasetSynapses, at: datetime | None) -> Columns:
+    """Every synapse in force at ``at`` (an export: the caller bounds how many)."""
     found = []
     for part, deleted in ds.parts():
-        keep = np.flatnonzero(alive(part.columns, deleted, None, rows_at))
+        keep = np.flatnonzero(alive(part.columns, deleted, None, at))
         found.append(part.columns.take(keep))
     return Columns.concat(found)
 

@@ -113,7 +113,7 @@ def _columns_of(table: pa.Table, scale, max_rows: int | None) -> Incoming:
         else:
             bad |= ~inside
         points[point] = scaled.astype(np.int64)
-    size = _numbers(table, names, ("size",), np.float64, nan_for_null=True)
+    size = _numbers(table, names, ("size",), np.float64)
     ids = _numbers(table, names, ("id",), np.float64)
     pre_sv = _ids(table, names, ("pre_pt_supervoxel_id", "pre_supervoxel_id"))
     post_sv = _ids(table, names, ("post_pt_supervoxel_id", "post_supervoxel_id"))
@@ -224,7 +224,7 @@ def _as_float(array) -> np.ndarray:
     return pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
 
 
-def _numbers(table, names, candidates, dtype, nan_for_null=False) -> np.ndarray | None:
+def _numbers(table, names, candidates, dtype) -> np.ndarray | None:
     column = _column(table, names, candidates)
     if column is None:
         return None

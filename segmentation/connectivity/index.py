@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -211,16 +211,12 @@ class DatasetSynapses:
 
     def all_columns(self) -> Columns:
         """Every row held here (removed ones too, with when), in id order: a new snapshot's start."""
-        parts = []
-        for part, deleted in self.parts():
-            if not len(part.columns):
-                continue
-            columns = part.columns
-            if deleted is not None:
-                columns = Columns.concat([columns.take(slice(None)), Columns.empty()])
-                columns.deleted = deleted
-            parts.append(columns)
-        merged = Columns.concat(parts) if len(parts) != 1 else parts[0].take(slice(None))
+        parts = [
+            part.columns if deleted is None else replace(part.columns, deleted=deleted)
+            for part, deleted in self.parts()
+            if len(part.columns)
+        ]
+        merged = Columns.concat(parts)
         return merged.take(np.argsort(merged.ids, kind="stable")) if len(parts) > 1 else merged
 
     def count(self, at: datetime | None = None) -> int:

@@ -60,14 +60,9 @@ def synapses_of_many(ds: DatasetSynapses, graph, roots, side: str, at: datetime 
     dense, every = _dense_roots(ds, graph, at)
     marked = _label_of_positions(dense, every, roots, np.zeros(len(roots), dtype=np.int64)) >= 0
     found = []
-    for part, deleted in ds.parts():
-        columns = part.columns
-        for start in range(0, len(columns), SCAN_ROWS):
-            budget.check()
-            window = slice(start, start + SCAN_ROWS)
-            pre_pos, post_pos, sizes = _in_force(part, deleted, at, window)
-            keep = marked[pre_pos if side == "pre" else post_pos]
-            found.append((pre_pos[keep], post_pos[keep], sizes[keep]))
+    for pre_pos, post_pos, sizes in _scan(ds, at):
+        keep = marked[pre_pos if side == "pre" else post_pos]
+        found.append((pre_pos[keep], post_pos[keep], sizes[keep]))
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     return tuple(np.concatenate(parts) for parts in zip(*found))
@@ -202,19 +197,23 @@ def matrix(
         post_label = _label_of_positions(dense, roots, post_roots, post_codes)
         several = _label_of_positions(dense, roots, *_several(pre_roots)) >= 0
         several |= _label_of_positions(dense, roots, *_several(post_roots)) >= 0  # pre or post side
-        for part, deleted in ds.parts():
-            columns = part.columns
-            for start in range(0, len(columns), SCAN_ROWS):
-                budget.check()
-                window = slice(start, start + SCAN_ROWS)
-                pre_pos, post_pos, sizes = _in_force(part, deleted, at, window)
-                paired = several[pre_pos] | several[post_pos]
-                single = ~paired
-                add_labelled(pre_label[pre_pos[single]], post_label[post_pos[single]], sizes[single])
-                if paired.any():
-                    add(pre_pos[paired], post_pos[paired], sizes[paired])
+        for pre_pos, post_pos, sizes in _scan(ds, at):
+            paired = several[pre_pos] | several[post_pos]
+            single = ~paired
+            add_labelled(pre_label[pre_pos[single]], post_label[post_pos[single]], sizes[single])
+            if paired.any():
+                add(pre_pos[paired], post_pos[paired], sizes[paired])
     shape = (n_pre, n_post)
     return Matrix(counts.reshape(shape), sums.reshape(shape), given.reshape(shape))
+
+
+def _scan(ds: DatasetSynapses, at: datetime | None):
+    """(pre positions, post positions, sizes) of every synapse in force at ``at``, a chunk of
+    :data:`SCAN_ROWS` rows at a time (memory bounded by the chunk; the time budget checked each)."""
+    for part, deleted in ds.parts():
+        for start in range(0, len(part.columns), SCAN_ROWS):
+            budget.check()
+            yield _in_force(part, deleted, at, slice(start, start + SCAN_ROWS))
 
 
 def _in_force(part, deleted, at: datetime | None, window: slice):

@@ -12,6 +12,7 @@ import itertools
 import numpy as np
 import sqlalchemy as sa
 
+from ..db import next_number
 from ..models import SynapseRow, SynapseStateRow
 from .columns import MISSING_XYZ, NOT_DELETED, Columns
 
@@ -60,12 +61,7 @@ _READ_DTYPE = np.dtype(
 
 def next_change(connection) -> int:
     """Take the synapse write lock (row lock / SQLite writer) and hand out the next change number."""
-    state = SynapseStateRow.__table__
-    updated = connection.execute(sa.update(state).where(state.c.id == 1).values(last_seq=state.c.last_seq + 1)).rowcount
-    if not updated:
-        connection.execute(sa.insert(state).values(id=1, last_seq=1))
-        return 1
-    return int(connection.scalar(sa.select(state.c.last_seq).where(state.c.id == 1)))
+    return next_number(connection, SynapseStateRow.__table__)
 
 
 def last_change(connection) -> int:

@@ -176,16 +176,9 @@ def export_synapses(dataset):
             f"{total:,} synapses are more than {cap_of('rows'):,} per HTTP export: "
             f"`axonlink synapses export {dataset}` writes any number"
         )
-    rows = synapse_table.candidate_rows(held, graph, _NO_FILTERS, at)
+    rows = synapse_table.rows_in_force(held, at)
     fmt = request.args.get("format", "csv")
     return _table_answer(synapse_table.table_columns(rows, graph, at), fmt, f"{dataset}-synapses")
-
-
-class _NoFilters:
-    filters = ()
-
-
-_NO_FILTERS = _NoFilters()
 
 
 def neuron_partners(dataset, root_id):
