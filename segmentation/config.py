@@ -2,15 +2,16 @@
 
 Settings come from flags first, then the environment (``AXONLINK_HOME``,
 ``AXONLINK_DATABASE_URL``, ``AXONLINK_MAX_STATE_BYTES``, ``AXONLINK_ANONYMOUS_ROLE``,
-``AXONLINK_ALLOWED_HOSTS``, ``AXONLINK_PUBLIC_URL``), then defaults that need nothing installed: a data
-directory ``./axonlink-data`` and a SQLite file inside it, answering only to loopback host names.
+``AXONLINK_ALLOWED_HOSTS``, ``AXONLINK_PUBLIC_URL``, ``AXONLINK_METRICS_TOKEN`` …), then defaults
+that need nothing installed: a data directory ``./axonlink-data`` and a SQLite file inside it,
+answering only to loopback host names.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_HOME = "axonlink-data"
@@ -46,6 +47,9 @@ class Settings:
     # serves local files itself; stored chunks and fragments asked through a trusted proxy are answered
     # with "X-Accel-Redirect: <prefix><file path>" after the access check (docs/deploy.md)
     accel_redirect: str = ""
+    # AXONLINK_METRICS_TOKEN: the token Prometheus sends (Authorization: Bearer) to scrape /metrics; it
+    # opens nothing else. Unset, /metrics answers site admins and requests made on this machine itself
+    metrics_token: str = field(default="", repr=False)
 
     @classmethod
     def load(
@@ -90,6 +94,7 @@ class Settings:
             request_budget_seconds=budget,
             trusted_proxies=_proxies(trusted_proxies),
             accel_redirect=_accel_prefix(accel_redirect),
+            metrics_token=_metrics_token(),
         )
 
     @property
@@ -103,6 +108,19 @@ def _accel_prefix(given: str | None) -> str:
     if prefix and (not prefix.startswith("/") or not re.fullmatch(r"[A-Za-z0-9._/-]+", prefix)):
         raise ValueError(f"the accel-redirect prefix must be a plain path like /_axonlink_files, not {prefix!r}")
     return prefix
+
+
+MIN_METRICS_TOKEN = 16
+
+
+def _metrics_token() -> str:
+    token = (os.environ.get("AXONLINK_METRICS_TOKEN") or "").strip()
+    if token and (len(token) < MIN_METRICS_TOKEN or not re.fullmatch(r"[!-~]+", token)):
+        raise ValueError(
+            f"AXONLINK_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN} visible ASCII characters "
+            "without spaces (e.g. the output of `openssl rand -hex 24`)"
+        )
+    return token
 
 
 def _proxies(given) -> tuple[str, ...]:

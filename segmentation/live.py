@@ -28,6 +28,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
 
 import fastremap
@@ -46,13 +47,29 @@ from .storage import CorruptStoredData, LayerStore
 _MANIFEST = re.compile(r"^(\d+):0$")
 _CACHE_ENTRIES = int(os.environ.get("AXONLINK_LIVE_CACHE_CHUNKS", "1024"))  # 0 disables the chunk cache
 CONFIRMED_KEYS = 65536  # chunks remembered as current until the next edit (a bound on a set of names)
+#: ``count(cache, hit)``: told of each chunk looked up, in memory ("live_chunks") and, after a miss
+#: there, in the files shared with the machine's other processes ("live_chunks_shared"); the server
+#: counts them for Prometheus (server.metrics), this module only says what happened.
+CacheCount = Callable[[str, bool], None]
+
+
+def _uncounted(cache: str, hit: bool) -> None:
+    pass
 
 
 class LiveSegmentation:
     """One segmentation layer of a dataset with a graph, as root ids (now or then) or supervoxel ids."""
 
-    def __init__(self, layer_url: str, store: LayerStore, graph: Graph, shared: SharedChunks | None = None):
+    def __init__(
+        self,
+        layer_url: str,
+        store: LayerStore,
+        graph: Graph,
+        shared: SharedChunks | None = None,
+        count: CacheCount | None = None,
+    ):
         self.layer_url = layer_url
+        self._count = count or _uncounted
         self.store = store
         self.graph = graph
         self.stored_info = json.loads(store.get("info").decoded())
@@ -116,10 +133,13 @@ class LiveSegmentation:
         if entry is not None:
             version, sv_index, encoded, packed = entry
             if not now or self._still_current(cache_key, version, sv_index):
+                self._count("live_chunks", True)
                 self._remember(cache_key, entry)
                 return version, _gzipped(packed, encoded) if gzipped else encoded
+        self._count("live_chunks", False)
         if now and self.shared is not None:
             entry = self._shared_entry(key)
+            self._count("live_chunks_shared", entry is not None)
             if entry is not None:
                 self._remember(key, entry)
                 version, _, encoded, packed = entry
@@ -174,7 +194,8 @@ class LiveSegmentation:
             return None
         version, sv_index, encoded, packed = entry
         if not self._still_current(key, version, sv_index):
-            return None
+            return None  # not counted: chunk() looks again, and counts
+        self._count("live_chunks", True)
         self._remember(key, entry)
         return version, _gzipped(packed, encoded) if gzipped else encoded
 
@@ -201,6 +222,7 @@ class LiveSegmentation:
         cache_key = ("supervoxels", key)
         with self._lock:
             entry = self._cache.get(cache_key)
+        self._count("live_chunks", entry is not None)
         if entry is None:
             computed = self._compute_chunk(key, lambda unique: (None, as_supervoxel_ids(unique)))
             if computed is None:
@@ -334,9 +356,10 @@ class LiveViews:
     """The live views of one database's segmentation layers, kept by whoever serves them (the
     server's workspace): one per layer, rebuilt when its graph or its store is replaced."""
 
-    def __init__(self, graphs, shared: SharedChunks | None = None):
+    def __init__(self, graphs, shared: SharedChunks | None = None, count: CacheCount | None = None):
         self.graphs = graphs  # a segmentation.graph.registry.Graphs
         self.shared = shared  # chunk files shared with the other processes of this machine, or None
+        self.count = count  # told of each chunk cache lookup (CacheCount), or None
         self._views: dict[tuple[str, str], LiveSegmentation] = {}
 
     def view(self, dataset: str, layer, store: LayerStore) -> LiveSegmentation | None:
@@ -364,7 +387,7 @@ class LiveViews:
         key = (dataset, layer.name)
         view = self._views.get(key)
         if view is None or view.graph is not graph or view.store is not store:
-            view = self._views[key] = LiveSegmentation(layer.url, store, graph, self.shared)
+            view = self._views[key] = LiveSegmentation(layer.url, store, graph, self.shared, self.count)
         return view
 
 

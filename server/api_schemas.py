@@ -629,6 +629,7 @@ MEDIA: dict[str, str] = {
     "client_file": "application/octet-stream",
     "api_asset": "text/javascript",
     "viewer_config": "text/javascript",
+    "metrics": "text/plain",
     "export_tags": "text/csv",
     "export_synapses": "text/csv",
     "synapse_annotations": "application/octet-stream",

@@ -9,7 +9,7 @@ from flask import Flask, request
 from segmentation import budget, db
 from segmentation.config import Settings
 
-from . import auth, caching, endpoints, errors, hosts, rate_limits, request_log, workspace
+from . import auth, caching, endpoints, errors, hosts, metrics, rate_limits, request_log, workspace
 from .blueprints import (
     access,
     celltypes,
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, *, upgrade_db: bool = True) -> 
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_state_bytes, MAX_BODY_BYTES)
     workspace.install(app, settings)  # the one object views find services through
     request_log.install(app)  # first: every request gets an id and a log line, refused ones too
+    metrics.install(app)  # … and is counted (the fast path counts its own answers)
     errors.install(app)
 
     fast = FastPath(app.wsgi_app, app, CORS_HEADERS)  # stored chunks of public datasets, asked anonymously

@@ -17,9 +17,19 @@ An unknown dataset and a private one the caller may not see are the same
 thing to the caller: both are refused here, with the same 404 and the same
 work (the visibility of every dataset is cached per process), before any view
 runs.
+
+Routes for whoever runs the server (``operator``: ``/metrics``) take a site admin's token, or
+the scrape token ``AXONLINK_METRICS_TOKEN``: a machine's credential, not a user's, recognised on
+those routes only (anywhere else it is an unknown token, 401). With no scrape token set, a request
+made on this machine (a loopback peer) that no proxy forwarded (no ``X-Forwarded-For``,
+``Forwarded`` or ``X-Real-IP``) is let in too, so a Prometheus beside the server needs no set-up;
+setting the token ends that, for a machine shared with people who should not read the metrics.
 """
 
 from __future__ import annotations
+
+import hmac
+import ipaddress
 
 from flask import current_app, g, request
 
@@ -42,6 +52,7 @@ COOKIE = "axonlink_token"
 CAVE_COOKIE = "middle_auth_token"  # caveclient sends its token in this cookie too
 COOKIE_MAX_AGE = 30 * 24 * 3600
 NEEDED_ROLE = {"view": "viewer", "edit": "proofreader", "admin": "admin"}
+FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 BODY_TYPES = {"json": "application/json", "csv": "text/csv", "binary": "application/octet-stream"}
 
@@ -129,6 +140,9 @@ def _authenticate():
     if token is None:
         g.principal = anonymous()
         return None
+    if source == "header" and _is_scrape_token(token):
+        g.principal, g.scraper = anonymous(), True  # a machine, not a user: it opens operator routes only
+        return None
     try:
         g.principal = accounts().authenticate(token)
     except InvalidToken:
@@ -165,8 +179,42 @@ def _refuse_cross_site():
         raise WrongContentType(f"this route takes a {wanted} body (Content-Type: {wanted})")
 
 
+def _is_scrape_token(token: str) -> bool:
+    """Whether ``token`` is the scrape token, sent to an operator route (compared in constant time)."""
+    expected = current_app.config["AXONLINK_SETTINGS"].metrics_token
+    if not expected:
+        return False
+    spec = _spec()
+    return spec is not None and spec.access == "operator" and hmac.compare_digest(token.encode(), expected.encode())
+
+
+def _from_this_machine() -> bool:
+    """A loopback peer, and no proxy says it forwarded the request for someone else."""
+    if any(name in request.headers for name in FORWARDING_HEADERS):
+        return False
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def _require_operator() -> None:
+    """The scrape token, a site admin, or (no scrape token set) a request made on this machine."""
+    if g.get("scraper") or principal().site_admin:
+        return
+    if not current_app.config["AXONLINK_SETTINGS"].metrics_token and _from_this_machine():
+        return
+    if not principal().authenticated:
+        raise SignInRequired("this needs a site admin's token or the scrape token (Authorization: Bearer <token>)")
+    raise Forbidden(f"user {principal().name!r} is not a site admin")
+
+
 def _authorize():
     spec = _spec()
+    if spec is not None and spec.access == "operator":
+        return _require_operator()
     if spec is None or spec.access not in NEEDED_ROLE:
         return None
     value = (request.view_args or {}).get(spec.dataset_parameter)

@@ -10,7 +10,10 @@ Each route also says who may call it (``access``), checked before the view runs
 - ``view``  the viewer role on the dataset (anyone, for a public dataset);
 - ``edit``  the proofreader role; ``admin`` the admin role;
 - ``own``   the view checks for itself (lists filtered to what the caller may see,
-  states and tags whose dataset is found from the stored row).
+  states and tags whose dataset is found from the stored row);
+- ``operator`` whoever runs the server: a site admin, or the scrape token
+  ``AXONLINK_METRICS_TOKEN``; with no scrape token set, also a request made on this machine
+  that no proxy forwarded (Prometheus beside the server needs no token).
 
 Left out, ``access`` is ``view`` when the path names a dataset, else ``open``.
 
@@ -30,7 +33,7 @@ from segmentation.celltypes.materialize import MAX_FILTER_VALUES, MAX_REGEX_LENG
 from segmentation.celltypes.search import MAX_PER_PAGE
 from state_links.codec import MAX_STATE_LAYERS, MAX_STATE_SEGMENTS
 
-ACCESS_LEVELS = ("open", "view", "edit", "admin", "own")
+ACCESS_LEVELS = ("open", "view", "edit", "admin", "own", "operator")
 # path parameters that name a dataset (``dataset_ref`` may carry ``@moment``)
 DATASET_PARAMETERS = ("dataset_ref", "name", "table", "dataset", "datastack")
 _PARAMETER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
@@ -120,6 +123,17 @@ META = {
         "GET", "/api", "This API as a page to read and try (Swagger UI, bundled: no CDN).", personal=True
     ),
     "api_asset": route("GET", "/api/assets/<asset>", "Swagger UI's script and style sheet, for /api."),
+    "metrics": route(
+        "GET",
+        "/metrics",
+        "Prometheus metrics (text format 0.0.4), summed over the server's worker processes: requests by "
+        "route, method and status, latency by route, graph edits committed and refused, cache hits and "
+        "misses. For a site admin's token, or the scrape token AXONLINK_METRICS_TOKEN (Authorization: "
+        "Bearer; Prometheus's authorization.credentials_file); with no scrape token set, also for requests "
+        "made on the server's own machine that no proxy forwarded.",
+        access="operator",
+        personal=True,
+    ),
 }
 
 VIEWER = {

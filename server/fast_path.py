@@ -33,7 +33,8 @@ otherwise (or on any doubt or error) Flask answers:
 
 What Flask does for these requests and this path does too: the request id (the caller's when
 well formed), CORS headers, the ETag, gzip as stored when the client takes it (else inflated),
-and the request's log line. Rate limits do not apply to reads, so there is none to skip.
+the request's log line, and its count and time for Prometheus (``server.metrics``). Rate limits
+do not apply to reads, so there is none to skip.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from segmentation.graph.ids import is_supervoxel
 from segmentation.meshes import MESH_DIR
 from segmentation.storage import FileLayerStore, InvalidKey, validate_key
 
-from . import request_log
+from . import metrics, request_log
 from .blueprints.data import IMMUTABLE
 from .caching import private_cache_control, vary_on_caller
 from .workspace import EXTENSION
@@ -65,6 +66,8 @@ _FRAGMENT_PATH = re.compile(rf"^/data/([^/@]{{1,256}})@supervoxels/([^/]{{1,256}
 _STATE_PATH = re.compile(r"^/api/v1/states/([A-Za-z0-9_-]{1,64})$")
 _MANIFEST_PATH = re.compile(r"^/meshing/api/v1/table/([^/@]{1,256})/manifest/(\d{1,20}):0$")
 MANIFEST_ROUTE = "/meshing/api/v1/table/<table>/manifest/<node_spec>"
+# the routes' names in server.endpoints: what a request is counted under (server.metrics)
+ENDPOINTS = {ROUTE: "layer_file", STATE_ROUTE: "get_state", MANIFEST_ROUTE: "mesh_manifest"}
 #: How long a state's datasets, read by Flask, are trusted here without reading them again (a state
 #: tied to one more dataset meanwhile, by another process, shows to anonymous callers this long more).
 STATE_HEAD_SECONDS = 10.0
@@ -302,7 +305,8 @@ class FastPath:
         generation = meshes.of_roots
         fragments = meshes.cached_manifest(node) if generation is not None else None
         if fragments is None:
-            return None
+            return None  # Flask's view looks again, and counts the miss
+        metrics.count_cache("mesh_manifests", True)
         headers = [
             ("Content-Type", "application/json"),
             ("ETag", f'"manifest-{node}-g{generation.number}"'),
@@ -367,13 +371,15 @@ class FastPath:
         given = environ.get("HTTP_X_REQUEST_ID", "")
         ident = given if request_log.well_formed(given) else request_log.new_request_id()
         headers.append((request_log.HEADER, ident))
+        code, seconds = int(status[:3]), time.perf_counter() - answering.started
+        metrics.observe_request(ENDPOINTS[route], "GET", code, seconds)
         request_log.log_line(
             "GET",
             route,
-            int(status[:3]),
+            code,
             lambda: {
-                "status": int(status[:3]),
-                "ms": round((time.perf_counter() - answering.started) * 1000, 1),
+                "status": code,
+                "ms": round(seconds * 1000, 1),
                 "bytes": len(body),
                 "dataset": answering.dataset,
                 "user": answering.user,

@@ -134,6 +134,7 @@ def serve_forever(
     """
     from gunicorn.app.base import BaseApplication
 
+    from . import metrics
     from .app import MAX_BODY_BYTES
     from .worker import ConnectionLimits
 
@@ -143,6 +144,9 @@ def serve_forever(
         **{name: value for name, value in given.items() if value is not None},
     )
     connections = worker_connections(raise_open_file_limit())
+    served = getattr(app, "config", {}).get("AXONLINK_SETTINGS")
+    if served is not None:  # before the workers fork: a scrape answered by any of them shows them all
+        metrics.use_multiprocess(served.home)
 
     class Application(BaseApplication):
         connection_limits = limits  # read by each worker (gunicorn hands it this application)
@@ -158,6 +162,8 @@ def serve_forever(
                 "preload_app": True,
                 "accesslog": None,  # axonlink.requests logs each request (server/request_log.py)
                 "post_fork": lambda _server, _worker: after_fork(app),
+                "child_exit": lambda _server, worker: metrics.worker_exited(worker.pid),
+                "on_exit": lambda _server: metrics.server_stopped(),
                 "when_ready": lambda _server: on_ready and on_ready(f"http://{host}:{port}"),
                 "graceful_timeout": 2,
             }

@@ -94,11 +94,14 @@ class Workspace:
     def live_views(self):
         """One live view per supervoxel layer (its chunk cache: AXONLINK_LIVE_CACHE_CHUNKS chunks; "now"
         chunks shared with this machine's other server processes under ``<home>/live-chunks``, at most
-        AXONLINK_LIVE_SHARED_MB)."""
+        AXONLINK_LIVE_SHARED_MB); their hits and misses counted for Prometheus)."""
         from segmentation.live import LiveViews
         from segmentation.live_shared import FOLDER, SharedChunks, configured_bytes
 
-        return LiveViews(self.graphs, SharedChunks(self.settings.home / FOLDER, configured_bytes()))
+        from . import metrics
+
+        shared = SharedChunks(self.settings.home / FOLDER, configured_bytes())
+        return LiveViews(self.graphs, shared, count=metrics.count_cache)
 
     def dataset(self, name: str):
         """The dataset named ``name`` (DatasetNotFound), as read in the last second: a merge needs it

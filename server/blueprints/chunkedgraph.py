@@ -22,7 +22,7 @@ from segmentation.graph import Graph, GraphError
 from segmentation.graph.ids import is_supervoxel
 from segmentation.graph.points import supervoxels_near
 
-from .. import auth, endpoints, hosts, request_input
+from .. import auth, endpoints, hosts, metrics, request_input
 from ..request_input import BadInput, TooLarge, capped, json_body, json_object, parse_json
 from . import dataset_named, graph_for, meshes_of, segment_properties_of, synapses
 
@@ -102,9 +102,12 @@ def voxel_coords(table: str, points) -> list[list[float]]:
     return (np.asarray([p[1:] for p in points], dtype=float) / resolution).tolist()
 
 
-def operation_answer(table: str, graph: Graph, result):
-    """An edit's answer. After a cut (a split, or undoing a merge: several new roots) the fragments of
-    the chunks it cut start being made at once; a merge needs none (its manifest joins stored ones)."""
+def operation_answer(table: str, graph: Graph, kind: str, result):
+    """An edit of ``kind`` the graph has committed: counted (``server.metrics``; edits refused are
+    counted by their answer's status), and answered. After a cut (a split, or undoing a merge: several
+    new roots) the fragments of the chunks it cut start being made at once; a merge needs none (its
+    manifest joins stored ones)."""
+    metrics.count_edit(kind)
     if len(result.new_root_ids) > 1:
         meshes_of(table).prepare(result.new_root_ids, graph.leaves)
     return jsonify(
@@ -413,7 +416,7 @@ def cg_merge(table):
     a, b = (resolve_point(graph, table, item, "merge point") for item in body)
     source, sink = ([point] for point in voxel_coords(table, body))
     return operation_answer(
-        table, graph, graph.merge(a, b, auth.user_name(), coords=(source, sink), origin=auth.origin())
+        table, graph, "merge", graph.merge(a, b, auth.user_name(), coords=(source, sink), origin=auth.origin())
     )
 
 
@@ -435,7 +438,7 @@ def cg_split(table):
     graph = graph_for(table)
     sources, sinks, coords = _split_points(graph, table)
     return operation_answer(
-        table, graph, graph.split(sources, sinks, auth.user_name(), coords=coords, origin=auth.origin())
+        table, graph, "split", graph.split(sources, sinks, auth.user_name(), coords=coords, origin=auth.origin())
     )
 
 
@@ -469,7 +472,7 @@ def _undo_redo(table, kind):
         op_id = int(body["operation_id"])
     except (TypeError, ValueError, OverflowError):
         raise BadRequest("operation_id must be an integer") from None
-    return operation_answer(table, graph, getattr(graph, kind)(op_id, auth.user_name(), origin=auth.origin()))
+    return operation_answer(table, graph, kind, getattr(graph, kind)(op_id, auth.user_name(), origin=auth.origin()))
 
 
 # ---- info service ------------------------------------------------------------

@@ -19,7 +19,7 @@ from flask import Blueprint, jsonify, request
 from segmentation.graph import GraphError
 from segmentation.graph.ids import is_supervoxel
 
-from .. import endpoints
+from .. import endpoints, metrics
 from ..errors import json_error
 from . import graph_for, meshes_of
 
@@ -45,6 +45,8 @@ def mesh_manifest(table, node_spec):
     else:  # until a new meshing run is published, or its quick twins are replaced
         # (the graphene source never asks for a supervoxel's meshes)
         fragments = [] if is_supervoxel(node) else built_in.cached_manifest(node)
+        if not is_supervoxel(node):
+            metrics.count_cache("mesh_manifests", fragments is not None)
         if fragments is None:
             try:
                 fragments, settled = built_in.manifest_state(node, graph.leaves(node))

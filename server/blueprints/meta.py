@@ -1,15 +1,15 @@
-"""The OpenAPI document, generated from :mod:`server.endpoints`."""
+"""The OpenAPI document, generated from :mod:`server.endpoints`; the API page; Prometheus's metrics."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from flask import Blueprint, jsonify, render_template, send_file
+from flask import Blueprint, Response, jsonify, render_template, send_file
 
 from segmentation.errors import NotFound
 
-from .. import api_schemas, endpoints, rate_limits
+from .. import api_schemas, endpoints, metrics, rate_limits
 from ..auth import BODY_TYPES
 
 blueprint = Blueprint("meta", __name__)
@@ -22,6 +22,8 @@ _ACCESS_TEXT = {
     "edit": "The proofreader role on the dataset: 401 without a token, 403 with too low a role.",
     "admin": "The admin role on the dataset: 401 without a token, 403 with too low a role.",
     "own": "Answers only with what the caller may see (private datasets of others are left out or 404).",
+    "operator": "A site admin's token, or the scrape token AXONLINK_METRICS_TOKEN; with no scrape token set, "
+    "also a request made on the server's machine that no proxy forwarded. 401 without a token, 403 otherwise.",
 }
 
 
@@ -144,4 +146,14 @@ def api_asset(asset: str):
     return response
 
 
-endpoints.register(blueprint, endpoints.META, {"openapi": openapi, "api_page": api_page, "api_asset": api_asset})
+def scrape():
+    """What Prometheus scrapes (the access check ran before: ``operator``); never kept by any cache,
+    since every scrape must count anew."""
+    return Response(metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE, "Cache-Control": "no-store"})
+
+
+endpoints.register(
+    blueprint,
+    endpoints.META,
+    {"openapi": openapi, "api_page": api_page, "api_asset": api_asset, "metrics": scrape},
+)
