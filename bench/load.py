@@ -145,7 +145,6 @@ def check(url: str, settings, acknowledged: list[int]) -> list[str]:
     lost = set(acknowledged) - set(seqs)  # operation ids are the dataset's sequence numbers
     if lost:
         problems.append(f"{len(lost)} acknowledged edits are not in the log")
-    Graph.forget(settings.database_url, "demo")
     graph = Graph.open(settings.database_url, "demo")
     svs = [int(s) for s in graph.index.sv_ids]
     served = json.loads(_post(url, "/segmentation/api/v1/table/demo/roots", json.dumps({"node_ids": svs}).encode()))
