@@ -72,6 +72,9 @@ def alembic_config(url: str):
     return config
 
 
+MIGRATION_LOCK = 0x61786F6E6C696E6B  # "axonlink": the advisory lock migrations hold on PostgreSQL
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply every migration up to ``revision`` (idempotent). A database already at the newest
     revision is recognised with one query, without loading Alembic and its migration scripts
@@ -82,6 +85,10 @@ def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
 
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Several nodes started at once on an older schema would each run the migrations (Alembic
+            # takes no lock): the first to get this lock migrates, the others then find it done.
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config = alembic_config(url)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

@@ -82,6 +82,24 @@ def test_migrations_match_the_models(settings):
     assert db.current_revision(settings.database_url) == db.head_revision() == "0013"
 
 
+def test_nodes_started_at_once_on_an_empty_postgresql_schema_all_migrate_it_once():
+    """Alembic takes no lock: without the migration lock, processes upgrading one schema together
+    race to create the same tables and all but one fail (as several nodes started at once would)."""
+    from segmentation.db import private_schema
+    from tests.helpers import POSTGRES_URL, postgres_available
+
+    if postgres_available():
+        pytest.skip(postgres_available())
+    with private_schema(POSTGRES_URL) as url:
+        script = "import sys; from segmentation import db; db.upgrade(sys.argv[1])"
+        starts = [
+            subprocess.Popen([sys.executable, "-c", script, url], stderr=subprocess.PIPE, text=True) for _ in range(3)
+        ]
+        failures = [p.stderr.read()[-800:] for p in starts if p.wait(timeout=120) != 0]
+        assert failures == []
+        assert db.current_revision(url) == db.head_revision()
+
+
 def run_cli(*args, env_home):
     return subprocess.run(
         [sys.executable, "-m", "server.cli", *args, "--home", str(env_home)],
