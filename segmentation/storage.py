@@ -336,16 +336,20 @@ def _read(path: str, expected: int = 0) -> bytes:
         os.close(fd)
 
 
-def cloud_files(url: str):
-    """A CloudFiles for ``url``: the one way axonlink reaches object storage (volumes, graph bases).
-
-    CloudFiles reads AWS keys from the environment only together with ``AWS_SESSION_TOKEN`` (a
-    ``KeyError`` otherwise); long-lived keys have no token, so an empty one is supplied.
-    """
-    from cloudfiles import CloudFiles  # imported here: its cloud clients take most of a second to load
-
+def supply_session_token() -> None:
+    """CloudFiles (and so CloudVolume) reads AWS keys from the environment only together with
+    ``AWS_SESSION_TOKEN`` (a ``KeyError`` otherwise); long-lived keys have no token, so an empty one
+    is supplied. Called before any object store is reached, in every process that reaches one (a
+    Dask worker started by hand has only the keys its user exported)."""
     if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault("AWS_SESSION_TOKEN", "")
+
+
+def cloud_files(url: str):
+    """A CloudFiles for ``url``: the one way axonlink reaches object storage (volumes, graph bases)."""
+    from cloudfiles import CloudFiles  # imported here: its cloud clients take most of a second to load
+
+    supply_session_token()
     return CloudFiles(url, progress=False)
 
 

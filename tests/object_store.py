@@ -78,8 +78,18 @@ class SeaweedS3:
         """A fresh place in the bucket (CloudFiles' spelling for an S3 server at an address)."""
         return f"s3://{self.endpoint}/{BUCKET}/{prefix or uuid.uuid4().hex[:12]}"
 
+    def plain_url(self, prefix: str = "") -> str:
+        """A fresh place spelled as for AWS itself, ``s3://bucket/path``: reached through
+        ``AWS_ENDPOINT_URL`` (in :meth:`environment`), the way CloudVolume takes another S3 server."""
+        return f"s3://{BUCKET}/{prefix or uuid.uuid4().hex[:12]}"
+
     def environment(self) -> dict[str, str]:
-        return {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1"}
+        return {
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": self.endpoint,  # boto3's own setting, for s3:// URLs without an endpoint
+        }
 
     def client(self):
         import boto3
@@ -93,8 +103,8 @@ class SeaweedS3:
         )
 
     def keys(self, url: str) -> list[str]:
-        """Every key under a place made by :meth:`url`."""
-        prefix = url.split(f"/{BUCKET}/", 1)[1].rstrip("/") + "/"
+        """Every key under a place made by :meth:`url` or :meth:`plain_url`."""
+        prefix = url.split(f"{BUCKET}/", 1)[1].rstrip("/") + "/"
         pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
         return sorted(item["Key"][len(prefix) :] for page in pages for item in page.get("Contents", []))
 

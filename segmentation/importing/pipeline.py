@@ -22,6 +22,7 @@ import numpy as np
 from cloudvolume import CloudVolume
 
 from ..datasets import Datasets
+from . import place as stored
 from .cluster import dask_client, run_stage
 from .pyramid import (
     CHUNK,
@@ -76,7 +77,6 @@ class _Layer:
     encoding: str
     info: dict
     url: str
-    path: Path
     summary: dict = field(default_factory=dict)
 
 
@@ -87,14 +87,15 @@ def import_dataset(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     registry = Datasets(settings.database_url)
-    destination = Path(request.destination or settings.home / "volumes" / request.name).expanduser().resolve()
+    destination = stored.Place(str(request.destination or settings.home / "volumes" / request.name))
+    destination.check_reachable()
     layers = _plan_layers(request, destination)
     plan = _plan(request, layers)
     _claim(destination, plan, registry, request.name)
     timings["check"] = time.perf_counter() - started
 
     for layer in layers:
-        if not (layer.path / "info").is_file():
+        if not stored.exists(destination.child(layer.kind, "info")):
             CloudVolume(layer.url, info=layer.info, progress=False).commit_info()
     processes: set[int] = set()
     with dask_client(request.workers, request.scheduler) as client:
@@ -106,7 +107,7 @@ def import_dataset(
 
             stage_started = time.perf_counter()
             segmentation = next(layer for layer in layers if layer.kind == "segmentation")
-            summary.update(skeletonize_layer(client, segmentation.url, destination / PROGRESS_DIR, progress))
+            summary.update(skeletonize_layer(client, segmentation.url, destination.child(PROGRESS_DIR), progress))
             timings["skeletons"] = time.perf_counter() - stage_started
         stage_started = time.perf_counter()
         if not registry.exists(request.name):
@@ -125,13 +126,15 @@ def import_dataset(
             summary.update(
                 _graph_and_meshes(settings, request, timings, client, progress=progress, by=by, origin=origin)
             )
-    (destination / PROGRESS_DIR / "complete").write_text(json.dumps({"plan": plan["id"]}) + "\n")
+    stored.put(destination.child(PROGRESS_DIR, "complete"), (json.dumps({"plan": plan["id"]}) + "\n").encode())
     timings["total"] = time.perf_counter() - started
     summary["seconds"] = {k: round(v, 2) for k, v in timings.items()}
     return summary
 
 
-def _write_layer(client, layer: _Layer, request, destination: Path, plan_id: str, timings, processes, progress) -> None:
+def _write_layer(
+    client, layer: _Layer, request, destination: stored.Place, plan_id: str, timings, processes, progress
+) -> None:
     """Every sweep of one layer's pyramid, its finished boxes (markers) skipped."""
     if "sharding" in layer.info["scales"][0]:
         sweeps = sharded_passes(layer.info)
@@ -139,8 +142,9 @@ def _write_layer(client, layer: _Layer, request, destination: Path, plan_id: str
         sweeps = passes(layer.info["scales"][0]["size"], request.chunk, len(layer.info["scales"]))
     for sweep in sweeps:
         label = f"{layer.kind} {sweep.label}"
-        tasks = _tasks(layer, sweep, destination, plan_id, request.background)
-        todo = [task for task in tasks if not os.path.exists(task.marker)]
+        tasks, markers = _tasks(layer, sweep, destination, plan_id, request.background)
+        finished = stored.names_in(markers)
+        todo = [task for task in tasks if task.marker.rsplit("/", 1)[-1] not in finished]
         stage_started = time.perf_counter()
         results = run_stage(client, label, run_task, todo, sum(t.voxels for t in todo), progress=progress)
         timings[label] = time.perf_counter() - stage_started
@@ -151,7 +155,7 @@ def _write_layer(client, layer: _Layer, request, destination: Path, plan_id: str
             layer.summary["highest_label"] = max(layer.summary.get("highest_label", 0), highest)
 
 
-def _summary(request, destination: Path, layers: list[_Layer], processes: set[int]) -> dict:
+def _summary(request, destination: stored.Place, layers: list[_Layer], processes: set[int]) -> dict:
     summary = {"dataset": request.name, "destination": str(destination), "layers": {}}
     summary["task_processes"] = sorted(processes)  # where this run's tasks ran (Dask worker processes)
     for layer in layers:
@@ -162,7 +166,7 @@ def _summary(request, destination: Path, layers: list[_Layer], processes: set[in
             "encoding": layer.info["scales"][0]["encoding"],
             "sharded": "sharding" in layer.info["scales"][0],
             "mips": len(layer.info["scales"]),
-            "bytes_on_disk": _bytes_under(layer.path),
+            "bytes_on_disk": destination.stored_bytes(layer.kind),  # None in an object store
             **layer.summary,  # voxels written by this run, the highest label seen
         }
     return summary
@@ -179,7 +183,7 @@ _NEED_SEGMENTATION = (
 )
 
 
-def _plan_layers(request: ImportRequest, destination: Path) -> list[_Layer]:
+def _plan_layers(request: ImportRequest, destination: stored.Place) -> list[_Layer]:
     if not request.segmentation:  # an image-only dataset: the image layer alone
         for flag, what in _NEED_SEGMENTATION:
             if getattr(request, flag) not in (None, False):
@@ -222,11 +226,10 @@ def _plan_layers(request: ImportRequest, destination: Path) -> list[_Layer]:
     mips = mip_count(size, request.chunk)
     out = []
     for kind, source in sources.items():
-        path = destination / kind
         info = layer_info(kind, dtypes[kind], encodings[kind], voxel_size, offset, size, request.chunk, mips)
         if wants_shards(request.sharded, size, request.chunk):
             add_sharding(info)
-        out.append(_Layer(kind, source, dtypes[kind], encodings[kind], info, f"file://{path}", path))
+        out.append(_Layer(kind, source, dtypes[kind], encodings[kind], info, destination.layer_url(kind)))
     return out
 
 
@@ -286,34 +289,35 @@ def _fingerprint(spec: str) -> list | None:
     return [[entry.name, found.st_size, found.st_mtime_ns] for entry in entries for found in [entry.stat()]]
 
 
-def _claim(destination: Path, plan: dict, registry: Datasets, name: str) -> None:
+def _claim(destination: stored.Place, plan: dict, registry: Datasets, name: str) -> None:
     """Start the import at ``destination``, or continue the one this same plan left unfinished."""
-    plan_file = destination / PROGRESS_DIR / PLAN_FILE
-    if plan_file.is_file():
-        earlier = json.loads(plan_file.read_text())
+    plan_file = destination.child(PROGRESS_DIR, PLAN_FILE)
+    found = stored.get(plan_file)
+    if found is not None:
+        earlier = json.loads(found)
         if earlier.get("id") != plan["id"]:
             raise ImportProblem(
                 f"{destination} holds an import with other sources or settings: run it again as it was, or "
                 f"remove {destination} to start over"
             )
-        if (destination / PROGRESS_DIR / "complete").is_file() and registry.exists(name):
+        if stored.exists(destination.child(PROGRESS_DIR, "complete")) and registry.exists(name):
             raise ImportProblem(f"dataset {name!r} is already imported (its files are in {destination})")
         return
     if registry.exists(name):
         raise ImportProblem(
             f"dataset {name!r} already exists: choose another name, or `axonlink remove-dataset {name}`"
         )
-    if destination.exists() and any(destination.iterdir()):
-        raise ImportProblem(f"{destination} is not empty: give --to an empty or new folder")
-    plan_file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = plan_file.with_suffix(".tmp")
-    temporary.write_text(json.dumps(plan, indent=1, sort_keys=True) + "\n")
-    os.replace(temporary, plan_file)
+    if not destination.is_empty():
+        raise ImportProblem(f"{destination} is not empty: give --to an empty or new folder (or place in a bucket)")
+    stored.put(plan_file, (json.dumps(plan, indent=1, sort_keys=True) + "\n").encode())
 
 
-def _tasks(layer: _Layer, sweep, destination: Path, plan_id: str, background: int | None) -> list[PyramidTask]:
-    markers = destination / PROGRESS_DIR / layer.kind / f"from-mip-{sweep.read_mip}-to-{sweep.write_mips[-1]}"
-    return [
+def _tasks(
+    layer: _Layer, sweep, destination: stored.Place, plan_id: str, background: int | None
+) -> tuple[list[PyramidTask], str]:
+    """The sweep's tasks, and the folder their markers go to."""
+    markers = destination.child(PROGRESS_DIR, layer.kind, f"from-mip-{sweep.read_mip}-to-{sweep.write_mips[-1]}")
+    tasks = [
         PyramidTask(
             layer_url=layer.url,
             kind=layer.kind,
@@ -322,13 +326,14 @@ def _tasks(layer: _Layer, sweep, destination: Path, plan_id: str, background: in
             write_mips=sweep.write_mips,
             start=start,
             stop=stop,
-            marker=str(markers / "_".join(map(str, index))),
+            marker=f"{markers}/{'_'.join(map(str, index))}",
             plan=plan_id,
             source=layer.source if sweep.read_mip == 0 else None,
             background=background if layer.kind == "segmentation" else None,
         )
         for index, start, stop in sweep.boxes()
     ]
+    return tasks, markers
 
 
 # ---- after the volumes ------------------------------------------------------------------------
@@ -365,10 +370,6 @@ def _graph_and_meshes(
         )
         timings["meshes"] = time.perf_counter() - stage_started
     return out
-
-
-def _bytes_under(path: Path) -> int:
-    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
 
 
 def _xyz(values) -> str:

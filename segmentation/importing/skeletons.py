@@ -13,7 +13,6 @@ import io
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from cloudfiles import CloudFiles
@@ -21,7 +20,7 @@ from cloudvolume import CloudVolume
 
 from .. import skeletons
 from ..meshing.grid import MeshGrid
-from ..meshing.store import write_atomically
+from . import place as stored
 from .cluster import run_stage
 
 LABELS_PER_JOIN = 2000  # labels joined by one task (each task reads the blocks its labels touch)
@@ -54,7 +53,7 @@ def skeletonize_block(task: BlockTask) -> dict:
         sizes=np.asarray([len(b) for b in blobs], dtype=np.int64),
         data=np.frombuffer(b"".join(blobs), dtype=np.uint8),
     )
-    write_atomically(Path(task.out), buffer.getvalue())
+    stored.put(task.out, buffer.getvalue())
     return {"voxels": task.voxels, "process": os.getpid()}
 
 
@@ -75,28 +74,28 @@ def join_labels(job: tuple) -> dict:
     return {"voxels": len(files), "bytes": sum(len(data) for _, data in files), "process": os.getpid()}
 
 
-def skeletonize_layer(client, layer_url: str, progress_dir: Path, progress: bool = True) -> dict:
+def skeletonize_layer(client, layer_url: str, progress_dir: str, progress: bool = True) -> dict:
     """Skeletons of the segmentation at ``layer_url`` (done once: its info then names them)."""
     started = time.perf_counter()
     volume = CloudVolume(layer_url, mip=0, progress=False)
     if volume.info.get("skeletons"):
         return {"skeletons": "present"}
     grid = MeshGrid.for_volume(volume.voxel_offset, volume.volume_size, volume.underlying, volume.resolution)
-    folder = progress_dir / "skeletons"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = f"{progress_dir}/skeletons"
     tasks = []
     for coord in grid.coords():
         start, stop = grid.with_overlap(coord)
-        out = folder / f"{MeshGrid.name(coord)}.npz"
-        tasks.append(BlockTask(layer_url, tuple(int(v) for v in start), tuple(int(v) for v in stop), str(out)))
-    todo = [task for task in tasks if not os.path.exists(task.out)]
+        out = f"{folder}/{MeshGrid.name(coord)}.npz"
+        tasks.append(BlockTask(layer_url, tuple(int(v) for v in start), tuple(int(v) for v in stop), out))
+    finished = stored.names_in(folder)
+    todo = [task for task in tasks if task.out.rsplit("/", 1)[-1] not in finished]
     run_stage(
         client, "skeletons", skeletonize_block, todo, sum(t.voxels for t in todo), progress=progress, cpu_bound=True
     )
 
     blocks_of: dict[int, list[str]] = {}
     for task in tasks:
-        with np.load(task.out) as found:
+        with np.load(io.BytesIO(stored.get(task.out))) as found:
             for label in found["labels"].tolist():
                 blocks_of.setdefault(int(label), []).append(task.out)
     labels = sorted(blocks_of)
@@ -120,7 +119,7 @@ def skeletonize_layer(client, layer_url: str, progress_dir: Path, progress: bool
 
 
 def _read_pieces(path: str) -> dict[int, bytes]:
-    with np.load(path) as found:
+    with np.load(io.BytesIO(stored.get(path))) as found:
         data = found["data"].tobytes()
         ends = np.cumsum(found["sizes"])
         starts = ends - found["sizes"]

@@ -11,27 +11,27 @@ import os
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from cloudvolume import CloudVolume
 
 from ..graph.ids import LAYER_SHIFT, LabelLayoutCheck, LabelLayoutError
 from ..precomputed import downsamples
+from . import place as stored
 from .pyramid import FACTOR, ImportProblem
 from .shard_writer import write_shards
 
 
 @dataclass(frozen=True)
 class PyramidTask:
-    layer_url: str  # file://… of the layer being written
+    layer_url: str  # the layer being written (file://…, s3://…, gs://…)
     kind: str  # "image" or "segmentation"
     dtype: str  # as stored
     read_mip: int
     write_mips: tuple[int, ...]
     start: tuple[int, int, int]  # box at read_mip, relative to the layer's origin
     stop: tuple[int, int, int]
-    marker: str  # file written once the box is done
+    marker: str  # file written once the box is done (a path or URL, beside the layers)
     plan: str  # the import's identity: workers kept between imports open each layer afresh
     source: object = None  # a VolumeSource, for read_mip 0
     background: int | None = None  # a label that means background: stored as 0
@@ -59,11 +59,7 @@ def run_task(task: PyramidTask) -> dict:
         down = downsamples(data, task.kind, below[-1] - task.read_mip, FACTOR)
         for mip in below:
             _write(task, mip, np.asarray(down[mip - task.read_mip]).astype(task.dtype, copy=False))
-    marker = Path(task.marker)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    temporary = marker.with_name(marker.name + f".{os.getpid()}")
-    temporary.write_text("done\n")
-    os.replace(temporary, marker)
+    stored.put(task.marker, b"done\n")  # last: a task killed before this runs again whole
     return {
         "voxels": task.voxels,
         "highest_label": highest,
