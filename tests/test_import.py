@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -221,8 +222,10 @@ def test_skeletons_are_one_tree_per_label_across_blocks_and_a_neuron_joins_its_s
             assert answer.status_code == 404
 
 
-def _all_mips(folder: Path) -> dict:
-    return {kind: read_back(f"file://{folder / kind}") for kind in ("image", "segmentation")}
+def _all_mips(where: Path | str) -> dict:
+    """Every mip of both layers of an import, in a folder or at a URL."""
+    url = where if isinstance(where, str) else f"file://{where}"
+    return {kind: read_back(f"{url}/{kind}") for kind in ("image", "segmentation")}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -567,10 +570,19 @@ def test_a_segmentation_that_marks_background_otherwise_is_imported_with_backgro
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_worker_killed_mid_import_is_replaced_and_the_output_is_identical(settings, phantom, tmp_path):
-    """kill -9 of a Dask worker process (its nanny starts another) while the import runs on a
-    scheduler: the scheduler runs the lost tasks again and the import ends as an uninterrupted one."""
+def test_a_worker_killed_mid_import_to_s3_is_replaced_and_the_output_is_identical_and_served(
+    settings, phantom, tmp_path, s3
+):
+    """``--to s3://`` on a real scheduler with two worker processes: kill -9 of a worker (its nanny
+    starts another) while the pyramid is written to a real S3 server (SeaweedFS). The scheduler runs
+    the lost tasks again, the import ends as an uninterrupted local one (every mip), the graph is
+    ingested and the meshes made by the cluster reading the layers from the bucket, and the server
+    serves the dataset from there."""
     import psutil
+
+    from segmentation.importing import place as stored
+    from server import create_app
+    from server.runner import BackgroundServer
 
     image, labels, _ = phantom
     big_image = np.concatenate([image, image[::-1]], axis=0)
@@ -583,34 +595,46 @@ def test_a_worker_killed_mid_import_is_replaced_and_the_output_is_identical(sett
     worker = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-dashboard"]
     processes = [subprocess.Popen([*scheduler, "--no-dashboard"], **quiet)]
     env = {**os.environ, "AXONLINK_HOME": str(settings.home), "AXONLINK_DATABASE_URL": settings.database_url}
-    common = ["--voxel-size", "8,8,40", "--chunk", "16,16,8", "--no-mesh", "--image-encoding", "raw"]
+    common = ["--voxel-size", "8,8,40", "--chunk", "16,16,8", "--image-encoding", "raw"]
     try:
-        processes += [subprocess.Popen(worker, **quiet) for _ in range(2)]
+        processes += [subprocess.Popen(worker, **quiet) for _ in range(2)]  # with the AWS keys only
         from dask.distributed import Client
 
         with Client(address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=60)
             worker_pids = list(client.run(os.getpid).values())
-        destination = tmp_path / "lost"
+        destination = s3.plain_url("imports")  # AWS_ENDPOINT_URL names the server, as for any S3 store
         command = [
             *(sys.executable, "-m", "server.cli", "import", "lost", "--image", image_file, "--segmentation"),
-            *(labels_file, "--scheduler", address, "--to", str(destination), *common),
+            *(labels_file, "--scheduler", address, "--to", destination, *common),
         ]
-        importing = subprocess.Popen(command, env=env, **quiet)
-        markers = destination / ".import" / "image" / "from-mip-0-to-3"
+        importing = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        markers = f"{destination}/.import/image/from-mip-0-to-3"
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (markers.is_dir() and len(os.listdir(markers)) >= 2):
-            time.sleep(0.01)
-        assert importing.poll() is None, "the import ended before a worker could be killed"
+        while time.monotonic() < deadline and importing.poll() is None and len(stored.names_in(markers)) < 2:
+            time.sleep(0.02)
+        assert importing.poll() is None, f"the import ended before a worker could be killed: {importing.stderr.read()}"
         psutil.Process(worker_pids[0]).kill()
-        assert importing.wait(timeout=120) == 0
+        out, err = importing.communicate(timeout=180)
+        assert importing.returncode == 0, err[-3000:]
+        summary = json.loads(out)
+        assert summary["meshes"]["chunks_meshed"] == summary["meshes"]["chunks"] > 1  # by the cluster, from S3
+        assert {"image/info", "segmentation/info", ".import/complete"} <= set(s3.keys(destination))
         clean = tmp_path / "clean"
-        local = [*command[:4], "clean", *command[5:9], "--workers", "2", "--to", str(clean), *common]
+        local = [*command[:4], "clean", *command[5:9], "--workers", "2", "--to", str(clean), "--no-mesh", *common]
         assert subprocess.run(local, env=env, **quiet).returncode == 0
-        interrupted, reference = _all_mips(destination), _all_mips(clean)
+        reference, interrupted = _all_mips(f"file://{clean}"), _all_mips(destination)
         for kind in reference:
+            assert len(interrupted[kind]) == len(reference[kind]) >= 3
             for mip, (a, b) in enumerate(zip(interrupted[kind], reference[kind])):
                 assert np.array_equal(a, b), f"{kind} mip {mip} differs"
+        with BackgroundServer(create_app(settings)) as server:  # served from the bucket
+            roots = read_back(f"precomputed://{server.url}/data/lost/segmentation")[0]
+            pairs = np.unique(np.stack([big_labels.ravel(), roots.ravel()]), axis=1)  # one root per label
+            assert len(set(pairs[0].tolist())) == len(set(pairs[1].tolist())) == pairs.shape[1]
+            root = int(pairs[1][np.argmax(pairs[0] > 0)])
+            with urllib.request.urlopen(f"{server.url}/meshing/api/v1/table/lost/manifest/{root}:0") as answer:
+                assert json.loads(answer.read())["fragments"]
     finally:
         for process in processes[::-1]:
             process.terminate()
