@@ -156,6 +156,23 @@ def cg_point_nm(label: int) -> list[float]:
     return [x * 8 + 4, 16 * 8 + 4, 4 * 40 + 20]
 
 
+def cg_site(settings, image: str, directory, dtype=np.uint32):
+    """The app on ``settings`` serving dataset ``cg`` (:func:`add_cg_dataset`, uint32 labels as labs
+    store them), with ``app.tokens``: a proofreader's on it and a site admin's ("root")."""
+    from segmentation.access import Accounts
+    from server import create_app
+
+    app = create_app(settings)
+    add_cg_dataset(settings.database_url, image, directory, dtype=dtype)
+    accounts = Accounts(settings.database_url)
+    accounts.add_user("root", site_admin=True, by="tests")
+    app.tokens = {
+        "proofreader": proofreader_token(settings.database_url, "cg"),
+        "root": accounts.create_token("root", by="tests")[1],
+    }
+    return app
+
+
 def proofreader_token(database_url: str, dataset: str, user: str = "tester") -> str:
     """A token of ``user`` (made if missing) with the proofreader role on ``dataset``."""
     from segmentation.access import Accounts

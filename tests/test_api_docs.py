@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pytest
 from jsonschema import Draft4Validator
 
 from server import api_schemas, endpoints
-from tests.helpers import CG_SV, add_cg_dataset, cg_point_nm, proofreader_token
+from tests.helpers import CG_SV, cg_point_nm, cg_site
 
 
 def as_json_schema(schema):
@@ -63,18 +62,7 @@ def test_the_document_is_valid_openapi_with_the_schemas_in_it(client):
 
 @pytest.fixture
 def site(settings, small_volumes, tmp_path):
-    from segmentation.access import Accounts
-    from server import create_app
-
-    app = create_app(settings)
-    add_cg_dataset(settings.database_url, small_volumes["image"], tmp_path, dtype=np.uint32)
-    accounts = Accounts(settings.database_url)
-    accounts.add_user("root", site_admin=True, by="tests")
-    app.tokens = {
-        "proofreader": proofreader_token(settings.database_url, "cg"),
-        "root": accounts.create_token("root", by="tests")[1],
-    }
-    return app
+    return cg_site(settings, small_volumes["image"], tmp_path)
 
 
 def test_what_clients_send_and_get_matches_the_schemas(site):

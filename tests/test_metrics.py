@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from server import endpoints, fast_path
-from tests.helpers import CG_SV, SQLITE_ONLY, add_cg_dataset, call, cg_point_nm, proofreader_token
+from tests.helpers import CG_SV, SQLITE_ONLY, add_cg_dataset, call, cg_point_nm, cg_site
 
 CG = "/segmentation/api/v1/table/cg"
 IMAGE_CHUNK = "/data/cg/image/8_8_40/16-32_16-32_8-16"
@@ -39,18 +39,7 @@ def requests_of(found: dict, route: str, method: str = "GET", status: int = 200)
 
 @pytest.fixture
 def site(settings, small_volumes, tmp_path):
-    from segmentation.access import Accounts
-    from server import create_app
-
-    app = create_app(settings)
-    add_cg_dataset(settings.database_url, small_volumes["image"], tmp_path)
-    accounts = Accounts(settings.database_url)
-    accounts.add_user("root", site_admin=True, by="tests")
-    app.tokens = {
-        "proofreader": proofreader_token(settings.database_url, "cg"),
-        "root": accounts.create_token("root", by="tests")[1],
-    }
-    return app
+    return cg_site(settings, small_volumes["image"], tmp_path)
 
 
 def scrape(http) -> dict:
