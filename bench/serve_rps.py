@@ -420,7 +420,7 @@ def cutouts(nginx_base: str, axonlink_base: str, path: str, repeats: int) -> dic
 def _initial_folder(settings) -> Path:
     from segmentation.meshing import MeshStore
 
-    root = MeshStore(settings.home, DEMO_NAME).root
+    root = Path(MeshStore(settings.home, DEMO_NAME).root)  # the demo's meshes are in its home
     return root / (root / "current").read_text().strip() / "initial"
 
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -55,7 +54,7 @@ from segmentation.meshes import MESH_DIR
 from segmentation.storage import FileLayerStore, InvalidKey, validate_key
 
 from . import metrics, request_log
-from .blueprints.data import IMMUTABLE
+from .blueprints.data import IMMUTABLE, fragment_etag
 from .caching import private_cache_control, vary_on_caller
 from .workspace import EXTENSION
 
@@ -266,28 +265,30 @@ class FastPath:
         if not known or live is None:
             return None
         segmentation = self._layer_store(work, name, "segmentation", memory_only)[0]
-        path = work.meshes(name, segmentation.url).fragment_file(fragment)
-        if path is None:
+        built_in = work.meshes(name, segmentation.url)
+        if memory_only and built_in.remote:
+            return None  # in object storage: read in a thread
+        found = built_in.fragment_file(fragment)
+        if found is None:
             return None
         headers = [
             ("Content-Type", "application/octet-stream"),
             ("Cache-Control", IMMUTABLE),
-            ("ETag", f'"{path.parent.parent.name}-{fragment}"'),
+            ("ETag", f'"{fragment_etag(fragment)}"'),
             ("Accept-Ranges", "bytes"),
         ]
         given = environ.get("HTTP_RANGE")
-        with open(path, "rb") as handle:
-            if given is None:
-                return self._ok(answering, headers, handle.read())
-            size = os.fstat(handle.fileno()).st_size
-            parsed = parse_range_header(given)
-            if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
-                return None
-            bounds = parsed.range_for_length(size)
-            if bounds is None:
-                return None  # 416: Flask words it
-            start, stop = bounds
-            body = os.pread(handle.fileno(), stop - start, start)
+        if given is None:
+            return self._ok(answering, headers, found.read())
+        parsed = parse_range_header(given)
+        if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+            return None
+        bounds = parsed.range_for_length(found.size)
+        if bounds is None:
+            return None  # 416: Flask words it
+        start, stop = bounds
+        body = found.read(start, stop)
+        size = found.size
         headers.append(("Content-Range", f"bytes {start}-{stop - 1}/{size}"))
         return self._ok(answering, headers, body, status="206 PARTIAL CONTENT")
 
@@ -302,6 +303,8 @@ class FastPath:
             return None
         segmentation = self._layer_store(work, name, "segmentation", memory_only)[0]
         meshes = work.meshes(name, segmentation.url)
+        if memory_only and meshes.remote:
+            return None  # which run is in use is a request to object storage: asked in a thread
         generation = meshes.of_roots
         fragments = meshes.cached_manifest(node) if generation is not None else None
         if fragments is None:

@@ -91,7 +91,7 @@ def vertices_of(meshes: DatasetMeshes, names: list[str]) -> np.ndarray:
         assert key and ":" not in key
         if rest.startswith("~"):
             path, offset, size = rest[1:].split(":")
-            data = meshes.fragment_file(path).read_bytes()[int(offset) : int(offset) + int(size)]
+            data = meshes.fragment_file(path).read(int(offset), int(offset) + int(size))
         else:
             data = meshes.dynamic_fragment(rest)
         assert data, name

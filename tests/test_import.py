@@ -571,16 +571,18 @@ def test_a_segmentation_that_marks_background_otherwise_is_imported_with_backgro
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_worker_killed_mid_import_to_s3_is_replaced_and_the_output_is_identical_and_served(
-    settings, phantom, tmp_path, s3
+    settings, phantom, tmp_path, s3, monkeypatch
 ):
     """``--to s3://`` on a real scheduler with two worker processes: kill -9 of a worker (its nanny
     starts another) while the pyramid is written to a real S3 server (SeaweedFS). The scheduler runs
     the lost tasks again, the import ends as an uninterrupted local one (every mip), the graph is
-    ingested and the meshes made by the cluster reading the layers from the bucket, and the server
-    serves the dataset from there."""
+    ingested and the meshes made by the cluster reading the layers from the bucket and writing to the
+    mesh store in it (``AXONLINK_MESH_STORE``), and the server serves the dataset and its meshes from
+    there."""
     import psutil
 
     from segmentation.importing import place as stored
+    from segmentation.meshing.surfaces import decode
     from server import create_app
     from server.runner import BackgroundServer
 
@@ -594,6 +596,7 @@ def test_a_worker_killed_mid_import_to_s3_is_replaced_and_the_output_is_identica
     scheduler = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port)]
     worker = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-dashboard"]
     processes = [subprocess.Popen([*scheduler, "--no-dashboard"], **quiet)]
+    monkeypatch.setenv("AXONLINK_MESH_STORE", s3.plain_url())  # for the import and the server after it
     env = {**os.environ, "AXONLINK_HOME": str(settings.home), "AXONLINK_DATABASE_URL": settings.database_url}
     common = ["--voxel-size", "8,8,40", "--chunk", "16,16,8", "--image-encoding", "raw"]
     try:
@@ -620,6 +623,9 @@ def test_a_worker_killed_mid_import_to_s3_is_replaced_and_the_output_is_identica
         summary = json.loads(out)
         assert summary["meshes"]["chunks_meshed"] == summary["meshes"]["chunks"] > 1  # by the cluster, from S3
         assert {"image/info", "segmentation/info", ".import/complete"} <= set(s3.keys(destination))
+        meshes = set(s3.keys(os.environ["AXONLINK_MESH_STORE"]))
+        assert {"lost/current", "lost/g1/index/manifest.json", "lost/g1/initial/0_0_0.frags"} <= meshes
+        assert not (settings.home / "meshes").exists()
         clean = tmp_path / "clean"
         local = [*command[:4], "clean", *command[5:9], "--workers", "2", "--to", str(clean), "--no-mesh", *common]
         assert subprocess.run(local, env=env, **quiet).returncode == 0
@@ -634,7 +640,14 @@ def test_a_worker_killed_mid_import_to_s3_is_replaced_and_the_output_is_identica
             assert len(set(pairs[0].tolist())) == len(set(pairs[1].tolist())) == pairs.shape[1]
             root = int(pairs[1][np.argmax(pairs[0] > 0)])
             with urllib.request.urlopen(f"{server.url}/meshing/api/v1/table/lost/manifest/{root}:0") as answer:
-                assert json.loads(answer.read())["fragments"]
+                fragments = json.loads(answer.read())["fragments"]
+            path, offset, size = fragments[0].split(":~", 1)[1].split(":")  # read by range from the bucket
+            ask = urllib.request.Request(
+                f"{server.url}/data/lost@supervoxels/segmentation/graphene_meshes/initial/{path}",
+                headers={"Range": f"bytes={offset}-{int(offset) + int(size) - 1}"},
+            )
+            with urllib.request.urlopen(ask) as answer:
+                assert answer.status == 206 and len(decode(answer.read())[1]) > 0
     finally:
         for process in processes[::-1]:
             process.terminate()

@@ -5,6 +5,8 @@ the helpers are in tests/meshing_helpers.py, the ``tubes`` fixture in conftest.p
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -61,7 +63,7 @@ def test_a_merge_lists_both_roots_fragments_and_a_split_remeshes_only_the_chunks
     merged = graph.merge(sv(4), sv(14), user="p").new_root_ids[0]
     assert set(manifest_of(meshes, graph, merged)) == before  # nothing to remesh
     generation = meshes.generation
-    assert not list(generation.folder.joinpath("dynamic").glob("*"))
+    assert not list(Path(generation.location, "dynamic").glob("*"))
 
     # cut neuron a (now part of the merged root) between supervoxels 3 and 4: x = 30, inside chunk x 0-32
     graph.split([sv(1), sv(2), sv(3)], [sv(4)], user="p")
@@ -98,7 +100,7 @@ def test_a_merge_lists_both_roots_fragments_and_a_split_remeshes_only_the_chunks
     piece_vertices = vertices_of(meshes, piece_names)
     assert shows(piece_vertices, [1, 2, 3]) and not shows(piece_vertices, [5])
     assert shows(vertices_of(meshes, rest_names), [4, 5, 6, 7, 11, 17])
-    made = [p.name for p in generation.folder.joinpath("dynamic").glob("*.drc")]
+    made = [p.name for p in Path(generation.location, "dynamic").glob("*.drc")]
     assert len([n for n in made if not n.endswith("q.drc")]) == len(made_after)  # (a quick twin asked after its
     assert len([n for n in made if n.endswith("q.drc")]) <= len(made_after)  # simplified one is made: that one)
 

@@ -30,7 +30,6 @@ int32 below 2^31 supervoxels, else int64):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -41,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Invalid
+from ..folder_copies import file_sha256, sweep_partial
 from .ids import root_ids as root_ids_of
 
 FORMAT = "axonlink-graph-base"
@@ -310,34 +310,11 @@ def positions_of(sorted_ids: np.ndarray, ids, dtype=np.int64) -> np.ndarray:
     return pos.astype(dtype)
 
 
-PARTIAL_EXPIRES_SECONDS = 3600.0
-
-
-def sweep_partial(store: Path) -> None:
-    """Delete half-written bases a killed process left (untouched for an hour: nobody writes them)."""
-    import time
-
-    for partial in store.glob(".*.partial"):
-        try:
-            if time.time() - partial.stat().st_mtime > PARTIAL_EXPIRES_SECONDS:
-                shutil.rmtree(partial, ignore_errors=True)
-        except OSError:
-            continue
-
-
 def _link_or_copy(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except OSError:  # another filesystem
         shutil.copyfile(source, target)
-
-
-def file_sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as stream:
-        while block := stream.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _rank_by_smallest_member(labels: np.ndarray) -> np.ndarray:

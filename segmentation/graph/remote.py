@@ -20,19 +20,17 @@ the CloudFiles way: ``s3://http://host:port/bucket/path``.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
 import threading
-import uuid
 from pathlib import Path
 
+from .. import folder_copies
 from ..config import DEFAULT_HOME
+from ..folder_copies import MANIFEST, CopyError
 from ..storage import cloud_files
-from .base import FORMAT, VERSION, BaseError, file_sha256, sweep_partial
-
-MANIFEST = "manifest.json"
+from .base import FORMAT, VERSION, BaseError
 
 
 def cache_root() -> Path:
@@ -54,59 +52,19 @@ def copy_path(url: str) -> Path:
 def upload(local: Path, store_url: str) -> str:
     """Copy the base folder ``local`` to ``store_url``/<its name>; returns the base's URL."""
     url = f"{store_url.rstrip('/')}/{local.name}"
-    manifest = json.loads((local / MANIFEST).read_text())
-    arrays = [f"{name}.npy" for name in manifest["files"]]
-    source = cloud_files(local.as_uri())
     try:
-        source.transfer_to(cloud_files(url), paths=arrays)  # streamed from open files, not read into memory
-        cloud_files(url).put(MANIFEST, (local / MANIFEST).read_bytes(), compress=None, raw=True)
-    except Exception as error:
-        raise BaseError(f"graph base could not be written to {url}: {error}") from error
+        folder_copies.upload(local, url)
+    except CopyError as error:
+        raise BaseError(f"graph base {error}") from None
     return url
 
 
 def local_copy(url: str) -> Path:
     """A verified local copy of the base at ``url`` (made now if this machine has none)."""
-    target = copy_path(url)
-    root = target.parent
-    if (target / MANIFEST).exists():
-        return target
-    remote = cloud_files(url)
     try:
-        manifest_bytes = remote.get(MANIFEST, raw=True)
-    except Exception as error:
-        raise BaseError(f"graph base {url} cannot be read ({error})") from None
-    if manifest_bytes is None:
-        raise BaseError(f"graph base {url}: no manifest.json (missing, deleted or not fully written)")
-    try:
-        manifest = json.loads(manifest_bytes)
-    except ValueError:
-        raise BaseError(f"graph base {url}: manifest.json is not JSON") from None
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise BaseError(f"graph base {url}: not a {FORMAT} version {VERSION}")
-    root.mkdir(parents=True, exist_ok=True)
-    sweep_partial(root)  # copies a killed process left half made
-    partial = root / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
-    partial.mkdir()
-    try:
-        arrays = [f"{name}.npy" for name in manifest["files"]]
-        try:
-            remote.transfer_to(cloud_files(partial.as_uri()), paths=arrays)
-        except Exception as error:
-            raise BaseError(f"graph base {url} cannot be copied here ({error})") from None
-        for name, entry in manifest["files"].items():
-            file = partial / f"{name}.npy"
-            if not file.exists() or file.stat().st_size != entry["bytes"] or file_sha256(file) != entry["sha256"]:
-                raise BaseError(f"graph base {url}: {name}.npy is missing or damaged (size or checksum differs)")
-        (partial / MANIFEST).write_bytes(manifest_bytes)
-        try:
-            os.replace(partial, target)
-        except OSError:  # another process made the same copy meanwhile: keep theirs
-            if not (target / MANIFEST).exists():
-                raise
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return target
+        return folder_copies.verified_copy(url, copy_path(url), "graph base", FORMAT, VERSION)
+    except CopyError as error:
+        raise BaseError(str(error)) from None
 
 
 def delete(url: str) -> None:

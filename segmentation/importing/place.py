@@ -13,11 +13,10 @@ object store's PUT is atomic already.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..locations import exists, get, names_in, put  # noqa: F401 - the bookkeeping's reads and writes
 from ..storage import cloud_files
 from .pyramid import ImportProblem
 from .reachability import bucket_exists, bucket_of, check_scheme, endpoint, explain, scheme_of
@@ -88,49 +87,6 @@ class Place:
         if self.remote:
             return None
         return sum(entry.stat().st_size for entry in (self.path / kind).rglob("*") if entry.is_file())
-
-
-def put(location: str, data: bytes) -> None:
-    """Write one small bookkeeping file, whole or not at all."""
-    if scheme_of(location) is None:
-        path = Path(location)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temporary, path)
-        return
-    folder, name = location.rsplit("/", 1)
-    _files(folder).put(name, data, compress=None, raw=True, content_type="application/octet-stream")
-
-
-def get(location: str) -> bytes | None:
-    """A bookkeeping file's bytes, None when there is none."""
-    if scheme_of(location) is None:
-        try:
-            return Path(location).read_bytes()
-        except FileNotFoundError:
-            return None
-    folder, name = location.rsplit("/", 1)
-    return _files(folder).get(name, raw=True)
-
-
-def exists(location: str) -> bool:
-    if scheme_of(location) is None:
-        return os.path.exists(location)
-    folder, name = location.rsplit("/", 1)
-    return bool(_files(folder).exists(name))
-
-
-def names_in(folder: str) -> set[str]:
-    """The names of the files directly in ``folder`` (one listing, however many files: an object
-    store answers a listing of a thousand markers in one request, a thousand HEADs in a thousand)."""
-    if scheme_of(folder) is None:
-        try:
-            return {entry.name for entry in os.scandir(folder) if entry.is_file()}
-        except FileNotFoundError:
-            return set()
-    return {key.rsplit("/", 1)[-1] for key in _files(folder).list(flat=True)}
 
 
 def _files(url: str):

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import locations
 from .build import MeshingError, mesh_dataset, mesh_supervoxels, open_volume
 from .cover import QUICK, manifest, remember_dynamic
-from .store import Generation, MeshStore, write_atomically
+from .store import FragmentFile, Generation, MeshStore
 from .surfaces import SurfaceParams
 
-__all__ = ["DatasetMeshes", "MeshStore", "MeshingError", "mesh_dataset"]
+__all__ = ["DatasetMeshes", "FragmentFile", "MeshStore", "MeshingError", "mesh_dataset"]
 
 # a run's fragment file as the graphene source names it: g<run>-<chunk or block>.frags
 _FRAGMENT_FILE = re.compile(r"^g(\d{1,9})-((?:L\d_)?\d{1,7}_\d{1,7}_\d{1,7})\.frags$")
@@ -71,6 +72,11 @@ class DatasetMeshes:
         self._scheduled: set[str] = set()  # dynamic fragments queued for the background, not yet done
 
     @property
+    def remote(self) -> bool:
+        """Whether the meshes are in object storage (reading them is a request, not a file read)."""
+        return locations.is_remote(self.store.root)
+
+    @property
     def generation(self) -> Generation | None:
         """The complete generation in use (re-read at most every second)."""
         now = time.monotonic()
@@ -78,7 +84,7 @@ class DatasetMeshes:
             current = self.store.current(self.layer_url)
             with self._lock:
                 self._checked = now
-                if current is None or self._generation is None or current.folder != self._generation.folder:
+                if current is None or self._generation is None or current.location != self._generation.location:
                     self._generation, self._manifests = current, {}
         return self._generation
 
@@ -157,7 +163,7 @@ class DatasetMeshes:
     def _in_background(self, work, *args) -> None:
         with self._lock:
             if self._background is None:  # one thread: meshing is CPU work, requests come first
-                self._background = ThreadPoolExecutor(1, thread_name_prefix=f"meshes-{self.store.root.name}")
+                self._background = ThreadPoolExecutor(1, thread_name_prefix=f"meshes-{self.store.dataset}")
             self._queued += 1
 
         def run():
@@ -200,13 +206,11 @@ class DatasetMeshes:
             return None
         stored, dynamic = _LEGACY_STORED.match(name), _LEGACY_DYNAMIC.match(name)
         if stored:
-            path = self.fragment_file(f"g{stored.group(1)}-{stored.group(2)}.frags")
+            found = self.fragment_file(f"g{stored.group(1)}-{stored.group(2)}.frags")
             offset, size = int(stored.group(3)), int(stored.group(4))
-            if path is None or offset + size > path.stat().st_size:
+            if found is None or offset + size > found.size:
                 return None
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                data = handle.read(size)
+            data = found.read(offset, offset + size)
         elif dynamic:
             data = self.dynamic_fragment(dynamic.group(1))
         else:
@@ -216,14 +220,13 @@ class DatasetMeshes:
         vertices, faces = decode(data)
         return legacy_mesh_fragment(vertices, faces)
 
-    def fragment_file(self, name: str) -> Path | None:
+    def fragment_file(self, name: str) -> FragmentFile | None:
         """The chunk fragment file ``initial/<name>`` (read by byte range), if it exists."""
         generation = self.generation
         match = _FRAGMENT_FILE.match(name)
         if generation is None or not match or int(match.group(1)) != generation.number:
             return None
-        path = generation.fragments_path(match.group(2))
-        return path if path.is_file() else None
+        return generation.fragment_file(match.group(2))
 
     def dynamic_fragment(self, name: str) -> bytes | None:
         """A fragment made after an edit: read, or made now from the voxels (and kept); when another
@@ -235,10 +238,9 @@ class DatasetMeshes:
             return None
         names = (name.removesuffix(QUICK), name) if match.group(2) else (name,)
         for made in names:
-            try:
-                return generation.dynamic_path(made, ".drc").read_bytes() or None  # empty: nothing to show
-            except FileNotFoundError:
-                pass
+            data = generation.read_dynamic(made, ".drc")
+            if data is not None:
+                return data or None  # empty: nothing to show
         return self._make_dynamic(name, True)
 
     def _make_dynamic(self, name: str, wait: bool) -> bytes | None:
@@ -247,7 +249,6 @@ class DatasetMeshes:
         generation = self.generation
         if generation is None:
             return None
-        made = generation.dynamic_path(name, ".drc")
         with self._lock:
             running = self._building.get(name)
             if running is None:
@@ -257,25 +258,22 @@ class DatasetMeshes:
                 mine = False
         if not mine:
             if wait and running.wait(_BUILD_WAIT_SECONDS):
-                try:
-                    return made.read_bytes() or None
-                except FileNotFoundError:
-                    return None
+                return generation.read_dynamic(name, ".drc") or None
             return None
         claim = None
         try:
-            if made.exists():
-                return made.read_bytes() or None
+            made = generation.read_dynamic(name, ".drc")
+            if made is not None:
+                return made or None
             if not wait:  # in the background: leave it to another server process already making it
-                claim = _claim(generation.dynamic_path(name, ".making"))
+                claim = _claim(generation.claim_path(name))
                 if claim is None:
                     return None
             chunk, quick = _DYNAMIC.match(name).groups()
-            try:
-                shown = generation.dynamic_path(name.removesuffix(QUICK) if quick else name, ".svs")
-                supervoxels = np.frombuffer(shown.read_bytes(), dtype="<u8")
-            except FileNotFoundError:
+            shown = generation.read_dynamic(name.removesuffix(QUICK) if quick else name, ".svs")
+            if shown is None:
                 return None  # no manifest listed it
+            supervoxels = np.frombuffer(shown, dtype="<u8")
             coord = generation.grid.parse(chunk)
             if coord is None:
                 return None
@@ -283,7 +281,9 @@ class DatasetMeshes:
                 self._volume = open_volume(self.layer_url)
             params = _UNSIMPLIFIED if quick else generation.params
             data = mesh_supervoxels(self._volume, generation.grid, coord, supervoxels, params)
-            write_atomically(made, data or b"")  # made, even when empty: manifests stop listing the quick twin
+            generation.keep_dynamic(
+                name, ".drc", data or b""
+            )  # made, even when empty: manifests stop listing the quick twin
             return data
         finally:
             if claim is not None:

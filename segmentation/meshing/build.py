@@ -163,12 +163,13 @@ def mesh_dataset(
     generation = store.start(layer.url, grid, params, graph.seq if graph else None, restart=restart)
     seq = generation.document()["seq"]
     at = None if graph is None or seq >= graph.seq else seq
-    todo = [c for c in grid.coords() if not generation.has_part(MeshGrid.name(c))]
+    done = generation.parts_done()
+    todo = [c for c in grid.coords() if MeshGrid.name(c) not in done]
     total = sum(1 for _ in grid.coords())
     started = time.perf_counter()
     voxels = 0
     bar = tqdm(total=total, initial=total - len(todo), desc="meshes", unit="chunk", disable=not progress)
-    folder = str(generation.folder)
+    folder = generation.location  # a path or a URL: workers elsewhere write there too
     try:
         if client is not None:
             slots = cluster_slots(client)  # CPU-bound: at most one task per core of each host

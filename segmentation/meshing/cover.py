@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .levels import file_name
-from .store import Generation, write_atomically
+from .store import Generation
 
 _GROUP_KEY_BITS = 40  # a stored fragment's key: generation << 40 | group number
 
@@ -77,12 +77,10 @@ def manifest(
         for part_chunks, part_svs in zip(np.split(chunks, bounds), np.split(rest_svs, bounds)):
             name = generation.dynamic_name(index["chunk_coords"][part_chunks[0]], part_svs)
             dynamic.append((name, part_svs))
-            try:
-                made = generation.dynamic_path(name, ".drc").stat().st_size
-            except FileNotFoundError:
+            made = generation.dynamic_size(name)
+            if made is None:
                 pending.append(name)
                 name += QUICK
-                made = None
             if made != 0:  # made empty (no surface there): nothing to list
                 names.append(f"~{name}:{name}")
     return names, dynamic, pending
@@ -91,6 +89,4 @@ def manifest(
 def remember_dynamic(generation: Generation, dynamic: list[tuple[str, np.ndarray]]) -> None:
     """Keep which supervoxels each dynamic fragment shows, so that asking for it can make it."""
     for name, supervoxels in dynamic:
-        path = generation.dynamic_path(name, ".svs")
-        if not path.exists():
-            write_atomically(path, np.asarray(supervoxels, dtype="<u8").tobytes())
+        generation.keep_dynamic(name, ".svs", np.asarray(supervoxels, dtype="<u8").tobytes(), if_new=True)

@@ -25,7 +25,6 @@ from pathlib import Path
 import DracoPy
 import numpy as np
 
-from .levels import file_name
 from .store import Generation, write_atomically
 from .surfaces import decode
 
@@ -57,7 +56,7 @@ def zorder(coords: np.ndarray) -> np.ndarray:
 
 def label_files(generation: Generation, label: int) -> tuple[Path, Path] | None:
     """Paths of ``<label>.index`` and ``<label>`` (None: the label has no surface here), made once and kept."""
-    folder = generation.folder / "multilod"
+    folder = generation.cache / "multilod"  # made here from the run's fragments (per machine)
     index_path, data_path = folder / f"{int(label)}.index", folder / f"{int(label)}"
     if index_path.exists():
         return index_path, data_path
@@ -107,9 +106,8 @@ def _make(generation: Generation, label: int) -> tuple[bytes, bytes] | None:
         for group, position in zip(groups.tolist(), positions):
             blob = b""
             if index["group_nbytes"][group]:
-                with open(generation.fragments_path(file_name(level, position)), "rb") as handle:
-                    handle.seek(int(index["group_offset"][group]))
-                    vertices, faces = decode(handle.read(int(index["group_nbytes"][group])))
+                offset, nbytes = int(index["group_offset"][group]), int(index["group_nbytes"][group])
+                vertices, faces = decode(generation.read_fragment(level, position, offset, nbytes))
                 inside = (vertices / resolution - origin - position * node) / node  # 0 … 1 across the node
                 stored = np.clip(np.rint(inside * _TOP), 0, _TOP).astype(np.uint16)
                 try:

@@ -1,6 +1,13 @@
 """Where a dataset's built-in meshes live, and the index that says which fragment shows what.
 
-Under ``<home>/meshes/<dataset>/<generation>/`` (a generation is one meshing run):
+The mesh store is ``AXONLINK_MESH_STORE`` when set (a folder, or a prefix in object storage:
+``s3://bucket/meshes``, ``gs://…``), else ``meshes`` in the server's home. Several server nodes
+share one store in object storage: each copies a run's index to its own disk (verified, then
+memory-mapped: :mod:`segmentation.folder_copies`) and reads fragments by byte range from the
+bucket; what a node derives for itself (claims on fragments being made, multi-resolution files)
+stays in ``mesh-cache`` in its home.
+
+Under ``<store>/<dataset>/<generation>/`` (a generation is one meshing run):
 
 - ``generation.json``: the grid, the surface parameters, the graph operation whose roots the run
   meshed (``seq``), and ``complete`` once every chunk is done;
@@ -14,24 +21,32 @@ Under ``<home>/meshes/<dataset>/<generation>/`` (a generation is one meshing run
   run within one chunk or block) showing it;
 - ``dynamic/``: fragments made after edits, named by chunk and a hash of the supervoxels they show.
 
-``current`` (a file beside the generations) names the complete generation in use. Everything is
-written to a temporary name and renamed, so a killed run leaves nothing half-written in use.
+``current`` (a file beside the generations) names the complete generation in use. Every file is
+written whole or not at all (a temporary name renamed, or one PUT), and ``index/`` last, so a killed
+run leaves nothing half-written in use.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 
+from .. import folder_copies, locations
+from ..config import DEFAULT_HOME
 from .grid import MeshGrid
 from .levels import coarser, file_name, join_parts, level_count
 from .surfaces import SurfaceParams
 
+INDEX_FORMAT = "axonlink-mesh-index"
+INDEX_VERSION = 1
+_SIZES_KEPT = 65536  # fragment files' sizes a process remembers (a HEAD each in object storage)
 _INDEX_ARRAYS = (
     "svs",
     "indptr",
@@ -45,6 +60,23 @@ _INDEX_ARRAYS = (
     "group_nbytes",
     "group_svcount",
 )
+
+
+def mesh_store(home: str | os.PathLike | None = None) -> str:
+    """Where datasets' meshes are: ``AXONLINK_MESH_STORE`` (a path or an object-storage URL), else
+    ``meshes`` in ``home`` (the server's: ``--home``, ``AXONLINK_HOME``)."""
+    configured = os.environ.get("AXONLINK_MESH_STORE")
+    if configured:
+        if locations.is_remote(configured):
+            return configured.rstrip("/")
+        return str(locations.local_path(configured).expanduser().resolve())
+    return str(Path(home or os.environ.get("AXONLINK_HOME") or DEFAULT_HOME).expanduser().resolve() / "meshes")
+
+
+def cache_root(home: str | os.PathLike | None = None) -> Path:
+    """Where a node keeps what it derives from meshes in object storage (index copies, claims, files
+    made per label): ``mesh-cache`` in ``home``."""
+    return Path(home or os.environ.get("AXONLINK_HOME") or DEFAULT_HOME).expanduser().resolve() / "mesh-cache"
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -67,16 +99,24 @@ class MeshStore:
     """The meshes of one dataset: its generations, the one in use, and their indexes."""
 
     def __init__(self, home: str | os.PathLike, dataset: str):
-        self.root = Path(home) / "meshes" / dataset
+        self.dataset = dataset
+        self.root = locations.join(mesh_store(home), dataset)  # a path or a URL
+        self.cache = cache_root(home) / hashlib.sha256(self.root.encode()).hexdigest()[:16]
+        self._generations: dict[str, Generation] = {}
+
+    def generation(self, name: str) -> Generation:
+        found = self._generations.get(name)
+        if found is None:  # kept: a complete one's document is read once
+            found = self._generations[name] = Generation(locations.join(self.root, name), self.cache / name)
+        return found
 
     def current(self, layer_url: str) -> Generation | None:
         """The complete generation in use, made from the layer at ``layer_url`` (None: the dataset was
         never meshed, or its meshes are of another volume: a dataset removed and added again)."""
-        try:
-            name = (self.root / "current").read_text().strip()
-        except FileNotFoundError:
+        named = locations.get(locations.join(self.root, "current"))
+        if named is None:
             return None
-        generation = Generation(self.root / name)
+        generation = self.generation(named.decode().strip())
         doc = generation.document()
         return generation if doc and doc.get("complete") and doc.get("layer") == layer_url else None
 
@@ -84,9 +124,8 @@ class MeshStore:
         """Delete every generation (the dataset is removed); whether there were any."""
         import shutil
 
-        existed = self.root.exists()
-        shutil.rmtree(self.root, ignore_errors=True)
-        return existed
+        shutil.rmtree(self.cache, ignore_errors=True)
+        return locations.remove_tree(self.root)
 
     def start(
         self, layer_url: str, grid: MeshGrid, params: SurfaceParams, seq: int | None, restart: bool = False
@@ -95,9 +134,13 @@ class MeshStore:
         ``seq``: the graph operation whose roots it meshes (None: no graph, the stored labels)."""
         labels = "stored" if seq is None else "roots"  # a dataset given a graph since is meshed anew
         settings = {"layer": layer_url, "grid": grid.to_json(), "params": params.to_json(), "labels": labels}
+        numbers = sorted(
+            (int(name[1:]) for name in locations.folders_in(self.root) if name[:1] == "g" and name[1:].isdigit()),
+            reverse=True,
+        )
         if not restart:
-            for folder in sorted(self.root.glob("g*"), reverse=True):
-                generation = Generation(folder)
+            for number in numbers:
+                generation = self.generation(f"g{number}")
                 doc = generation.document()
                 if (
                     doc
@@ -105,31 +148,66 @@ class MeshStore:
                     and {k: doc.get(k) for k in settings} == json.loads(json.dumps(settings))
                 ):
                     return generation
-        number = 1 + max([int(p.name[1:]) for p in self.root.glob("g*") if p.name[1:].isdigit()] or [0])
-        generation = Generation(self.root / f"g{number}")
+        number = 1 + max(numbers or [0])
+        generation = self.generation(f"g{number}")
         generation.write_document({**settings, "number": number, "seq": seq, "complete": False})
         return generation
 
     def publish(self, generation: Generation) -> None:
         """Make a complete generation the one in use."""
-        write_atomically(self.root / "current", generation.folder.name.encode())
+        locations.put(locations.join(self.root, "current"), generation.name.encode())
+
+
+class FragmentFile:
+    """One fragment file of a run, read whole or by byte range: on this machine (``path``, which a
+    front server can send itself) or in object storage (one ranged GET per read)."""
+
+    def __init__(self, location: str, size: int):
+        self.location, self.size = location, size
+        self.path = None if locations.is_remote(location) else locations.local_path(location)
+
+    def read(self, start: int = 0, stop: int | None = None) -> bytes:
+        stop = self.size if stop is None else min(stop, self.size)
+        return locations.read_range(self.location, start, stop) or b"" if stop > start else b""
 
 
 class Generation:
-    """One meshing run's files."""
+    """One meshing run's files, at ``location`` (a folder or a URL); ``cache``: this machine's folder
+    for what it derives from them (for a local run, the run's own folder)."""
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
+    def __init__(self, location: str | os.PathLike, cache: Path | None = None):
+        self.location = str(location)
+        self.remote = locations.is_remote(self.location)
+        self.name = self.location.rstrip("/").rsplit("/", 1)[-1]
+        if not self.remote:
+            self.cache = locations.local_path(self.location)
+        elif cache is not None:
+            self.cache = Path(cache)
+        else:
+            self.cache = cache_root() / hashlib.sha256(self.location.encode()).hexdigest()[:16]
         self._index = None
+        self._index_lock = threading.Lock()
+        self._complete_doc: dict | None = None
+        self._sizes: dict[str, int] = {}
+        self._dynamic_kept: set[str] = set()  # dynamic files known to be written (they never change)
+
+    def at(self, *names: str) -> str:
+        return locations.join(self.location, *names)
 
     def document(self) -> dict | None:
+        if self._complete_doc is not None:
+            return self._complete_doc
         try:
-            return json.loads((self.folder / "generation.json").read_text())
-        except (FileNotFoundError, ValueError):
+            doc = json.loads(locations.get(self.at("generation.json")) or b"null")
+        except ValueError:
             return None
+        if isinstance(doc, dict) and doc.get("complete"):
+            self._complete_doc = doc  # a complete run's document no longer changes
+        return doc if isinstance(doc, dict) else None
 
     def write_document(self, doc: dict) -> None:
-        write_atomically(self.folder / "generation.json", json.dumps(doc, indent=1).encode())
+        locations.put(self.at("generation.json"), json.dumps(doc, indent=1).encode())
+        self._complete_doc = None
 
     @property
     def complete(self) -> bool:
@@ -154,14 +232,26 @@ class Generation:
         return SurfaceParams(**self.document()["params"])
 
     # ---- chunks ----------------------------------------------------------------
-    def fragments_path(self, name: str) -> Path:
-        return self.folder / "initial" / f"{name}.frags"
+    def fragment_file(self, name: str) -> FragmentFile | None:
+        """The fragment file ``initial/<name>.frags``, if it exists."""
+        location = self.at("initial", f"{name}.frags")
+        size = self._sizes.get(name)
+        if size is None:
+            size = locations.size(location)
+            if size is None:
+                return None
+            if len(self._sizes) >= _SIZES_KEPT:
+                self._sizes.pop(next(iter(self._sizes)))
+            self._sizes[name] = size
+        return FragmentFile(location, size)
 
-    def part_path(self, name: str) -> Path:
-        return self.folder / "parts" / f"{name}.npz"
+    def read_fragment(self, level: int, coords, offset: int, nbytes: int) -> bytes:
+        """The bytes of one stored fragment (its file's name from its level and position)."""
+        return locations.read_range(self.at("initial", f"{file_name(level, coords)}.frags"), offset, offset + nbytes)
 
-    def has_part(self, name: str) -> bool:
-        return self.part_path(name).exists()
+    def parts_done(self) -> set[str]:
+        """The chunks whose part is written (one listing: a rerun skips them)."""
+        return {name.removesuffix(".npz") for name in locations.names_in(self.at("parts")) if name.endswith(".npz")}
 
     def write_chunk(self, name: str, core_svs, core_roots, meshes: dict[int, bytes]) -> None:
         """A chunk's fragments (one per root of its core) and its part of the index."""
@@ -171,9 +261,9 @@ class Generation:
         blobs = [meshes.get(int(r), b"") for r in roots.tolist()]
         sizes = np.array([len(b) for b in blobs], dtype=np.int64)
         offsets = (np.cumsum(sizes) - sizes).astype(np.int64)  # where each starts (none for an empty chunk)
-        write_atomically(self.fragments_path(name), b"".join(blobs))
-        write_atomically(
-            self.part_path(name),
+        locations.put(self.at("initial", f"{name}.frags"), b"".join(blobs))
+        locations.put(  # after its fragments: a part says the chunk is done
+            self.at("parts", f"{name}.npz"),
             _npz_bytes(
                 svs=core_svs,
                 sv_group=sv_group.astype(np.int32),
@@ -189,13 +279,16 @@ class Generation:
 
         ``join(parts)`` makes a level's fragments (:func:`.levels.coarser`); by default here, one after
         the other: a run with processes spreads them with :func:`join_in`."""
-        join = join or (lambda parts: join_parts(self._read_fragment, parts))
+        join = join or (lambda parts: join_parts(self.read_fragment, parts))
         svs, chunks, groups = [], [], []
         coords, group_coords, group_root, group_offset, group_nbytes = [], [], [], [], []
         first_group = 0
         for number, coord in enumerate(grid.coords()):
             coords.append(coord)
-            with np.load(self.part_path(MeshGrid.name(coord))) as part:
+            stored = locations.get(self.at("parts", f"{MeshGrid.name(coord)}.npz"))
+            if stored is None:
+                raise FileNotFoundError(f"{self.location}: chunk {MeshGrid.name(coord)} has no part (not meshed)")
+            with np.load(io.BytesIO(stored)) as part:
                 svs.append(part["svs"])
                 chunks.append(np.full(len(part["svs"]), number, dtype=np.int32))
                 groups.append(part["sv_group"] + first_group)
@@ -245,32 +338,36 @@ class Generation:
         self.write_document({**self.document(), "levels": len(tables) - 1, "complete": True})
 
     def _write_index(self, arrays: dict) -> None:
-        """One ``.npy`` per array in ``index/``, moved into place whole: every server process maps them
-        read-only, so the operating system shares their pages (as with a graph's base)."""
+        """One ``.npy`` per array in ``index/``, put in place whole: every server process maps them
+        read-only, so the operating system shares their pages (as with a graph's base). In object
+        storage the index is uploaded with its manifest, last, and this machine keeps its copy."""
         import shutil
 
-        staging = self.folder / "index.partial"
+        staging = self.cache / "index.partial"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         for name, array in arrays.items():
             np.save(staging / f"{name}.npy", np.ascontiguousarray(array))
-        shutil.rmtree(self.folder / "index", ignore_errors=True)
-        os.replace(staging, self.folder / "index")
-
-    def _read_fragment(self, level: int, coords, offset: int, nbytes: int) -> bytes:
-        with open(self.fragments_path(file_name(level, coords)), "rb") as handle:
-            handle.seek(offset)
-            return handle.read(nbytes)
+        manifest = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "files": folder_copies.describe(staging, arrays)}
+        (staging / folder_copies.MANIFEST).write_text(json.dumps(manifest, indent=1))
+        if self.remote:
+            folder_copies.upload(staging, self.at("index"))
+        shutil.rmtree(self.cache / "index", ignore_errors=True)
+        os.replace(staging, self.cache / "index")
+        self._index = None
 
     def _write_level(self, level: int, coords, data: bytes) -> None:
-        write_atomically(self.fragments_path(file_name(level, coords)), data)
+        locations.put(self.at("initial", f"{file_name(level, coords)}.frags"), data)
 
     def index(self) -> dict[str, np.ndarray]:
-        """The index arrays, memory-mapped read-only."""
-        if self._index is None:
-            folder = self.folder / "index"
-            self._index = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _INDEX_ARRAYS}
-        return self._index
+        """The index arrays, memory-mapped read-only (from object storage: a verified copy first)."""
+        with self._index_lock:
+            if self._index is None:
+                folder = self.cache / "index"
+                if self.remote:
+                    folder_copies.verified_copy(self.at("index"), folder, "mesh index", INDEX_FORMAT, INDEX_VERSION)
+                self._index = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _INDEX_ARRAYS}
+            return self._index
 
     # ---- fragments made after edits ----------------------------------------------
     def dynamic_name(self, coord, supervoxels: np.ndarray) -> str:
@@ -280,10 +377,34 @@ class Generation:
         digest = hashlib.blake2b(shown, digest_size=8, salt=str(self.number).encode()[:16]).hexdigest()
         return f"{MeshGrid.name(coord)}_{digest}"
 
-    def dynamic_path(self, name: str, suffix: str) -> Path:
-        return self.folder / "dynamic" / f"{name}{suffix}"
+    def dynamic_size(self, name: str) -> int | None:
+        """The size of the dynamic fragment ``name`` (``.drc``), None while it is not made."""
+        if name + ".drc" in self._sizes:
+            return self._sizes[name + ".drc"]
+        size = locations.size(self.at("dynamic", f"{name}.drc"))
+        if size is not None:
+            self._sizes[name + ".drc"] = size
+        return size
+
+    def read_dynamic(self, name: str, suffix: str) -> bytes | None:
+        """``dynamic/<name><suffix>`` (``.drc``: the fragment, ``.svs``: the supervoxels it shows)."""
+        return locations.get(self.at("dynamic", f"{name}{suffix}"))
+
+    def keep_dynamic(self, name: str, suffix: str, data: bytes, if_new: bool = False) -> None:
+        """Write ``dynamic/<name><suffix>`` (``if_new``: unless it is there: it never changes)."""
+        key = name + suffix
+        if if_new and (key in self._dynamic_kept or locations.exists(self.at("dynamic", key))):
+            self._dynamic_kept.add(key)
+            return
+        locations.put(self.at("dynamic", key), data)
+        self._dynamic_kept.add(key)
+
+    def claim_path(self, name: str) -> Path:
+        """The file whose creation claims making dynamic fragment ``name`` on this machine (server
+        processes sharing a disk make it once; nodes sharing a bucket may each make it, the same bytes)."""
+        return self.cache / "dynamic" / f"{name}.making"
 
 
-def join_in(folder: str, parts: list) -> list[bytes]:
-    """:func:`.levels.join_parts` for the generation in ``folder``, in whichever process runs it."""
-    return join_parts(Generation(Path(folder))._read_fragment, parts)
+def join_in(location: str, parts: list) -> list[bytes]:
+    """:func:`.levels.join_parts` for the generation at ``location``, in whichever process runs it."""
+    return join_parts(Generation(location).read_fragment, parts)

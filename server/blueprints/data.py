@@ -19,7 +19,7 @@ from segmentation import meshes, skeletons
 from segmentation.datasets import DatasetNotFound
 from segmentation.graph import GraphError, GraphNotIngested
 from segmentation.graph.ids import LAYER_SHIFT, ROOT_LAYER, counter_of, is_root, is_supervoxel
-from segmentation.meshing import LEGACY_DIR, multilod
+from segmentation.meshing import LEGACY_DIR, FragmentFile, multilod
 from segmentation.storage import FileLayerStore, InvalidKey, validate_key
 from segmentation.timestamps import InvalidTimestamp
 
@@ -236,10 +236,10 @@ def _graphene_mesh_file(live, name: str):
         return _json_answer(meshes.MESH_INFO, etag="graphene-mesh-info", cache="public, max-age=3600")
     folder, _, fragment = name.partition("/")
     if folder == "initial":
-        path = meshes_of(live.graph.dataset).fragment_file(fragment)
-        if path is None:
+        found = meshes_of(live.graph.dataset).fragment_file(fragment)
+        if found is None:
             return _missing(f"{meshes.MESH_DIR}/{name}")
-        return _file_answer(path, etag=f"{path.parent.parent.name}-{fragment}")
+        return _file_answer(found, etag=fragment_etag(fragment))
     if folder == "dynamic" and not fragment.isdigit():
         body = meshes_of(live.graph.dataset).dynamic_fragment(fragment)
         return _missing(f"{meshes.MESH_DIR}/{name}") if body is None else _immutable_bytes(body, fragment)
@@ -260,10 +260,18 @@ def _immutable_bytes(body: bytes, etag: str):
     return Response(body, status=200, headers=headers)
 
 
-def _file_answer(path, etag: str, cache: str = IMMUTABLE):
-    """A file, whole or one byte range (206; never gzipped); ``cache``: immutable unless the name can
+def fragment_etag(fragment: str) -> str:
+    """A fragment file's ETag: its name says its run (``g<run>-…``), and a run's files never change."""
+    return f"{fragment.split('-', 1)[0]}-{fragment}"
+
+
+def _file_answer(file, etag: str, cache: str = IMMUTABLE):
+    """A file (a local path, or a run's :class:`~segmentation.meshing.FragmentFile`, perhaps in object
+    storage), whole or one byte range (206; never gzipped); ``cache``: immutable unless the name can
     show other bytes later."""
-    size = path.stat().st_size
+    if not isinstance(file, FragmentFile):
+        file = FragmentFile(str(file), file.stat().st_size)
+    size = file.size
     headers = {
         "Content-Type": "application/octet-stream",
         "Cache-Control": cache,
@@ -274,17 +282,15 @@ def _file_answer(path, etag: str, cache: str = IMMUTABLE):
     if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
         if request.if_none_match.contains_weak(etag):
             return Response(status=304, headers=headers)
-        target = accel.target(os.path.realpath(path))
+        target = None if file.path is None else accel.target(os.path.realpath(file.path))
         if target is not None:
             return Response(status=200, headers={**headers, "X-Accel-Redirect": target})
-        return Response(path.read_bytes(), status=200, headers=headers)
+        return Response(file.read(), status=200, headers=headers)
     bounds = parsed.range_for_length(size)
     if bounds is None:
         return json_error(416, f"range not satisfiable for {size} bytes", **{"Content-Range": f"bytes */{size}"})
     start, stop = bounds
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        body = handle.read(stop - start)
+    body = file.read(start, stop)
     headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
     return Response(body, status=206, headers=headers)
 
