@@ -1,10 +1,11 @@
 """Several server nodes on one PostgreSQL and one S3 object store, behind nginx (issue 21).
 
 Each node is an ``axonlink serve`` process with a home of its own (its own caches: live chunks,
-graph copies, synapse snapshots), the same ``--database-url`` and the same graph store in a real
-S3 server (SeaweedFS); Debian's nginx balances them. What one node does, the others must see:
-edits (roots, live chunks, mesh manifests) within 1 s, links at once, a revoked token within 2 s;
-a node killed mid-stream of edits loses none it acknowledged, and a node started later catches up.
+graph copies, synapse snapshots), the same ``--database-url`` and the same graph and mesh stores
+in a real S3 server (SeaweedFS); Debian's nginx balances them. What one node does, the others must
+see: edits (roots, live chunks, mesh manifests) within 1 s, links at once, a revoked token within
+2 s, meshes made by one machine served by all, fragments made after an edit included; a node killed
+mid-stream of edits loses none it acknowledged, and a node started later catches up.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def cluster(tmp_path_factory, s3_server, small_volumes):
 
     from segmentation import db
     from segmentation.db import private_schema
+    from segmentation.meshing import mesh_dataset
 
     tmp_path = tmp_path_factory.mktemp("nodes")
     with pytest.MonkeyPatch.context() as patch, private_schema(POSTGRES_URL) as url, ExitStack() as stack:
@@ -84,12 +86,15 @@ def cluster(tmp_path_factory, s3_server, small_volumes):
             patch.setenv(key, value)
         patch.setenv("AXONLINK_GRAPH_STORE", s3_server.url("graphs"))  # the nodes' common graph store
         patch.setenv("AXONLINK_GRAPH_CACHE", str(tmp_path / "graph-cache"))
+        patch.setenv("AXONLINK_MESH_STORE", s3_server.url("meshes"))  # and their common mesh store
         db.upgrade(url)
         add_cg_dataset(url, small_volumes["image"], tmp_path)
-        nodes = {}
+        # meshed by another machine; one chunk: every root of these slabs has a surface in it
+        mesh_dataset(url, tmp_path / "mesher", "cg", chunk=(32, 32, 8), progress=False)
+        nodes, homes = {}, {}
 
         def start(name: str):
-            home = tmp_path / f"node-{name}"
+            home = homes[name] = tmp_path / f"node-{name}"
             home.mkdir()
             env = {"AXONLINK_GRAPH_CACHE": str(home / "graph-cache")}  # each machine its own copy
             nodes[name] = stack.enter_context(axonlink_node(home, url, tmp_path, env=env))
@@ -98,7 +103,14 @@ def cluster(tmp_path_factory, s3_server, small_volumes):
         start("a")
         start("b")
         front = stack.enter_context(nginx_in_front([nodes["a"].url, nodes["b"].url], tmp_path / "nginx"))
-        yield {"url": url, "nodes": nodes, "front": front, "start": start, "token": proofreader_token(url, "cg")}
+        yield {
+            "url": url,
+            "nodes": nodes,
+            "front": front,
+            "start": start,
+            "token": proofreader_token(url, "cg"),
+            "homes": homes,
+        }
 
 
 def edit_once(url: str, token: str) -> dict:
@@ -151,6 +163,62 @@ def test_links_and_revoked_tokens_cross_nodes(cluster):
     assert call(f"{b}/api/v1/me", token=token)[1]["user"] == "visitor"  # b has it cached now
     accounts.revoke_token(token)
     assert until(lambda: call(f"{b}/api/v1/me", token=token)[0] == 401, 2.0, step=0.05) <= 2.0
+
+
+def fetch(url: str, headers: dict | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def fragments_shown(node_url: str, manifest: list[str]) -> list[int]:
+    """The triangle count of every fragment a manifest names, read from ``node_url`` as Neuroglancer's
+    graphene source reads them: a stored one by byte range, one made after an edit whole."""
+    from segmentation.meshing.surfaces import decode
+
+    meshes = f"{node_url}/data/cg@supervoxels/segmentation/graphene_meshes"
+    triangles = []
+    for name in manifest:
+        rest = name[1:].split(":", 1)[1]
+        if rest.startswith("~"):
+            path, offset, size = rest[1:].split(":")
+            wanted = {"Range": f"bytes={offset}-{int(offset) + int(size) - 1}"}
+            status, body = fetch(f"{meshes}/initial/{path}", wanted)
+            assert status == 206 and len(body) == int(size), (name, status)
+        else:
+            status, body = fetch(f"{meshes}/dynamic/{rest}")
+            assert status == 200, (name, status, body[:200])
+        triangles.append(len(decode(body)[1]))
+    return triangles
+
+
+def test_meshes_in_the_bucket_are_served_by_every_node_with_fragments_made_after_edits(cluster):
+    a, b, front, token = (*(cluster["nodes"][n].url for n in "ab"), cluster["front"], cluster["token"])
+
+    def manifest(node_url: str, root: int) -> list[str]:
+        status, body = call(f"{node_url}/meshing/api/v1/table/cg/manifest/{root}:0")
+        assert status == 200, body
+        return body["fragments"]
+
+    while len({root_on(a, sv) for sv in CG_SV}) > 1:  # one neuron first, whatever the tests before did
+        edit_once(a, token)
+    made_after = set()
+    cut = lambda: split(a, token, CG_SV[0], CG_SV[1])  # noqa: E731 - a piece no meshing run showed alone
+    join = lambda: merge(a, token, CG_SV[0], CG_SV[1])  # noqa: E731
+    for edit in (cut, join):
+        roots = {int(r) for r in edit()["new_root_ids"]}
+        for root in roots:
+            on_a = manifest(a, root)
+            made_after |= {name for name in on_a if ":~" not in name}
+            assert on_a and all(count > 0 for count in fragments_shown(b, on_a))  # a's list, b's bytes
+            until(lambda: manifest(b, root) == manifest(a, root), 30.0, step=0.2)  # both list the made ones
+            assert all(count > 0 for count in fragments_shown(front, manifest(front, root)))
+    assert made_after  # the split's pieces: fragments made after it, on a and served by b
+    for name in "ab":  # each node keeps only its copy of the index
+        assert (cluster["homes"][name] / "mesh-cache").is_dir() and not (cluster["homes"][name] / "meshes").exists()
 
 
 def test_a_node_started_later_catches_up(cluster):
