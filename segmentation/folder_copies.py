@@ -26,15 +26,16 @@ import time
 import uuid
 from pathlib import Path
 
-from .errors import Invalid
+from .errors import AxonlinkError
 from .storage import cloud_files
 
 MANIFEST = "manifest.json"
 PARTIAL_EXPIRES_SECONDS = 3600  # a hidden half copy untouched this long was left by a killed process
 
 
-class CopyError(Invalid):
-    """A folder in object storage that cannot be read, copied or verified."""
+class CopyError(AxonlinkError):
+    """A folder in object storage that cannot be read, copied or verified: the server's data, not
+    the request, is at fault (a logged 5xx; the message names the folder and the file)."""
 
 
 def file_sha256(file: Path) -> str:

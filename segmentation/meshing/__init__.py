@@ -12,6 +12,7 @@ twins, made on request (:mod:`~segmentation.meshing.cover`).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -81,7 +82,12 @@ class DatasetMeshes:
         """The complete generation in use (re-read at most every second)."""
         now = time.monotonic()
         if now - self._checked > _RECHECK_SECONDS:
-            current = self.store.current(self.layer_url)
+            try:
+                current = self.store.current(self.layer_url)
+            except Exception:  # noqa: BLE001 - a bucket that does not answer: the run in use stays in use
+                logging.getLogger(__name__).warning("cannot look for a newer meshing run", exc_info=True)
+                self._checked = now
+                return self._generation
             with self._lock:
                 self._checked = now
                 if current is None or self._generation is None or current.location != self._generation.location:
@@ -170,8 +176,6 @@ class DatasetMeshes:
             try:
                 work(*args)
             except Exception:  # noqa: BLE001 - a request for the fragment makes it again and reports
-                import logging
-
                 logging.getLogger(__name__).exception("making fragments in the background failed")
             finally:
                 with self._lock:

@@ -40,6 +40,7 @@ import numpy as np
 
 from .. import folder_copies, locations
 from ..config import DEFAULT_HOME
+from ..errors import Unavailable
 from .grid import MeshGrid
 from .levels import coarser, file_name, join_parts, level_count
 from .surfaces import SurfaceParams
@@ -168,7 +169,12 @@ class FragmentFile:
 
     def read(self, start: int = 0, stop: int | None = None) -> bytes:
         stop = self.size if stop is None else min(stop, self.size)
-        return locations.read_range(self.location, start, stop) or b"" if stop > start else b""
+        if stop <= start:
+            return b""
+        data = locations.read_range(self.location, start, stop)
+        if data is None or len(data) != stop - start:  # deleted meanwhile, or the store did not answer
+            raise Unavailable("the meshes' store cannot be read just now; try again")
+        return data
 
 
 class Generation:
