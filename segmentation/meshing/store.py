@@ -246,9 +246,10 @@ class Generation:
             size = locations.size(location)
             if size is None:
                 return None
-            if len(self._sizes) >= _SIZES_KEPT:
-                self._sizes.pop(next(iter(self._sizes)))
-            self._sizes[name] = size
+            with self._index_lock:  # request threads share this cache
+                if len(self._sizes) >= _SIZES_KEPT:
+                    self._sizes.pop(next(iter(self._sizes)), None)
+                self._sizes[name] = size
         return FragmentFile(location, size)
 
     def read_fragment(self, level: int, coords, offset: int, nbytes: int) -> bytes:
