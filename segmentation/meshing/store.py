@@ -195,6 +195,7 @@ class Generation:
         self._index_lock = threading.Lock()
         self._complete_doc: dict | None = None
         self._sizes: dict[str, int] = {}
+        self._sizes_lock = threading.Lock()  # not the index's: a copy being made must not hold up reads
         self._dynamic_kept: set[str] = set()  # dynamic files known to be written (they never change)
 
     def at(self, *names: str) -> str:
@@ -246,7 +247,7 @@ class Generation:
             size = locations.size(location)
             if size is None:
                 return None
-            with self._index_lock:  # request threads share this cache
+            with self._sizes_lock:  # request threads share this cache
                 if len(self._sizes) >= _SIZES_KEPT:
                     self._sizes.pop(next(iter(self._sizes)), None)
                 self._sizes[name] = size
