@@ -6,6 +6,8 @@ fragments made after an edit on one machine readable on the other."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -86,3 +88,42 @@ def test_a_damaged_index_in_the_bucket_is_refused_and_removing_the_dataset_empti
     left = client.list_objects_v2(Bucket="axonlink", Prefix=f"{store.removeprefix('s3://axonlink/')}/tubes/")
     assert left.get("KeyCount", 0) == 0
     assert machine(tmp_path / "c", tubes).generation is None
+
+
+def test_a_new_run_in_the_bucket_is_used_once_its_index_is_copied_and_the_old_one_answers_meanwhile(
+    tubes, s3, monkeypatch, tmp_path
+):
+    import threading
+
+    from segmentation import folder_copies
+    from segmentation import meshing as meshing_module
+
+    monkeypatch.setenv("AXONLINK_MESH_STORE", s3.url())
+    monkeypatch.setattr(meshing_module, "_RECHECK_SECONDS", 0.0)
+    run = lambda **extra: mesh_dataset(  # noqa: E731
+        tubes.database_url, tmp_path / "mesher", "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False, **extra
+    )
+    run()
+    graph = Graph.open(tubes.database_url, "tubes")
+    root = int(graph.root(sv(1)))
+    node = machine(tmp_path / "node", tubes)
+    assert node.manifest(root, graph.leaves(root))[0].split(":")[1].startswith("~g1-")
+
+    copying, release = threading.Event(), threading.Event()
+    copy = folder_copies.verified_copy
+
+    def slow_copy(url, target, *args):  # the node's copy of the second run's index waits for the test
+        if (tmp_path / "node") in target.parents:
+            copying.set()
+            assert release.wait(30)
+        return copy(url, target, *args)
+
+    monkeypatch.setattr(folder_copies, "verified_copy", slow_copy)
+    assert run(restart=True)["generation"] == 2
+    assert node.generation.number == 1 and copying.wait(10)  # published; copied in the background
+    assert node.manifest(root, graph.leaves(root))[0].split(":")[1].startswith("~g1-")  # the old run answers
+    release.set()
+    deadline = time.monotonic() + 10
+    while node.generation.number != 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert node.manifest(root, graph.leaves(root))[0].split(":")[1].startswith("~g2-")

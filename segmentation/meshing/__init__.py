@@ -79,7 +79,9 @@ class DatasetMeshes:
 
     @property
     def generation(self) -> Generation | None:
-        """The complete generation in use (re-read at most every second)."""
+        """The complete generation in use (re-read at most every second). A newer run in object
+        storage is switched to once this machine has its index: meanwhile its index is copied in
+        the background and the run in use goes on answering (as a graph's new base is)."""
         now = time.monotonic()
         if now - self._checked > _RECHECK_SECONDS:
             try:
@@ -91,7 +93,10 @@ class DatasetMeshes:
             with self._lock:
                 self._checked = now
                 if current is None or self._generation is None or current.location != self._generation.location:
-                    self._generation, self._manifests = current, {}
+                    if current is not None and self._generation is not None and not current.index_ready():
+                        current.fetch_index_in_background()
+                    else:
+                        self._generation, self._manifests = current, {}
         return self._generation
 
     @property

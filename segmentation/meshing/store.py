@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -193,9 +194,10 @@ class Generation:
             self.cache = cache_root() / hashlib.sha256(self.location.encode()).hexdigest()[:16]
         self._index = None
         self._index_lock = threading.Lock()
+        self._fetching: threading.Thread | None = None
         self._complete_doc: dict | None = None
         self._sizes: dict[str, int] = {}
-        self._sizes_lock = threading.Lock()  # not the index's: a copy being made must not hold up reads
+        self._quick_lock = threading.Lock()  # short sections only (sizes, the copying thread): never held during a copy
         self._dynamic_kept: set[str] = set()  # dynamic files known to be written (they never change)
 
     def at(self, *names: str) -> str:
@@ -247,7 +249,7 @@ class Generation:
             size = locations.size(location)
             if size is None:
                 return None
-            with self._sizes_lock:  # request threads share this cache
+            with self._quick_lock:  # request threads share this cache
                 if len(self._sizes) >= _SIZES_KEPT:
                     self._sizes.pop(next(iter(self._sizes)), None)
                 self._sizes[name] = size
@@ -376,6 +378,26 @@ class Generation:
                     folder_copies.verified_copy(self.at("index"), folder, "mesh index", INDEX_FORMAT, INDEX_VERSION)
                 self._index = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _INDEX_ARRAYS}
             return self._index
+
+    def index_ready(self) -> bool:
+        """Whether :meth:`index` maps at once (a run in object storage: this machine has its copy)."""
+        return not self.remote or (self.cache / "index" / folder_copies.MANIFEST).exists()
+
+    def fetch_index_in_background(self) -> None:
+        """Start copying the index here in a thread of its own (once at a time per run; never waiting
+        for a copy under way, which holds the index's lock)."""
+        with self._quick_lock:
+            if self._fetching is not None and self._fetching.is_alive():
+                return
+
+            def fetch():
+                try:
+                    self.index()
+                except Exception:  # noqa: BLE001 - a later look tries again; the run in use answers meanwhile
+                    logging.getLogger(__name__).warning("copying mesh index %s failed", self.location, exc_info=True)
+
+            self._fetching = threading.Thread(target=fetch, name="mesh-index-copy", daemon=True)
+            self._fetching.start()
 
     # ---- fragments made after edits ----------------------------------------------
     def dynamic_name(self, coord, supervoxels: np.ndarray) -> str:
