@@ -266,8 +266,8 @@ class FastPath:
             return None
         segmentation = self._layer_store(work, name, "segmentation", memory_only)[0]
         built_in = work.meshes(name, segmentation.url)
-        if memory_only and built_in.remote:
-            return None  # in object storage: read in a thread
+        if built_in.remote:
+            return None  # in object storage: Flask's view reads it (once; its errors are worded there)
         found = built_in.fragment_file(fragment)
         if found is None:
             return None

@@ -69,8 +69,10 @@ def test_meshes_in_a_bucket_are_served_by_another_machine_as_a_local_run_serves_
 
 
 def test_a_damaged_index_in_the_bucket_is_refused_and_removing_the_dataset_empties_its_prefix(
-    tubes, s3, monkeypatch, tmp_path
+    tubes, s3, monkeypatch, tmp_path, caplog
 ):
+    from segmentation.errors import Unavailable
+
     store = s3.plain_url()
     monkeypatch.setenv("AXONLINK_MESH_STORE", store)
     mesh_dataset(tubes.database_url, tmp_path / "a", "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False)
@@ -80,9 +82,16 @@ def test_a_damaged_index_in_the_bucket_is_refused_and_removing_the_dataset_empti
     client.put_object(Bucket="axonlink", Key=f"{prefix}/svs.npy", Body=svs[:-8] + bytes(8))
     graph = Graph.open(tubes.database_url, "tubes")
     root = int(graph.root(sv(1)))
-    with pytest.raises(Exception, match="mesh index .*svs.npy is missing or damaged"):
-        machine(tmp_path / "b", tubes).manifest(root, graph.leaves(root))
-    assert not (machine(tmp_path / "b", tubes).generation.cache / "index").exists()  # nothing half-copied kept
+    node = machine(tmp_path / "b", tubes)
+    with pytest.raises(Unavailable) as refused:  # a 503: the server's data is at fault, not the request
+        node.manifest(root, graph.leaves(root))
+    assert "axonlink" not in str(refused.value) and "s3" not in str(refused.value)  # no bucket told to clients
+    assert "mesh index" in caplog.text and "svs.npy is missing or damaged" in caplog.text  # the log says what
+    assert not (node.generation.cache / "index").exists()  # nothing half-copied kept
+    caplog.clear()
+    with pytest.raises(Unavailable):  # not copied again at once (an index may be gigabytes)
+        node.manifest(root, graph.leaves(root))
+    assert "svs.npy" not in caplog.text
 
     assert MeshStore(tmp_path / "b", "tubes").remove() is True
     left = client.list_objects_v2(Bucket="axonlink", Prefix=f"{store.removeprefix('s3://axonlink/')}/tubes/")

@@ -483,3 +483,25 @@ def decode_points(data: bytes) -> np.ndarray:
     import DracoPy
 
     return np.asarray(DracoPy.decode(data).points).reshape(-1, 3)
+
+
+def test_a_dataset_meshed_again_after_its_meshes_were_removed_is_served_anew_by_a_running_server(tubes, monkeypatch):
+    """Run names start again at g1 once a dataset's meshes are removed: a server that kept the old g1
+    (its document, index and sizes) must not serve it for the new one."""
+    from segmentation import meshing as meshing_module
+    from segmentation.meshing import MeshStore
+
+    monkeypatch.setattr(meshing_module, "_RECHECK_SECONDS", 0.0)
+    graph = Graph.open(tubes.database_url, "tubes")
+    root = int(graph.root(sv(1)))
+    mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=MESH_CHUNK, params=EXACT, progress=False)
+    served = meshes_of(tubes)
+    before = manifest_of(served, graph, root)
+    assert served.generation.grid.chunk == tuple(MESH_CHUNK)
+    assert MeshStore(tubes.home, "tubes").remove() is True
+    finer = tuple(c // 2 for c in MESH_CHUNK)
+    again = mesh_dataset(tubes.database_url, tubes.home, "tubes", chunk=finer, params=EXACT, progress=False)
+    assert again["generation"] == 1  # the same name as the removed run
+    assert served.generation.grid.chunk == finer
+    after = manifest_of(served, graph, root)
+    assert after != before and shows(vertices_of(served, after), range(1, 8))

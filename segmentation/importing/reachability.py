@@ -17,6 +17,8 @@ import socket
 import time
 from urllib.parse import urlsplit
 
+from ..locations import is_remote, scheme_of  # noqa: F401 - named here by the import's modules
+
 REFUSED = "connection refused"
 UNKNOWN_HOST = "unknown host"
 NO_BUCKET = "no such bucket"
@@ -28,16 +30,6 @@ TIMEOUT = "timed out"
 OTHER = "other"
 
 SCHEMES = ("file", "gs", "s3", "http", "https")
-
-
-def scheme_of(spec: str) -> str | None:
-    """The URL scheme of ``spec`` (lower case), None for a plain path."""
-    found = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", spec)
-    return found.group(1).lower() if found else None
-
-
-def is_remote(spec: str) -> bool:
-    return scheme_of(spec) not in (None, "file")
 
 
 def check_scheme(spec: str, schemes: tuple[str, ...] = SCHEMES) -> str | None:

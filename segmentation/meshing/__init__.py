@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import locations
+from ..errors import Unavailable
 from .build import MeshingError, mesh_dataset, mesh_supervoxels, open_volume
 from .cover import QUICK, manifest, remember_dynamic
 from .store import FragmentFile, Generation, MeshStore
@@ -83,16 +84,22 @@ class DatasetMeshes:
         storage is switched to once this machine has its index: meanwhile its index is copied in
         the background and the run in use goes on answering (as a graph's new base is)."""
         now = time.monotonic()
-        if now - self._checked > _RECHECK_SECONDS:
+        with self._lock:
+            looking = now - self._checked > _RECHECK_SECONDS
+            if looking:
+                self._checked = now  # one thread looks; the others answer from the run in use meanwhile
+        if looking:
             try:
                 current = self.store.current(self.layer_url)
-            except Exception:  # noqa: BLE001 - a bucket that does not answer: the run in use stays in use
-                logging.getLogger(__name__).warning("cannot look for a newer meshing run", exc_info=True)
-                self._checked = now
+            except Exception as error:  # noqa: BLE001 - a bucket that does not answer: the run in use stays
+                logging.getLogger(__name__).warning("cannot look for a newer meshing run: %s", error)
+                if self._generation is None:  # not "no meshes": a client would keep that answer
+                    with self._lock:
+                        self._checked = -float("inf")
+                    raise Unavailable("the meshes' store cannot be read just now; try again") from None
                 return self._generation
             with self._lock:
-                self._checked = now
-                if current is None or self._generation is None or current.location != self._generation.location:
+                if current is not self._generation:  # another run (the store keeps one object per run)
                     if current is not None and self._generation is not None and not current.index_ready():
                         current.fetch_index_in_background()
                     else:

@@ -35,6 +35,8 @@ import logging
 import os
 import tempfile
 import threading
+import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,8 @@ from .surfaces import SurfaceParams
 INDEX_FORMAT = "axonlink-mesh-index"
 INDEX_VERSION = 1
 _SIZES_KEPT = 65536  # fragment files' sizes a process remembers (a HEAD each in object storage)
+_COPY_RETRY_SECONDS = 30.0  # an index copy that failed is not tried again sooner (it may be gigabytes)
+_GENERATIONS_KEPT = 8  # runs of one dataset a process keeps (with their cached documents and indexes)
 _INDEX_ARRAYS = (
     "svs",
     "indptr",
@@ -81,6 +85,20 @@ def cache_root(home: str | os.PathLike | None = None) -> Path:
     return Path(home or os.environ.get("AXONLINK_HOME") or DEFAULT_HOME).expanduser().resolve() / "mesh-cache"
 
 
+def _from_store(call, *args):
+    """``call(*args)`` on the store; a store that fails (unreachable, refusing) is a 503 whose message
+    names no bucket (the log has the cause)."""
+    try:
+        return call(*args)
+    except (FileNotFoundError, Unavailable):
+        raise
+    except Exception as error:  # noqa: BLE001 - botocore's and CloudFiles' many kinds alike
+        if not locations.is_remote(str(args[0])):
+            raise
+        logging.getLogger(__name__).error("the mesh store failed: %s", error)
+        raise Unavailable("the meshes' store cannot be read just now; try again") from None
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -105,12 +123,18 @@ class MeshStore:
         self.root = locations.join(mesh_store(home), dataset)  # a path or a URL
         self.cache = cache_root(home) / hashlib.sha256(self.root.encode()).hexdigest()[:16]
         self._generations: dict[str, Generation] = {}
+        self._lock = threading.Lock()
 
-    def generation(self, name: str) -> Generation:
-        found = self._generations.get(name)
-        if found is None:  # kept: a complete one's document is read once
-            found = self._generations[name] = Generation(locations.join(self.root, name), self.cache / name)
-        return found
+    def generation(self, name: str, run: str | None = None) -> Generation:
+        """Generation ``name``; ``run``: the id ``current`` gives it (a dataset removed and meshed again
+        reuses names: a kept one of another run is dropped with what it cached)."""
+        with self._lock:
+            found = self._generations.get(name)
+            if found is None or (run and found.run_id not in (None, run)):
+                if len(self._generations) >= _GENERATIONS_KEPT:
+                    self._generations.pop(next(iter(self._generations)))
+                found = self._generations[name] = Generation(locations.join(self.root, name), self.cache)
+            return found
 
     def current(self, layer_url: str) -> Generation | None:
         """The complete generation in use, made from the layer at ``layer_url`` (None: the dataset was
@@ -118,8 +142,11 @@ class MeshStore:
         named = locations.get(locations.join(self.root, "current"))
         if named is None:
             return None
-        generation = self.generation(named.decode().strip())
+        name, _, run = named.decode().strip().partition(" ")
+        generation = self.generation(name, run or None)
         doc = generation.document()
+        if run and doc and doc.get("run") != run:  # read while being replaced: ask again next time
+            return None
         return generation if doc and doc.get("complete") and doc.get("layer") == layer_url else None
 
     def remove(self) -> bool:
@@ -152,12 +179,13 @@ class MeshStore:
                     return generation
         number = 1 + max(numbers or [0])
         generation = self.generation(f"g{number}")
-        generation.write_document({**settings, "number": number, "seq": seq, "complete": False})
+        run = uuid.uuid4().hex  # names of runs come again after a removal; their ids do not
+        generation.write_document({**settings, "number": number, "run": run, "seq": seq, "complete": False})
         return generation
 
     def publish(self, generation: Generation) -> None:
         """Make a complete generation the one in use."""
-        locations.put(locations.join(self.root, "current"), generation.name.encode())
+        locations.put(locations.join(self.root, "current"), f"{generation.name} {generation.run_id or ''}".encode())
 
 
 class FragmentFile:
@@ -179,22 +207,21 @@ class FragmentFile:
 
 
 class Generation:
-    """One meshing run's files, at ``location`` (a folder or a URL); ``cache``: this machine's folder
-    for what it derives from them (for a local run, the run's own folder)."""
+    """One meshing run's files, at ``location`` (a folder or a URL); ``caches``: where this machine
+    keeps what it derives from a run in object storage, a folder per run (:attr:`cache`)."""
 
-    def __init__(self, location: str | os.PathLike, cache: Path | None = None):
+    def __init__(self, location: str | os.PathLike, caches: Path | None = None):
         self.location = str(location)
         self.remote = locations.is_remote(self.location)
         self.name = self.location.rstrip("/").rsplit("/", 1)[-1]
-        if not self.remote:
-            self.cache = locations.local_path(self.location)
-        elif cache is not None:
-            self.cache = Path(cache)
-        else:
-            self.cache = cache_root() / hashlib.sha256(self.location.encode()).hexdigest()[:16]
+        parent = self.location.rstrip("/").rsplit("/", 1)[0]
+        self._caches = (
+            Path(caches) if caches is not None else cache_root() / hashlib.sha256(parent.encode()).hexdigest()[:16]
+        )
         self._index = None
         self._index_lock = threading.Lock()
         self._fetching: threading.Thread | None = None
+        self._copy_failed_at = -float("inf")
         self._complete_doc: dict | None = None
         self._sizes: dict[str, int] = {}
         self._quick_lock = threading.Lock()  # short sections only (sizes, the copying thread): never held during a copy
@@ -202,6 +229,22 @@ class Generation:
 
     def at(self, *names: str) -> str:
         return locations.join(self.location, *names)
+
+    @property
+    def run_id(self) -> str | None:
+        """The id its run was given (None: a run from before ids were given)."""
+        doc = self.document()
+        return doc.get("run") if doc else None
+
+    @property
+    def cache(self) -> Path:
+        """This machine's folder for what it derives from the run (index copy, claims, files made per
+        label): for a local run, the run's own folder; else one named by the run's id, so a copy of
+        a removed dataset's run is never taken for a new run of the same name."""
+        if not self.remote:
+            return locations.local_path(self.location)
+        run = self.run_id
+        return self._caches / (f"{self.name}-{run[:16]}" if run else self.name)
 
     def document(self) -> dict | None:
         if self._complete_doc is not None:
@@ -241,23 +284,32 @@ class Generation:
         return SurfaceParams(**self.document()["params"])
 
     # ---- chunks ----------------------------------------------------------------
+    def _size(self, location: str) -> int | None:
+        """A file's size, remembered (files of a run never change; a HEAD each in object storage)."""
+        size = self._sizes.get(location)
+        if size is None:
+            size = _from_store(locations.size, location)
+            if size is not None:
+                with self._quick_lock:  # request threads share this cache
+                    if len(self._sizes) >= _SIZES_KEPT:
+                        self._sizes.pop(next(iter(self._sizes)), None)
+                    self._sizes[location] = size
+        return size
+
     def fragment_file(self, name: str) -> FragmentFile | None:
         """The fragment file ``initial/<name>.frags``, if it exists."""
         location = self.at("initial", f"{name}.frags")
-        size = self._sizes.get(name)
-        if size is None:
-            size = locations.size(location)
-            if size is None:
-                return None
-            with self._quick_lock:  # request threads share this cache
-                if len(self._sizes) >= _SIZES_KEPT:
-                    self._sizes.pop(next(iter(self._sizes)), None)
-                self._sizes[name] = size
-        return FragmentFile(location, size)
+        size = self._size(location)
+        return None if size is None else FragmentFile(location, size)
 
     def read_fragment(self, level: int, coords, offset: int, nbytes: int) -> bytes:
-        """The bytes of one stored fragment (its file's name from its level and position)."""
-        return locations.read_range(self.at("initial", f"{file_name(level, coords)}.frags"), offset, offset + nbytes)
+        """The bytes of one stored fragment (its file's name from its level and position); a file
+        missing or cut short is an error, never a fragment silently left out of a coarser level."""
+        location = self.at("initial", f"{file_name(level, coords)}.frags")
+        data = locations.read_range(location, offset, offset + nbytes)
+        if data is None or len(data) != nbytes:
+            raise OSError(f"{location}: {nbytes} bytes at {offset} cannot be read")
+        return data
 
     def parts_done(self) -> set[str]:
         """The chunks whose part is written (one listing: a rerun skips them)."""
@@ -358,9 +410,13 @@ class Generation:
         staging.mkdir(parents=True)
         for name, array in arrays.items():
             np.save(staging / f"{name}.npy", np.ascontiguousarray(array))
-        manifest = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "files": folder_copies.describe(staging, arrays)}
-        (staging / folder_copies.MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if self.remote:
+        if self.remote:  # with sizes and hashes, so that every machine's copy is checked
+            manifest = {
+                "format": INDEX_FORMAT,
+                "version": INDEX_VERSION,
+                "files": folder_copies.describe(staging, arrays),
+            }
+            (staging / folder_copies.MANIFEST).write_text(json.dumps(manifest, indent=1))
             folder_copies.upload(staging, self.at("index"))
         shutil.rmtree(self.cache / "index", ignore_errors=True)
         os.replace(staging, self.cache / "index")
@@ -375,7 +431,14 @@ class Generation:
             if self._index is None:
                 folder = self.cache / "index"
                 if self.remote:
-                    folder_copies.verified_copy(self.at("index"), folder, "mesh index", INDEX_FORMAT, INDEX_VERSION)
+                    if time.monotonic() - self._copy_failed_at < _COPY_RETRY_SECONDS:
+                        raise Unavailable("the meshes' index cannot be read just now; try again later")
+                    try:
+                        folder_copies.verified_copy(self.at("index"), folder, "mesh index", INDEX_FORMAT, INDEX_VERSION)
+                    except Exception as error:  # noqa: BLE001 - logged here; the client is told no URL
+                        self._copy_failed_at = time.monotonic()
+                        logging.getLogger(__name__).error("copying the mesh index failed: %s", error)
+                        raise Unavailable("the meshes' index cannot be read just now; try again later") from None
                 self._index = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _INDEX_ARRAYS}
             return self._index
 
@@ -393,8 +456,8 @@ class Generation:
             def fetch():
                 try:
                     self.index()
-                except Exception:  # noqa: BLE001 - a later look tries again; the run in use answers meanwhile
-                    logging.getLogger(__name__).warning("copying mesh index %s failed", self.location, exc_info=True)
+                except Unavailable:  # logged; tried again after a while, the run in use answering meanwhile
+                    pass
 
             self._fetching = threading.Thread(target=fetch, name="mesh-index-copy", daemon=True)
             self._fetching.start()
@@ -409,25 +472,26 @@ class Generation:
 
     def dynamic_size(self, name: str) -> int | None:
         """The size of the dynamic fragment ``name`` (``.drc``), None while it is not made."""
-        if name + ".drc" in self._sizes:
-            return self._sizes[name + ".drc"]
-        size = locations.size(self.at("dynamic", f"{name}.drc"))
-        if size is not None:
-            self._sizes[name + ".drc"] = size
-        return size
+        return self._size(self.at("dynamic", f"{name}.drc"))
 
     def read_dynamic(self, name: str, suffix: str) -> bytes | None:
         """``dynamic/<name><suffix>`` (``.drc``: the fragment, ``.svs``: the supervoxels it shows)."""
-        return locations.get(self.at("dynamic", f"{name}{suffix}"))
+        return _from_store(locations.get, self.at("dynamic", f"{name}{suffix}"))
 
     def keep_dynamic(self, name: str, suffix: str, data: bytes, if_new: bool = False) -> None:
         """Write ``dynamic/<name><suffix>`` (``if_new``: unless it is there: it never changes)."""
         key = name + suffix
-        if if_new and (key in self._dynamic_kept or locations.exists(self.at("dynamic", key))):
-            self._dynamic_kept.add(key)
+        if if_new and (key in self._dynamic_kept or _from_store(locations.exists, self.at("dynamic", key))):
+            self._remember_kept(key)
             return
-        locations.put(self.at("dynamic", key), data)
-        self._dynamic_kept.add(key)
+        _from_store(locations.put, self.at("dynamic", key), data)
+        self._remember_kept(key)
+
+    def _remember_kept(self, key: str) -> None:
+        with self._quick_lock:
+            if len(self._dynamic_kept) >= _SIZES_KEPT:
+                self._dynamic_kept.clear()  # only saves a request per name: start again
+            self._dynamic_kept.add(key)
 
     def claim_path(self, name: str) -> Path:
         """The file whose creation claims making dynamic fragment ``name`` on this machine (server

@@ -260,6 +260,9 @@ def _immutable_bytes(body: bytes, etag: str):
     return Response(body, status=200, headers=headers)
 
 
+MAX_READ_BYTES = 64 << 20  # bytes from object storage read into memory for one answer (fragments are far smaller)
+
+
 def fragment_etag(fragment: str) -> str:
     """A fragment file's ETag: its name says its run (``g<run>-…``), and a run's files never change."""
     return f"{fragment.split('-', 1)[0]}-{fragment}"
@@ -285,11 +288,15 @@ def _file_answer(file, etag: str, cache: str = IMMUTABLE):
         target = None if file.path is None else accel.target(os.path.realpath(file.path))
         if target is not None:
             return Response(status=200, headers={**headers, "X-Accel-Redirect": target})
+        if file.path is None and size > MAX_READ_BYTES:  # from object storage: through this process's memory
+            return json_error(413, f"this file is {size} bytes: ask for at most {MAX_READ_BYTES} with a Range header")
         return Response(file.read(), status=200, headers=headers)
     bounds = parsed.range_for_length(size)
     if bounds is None:
         return json_error(416, f"range not satisfiable for {size} bytes", **{"Content-Range": f"bytes */{size}"})
     start, stop = bounds
+    if file.path is None and stop - start > MAX_READ_BYTES:
+        return json_error(413, f"ask for at most {MAX_READ_BYTES} bytes per range, not {stop - start}")
     body = file.read(start, stop)
     headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
     return Response(body, status=206, headers=headers)
