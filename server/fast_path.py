@@ -54,7 +54,7 @@ from segmentation.meshes import MESH_DIR
 from segmentation.storage import FileLayerStore, InvalidKey, validate_key
 
 from . import metrics, request_log
-from .blueprints.data import IMMUTABLE, fragment_etag
+from .blueprints.data import IMMUTABLE, MAX_READ_BYTES, fragment_etag
 from .caching import private_cache_control, vary_on_caller
 from .workspace import EXTENSION
 
@@ -266,11 +266,11 @@ class FastPath:
             return None
         segmentation = self._layer_store(work, name, "segmentation", memory_only)[0]
         built_in = work.meshes(name, segmentation.url)
-        if built_in.remote:
-            return None  # in object storage: Flask's view reads it (once; its errors are worded there)
+        if memory_only and built_in.remote:
+            return None  # in object storage: read in a thread
         found = built_in.fragment_file(fragment)
-        if found is None:
-            return None
+        if found is None or (found.path is None and found.size > MAX_READ_BYTES):
+            return None  # Flask's view words the refusal
         headers = [
             ("Content-Type", "application/octet-stream"),
             ("Cache-Control", IMMUTABLE),
