@@ -15,6 +15,19 @@ from segmentation import db
 from segmentation.config import Settings, sqlite_url
 
 
+def scratch_with_s3(stack, prefix: str, logs: Path | None):
+    """(a throwaway folder, the logs folder: ``logs`` or one in it, a SeaweedFS S3 server logging there),
+    all cleaned up by ``stack``; for the benchmarks whose nodes share an object store."""
+    from tests.object_store import SeaweedS3
+
+    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+    logs = logs or scratch / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    s3 = SeaweedS3(logs / "seaweedfs")
+    stack.callback(s3.stop)
+    return scratch, logs, s3
+
+
 @contextmanager
 def fresh_settings(database_url: str | None = None):
     """Settings on a new SQLite file, or on a private schema of ``database_url`` (PostgreSQL), migrated."""

@@ -67,7 +67,6 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -77,7 +76,7 @@ import numpy as np
 import psutil
 import urllib3
 
-from bench.fresh import fresh_settings
+from bench.fresh import fresh_settings, scratch_with_s3
 from bench.graph_scale import until_every_worker_answers
 from bench.meshes import BROWSER_CONNECTIONS, CHUNK, RESOLUTION, neuron_volume
 from bench.serve_chunks import NO_RATE_LIMITS
@@ -88,7 +87,7 @@ from segmentation.graph.ids import supervoxel_ids
 from segmentation.meshing import mesh_dataset
 from segmentation.precomputed import write_layer
 from tests.front_server import axonlink_node
-from tests.object_store import BUCKET, SeaweedS3
+from tests.object_store import BUCKET
 
 DATASET = "bench"
 NODE_DISK, NODE_S3, DIRECT, DIRECT_BOTO = "node, disk", "node, S3", "direct S3", "direct S3, boto3"
@@ -291,11 +290,7 @@ def main() -> int:
     figures: dict = {"repeats": args.repeats, "workers_per_node": args.workers, "cores": psutil.cpu_count()}
 
     with ExitStack() as stack:
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mesh-store-")))
-        logs = args.logs or scratch / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        s3 = SeaweedS3(logs / "seaweedfs")
-        stack.callback(s3.stop)
+        scratch, logs, s3 = scratch_with_s3(stack, "mesh-store-", args.logs)
         settings = stack.enter_context(fresh_settings(args.database_url))
         built = build(settings, args)
         neurons = built["neurons"]

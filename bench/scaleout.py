@@ -48,7 +48,6 @@ import os
 import re
 import resource
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -60,7 +59,7 @@ import numpy as np
 import psutil
 from sqlalchemy.engine import make_url
 
-from bench.fresh import fresh_settings
+from bench.fresh import fresh_settings, scratch_with_s3
 from bench.load import POSTGRES, WEIGHTS, _client, check, plan
 from bench.serve_chunks import NO_RATE_LIMITS
 from bench.serve_rps import server_processes
@@ -549,11 +548,7 @@ def main() -> int:
 
     results = []
     with ExitStack() as stack:
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scaleout-")))
-        logs = args.logs or scratch / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        s3 = SeaweedS3(logs / "seaweedfs")
-        stack.callback(s3.stop)
+        scratch, logs, s3 = scratch_with_s3(stack, "scaleout-", args.logs)
         # this process installs the demo: its graph base goes to S3, where every node reads it from
         os.environ.update(s3.environment())
         os.environ["AXONLINK_GRAPH_STORE"] = s3.url("graphs")

@@ -88,7 +88,7 @@ def cluster(tmp_path_factory, s3_server, small_volumes):
         patch.setenv("AXONLINK_GRAPH_CACHE", str(tmp_path / "graph-cache"))
         patch.setenv("AXONLINK_MESH_STORE", s3_server.url("meshes"))  # and their common mesh store
         db.upgrade(url)
-        add_cg_dataset(url, small_volumes["image"], tmp_path)
+        add_cg_dataset(url, small_volumes["image"], tmp_path, dtype=np.uint32)  # labels as labs store them
         # meshed by another machine; one chunk: every root of these slabs has a surface in it
         mesh_dataset(url, tmp_path / "mesher", "cg", chunk=(32, 32, 8), progress=False)
         nodes, homes = {}, {}

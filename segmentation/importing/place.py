@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .. import locations
 from ..locations import exists, get, names_in, put  # noqa: F401 - the bookkeeping's reads and writes
 from ..storage import cloud_files
 from .pyramid import ImportProblem
@@ -58,9 +59,7 @@ class Place:
 
     def child(self, *names: str) -> str:
         """A file or folder below this place, as a local path or a URL."""
-        if self.remote:
-            return "/".join([self.url, *names])
-        return str(self.path.joinpath(*names))
+        return locations.join(self.url if self.remote else str(self.path), *names)
 
     def layer_url(self, kind: str) -> str:
         return f"{self.url}/{kind}"

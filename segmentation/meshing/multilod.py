@@ -25,7 +25,8 @@ from pathlib import Path
 import DracoPy
 import numpy as np
 
-from .store import Generation, write_atomically
+from .. import locations
+from .store import Generation
 from .surfaces import decode
 
 MESH_DIR = "axonlink_meshes"  # the mesh directory the layer's info names
@@ -63,8 +64,8 @@ def label_files(generation: Generation, label: int) -> tuple[Path, Path] | None:
     made = _make(generation, int(label))
     if made is None:
         return None
-    write_atomically(data_path, made[1])  # the data first: an index is never found without its data
-    write_atomically(index_path, made[0])
+    locations.put(str(data_path), made[1])  # the data first: an index is never found without its data
+    locations.put(str(index_path), made[0])
     return index_path, data_path
 
 

@@ -33,7 +33,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -97,14 +96,6 @@ def _from_store(call, *args):
             raise
         logging.getLogger(__name__).error("the mesh store failed: %s", error)
         raise Unavailable("the meshes' store cannot be read just now; try again") from None
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "wb") as out:
-        out.write(data)
-    os.replace(temporary, path)
 
 
 def _npz_bytes(**arrays) -> bytes:
